@@ -1,0 +1,5 @@
+"""Verilog generation for fourbit (``make rtl`` / ``python -m rtl_gen``).
+
+``rtl_gen`` drives :mod:`hw` to write deterministic Verilog and a manifest of
+every generated module into ``build/rtl``.
+"""
