@@ -1,0 +1,86 @@
+"""The Amaranth backend of the format product rules.
+
+:class:`AmaranthOps` implements :class:`golden.formats.base.Ops` on Amaranth
+values, so the rule a format states once (in :mod:`golden.formats`) becomes
+logic here and torch arithmetic in the golden model. The helpers below build
+the products of the processing elements and give their value ranges, from
+which accumulator widths and overflow bounds follow.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Mux, Value, signed, unsigned
+
+from golden.formats import FP4_RADIX4, INT4, UINT4, ProductRange, max_safe_k
+
+__all__ = [
+    "AmaranthOps", "AMARANTH_OPS", "int4_product", "log_product",
+    "INT_OPERAND_RANGE", "INT4_PRODUCT_RANGE", "LOG_PRODUCT_RANGE", "max_safe_k", "min_acc_width",
+]
+
+
+class AmaranthOps:
+    """Evaluates format product rules on Amaranth values (combinational logic)."""
+
+    def field(self, value, lo, width):
+        return Value.cast(value).as_unsigned()[lo:lo + width]
+
+    def to_int(self, code, width, is_signed):
+        raw = Value.cast(code).as_unsigned()[:width]
+        if isinstance(is_signed, bool):
+            return raw.as_signed() if is_signed else raw
+        # A run-time mode bit: extend by one bit that copies the sign only when signed.
+        return Cat(raw, raw[width - 1] & is_signed).as_signed()
+
+    def eq(self, value, constant):
+        return Value.cast(value) == constant
+
+    def where(self, cond, if_true, if_false):
+        return Mux(cond, if_true, if_false)
+
+    def mul(self, a, b):
+        return Value.cast(a) * b
+
+    def neg(self, value):
+        value = Value.cast(value)
+        return -value.as_signed() if not value.shape().signed else -value
+
+    def shl(self, value, amount, max_amount):
+        value = Value.cast(value)
+        # Only amounts 0..max_amount occur: keep just the bits that encode them.
+        amount = Value.cast(amount).as_unsigned()[:max_amount.bit_length()]
+        shifted = (value << amount)[:len(value) + max_amount]
+        return shifted.as_signed() if value.shape().signed else shifted
+
+    def const(self, value):
+        return Const(value, signed(max(value.bit_length() + 1, 2)) if value < 0 else unsigned(max(value.bit_length(), 1)))
+
+
+AMARANTH_OPS = AmaranthOps()
+
+#: Integer operand values over both modes (INT4 and UINT4): -8..15.
+INT_OPERAND_RANGE = INT4.value_range().union(UINT4.value_range())
+#: Products of the int4 MAC over both signedness modes of ``a`` (``b`` is INT4).
+INT4_PRODUCT_RANGE = INT4.scale_range(INT_OPERAND_RANGE)
+#: Products of the log MAC: FP4 codes times INT4/UINT4 operands.
+LOG_PRODUCT_RANGE = FP4_RADIX4.scale_range(INT_OPERAND_RANGE)
+
+
+def int4_product(a, b, a_signed):
+    """``a * b``: ``a`` INT4 or UINT4 per the mode bit ``a_signed``, ``b`` INT4."""
+    return INT4.scale(b, INT4.value(a, AMARANTH_OPS, signed=a_signed), AMARANTH_OPS)
+
+
+def log_product(x, g, x_signed):
+    """``(-1)^s * x * 4^(e-1)`` (0 when e = 0): ``g`` an FP4 code, ``x`` INT4/UINT4 per ``x_signed``."""
+    return FP4_RADIX4.scale(g, INT4.value(x, AMARANTH_OPS, signed=x_signed), AMARANTH_OPS)
+
+
+def min_acc_width(products: ProductRange, k: int) -> int:
+    """Smallest signed accumulator width that holds any sum of ``k`` products without overflow."""
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"K must be a positive integer, not {k!r}")
+    width = 2
+    while max_safe_k(products, width) < k:
+        width += 1
+    return width
