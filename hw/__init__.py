@@ -1,6 +1,14 @@
-"""Amaranth HDL for fourbit: processing elements, MAC arrays and the training datapath.
+"""Amaranth hardware of fourbit: processing elements and their datapaths.
 
-``hw`` owns the hardware descriptions. It takes number-format definitions
-(codes, product rules) from :mod:`golden.formats` and turns them into logic
-through :mod:`hw.arith`; it never imports the golden training model.
+Standalone PEs (SPEC section 3): :class:`Int4MAC` (``int4_mac``),
+:class:`LogMAC` (``log_mac``), :class:`FP16MAC` (``fp16_mac``). Their pieces
+(:mod:`hw.arith` products, :mod:`hw.fp` IEEE datapaths, :mod:`hw.accumulate`
+update rules, :mod:`hw.pipeline` stages) are functions that add logic to a
+caller's module, so arrays reuse them without extra hierarchy.
 """
+
+from .fp16_mac import FP16MAC
+from .int4_mac import Int4MAC
+from .log_mac import LogMAC
+
+__all__ = ["Int4MAC", "LogMAC", "FP16MAC"]

@@ -1,0 +1,34 @@
+"""Register stages that pipelined PE variants insert between product and accumulator."""
+
+from amaranth.hdl import Signal, Value
+
+
+__all__ = ["delay"]
+
+
+def delay(m, value, stages, *, name):
+    """``value`` delayed by ``stages`` registers of the ``sync`` domain.
+
+    Parameters
+    ----------
+    m : Module
+        Module the registers are added to.
+    value : Value
+        Value to delay.
+    stages : int
+        Number of registers (0 returns ``value`` itself).
+    name : str
+        Base name of the registers (``<name>_p1``, ``<name>_p2``, ...).
+
+    Returns
+    -------
+    Value
+        The delayed value. The registers reset to 0 with the domain, so a
+        reset also cancels the operations in flight.
+    """
+    value = Value.cast(value)
+    for stage in range(1, stages + 1):
+        register = Signal(value.shape(), name=f"{name}_p{stage}")
+        m.d.sync += register.eq(value)
+        value = register
+    return value
