@@ -139,7 +139,9 @@ class LogFormat(ScaleFormat):
         if amax == 0.0:
             return torch.zeros(v.shape, dtype=torch.uint8, device=v.device), unit
         k = grad_scale_exponent(amax)
-        m = magnitude * math.ldexp(1.0, phase - k)  # a power of two: exact
+        # Scale by 2^(phase - k) in two exact power-of-two steps (one could overflow for subnormal amax).
+        half = (phase - k) // 2
+        m = magnitude * math.ldexp(1.0, half) * math.ldexp(1.0, phase - k - half)
 
         if rounding == "stochastic":
             e = self._stochastic_exponent(m, seed)
