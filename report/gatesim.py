@@ -1,0 +1,430 @@
+"""Gate-level simulation of a Liberty-mapped netlist, counting toggles per net.
+
+The Liberty file has no Verilog models, so :func:`cell_models` derives them
+from the cells' ``function`` attributes (combinational outputs) and ``ff`` /
+``latch`` groups (state).  :func:`netlist_verilog` writes the Yosys JSON
+netlist as Verilog in which every net bit is a scalar wire ``n<bit>``, so a
+VCD value change names the net directly.  Icarus Verilog simulates it with
+zero-delay cell models: the counted transitions are the functional ones
+(one per net per changed settled value; glitches are not modelled).
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["SimError", "function_to_verilog", "cell_models", "netlist_verilog",
+           "Toggles", "simulate", "count_vcd_toggles", "net_drivers_and_sinks"]
+
+
+class SimError(Exception):
+    """Gate-level simulation could not be set up or failed."""
+
+
+_FN_TOKEN = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_\[\]]*|[01]|[!'&*|+^()])")
+
+
+def function_to_verilog(expr):
+    """Translate a Liberty boolean ``function`` into a Verilog expression.
+
+    Liberty operators: ``!x`` / ``x'`` (not), ``&`` / ``*`` / juxtaposition
+    (and), ``|`` / ``+`` (or), ``^`` (xor), constants ``0``/``1``.
+
+    Raises
+    ------
+    SimError
+        On a syntax error.
+    """
+    tokens, pos, text = [], 0, expr.strip()
+    while pos < len(text):
+        m = _FN_TOKEN.match(text, pos)
+        if not m:
+            raise SimError(f"cannot parse Liberty function {expr!r}")
+        tokens.append(m.group(1))
+        pos = m.end()
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+    i = 0
+
+    def peek():
+        return tokens[i] if i < len(tokens) else None
+
+    def take():
+        nonlocal i
+        i += 1
+        return tokens[i - 1]
+
+    def primary():
+        t = peek()
+        if t is None:
+            raise SimError(f"truncated Liberty function {expr!r}")
+        if t == "!":
+            take()
+            node = "~" + primary()
+        elif t == "(":
+            take()
+            node = "(" + or_expr() + ")"
+            if take() != ")":
+                raise SimError(f"unbalanced parenthesis in Liberty function {expr!r}")
+        elif t in ("0", "1"):
+            take()
+            node = "1'b" + t
+        elif re.fullmatch(r"[A-Za-z_]\w*", t):
+            take()
+            node = t
+        else:
+            raise SimError(f"unexpected {t!r} in Liberty function {expr!r}")
+        while peek() == "'":
+            take()
+            node = "~" + node
+        return node
+
+    def and_expr():
+        node = primary()
+        while peek() is not None and (peek() in ("&", "*", "!", "(") or re.fullmatch(r"[A-Za-z_]\w*|[01]", peek())):
+            if peek() in ("&", "*"):
+                take()
+            node = f"{node} & {primary()}"
+        return node
+
+    def xor_expr():
+        node = and_expr()
+        while peek() == "^":
+            take()
+            node = f"{node} ^ {and_expr()}"
+        return node
+
+    def or_expr():
+        node = xor_expr()
+        while peek() in ("|", "+"):
+            take()
+            node = f"{node} | {xor_expr()}"
+        return node
+
+    out = or_expr()
+    if i != len(tokens):
+        raise SimError(f"trailing tokens in Liberty function {expr!r}")
+    return f"({out})"
+
+
+def cell_models(library, names):
+    """Verilog behavioural models of the named cells, derived from the Liberty.
+
+    Parameters
+    ----------
+    library : report.liberty.Library
+    names : iterable of str
+
+    Returns
+    -------
+    str
+        Verilog source with one module per cell.
+    """
+    out = ["// Generated from Liberty functions by report.gatesim; zero-delay models.", ""]
+    for name in sorted(set(names)):
+        cell = library.cell(name)
+        ports = [p.name for p in cell.pins.values() if p.direction in ("input", "output")]
+        out.append(f"module {name}({', '.join(ports)});")
+        for p in cell.pins.values():
+            if p.direction in ("input", "output"):
+                out.append(f"  {p.direction} {p.name};")
+        seq = cell.sequential
+        if seq is not None:
+            if seq.kind == "statetable":
+                raise SimError(f"cell {name} uses a statetable; not supported by the gate-level models")
+            out.append(f"  reg {seq.state};")
+            if seq.state_n:
+                out.append(f"  wire {seq.state_n} = ~{seq.state};")
+            clear = function_to_verilog(seq.clear) if seq.clear else None
+            preset = function_to_verilog(seq.preset) if seq.preset else None
+            if clear:
+                out.append(f"  wire _clr = {clear};")
+            if preset:
+                out.append(f"  wire _pre = {preset};")
+            if seq.kind == "ff":
+                out.append(f"  wire _clk = {function_to_verilog(seq.clocked_on)};")
+                out.append(f"  wire _d = {function_to_verilog(seq.next_state)};")
+                events = ["posedge _clk"] + (["posedge _clr"] if clear else []) + (["posedge _pre"] if preset else [])
+                out.append(f"  always @({' or '.join(events)})")
+            else:
+                out.append(f"  wire _en = {function_to_verilog(seq.enable)};")
+                out.append(f"  wire _d = {function_to_verilog(seq.data_in)};")
+                out.append("  always @*")
+            body = []
+            if clear:
+                body.append(f"if (_clr) {seq.state} <= 1'b0;")
+            if preset:
+                body.append(f"{'else ' if body else ''}if (_pre) {seq.state} <= 1'b1;")
+            if seq.kind == "ff":
+                body.append(f"{'else ' if body else ''}{seq.state} <= _d;")
+            else:
+                body.append(f"{'else ' if body else ''}if (_en) {seq.state} <= _d;")
+            out.append("    " + " ".join(body))
+        for p in cell.outputs:
+            if p.function is None:
+                raise SimError(f"output {name}.{p.name} has no function in the Liberty")
+            out.append(f"  assign {p.name} = {function_to_verilog(p.function)};")
+        out.append("endmodule")
+        out.append("")
+    return "\n".join(out)
+
+
+def _bit(b):
+    if isinstance(b, int):
+        return f"n{b}"
+    return {"0": "1'b0", "1": "1'b1"}.get(b, "1'bx")
+
+
+def netlist_verilog(netlist, module, library):
+    """The mapped Yosys JSON module as Verilog with one scalar wire ``n<bit>`` per net bit.
+
+    Ports keep their names (vectors as in the source); every port bit is
+    assigned to or from its ``n<bit>`` wire.
+    """
+    bits = set()
+    for cell in netlist["cells"].values():
+        for conn in cell["connections"].values():
+            bits.update(b for b in conn if isinstance(b, int))
+    for port in netlist["ports"].values():
+        bits.update(b for b in port["bits"] if isinstance(b, int))
+    lines = [f"module {module}({', '.join(netlist['ports'])});"]
+    for name, port in netlist["ports"].items():
+        width = len(port["bits"])
+        rng = f" [{width - 1}:0]" if width > 1 else ""
+        lines.append(f"  {port['direction']}{rng} {name};")
+    lines += [f"  wire n{b};" for b in sorted(bits)]
+    for name, port in netlist["ports"].items():
+        for k, b in enumerate(port["bits"]):
+            ref = f"{name}[{k}]" if len(port["bits"]) > 1 else name
+            if port["direction"] == "input":
+                if isinstance(b, int):
+                    lines.append(f"  assign n{b} = {ref};")
+            else:
+                lines.append(f"  assign {ref} = {_bit(b)};")
+    for k, (inst, cell) in enumerate(sorted(netlist["cells"].items())):
+        ctype = cell["type"]
+        if ctype not in library:
+            raise SimError(f"mapped cell type {ctype} is not in the Liberty library")
+        conns = ", ".join(f".{pin}({_bit(c[0])})" for pin, c in sorted(cell["connections"].items()))
+        lines.append(f"  {ctype} c{k} ({conns});")
+    lines.append("endmodule")
+    return "\n".join(lines) + "\n"
+
+
+def net_drivers_and_sinks(netlist, library):
+    """Per net bit: its driver and its sinks.
+
+    Returns
+    -------
+    drivers : dict
+        bit -> ``(instance, cell_type, pin)``, or ``("<port>", None, port_name)``
+        for primary inputs.
+    sinks : dict
+        bit -> list of ``(instance, cell_type, pin)``.
+    """
+    drivers, sinks = {}, {}
+    for name, port in netlist["ports"].items():
+        if port["direction"] == "input":
+            for b in port["bits"]:
+                if isinstance(b, int):
+                    drivers[b] = ("<port>", None, name)
+    for inst, cell in netlist["cells"].items():
+        lib_cell = library.cell(cell["type"])
+        for pin, conn in cell["connections"].items():
+            b = conn[0]
+            if not isinstance(b, int):
+                continue
+            direction = lib_cell.pins[pin].direction
+            if direction == "output":
+                drivers[b] = (inst, cell["type"], pin)
+            elif direction == "input":
+                sinks.setdefault(b, []).append((inst, cell["type"], pin))
+    return drivers, sinks
+
+
+@dataclass
+class Toggles:
+    """Transitions counted over the measurement window.
+
+    Attributes
+    ----------
+    rises, falls : dict
+        Net bit -> number of 0->1 (1->0) transitions.
+    cycles : int
+        Clock cycles in the window.
+    period_ns : float
+        Clock period.
+    """
+
+    rises: dict
+    falls: dict
+    cycles: int
+    period_ns: float
+
+
+def count_vcd_toggles(path, scope):
+    """Count 0->1 and 1->0 transitions of the scalar wires ``n<bit>`` in ``scope``.
+
+    Returns
+    -------
+    (rises, falls) : tuple of dict
+        Keyed by net bit (int).  Transitions from or to x/z are not counted.
+    """
+    ids = {}
+    with open(path) as f:
+        text = f.read()
+    head, sep, body = text.partition("$enddefinitions")
+    if not sep:
+        raise SimError(f"malformed VCD (no $enddefinitions): {path}")
+    depth_scope = []
+    for line in head.splitlines():
+        tok = line.split()
+        if not tok:
+            continue
+        if tok[0] == "$scope":
+            depth_scope.append(tok[2])
+        elif tok[0] == "$upscope":
+            depth_scope.pop()
+        elif tok[0] == "$var" and depth_scope and depth_scope[-1] == scope:
+            m = re.fullmatch(r"n(\d+)", tok[4])
+            if m and tok[2] == "1":
+                ids[tok[3]] = int(m.group(1))
+    rises = dict.fromkeys(ids.values(), 0)
+    falls = dict.fromkeys(ids.values(), 0)
+    last = {}
+    body = body.partition("$end")[2]
+    for line in body.split("\n"):
+        if not line or line[0] not in "01xzXZ":
+            continue
+        code = line[1:].strip()
+        bit = ids.get(code)
+        if bit is None:
+            continue
+        v = line[0]
+        prev = last.get(code)
+        if prev == "0" and v == "1":
+            rises[bit] += 1
+        elif prev == "1" and v == "0":
+            falls[bit] += 1
+        last[code] = v
+    return rises, falls
+
+
+def _find_iverilog():
+    iverilog, vvp = shutil.which("iverilog"), shutil.which("vvp")
+    if not iverilog or not vvp:
+        raise SimError("Icarus Verilog (iverilog, vvp) not found: install Debian's iverilog (`make setup`)")
+    return iverilog, vvp
+
+
+def simulate(netlist, module, library, ports, stimulus, *, period_ns=10.0, warmup=4, workdir=None):
+    """Simulate a mapped netlist on a stimulus and count toggles per net.
+
+    Parameters
+    ----------
+    netlist : dict
+        Yosys JSON module (mapped).
+    module : str
+        Its name.
+    library : report.liberty.Library
+    ports : list of (str, int)
+        The input ports driven from the stimulus, with widths (``clk`` is
+        generated; ``rst`` is held high for two cycles unless listed here).
+    stimulus : numpy.ndarray
+        ``(cycles, len(ports))`` unsigned integers, one row per clock cycle.
+    period_ns : float
+        Clock period (leakage integrates over it).
+    warmup : int
+        Cycles simulated before counting starts (registers leave x).
+    workdir : str or None
+        Keep the generated files there (else a temporary directory).
+
+    Returns
+    -------
+    Toggles
+    """
+    iverilog, vvp = _find_iverilog()
+    stimulus = np.asarray(stimulus)
+    if stimulus.ndim != 2 or stimulus.shape[1] != len(ports):
+        raise SimError(f"stimulus must be (cycles, {len(ports)}), got {stimulus.shape}")
+    cycles = stimulus.shape[0]
+    if cycles <= warmup:
+        raise SimError(f"stimulus has {cycles} cycles; need more than the {warmup} warm-up cycles")
+    cell_types = {c["type"] for c in netlist["cells"].values()}
+    width = sum(w for _, w in ports)
+    # pack rows as hex words, first port in the most significant bits
+    words = []
+    for row in stimulus:
+        v = 0
+        for (_, w), x in zip(ports, row):
+            v = (v << w) | (int(x) & ((1 << w) - 1))
+        words.append(f"{v:x}")
+    half = period_ns / 2
+    conns, lsb = [], width
+    for name, w in ports:
+        lsb -= w
+        conns.append(f".{name}(v[{lsb + w - 1}:{lsb}])")
+    names = {n for n, _ in ports}
+    if "clk" in netlist["ports"]:
+        conns.append(".clk(clk)")
+    if "rst" in netlist["ports"] and "rst" not in names:
+        conns.append(".rst(rst)")
+    outs = [(n, len(p["bits"])) for n, p in netlist["ports"].items() if p["direction"] == "output"]
+    decl = "\n".join(f"  wire [{w - 1}:0] o_{n};" for n, w in outs)
+    conns += [f".{n}(o_{n})" for n, _ in outs]
+    tb = f"""`timescale 1ns/1ps
+module tb;
+  reg clk = 1'b0;
+  reg rst = 1'b1;
+  reg [{width - 1}:0] mem [0:{cycles - 1}];
+  reg [{width - 1}:0] v = {width}'d0;
+{decl}
+  {module} dut({", ".join(conns)});
+  always #{half} clk = ~clk;
+  integer i;
+  // counting starts a quarter period before the inputs of cycle {warmup} change
+  initial begin
+    #{(2 + warmup) * period_ns - period_ns / 4};
+    $dumpvars(1, dut);
+  end
+  initial begin
+    $readmemh("stim.hex", mem);
+    $dumpfile("toggles.vcd");
+    @(negedge clk); @(negedge clk);
+    rst = 1'b0;
+    for (i = 0; i < {cycles}; i = i + 1) begin
+      v = mem[i];
+      @(negedge clk);
+    end
+    $finish;
+  end
+endmodule
+"""
+    own = workdir is None
+    workdir = workdir or tempfile.mkdtemp(prefix="fourbit-gatesim-")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        files = {"cells.v": cell_models(library, cell_types),
+                 "netlist.v": netlist_verilog(netlist, module, library),
+                 "tb.v": tb, "stim.hex": "\n".join(words) + "\n"}
+        for fname, text in files.items():
+            with open(os.path.join(workdir, fname), "w") as f:
+                f.write(text)
+        comp = subprocess.run([iverilog, "-g2012", "-o", "sim.vvp", "-s", "tb",
+                               "tb.v", "netlist.v", "cells.v"],
+                              capture_output=True, text=True, cwd=workdir)
+        if comp.returncode != 0:
+            raise SimError("iverilog failed: " + comp.stderr.strip()[-500:])
+        run = subprocess.run([vvp, "-n", "sim.vvp"], capture_output=True, text=True, cwd=workdir)
+        if run.returncode != 0:
+            raise SimError("vvp failed: " + (run.stderr or run.stdout).strip()[-500:])
+        rises, falls = count_vcd_toggles(os.path.join(workdir, "toggles.vcd"), "dut")
+    finally:
+        if own:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return Toggles(rises, falls, cycles - warmup, period_ns)

@@ -1,0 +1,216 @@
+"""Yosys synthesis: technology-independent transistor counts and Liberty mapping.
+
+Two flows over the same flattened design:
+
+* :func:`transistor_count`: ``synth``; ``dffunmap`` (enable/reset flops become
+  plain ``$_DFF_`` plus logic, so flip-flops are counted); ``abc -g cmos2``;
+  ``stat -tech cmos``.  Needs no cell library.
+* :func:`map_liberty`: ``synth``; ``dfflibmap -liberty``; ``abc -liberty``
+  with a script that ends in ABC's ``stime -p`` (critical-path delay of the
+  logic between registers); ``stat -liberty``; the mapped netlist as Yosys
+  JSON for gate-level simulation.
+
+Yosys is Debian's ``/usr/bin/yosys`` (or ``$YOSYS``): the PyPI yowasp build's
+``abc`` exits silently on these machines (SPEC section 4).
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+__all__ = ["YosysError", "MIN_YOSYS", "find_yosys", "yosys_version", "transistor_count",
+           "MappedDesign", "map_liberty", "FLOW_VERSION"]
+
+#: Oldest Yosys the flow is tested with (Debian bookworm's 0.23).
+MIN_YOSYS = (0, 23)
+
+#: Bumped whenever a script below changes: part of every cache key.
+FLOW_VERSION = "synth-3"
+
+
+class YosysError(Exception):
+    """Yosys is missing, too old, or a synthesis run failed."""
+
+
+def find_yosys():
+    """Path of the Yosys binary to use (``$YOSYS`` or ``yosys`` on PATH, Debian's first).
+
+    Raises
+    ------
+    YosysError
+        None found, or it is older than :data:`MIN_YOSYS`.
+    """
+    candidate = os.environ.get("YOSYS")
+    if not candidate:
+        candidate = "/usr/bin/yosys" if os.access("/usr/bin/yosys", os.X_OK) else shutil.which("yosys")
+    if not candidate or not (os.access(candidate, os.X_OK) or shutil.which(candidate)):
+        raise YosysError("yosys not found: install Debian's yosys (>= %d.%d; `make setup`) "
+                         "or set YOSYS=/path/to/yosys" % MIN_YOSYS)
+    version = yosys_version(candidate)
+    if version < MIN_YOSYS:
+        raise YosysError("yosys %s is too old: the report flow needs >= %d.%d"
+                         % (".".join(map(str, version)), *MIN_YOSYS))
+    return candidate
+
+
+def yosys_version(binary):
+    """``(major, minor)`` of a Yosys binary."""
+    try:
+        out = subprocess.run([binary, "-V"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise YosysError(f"cannot run yosys ({binary}): {e}") from None
+    m = re.search(r"Yosys (\d+)\.(\d+)", out)
+    if not m:
+        raise YosysError(f"cannot tell the version of yosys ({binary}): {out.strip()[:80]!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _run(binary, script, workdir, logname):
+    script_path = os.path.join(workdir, logname + ".ys")
+    with open(script_path, "w") as f:
+        f.write(script)
+    log_path = os.path.join(workdir, logname + ".log")
+    proc = subprocess.run([binary, "-q", "-l", log_path, "-s", script_path],
+                          capture_output=True, text=True, cwd=workdir)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise YosysError(f"yosys failed ({log_path}): " + " | ".join(tail))
+    with open(log_path) as f:
+        return f.read()
+
+
+def _read(sources, top):
+    lines = [f"read_verilog -sv {_quote(s)}" for s in sources]
+    lines.append(f"hierarchy -check -top {top}")
+    lines.append(f"synth -top {top} -flatten")
+    return lines
+
+
+def _quote(path):
+    return '"' + os.path.abspath(path).replace('"', '\\"') + '"'
+
+
+def transistor_count(sources, top, *, yosys=None):
+    """Technology-independent CMOS transistor count (flip-flops included).
+
+    Parameters
+    ----------
+    sources : list of str
+        Verilog files.
+    top : str
+        Top module.
+    yosys : str or None
+        Yosys binary (default :func:`find_yosys`).
+
+    Returns
+    -------
+    dict
+        ``transistors`` (int) and ``cells`` (generic gate counts).
+    """
+    yosys = yosys or find_yosys()
+    with tempfile.TemporaryDirectory(prefix="fourbit-cmos-") as tmp:
+        script = _read(sources, top) + ["dffunmap", "abc -g cmos2", "opt_clean",
+                                        "tee -o cmos_stat.txt stat -tech cmos"]
+        _run(yosys, "\n".join(script) + "\n", tmp, "cmos")
+        with open(os.path.join(tmp, "cmos_stat.txt")) as f:
+            stat = f.read()
+    m = re.search(r"Estimated number of transistors:\s+(\d+)", stat)
+    if not m:
+        raise YosysError("yosys 'stat -tech cmos' printed no transistor estimate")
+    return {"transistors": int(m.group(1)), "cells": _cell_counts(stat)}
+
+
+def _cell_counts(stat):
+    """Cell type -> count from the lines after ``Number of cells:`` in a ``stat`` report."""
+    counts = {}
+    lines = stat.splitlines()
+    for i, line in enumerate(lines):
+        if "Number of cells:" in line:
+            for follow in lines[i + 1:]:
+                m = re.fullmatch(r"\s+(\S+)\s+(\d+)", follow)
+                if not m:
+                    break
+                counts[m.group(1)] = int(m.group(2))
+            break
+    return counts
+
+
+@dataclass
+class MappedDesign:
+    """A design mapped onto a Liberty library.
+
+    Attributes
+    ----------
+    area_um2 : float
+        ``stat -liberty`` chip area.
+    delay_ns : float or None
+        ABC's ``stime`` critical path of the logic between registers (register
+        clock-to-Q and setup not included).
+    cells : dict
+        Cell type -> count.
+    netlist : dict
+        The mapped module from Yosys's JSON netlist (``ports``, ``cells``, ``netnames``).
+    """
+
+    area_um2: float
+    delay_ns: float | None
+    cells: dict
+    netlist: dict
+
+
+def map_liberty(sources, top, liberty_path, *, clock_ns=10.0, yosys=None):
+    """Map a design onto the cells of a Liberty working copy.
+
+    Parameters
+    ----------
+    sources : list of str
+        Verilog files.
+    top : str
+        Top module.
+    liberty_path : str
+        Uncompressed Liberty file (the working copy with ``dont_use`` marks).
+    clock_ns : float
+        Delay target handed to ABC's mapper (``&nf -D``).
+    yosys : str or None
+        Yosys binary (default :func:`find_yosys`).
+
+    Returns
+    -------
+    MappedDesign
+    """
+    yosys = yosys or find_yosys()
+    lib = _quote(liberty_path)
+    delay_ps = int(round(clock_ns * 1000))
+    abc_script = "\n".join([
+        "strash", "&get -n", "&fraig -x", "&put", "scorr", "dc2", "dretime", "strash",
+        "&get -n", "&dch -f", f"&nf -D {delay_ps}", "&put", "topo", "stime -p", ""])
+    with tempfile.TemporaryDirectory(prefix="fourbit-map-") as tmp:
+        with open(os.path.join(tmp, "map.abc"), "w") as f:
+            f.write(abc_script)
+        script = _read(sources, top) + [
+            f"dfflibmap -liberty {lib}",
+            "opt_clean",
+            f"abc -script {_quote(os.path.join(tmp, 'map.abc'))} -liberty {lib}",
+            "opt_clean -purge",
+            "setundef -zero",
+            f"tee -o lib_stat.txt stat -liberty {lib}",
+            "write_json mapped.json",
+        ]
+        log = _run(yosys, "\n".join(script) + "\n", tmp, "map")
+        with open(os.path.join(tmp, "lib_stat.txt")) as f:
+            stat = f.read()
+        with open(os.path.join(tmp, "mapped.json")) as f:
+            netlist = json.load(f)["modules"][top]
+    m = re.search(r"Chip area for (?:module|top module) '?\\?\S*?'?:\s+([\d.]+)", stat)
+    if not m:
+        raise YosysError("yosys 'stat -liberty' printed no chip area")
+    delays = [float(x) for x in re.findall(r"Delay =\s*([\d.]+) ps", log)]
+    return MappedDesign(
+        area_um2=float(m.group(1)),
+        delay_ns=max(delays) / 1000 if delays else None,
+        cells=_cell_counts(stat),
+        netlist=netlist)
