@@ -19,6 +19,6 @@ setup:  ## install Debian tools (iverilog, yosys) and the pinned Python environm
 
 test:  ## the whole default test suite (about 10 minutes on 2 cores at most)
 	@test -x $(PYTHON) || { echo "error: run 'make setup' first" >&2; exit 1; }
-	$(PYTHON) -m pytest -n 2 -q tests
+	$(PYTHON) -m pytest -n 2 -q -m "not slow" tests
 
 -include $(sort $(wildcard mk/*.mk))
