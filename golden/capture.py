@@ -1,0 +1,181 @@
+"""Tensor capture: every GEMM and requantization of chosen training steps, in one .npz file.
+
+The array tests and the co-simulation replay these files against the RTL.
+
+File format
+-----------
+A NumPy ``.npz`` archive (``numpy.load(path)``, no pickling needed). Key
+``index`` holds a JSON string: ``{"format": "fourbit-capture", "version": 1,
+"records": [...]}``. Each record describes one operation of one step:
+
+``{"step": int, "layer": str, "op": "fwd"|"dx"|"dw"|"requant", "kind": "int4"|"log"|"requant",
+"arrays": {field: npz key}, "scalars": {field: value}}``
+
+``kind = "int4"`` (forward GEMM ``c = a @ b``, see :func:`golden.reference.int_gemm`)
+    arrays ``a`` (M x K int8 activation codes), ``b`` (K x N int8 weight
+    codes = W^T), ``c`` (M x N int64, bias not included), optional ``bias``
+    (N int64, accumulator units); scalars ``a_signed``, ``b_signed``,
+    ``scale_a``, ``scale_b`` (real value = ``c * scale_a * scale_b``).
+``kind = "log"`` (backward GEMM ``c = log_gemm(a, b)``, see :func:`golden.reference.log_gemm`)
+    arrays ``a`` (M x K uint8 FP4 codes), ``b`` (K x N int8 integer codes),
+    ``c`` (M x N int64); scalars ``b_signed``, ``scale_g`` (GradScale S),
+    ``phase`` (TPR phase), ``unit_g`` (unit of the quantized gradient:
+    1.0 for a float gradient, else the unit of the integer accumulator),
+    ``scale_b``, ``radix``. Real value of c = ``c * scale_g * 2^-phase *
+    radix^-(7-1) * scale_b``. ``op = "dx"``: a = dY codes (M x N_out),
+    b = W codes (N_out x K_in), c = dX (for a conv: the im2col columns, before
+    col2im). ``op = "dw"``: a = dY^T codes, b = X codes (im2col), c = dW.
+``kind = "requant"``
+    arrays ``acc`` (int64 accumulator incl. bias), ``codes`` (uint8, the
+    next layer's UINT4 input); scalars ``m0``, ``shift``, ``alpha``,
+    ``acc_unit`` and ``producer`` (the layer whose accumulator it is); see
+    :mod:`golden.requant`.
+
+Array keys are ``"{step}/{layer}/{op}/{field}"``.
+"""
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["TensorCapture", "load_capture", "verify_capture", "attach_capture"]
+
+_FORMAT, _VERSION = "fourbit-capture", 1
+
+_DTYPES = {("int4", "a"): np.int8, ("int4", "b"): np.int8, ("int4", "c"): np.int64,
+           ("int4", "bias"): np.int64, ("log", "a"): np.uint8, ("log", "b"): np.int8,
+           ("log", "c"): np.int64, ("requant", "acc"): np.int64, ("requant", "codes"): np.uint8}
+
+
+class TensorCapture:
+    """Records the integer pipeline of the chosen training steps.
+
+    Parameters
+    ----------
+    steps : iterable of int
+        Global training step numbers (0-based) to record.
+
+    Attributes
+    ----------
+    active : bool
+        True while a chosen step runs (between :meth:`step` enter and exit).
+    records : list of dict
+    """
+
+    def __init__(self, steps):
+        self.steps = frozenset(int(s) for s in steps)
+        if any(s < 0 for s in self.steps):
+            raise ValueError("capture steps must be >= 0")
+        self.active = False
+        self.records = []
+        self._arrays = {}
+        self._step = None
+
+    @contextlib.contextmanager
+    def step(self, step):
+        """Context of one training step (forward and backward); records if ``step`` is chosen."""
+        self.active = step in self.steps
+        self._step = step
+        try:
+            yield
+        finally:
+            self.active = False
+
+    def record(self, layer, op, *, kind, **fields):
+        """Store one operation (called by the quantized layers)."""
+        arrays, scalars = {}, {}
+        for name, value in fields.items():
+            if value is None:
+                continue
+            if isinstance(value, torch.Tensor):
+                dtype = _DTYPES[(kind, name)]
+                array = value.detach().cpu()
+                if array.is_floating_point():
+                    array = torch.round(array.to(torch.float64))
+                array = array.to(torch.int64).numpy().astype(dtype)
+                key = f"{self._step}/{layer}/{op}/{name}"
+                self._arrays[key] = array
+                arrays[name] = key
+            elif isinstance(value, (bool, np.bool_)):
+                scalars[name] = bool(value)
+            elif isinstance(value, (int, np.integer)):
+                scalars[name] = int(value)
+            elif isinstance(value, (float, np.floating)):
+                scalars[name] = float(value)
+            else:
+                scalars[name] = str(value)
+        self.records.append({"step": self._step, "layer": layer, "op": op, "kind": kind,
+                             "arrays": arrays, "scalars": scalars})
+
+    def save(self, path):
+        """Write the .npz file atomically (temporary name, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        index = json.dumps({"format": _FORMAT, "version": _VERSION, "records": self.records})
+        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp.npz", dir=path.parent)
+        os.close(fd)
+        try:
+            np.savez_compressed(tmp, index=np.array(index), **self._arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def attach_capture(model, capture):
+    """Point every quantized layer and PACT of ``model`` at ``capture`` (or None to detach)."""
+    from .layers import PACT, QConv2d, QLinear
+
+    for m in model.modules():
+        if isinstance(m, (QLinear, QConv2d, PACT)):
+            m.capture = capture
+
+
+def load_capture(path):
+    """Records of a capture file, each with its arrays loaded (``record["a"]`` etc.) and scalars merged."""
+    with np.load(path, allow_pickle=False) as f:
+        index = json.loads(str(f["index"]))
+        if index.get("format") != _FORMAT or index.get("version") != _VERSION:
+            raise ValueError(f"{path} is not a {_FORMAT} v{_VERSION} file")
+        out = []
+        for r in index["records"]:
+            rec = {k: r[k] for k in ("step", "layer", "op", "kind")}
+            rec.update(r["scalars"])
+            rec.update({name: f[key] for name, key in r["arrays"].items()})
+            out.append(rec)
+    return out
+
+
+def verify_capture(path):
+    """Recompute every record of a capture file with :mod:`golden.reference` and :mod:`golden.requant`.
+
+    Returns the number of records checked; raises AssertionError on the first mismatch.
+    """
+    from .formats import FP4_RADIX4
+    from .reference import int_gemm, log_gemm
+    from .requant import requantize
+
+    n = 0
+    for r in load_capture(path):
+        where = f"{path}: step {r['step']} {r['layer']} {r['op']}"
+        if r["kind"] == "int4":
+            c = int_gemm(torch.from_numpy(r["a"]), torch.from_numpy(r["b"]),
+                         a_signed=r["a_signed"], b_signed=r["b_signed"])
+            assert np.array_equal(c.numpy(), r["c"]), where
+        elif r["kind"] == "log":
+            if r["radix"] != FP4_RADIX4.radix:
+                continue  # golden.reference.log_gemm is radix-4 only
+            c = log_gemm(torch.from_numpy(r["a"]), torch.from_numpy(r["b"]), x_signed=r["b_signed"])
+            assert np.array_equal(c.numpy(), r["c"]), where
+        elif r["kind"] == "requant":
+            codes = requantize(torch.from_numpy(r["acc"]), r["m0"], r["shift"])
+            assert np.array_equal(codes.numpy(), r["codes"]), where
+        else:
+            raise ValueError(f"{where}: unknown record kind {r['kind']!r}")
+        n += 1
+    return n

@@ -1,0 +1,512 @@
+"""Quantized layers that train through the hardware's integer pipeline, and model conversion.
+
+:class:`QLinear` and :class:`QConv2d` (an im2col GEMM) compute with INT4 SAWB
+weight codes and INT4 (image) or UINT4 (PACT) activation codes, exactly as in
+:mod:`golden.pipeline`; :class:`PACT` replaces ``nn.ReLU`` and turns a
+quantized layer's integer accumulator into the next layer's UINT4 codes with
+the integer requantizer of :mod:`golden.requant`. :func:`convert` swaps the
+layers of an ordinary ``nn.Module``.
+
+How codes travel between layers
+-------------------------------
+Module outputs stay ordinary float tensors holding real values, so that any
+float operation (BatchNorm, residual adds, a high-precision classifier) can
+consume them. Alongside, a quantized layer tags its output with its exact
+integer accumulator and unit, and :class:`PACT` tags its output with its
+UINT4 codes and step. The next :class:`PACT` / quantized layer reads these
+tags, so no value is ever re-derived from a rounded float.
+``nn.MaxPool2d``, ``nn.Flatten`` and ``nn.Identity`` are wrapped by
+:class:`CodePreserving` (they commute with the codes); any other operation
+drops the tags, and then:
+
+- :class:`PACT` quantizes its float input with :func:`golden.formats.quantize_pact`
+  (the host path, e.g. after BatchNorm);
+- a quantized layer that expects UINT4 codes raises a ``RuntimeError``.
+
+In the backward pass a quantized layer passes the real gradient
+``dX_int * unit`` to autograd and the unit to its producer through a
+:class:`GradLink`; the producer recovers ``dX_int`` (checked exact) and
+quantizes the integer accumulator with that unit, as the hardware does. When
+the integers cannot be recovered (several consumers, or ``|dX_int|`` beyond
+float32's exact range) the producer quantizes the float gradient instead and
+counts the step in ``inexact_grad_steps``.
+
+Bias
+----
+A quantized layer's bias is quantized to accumulator units
+(:func:`golden.pipeline.bias_codes`) and added to the accumulator before
+requantization; its gradient is the host-side sum of the upstream gradient.
+"""
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import pipeline
+from .formats import quantize_input, quantize_pact, quantize_weight, sawb_step
+from .requant import QMAX, pact_masks, requant_params, requantize
+
+__all__ = ["QuantConfig", "QLinear", "QConv2d", "PACT", "CodePreserving", "GradLink", "convert",
+           "quantized_layers"]
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantConfig:
+    """Every knob of the 4-bit pipeline (SPEC section 1 defaults).
+
+    Attributes
+    ----------
+    grad_format : golden.formats.LogFormat
+        Gradient format (radix-4 FP4 by default).
+    sawb_c : tuple of float
+        SAWB coefficients (c1, c2).
+    pact_alpha : float
+        Initial PACT clip value.
+    tpr : bool
+        Two-phase rounding: quantize dY twice (phases ``dx_phase`` / ``dw_phase``);
+        otherwise once with ``dx_phase`` for both GEMMs.
+    dx_phase, dw_phase : int
+        TPR phase feeding the dX and the dW GEMM.
+    rounding : str
+        ``"nearest"``, ``"log"`` or ``"stochastic"`` (see :mod:`golden.formats.fp4`).
+    ties : str
+        ``"away"`` or ``"zero"``.
+    integer_requant : bool
+        Requantize accumulators with (M0, shift) (the hardware); if False, PACT
+        quantizes the float output (the host path, for ablation).
+    input_quantizer : bool
+        Quantize images with the INT4 input quantizer in the first layer.
+    keep_first, keep_last : bool
+        Keep the first / last weight layer in FP32.
+    """
+
+    grad_format: object = None
+    sawb_c: tuple = (12.68, 12.80)
+    pact_alpha: float = 8.0
+    tpr: bool = True
+    dx_phase: int = 0
+    dw_phase: int = 1
+    rounding: str = "nearest"
+    ties: str = "away"
+    integer_requant: bool = True
+    input_quantizer: bool = True
+    keep_first: bool = False
+    keep_last: bool = True
+
+    def __post_init__(self):
+        from .formats import FP4_RADIX4, LogFormat
+
+        if self.grad_format is None:
+            object.__setattr__(self, "grad_format", FP4_RADIX4)
+        if not isinstance(self.grad_format, LogFormat):
+            raise TypeError("grad_format must be a golden.formats.LogFormat")
+        for name in ("dx_phase", "dw_phase"):
+            if getattr(self, name) not in range(self.grad_format.phases):
+                raise ValueError(f"{name} must be in 0..{self.grad_format.phases - 1}")
+        if not self.pact_alpha > 0:
+            raise ValueError("pact_alpha must be > 0")
+        if self.rounding not in ("nearest", "log", "stochastic"):
+            raise ValueError(f"rounding must be nearest, log or stochastic, not {self.rounding!r}")
+        if self.ties not in ("away", "zero"):
+            raise ValueError(f"ties must be away or zero, not {self.ties!r}")
+
+
+class GradLink:
+    """Carries a consumer's dX unit back to the producer of its input codes (one forward pass).
+
+    Attributes
+    ----------
+    consumers : int
+        Quantized layers that read the codes.
+    unit : float or None
+        Real unit of the consumer's integer dX accumulator, set in its backward.
+    """
+
+    __slots__ = ("consumers", "unit")
+
+    def __init__(self):
+        self.consumers, self.unit = 0, None
+
+
+@dataclasses.dataclass
+class _AccTag:
+    acc: torch.Tensor      # exact integer accumulator incl. bias (float tensor), shape of the output
+    unit: float            # its real unit scale_x * scale_w
+    link: GradLink
+    producer: str
+
+
+@dataclasses.dataclass
+class _CodeTag:
+    codes: torch.Tensor    # integer codes (float tensor), shape of the value
+    step: float            # real value of code 1
+    signed: bool
+    link: object           # GradLink of the producing layer, or None
+
+
+def _tag(t):
+    return getattr(t, "_fourbit", None)
+
+
+class _QGemm(torch.autograd.Function):
+    """One quantized layer: integer forward GEMM, FP4 TPR backward GEMMs."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, layer):
+        cfg = layer.config
+        if layer.input_mode == "image":
+            x_codes = quantize_input(x.detach()).to(torch.float32)
+            x_step, x_max, x_signed, link_in = 1.0 / 15, 8, True, None
+        else:
+            tag = _tag(x)
+            if not isinstance(tag, _CodeTag) or tag.codes.shape != x.shape:
+                raise RuntimeError(
+                    f"quantized layer {layer.fourbit_name!r} expects UINT4 codes from a PACT activation "
+                    "(through MaxPool2d/Flatten only); its input comes from another operation")
+            x_codes, x_step, x_signed, link_in = tag.codes, tag.step, tag.signed, tag.link
+            x_max = 8 if x_signed else QMAX
+            if link_in is not None:
+                link_in.consumers += 1
+        w_step = sawb_step(weight, cfg.sawb_c)
+        w_codes = quantize_weight(weight, w_step).to(torch.float32).reshape(weight.shape[0], -1)
+        xm = layer._to_matrix(x_codes)
+        acc = pipeline.forward_gemm(xm, w_codes, x_max)
+        unit = x_step * w_step
+        b_codes = None
+        total = acc
+        if bias is not None:
+            b_codes = pipeline.bias_codes(bias, unit)
+            total = acc.to(torch.float64) + b_codes
+        cap = layer.capture
+        if cap is not None and cap.active:
+            cap.record(layer.fourbit_name, "fwd", kind="int4", a=xm, b=w_codes.t(), c=acc,
+                       a_signed=x_signed, b_signed=True, scale_a=x_step, scale_b=w_step,
+                       bias=b_codes)
+        out_acc = layer._from_matrix(total, x_codes.shape)
+        y = (out_acc.to(torch.float64) * unit).to(x.dtype)
+        ctx.layer = layer
+        ctx.state = (xm, w_codes, x_step, w_step, x_max, x_signed, link_in, x_codes.shape)
+        ctx.link_out = GradLink()
+        ctx.has_bias = bias is not None
+        layer._out_tag = _AccTag(out_acc, unit, ctx.link_out, layer.fourbit_name)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        layer, cfg = ctx.layer, ctx.layer.config
+        xm, w_codes, x_step, w_step, x_max, x_signed, link_in, x_shape = ctx.state
+        fmt = cfg.grad_format
+        gm = layer._grad_to_matrix(grad_y)
+        link = ctx.link_out
+        g, unit = gm, 1.0
+        if link.unit is not None and link.consumers == 1:
+            ints = torch.round(gm.to(torch.float64) / link.unit)
+            if torch.equal((ints * link.unit).to(gm.dtype), gm) and bool(ints.abs().max() < pipeline.FLOAT32_EXACT):
+                g, unit = ints.to(torch.int64), link.unit
+        if g is gm and link.unit is not None:
+            layer.inexact_grad_steps += 1
+        seed = layer._next_seed()
+        phases = (cfg.dx_phase, cfg.dw_phase) if cfg.tpr else (cfg.dx_phase, cfg.dx_phase)
+        codes = {}
+        for p in set(phases):
+            codes[p] = pipeline.quantize_grad(g, unit, p, fmt, rounding=cfg.rounding, ties=cfg.ties,
+                                              seed=seed)
+        cap = layer.capture
+        capturing = cap is not None and cap.active
+        grad_x = grad_w = grad_b = None
+        need_dx = ctx.needs_input_grad[0] and layer.input_mode != "image"
+        if need_dx:
+            g0, s0 = codes[phases[0]]
+            dxm = pipeline.log_matmul(g0, w_codes, 7, fmt)
+            dx_unit = pipeline.grad_unit(fmt, s0, phases[0]) * w_step
+            if capturing:
+                cap.record(layer.fourbit_name, "dx", kind="log", a=g0, b=w_codes, c=dxm, b_signed=True,
+                           scale_g=s0, phase=phases[0], unit_g=unit, scale_b=w_step,
+                           radix=fmt.radix)
+            if link_in is not None:
+                link_in.unit = dx_unit
+            grad_x = (layer._dx_from_matrix(dxm, x_shape).to(torch.float64) * dx_unit).to(grad_y.dtype)
+        if ctx.needs_input_grad[1]:
+            g1, s1 = codes[phases[1]]
+            g1t = g1.t()
+            dwm = pipeline.log_matmul(g1t, xm, x_max, fmt)
+            dw_unit = pipeline.grad_unit(fmt, s1, phases[1]) * x_step
+            if capturing:
+                cap.record(layer.fourbit_name, "dw", kind="log", a=g1t, b=xm, c=dwm, b_signed=x_signed,
+                           scale_g=s1, phase=phases[1], unit_g=unit, scale_b=x_step,
+                           radix=fmt.radix)
+            grad_w = (dwm.to(torch.float64) * dw_unit).to(grad_y.dtype).reshape(layer.weight.shape)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = gm.sum(0)
+        return grad_x, grad_w, grad_b, None
+
+
+class _QuantLayer:
+    """Mixin of the quantized layers' shared state."""
+
+    def _init_quant(self, config, input_mode, name):
+        if input_mode not in ("image", "codes"):
+            raise ValueError(f"input_mode must be 'image' or 'codes', not {input_mode!r}")
+        self.config = config
+        self.input_mode = input_mode
+        self.fourbit_name = name
+        self.capture = None
+        self.inexact_grad_steps = 0
+        self._seed_counter = 0
+
+    def _next_seed(self):
+        # A deterministic LFSR start state (1..65535) per backward pass; only stochastic rounding uses it.
+        self._seed_counter += 1
+        return (self._seed_counter * 40503 + sum(map(ord, self.fourbit_name))) % 0xFFFF + 1
+
+
+class QLinear(nn.Linear, _QuantLayer):
+    """``nn.Linear`` computed with INT4 weight codes and INT4/UINT4 input codes (see module docstring).
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    bias : bool
+    config : QuantConfig
+    input_mode : {"image", "codes"}
+        ``"image"``: quantize the float input with the INT4 input quantizer;
+        ``"codes"``: read the UINT4 codes tagged by the preceding :class:`PACT`.
+    name : str
+        Name used in captures and error messages.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, *, config, input_mode="codes", name="linear"):
+        super().__init__(in_features, out_features, bias=bias)
+        self._init_quant(config, input_mode, name)
+
+    def _to_matrix(self, codes):
+        return codes.reshape(-1, codes.shape[-1])
+
+    def _from_matrix(self, acc, x_shape):
+        return acc.reshape(*x_shape[:-1], acc.shape[-1])
+
+    def _grad_to_matrix(self, g):
+        return g.reshape(-1, g.shape[-1])
+
+    def _dx_from_matrix(self, dxm, x_shape):
+        return dxm.reshape(x_shape)
+
+    def forward(self, x):
+        return _forward(self, x)
+
+
+class QConv2d(nn.Conv2d, _QuantLayer):
+    """``nn.Conv2d`` (groups = 1) computed as an im2col GEMM of INT4/UINT4 codes.
+
+    Parameters are those of ``nn.Conv2d`` (numeric padding only) plus
+    ``config``, ``input_mode`` and ``name`` as in :class:`QLinear`.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 bias=True, *, config, input_mode="codes", name="conv"):
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         dilation=dilation, bias=bias)
+        if isinstance(self.padding, str):
+            raise ValueError("QConv2d needs numeric padding")
+        self._init_quant(config, input_mode, name)
+
+    def _unfold_args(self):
+        return dict(kernel_size=self.kernel_size, dilation=self.dilation, padding=self.padding,
+                    stride=self.stride)
+
+    def _out_hw(self, h, w):
+        kh, kw = self.kernel_size
+        ho = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
+        wo = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        return ho, wo
+
+    def _to_matrix(self, codes):
+        cols = F.unfold(codes, **self._unfold_args())          # B x K x L
+        return cols.transpose(1, 2).reshape(-1, cols.shape[1])  # (B*L) x K
+
+    def _from_matrix(self, acc, x_shape):
+        b = x_shape[0]
+        ho, wo = self._out_hw(*x_shape[2:])
+        return acc.reshape(b, ho * wo, -1).transpose(1, 2).reshape(b, -1, ho, wo)
+
+    def _grad_to_matrix(self, g):
+        return g.reshape(g.shape[0], g.shape[1], -1).transpose(1, 2).reshape(-1, g.shape[1])
+
+    def _dx_from_matrix(self, dxm, x_shape):
+        b = x_shape[0]
+        cols = dxm.reshape(b, -1, dxm.shape[-1]).transpose(1, 2)
+        # col2im sums overlapping patches: exact integers (float64, far below 2^53).
+        return F.fold(cols.to(torch.float64), x_shape[2:], **self._unfold_args())
+
+    def forward(self, x):
+        if x.dim() != 4:
+            raise ValueError(f"QConv2d {self.fourbit_name!r} expects a 4-D input, got shape {tuple(x.shape)}")
+        return _forward(self, x)
+
+
+def _forward(layer, x):
+    y = _QGemm.apply(x, layer.weight, layer.bias, layer)
+    # autograd.Function outputs are new tensor objects: tag them here, from the side slot.
+    y._fourbit, layer._out_tag = layer._out_tag, None
+    return y
+
+
+class _Pact(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y, alpha, module):
+        a = float(alpha.detach())
+        step = a / QMAX
+        tag = _tag(y)
+        link = None
+        if module.config.integer_requant and isinstance(tag, _AccTag) and tag.acc.shape == y.shape:
+            acc = tag.acc.to(torch.int64)
+            m0, shift = requant_params(tag.unit / step)
+            codes = requantize(acc, m0, shift)
+            inside, saturated = pact_masks(acc, m0, shift)
+            link = tag.link
+            cap = module.capture
+            if cap is not None and cap.active:
+                cap.record(module.fourbit_name, "requant", kind="requant", acc=acc, m0=m0, shift=shift,
+                           codes=codes, alpha=a, acc_unit=tag.unit, producer=tag.producer)
+        else:
+            codes = quantize_pact(y.detach(), a)
+            inside = (y > 0) & (y < a)
+            saturated = y >= a
+        ctx.save_for_backward(inside, saturated)
+        codes_f = codes.to(torch.float32)
+        module._out_tag = _CodeTag(codes_f, step, False, link)
+        return (codes_f.to(torch.float64) * step).to(y.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        inside, saturated = ctx.saved_tensors
+        zero = torch.zeros((), dtype=g.dtype, device=g.device)
+        grad_y = torch.where(inside, g, zero)
+        grad_alpha = torch.where(saturated, g, zero).sum().reshape(1)
+        return grad_y, grad_alpha, None
+
+
+class PACT(nn.Module):
+    """PACT activation (replaces ReLU): UINT4 codes with a learnable clip ``alpha``.
+
+    After a quantized layer it requantizes the integer accumulator with
+    :func:`golden.requant.requantize`; otherwise it quantizes the float input
+    with :func:`golden.formats.quantize_pact`. Straight-through gradient inside
+    (0, alpha), d/dalpha = sum of upstream gradients where x >= alpha.
+
+    Parameters
+    ----------
+    config : QuantConfig
+    name : str
+
+    Attributes
+    ----------
+    alpha : nn.Parameter
+        One-element clip value.
+    """
+
+    def __init__(self, *, config, name="pact"):
+        super().__init__()
+        self.config = config
+        self.fourbit_name = name
+        self.capture = None
+        self.alpha = nn.Parameter(torch.tensor([float(config.pact_alpha)]))
+
+    def forward(self, y):
+        if not float(self.alpha.detach()) > 0:
+            raise FloatingPointError(f"PACT {self.fourbit_name!r}: alpha became {float(self.alpha.detach())}; must stay > 0")
+        z = _Pact.apply(y, self.alpha, self)
+        z._fourbit, self._out_tag = self._out_tag, None
+        return z
+
+
+class CodePreserving(nn.Module):
+    """Wraps an operation that commutes with the integer codes (MaxPool2d, Flatten, Identity),
+    applying it to the tagged codes too.
+
+    Parameters
+    ----------
+    module : nn.Module
+    """
+
+    def __init__(self, module):
+        super().__init__()
+        if not isinstance(module, (nn.MaxPool2d, nn.Flatten, nn.Identity)):
+            raise TypeError(f"CodePreserving supports MaxPool2d, Flatten and Identity, not {type(module).__name__}")
+        self.module = module
+
+    def forward(self, x):
+        y = self.module(x)
+        tag = _tag(x)
+        if isinstance(tag, _CodeTag):
+            y._fourbit = dataclasses.replace(tag, codes=self.module(tag.codes))
+        elif isinstance(tag, _AccTag):
+            y._fourbit = dataclasses.replace(tag, acc=self.module(tag.acc))
+        return y
+
+
+def quantized_layers(model):
+    """The :class:`QLinear` / :class:`QConv2d` modules of ``model``, in registration order."""
+    return [m for m in model.modules() if isinstance(m, (QLinear, QConv2d))]
+
+
+def convert(model, config):
+    """Swap the layers of ``model`` (in place) for the quantized ones; returns ``model``.
+
+    ``nn.Linear`` / ``nn.Conv2d`` become :class:`QLinear` / :class:`QConv2d`
+    (weights copied) except the first / last weight layer when
+    ``config.keep_first`` / ``config.keep_last``; ``nn.ReLU`` becomes
+    :class:`PACT`; ``nn.MaxPool2d``, ``nn.Flatten`` and ``nn.Identity`` are
+    wrapped in :class:`CodePreserving`. Modules are visited in registration
+    order, which must be the data-flow order; the first quantized layer reads
+    images through the INT4 input quantizer when ``config.input_quantizer``.
+
+    Parameters
+    ----------
+    model : nn.Module
+    config : QuantConfig
+    """
+    if not isinstance(config, QuantConfig):
+        raise TypeError("config must be a QuantConfig")
+    weights = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if not weights:
+        raise ValueError("model has no nn.Linear or nn.Conv2d layer to quantize")
+    keep = set()
+    if config.keep_first:
+        keep.add(weights[0])
+    if config.keep_last:
+        keep.add(weights[-1])
+    first_quantized = next((n for n in weights if n not in keep), None)
+
+    def swap(parent, prefix):
+        for child_name, child in list(parent.named_children()):
+            name = f"{prefix}{child_name}"
+            new = None
+            if isinstance(child, (nn.Linear, nn.Conv2d)) and name not in keep:
+                mode = "image" if (name == first_quantized and config.input_quantizer
+                                   and name == weights[0]) else "codes"
+                if isinstance(child, nn.Linear):
+                    new = QLinear(child.in_features, child.out_features, child.bias is not None,
+                                  config=config, input_mode=mode, name=name)
+                else:
+                    if child.groups != 1 or isinstance(child.padding, str) or child.padding_mode != "zeros":
+                        raise ValueError(f"cannot quantize conv {name!r}: only groups=1, numeric zero padding")
+                    new = QConv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride,
+                                  child.padding, child.dilation, child.bias is not None, config=config,
+                                  input_mode=mode, name=name)
+                new.load_state_dict(child.state_dict())
+                new.to(device=child.weight.device, dtype=child.weight.dtype)
+            elif isinstance(child, nn.ReLU):
+                new = PACT(config=config, name=name)
+                new.to(device=next((p.device for p in model.parameters()), torch.device("cpu")))
+            elif isinstance(child, (nn.MaxPool2d, nn.Flatten, nn.Identity)):
+                new = CodePreserving(child)
+            else:
+                swap(child, name + ".")
+            if new is not None:
+                setattr(parent, child_name, new)
+
+    swap(model, "")
+    return model
