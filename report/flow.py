@@ -1,0 +1,194 @@
+"""Measuring units: synthesis, mapping, gate-level simulation and energy, cached.
+
+Every step's result is cached in ``<out>/cache/<sha256>.json``, keyed by
+everything it depends on: the flow version, the unit's Verilog and boundary
+wrapper, the Liberty contents, the clock period, and for energy the operand
+stream.  A rerun with nothing changed reads the cache and takes seconds.
+"""
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import gatesim, stimulus, synth, units as units_mod
+from .energy import DEFAULT_SLEW_NS, area_split, netlist_energy
+from .liberty import DONT_USE_PATTERN
+
+__all__ = ["Context", "measure", "FLOW_ID"]
+
+#: Version of the whole measurement flow (cache key component).
+FLOW_ID = f"{synth.FLOW_VERSION}/energy-2/gatesim-2"
+
+
+def _progress(msg):
+    print(f"[report] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Context:
+    """What every unit's measurement shares.
+
+    Attributes
+    ----------
+    out_dir : str
+        Report directory (``cache/`` and ``designs/`` go under it).
+    library : report.liberty.Library or None
+    liberty_work : str or None
+        The working copy Yosys reads.
+    layers : list of report.stimulus.Layer
+    stimulus_source : str
+    macs : int
+        MACs simulated per workload.
+    clock_ns : float
+    yosys_map : str or None
+        Yosys for Liberty mapping (None: mapping unavailable).
+    yosys_cmos : str or None
+        Yosys for the technology-independent count.
+    use_cache : bool
+    errors : list of str
+    """
+
+    out_dir: str
+    library: object
+    liberty_work: str | None
+    layers: list
+    stimulus_source: str
+    macs: int = 3000
+    clock_ns: float = 10.0
+    yosys_map: str | None = None
+    yosys_cmos: str | None = None
+    use_cache: bool = True
+    errors: list = field(default_factory=list)
+
+    def cache_path(self, key):
+        return os.path.join(self.out_dir, "cache", key + ".json")
+
+    def cached(self, parts, compute, label):
+        key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+        path = self.cache_path(key)
+        if self.use_cache and os.path.isfile(path):
+            try:
+                with open(path) as f:
+                    value = json.load(f)
+                _progress(f"{label}: cached")
+                return value
+            except (OSError, ValueError):
+                pass
+        t0 = time.monotonic()
+        _progress(f"{label} ...")
+        value = compute()
+        _progress(f"{label}: done in {time.monotonic() - t0:.1f} s")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(value, f)
+        os.replace(tmp, path)
+        return value
+
+
+def _sources_digest(unit, wrapper):
+    h = hashlib.sha256()
+    for src in unit.sources:
+        with open(src, "rb") as f:
+            h.update(f.read())
+    h.update(wrapper.encode())
+    return h.hexdigest()
+
+
+def _stimulus(unit, workload, ctx):
+    if workload == "random":
+        values = stimulus.random_operands(unit.inputs, ctx.macs)
+    else:
+        values = stimulus.stream(unit.kind, workload, ctx.layers, ctx.macs)
+    missing = [n for n, _ in unit.inputs if n not in values]
+    if missing:
+        raise ValueError(f"stimulus for {unit.name} lacks port(s) {', '.join(missing)}")
+    return np.stack([values[n] for n, _ in unit.inputs], axis=1)
+
+
+def measure(unit, ctx):
+    """Measure one unit; returns its report entry (dict).
+
+    Failures of one step are recorded in the entry's ``errors`` and leave the
+    step's figures ``None``; they never stop the other steps or units.
+    """
+    design_dir = os.path.join(ctx.out_dir, "designs", unit.name)
+    os.makedirs(design_dir, exist_ok=True)
+    wrapper = units_mod.boundary_verilog(unit)
+    wrapper_path = os.path.join(design_dir, "bound.v")
+    units_mod._write(wrapper_path, wrapper)
+    sources = unit.sources + [wrapper_path]
+    digest = _sources_digest(unit, wrapper)
+    entry = {"kind": unit.kind, "description": unit.description, "pe_count": unit.pe_count,
+             "transistors": None, "area_um2": None, "area_registers_um2": None,
+             "area_logic_um2": None, "delay_ns": None, "cells": None,
+             "energy_pj_per_mac": None, "energy": {}, "errors": []}
+    if ctx.yosys_cmos:
+        try:
+            cmos = ctx.cached(
+                {"step": "cmos", "flow": FLOW_ID, "design": digest, "top": unit.top,
+                 "yosys": ctx.yosys_cmos},
+                lambda: synth.transistor_count(sources, unit.top, yosys=ctx.yosys_cmos),
+                f"{unit.name}: transistor count (yosys stat -tech cmos)")
+            entry["transistors"] = cmos["transistors"]
+        except synth.YosysError as e:
+            entry["errors"].append(str(e))
+    if ctx.library is None or not ctx.yosys_map:
+        return entry
+    map_key = {"step": "map", "flow": FLOW_ID, "design": digest, "top": unit.top,
+               "liberty": ctx.library.sha256, "dont_use": DONT_USE_PATTERN, "clock_ns": ctx.clock_ns}
+
+    def do_map():
+        m = synth.map_liberty(sources, unit.top, ctx.liberty_work, clock_ns=ctx.clock_ns,
+                              yosys=ctx.yosys_map)
+        reg, logic = area_split(m.netlist, ctx.library)
+        return {"area_um2": m.area_um2, "delay_ns": m.delay_ns, "cells": m.cells,
+                "area_registers_um2": reg, "area_logic_um2": logic, "netlist": m.netlist}
+
+    try:
+        mapped = ctx.cached(map_key, do_map, f"{unit.name}: Liberty mapping (dfflibmap + abc)")
+    except synth.YosysError as e:
+        entry["errors"].append(str(e))
+        return entry
+    for k in ("area_um2", "delay_ns", "area_registers_um2", "area_logic_um2"):
+        entry[k] = mapped[k]
+    entry["cells"] = sum(mapped["cells"].values())
+    if not unit.workloads:
+        entry["errors"].append(f"no operand-stream model for kind {unit.kind!r}: energy not measured")
+        return entry
+    totals = []
+    for workload in unit.workloads:
+        try:
+            stim = _stimulus(unit, workload, ctx)
+        except ValueError as e:
+            entry["errors"].append(str(e))
+            continue
+        key = dict(map_key, step="energy", stimulus=hashlib.sha256(stim.tobytes()).hexdigest(),
+                   ports=unit.inputs, slew=DEFAULT_SLEW_NS)
+
+        def do_energy(stim=stim):
+            toggles = gatesim.simulate(mapped["netlist"], unit.top, ctx.library, unit.inputs, stim,
+                                       period_ns=ctx.clock_ns)
+            e = netlist_energy(mapped["netlist"], ctx.library, toggles)
+            return dict(e.per_cycle(), cycles=e.cycles)
+
+        try:
+            energy = ctx.cached(key, do_energy,
+                                f"{unit.name}: gate-level simulation + energy, {workload} ({len(stim)} MACs)")
+        except (gatesim.SimError, ValueError) as e:
+            entry["errors"].append(f"{workload}: {e}")
+            continue
+        entry["energy"][workload] = {
+            "pj_per_mac": energy["total_pj"], "registers_pj": energy["registers_pj"],
+            "logic_pj": energy["logic_pj"], "switching_pj": energy["switching_pj"],
+            "internal_pj": energy["internal_pj"], "leakage_pj": energy["leakage_pj"],
+            "cycles": energy["cycles"]}
+        totals.append(energy["total_pj"])
+    if totals:
+        entry["energy_pj_per_mac"] = float(np.mean(totals))
+    return entry

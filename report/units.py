@@ -1,0 +1,192 @@
+"""The units a report measures, each inside the same register boundary.
+
+Units come from ``make rtl``'s ``build/rtl/manifest.json`` (the processing
+elements, and the unified training PE and arrays once they are generated)
+and from two calibration circuits (an 8-bit adder and an 8-bit multiplier,
+compared with Horowitz's ISSCC 2014 figures).
+
+The *register boundary*: every data and control input of a unit is
+registered (``<port>`` -> flip-flop -> unit), and every output is a register:
+units whose manifest latency is at least 1 already end in one (the
+accumulator), combinational ones get one added.  So all units are measured
+register-to-register, and a unit's area and energy include its operand
+registers.
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+
+__all__ = ["Unit", "EXPECTED_KINDS", "STIMULUS_KINDS", "discover", "calibration_units",
+           "boundary_verilog"]
+
+#: Kinds a full report covers, with what each is.
+EXPECTED_KINDS = {
+    "int4_mac": "INT4/UINT4 x INT4 MAC (forward GEMM)",
+    "log_mac": "INT4/UINT4 x FP4 shift-accumulate MAC (backward GEMMs)",
+    "fp16_mac": "FP16 x FP16 MAC with FP32 accumulation (baseline)",
+    "unified training PE": "one PE for the forward and both backward GEMMs",
+    "arrays": "R x C arrays of each PE kind (4x4, 8x8, 16x16)",
+}
+
+#: Kinds with an operand-stream model (see report.stimulus): workloads they run.
+STIMULUS_KINDS = {
+    "int4_mac": ("forward",),
+    "log_mac": ("backward",),
+    "fp16_mac": ("forward", "backward"),
+}
+
+
+@dataclass
+class Unit:
+    """One design to measure.
+
+    Attributes
+    ----------
+    name : str
+        Module name (the report's key).
+    kind : str
+        Unit kind (manifest ``kind``, or ``calibration``).
+    sources : list of str
+        Verilog files defining ``name``.
+    inputs, outputs : list of (str, int)
+        Ports (without ``clk``/``rst``) and widths.
+    registered_outputs : bool
+        Outputs already come from registers.
+    has_clock, has_reset : bool
+        The unit has a ``clk`` (``rst``) port.
+    workloads : tuple of str
+        Workloads it is simulated on (see :mod:`report.stimulus`); calibration
+        units use ``("random",)``; empty: no energy.
+    pe_count : int
+        Processing elements in the unit (1 for a PE).
+    description : str
+    """
+
+    name: str
+    kind: str
+    sources: list
+    inputs: list
+    outputs: list
+    registered_outputs: bool
+    has_clock: bool = True
+    has_reset: bool = True
+    workloads: tuple = ()
+    pe_count: int = 1
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def top(self):
+        return f"{self.name}__bound"
+
+
+def discover(rtl_dir):
+    """Units listed in ``<rtl_dir>/manifest.json``.
+
+    Returns
+    -------
+    (units, problems) : (list of Unit, list of str)
+        ``problems``: why the manifest or a module could not be used.
+    """
+    path = os.path.join(rtl_dir, "manifest.json")
+    if not os.path.isfile(path):
+        return [], [f"no {path}: run `make rtl` first"]
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+        modules = manifest["modules"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return [], [f"unreadable manifest {path}: {e}"]
+    units, problems = [], []
+    for name, entry in modules.items():
+        try:
+            source = os.path.join(rtl_dir, entry.get("file", f"{name}.v"))
+            if not os.path.isfile(source):
+                problems.append(f"{name}: {source} missing")
+                continue
+            ports = entry["ports"]
+            inputs = [(p["name"], int(p["width"])) for p in ports
+                      if p["direction"] == "input" and p["name"] not in ("clk", "rst")]
+            outputs = [(p["name"], int(p["width"])) for p in ports if p["direction"] == "output"]
+            kind = entry.get("kind", name)
+            params = entry.get("parameters", {})
+            rows, cols = params.get("rows"), params.get("cols")
+            units.append(Unit(
+                name=name, kind=kind, sources=[source], inputs=inputs, outputs=outputs,
+                registered_outputs=int(entry.get("latency") or 0) >= 1,
+                has_clock=any(p["name"] == "clk" for p in ports),
+                has_reset=any(p["name"] == "rst" for p in ports),
+                workloads=STIMULUS_KINDS.get(kind, ()),
+                pe_count=int(rows) * int(cols) if rows and cols else 1,
+                description=entry.get("description", ""),
+                extra={"parameters": params, "latency": entry.get("latency")}))
+        except (KeyError, TypeError, ValueError) as e:
+            problems.append(f"{name}: malformed manifest entry ({e})")
+    return units, problems
+
+
+_CALIBRATION = {
+    "cal_add8": ("8-bit adder (a + b, 9-bit sum)", "assign y = a + b;", 9),
+    "cal_mul8": ("8-bit multiplier (a * b, 16-bit product)", "assign y = a * b;", 16),
+}
+
+
+def calibration_units(workdir):
+    """The 8-bit adder and multiplier, written as Verilog under ``workdir``."""
+    os.makedirs(workdir, exist_ok=True)
+    units = []
+    for name, (description, body, width) in _CALIBRATION.items():
+        path = os.path.join(workdir, f"{name}.v")
+        text = (f"module {name}(input [7:0] a, input [7:0] b, output [{width - 1}:0] y);\n"
+                f"  {body}\nendmodule\n")
+        _write(path, text)
+        units.append(Unit(name=name, kind="calibration", sources=[path],
+                          inputs=[("a", 8), ("b", 8)], outputs=[("y", width)],
+                          registered_outputs=False, has_clock=False, has_reset=False,
+                          workloads=("random",), description=description))
+    return units
+
+
+def _rng(width):
+    return f" [{width - 1}:0]" if width > 1 else ""
+
+
+def boundary_verilog(unit):
+    """Verilog of ``<name>__bound``: the unit with registered inputs (and outputs)."""
+    ports = ["input clk"] + (["input rst"] if unit.has_reset else [])
+    ports += [f"input{_rng(w)} {n}" for n, w in unit.inputs]
+    ports += [f"output{_rng(w)} {n}" for n, w in unit.outputs]
+    lines = [f"module {unit.top}(", "  " + ",\n  ".join(ports), ");"]
+    for n, w in unit.inputs:
+        lines.append(f"  reg{_rng(w)} {n}_q;")
+    for n, w in unit.outputs:
+        lines.append(f"  wire{_rng(w)} {n}_d;")
+        if not unit.registered_outputs:
+            lines.append(f"  reg{_rng(w)} {n}_q;")
+            lines.append(f"  assign {n} = {n}_q;")
+        else:
+            lines.append(f"  assign {n} = {n}_d;")
+    regs = [f"{n}_q <= {n};" for n, _ in unit.inputs]
+    if not unit.registered_outputs:
+        regs += [f"{n}_q <= {n}_d;" for n, _ in unit.outputs]
+    lines.append("  always @(posedge clk) begin")
+    lines += [f"    {r}" for r in regs]
+    lines.append("  end")
+    conns = ([".clk(clk)"] if unit.has_clock else []) + \
+            ([".rst(rst)"] if unit.has_reset else [])
+    conns += [f".{n}({n}_q)" for n, _ in unit.inputs] + [f".{n}({n}_d)" for n, _ in unit.outputs]
+    lines.append(f"  {unit.name} u({', '.join(conns)});")
+    lines.append("endmodule")
+    return "\n".join(lines) + "\n"
+
+
+def _write(path, text):
+    if os.path.isfile(path):
+        with open(path) as f:
+            if f.read() == text:
+                return
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
