@@ -1,0 +1,171 @@
+"""``python -m report``: area, delay and energy of the fourbit units against FP16.
+
+Examples::
+
+    python -m report                                   # technology-independent only
+    python -m report --liberty ../shared/pdk/sky130_fd_sc_hd/sky130_fd_sc_hd__tt_025C_1v80.lib.gz
+    python -m report --liberty LIB --capture build/golden/capture.npz --macs 5000
+
+Writes ``<out>/report.json``, ``report.md``, ``report.html`` and PNG plots.
+Exit status: 0 when everything asked for was measured; 1 when the Liberty,
+Yosys, or a unit's measurement failed (the rest of the report is still
+written); 2 on bad arguments.
+"""
+
+import argparse
+import os
+import shlex
+import sys
+import time
+
+from . import flow, render, stimulus, synth, units as units_mod
+from .energy import DEFAULT_SLEW_NS
+from .liberty import DONT_USE_PATTERN, Library, LibertyError
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="python -m report",
+        description="Area (Yosys cmos transistors; Liberty um^2), delay and energy per MAC "
+                    "(gate-level switching activity) of the fourbit PEs against FP16.")
+    p.add_argument("--liberty", metavar="PATH", default=os.environ.get("LIBERTY") or None,
+                   help="Liberty file (.lib or .lib.gz) for mapped area, delay and energy "
+                        "(default: $LIBERTY; none: technology-independent estimates only)")
+    p.add_argument("--rtl-dir", default="build/rtl", metavar="DIR",
+                   help="where `make rtl` wrote the Verilog and manifest.json (default: %(default)s)")
+    p.add_argument("--out", default="build/report", metavar="DIR",
+                   help="output directory (default: %(default)s)")
+    p.add_argument("--capture", metavar="NPZ",
+                   help="tensors captured from golden training (keys: [<layer>/]x, w, dy, alpha); "
+                        "default: synthetic tensors, labelled as such")
+    p.add_argument("--macs", type=int, default=3000,
+                   help="MACs simulated per unit and workload (default: %(default)s)")
+    p.add_argument("--clock-ns", type=float, default=10.0,
+                   help="clock period of the simulation; sets the leakage window (default: %(default)s)")
+    p.add_argument("--only", action="append", default=[], metavar="UNIT",
+                   help="measure only this unit (repeatable; calibration units are cal_add8, cal_mul8)")
+    p.add_argument("--no-cache", action="store_true", help="recompute every step")
+    return p
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    if args.macs < 16:
+        print("report: error: --macs must be at least 16", file=sys.stderr)
+        return 2
+    if not args.clock_ns > 0:
+        print("report: error: --clock-ns must be positive", file=sys.stderr)
+        return 2
+    t0 = time.monotonic()
+    errors = []
+
+    library = liberty_work = None
+    if args.liberty:
+        try:
+            library = Library(args.liberty)
+            liberty_work = os.path.join(args.out, "liberty", f"{library.sha256[:16]}.lib")
+            if not os.path.isfile(liberty_work):
+                library.write_working_copy(liberty_work)
+        except LibertyError as e:
+            errors.append(f"{e}; reporting technology-independent estimates only")
+            print(f"report: error: {e}; continuing with technology-independent estimates only",
+                  file=sys.stderr)
+            library = None
+
+    yosys_map = yosys_cmos = None
+    try:
+        yosys_map = synth.find_yosys()
+        yosys_cmos = yosys_map
+    except synth.YosysError as e:
+        errors.append(str(e))
+        print(f"report: error: {e}", file=sys.stderr)
+        try:
+            yosys_cmos = synth.find_yosys(fallback=True)
+            print(f"report: using {yosys_cmos} for the technology-independent count only",
+                  file=sys.stderr)
+        except synth.YosysError:
+            pass
+
+    try:
+        layers = stimulus.load_capture(args.capture) if args.capture else [stimulus.synthetic_layer()]
+    except ValueError as e:
+        print(f"report: error: {e}", file=sys.stderr)
+        return 2
+    source = f"captured ({args.capture})" if args.capture else "synthetic (realistic distributions; no capture given)"
+
+    found, problems = units_mod.discover(args.rtl_dir)
+    errors += problems
+    calibration = units_mod.calibration_units(os.path.join(args.out, "designs", "calibration"))
+    todo = found + calibration
+    if args.only:
+        unknown = sorted(set(args.only) - {u.name for u in todo})
+        if unknown:
+            print(f"report: error: --only: unknown unit(s) {', '.join(unknown)} "
+                  f"(known: {', '.join(u.name for u in todo)})", file=sys.stderr)
+            return 2
+        todo = [u for u in todo if u.name in args.only]
+
+    ctx = flow.Context(out_dir=args.out, library=library, liberty_work=liberty_work, layers=layers,
+                       stimulus_source=source, macs=args.macs, clock_ns=args.clock_ns,
+                       yosys_map=yosys_map, yosys_cmos=yosys_cmos, use_cache=not args.no_cache)
+    measured = {}
+    for unit in todo:
+        measured[unit.name] = flow.measure(unit, ctx)
+    pes = {n: e for n, e in measured.items() if e["kind"] != "calibration"}
+    cal = {n: e for n, e in measured.items() if e["kind"] == "calibration"}
+
+    kinds = {e["kind"] for e in pes.values()} | {u.kind for u in found}
+    missing = [f"{k} ({d})" for k, d in units_mod.EXPECTED_KINDS.items()
+               if k not in kinds and not (k == "arrays" and any(u.pe_count > 1 for u in found))]
+    method = [
+        "Register boundary: every unit input goes through a flip-flop; outputs are registers "
+        "(the accumulator, or an added register for combinational circuits); area and energy include them.",
+        "Technology-independent: Yosys `synth -flatten; dffunmap; abc -g cmos2; stat -tech cmos` "
+        "(flip-flops counted).",
+        f"Liberty: decompressed working copy with `dont_use` on cells matching `{DONT_USE_PATTERN}`; "
+        "`dfflibmap`, area-oriented `abc` (`&nf`), `stat -liberty`; delay = ABC `stime` critical path "
+        "of the logic between registers (no clock-to-Q or setup).",
+        "Energy: Icarus simulation of the mapped netlist with zero-delay cell models derived from the "
+        "Liberty functions (glitches not counted); per net 0.5 C V^2 per toggle with C = sink pin "
+        "capacitances + the Liberty default wire-load model; cell internal_power tables per output "
+        f"transition (averaged over arcs, input transition {DEFAULT_SLEW_NS} ns) and per input-pin "
+        "transition (flip-flop CLK/D); cell_leakage_power over the simulated time; ideal clock "
+        "(no clock tree, no clock gating).",
+        "Workloads: int4_mac runs the forward GEMM (PACT UINT4 x SAWB INT4), log_mac the two backward "
+        "GEMMs (INT4 W x FP4 dY phase 0; UINT4 X x FP4 dY phase 1), fp16_mac both on the same float "
+        "tensors in binary16; every cycle is a MAC, dot products of full length K with `clear` at "
+        "their start.",
+        "Ratios compare fp16_mac with int4_mac on the forward stream and with log_mac on the backward stream.",
+    ]
+    report = {
+        "units": pes,
+        "ratios": render.ratios(pes),
+        "liberty": args.liberty if library is not None else None,
+        "liberty_name": library.name if library is not None else None,
+        "voltage": library.voltage if library is not None else None,
+        "paper_claim": render.PAPER_CLAIM,
+        "stimulus": source,
+        "macs": args.macs,
+        "clock_ns": args.clock_ns,
+        "calibration": render.calibration_rows(cal),
+        "missing": missing,
+        "errors": errors,
+        "yosys": {"map": yosys_map, "cmos": yosys_cmos},
+        "flow": flow.FLOW_ID,
+        "command": "python -m report " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+        "method": method,
+    }
+    paths = render.write_all(report, args.out)
+    for p in paths:
+        print(p)
+    r = report["ratios"]
+    print(f"report: fp16/int4 area {render._fmt(r['fp16_over_int4_area'])}x energy "
+          f"{render._fmt(r['fp16_over_int4_energy'])}x; fp16/log area {render._fmt(r['fp16_over_log_area'])}x "
+          f"energy {render._fmt(r['fp16_over_log_energy'])}x (paper: >7x); "
+          f"{time.monotonic() - t0:.0f} s", file=sys.stderr)
+    unit_errors = [e for u in measured.values() for e in u["errors"] if "no operand-stream model" not in e]
+    failed = (args.liberty and library is None) or yosys_map is None or problems or unit_errors
+    return 1 if failed else 0
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""Writing the report: ``report.json``, ``report.md``, ``report.html`` and PNG plots."""
+
+import html
+import json
+import os
+
+__all__ = ["HOROWITZ_45NM", "SCALING", "ratios", "calibration_rows", "write_all"]
+
+#: Horowitz, "Computing's energy problem", ISSCC 2014 (45 nm, 0.9 V): (pJ, um^2).
+HOROWITZ_45NM = {
+    "cal_add8": (0.03, 36.0),
+    "cal_mul8": (0.2, 282.0),
+    "fp16 add": (0.4, 1360.0),
+    "fp16 mult": (1.1, 1640.0),
+    "fp32 add": (0.9, 4184.0),
+    "fp32 mult": (3.7, 7700.0),
+}
+
+#: First-order (Dennard) scaling from 45 nm / 0.9 V to SKY130's 130 nm / 1.8 V:
+#: energy ~ C V^2 with C ~ feature size, area ~ feature size^2.
+SCALING = {"energy": (130 / 45) * (1.8 / 0.9) ** 2, "area": (130 / 45) ** 2}
+
+PAPER_CLAIM = "more than 7x (Sun et al., NeurIPS 2020: 4-bit training vs FP16 hardware, simulated)"
+
+
+def _ratio(num, den):
+    return num / den if num is not None and den else None
+
+
+def ratios(units):
+    """FP16 over INT4 / log ratios of area, energy and transistors (matching workloads)."""
+    fp, i4, lg = (units.get(n, {}) for n in ("fp16_mac", "int4_mac", "log_mac"))
+
+    def energy(entry, workload):
+        return entry.get("energy", {}).get(workload, {}).get("pj_per_mac")
+
+    return {
+        "fp16_over_int4_area": _ratio(fp.get("area_um2"), i4.get("area_um2")),
+        "fp16_over_int4_energy": _ratio(energy(fp, "forward"), energy(i4, "forward")),
+        "fp16_over_log_area": _ratio(fp.get("area_um2"), lg.get("area_um2")),
+        "fp16_over_log_energy": _ratio(energy(fp, "backward"), energy(lg, "backward")),
+        "fp16_over_int4_transistors": _ratio(fp.get("transistors"), i4.get("transistors")),
+        "fp16_over_log_transistors": _ratio(fp.get("transistors"), lg.get("transistors")),
+    }
+
+
+def calibration_rows(calibration):
+    """Rows comparing the flow's operator-only figures with Horowitz (raw and scaled)."""
+    rows = []
+    for name, entry in calibration.items():
+        pj, um2 = HOROWITZ_45NM[name]
+        e = entry.get("energy", {}).get("random", {}).get("logic_pj")
+        a = entry.get("area_logic_um2")
+        rows.append({
+            "unit": name, "description": entry.get("description", ""),
+            "energy_pj": e, "area_um2": a, "transistors": entry.get("transistors"),
+            "horowitz_pj_45nm": pj, "horowitz_um2_45nm": um2,
+            "horowitz_pj_scaled": pj * SCALING["energy"], "horowitz_um2_scaled": um2 * SCALING["area"],
+            "energy_over_scaled": _ratio(e, pj * SCALING["energy"]),
+            "area_over_scaled": _ratio(a, um2 * SCALING["area"]),
+        })
+    return rows
+
+
+def _fmt(v, digits=3):
+    if v is None:
+        return "n/a"
+    if isinstance(v, int):
+        return str(v)
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}g}"
+
+
+def _plots(report, out_dir):
+    """Bar charts (log scale) of area and energy per unit; arrays against PE count."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    units = report["units"]
+    for key, label, fname in (("area_um2", "area (um^2)", "area.png"),
+                              ("energy_pj_per_mac", "energy per MAC (pJ)", "energy.png"),
+                              ("transistors", "transistors (Yosys cmos estimate)", "transistors.png")):
+        pes = [(n, u[key]) for n, u in units.items() if u.get(key) and u.get("pe_count", 1) == 1]
+        if not pes:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.bar([n for n, _ in pes], [v for _, v in pes], color="#4477aa")
+        ax.set_yscale("log")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} per unit ({report['liberty_name'] or 'technology-independent'})")
+        for i, (_, v) in enumerate(pes):
+            ax.annotate(_fmt(v), (i, v), ha="center", va="bottom", fontsize=8)
+        fig.tight_layout()
+        _save(fig, os.path.join(out_dir, fname))
+        plt.close(fig)
+        written.append(fname)
+    arrays = [(n, u) for n, u in units.items() if u.get("pe_count", 1) > 1]
+    if arrays:
+        for key, label, fname in (("area_um2", "area (um^2)", "arrays_area.png"),
+                                  ("energy_pj_per_mac", "energy per MAC (pJ)", "arrays_energy.png")):
+            fig, ax = plt.subplots(figsize=(6, 3.5))
+            kinds = sorted({u["kind"] for _, u in arrays})
+            for kind in kinds:
+                pts = sorted((u["pe_count"], u[key]) for _, u in arrays if u["kind"] == kind and u.get(key))
+                if pts:
+                    ax.plot([p for p, _ in pts], [v for _, v in pts], marker="o", label=kind)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("PEs in the array")
+            ax.set_ylabel(label)
+            ax.legend()
+            fig.tight_layout()
+            _save(fig, os.path.join(out_dir, fname))
+            plt.close(fig)
+            written.append(fname)
+    return written
+
+
+def _save(fig, path):
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+
+
+def _markdown(report, plots):
+    r = report["ratios"]
+    lines = ["# fourbit: area and energy against FP16", ""]
+    lines.append(f"- Liberty: `{report['liberty'] or 'none (technology-independent estimates only)'}`"
+                 + (f", {report['voltage']} V" if report.get("voltage") else ""))
+    lines.append(f"- Operand streams: **{report['stimulus']}**, {report['macs']} MACs per workload; "
+                 f"clock {report['clock_ns']} ns (leakage window)")
+    lines.append(f"- Yosys: {report['yosys']['map'] or 'n/a'} (mapping), "
+                 f"{report['yosys']['cmos'] or 'n/a'} (cmos estimate)")
+    lines.append(f"- Command: `{report['command']}`")
+    lines.append("")
+    lines.append("## FP16 over 4-bit")
+    lines.append("")
+    lines.append(f"The paper claims {PAPER_CLAIM}. Measured here (same register boundary, "
+                 "same operand tensors; energy on matching workloads):")
+    lines.append("")
+    lines.append("| ratio | area | energy per MAC | transistors |")
+    lines.append("|---|---|---|---|")
+    lines.append(f"| fp16_mac / int4_mac (forward) | {_fmt(r['fp16_over_int4_area'])}x | "
+                 f"{_fmt(r['fp16_over_int4_energy'])}x | {_fmt(r['fp16_over_int4_transistors'])}x |")
+    lines.append(f"| fp16_mac / log_mac (backward) | {_fmt(r['fp16_over_log_area'])}x | "
+                 f"{_fmt(r['fp16_over_log_energy'])}x | {_fmt(r['fp16_over_log_transistors'])}x |")
+    lines.append(f"| paper claim | >7x | >7x | |")
+    lines.append("")
+    lines.append("## Units")
+    lines.append("")
+    lines.append("| unit | PEs | transistors | area um^2 (regs / logic) | delay ns | "
+                 "energy pJ/MAC | energy by workload: total (regs / logic) |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for name, u in report["units"].items():
+        split = (f"{_fmt(u['area_um2'])} ({_fmt(u['area_registers_um2'])} / {_fmt(u['area_logic_um2'])})"
+                 if u.get("area_um2") is not None else "n/a")
+        work = "; ".join(f"{w}: {_fmt(e['pj_per_mac'])} ({_fmt(e['registers_pj'])} / {_fmt(e['logic_pj'])})"
+                         for w, e in u.get("energy", {}).items()) or "n/a"
+        lines.append(f"| {name} | {u.get('pe_count', 1)} | {_fmt(u['transistors'])} | {split} | "
+                     f"{_fmt(u['delay_ns'])} | {_fmt(u['energy_pj_per_mac'])} | {work} |")
+    lines.append("")
+    if report["missing"]:
+        lines.append("Not measured (not generated yet): " + "; ".join(report["missing"]))
+        lines.append("")
+    lines.append("## Calibration against Horowitz (ISSCC 2014, 45 nm, 0.9 V)")
+    lines.append("")
+    lines.append("Operator logic only (boundary registers excluded), uniformly random operands. "
+                 f"Scaled = Horowitz x {SCALING['energy']:.2f} (energy, C V^2 with C ~ L) and "
+                 f"x {SCALING['area']:.2f} (area, L^2) to 130 nm / 1.8 V: first-order only.")
+    lines.append("")
+    lines.append("| circuit | energy pJ | Horowitz pJ (45 nm / scaled) | ratio to scaled | "
+                 "area um^2 | Horowitz um^2 (45 nm / scaled) | ratio to scaled |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for row in report["calibration"]:
+        lines.append(f"| {row['description']} | {_fmt(row['energy_pj'])} | {_fmt(row['horowitz_pj_45nm'])} / "
+                     f"{_fmt(row['horowitz_pj_scaled'])} | {_fmt(row['energy_over_scaled'])} | "
+                     f"{_fmt(row['area_um2'])} | {_fmt(row['horowitz_um2_45nm'])} / "
+                     f"{_fmt(row['horowitz_um2_scaled'])} | {_fmt(row['area_over_scaled'])} |")
+    lines.append("")
+    lines.append("Horowitz's FP figures for reference (45 nm): FP16 add 0.4 pJ / 1360 um^2, "
+                 "FP16 mult 1.1 pJ / 1640 um^2, FP32 add 0.9 pJ / 4184 um^2, FP32 mult 3.7 pJ / 7700 um^2.")
+    lines.append("")
+    if plots:
+        lines.append("## Plots")
+        lines.append("")
+        lines += [f"![{p}]({p})" for p in plots]
+        lines.append("")
+    errors = report["errors"] + [f"{n}: {e}" for n, u in report["units"].items() for e in u.get("errors", [])]
+    if errors:
+        lines.append("## Problems")
+        lines.append("")
+        lines += [f"- {e}" for e in errors]
+        lines.append("")
+    lines.append("## Method")
+    lines.append("")
+    lines += [f"- {m}" for m in report["method"]]
+    return "\n".join(lines) + "\n"
+
+
+def _html(markdown_text, title):
+    """A plain HTML rendering of the Markdown report (tables, lists, images)."""
+    out = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
+           f"<title>{html.escape(title)}</title>",
+           "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
+           "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px}"
+           "code{background:#eee}</style></head><body>"]
+    in_table = in_list = False
+    for line in markdown_text.splitlines():
+        esc = html.escape(line)
+        esc = _inline(esc)
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if all(set(c) <= {"-"} for c in cells):
+                continue
+            if not in_table:
+                out.append("<table>")
+                in_table = True
+                out.append("<tr>" + "".join(f"<th>{_inline(html.escape(c))}</th>" for c in cells) + "</tr>")
+            else:
+                out.append("<tr>" + "".join(f"<td>{_inline(html.escape(c))}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            out.append("</table>")
+            in_table = False
+        if line.startswith("- "):
+            if not in_list:
+                out.append("<ul>")
+                in_list = True
+            out.append(f"<li>{_inline(html.escape(line[2:]))}</li>")
+            continue
+        if in_list:
+            out.append("</ul>")
+            in_list = False
+        if line.startswith("## "):
+            out.append(f"<h2>{esc[3:]}</h2>")
+        elif line.startswith("# "):
+            out.append(f"<h1>{esc[2:]}</h1>")
+        elif line.startswith("!["):
+            src = line[line.index("(") + 1:-1]
+            out.append(f"<p><img src='{html.escape(src)}' alt='{html.escape(src)}'></p>")
+        elif line:
+            out.append(f"<p>{esc}</p>")
+    if in_table:
+        out.append("</table>")
+    if in_list:
+        out.append("</ul>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def _inline(text):
+    import re
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
+
+
+def _write_text(path, text):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_all(report, out_dir):
+    """Write ``report.json``, the PNG plots, ``report.md`` and ``report.html``; returns the paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    plots = _plots(report, out_dir)
+    report = dict(report, plots=plots)
+    md = _markdown(report, plots)
+    paths = [os.path.join(out_dir, n) for n in ("report.json", "report.md", "report.html")]
+    _write_text(paths[0], json.dumps(report, indent=2) + "\n")
+    _write_text(paths[1], md)
+    _write_text(paths[2], _html(md, "fourbit report"))
+    return paths + [os.path.join(out_dir, p) for p in plots]
