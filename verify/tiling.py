@@ -1,0 +1,158 @@
+"""Tiling any M x K x N GEMM onto an output-stationary R x C array (:mod:`hw.array`).
+
+Pure numpy, shared by the cocotb driver (:mod:`verify.array_tb`), the
+Amaranth-simulator tests and :mod:`verify.gemm`:
+
+* :func:`schedule` cuts A into R-row blocks and B into C-column blocks
+  (zero-padded at the edges), and lays out one tile after another, one k per
+  cycle, with ``clear`` on a tile's first k and ``last`` on its final k, plus
+  idle cycles when a tile is shorter than the drain needs
+  (:func:`hw.array.min_tile_cycles`). A GEMM with K = 0 still runs one
+  cycle per tile (``valid = 0``, ``clear = last = 1``): the RTL reports zeros.
+* :func:`pack_words` / :func:`unpack_words` convert between numpy rows of
+  fixed-width words and the wide integers the packed ports carry.
+* :func:`assemble` puts the drained column streams back into an M x N matrix.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+from hw.array import min_tile_cycles
+
+
+__all__ = ["Schedule", "schedule", "pack_words", "unpack_words", "sign_extend", "assemble"]
+
+
+@dataclasses.dataclass
+class Schedule:
+    """Per-cycle inputs of one GEMM on one array.
+
+    Attributes
+    ----------
+    a_words : numpy.ndarray
+        ``cycles x rows`` raw A operand bits (uint64).
+    b_words : numpy.ndarray
+        ``cycles x cols`` raw B operand bits.
+    valid, clear, last : numpy.ndarray
+        ``cycles`` control bits (uint8).
+    tiles : list of (int, int)
+        First row of A and first column of B of each tile, in issue order.
+    m, n, rows, cols : int
+        GEMM and array sizes.
+    """
+
+    a_words: np.ndarray
+    b_words: np.ndarray
+    valid: np.ndarray
+    clear: np.ndarray
+    last: np.ndarray
+    tiles: list
+    m: int
+    n: int
+    rows: int
+    cols: int
+
+    @property
+    def cycles(self):
+        return len(self.valid)
+
+    @property
+    def results_per_column(self):
+        """Values each column drains: R per tile."""
+        return len(self.tiles) * self.rows
+
+
+def schedule(a_bits, b_bits, rows, cols):
+    """The cycle-by-cycle schedule of ``A @ B`` on a ``rows`` x ``cols`` array.
+
+    Parameters
+    ----------
+    a_bits : numpy.ndarray
+        M x K raw operand bit patterns (non-negative integers).
+    b_bits : numpy.ndarray
+        K x N raw operand bit patterns.
+    rows, cols : int
+        Array size.
+    """
+    a_bits = np.asarray(a_bits, dtype=np.uint64)
+    b_bits = np.asarray(b_bits, dtype=np.uint64)
+    m, k = a_bits.shape
+    k2, n = b_bits.shape
+    if k != k2:
+        raise ValueError(f"inner dimensions differ: {a_bits.shape} @ {b_bits.shape}")
+    tile_rows, tile_cols = max(1, math.ceil(m / rows)), max(1, math.ceil(n / cols))
+    a_pad = np.zeros((tile_rows * rows, k), dtype=np.uint64)
+    a_pad[:m] = a_bits
+    b_pad = np.zeros((k, tile_cols * cols), dtype=np.uint64)
+    b_pad[:, :n] = b_bits
+    steps = max(k, 1)
+    spacing = max(steps, min_tile_cycles(rows))
+    tiles = [(ti * rows, tj * cols) for ti in range(tile_rows) for tj in range(tile_cols)]
+    total = len(tiles) * spacing
+    a_words = np.zeros((total, rows), dtype=np.uint64)
+    b_words = np.zeros((total, cols), dtype=np.uint64)
+    valid, clear, last = (np.zeros(total, dtype=np.uint8) for _ in range(3))
+    for t, (r0, c0) in enumerate(tiles):
+        start = t * spacing
+        if k:
+            # Cycle start + kk carries A[r0:r0+R, kk] and B[kk, c0:c0+C].
+            a_words[start:start + k] = a_pad[r0:r0 + rows].T
+            b_words[start:start + k] = b_pad[:, c0:c0 + cols]
+            valid[start:start + k] = 1
+        clear[start] = 1
+        last[start + steps - 1] = 1
+    return Schedule(a_words, b_words, valid, clear, last, tiles, m, n, rows, cols)
+
+
+def pack_words(words, width):
+    """Each row of ``words`` (``n x count`` uint64, ``width`` bits each) as one
+    integer, word ``i`` at bits ``[i*width, (i+1)*width)``: a list of Python ints."""
+    words = np.asarray(words, dtype=np.uint64)
+    count = words.shape[1]
+    bits = ((words[:, :, None] >> np.arange(width, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+    packed = np.packbits(bits.reshape(len(words), count * width), axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in packed]
+
+
+def unpack_words(values, count, width):
+    """Inverse of :func:`pack_words`: ``len(values) x count`` uint64 words (``width <= 64``)."""
+    if width > 64:
+        raise ValueError(f"word width {width} > 64")
+    nbytes = (count * width + 7) // 8
+    raw = np.frombuffer(b"".join(int(v).to_bytes(nbytes, "little") for v in values), dtype=np.uint8)
+    bits = np.unpackbits(raw.reshape(len(values), nbytes), axis=1, bitorder="little")[:, :count * width]
+    bits = bits.reshape(len(values), count, width).astype(np.uint64)
+    return (bits << np.arange(width, dtype=np.uint64)).sum(axis=2, dtype=np.uint64)
+
+
+def sign_extend(words, width):
+    """Two's-complement ``width``-bit words (uint64) as int64."""
+    words = np.asarray(words, dtype=np.uint64)
+    if width == 64:
+        return words.view(np.int64)
+    signed = words.astype(np.int64)
+    return np.where(signed >= (1 << (width - 1)), signed - (1 << width), signed)
+
+
+def assemble(plan, column_values):
+    """M x N result from the drained streams.
+
+    Parameters
+    ----------
+    plan : Schedule
+    column_values : list of numpy.ndarray
+        Per column, the values it emitted in order (R per tile, tiles in issue order).
+    """
+    rows, cols = plan.rows, plan.cols
+    for j, values in enumerate(column_values):
+        if len(values) != plan.results_per_column:
+            raise RuntimeError(f"column {j} drained {len(values)} results, expected {plan.results_per_column}")
+    stacked = np.stack(column_values, axis=1)  # (tiles * R) x C
+    per_tile = stacked.reshape(len(plan.tiles), rows, cols)
+    out = np.zeros((max(1, math.ceil(plan.m / rows)) * rows, max(1, math.ceil(plan.n / cols)) * cols),
+                   dtype=stacked.dtype)
+    for t, (r0, c0) in enumerate(plan.tiles):
+        out[r0:r0 + rows, c0:c0 + cols] = per_tile[t]
+    return out[:plan.m, :plan.n]
