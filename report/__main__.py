@@ -4,7 +4,7 @@ Examples::
 
     python -m report                                   # technology-independent only
     python -m report --liberty ../shared/pdk/sky130_fd_sc_hd/sky130_fd_sc_hd__tt_025C_1v80.lib.gz
-    python -m report --liberty LIB --capture build/golden/capture.npz --macs 5000
+    python -m report --liberty LIB --capture build/report/capture.npz --macs 5000
 
 Writes ``<out>/report.json``, ``report.md``, ``report.html`` and PNG plots.
 Exit status: 0 when everything asked for was measured; 1 when the Liberty,
@@ -36,8 +36,8 @@ def _parser():
     p.add_argument("--out", default="build/report", metavar="DIR",
                    help="output directory (default: %(default)s)")
     p.add_argument("--capture", metavar="NPZ",
-                   help="tensors captured from golden training (keys: [<layer>/]x, w, dy, alpha); "
-                        "default: synthetic tensors, labelled as such")
+                   help="tensor capture of golden training (python -m golden.train ... --capture "
+                        "FILE.npz); default: synthetic tensors, labelled as such")
     p.add_argument("--macs", type=int, default=3000,
                    help="MACs simulated per unit and workload (default: %(default)s)")
     p.add_argument("--clock-ns", type=float, default=10.0,
@@ -87,7 +87,7 @@ def main(argv=None):
             pass
 
     try:
-        layers = stimulus.load_capture(args.capture) if args.capture else [stimulus.synthetic_layer()]
+        gemms = stimulus.capture_gemms(args.capture) if args.capture else stimulus.synthetic_gemms()
     except ValueError as e:
         print(f"report: error: {e}", file=sys.stderr)
         return 2
@@ -105,7 +105,7 @@ def main(argv=None):
             return 2
         todo = [u for u in todo if u.name in args.only]
 
-    ctx = flow.Context(out_dir=args.out, library=library, liberty_work=liberty_work, layers=layers,
+    ctx = flow.Context(out_dir=args.out, library=library, liberty_work=liberty_work, gemms=gemms,
                        stimulus_source=source, macs=args.macs, clock_ns=args.clock_ns,
                        yosys_map=yosys_map, yosys_cmos=yosys_cmos, use_cache=not args.no_cache)
     measured = {}
@@ -131,7 +131,7 @@ def main(argv=None):
         f"transition (averaged over arcs, input transition {DEFAULT_SLEW_NS} ns) and per input-pin "
         "transition (flip-flop CLK/D); cell_leakage_power over the simulated time; ideal clock "
         "(no clock tree, no clock gating).",
-        "Workloads: int4_mac runs the forward GEMM (PACT UINT4 x SAWB INT4), log_mac the two backward "
+        "Workloads: int4_mac runs the forward GEMMs (activation codes x SAWB INT4 weights), log_mac the two backward "
         "GEMMs (INT4 W x FP4 dY phase 0; UINT4 X x FP4 dY phase 1), fp16_mac both on the same float "
         "tensors in binary16; every cycle is a MAC, dot products of full length K with `clear` at "
         "their start.",

@@ -40,7 +40,7 @@ class Context:
     library : report.liberty.Library or None
     liberty_work : str or None
         The working copy Yosys reads.
-    layers : list of report.stimulus.Layer
+    gemms : list of report.stimulus.Gemm
     stimulus_source : str
     macs : int
         MACs simulated per workload.
@@ -56,7 +56,7 @@ class Context:
     out_dir: str
     library: object
     liberty_work: str | None
-    layers: list
+    gemms: list
     stimulus_source: str
     macs: int = 3000
     clock_ns: float = 10.0
@@ -104,7 +104,7 @@ def _stimulus(unit, workload, ctx):
     if workload == "random":
         values = stimulus.random_operands(unit.inputs, ctx.macs)
     else:
-        values = stimulus.stream(unit.kind, workload, ctx.layers, ctx.macs)
+        values = stimulus.stream(unit.kind, workload, ctx.gemms, ctx.macs)
     missing = [n for n, _ in unit.inputs if n not in values]
     if missing:
         raise ValueError(f"stimulus for {unit.name} lacks port(s) {', '.join(missing)}")

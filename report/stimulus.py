@@ -1,37 +1,34 @@
 """Operand streams for switching-activity simulation, from training tensors.
 
-A *workload* is one GEMM of a training step, turned into a stream of MACs:
-output positions are drawn at random and each contributes its full dot
-product (``clear`` on its first MAC, ``valid`` on every cycle), so every
+A *workload* is a set of GEMMs of a training step, turned into a stream of
+MACs: output positions are drawn at random and each contributes its full
+dot product (``clear`` on its first MAC, ``valid`` on every cycle), so every
 clock cycle is one MAC.
 
-=========  ===========================  ======================================
-workload   GEMM                         operands
-=========  ===========================  ======================================
-forward    Y = X W                      X: PACT UINT4 codes, W: SAWB INT4 codes
-backward   dX = dY W^T (TPR phase 0)    W INT4 x dY FP4 (first half of stream)
-           dW = X^T dY (TPR phase 1)    X UINT4 x dY FP4 (second half)
-=========  ===========================  ======================================
+=========  ===================================  ====================================
+workload   GEMMs                                operands (``C = A @ B``)
+=========  ===================================  ====================================
+forward    ``fwd``: Y = X W^T                   A: activation codes (PACT UINT4, or
+                                                INT4 images), B: SAWB INT4 weights
+backward   ``dx``: dX = dY W (TPR phase 0)      A: FP4 gradient codes, B: INT4 weights
+           ``dw``: dW = dY^T X (TPR phase 1)    A: FP4 gradient codes, B: UINT4 codes
+=========  ===================================  ====================================
 
-``int4_mac`` runs *forward*, ``log_mac`` runs *backward*, ``fp16_mac`` runs both
-on the same tensors converted to binary16 (the unquantized float values, as
-an FP16 training baseline would hold them).
+``int4_mac`` runs *forward* (``a`` = A, ``b`` = B), ``log_mac`` runs *backward*
+(``g`` = A, ``x`` = B), ``fp16_mac`` runs both on the same tensors' real
+values converted to binary16.  The backward stream is half ``dx`` and half
+``dw`` MACs.
 
-Tensors come from a capture file (``.npz``) written by golden training, or, until
-one is given, from :func:`synthetic_layer` (labelled ``synthetic`` in the
-report).  Capture keys, per layer prefix ``<layer>/`` (the prefix may be empty):
+Tensors come from
 
-``x``
-    float layer input (M x K), post-ReLU activations;
-``w``
-    float weights (K x N), so that ``Y = x @ w``;
-``dy``
-    float upstream gradient (M x N);
-``alpha`` (optional)
-    the layer's PACT clip; default: ``max(x)``.
-
-The quantization uses :mod:`golden.formats` (SAWB, PACT, FP4 with GradScale
-and TPR), exactly as golden training does.
+* a **capture** written by golden training (``python -m golden.train ...
+  --capture FILE.npz``, format in :mod:`golden.capture`): the ``fwd``, ``dx``
+  and ``dw`` records (``int4``/``log`` kinds) of every captured step and layer;
+  the real values for FP16 are the dequantized codes (``code * scale``, FP4
+  via :func:`golden.formats.fp4_decode`), which is all a capture holds;
+* or, until a capture is given, :func:`synthetic_gemms` (labelled
+  ``synthetic``): realistic float tensors quantized with :mod:`golden.formats`
+  exactly as golden training does; FP16 gets the unquantized float values.
 """
 
 from dataclasses import dataclass
@@ -39,97 +36,96 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from golden.formats import fp4_quantize, quantize_pact, quantize_weight, sawb_step
+from golden.formats import fp4_decode, fp4_quantize, quantize_pact, quantize_weight, sawb_step
 from golden.formats.fp16 import float_to_fp16_bits
 
-__all__ = ["Layer", "synthetic_layer", "load_capture", "WORKLOADS", "stream",
-           "random_operands"]
+__all__ = ["Gemm", "synthetic_gemms", "capture_gemms", "WORKLOADS", "stream", "random_operands"]
 
-WORKLOADS = ("forward", "backward")
+#: Workload -> the GEMM ops it is made of.
+WORKLOADS = {"forward": ("fwd",), "backward": ("dx", "dw")}
 
 
 @dataclass
-class Layer:
-    """Float tensors of one layer and where they came from.
+class Gemm:
+    """One GEMM ``C = A @ B`` of a training step, as codes and real values.
 
     Attributes
     ----------
-    name : str
-    x, w, dy : numpy.ndarray
-        float64 activations (M x K), weights (K x N), upstream gradient (M x N).
-    alpha : float
-        PACT clip of ``x``.
+    op : {"fwd", "dx", "dw"}
+    a, b : numpy.ndarray
+        int64 codes, M x K and K x N (``a``: activation codes for ``fwd``,
+        FP4 codes otherwise).
+    a_real, b_real : numpy.ndarray
+        float64 values of the same tensors (for the FP16 baseline).
+    a_signed, b_signed : bool
+        Integer codes are INT4 (True) or UINT4 (False).
     source : str
-        ``"synthetic"`` or the capture file path.
+        ``"synthetic"`` or ``"<capture path> step S layer L"``.
     """
 
-    name: str
-    x: np.ndarray
-    w: np.ndarray
-    dy: np.ndarray
-    alpha: float
+    op: str
+    a: np.ndarray
+    b: np.ndarray
+    a_real: np.ndarray
+    b_real: np.ndarray
+    a_signed: bool
+    b_signed: bool
     source: str
 
-    def codes(self):
-        """Quantized codes: ``x`` UINT4, ``w`` INT4, ``dy`` FP4 phases 0 and 1 (numpy int64)."""
-        x = torch.from_numpy(self.x)
-        w = torch.from_numpy(self.w)
-        dy = torch.from_numpy(self.dy)
-        xq = quantize_pact(x, self.alpha).to(torch.int64).numpy()
-        wq = quantize_weight(w, sawb_step(w)).to(torch.int64).numpy()
-        g0, _ = fp4_quantize(dy, phase=0)
-        g1, _ = fp4_quantize(dy, phase=1)
-        return xq, wq, g0.to(torch.int64).numpy(), g1.to(torch.int64).numpy()
 
-
-def synthetic_layer(*, m=64, k=256, n=64, seed=0):
-    """A realistic synthetic layer (labelled ``synthetic``).
+def synthetic_gemms(*, m=64, k=256, n=64, seed=0):
+    """The three GEMMs of one realistic synthetic layer (labelled ``synthetic``).
 
     * ``x``: ReLU of unit Gaussians (half exactly zero) with PACT clip 3.0,
       so about 54 % of the UINT4 codes are 0;
-    * ``w``: He-initialised Gaussian weights N(0, 2/K), SAWB-quantized;
+    * ``w``: He-initialised Gaussian weights N(0, 2/K), SAWB-quantized INT4;
     * ``dy``: Gaussian values times a log-normal per-element magnitude
       (sigma 1.5 in natural log), spreading the FP4 exponents over the
-      whole radix-4 range as gradients do.
+      radix-4 range as gradients do; FP4 with GradScale, TPR phases 0 and 1.
     """
     rng = np.random.default_rng(seed)
     x = np.maximum(rng.standard_normal((m, k)), 0.0)
-    w = rng.standard_normal((k, n)) * np.sqrt(2.0 / k)
+    w = rng.standard_normal((n, k)) * np.sqrt(2.0 / k)            # torch Linear layout: out x in
     dy = rng.standard_normal((m, n)) * np.exp(1.5 * rng.standard_normal((m, n))) * 1e-3
-    return Layer("synthetic", x, w, dy, 3.0, "synthetic")
+    tx, tw, tdy = (torch.from_numpy(t) for t in (x, w, dy))
+    xq = quantize_pact(tx, 3.0).to(torch.int64).numpy()
+    wq = quantize_weight(tw, sawb_step(tw)).to(torch.int64).numpy()
+    g0 = fp4_quantize(tdy, phase=0)[0].to(torch.int64).numpy()
+    g1 = fp4_quantize(tdy, phase=1)[0].to(torch.int64).numpy()
+    src = "synthetic"
+    return [Gemm("fwd", xq, wq.T, x, w.T, False, True, src),
+            Gemm("dx", g0, wq, dy, w, False, True, src),
+            Gemm("dw", g1.T, xq, dy.T, x, False, False, src)]
 
 
-def load_capture(path):
-    """Layers from a capture ``.npz`` (keys in the module docstring).
+def capture_gemms(path):
+    """The ``fwd``/``dx``/``dw`` GEMMs of a golden-training capture file.
 
     Raises
     ------
     ValueError
-        Unreadable file, missing keys or inconsistent shapes.
+        Unreadable or foreign file, or no GEMM record in it.
     """
+    from golden.capture import load_capture
+
     try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
+        records = load_capture(path)
+    except (OSError, ValueError, KeyError) as e:
         raise ValueError(f"cannot read capture file {path}: {e}") from None
-    prefixes = sorted({key[:-len("x")] for key in data.files if key.endswith("x") and
-                       (key == "x" or key.endswith("/x"))})
-    layers = []
-    for p in prefixes:
-        missing = [p + k for k in ("w", "dy") if p + k not in data.files]
-        if missing:
-            raise ValueError(f"capture {path}: layer {p or '<root>'!r} lacks {', '.join(missing)}")
-        x, w, dy = (np.asarray(data[p + k], dtype=np.float64) for k in ("x", "w", "dy"))
-        x = x.reshape(x.shape[0], -1)
-        if w.ndim != 2 or x.shape[1] != w.shape[0] or dy.shape != (x.shape[0], w.shape[1]):
-            raise ValueError(f"capture {path}: layer {p or '<root>'!r} shapes x{x.shape} "
-                             f"w{w.shape} dy{dy.shape} do not form Y = x @ w")
-        alpha = float(data[p + "alpha"]) if p + "alpha" in data.files else float(x.max())
-        if not alpha > 0:
-            alpha = 1.0
-        layers.append(Layer(p.rstrip("/") or "layer", x, w, dy, alpha, str(path)))
-    if not layers:
-        raise ValueError(f"capture {path} holds no layer (expected keys x, w, dy or <layer>/x, ...)")
-    return layers
+    gemms = []
+    for r in records:
+        where = f"{path} step {r['step']} layer {r['layer']}"
+        if r["kind"] == "int4" and r["op"] == "fwd":
+            a, b = r["a"].astype(np.int64), r["b"].astype(np.int64)
+            gemms.append(Gemm("fwd", a, b, a * r["scale_a"], b * r["scale_b"],
+                              bool(r["a_signed"]), bool(r["b_signed"]), where))
+        elif r["kind"] == "log" and r["op"] in ("dx", "dw") and r.get("radix") == 4:
+            a, b = r["a"].astype(np.int64), r["b"].astype(np.int64)
+            g = fp4_decode(torch.from_numpy(r["a"]), r["scale_g"], phase=int(r["phase"])).numpy()
+            gemms.append(Gemm(r["op"], a, b, g, b * r["scale_b"], False, bool(r["b_signed"]), where))
+    if not gemms:
+        raise ValueError(f"capture {path} holds no fwd/dx/dw GEMM record")
+    return gemms
 
 
 def _dot_products(rng, rows, cols, k, macs):
@@ -150,16 +146,17 @@ def _fp16_bits(a):
     return float_to_fp16_bits(torch.from_numpy(a).to(torch.float16)).numpy()
 
 
-def stream(kind, workload, layers, macs, *, seed=0):
+def stream(kind, workload, gemms, macs, *, seed=0):
     """Per-port operand stream of one unit kind on one workload.
 
     Parameters
     ----------
     kind : {"int4_mac", "log_mac", "fp16_mac"}
     workload : {"forward", "backward"}
-    layers : list of Layer
+    gemms : list of Gemm
     macs : int
-        Cycles (MACs) in the stream, split evenly over the layers.
+        Cycles (MACs) in the stream, split evenly over the workload's ops and
+        then over the GEMMs of each op.
     seed : int
 
     Returns
@@ -170,47 +167,38 @@ def stream(kind, workload, layers, macs, *, seed=0):
     Raises
     ------
     ValueError
-        A kind/workload pair the paper's dataflow does not use.
+        A kind/workload pair the dataflow does not use, or no GEMM for it.
     """
+    if workload not in WORKLOADS:
+        raise ValueError(f"unknown workload {workload!r} (expected one of {', '.join(WORKLOADS)})")
+    usable = {"int4_mac": ("forward",), "log_mac": ("backward",), "fp16_mac": ("forward", "backward")}
+    if workload not in usable.get(kind, ()):
+        raise ValueError(f"workload {workload!r} is not run on {kind}")
     rng = np.random.default_rng(seed)
+    ops = WORKLOADS[workload]
     parts = []
-    per_layer = [macs // len(layers) + (i < macs % len(layers)) for i in range(len(layers))]
-    for layer, count in zip(layers, per_layer):
-        if count == 0:
-            continue
-        xq, wq, g0, g1 = layer.codes()
-        m, k = layer.x.shape
-        n = layer.w.shape[1]
-        if workload == "forward":
-            i, j, kk, first = _dot_products(rng, m, n, k, count)       # Y[i, j] = sum_kk X[i, kk] W[kk, j]
-            ops = {"x": (xq[i, kk], layer.x[i, kk]), "w": (wq[kk, j], layer.w[kk, j])}
-            if kind == "int4_mac":
-                part = {"a": ops["x"][0], "b": ops["w"][0], "a_signed": np.zeros_like(first)}
-            elif kind == "fp16_mac":
-                part = {"a": _fp16_bits(ops["x"][1]), "b": _fp16_bits(ops["w"][1])}
+    for n_op, op in enumerate(ops):
+        op_gemms = [g for g in gemms if g.op == op]
+        if not op_gemms:
+            raise ValueError(f"no {op!r} GEMM in the tensors for workload {workload!r}")
+        op_macs = macs // len(ops) + (n_op < macs % len(ops))
+        for n_g, g in enumerate(op_gemms):
+            count = op_macs // len(op_gemms) + (n_g < op_macs % len(op_gemms))
+            if count == 0:
+                continue
+            m, k = g.a.shape
+            i, j, kk, first = _dot_products(rng, m, g.b.shape[1], k, count)
+            if kind == "fp16_mac":
+                part = {"a": _fp16_bits(g.a_real[i, kk]), "b": _fp16_bits(g.b_real[kk, j])}
+            elif kind == "int4_mac":
+                part = {"a": g.a[i, kk], "b": g.b[kk, j],
+                        "a_signed": np.full(count, int(g.a_signed), np.int64)}
             else:
-                raise ValueError(f"workload 'forward' is not run on {kind}")
-        elif workload == "backward":
-            half = count // 2
-            # dX[i, kk] = sum_j dY[i, j] W[kk, j]  (phase 0)
-            i, kk, j, first_a = _dot_products(rng, m, k, n, half)
-            # dW[kk, j] = sum_i X[i, kk] dY[i, j]  (phase 1)
-            kk2, j2, i2, first_b = _dot_products(rng, k, n, m, count - half)
-            if kind == "log_mac":
-                part = {"x": np.concatenate([wq[kk, j], xq[i2, kk2]]),
-                        "x_signed": np.concatenate([np.ones(half, np.int64), np.zeros(count - half, np.int64)]),
-                        "g": np.concatenate([g0[i, j], g1[i2, j2]])}
-            elif kind == "fp16_mac":
-                part = {"a": _fp16_bits(np.concatenate([layer.dy[i, j], layer.x[i2, kk2]])),
-                        "b": _fp16_bits(np.concatenate([layer.w[kk, j], layer.dy[i2, j2]]))}
-            else:
-                raise ValueError(f"workload 'backward' is not run on {kind}")
-            first = np.concatenate([first_a, first_b])
-        else:
-            raise ValueError(f"unknown workload {workload!r} (expected one of {', '.join(WORKLOADS)})")
-        part["valid"] = np.ones(count, np.int64)
-        part["clear"] = first
-        parts.append(part)
+                part = {"g": g.a[i, kk], "x": g.b[kk, j],
+                        "x_signed": np.full(count, int(g.b_signed), np.int64)}
+            part["valid"] = np.ones(count, np.int64)
+            part["clear"] = first
+            parts.append(part)
     return {p: np.concatenate([part[p] for part in parts]).astype(np.int64) for p in parts[0]}
 
 
