@@ -1,0 +1,23 @@
+# Area / delay / energy report of the PEs against FP16 (docs/report.md).
+#   make report                       technology-independent (Yosys cmos transistor counts)
+#   make report LIBERTY=path.lib.gz   + mapped area (um^2), delay (ns), energy per MAC (pJ)
+# Operand streams come from a tensor capture of golden training (digits, MLP,
+# ibm4 recipe, a step of epoch 10), made once and reused.
+
+LIBERTY ?=
+REPORT_OUT ?= build/report
+REPORT_CAPTURE ?= $(REPORT_OUT)/capture/digits-mlp-ibm4.npz
+REPORT_ARGS ?=
+
+.PHONY: report report-synthetic
+
+$(REPORT_CAPTURE):
+	$(PYTHON) -m golden.train --dataset digits --model mlp --recipe ibm4 --epochs 10 --seed 0 \
+		--metrics $(@:.npz=.json) --capture $@ --capture-steps 110 --threads 1 --progress off
+
+report: rtl $(REPORT_CAPTURE)  ## area/energy vs FP16 -> build/report/report.{json,md,html} (LIBERTY=... for um^2, pJ)
+	$(PYTHON) -m report --out $(REPORT_OUT) --capture $(REPORT_CAPTURE) \
+		$(if $(LIBERTY),--liberty $(LIBERTY)) $(REPORT_ARGS)
+
+report-synthetic: rtl  ## the same report on synthetic tensors (raw float values for FP16) -> build/report-synthetic
+	$(PYTHON) -m report --out build/report-synthetic $(if $(LIBERTY),--liberty $(LIBERTY)) $(REPORT_ARGS)
