@@ -22,7 +22,7 @@ from .liberty import DONT_USE_PATTERN
 __all__ = ["Context", "measure", "FLOW_ID"]
 
 #: Version of the whole measurement flow (cache key component).
-FLOW_ID = f"{synth.FLOW_VERSION}/energy-2/gatesim-2"
+FLOW_ID = f"{synth.FLOW_VERSION}/energy-2/gatesim-3"
 
 
 def _progress(msg):
