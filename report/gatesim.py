@@ -56,6 +56,8 @@ def function_to_verilog(expr):
 
     def take():
         nonlocal i
+        if i >= len(tokens):
+            raise SimError(f"truncated Liberty function {expr!r}")
         i += 1
         return tokens[i - 1]
 

@@ -159,8 +159,8 @@ class Table:
                 x = idx[0]
             coords.append(float(np.clip(x, idx[0], idx[-1])))
         v = self.values
-        if v.ndim == 0 or not coords:
-            return float(v)
+        if v.size == 1 or not coords:
+            return float(v.reshape(-1)[0])
         if v.ndim == 1:
             return float(np.interp(coords[0], self.index[0], v))
         rows = np.array([np.interp(coords[1], self.index[1], row) for row in v])

@@ -1,0 +1,107 @@
+"""Liberty reading, Liberty functions as Verilog, the dont_use working copy, bad input."""
+
+import gzip
+import itertools
+import re
+
+import pytest
+
+from report.gatesim import SimError, function_to_verilog
+from report.liberty import Library, LibertyError
+
+SMALL_LIB = """library (tiny) {
+  time_unit : "1ns";
+  leakage_power_unit : "1nW";
+  capacitive_load_unit(1, "ff");
+  nom_voltage : 1.2;
+  cell ("tiny__nand2_1") {
+    area : 4.5;
+    cell_leakage_power : 2.0;
+    pin ("A") { direction : "input"; capacitance : 1.5; }
+    pin ("B") { direction : "input"; capacitance : 2.5; }
+    pin ("Y") { direction : "output"; function : "!(A B)";
+      internal_power () { related_pin : "A";
+        rise_power (scalar) { values ("3.0"); }
+        fall_power (scalar) { values ("1.0"); } } }
+  }
+  cell ("tiny__sdf_1") {
+    area : 9.0;
+    pin ("D") { direction : "input"; capacitance : 1.0; }
+  }
+}
+"""
+
+
+def _eval(expr, env):
+    py = expr.replace("~", " not ").replace("&", " and ").replace("|", " or ").replace("^", " != ")
+    py = py.replace("1'b0", "False").replace("1'b1", "True")
+    return bool(eval(py, {}, env))
+
+
+@pytest.mark.parametrize("liberty, truth", [
+    ("(A&B) | (!C)", lambda A, B, C: (A and B) or not C),
+    ("A B + C'", lambda A, B, C: (A and B) or not C),
+    ("!(A*B) ^ C", lambda A, B, C: (not (A and B)) != C),
+    ("(A&!B&!C) | (!A&B&!C) | (!A&!B&C) | (A&B&C)", lambda A, B, C: (A + B + C) % 2 == 1),
+    ("(A0&!S) | (A1&S)", None),
+])
+def test_function_to_verilog(liberty, truth):
+    verilog = function_to_verilog(liberty)
+    if truth is None:
+        for a0, a1, s in itertools.product((False, True), repeat=3):
+            assert _eval(verilog, {"A0": a0, "A1": a1, "S": s}) == (a1 if s else a0)
+        return
+    for a, b, c in itertools.product((False, True), repeat=3):
+        assert _eval(verilog, {"A": a, "B": b, "C": c}) == truth(a, b, c), (liberty, verilog)
+
+
+@pytest.mark.parametrize("bad", ["A &", "(A | B", "A $ B"])
+def test_function_syntax_errors(bad):
+    with pytest.raises(SimError, match="Liberty function"):
+        function_to_verilog(bad)
+
+
+def test_small_library_units_and_cells(tmp_path):
+    path = tmp_path / "tiny.lib.gz"
+    path.write_bytes(gzip.compress(SMALL_LIB.encode()))
+    lib = Library(path)
+    assert (lib.name, lib.voltage, lib.cap_unit_pf, lib.time_unit_ns) == ("tiny", 1.2, 1e-3, 1.0)
+    nand = lib.cell("tiny__nand2_1")
+    assert nand.area == 4.5 and nand.leakage == 2.0 and not nand.is_sequential
+    assert nand.pins["B"].capacitance == pytest.approx(2.5e-3)         # fF -> pF
+    arc = nand.pins["Y"].power[0]
+    # energies are in cap unit * V^2: fF * V^2 = 1e-3 pJ
+    assert arc.rise.lookup(transition=0.1, load=0.01) == pytest.approx(3e-3)
+    assert arc.fall.lookup() == pytest.approx(1e-3)
+    assert lib.wire_cap(3) == 0.0                                          # no wire-load model
+    with pytest.raises(KeyError):
+        lib.cell("tiny__nor2_1")
+
+
+def test_working_copy_marks_excluded_cells(tmp_path, sky130):
+    tiny = tmp_path / "tiny.lib"
+    tiny.write_text(SMALL_LIB)
+    work = tmp_path / "work.lib"
+    assert Library(tiny).write_working_copy(str(work)) == ["tiny__sdf_1"]
+    relib = Library(work)
+    assert relib.cell("tiny__sdf_1").dont_use and not relib.cell("tiny__nand2_1").dont_use
+    marked = sky130.write_working_copy(str(tmp_path / "sky.lib"))
+    assert marked and all(re.search(r"__(lpflow_|probe_|dly|clkdly|sdf)", n) for n in marked)
+    assert "sky130_fd_sc_hd__dfxtp_1" not in marked and "sky130_fd_sc_hd__inv_1" not in marked
+
+
+def test_missing_and_unreadable_liberty(tmp_path):
+    with pytest.raises(LibertyError, match="not found"):
+        Library(tmp_path / "nope.lib")
+    bad_gz = tmp_path / "bad.lib.gz"
+    bad_gz.write_bytes(b"\x1f\x8b\x08\x00garbage")
+    with pytest.raises(LibertyError, match="cannot read"):
+        Library(bad_gz)
+    text = tmp_path / "notlib.lib"
+    text.write_text("module x; endmodule\n")
+    with pytest.raises(LibertyError, match="not a Liberty"):
+        Library(text)
+    directory = tmp_path / "dir.lib"
+    directory.mkdir()
+    with pytest.raises(LibertyError):
+        Library(directory)
