@@ -22,7 +22,8 @@ import numpy as np
 from hw.array import min_tile_cycles
 
 
-__all__ = ["Schedule", "schedule", "pack_words", "unpack_words", "sign_extend", "assemble"]
+__all__ = ["Schedule", "schedule", "pack_rows", "pack_words", "unpack_rows", "unpack_words",
+           "sign_extend", "assemble"]
 
 
 @dataclasses.dataclass
@@ -106,25 +107,36 @@ def schedule(a_bits, b_bits, rows, cols):
     return Schedule(a_words, b_words, valid, clear, last, tiles, m, n, rows, cols)
 
 
-def pack_words(words, width):
-    """Each row of ``words`` (``n x count`` uint64, ``width`` bits each) as one
-    integer, word ``i`` at bits ``[i*width, (i+1)*width)``: a list of Python ints."""
+def pack_rows(words, width):
+    """Each row of ``words`` (``n x count`` uint64, ``width`` bits each) packed
+    little-endian, word ``i`` at bits ``[i*width, (i+1)*width)``: ``n x bytes`` uint8."""
     words = np.asarray(words, dtype=np.uint64)
-    count = words.shape[1]
+    n, count = words.shape
     bits = ((words[:, :, None] >> np.arange(width, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
-    packed = np.packbits(bits.reshape(len(words), count * width), axis=1, bitorder="little")
-    return [int.from_bytes(row.tobytes(), "little") for row in packed]
+    return np.packbits(bits.reshape(n, count * width), axis=1, bitorder="little")
+
+
+def pack_words(words, width):
+    """:func:`pack_rows` as one Python int per row (the value of a packed port)."""
+    return [int.from_bytes(row.tobytes(), "little") for row in pack_rows(words, width)]
+
+
+def unpack_rows(byte_rows, count, width):
+    """Inverse of :func:`pack_rows`: ``n x count`` uint64 words (``width <= 64``)."""
+    if width > 64:
+        raise ValueError(f"word width {width} > 64")
+    byte_rows = np.asarray(byte_rows, dtype=np.uint8).reshape(-1, (count * width + 7) // 8)
+    n = len(byte_rows)
+    bits = np.unpackbits(byte_rows, axis=1, bitorder="little")[:, :count * width]
+    bits = bits.reshape(n, count, width).astype(np.uint64)
+    return (bits << np.arange(width, dtype=np.uint64)).sum(axis=2, dtype=np.uint64)
 
 
 def unpack_words(values, count, width):
-    """Inverse of :func:`pack_words`: ``len(values) x count`` uint64 words (``width <= 64``)."""
-    if width > 64:
-        raise ValueError(f"word width {width} > 64")
+    """Inverse of :func:`pack_words`."""
     nbytes = (count * width + 7) // 8
     raw = np.frombuffer(b"".join(int(v).to_bytes(nbytes, "little") for v in values), dtype=np.uint8)
-    bits = np.unpackbits(raw.reshape(len(values), nbytes), axis=1, bitorder="little")[:, :count * width]
-    bits = bits.reshape(len(values), count, width).astype(np.uint64)
-    return (bits << np.arange(width, dtype=np.uint64)).sum(axis=2, dtype=np.uint64)
+    return unpack_rows(raw, count, width)
 
 
 def sign_extend(words, width):

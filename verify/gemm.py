@@ -1,0 +1,433 @@
+"""``python -m verify.gemm``: run any M x K x N GEMM on a simulated systolic array (SPEC section 5).
+
+Example::
+
+    python -m verify.gemm --pe int4 --rows 4 --cols 4 --a A.npy --b B.npy --out C.npy \\
+        [--a-signed 0|1] [--b-signed 0|1] [--sim icarus|verilator] [--array dedicated|train]
+
+Semantics (SPEC section 5):
+
+* ``int4``: A (M x K) and B (K x N) integer codes, INT4 (-8..7) or UINT4
+  (0..15) per ``--a-signed`` / ``--b-signed`` (default 1); C int64.
+* ``log``: A uint8 radix-4 FP4 codes (0..15), B INT4/UINT4 codes per
+  ``--b-signed``; C int64, the exact shift-accumulate ``sum_k (-1)^s b 4^(e-1)``
+  without scale (``dW = X^T dY`` runs as ``dW^T = dY^T X``). ``--a-signed`` is
+  ignored.
+* ``fp16``: A, B float16; C float32, accumulated in ascending k per output with
+  one round-to-nearest-even per add.
+
+``--array train`` runs ``int4`` (mode 0) or ``log`` (mode 1) GEMMs on the
+unified training array instead of the dedicated one.
+
+The tool tiles the GEMM onto the R x C output-stationary array
+(:mod:`verify.tiling`), builds the array's Verilog (:mod:`hw.array`) once per
+(array kind, R, C, accumulator width, simulator) under ``build/gemm/``, drives
+it through cocotb (:mod:`verify.array_tb`, via ``cocotb_tools.runner``) and
+writes what the RTL computed. It checks nothing itself. The integer
+accumulator is the kind's default width (24 bits ``int4``, 32 bits ``log``
+and ``train``) unless K exceeds its overflow bound; then the narrowest width
+that cannot overflow for this K is generated instead.
+
+Bad input (missing or unreadable files, shapes, dtypes, code ranges) prints
+one ``verify.gemm: error: ...`` line and exits with status 2 without writing
+the output; a simulation failure exits with status 1.
+"""
+
+import argparse
+import fcntl
+import hashlib
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from hw.array import ARRAY_KINDS, SystolicArray
+from hw.arith import max_safe_k, min_acc_width
+from hw.train_pe import MODE_INT, MODE_LOG
+
+from . import tiling
+
+
+__all__ = ["PES", "SIMULATORS", "ARRAYS", "GemmError", "GemmResult", "array_kind", "accumulator_width",
+           "operand_bits", "ArrayBuild", "run_gemm", "main"]
+
+
+PES = ("int4", "log", "fp16")
+SIMULATORS = ("icarus", "verilator")
+ARRAYS = ("dedicated", "train")
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+BUILD_ROOT = REPO_ROOT / "build" / "gemm"
+#: Verilator options: no per-signal VPI access (only the top ports are driven),
+#: X resolved at compile time, no tracing.
+VERILATOR_ARGS = ("--no-public-flat-rw", "--x-assign", "fast", "--x-initial", "fast", "-Wno-fatal")
+
+
+class GemmError(ValueError):
+    """Bad GEMM input (the CLI prints it as one line)."""
+
+
+class GemmResult:
+    """What the RTL computed, with how.
+
+    Attributes
+    ----------
+    c : numpy.ndarray
+        M x N result (int64, or float32 for ``fp16``).
+    cycles : int
+        Scheduled input cycles (the drain tail excluded).
+    sim_seconds : float
+        Wall time of the cocotb drive loop.
+    seconds : float
+        Wall time of the whole run, build included.
+    built : bool
+        Whether this call compiled the simulator model (cache miss).
+    acc_width : int
+        Accumulator width of the array.
+    """
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+def array_kind(pe, array):
+    """Array kind (:data:`hw.array.ARRAY_KINDS`) that runs ``pe`` GEMMs on ``array``."""
+    if pe not in PES:
+        raise GemmError(f"unknown --pe {pe!r} (choose from {', '.join(PES)})")
+    if array not in ARRAYS:
+        raise GemmError(f"unknown --array {array!r} (choose from {', '.join(ARRAYS)})")
+    if array == "train":
+        if pe == "fp16":
+            raise GemmError("the train array runs int4 and log GEMMs, not fp16")
+        return "train"
+    return pe
+
+
+def accumulator_width(kind, k):
+    """The kind's default accumulator width, or the narrowest one that holds ``k`` products."""
+    spec = ARRAY_KINDS[kind]
+    if spec.is_float:
+        return 32
+    width = spec.default_acc_width
+    if max_safe_k(spec.product_range, width) < max(k, 1):
+        width = min_acc_width(spec.product_range, k)
+    if width > 64:
+        raise GemmError(f"K={k} needs a {width}-bit accumulator; results are int64 (at most 64 bits)")
+    return width
+
+
+def _integer_codes(name, matrix, signed):
+    if not np.issubdtype(matrix.dtype, np.integer):
+        raise GemmError(f"{name} must hold integer codes, not dtype {matrix.dtype}")
+    lo, hi = (-8, 7) if signed else (0, 15)
+    if matrix.size and (matrix.min() < lo or matrix.max() > hi):
+        raise GemmError(f"{name} holds values outside {'INT4' if signed else 'UINT4'} range {lo}..{hi} "
+                        f"(min {matrix.min()}, max {matrix.max()})")
+    return matrix.astype(np.int64) & 0xF
+
+
+def operand_bits(pe, a, b, *, a_signed=True, b_signed=True):
+    """Validate the operands of a ``pe`` GEMM and return their raw bit patterns (uint64).
+
+    Raises
+    ------
+    GemmError
+        Shapes, dtypes or code ranges that ``pe`` does not accept.
+    """
+    for name, matrix in (("A", a), ("B", b)):
+        if not isinstance(matrix, np.ndarray):
+            raise GemmError(f"{name} must be a numpy array")
+        if matrix.ndim != 2:
+            raise GemmError(f"{name} must be a 2-D matrix, not shape {matrix.shape}")
+    if a.shape[1] != b.shape[0]:
+        raise GemmError(f"inner dimensions differ: A is {a.shape[0]} x {a.shape[1]}, "
+                        f"B is {b.shape[0]} x {b.shape[1]}")
+    if pe == "fp16":
+        for name, matrix in (("A", a), ("B", b)):
+            if matrix.dtype != np.float16:
+                raise GemmError(f"{name} must be float16 for --pe fp16, not dtype {matrix.dtype}")
+        return a.view(np.uint16).astype(np.uint64), b.view(np.uint16).astype(np.uint64)
+    if pe == "log":
+        if not np.issubdtype(a.dtype, np.integer):
+            raise GemmError(f"A must hold FP4 codes (uint8), not dtype {a.dtype}")
+        if a.size and (a.min() < 0 or a.max() > 15):
+            raise GemmError(f"A holds values outside the FP4 codes 0..15 (min {a.min()}, max {a.max()})")
+        return a.astype(np.uint64), _integer_codes("B", b, b_signed).astype(np.uint64)
+    return (_integer_codes("A", a, a_signed).astype(np.uint64),
+            _integer_codes("B", b, b_signed).astype(np.uint64))
+
+
+def _mode_inputs(pe, kind, a_signed, b_signed):
+    spec = ARRAY_KINDS[kind]
+    values = {"a_signed": int(a_signed), "b_signed": int(b_signed),
+              "mode": MODE_LOG if pe == "log" else MODE_INT}
+    return {name: values[name] for name in spec.a_modes + spec.b_modes}
+
+
+class ArrayBuild:
+    """One array compiled for one simulator, cached on disk.
+
+    Parameters
+    ----------
+    kind : str
+        Array kind (``int4``, ``log``, ``fp16``, ``train``).
+    rows, cols : int
+    acc_width : int
+    sim : str
+        ``icarus`` or ``verilator``.
+    build_root : path
+        Cache root (default ``build/gemm``); the build lives in
+        ``<root>/<kind>_<R>x<C>_acc<W>/<sim>``.
+    """
+
+    def __init__(self, *, kind, rows, cols, acc_width, sim, build_root=BUILD_ROOT):
+        if sim not in SIMULATORS:
+            raise GemmError(f"unknown --sim {sim!r} (choose from {', '.join(SIMULATORS)})")
+        for name, value in (("rows", rows), ("cols", cols)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise GemmError(f"--{name} must be a positive integer, not {value!r}")
+        spec = ARRAY_KINDS[kind]
+        max_k = 1 if spec.is_float else max_safe_k(spec.product_range, acc_width)
+        self.array = SystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=max_k)
+        self.kind, self.sim = kind, sim
+        self.toplevel = f"{kind}_array"
+        self.directory = pathlib.Path(build_root).resolve() / f"{kind}_{rows}x{cols}_acc{acc_width}" / sim
+        self.built = False
+
+    def _environment(self):
+        from rtl_gen.toolchain import tool_env
+        env = tool_env()
+        # cocotb_tools.runner finds verilator / iverilog through this process's PATH.
+        os.environ.update({key: env[key] for key in ("PATH", "VERILATOR_ROOT")})
+
+    def ensure(self):
+        """Generate and compile unless an identical build is cached (safe across processes)."""
+        from amaranth.back import verilog
+        from cocotb_tools.runner import get_runner
+        from rtl_gen.lint import WAIVERS
+
+        self._environment()
+        text = verilog.convert(self.array, name=self.toplevel, emit_src=False, strip_internal_attrs=True)
+        # Only the ports need VPI access (the runner's --public-flat-rw is
+        # switched off in VERILATOR_ARGS: it would expose every signal).
+        ports_vlt = "`verilator_config\n" + "".join(
+            f'public_flat_rw -module "{self.toplevel}" -var "{name}"\n'
+            for name in ["clk", "rst", *self.array.signature.members])
+        stamp = hashlib.sha256("\n".join([text, self.sim, ports_vlt, *VERILATOR_ARGS]).encode()).hexdigest()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / "lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            stamp_file = self.directory / "stamp"
+            if stamp_file.exists() and stamp_file.read_text() == stamp:
+                return
+            stamp_file.unlink(missing_ok=True)
+            source = self.directory / f"{self.toplevel}.v"
+            source.write_text(text)
+            sim_dir = self.directory / "sim"
+            shutil.rmtree(sim_dir, ignore_errors=True)
+            runner = get_runner(self.sim)
+            sources = [source]
+            if self.sim == "verilator":
+                ports = self.directory / "ports.vlt"
+                ports.write_text(ports_vlt)
+                sources = [WAIVERS, ports, source]
+            build_args = list(VERILATOR_ARGS) if self.sim == "verilator" else []
+            runner.build(sources=sources, hdl_toplevel=self.toplevel, build_dir=sim_dir,
+                         build_args=build_args, timescale=("1ns", "1ps"), always=True,
+                         log_file=self.directory / "build.log")
+            stamp_file.write_text(stamp)
+            self.built = True
+
+    def run(self, plan, modes, *, a_width, b_width):
+        """Simulate ``plan`` (a :class:`verify.tiling.Schedule`); per column, the drained raw words."""
+        from cocotb_tools.runner import get_runner
+
+        self.ensure()
+        runs = self.directory / "runs"
+        runs.mkdir(exist_ok=True)
+        workdir = pathlib.Path(tempfile.mkdtemp(dir=runs))
+        schedule_path, record_path = workdir / "schedule.npz", workdir / "record.npz"
+        np.savez(schedule_path,
+                 a_bytes=tiling.pack_rows(plan.a_words, a_width),
+                 b_bytes=tiling.pack_rows(plan.b_words, b_width),
+                 valid=plan.valid, clear=plan.clear, last=plan.last,
+                 mode_names=np.array(list(modes), dtype=str),
+                 **{f"mode_{name}": value for name, value in modes.items()},
+                 results=plan.results_per_column * plan.cols,
+                 drain_cycles=4 * plan.rows + plan.cols + 8)
+        runner = get_runner(self.sim)
+        env = {"FOURBIT_GEMM_IN": str(schedule_path), "FOURBIT_GEMM_OUT": str(record_path),
+               "COCOTB_LOG_LEVEL": "WARNING"}
+        try:
+            runner.test(test_module="verify.array_tb", hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
+                        build_dir=self.directory / "sim", test_dir=workdir,
+                        results_xml=str(workdir / "results.xml"), extra_env=env,
+                        timescale=("1ns", "1ps"), log_file=workdir / "sim.log")
+        except SystemExit as exit_:
+            status = exit_.code
+        else:
+            status = 0
+        if not record_path.exists():
+            raise RuntimeError(f"{self.toplevel} on {self.sim}: simulation produced no record "
+                               f"(status {status}); see {workdir / 'sim.log'}")
+        record = np.load(record_path)
+        acc = self.array.acc_width
+        valid = tiling.unpack_rows(record["valid_bytes"], plan.cols, 1)
+        data = tiling.unpack_rows(record["data_bytes"], plan.cols, acc)
+        columns = [data[valid[:, j] == 1, j] for j in range(plan.cols)]
+        seconds = float(record["seconds"])
+        if status:
+            raise RuntimeError(f"{self.toplevel} on {self.sim}: simulation failed (status {status}); "
+                               f"see {workdir / 'sim.log'}")
+        shutil.rmtree(workdir, ignore_errors=True)
+        return columns, seconds
+
+
+def run_gemm(pe, a, b, *, rows, cols, a_signed=True, b_signed=True, sim="icarus", array="dedicated",
+             build_root=BUILD_ROOT):
+    """``A @ B`` as the simulated ``rows`` x ``cols`` array computes it.
+
+    Parameters
+    ----------
+    pe : {"int4", "log", "fp16"}
+    a, b : numpy.ndarray
+        Operands (see the module docstring for dtypes and ranges).
+    rows, cols : int
+        Array size.
+    a_signed, b_signed : bool
+        Signedness of the integer operands.
+    sim : {"icarus", "verilator"}
+    array : {"dedicated", "train"}
+    build_root : path
+        Build cache root.
+
+    Returns
+    -------
+    GemmResult
+
+    Raises
+    ------
+    GemmError
+        Bad input.
+    RuntimeError
+        The simulation failed.
+    """
+    started = time.perf_counter()
+    kind = array_kind(pe, array)
+    if sim not in SIMULATORS:
+        raise GemmError(f"unknown --sim {sim!r} (choose from {', '.join(SIMULATORS)})")
+    a_bits, b_bits = operand_bits(pe, a, b, a_signed=a_signed, b_signed=b_signed)
+    spec = ARRAY_KINDS[kind]
+    width = accumulator_width(kind, a.shape[1])
+    build = ArrayBuild(kind=kind, rows=rows, cols=cols, acc_width=width, sim=sim, build_root=build_root)
+    plan = tiling.schedule(a_bits, b_bits, rows, cols)
+    columns, sim_seconds = build.run(plan, _mode_inputs(pe, kind, a_signed, b_signed),
+                                     a_width=spec.a_width, b_width=spec.b_width)
+    raw = tiling.assemble(plan, columns)
+    if spec.is_float:
+        c = raw.astype(np.uint32).view(np.float32)
+    else:
+        c = tiling.sign_extend(raw, width)
+    return GemmResult(c=c, cycles=plan.cycles, sim_seconds=sim_seconds,
+                      seconds=time.perf_counter() - started, built=build.built, acc_width=width)
+
+
+def _load(path, name):
+    try:
+        matrix = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise GemmError(f"--{name}: no such file {path}") from None
+    except (OSError, ValueError, EOFError) as error:
+        raise GemmError(f"--{name}: cannot read {path} as .npy: {error}") from None
+    if not isinstance(matrix, np.ndarray):
+        raise GemmError(f"--{name}: {path} is not a single .npy array")
+    return matrix
+
+
+def _save_atomic(path, matrix):
+    path = pathlib.Path(path)
+    directory = path.parent if str(path.parent) else pathlib.Path(".")
+    if not directory.is_dir():
+        raise GemmError(f"--out: directory {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, matrix)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _flag(text):
+    if text not in ("0", "1"):
+        raise argparse.ArgumentTypeError(f"expected 0 or 1, not {text!r}")
+    return text == "1"
+
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One line, as every fourbit CLI.
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parser():
+    parser = _Parser(prog="python -m verify.gemm",
+                     description="Run C = A @ B on a simulated R x C systolic array and write C (.npy).")
+    parser.add_argument("--pe", required=True, choices=PES, help="processing-element kind")
+    parser.add_argument("--rows", required=True, type=_positive, help="array rows R")
+    parser.add_argument("--cols", required=True, type=_positive, help="array columns C")
+    parser.add_argument("--a", required=True, metavar="A.npy", help="M x K left operand")
+    parser.add_argument("--b", required=True, metavar="B.npy", help="K x N right operand")
+    parser.add_argument("--out", required=True, metavar="C.npy", help="M x N result (written atomically)")
+    parser.add_argument("--a-signed", type=_flag, default=True, metavar="0|1",
+                        help="A is INT4 (1, default) or UINT4 (0); int4 only")
+    parser.add_argument("--b-signed", type=_flag, default=True, metavar="0|1",
+                        help="B is INT4 (1, default) or UINT4 (0); int4 and log")
+    parser.add_argument("--sim", default="icarus", choices=SIMULATORS, help="simulator (default: %(default)s)")
+    parser.add_argument("--array", default="dedicated", choices=ARRAYS,
+                        help="dedicated array of --pe (default), or the unified train array (int4, log)")
+    parser.add_argument("--verbose", action="store_true", help="print cycles and times to stderr")
+    return parser
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    prog = "verify.gemm"
+    try:
+        a, b = _load(args.a, "a"), _load(args.b, "b")
+        out_dir = pathlib.Path(args.out).parent
+        if not out_dir.is_dir():
+            raise GemmError(f"--out: directory {out_dir} does not exist")
+        result = run_gemm(args.pe, a, b, rows=args.rows, cols=args.cols, a_signed=args.a_signed,
+                          b_signed=args.b_signed, sim=args.sim, array=args.array)
+        _save_atomic(args.out, result.c)
+    except GemmError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except (RuntimeError, OSError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 1
+    if args.verbose:
+        print(f"{prog}: {args.pe} {a.shape[0]}x{a.shape[1]}x{b.shape[1]} on {args.rows}x{args.cols} "
+              f"({args.array}, {args.sim}, acc {result.acc_width} bits): {result.cycles} cycles, "
+              f"simulation {result.sim_seconds:.3f} s, total {result.seconds:.3f} s"
+              f"{' (built)' if result.built else ''}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
