@@ -165,6 +165,31 @@ class SystolicArray(wiring.Component):
     """
 
     def __init__(self, *, kind, rows, cols, acc_width=None, max_k=4096):
+        try:
+            self._check(kind, rows, cols, acc_width, max_k)
+        except (TypeError, ValueError):
+            # A refused array is not an unused design: no UnusedElaboratable warning.
+            self._MustUse__silence = True
+            raise
+        acc_width = self.acc_width
+        acc_shape = unsigned(32) if self.kind.is_float else signed(acc_width)
+        members = {
+            "a_in": In(self.kind.a_width * rows),
+            "b_in": In(self.kind.b_width * cols),
+            "valid": In(1),
+            "clear": In(1),
+            "last": In(1),
+        }
+        for name in self.kind.a_modes + self.kind.b_modes:
+            members[name] = In(1)
+        members["out_data"] = Out(acc_shape.width * cols)
+        members["out_valid"] = Out(cols)
+        super().__init__(members)
+        self._acc_shape = acc_shape
+
+    latency = 1
+
+    def _check(self, kind, rows, cols, acc_width, max_k):
         owner = f"{kind}_array" if isinstance(kind, str) else "array"
         if kind not in ARRAY_KINDS:
             raise ValueError(f"unknown array kind {kind!r} (known: {', '.join(ARRAY_KINDS)})")
@@ -187,34 +212,20 @@ class SystolicArray(wiring.Component):
                     f"{owner}: acc_width={acc_width} can overflow: it holds at most {self.max_k} "
                     f"products of {self.kind.product_range.lo}..{self.kind.product_range.hi}, fewer than "
                     f"max_k={max_k} (needs acc_width >= {need})")
-        acc_shape = unsigned(32) if self.kind.is_float else signed(acc_width)
-        members = {
-            "a_in": In(self.kind.a_width * rows),
-            "b_in": In(self.kind.b_width * cols),
-            "valid": In(1),
-            "clear": In(1),
-            "last": In(1),
-        }
-        for name in self.kind.a_modes + self.kind.b_modes:
-            members[name] = In(1)
-        members["out_data"] = Out(acc_shape.width * cols)
-        members["out_valid"] = Out(cols)
-        super().__init__(members)
-        self._acc_shape = acc_shape
-
-    latency = 1
 
     def manifest(self):
         """Array-specific manifest fields (dataflow, size, timing, overflow bound)."""
         return {
             "dataflow": "output-stationary",
             "pe": self.kind.name,
-            "rows": self.rows,
-            "cols": self.cols,
-            "acc_width": self.acc_width,
             "accumulator": "binary32 (RNE per add, ascending k)" if self.kind.is_float
                            else f"signed {self.acc_width}-bit two's complement, wraps",
             "declared_max_k": self.declared_max_k,
+            "port_layout": (
+                f"a_in: {self.rows} x {self.kind.a_width} bits, A[i, k] at bits i*{self.kind.a_width}; "
+                f"b_in: {self.cols} x {self.kind.b_width} bits, B[k, j] at bits j*{self.kind.b_width}; "
+                f"out_data: {self.cols} x {self.acc_width} bits, column j at bits j*{self.acc_width}; "
+                "out_valid: bit j for column j"),
             "min_tile_cycles": min_tile_cycles(self.rows),
             "timing": (
                 "a_in/b_in/controls are presented unskewed, one k per cycle; the array skews them. "
@@ -290,14 +301,17 @@ class SystolicArray(wiring.Component):
         for j in range(cols):
             below_data, below_valid = None, None
             for i in reversed(range(rows)):
-                data_reg = Signal(self._acc_shape, name=f"drain{i}_{j}")
-                valid_reg = Signal(name=f"drain{i}_{j}_valid")
+                if i == 0:
+                    # The top register of the chain is the output port itself.
+                    data_reg = self.out_data.word_select(j, self._acc_shape.width)
+                    valid_reg = self.out_valid[j]
+                else:
+                    data_reg = Signal(self._acc_shape, name=f"drain{i}_{j}")
+                    valid_reg = Signal(name=f"drain{i}_{j}_valid")
                 if below_data is None:
                     m.d.sync += [data_reg.eq(Mux(caps[i][j], accs[i][j], 0)), valid_reg.eq(caps[i][j])]
                 else:
                     m.d.sync += [data_reg.eq(Mux(caps[i][j], accs[i][j], below_data)),
                                  valid_reg.eq(caps[i][j] | below_valid)]
                 below_data, below_valid = data_reg, valid_reg
-            m.d.comb += [self.out_data.word_select(j, self._acc_shape.width).eq(below_data),
-                         self.out_valid[j].eq(below_valid)]
         return m

@@ -101,6 +101,9 @@ def generate(designs):
             "latency": component.latency,
             "max_k_no_overflow": unit.max_k(component),
         }
+        # Arrays add their dataflow, size, timing and declared max K.
+        if hasattr(component, "manifest"):
+            entry.update(component.manifest())
         results.append(Generated(name=design.name, verilog=text, entry=entry))
     return results
 

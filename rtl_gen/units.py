@@ -8,6 +8,8 @@ units (arrays, the train PE) register here too.
 import dataclasses
 
 from hw import FP16MAC, Int4MAC, LogMAC
+from hw.array import SystolicArray
+from hw.train_pe import TrainMAC
 
 
 __all__ = ["Unit", "UNITS", "build_unit"]
@@ -39,6 +41,13 @@ class Unit:
         return getattr(component, "max_k", None)
 
 
+def _array_factory(kind):
+    """Constructor of the :class:`hw.array.SystolicArray` of one PE kind."""
+    def factory(**params):
+        return SystolicArray(kind=kind, **params)
+    return factory
+
+
 UNITS = {unit.kind: unit for unit in (
     Unit("int4_mac", Int4MAC, {"acc_width": 24, "pipeline": 0, "min_k": 1},
          "INT4/UINT4 x INT4 multiply-accumulate, wrapping signed accumulator"),
@@ -46,6 +55,16 @@ UNITS = {unit.kind: unit for unit in (
          "INT4/UINT4 x radix-4 FP4 shift-accumulate, wrapping signed accumulator"),
     Unit("fp16_mac", FP16MAC, {"pipeline": 0},
          "binary16 x binary16 -> binary32 IEEE MAC (round to nearest even)"),
+    Unit("train_mac", TrainMAC, {"acc_width": 32, "pipeline": 0, "min_k": 1},
+         "unified training PE: mode 0 INT4/UINT4 x INT4/UINT4, mode 1 FP4 x INT4/UINT4, shared accumulator"),
+    Unit("int4_array", _array_factory("int4"), {"rows": 4, "cols": 4, "acc_width": 24, "max_k": 4096},
+         "output-stationary R x C array of INT4/UINT4 x INT4/UINT4 MACs"),
+    Unit("log_array", _array_factory("log"), {"rows": 4, "cols": 4, "acc_width": 32, "max_k": 4096},
+         "output-stationary R x C array of FP4 x INT4/UINT4 shift-accumulate PEs"),
+    Unit("fp16_array", _array_factory("fp16"), {"rows": 4, "cols": 4},
+         "output-stationary R x C array of FP16 x FP16 -> FP32 MACs (ascending k)"),
+    Unit("train_array", _array_factory("train"), {"rows": 4, "cols": 4, "acc_width": 32, "max_k": 4096},
+         "output-stationary R x C array of unified training PEs (INT4 forward / FP4 backward by `mode`)"),
 )}
 
 
