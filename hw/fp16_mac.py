@@ -40,7 +40,11 @@ class FP16MAC(wiring.Component):
     """
 
     def __init__(self, *, pipeline=0):
-        self.pipeline = check_int("fp16_mac", "pipeline", pipeline, minimum=0)
+        try:
+            self.pipeline = check_int("fp16_mac", "pipeline", pipeline, minimum=0)
+        except (TypeError, ValueError):
+            self._MustUse__silence = True  # a rejected component is not an unused one
+            raise
         super().__init__({
             "a": In(16),
             "b": In(16),

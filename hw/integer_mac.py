@@ -45,6 +45,19 @@ class IntegerMAC(wiring.Component):
     product_range = None
 
     def __init__(self, *, acc_width, pipeline=0, min_k=1):
+        try:
+            self._check_parameters(acc_width, pipeline, min_k)
+        except (TypeError, ValueError):
+            self._MustUse__silence = True  # a rejected component is not an unused one
+            raise
+        super().__init__({
+            **self.operand_ports(),
+            "valid": In(1),
+            "clear": In(1),
+            "acc": Out(signed(acc_width)),
+        })
+
+    def _check_parameters(self, acc_width, pipeline, min_k):
         owner = self.module_name
         self.acc_width = check_int(owner, "acc_width", acc_width, minimum=1)
         self.pipeline = check_int(owner, "pipeline", pipeline, minimum=0)
@@ -54,12 +67,6 @@ class IntegerMAC(wiring.Component):
             raise ValueError(
                 f"{owner}: acc_width={acc_width} holds at most {self.max_k} products without "
                 f"overflow, fewer than min_k={min_k}")
-        super().__init__({
-            **self.operand_ports(),
-            "valid": In(1),
-            "clear": In(1),
-            "acc": Out(signed(acc_width)),
-        })
 
     @property
     def latency(self):

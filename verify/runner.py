@@ -78,6 +78,26 @@ class PESimulation:
                           timescale=("1ns", "1ps"), always=True, log_file=self.build_dir / "build.log")
         self._built = True
 
+    def run_module(self, test_module, *, name, env=None):
+        """Run another cocotb test module (e.g. :mod:`verify.spec_tb`) on this build.
+
+        Raises
+        ------
+        SimulationMismatch
+            The module's tests failed.
+        """
+        self.build()
+        full_env = self._environment()
+        full_env.update(env or {})
+        try:
+            self.runner.test(test_module=test_module, hdl_toplevel=self.kind,
+                             build_dir=self.build_dir / "sim", test_dir=self.build_dir,
+                             results_xml=str(self.build_dir / f"{name}.xml"), extra_env=full_env,
+                             log_file=self.build_dir / f"{name}.log")
+        except SystemExit as exit_:
+            raise SimulationMismatch(f"{test_module} failed on {self.kind} ({self.sim}, exit {exit_.code}); "
+                                     f"see {self.build_dir / (name + '.log')}") from None
+
     def run(self, sequence, *, name="run"):
         """Simulate ``sequence`` and check every cycle against golden.
 
@@ -110,7 +130,7 @@ class PESimulation:
         try:
             self.runner.test(test_module="verify.pe_tb", hdl_toplevel=self.kind,
                              build_dir=self.build_dir / "sim", test_dir=self.build_dir,
-                             results_xml=f"{name}.xml", extra_env=env,
+                             results_xml=str(self.build_dir / f"{name}.xml"), extra_env=env,
                              log_file=self.build_dir / f"{name}.log")
         except SystemExit as exit_:
             failure = exit_
