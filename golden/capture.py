@@ -121,6 +121,7 @@ class TensorCapture:
         os.close(fd)
         try:
             np.savez_compressed(tmp, index=np.array(index), **self._arrays)
+            os.chmod(tmp, 0o644)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -45,8 +45,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import pipeline
-from .formats import quantize_input, quantize_pact, quantize_weight, sawb_step
-from .requant import QMAX, pact_masks, requant_params, requantize
+from .formats import quantize_input, quantize_pact
+from .requant import QMAX, requant_params, requantize_pact
 
 __all__ = ["QuantConfig", "QLinear", "QConv2d", "PACT", "CodePreserving", "GradLink", "convert",
            "quantized_layers"]
@@ -151,7 +151,12 @@ def _tag(t):
 
 
 class _QGemm(torch.autograd.Function):
-    """One quantized layer: integer forward GEMM, FP4 TPR backward GEMMs."""
+    """One quantized layer: integer forward GEMM, FP4 TPR backward GEMMs.
+
+    The layer supplies the three exact GEMMs on its native tensor shapes
+    (``_fwd``, ``_dx``, ``_dw``) and, for captures, their matrix form
+    (``_matrices``).
+    """
 
     @staticmethod
     def forward(ctx, x, weight, bias, layer):
@@ -169,77 +174,83 @@ class _QGemm(torch.autograd.Function):
             x_max = 8 if x_signed else QMAX
             if link_in is not None:
                 link_in.consumers += 1
-        w_step = sawb_step(weight, cfg.sawb_c)
-        w_codes = quantize_weight(weight, w_step).to(torch.float32).reshape(weight.shape[0], -1)
-        xm = layer._to_matrix(x_codes)
-        acc = pipeline.forward_gemm(xm, w_codes, x_max)
+        w_codes, w_step = pipeline.quantize_weight_sawb(weight, cfg.sawb_c)
+        acc = layer._fwd(x_codes, w_codes, x_max)
         unit = x_step * w_step
         b_codes = None
         total = acc
         if bias is not None:
             b_codes = pipeline.bias_codes(bias, unit)
-            total = acc.to(torch.float64) + b_codes
+            total = acc.to(torch.float64) + layer._channel_view(b_codes, acc)
         cap = layer.capture
         if cap is not None and cap.active:
-            cap.record(layer.fourbit_name, "fwd", kind="int4", a=xm, b=w_codes.t(), c=acc,
-                       a_signed=x_signed, b_signed=True, scale_a=x_step, scale_b=w_step,
-                       bias=b_codes)
-        out_acc = layer._from_matrix(total, x_codes.shape)
-        y = (out_acc.to(torch.float64) * unit).to(x.dtype)
+            xm, wm, accm = layer._matrices(x_codes, w_codes, acc)
+            check = pipeline.forward_gemm(xm, wm, x_max)
+            if not torch.equal(check.to(torch.float64), accm.to(torch.float64)):
+                raise AssertionError(f"{layer.fourbit_name}: fast forward GEMM differs from the matrix GEMM")
+            cap.record(layer.fourbit_name, "fwd", kind="int4", a=xm, b=wm.t(), c=check,
+                       a_signed=x_signed, b_signed=True, scale_a=x_step, scale_b=w_step, bias=b_codes)
+        y = (total.to(torch.float64) * unit).to(x.dtype)
         ctx.layer = layer
-        ctx.state = (xm, w_codes, x_step, w_step, x_max, x_signed, link_in, x_codes.shape)
+        ctx.state = (x_codes, w_codes, x_step, w_step, x_max, x_signed, link_in)
         ctx.link_out = GradLink()
         ctx.has_bias = bias is not None
-        layer._out_tag = _AccTag(out_acc, unit, ctx.link_out, layer.fourbit_name)
+        layer._out_tag = _AccTag(total, unit, ctx.link_out, layer.fourbit_name)
         return y
 
     @staticmethod
     def backward(ctx, grad_y):
         layer, cfg = ctx.layer, ctx.layer.config
-        xm, w_codes, x_step, w_step, x_max, x_signed, link_in, x_shape = ctx.state
+        x_codes, w_codes, x_step, w_step, x_max, x_signed, link_in = ctx.state
         fmt = cfg.grad_format
-        gm = layer._grad_to_matrix(grad_y)
         link = ctx.link_out
-        g, unit = gm, 1.0
+        g, unit = grad_y, 1.0
         if link.unit is not None and link.consumers == 1:
-            ints = torch.round(gm.to(torch.float64) / link.unit)
-            if torch.equal((ints * link.unit).to(gm.dtype), gm) and bool(ints.abs().max() < pipeline.FLOAT32_EXACT):
+            # Recover the consumer's integer dX accumulator from its float32 image (checked exact).
+            ints = torch.round(grad_y.to(torch.float64) / link.unit)
+            if torch.equal((ints * link.unit).to(grad_y.dtype), grad_y) \
+                    and bool(ints.abs().max() < pipeline.FLOAT32_EXACT):
                 g, unit = ints.to(torch.int64), link.unit
-        if g is gm and link.unit is not None:
-            layer.inexact_grad_steps += 1
+        if g is grad_y:
+            g = grad_y.to(torch.float32)
+            if link.unit is not None:
+                layer.inexact_grad_steps += 1
         seed = layer._next_seed()
         phases = (cfg.dx_phase, cfg.dw_phase) if cfg.tpr else (cfg.dx_phase, cfg.dx_phase)
-        codes = {}
-        for p in set(phases):
-            codes[p] = pipeline.quantize_grad(g, unit, p, fmt, rounding=cfg.rounding, ties=cfg.ties,
-                                              seed=seed)
+        codes = pipeline.quantize_grad(g, unit, phases, fmt, rounding=cfg.rounding, ties=cfg.ties, seed=seed)
         cap = layer.capture
         capturing = cap is not None and cap.active
         grad_x = grad_w = grad_b = None
-        need_dx = ctx.needs_input_grad[0] and layer.input_mode != "image"
-        if need_dx:
+        if ctx.needs_input_grad[0] and layer.input_mode != "image":
             g0, s0 = codes[phases[0]]
-            dxm = pipeline.log_matmul(g0, w_codes, 7, fmt)
+            dx = layer._dx(g0, w_codes, x_codes, fmt)
             dx_unit = pipeline.grad_unit(fmt, s0, phases[0]) * w_step
             if capturing:
-                cap.record(layer.fourbit_name, "dx", kind="log", a=g0, b=w_codes, c=dxm, b_signed=True,
-                           scale_g=s0, phase=phases[0], unit_g=unit, scale_b=w_step,
-                           radix=fmt.radix)
+                gm, wm = layer._grad_matrix(g0), w_codes.reshape(w_codes.shape[0], -1)
+                dxm = pipeline.log_matmul(gm, wm, 7, fmt)
+                if not torch.equal(layer._dx_from_matrix(dxm, x_codes.shape).to(torch.float64),
+                                   dx.to(torch.float64)):
+                    raise AssertionError(f"{layer.fourbit_name}: fast dX GEMM differs from the matrix GEMM")
+                cap.record(layer.fourbit_name, "dx", kind="log", a=gm, b=wm, c=dxm, b_signed=True,
+                           scale_g=s0, phase=phases[0], unit_g=unit, scale_b=w_step, radix=fmt.radix)
             if link_in is not None:
                 link_in.unit = dx_unit
-            grad_x = (layer._dx_from_matrix(dxm, x_shape).to(torch.float64) * dx_unit).to(grad_y.dtype)
+            grad_x = (dx.to(torch.float64) * dx_unit).to(grad_y.dtype)
         if ctx.needs_input_grad[1]:
             g1, s1 = codes[phases[1]]
-            g1t = g1.t()
-            dwm = pipeline.log_matmul(g1t, xm, x_max, fmt)
+            dw = layer._dw(g1, x_codes, w_codes, x_max, fmt)
             dw_unit = pipeline.grad_unit(fmt, s1, phases[1]) * x_step
             if capturing:
+                xm, _, _ = layer._matrices(x_codes, w_codes, None)
+                g1t = layer._grad_matrix(g1).t()
+                dwm = pipeline.log_matmul(g1t, xm, x_max, fmt)
+                if not torch.equal(dwm.to(torch.float64), dw.reshape(dwm.shape).to(torch.float64)):
+                    raise AssertionError(f"{layer.fourbit_name}: fast dW GEMM differs from the matrix GEMM")
                 cap.record(layer.fourbit_name, "dw", kind="log", a=g1t, b=xm, c=dwm, b_signed=x_signed,
-                           scale_g=s1, phase=phases[1], unit_g=unit, scale_b=x_step,
-                           radix=fmt.radix)
-            grad_w = (dwm.to(torch.float64) * dw_unit).to(grad_y.dtype).reshape(layer.weight.shape)
+                           scale_g=s1, phase=phases[1], unit_g=unit, scale_b=x_step, radix=fmt.radix)
+            grad_w = (dw.to(torch.float64) * dw_unit).to(grad_y.dtype).reshape(layer.weight.shape)
         if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = gm.sum(0)
+            grad_b = layer._bias_grad(grad_y)
         return grad_x, grad_w, grad_b, None
 
 
@@ -247,6 +258,8 @@ class _QuantLayer:
     """Mixin of the quantized layers' shared state."""
 
     def _init_quant(self, config, input_mode, name):
+        if not isinstance(config, QuantConfig):
+            raise TypeError("config must be a QuantConfig")
         if input_mode not in ("image", "codes"):
             raise ValueError(f"input_mode must be 'image' or 'codes', not {input_mode!r}")
         self.config = config
@@ -255,6 +268,7 @@ class _QuantLayer:
         self.capture = None
         self.inexact_grad_steps = 0
         self._seed_counter = 0
+        self._out_tag = None
 
     def _next_seed(self):
         # A deterministic LFSR start state (1..65535) per backward pass; only stochastic rounding uses it.
@@ -281,24 +295,48 @@ class QLinear(nn.Linear, _QuantLayer):
         super().__init__(in_features, out_features, bias=bias)
         self._init_quant(config, input_mode, name)
 
-    def _to_matrix(self, codes):
-        return codes.reshape(-1, codes.shape[-1])
+    def _fwd(self, x_codes, w_codes, x_max):
+        xm = x_codes.reshape(-1, x_codes.shape[-1])
+        return pipeline.forward_gemm(xm, w_codes, x_max).reshape(*x_codes.shape[:-1], w_codes.shape[0])
 
-    def _from_matrix(self, acc, x_shape):
-        return acc.reshape(*x_shape[:-1], acc.shape[-1])
+    def _channel_view(self, b, acc):
+        return b
 
-    def _grad_to_matrix(self, g):
+    def _matrices(self, x_codes, w_codes, acc):
+        xm = x_codes.reshape(-1, x_codes.shape[-1])
+        return xm, w_codes, None if acc is None else acc.reshape(-1, acc.shape[-1])
+
+    def _grad_matrix(self, g):
         return g.reshape(-1, g.shape[-1])
 
     def _dx_from_matrix(self, dxm, x_shape):
         return dxm.reshape(x_shape)
+
+    def _dx(self, g_codes, w_codes, x_codes, fmt):
+        gm = self._grad_matrix(g_codes)
+        dxm = pipeline.log_bilinear(torch.matmul, gm, w_codes, terms=gm.shape[1], x_max=7, fmt=fmt)
+        return dxm.reshape(x_codes.shape)
+
+    def _dw(self, g_codes, x_codes, w_codes, x_max, fmt):
+        gm = self._grad_matrix(g_codes)
+        xm = x_codes.reshape(-1, x_codes.shape[-1])
+        return pipeline.log_bilinear(lambda a, b: a.t() @ b, gm, xm, terms=gm.shape[0], x_max=x_max, fmt=fmt)
+
+    def _bias_grad(self, g):
+        return g.reshape(-1, g.shape[-1]).sum(0)
 
     def forward(self, x):
         return _forward(self, x)
 
 
 class QConv2d(nn.Conv2d, _QuantLayer):
-    """``nn.Conv2d`` (groups = 1) computed as an im2col GEMM of INT4/UINT4 codes.
+    """``nn.Conv2d`` (groups = 1) computed as exact integer GEMMs of INT4/UINT4 codes.
+
+    The three GEMMs run as PyTorch's own convolution kernels on float tensors
+    of integers, each proven exact by the bounds of
+    :func:`golden.pipeline.log_bilinear` (a convolution is a sum of at most
+    ``terms`` products per output, like the im2col GEMM it equals); captures
+    record the im2col GEMMs and check them against these results.
 
     Parameters are those of ``nn.Conv2d`` (numeric padding only) plus
     ``config``, ``input_mode`` and ``name`` as in :class:`QLinear`.
@@ -316,29 +354,52 @@ class QConv2d(nn.Conv2d, _QuantLayer):
         return dict(kernel_size=self.kernel_size, dilation=self.dilation, padding=self.padding,
                     stride=self.stride)
 
-    def _out_hw(self, h, w):
-        kh, kw = self.kernel_size
-        ho = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
-        wo = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
-        return ho, wo
+    def _conv_args(self):
+        return (list(self.stride), list(self.padding), list(self.dilation), False, [0, 0], 1)
 
-    def _to_matrix(self, codes):
-        cols = F.unfold(codes, **self._unfold_args())          # B x K x L
-        return cols.transpose(1, 2).reshape(-1, cols.shape[1])  # (B*L) x K
+    def _fwd(self, x_codes, w_codes, x_max):
+        terms = w_codes[0].numel()
+        if terms * x_max * 7 >= pipeline.FLOAT32_EXACT:
+            raise OverflowError(f"{self.fourbit_name}: forward GEMM bound exceeds 2^24")
+        return F.conv2d(x_codes, w_codes, None, self.stride, self.padding, self.dilation)
 
-    def _from_matrix(self, acc, x_shape):
-        b = x_shape[0]
-        ho, wo = self._out_hw(*x_shape[2:])
-        return acc.reshape(b, ho * wo, -1).transpose(1, 2).reshape(b, -1, ho, wo)
+    def _channel_view(self, b, acc):
+        return b.reshape(1, -1, 1, 1)
 
-    def _grad_to_matrix(self, g):
+    def _matrices(self, x_codes, w_codes, acc):
+        cols = F.unfold(x_codes, **self._unfold_args())               # B x K x L
+        xm = cols.transpose(1, 2).reshape(-1, cols.shape[1])          # (B*L) x K
+        return xm, w_codes.reshape(w_codes.shape[0], -1), None if acc is None else self._grad_matrix(acc)
+
+    def _grad_matrix(self, g):
         return g.reshape(g.shape[0], g.shape[1], -1).transpose(1, 2).reshape(-1, g.shape[1])
 
     def _dx_from_matrix(self, dxm, x_shape):
         b = x_shape[0]
         cols = dxm.reshape(b, -1, dxm.shape[-1]).transpose(1, 2)
-        # col2im sums overlapping patches: exact integers (float64, far below 2^53).
+        # col2im sums overlapping patches: exact integers in float64.
         return F.fold(cols.to(torch.float64), x_shape[2:], **self._unfold_args())
+
+    def _dx(self, g_codes, w_codes, x_codes, fmt):
+        terms = w_codes.shape[0] * w_codes.shape[2] * w_codes.shape[3]
+
+        def op(m, w):
+            like = torch.empty((), dtype=m.dtype, device=m.device).expand(x_codes.shape)
+            return torch.ops.aten.convolution_backward(m, like, w.to(m.dtype), None, *self._conv_args(),
+                                                       [True, False, False])[0]
+        return pipeline.log_bilinear(op, g_codes, w_codes, terms=terms, x_max=7, fmt=fmt)
+
+    def _dw(self, g_codes, x_codes, w_codes, x_max, fmt):
+        terms = g_codes.shape[0] * g_codes.shape[2] * g_codes.shape[3]
+
+        def op(m, x):
+            like = torch.empty((), dtype=m.dtype, device=m.device).expand(w_codes.shape)
+            return torch.ops.aten.convolution_backward(m, x.to(m.dtype), like, None, *self._conv_args(),
+                                                       [False, True, False])[1]
+        return pipeline.log_bilinear(op, g_codes, x_codes, terms=terms, x_max=x_max, fmt=fmt)
+
+    def _bias_grad(self, g):
+        return g.sum((0, 2, 3))
 
     def forward(self, x):
         if x.dim() != 4:
@@ -363,8 +424,7 @@ class _Pact(torch.autograd.Function):
         if module.config.integer_requant and isinstance(tag, _AccTag) and tag.acc.shape == y.shape:
             acc = tag.acc.to(torch.int64)
             m0, shift = requant_params(tag.unit / step)
-            codes = requantize(acc, m0, shift)
-            inside, saturated = pact_masks(acc, m0, shift)
+            codes, inside, saturated = requantize_pact(acc, m0, shift)
             link = tag.link
             cap = module.capture
             if cap is not None and cap.active:

@@ -30,11 +30,11 @@ import math
 
 import torch
 
-from .formats import FP4_RADIX4, TORCH_OPS, LogFormat
+from .formats import FP4_RADIX4, TORCH_OPS, LogFormat, grad_scale_exponent, sawb_step
 
 __all__ = [
-    "exact_matmul", "forward_gemm", "bias_codes", "grad_multipliers", "log_matmul",
-    "grad_unit", "quantize_grad", "FLOAT32_EXACT", "FLOAT64_EXACT",
+    "exact_matmul", "forward_gemm", "bias_codes", "grad_multipliers", "log_matmul", "log_bilinear",
+    "grad_unit", "quantize_grad", "quantize_weight_sawb", "FLOAT32_EXACT", "FLOAT64_EXACT",
 ]
 
 #: Integers of magnitude below these are exact in float32 / float64.
@@ -117,8 +117,72 @@ def log_matmul(g_codes, x_codes, x_max, fmt=FP4_RADIX4):
         M x N exact integer result (float32 or float64), equal to
         :func:`golden.reference.log_gemm` for radix 4.
     """
-    top = float(fmt.radix) ** (fmt.max_exponent - 1)
-    return exact_matmul(grad_multipliers(g_codes, fmt), x_codes, top, x_max)
+    return log_bilinear(torch.matmul, g_codes, x_codes, terms=g_codes.shape[-1], x_max=x_max, fmt=fmt)
+
+
+@functools.lru_cache(maxsize=None)
+def _group_table(fmt, size, group, device):
+    codes = torch.arange(fmt.num_codes, dtype=torch.int64)
+    shift = (codes & fmt.max_exponent) - 1          # radix exponent of the multiplier, -1 for zero
+    sign = 1 - 2 * ((codes >> fmt.sign_bit) & 1)
+    lo = group * size
+    inside = (shift >= lo) & (shift < lo + size)
+    values = torch.where(inside, sign * fmt.radix ** (shift - lo).clamp(min=0), torch.zeros_like(codes))
+    return values.to(device=device, dtype=torch.float32)
+
+
+def log_bilinear(op, g_codes, x, *, terms, x_max, fmt=FP4_RADIX4):
+    """``op(multipliers(g_codes), x)`` exactly, for any op bilinear in its two arguments.
+
+    ``op`` is a sum of at most ``terms`` products per output element (a
+    matmul, a convolution's input or weight gradient). If
+    ``terms * radix^6 * x_max < 2^24`` it runs once in float32. Otherwise the
+    multipliers ``(-1)^s radix^(e-1)`` are split by exponent into groups of
+    ``G`` consecutive levels, with ``G`` the largest such that
+    ``terms * radix^(G-1) * x_max < 2^24``: group ``j`` holds
+    ``(-1)^s radix^(e-1-G*j)`` for its codes and 0 elsewhere, each group's
+    ``op`` is exact in float32, and the results are combined as
+    ``sum_j radix^(G*j) * op_j`` in float64 (exact below 2^53). When even
+    ``G = 1`` is too large it runs once in float64.
+
+    Parameters
+    ----------
+    op : callable
+        ``op(a, b)`` on two float tensors of one dtype.
+    g_codes : torch.Tensor
+        FP4 codes (uint8).
+    x : torch.Tensor
+        Float tensor of integers with ``|x| <= x_max``.
+    terms : int
+        Largest number of products summed into one output.
+    x_max : int
+    fmt : LogFormat
+
+    Returns
+    -------
+    torch.Tensor
+        float32 or float64 tensor of exact integers.
+    """
+    levels = fmt.max_exponent                       # multipliers radix^0 .. radix^(levels-1)
+    top = terms * x_max * float(fmt.radix) ** (levels - 1)
+    if top >= FLOAT64_EXACT:
+        raise OverflowError(f"log GEMM bound {top} exceeds 2^53: cannot be computed exactly in float64")
+    idx = g_codes.to(torch.int64)
+    if top < FLOAT32_EXACT:
+        return op(_multiplier_table(fmt, g_codes.device)[idx], x.to(torch.float32))
+    size = 0
+    while size < levels and terms * x_max * float(fmt.radix) ** size < FLOAT32_EXACT:
+        size += 1
+    if size == 0:
+        table = _multiplier_table(fmt, g_codes.device).to(torch.float64)
+        return op(table[idx], x.to(torch.float64))
+    x32 = x.to(torch.float32)
+    total = None
+    for group in range(-(-levels // size)):
+        part = op(_group_table(fmt, size, group, g_codes.device)[idx], x32).to(torch.float64)
+        part = part * float(fmt.radix) ** (group * size)
+        total = part if total is None else total.add_(part)
+    return total
 
 
 def grad_unit(fmt, scale, phase):
@@ -126,26 +190,98 @@ def grad_unit(fmt, scale, phase):
     return math.ldexp(scale, -phase - fmt.shift_per_step * (fmt.max_exponent - 1))
 
 
-def quantize_grad(g, unit, phase, fmt=FP4_RADIX4, *, rounding="nearest", ties="away", seed=1):
-    """FP4 codes and scale of an upstream gradient.
+def quantize_grad(g, unit, phases, fmt=FP4_RADIX4, *, rounding="nearest", ties="away", seed=1):
+    """FP4 codes and scale of an upstream gradient for each TPR phase, equal to ``fmt.quantize``
+    (:func:`golden.formats.fp4_quantize`) phase by phase.
 
     Parameters
     ----------
     g : torch.Tensor
-        int64 counts of ``unit`` (an integer dX accumulator) or real float values (``unit = 1``).
+        int64 counts of ``unit`` (an integer dX accumulator) or real float
+        values (``unit = 1``).
     unit : float
-    phase : int
+    phases : iterable of int
     fmt : LogFormat
     rounding, ties, seed
         As :func:`golden.formats.fp4_quantize`.
 
     Returns
     -------
-    codes : torch.Tensor
-        uint8 codes.
-    scale : float
-        GradScale ``S``.
+    dict
+        ``{phase: (uint8 codes, GradScale S)}``.
+
+    Notes
+    -----
+    Fast path (rounding ``"nearest"`` / ``"log"``): a float32 tensor with
+    ``unit = 1``, or an int64 tensor with ``|g| < 2^24``, is quantized in
+    float32. This is exact: the counts are exact float32 numbers, and ``m >=
+    boundary`` is tested as ``|counts| >= boundary * 2^(k - phase)``, whose
+    right-hand side is a dyadic rational exact in float32 (checked, else the
+    float64 path is taken); so every comparison gives the float64 result.
+    The two TPR phases share one magnitude and one amax. Other inputs, and
+    stochastic rounding, go to ``fmt.quantize``. Both are tested equal.
     """
     if not isinstance(fmt, LogFormat):
         raise TypeError(f"gradient format must be a LogFormat, not {type(fmt).__name__}")
-    return fmt.quantize(g, phase=phase, unit=unit, rounding=rounding, ties=ties, seed=seed)
+    phases = sorted(set(phases))
+    fast = rounding in ("nearest", "log") and all(p in range(fmt.phases) for p in phases) and (
+        (g.dtype == torch.float32 and unit == 1.0) or g.dtype == torch.int64)
+    if fast:
+        counts = g.to(torch.float32)
+        magnitude = counts.abs()
+        amax = float(magnitude.max()) if magnitude.numel() else 0.0
+        if not math.isfinite(amax):
+            raise FloatingPointError("non-finite gradient")
+        if g.dtype == torch.int64 and amax >= FLOAT32_EXACT:
+            fast = False
+    if not fast:
+        return {p: fmt.quantize(g, phase=p, unit=unit, rounding=rounding, ties=ties, seed=seed) for p in phases}
+    if amax == 0.0:
+        zero = torch.zeros(g.shape, dtype=torch.uint8, device=g.device)
+        return {p: (zero, float(unit)) for p in phases}
+    k = grad_scale_exponent(amax)
+    base = torch.as_tensor(fmt.thresholds(rounding), dtype=torch.float64)
+    negative = counts < 0
+    out = {}
+    for p in phases:
+        bounds = [math.ldexp(float(t), k - p) for t in base]
+        if any(float(torch.tensor(b, dtype=torch.float32)) != b for b in bounds):
+            return {p: fmt.quantize(g, phase=p, unit=unit, rounding=rounding, ties=ties, seed=seed)
+                    for p in phases}
+        e = torch.zeros(g.shape, dtype=torch.uint8, device=g.device)
+        for b in bounds:   # e = number of boundaries passed (7 compares beat bucketize on CPU)
+            e += (magnitude >= b) if ties == "away" else (magnitude > b)
+        codes = e | ((negative & (e > 0)).to(torch.uint8) << fmt.sign_bit)
+        out[p] = (codes, math.ldexp(float(unit), k))
+    return out
+
+
+def quantize_weight_sawb(w, c=(12.68, 12.80)):
+    """SAWB step and INT4 weight codes in one float64 pass.
+
+    Equal to ``step = sawb_step(w, c)``, ``quantize_weight(w, step)`` of
+    :mod:`golden.formats` (same float64 operations; tested), without their
+    repeated conversions.
+
+    Returns
+    -------
+    codes : torch.Tensor
+        float32 tensor of integers in -7..7, shape of ``w``.
+    step : float
+
+    Raises
+    ------
+    FloatingPointError
+        If ``w`` holds NaN or infinity.
+    """
+    from .formats.integer import SAWB_EPS
+
+    if w.numel() == 0:
+        return torch.zeros_like(w, dtype=torch.float32), sawb_step(w, c)
+    c1, c2 = (float(x) for x in c)
+    w64 = w.detach().to(torch.float64)
+    clip = float(c1 * torch.sqrt(torch.mean(w64 * w64)) - c2 * torch.mean(torch.abs(w64)))
+    if not math.isfinite(clip):
+        raise FloatingPointError("non-finite weights")
+    step = max(clip, SAWB_EPS) / 7
+    return torch.round(w64.div_(step)).clamp_(-7, 7).to(torch.float32), step

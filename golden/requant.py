@@ -33,7 +33,7 @@ import math
 
 import torch
 
-__all__ = ["QMAX", "ACC_BITS_MAX", "requant_params", "requantize", "pact_masks"]
+__all__ = ["QMAX", "ACC_BITS_MAX", "requant_params", "requantize", "pact_masks", "requantize_pact"]
 
 #: Largest UINT4 code.
 QMAX = 15
@@ -119,3 +119,13 @@ def pact_masks(acc, m0, shift, qmax=QMAX):
     saturated = prod >= top
     inside = (acc > 0) & ~saturated
     return inside, saturated
+
+
+def requantize_pact(acc, m0, shift, qmax=QMAX):
+    """:func:`requantize` and :func:`pact_masks` in one pass: ``(codes, inside, saturated)``."""
+    acc = _check_acc(acc)
+    prod = acc * int(m0)
+    saturated = prod >= (qmax << int(shift))
+    inside = (acc > 0) & ~saturated
+    codes = ((prod + (1 << (int(shift) - 1))) >> int(shift)).clamp_(0, qmax).to(torch.uint8)
+    return codes, inside, saturated

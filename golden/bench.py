@@ -1,0 +1,185 @@
+"""Benchmarks of golden training: accuracy of each recipe against FP32, and training step time.
+
+``python -m golden.bench accuracy --data-dir ../shared/data/mnist --out build/golden/accuracy``
+    Trains every (dataset, model, recipe) of the benchmark with the same seed
+    and epochs and writes ``accuracy.json`` and ``accuracy.md`` (a Markdown
+    table: test top-1 per recipe and its difference to FP32).
+``python -m golden.bench speed --out build/golden/speed``
+    Times training steps (forward, backward, optimizer) of ``fp32`` and
+    ``ibm4`` on the same model and batch, interleaved so that machine load
+    hits both alike, and writes ``speed.json`` and ``speed.md`` with the
+    median step time and the ratio ibm4 / fp32. CPU time of the process is
+    measured (``time.process_time``), with ``--threads`` torch threads, so
+    that other jobs on a shared machine distort it less than wall time.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .data import DataError, load_dataset
+from .models import build_model
+from .recipes import get_recipe, prepare_model
+from .train import _atomic_write, train
+
+__all__ = ["ACCURACY_RUNS", "run_accuracy", "run_speed", "main"]
+
+#: (dataset, model, epochs) of the accuracy benchmark; every recipe runs on each.
+ACCURACY_RUNS = (
+    ("digits", "mlp", 30),
+    ("digits", "lenet5", 30),
+    ("mnist", "mlp", 5),
+    ("mnist", "lenet5", 3),
+)
+ACCURACY_RECIPES = ("fp32", "ibm4", "luq")
+
+
+def _write(path, text):
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def run_accuracy(*, data_dir, out, seed=0, recipes=ACCURACY_RECIPES, runs=ACCURACY_RUNS, threads=None,
+                 epochs_scale=1.0):
+    """Train every run with every recipe; write accuracy.json / accuracy.md under ``out``; return the rows."""
+    out = Path(out)
+    rows = []
+    datasets = {}
+    for dataset_name, model, epochs in runs:
+        if dataset_name not in datasets:
+            datasets[dataset_name] = load_dataset(dataset_name, None if dataset_name == "digits" else data_dir)
+        epochs = max(1, round(epochs * epochs_scale))
+        row = {"dataset": dataset_name, "model": model, "epochs": epochs, "seed": seed}
+        for recipe_name in recipes:
+            t0 = time.perf_counter()
+            print(f"[bench accuracy] {dataset_name} {model} {recipe_name} ({epochs} epochs) ...", file=sys.stderr)
+            m = train(dataset=datasets[dataset_name], model_name=model, recipe=get_recipe(recipe_name),
+                      epochs=epochs, seed=seed, log=lambda s: print("  " + s, file=sys.stderr))
+            row[recipe_name] = {"test_accuracy": m["test_accuracy"], "train_seconds": m["train_seconds"],
+                                "inexact_grad_steps": m["inexact_grad_steps"],
+                                "history": [h["test_accuracy"] for h in m["history"]]}
+            print(f"[bench accuracy]   test top-1 {100 * m['test_accuracy']:.2f}% "
+                  f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+            _write(out / "accuracy.json", json.dumps({"rows": rows + [row], "complete": False}, indent=1))
+        rows.append(row)
+    meta = {"threads": torch.get_num_threads(), "torch": torch.__version__, "seed": seed}
+    _write(out / "accuracy.json", json.dumps({"rows": rows, "complete": True, **meta}, indent=1) + "\n")
+    lines = ["| dataset | model | epochs | " + " | ".join(f"{r} top-1 (%)" for r in recipes)
+             + " | " + " | ".join(f"{r} - fp32 (points)" for r in recipes if r != "fp32") + " |",
+             "|---|---|---|" + "---|" * (2 * len(recipes) - ("fp32" in recipes))]
+    for row in rows:
+        accs = [100 * row[r]["test_accuracy"] for r in recipes]
+        diffs = [f"{100 * (row[r]['test_accuracy'] - row['fp32']['test_accuracy']):+.2f}"
+                 for r in recipes if r != "fp32" and "fp32" in row]
+        lines.append(f"| {row['dataset']} | {row['model']} | {row['epochs']} | "
+                     + " | ".join(f"{a:.2f}" for a in accs) + " | " + " | ".join(diffs) + " |")
+    table = "\n".join(lines) + "\n"
+    _write(out / "accuracy.md", table)
+    print(table)
+    return rows
+
+
+def _step_fn(model, opt, x, y):
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def run_speed(*, out, models=("mlp", "lenet5"), batch_size=256, steps=30, warmup=5, seed=0,
+              recipes=("fp32", "ibm4"), device="cpu"):
+    """Median step time of each recipe on MNIST-shaped batches; write speed.json / speed.md; return rows."""
+    out = Path(out)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch_size, 1, 28, 28, generator=gen).to(device)
+    y = torch.randint(0, 10, (batch_size,), generator=gen).to(device)
+    rows = []
+    for model_name in models:
+        fns = {}
+        for r in recipes:
+            torch.manual_seed(seed)
+            model = prepare_model(build_model(model_name, input_shape=(1, 28, 28), num_classes=10),
+                                  get_recipe(r)).to(device)
+            fns[r] = _step_fn(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), x, y)
+        times = {r: [] for r in recipes}
+        for i in range(warmup + steps):
+            for r in recipes:   # interleaved: load changes hit every recipe alike
+                if device != "cpu":
+                    torch.cuda.synchronize()
+                t0 = time.process_time() if device == "cpu" else time.perf_counter()
+                fns[r]()
+                if device != "cpu":
+                    torch.cuda.synchronize()
+                t1 = time.process_time() if device == "cpu" else time.perf_counter()
+                if i >= warmup:
+                    times[r].append(t1 - t0)
+        med = {r: sorted(t)[len(t) // 2] for r, t in times.items()}
+        row = {"model": model_name, "batch_size": batch_size, "steps": steps,
+               **{f"{r}_ms": 1e3 * med[r] for r in recipes}}
+        for r in recipes:
+            if r != "fp32":
+                row[f"{r}_ratio"] = med[r] / med["fp32"]
+        rows.append(row)
+        print(f"[bench speed] {row}", file=sys.stderr)
+    meta = {"threads": torch.get_num_threads(), "torch": torch.__version__, "device": device,
+            "clock": "process CPU time" if device == "cpu" else "wall"}
+    _write(out / "speed.json", json.dumps({"rows": rows, **meta}, indent=1) + "\n")
+    lines = ["| model | batch | " + " | ".join(f"{r} step (ms)" for r in recipes) + " | "
+             + " | ".join(f"{r} / fp32" for r in recipes if r != "fp32") + " |",
+             "|---|---|" + "---|" * (2 * len(recipes) - 1)]
+    for row in rows:
+        lines.append(f"| {row['model']} | {row['batch_size']} | "
+                     + " | ".join(f"{row[f'{r}_ms']:.2f}" for r in recipes) + " | "
+                     + " | ".join(f"{row[f'{r}_ratio']:.2f}x" for r in recipes if r != "fp32") + " |")
+    table = "\n".join(lines) + f"\n\n({meta['clock']}, {meta['threads']} torch thread(s), {device})\n"
+    _write(out / "speed.md", table)
+    print(table)
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m golden.bench", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    a = sub.add_parser("accuracy", help="test accuracy of every recipe against fp32")
+    a.add_argument("--data-dir", required=True, help="MNIST idx directory")
+    a.add_argument("--out", default="build/golden/accuracy")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--threads", type=int, default=None)
+    a.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every run's epochs (quick looks)")
+    s = sub.add_parser("speed", help="training step time, ibm4 against fp32")
+    s.add_argument("--out", default="build/golden/speed")
+    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--steps", type=int, default=30)
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            print("error: --threads must be >= 1", file=sys.stderr)
+            return 2
+        torch.set_num_threads(args.threads)
+    try:
+        if args.what == "accuracy":
+            run_accuracy(data_dir=args.data_dir, out=args.out, seed=args.seed, epochs_scale=args.epochs_scale)
+        else:
+            if args.device.startswith("cuda"):
+                if not torch.cuda.is_available():
+                    print(f"error: --device {args.device}: no CUDA device available", file=sys.stderr)
+                    return 2
+                torch.backends.cuda.matmul.allow_tf32 = False
+                torch.backends.cudnn.allow_tf32 = False
+            run_speed(out=args.out, batch_size=args.batch_size, steps=args.steps, device=args.device)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,380 @@
+"""Command line: train a model with a recipe and write metrics, a plot, checkpoints and tensor captures.
+
+``python -m golden.train --dataset {digits,mnist,fashion-mnist,cifar10} [--data-dir DIR]
+--model {mlp,lenet5,resnet} --recipe {fp32,ibm4,ibm4-notpr,luq} --epochs E --seed S --metrics FILE.json``
+
+Training is SGD with momentum on FP32 master weights, cross-entropy loss,
+cosine learning-rate decay over all steps, mini-batches drawn from a
+``torch.Generator`` seeded with ``--seed``: the same seed, thread count and
+device give the same metrics (except wall-clock times). See ``--help`` and
+docs/golden.md.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .data import DATASETS, DataError, load_dataset
+from .models import MODELS, build_model
+from .recipes import RECIPES, get_recipe, prepare_model
+
+__all__ = ["TrainConfig", "TrainingDiverged", "train", "main"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss (or a PACT clip) became non-finite; the message names the last good checkpoint."""
+
+
+def _atomic_write(path, write):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class _Progress:
+    """A one-line progress bar on stderr: step, loss and throughput."""
+
+    def __init__(self, enabled, total, label):
+        self.enabled, self.total, self.label = enabled, total, label
+        self.start = self.last = time.perf_counter()
+
+    def update(self, done, loss, samples):
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < 0.2 and done < self.total):
+            return
+        self.last = now
+        width = 24
+        filled = int(width * done / max(self.total, 1))
+        rate = samples / max(now - self.start, 1e-9)
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
+                         f"loss {loss:.4f} {rate:,.0f} img/s")
+        sys.stderr.flush()
+
+    def close(self):
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _evaluate(model, x, y, batch_size):
+    model.eval()
+    correct, loss_sum = 0, 0.0
+    with torch.no_grad():
+        for i in range(0, len(y), batch_size):
+            out = model(x[i:i + batch_size])
+            loss_sum += float(F.cross_entropy(out, y[i:i + batch_size], reduction="sum"))
+            correct += int((out.argmax(1) == y[i:i + batch_size]).sum())
+    model.train()
+    return loss_sum / len(y), correct / len(y)
+
+
+def _plot(history, step_losses, path, title):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = [h["epoch"] for h in history]
+    if step_losses:
+        steps_per_epoch = max(1, len(step_losses) / max(len(history), 1))
+        ax_l.plot([(i + 1) / steps_per_epoch for i in range(len(step_losses))], step_losses,
+                  lw=0.5, alpha=0.5, label="train (step)")
+    ax_l.plot(epochs, [h["train_loss"] for h in history], "o-", label="train (epoch mean)")
+    ax_l.plot(epochs, [h["test_loss"] for h in history], "s-", label="test")
+    ax_l.set_xlabel("epoch")
+    ax_l.set_ylabel("cross-entropy loss")
+    ax_l.set_yscale("log")
+    ax_l.legend()
+    ax_a.plot(epochs, [100 * h["train_accuracy"] for h in history], "o-", label="train")
+    ax_a.plot(epochs, [100 * h["test_accuracy"] for h in history], "s-", label="test")
+    ax_a.set_xlabel("epoch")
+    ax_a.set_ylabel("top-1 accuracy (%)")
+    ax_a.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+
+
+def train(*, dataset, model_name, recipe, epochs, seed, batch_size=128, lr=0.05, momentum=0.9,
+          weight_decay=5e-4, device="cpu", checkpoint=None, resume=False, capture=None,
+          max_steps=None, progress=False, log=print):
+    """Train and return the metrics dict (see :func:`main` for the meaning of the arguments).
+
+    Parameters
+    ----------
+    dataset : golden.data.Dataset
+    model_name : str
+    recipe : golden.recipes.Recipe
+    epochs : int
+    seed : int
+    checkpoint : path or None
+        Written atomically after every epoch; on divergence the last good one is kept.
+    resume : bool
+        Continue from ``checkpoint``.
+    capture : golden.capture.TensorCapture or None
+    max_steps : int or None
+        Stop after this many steps in total (quick runs and tests).
+    """
+    from .capture import attach_capture
+    from .layers import quantized_layers
+
+    torch.manual_seed(seed)
+    model = prepare_model(build_model(model_name, input_shape=dataset.input_shape,
+                                      num_classes=dataset.num_classes), recipe).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    n_train = len(dataset.train_y)
+    steps_per_epoch = math.ceil(n_train / batch_size)
+    total_steps = steps_per_epoch * epochs
+    if max_steps is not None:
+        total_steps = min(total_steps, max_steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / max(total_steps, 1))))
+    gen = torch.Generator().manual_seed(seed)
+    history, step_losses, step_seconds = [], [], []
+    start_epoch, step = 0, 0
+    if resume:
+        if checkpoint is None or not Path(checkpoint).is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint}")
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        history, step_losses = state["history"], state["step_losses"]
+        start_epoch, step = state["epoch"], state["step"]
+    if capture is not None:
+        attach_capture(model, capture)
+
+    train_x, train_y = dataset.train_x.to(device), dataset.train_y.to(device)
+    test_x, test_y = dataset.test_x.to(device), dataset.test_y.to(device)
+    train_seconds = 0.0
+    model.train()
+    for epoch in range(start_epoch, epochs):
+        if max_steps is not None and step >= max_steps:
+            break
+        t_epoch = time.perf_counter()
+        perm = torch.randperm(n_train, generator=gen).to(device)
+        bar = _Progress(progress, steps_per_epoch, f"epoch {epoch + 1}/{epochs}")
+        loss_sum, correct, seen = 0.0, 0, 0
+        for i in range(steps_per_epoch):
+            if max_steps is not None and step >= max_steps:
+                break
+            idx = perm[i * batch_size:(i + 1) * batch_size]
+            xb, yb = train_x[idx], train_y[idx]
+            t0 = time.perf_counter()
+            try:
+                if capture is not None:
+                    with capture.step(step):
+                        out = model(xb)
+                        loss = F.cross_entropy(out, yb)
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                else:
+                    out = model(xb)
+                    loss = F.cross_entropy(out, yb)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise FloatingPointError(f"non-finite loss {loss_value}")
+            except FloatingPointError as e:
+                bar.close()
+                kept = (f"last good checkpoint kept: {checkpoint}" if checkpoint and Path(checkpoint).is_file()
+                        else "no checkpoint written yet")
+                raise TrainingDiverged(f"training diverged at epoch {epoch + 1}, step {step}: {e}; {kept}") from None
+            opt.step()
+            sched.step()
+            step_seconds.append(time.perf_counter() - t0)
+            step += 1
+            loss_sum += loss_value * len(yb)
+            correct += int((out.argmax(1) == yb).sum())
+            seen += len(yb)
+            step_losses.append(loss_value)
+            bar.update(i + 1, loss_value, seen)
+        bar.close()
+        epoch_train = time.perf_counter() - t_epoch
+        train_seconds += epoch_train
+        test_loss, test_acc = _evaluate(model, test_x, test_y, 1000)
+        history.append({"epoch": epoch + 1, "steps": step, "train_loss": loss_sum / max(seen, 1),
+                        "train_accuracy": correct / max(seen, 1), "test_loss": test_loss,
+                        "test_accuracy": test_acc, "seconds": epoch_train})
+        log(f"epoch {epoch + 1}/{epochs}: train loss {history[-1]['train_loss']:.4f} "
+            f"acc {100 * history[-1]['train_accuracy']:.2f}% | test loss {test_loss:.4f} "
+            f"acc {100 * test_acc:.2f}% | {epoch_train:.1f}s")
+        if checkpoint is not None:
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict(), "generator": gen.get_state(),
+                     "history": history, "step_losses": step_losses, "epoch": epoch + 1, "step": step,
+                     "model_name": model_name, "recipe": recipe.name, "seed": seed}
+            _atomic_write(checkpoint, lambda tmp: torch.save(state, tmp))
+
+    if not history:
+        test_loss, test_acc = _evaluate(model, test_x, test_y, 1000)
+        history.append({"epoch": 0, "steps": step, "train_loss": float("nan"), "train_accuracy": float("nan"),
+                        "test_loss": test_loss, "test_accuracy": test_acc, "seconds": 0.0})
+    qlayers = quantized_layers(model)
+    steps_sorted = sorted(step_seconds[1:] or step_seconds)
+    return {
+        "test_accuracy": history[-1]["test_accuracy"],
+        "test_loss": history[-1]["test_loss"],
+        "train_seconds": train_seconds,
+        "recipe": recipe.name,
+        "recipe_config": _recipe_dict(recipe),
+        "model": model_name,
+        "dataset": dataset.name,
+        "seed": seed,
+        "epochs": epochs,
+        "steps": step,
+        "batch_size": batch_size,
+        "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+        "step_seconds_median": steps_sorted[len(steps_sorted) // 2] if steps_sorted else None,
+        "quantized_layers": [m.fourbit_name for m in qlayers],
+        "inexact_grad_steps": sum(m.inexact_grad_steps for m in qlayers),
+        "history": history,
+        "step_losses": step_losses,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
+def _recipe_dict(recipe):
+    if recipe.quant is None:
+        return None
+    import dataclasses
+
+    d = {
+        f.name: getattr(recipe.quant, f.name) for f in dataclasses.fields(recipe.quant)}
+    d["grad_format"] = recipe.quant.grad_format.name
+    d["sawb_c"] = list(d["sawb_c"])
+    return d
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="python -m golden.train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", required=True, metavar="NAME", help=f"one of: {', '.join(DATASETS)}")
+    p.add_argument("--data-dir", metavar="DIR", help="directory with the data set files (not for digits)")
+    p.add_argument("--model", required=True, metavar="NAME", help=f"one of: {', '.join(MODELS)}")
+    p.add_argument("--recipe", required=True, metavar="NAME", help=f"one of: {', '.join(RECIPES)}")
+    p.add_argument("--recipe-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a QuantConfig field of the recipe (repeatable), e.g. tpr=0, "
+                        "sawb_c=12.68,12.80, rounding=stochastic, keep_first=1")
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--metrics", required=True, metavar="FILE.json", help="metrics JSON to write")
+    p.add_argument("--plot", metavar="FILE.png", help="loss/accuracy plot (default: metrics path with .png)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
+    p.add_argument("--checkpoint", metavar="FILE.pt", help="checkpoint written after every epoch")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument("--capture", metavar="FILE.npz", help="record the integer GEMMs of --capture-steps")
+    p.add_argument("--capture-steps", default="0", metavar="N[,N...]", help="0-based global steps (default 0)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
+    p.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                   help="progress bar on stderr (auto: when stderr is a terminal)")
+    return p
+
+
+def _fail(msg, code=2):
+    print(f"error: {msg}", file=sys.stderr)
+    return code
+
+
+def main(argv=None):
+    """Entry point of ``python -m golden.train``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    if args.epochs < 0 or args.batch_size < 1 or (args.max_steps is not None and args.max_steps < 0):
+        return _fail("--epochs and --max-steps must be >= 0 and --batch-size >= 1")
+    if args.model not in MODELS:
+        return _fail(f"unknown model {args.model!r}; valid: {', '.join(MODELS)}")
+    options = {}
+    for item in args.recipe_opt:
+        key, sep, value = item.partition("=")
+        if not sep:
+            return _fail(f"--recipe-opt {item!r}: expected KEY=VALUE")
+        options[key.strip()] = value.strip()
+    try:
+        recipe = get_recipe(args.recipe, options)
+    except (ValueError, TypeError) as e:
+        return _fail(str(e))
+    try:
+        capture_steps = [int(s) for s in args.capture_steps.split(",") if s.strip()]
+    except ValueError:
+        return _fail(f"--capture-steps {args.capture_steps!r}: expected comma-separated integers")
+    if args.resume and not args.checkpoint:
+        return _fail("--resume needs --checkpoint")
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            return _fail(f"--device {device}: no CUDA device available")
+        # TF32 would round the integer-valued matmuls: keep them exact.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    elif device != "cpu":
+        return _fail(f"unknown device {device!r}; valid: cpu, cuda, cuda:N, auto")
+    if args.threads is not None:
+        if args.threads < 1:
+            return _fail("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
+    try:
+        dataset = load_dataset(args.dataset, args.data_dir)
+    except DataError as e:
+        return _fail(str(e))
+    capture = None
+    if args.capture:
+        if recipe.quant is None:
+            return _fail("--capture needs a quantized recipe (fp32 has no integer GEMMs)")
+        from .capture import TensorCapture
+
+        capture = TensorCapture(capture_steps)
+    progress = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
+    print(f"training {args.model} on {args.dataset} ({len(dataset.train_y)} train / {len(dataset.test_y)} test) "
+          f"with recipe {recipe.name}, {args.epochs} epochs, seed {args.seed}, device {device}", file=sys.stderr)
+    try:
+        metrics = train(dataset=dataset, model_name=args.model, recipe=recipe, epochs=args.epochs,
+                        seed=args.seed, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+                        weight_decay=args.weight_decay, device=device, checkpoint=args.checkpoint,
+                        resume=args.resume, capture=capture, max_steps=args.max_steps, progress=progress,
+                        log=lambda s: print(s, file=sys.stderr))
+    except TrainingDiverged as e:
+        return _fail(str(e), 3)
+    except (FileNotFoundError, RuntimeError, ValueError) as e:
+        return _fail(str(e))
+    metrics["command"] = ["python", "-m", "golden.train"] + list(sys.argv[1:] if argv is None else argv)
+    _atomic_write(args.metrics, lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=1) + "\n"))
+    plot = args.plot or str(Path(args.metrics).with_suffix(".png"))
+    _plot(metrics["history"], metrics["step_losses"], plot,
+          f"{args.model} / {args.dataset} / {recipe.name}: test top-1 {100 * metrics['test_accuracy']:.2f}%")
+    if capture is not None:
+        capture.save(args.capture)
+    print(f"test accuracy {100 * metrics['test_accuracy']:.2f}%, {metrics['train_seconds']:.1f}s training; "
+          f"metrics -> {args.metrics}, plot -> {plot}" + (f", capture -> {args.capture}" if capture else ""),
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
