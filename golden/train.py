@@ -210,7 +210,17 @@ def train(*, dataset, model_name, recipe, epochs, seed, batch_size=128, lr=0.05,
         bar.close()
         epoch_train = time.perf_counter() - t_epoch
         train_seconds += epoch_train
-        test_loss, test_acc = _evaluate(model, test_x, test_y, 1000)
+        try:
+            bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+            if bad:
+                raise FloatingPointError(f"non-finite parameters {', '.join(bad[:3])}")
+            test_loss, test_acc = _evaluate(model, test_x, test_y, 1000)
+            if not math.isfinite(test_loss):
+                raise FloatingPointError(f"non-finite test loss {test_loss}")
+        except FloatingPointError as e:
+            kept = (f"last good checkpoint kept: {checkpoint}" if checkpoint and Path(checkpoint).is_file()
+                    else "no checkpoint written yet")
+            raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: {e}; {kept}") from None
         history.append({"epoch": epoch + 1, "steps": step, "train_loss": loss_sum / max(seen, 1),
                         "train_accuracy": correct / max(seen, 1), "test_loss": test_loss,
                         "test_accuracy": test_acc, "seconds": epoch_train})
