@@ -1,0 +1,262 @@
+"""A GEMM engine behind a UART: operand buffers, one systolic array, a result buffer.
+
+The engine speaks the command protocol of :mod:`boards.protocol`. It holds
+
+* an A buffer and a B buffer (:class:`amaranth.lib.memory.Memory`, ``depth``
+  words each, one word per k: a column of the A tile, a row of the B tile,
+  packed as :class:`hw.array.SystolicArray` takes them on ``a_in``/``b_in``);
+* the ``rows`` x ``cols`` :class:`hw.array.SystolicArray` (reused as is);
+* one result memory per array column (``rows`` words of ``acc_width`` bits):
+  the columns drain at different cycles, so each gets its own write port.
+
+RUN streams k = 0 .. K-1 from the buffers into the array, one k per cycle
+(synchronous-read memories: the controls are registered to line up with the
+read data), with ``clear`` on the first k unless ACCUMULATE is set and
+``last`` on the final k, then waits until the last column has drained its
+``rows`` results into the result memory and answers. The host tiles larger
+GEMMs (:mod:`boards.host`).
+"""
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw._params import check_int
+from hw.array import SystolicArray
+
+from .protocol import INFO_LENGTH, KIND_CODES, MAGIC, VERSION, Command, Flag, Status
+from .uart import UARTReceiver, UARTTransmitter
+
+
+__all__ = ["GemmEngine"]
+
+
+def _bytes(bits):
+    return (bits + 7) // 8
+
+
+class GemmEngine(wiring.Component):
+    """UART-controlled GEMM engine around one systolic array.
+
+    Parameters
+    ----------
+    kind : str
+        Array kind: ``int4``, ``log``, ``fp16`` or ``train``.
+    rows, cols : int
+        Array size.
+    divisor : int
+        Clock cycles per UART bit (>= 4), ``clk_hz / baud``.
+    depth : int
+        Words of each operand buffer: the largest K of one LOAD/RUN (default
+        256: one iCE40 block RAM deep). Larger K runs as several RUNs.
+    acc_width : int, optional
+        Accumulator bits (default: the kind's default).
+
+    Attributes
+    ----------
+    rx : Signal(1), in
+        UART from the host (idle high).
+    tx : Signal(1), out
+        UART to the host (idle high).
+    array : SystolicArray
+        The MAC array.
+    """
+
+    def __init__(self, *, kind, rows, cols, divisor, depth=256, acc_width=None):
+        self.depth = check_int("GemmEngine", "depth", depth, minimum=1)
+        if depth > 0xFFFF:
+            raise ValueError(f"GemmEngine: depth must be <= 65535 (a u16 count), not {depth}")
+        self.divisor = check_int("GemmEngine", "divisor", divisor, minimum=4)
+        # max_k=1: the host, not the generator, keeps K within the overflow bound
+        # (it reads acc_width from INFO and refuses larger K).
+        self.array = SystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=1)
+        self.kind, self.rows, self.cols = self.array.kind, rows, cols
+        self.acc_width = self.array.acc_width
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
+
+    def info_bytes(self):
+        """The INFO reply (status included)."""
+        reply = bytes([Status.OK]) + MAGIC + bytes([VERSION, KIND_CODES[self.kind.name]])
+        reply += self.rows.to_bytes(2, "little") + self.cols.to_bytes(2, "little")
+        reply += bytes([self.acc_width]) + self.depth.to_bytes(2, "little")
+        assert len(reply) == INFO_LENGTH
+        return reply
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols, kind, depth = self.rows, self.cols, self.kind, self.depth
+        a_bits, b_bits, acc = rows * kind.a_width, cols * kind.b_width, self.acc_width
+        a_bytes, b_bytes, acc_bytes = _bytes(a_bits), _bytes(b_bits), _bytes(acc)
+
+        m.submodules.array = array = self.array
+        m.submodules.rx = rx = UARTReceiver(divisor=self.divisor)
+        m.submodules.tx = tx = UARTTransmitter(divisor=self.divisor)
+        m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
+
+        m.submodules.a_mem = a_mem = Memory(shape=a_bits, depth=depth, init=[])
+        m.submodules.b_mem = b_mem = Memory(shape=b_bits, depth=depth, init=[])
+        a_write, b_write = a_mem.write_port(), b_mem.write_port()
+        a_read, b_read = a_mem.read_port(), b_mem.read_port()
+        c_writes, c_reads = [], []
+        for j in range(cols):
+            c_mem = Memory(shape=acc, depth=rows, init=[])
+            m.submodules[f"c_mem{j}"] = c_mem
+            c_writes.append(c_mem.write_port())
+            c_reads.append(c_mem.read_port())
+
+        byte = rx.data.payload
+        got = rx.data.valid
+        status = Signal(8)
+        count = Signal(16)     # LOAD word count, or RUN K
+        flags = Signal(4)
+        target_b = Signal()    # LOAD_B (else LOAD_A)
+        word = Signal(8 * max(a_bytes, b_bytes))
+        index = Signal(range(max(a_bytes, b_bytes, acc_bytes, INFO_LENGTH) + 1))
+        addr = Signal(range(depth + 1))
+
+        # Operand words arrive LSB byte first: shift each byte in at the top.
+        new_word = Cat(word[8:], byte)
+        for port, bits, nbytes in ((a_write, a_bits, a_bytes), (b_write, b_bits, b_bytes)):
+            aligned = new_word[8 * (len(word) // 8 - nbytes):]
+            m.d.comb += [port.addr.eq(addr), port.data.eq(aligned[:bits])]
+
+        # RUN: k counter reads the buffers; the controls wait one cycle with the data.
+        k = Signal(16)
+        active, issue_valid, issue_clear, issue_last = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += active.eq(0)
+        m.d.comb += [a_read.addr.eq(k), b_read.addr.eq(k),
+                     array.a_in.eq(a_read.data), array.b_in.eq(b_read.data),
+                     array.valid.eq(active & issue_valid), array.clear.eq(active & issue_clear),
+                     array.last.eq(active & issue_last)]
+        mode_flags = {"a_signed": Flag.A_SIGNED, "b_signed": Flag.B_SIGNED, "mode": Flag.MODE}
+        for name in kind.a_modes + kind.b_modes:
+            m.d.comb += getattr(array, name).eq((flags & mode_flags[name]) != 0)
+
+        # Result capture: column j stores its drained rows in order.
+        filled = [Signal(range(rows + 1), name=f"filled{j}") for j in range(cols)]
+        for j in range(cols):
+            m.d.comb += [c_writes[j].addr.eq(filled[j]),
+                         c_writes[j].data.eq(array.out_data.word_select(j, acc)),
+                         c_writes[j].en.eq(array.out_valid[j])]
+            with m.If(array.out_valid[j]):
+                m.d.sync += filled[j].eq(filled[j] + 1)
+
+        # READ_C: row i, column j; all result memories read row i.
+        out_row = Signal(range(rows))
+        out_col = Signal(range(cols))
+        result = Signal(8 * acc_bytes)
+        for port in c_reads:
+            m.d.comb += port.addr.eq(out_row)
+        selected = Array(port.data for port in c_reads)[out_col]
+
+        # INFO shifts its reply out of a register (a constant table indexed by a
+        # counter would be a combinational block Icarus never evaluates at time 0).
+        info = Signal(8 * INFO_LENGTH)
+
+        with m.FSM(name="command"):
+            with m.State("IDLE"):
+                with m.If(got):
+                    m.d.sync += [addr.eq(0), index.eq(0)]
+                    with m.Switch(byte):
+                        with m.Case(Command.INFO):
+                            m.d.sync += info.eq(int.from_bytes(self.info_bytes(), "little"))
+                            m.next = "INFO"
+                        with m.Case(Command.LOAD_A, Command.LOAD_B):
+                            m.d.sync += target_b.eq(byte == Command.LOAD_B)
+                            m.next = "LOAD_COUNT0"
+                        with m.Case(Command.RUN):
+                            m.next = "RUN_COUNT0"
+                        with m.Case(Command.READ_C):
+                            m.d.sync += [out_row.eq(0), out_col.eq(0)]
+                            m.next = "READ_STATUS"
+                        with m.Default():
+                            m.d.sync += status.eq(Status.UNKNOWN_COMMAND)
+                            m.next = "STATUS"
+
+            with m.State("INFO"):
+                m.d.comb += [tx.data.valid.eq(1), tx.data.payload.eq(info[:8])]
+                with m.If(tx.data.ready):
+                    m.d.sync += [info.eq(info >> 8), index.eq(index + 1)]
+                    with m.If(index == INFO_LENGTH - 1):
+                        m.next = "IDLE"
+
+            for prefix in ("LOAD", "RUN"):
+                with m.State(f"{prefix}_COUNT0"):
+                    with m.If(got):
+                        m.d.sync += count[:8].eq(byte)
+                        m.next = f"{prefix}_COUNT1"
+            with m.State("LOAD_COUNT1"):
+                with m.If(got):
+                    full = Cat(count[:8], byte)
+                    m.d.sync += count.eq(full)
+                    with m.If((full == 0) | (full > depth)):
+                        m.d.sync += status.eq(Status.OUT_OF_RANGE)
+                        m.next = "STATUS"
+                    with m.Else():
+                        m.next = "LOAD"
+            with m.State("LOAD"):
+                with m.If(got):
+                    m.d.sync += [word.eq(new_word), index.eq(index + 1)]
+                    last_byte = Signal()
+                    m.d.comb += last_byte.eq(index == Mux(target_b, b_bytes - 1, a_bytes - 1))
+                    with m.If(last_byte):
+                        m.d.comb += [a_write.en.eq(~target_b), b_write.en.eq(target_b)]
+                        m.d.sync += [index.eq(0), addr.eq(addr + 1)]
+                        with m.If(addr == count - 1):
+                            m.d.sync += status.eq(Status.OK)
+                            m.next = "STATUS"
+
+            with m.State("RUN_COUNT1"):
+                with m.If(got):
+                    m.d.sync += count[8:].eq(byte)
+                    m.next = "RUN_FLAGS"
+            with m.State("RUN_FLAGS"):
+                with m.If(got):
+                    m.d.sync += [flags.eq(byte[:4]), k.eq(0)]
+                    m.d.sync += [fill.eq(0) for fill in filled]
+                    with m.If(count > depth):
+                        m.d.sync += status.eq(Status.OUT_OF_RANGE)
+                        m.next = "STATUS"
+                    with m.Else():
+                        m.next = "RUN"
+            with m.State("RUN"):
+                final = Signal()
+                m.d.comb += final.eq((count == 0) | (k == count - 1))
+                m.d.sync += [active.eq(1), issue_valid.eq(count != 0),
+                             issue_clear.eq((k == 0) & ~flags[0]), issue_last.eq(final), k.eq(k + 1)]
+                with m.If(final):
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                with m.If(filled[cols - 1] == rows):
+                    m.d.sync += status.eq(Status.OK)
+                    m.next = "STATUS"
+
+            with m.State("READ_STATUS"):
+                m.d.comb += [tx.data.valid.eq(1), tx.data.payload.eq(Status.OK)]
+                with m.If(tx.data.ready):
+                    m.next = "READ_ADDR"
+            with m.State("READ_ADDR"):
+                # The result memories read row out_row during this cycle.
+                m.next = "READ_LATCH"
+            with m.State("READ_LATCH"):
+                m.d.sync += [result.eq(selected), index.eq(0)]
+                m.next = "READ_SEND"
+            with m.State("READ_SEND"):
+                m.d.comb += [tx.data.valid.eq(1), tx.data.payload.eq(result[:8])]
+                with m.If(tx.data.ready):
+                    m.d.sync += [result.eq(result >> 8), index.eq(index + 1)]
+                    with m.If(index == acc_bytes - 1):
+                        m.next = "READ_ADDR"
+                        with m.If(out_col == cols - 1):
+                            m.d.sync += [out_col.eq(0), out_row.eq(out_row + 1)]
+                            with m.If(out_row == rows - 1):
+                                m.next = "IDLE"
+                        with m.Else():
+                            m.d.sync += out_col.eq(out_col + 1)
+
+            with m.State("STATUS"):
+                m.d.comb += [tx.data.valid.eq(1), tx.data.payload.eq(status)]
+                with m.If(tx.data.ready):
+                    m.next = "IDLE"
+        return m
