@@ -8,6 +8,7 @@ simulator in its own build directory, computes the golden expectation of a
 import json
 import os
 import pathlib
+import time
 
 from cocotb_tools.runner import get_runner
 
@@ -78,6 +79,21 @@ class PESimulation:
                           timescale=("1ns", "1ps"), always=True, log_file=self.build_dir / "build.log")
         self._built = True
 
+    def _test(self, test_module, name, env):
+        """Run ``test_module`` on this build; the SystemExit of a failed run, else None."""
+        self.build()
+        full_env = self._environment()
+        full_env.update(env)
+        try:
+            self.runner.test(test_module=test_module, hdl_toplevel=self.kind,
+                             build_dir=self.build_dir / "sim", test_dir=self.build_dir,
+                             results_xml=str(self.build_dir / f"{name}.xml"), extra_env=full_env,
+                             log_file=self.build_dir / f"{name}.log")
+        except SystemExit as exit_:
+            # cocotb_tools' runner exits on failing tests when run under pytest.
+            return exit_
+        return None
+
     def run_module(self, test_module, *, name, env=None):
         """Run another cocotb test module (e.g. :mod:`verify.spec_tb`) on this build.
 
@@ -86,17 +102,10 @@ class PESimulation:
         SimulationMismatch
             The module's tests failed.
         """
-        self.build()
-        full_env = self._environment()
-        full_env.update(env or {})
-        try:
-            self.runner.test(test_module=test_module, hdl_toplevel=self.kind,
-                             build_dir=self.build_dir / "sim", test_dir=self.build_dir,
-                             results_xml=str(self.build_dir / f"{name}.xml"), extra_env=full_env,
-                             log_file=self.build_dir / f"{name}.log")
-        except SystemExit as exit_:
-            raise SimulationMismatch(f"{test_module} failed on {self.kind} ({self.sim}, exit {exit_.code}); "
-                                     f"see {self.build_dir / (name + '.log')}") from None
+        failure = self._test(test_module, name, env or {})
+        if failure is not None:
+            raise SimulationMismatch(f"{test_module} failed on {self.kind} ({self.sim}, exit {failure.code}); "
+                                     f"see {self.build_dir / (name + '.log')}")
 
     def run(self, sequence, *, name="run"):
         """Simulate ``sequence`` and check every cycle against golden.
@@ -113,10 +122,8 @@ class PESimulation:
         SimulationMismatch
             Any mismatch, or a simulator failure.
         """
-        import time
         if sequence.kind != self.kind:
             raise ValueError(f"sequence for {sequence.kind} given to a {self.kind} simulation")
-        self.build()
         started = time.perf_counter()
         expected = stim.expected(sequence, acc_width=self.acc_width)
         golden_seconds = time.perf_counter() - started
@@ -125,17 +132,8 @@ class PESimulation:
         sequence.save(stimulus_path, expected)
         if report_path.exists():
             report_path.unlink()
-        env = self._environment()
-        env.update(FOURBIT_STIMULUS=str(stimulus_path), FOURBIT_REPORT=str(report_path))
-        try:
-            self.runner.test(test_module="verify.pe_tb", hdl_toplevel=self.kind,
-                             build_dir=self.build_dir / "sim", test_dir=self.build_dir,
-                             results_xml=str(self.build_dir / f"{name}.xml"), extra_env=env,
-                             log_file=self.build_dir / f"{name}.log")
-        except SystemExit as exit_:
-            failure = exit_
-        else:
-            failure = None
+        failure = self._test("verify.pe_tb", name,
+                             {"FOURBIT_STIMULUS": str(stimulus_path), "FOURBIT_REPORT": str(report_path)})
         if not report_path.exists():
             raise SimulationMismatch(f"{self.kind} on {self.sim}: simulation produced no report "
                                      f"(exit {failure.code if failure else 0}); see {self.build_dir / (name + '.log')}")

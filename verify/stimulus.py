@@ -21,7 +21,7 @@ from golden.reference import int_products, log_products
 
 
 __all__ = [
-    "UNIT_PORTS", "Sequence", "concat", "expected_integer", "expected_fp32",
+    "UNIT_PORTS", "Sequence", "concat", "expected", "expected_integer", "expected_fp32",
     "int_exhaustive", "int_random", "int_wrap", "fp16_classes", "fp16_random",
     "fp16_cancellation", "fp16_ties", "default_sequence", "FP16_CLASS_VALUES",
 ]
@@ -182,9 +182,6 @@ def expected(sequence, *, acc_width=None):
         return expected_integer(products, i["valid"], i["clear"], i["rst"], acc_width)
     products = fp16_product_bits(torch.from_numpy(i["a"]), torch.from_numpy(i["b"])).numpy()
     return expected_fp32(products, i["valid"], i["clear"], i["rst"])
-
-
-__all__.append("expected")
 
 
 # -- families --------------------------------------------------------------------------------
