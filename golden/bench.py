@@ -34,9 +34,9 @@ ACCURACY_RUNS = (
     ("digits", "mlp", 30),
     ("digits", "lenet5", 30),
     ("mnist", "mlp", 5),
-    ("mnist", "lenet5", 3),
+    ("mnist", "lenet5", 2),
 )
-ACCURACY_RECIPES = ("fp32", "ibm4", "luq")
+ACCURACY_RECIPES = ("fp32", "ibm4", "ibm4-full", "luq")
 
 
 def _write(path, text):

@@ -77,14 +77,14 @@ class QuantConfig:
         Requantize accumulators with (M0, shift) (the hardware); if False, PACT
         quantizes the float output (the host path, for ablation).
     input_quantizer : bool
-        Quantize images with the INT4 input quantizer in the first layer.
+        Quantize images with the INT4 input quantizer when the first layer is quantized.
     keep_first, keep_last : bool
-        Keep the first / last weight layer in FP32.
+        Keep the first / last weight layer in FP32 (both True by default, as in the paper).
     """
 
     grad_format: object = None
     sawb_c: tuple = (12.68, 12.80)
-    pact_alpha: float = 8.0
+    pact_alpha: float = 4.0
     tpr: bool = True
     dx_phase: int = 0
     dw_phase: int = 1
@@ -92,7 +92,7 @@ class QuantConfig:
     ties: str = "away"
     integer_requant: bool = True
     input_quantizer: bool = True
-    keep_first: bool = False
+    keep_first: bool = True
     keep_last: bool = True
 
     def __post_init__(self):

@@ -7,9 +7,13 @@
     (SPEC sections 1 and 2 defaults): INT4 SAWB weights, PACT UINT4
     activations with integer requantization, INT4 image input quantizer,
     radix-4 FP4 gradients with GradScale and TPR (phase 0 -> dX, phase 1 ->
-    dW), round to nearest, ties away. The last (classifier) layer stays FP32,
-    as in the paper; every knob of :class:`golden.layers.QuantConfig` can be
-    overridden (``--recipe-opt key=value``).
+    dW), round to nearest, ties away, PACT alpha initialized to 4. The first
+    and the last weight layer stay FP32, as in the paper; every knob of
+    :class:`golden.layers.QuantConfig` can be overridden (``--recipe-opt
+    key=value``).
+``ibm4-full``
+    ``ibm4`` with the first layer quantized too, reading images through the
+    INT4 input quantizer (only the classifier stays FP32).
 ``ibm4-notpr``
     ``ibm4`` with a single gradient quantization (phase 0 for both GEMMs):
     the TPR ablation.
@@ -84,6 +88,8 @@ RECIPES = {
     "fp32": Recipe("fp32", "FP32 baseline"),
     "ibm4": Recipe("ibm4", "INT4 SAWB weights, UINT4 PACT activations, radix-4 FP4 TPR gradients",
                    QuantConfig()),
+    "ibm4-full": Recipe("ibm4-full", "ibm4 with the first layer quantized (INT4 input quantizer)",
+                        QuantConfig(keep_first=False)),
     "ibm4-notpr": Recipe("ibm4-notpr", "ibm4 without two-phase rounding", QuantConfig(tpr=False)),
     "luq": Recipe("luq", "INT4/UINT4 forward, radix-2 FP4 gradients, stochastic rounding and underflow",
                   QuantConfig(grad_format=FP4_RADIX2, tpr=False, dx_phase=0, dw_phase=0,

@@ -172,7 +172,7 @@ def _explicit_mlp_step(model, x, y):
 
 
 def test_qlinear_chain_matches_explicit_pipeline_bit_for_bit():
-    model = _mlp(QuantConfig())
+    model = _mlp(QuantConfig(keep_first=False, pact_alpha=8.0))
     assert [type(m) for m in model] == [type(model[0]), QLinear, PACT, QLinear, PACT, nn.Linear]
     gen = torch.Generator().manual_seed(5)
     x = torch.rand(6, 3, 4, generator=gen)
@@ -225,7 +225,7 @@ def test_pact_float_path_uses_quantize_pact():
 
 def test_quantized_layer_rejects_input_without_codes():
     model = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4), nn.Linear(4, 2))
-    convert(model, QuantConfig())
+    convert(model, QuantConfig(keep_first=False))
     with pytest.raises(RuntimeError, match="expects UINT4 codes"):
         model(torch.rand(3, 4))
 
@@ -246,6 +246,7 @@ def test_convert_keeps_first_and_last_on_request():
 def test_recipes_and_options():
     r = get_recipe("ibm4", {"tpr": "0", "sawb_c": "10,11", "rounding": "log"})
     assert r.quant.tpr is False and r.quant.sawb_c == (10.0, 11.0) and r.quant.rounding == "log"
+    assert get_recipe("ibm4").quant.keep_first and not get_recipe("ibm4-full").quant.keep_first
     with pytest.raises(ValueError, match="valid: fp32, ibm4"):
         get_recipe("int2")
     with pytest.raises(ValueError, match="unknown recipe option"):
@@ -256,12 +257,15 @@ def test_recipes_and_options():
 
 # --- capture -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("recipe", ["ibm4", "luq"])
+@pytest.mark.parametrize("recipe", ["ibm4-full", "luq"])
 def test_capture_file_reverifies_against_reference(tmp_path, recipe):
+    import dataclasses
+
     from golden.models import LeNet5
 
     torch.manual_seed(0)
-    model = convert(LeNet5(input_shape=(1, 8, 8), num_classes=10), get_recipe(recipe).quant)
+    config = dataclasses.replace(get_recipe(recipe).quant, keep_first=False)
+    model = convert(LeNet5(input_shape=(1, 8, 8), num_classes=10), config)
     cap = TensorCapture([1])
     attach_capture(model, cap)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -278,11 +282,12 @@ def test_capture_file_reverifies_against_reference(tmp_path, recipe):
     records = load_capture(path)
     assert {r["step"] for r in records} == {1}
     ops = {(r["layer"], r["op"]) for r in records}
-    # four quantized weight layers: fwd and dW each; dX for all but the image layer; 4 requantizations
+    # four quantized weight layers (ibm4-full): fwd and dW each, dX for all but the image layer,
+    # a requantization after each
     assert sum(op == "fwd" for _, op in ops) == 4 and sum(op == "dw" for _, op in ops) == 4
     assert sum(op == "dx" for _, op in ops) == 3 and sum(op == "requant" for _, op in ops) == 4
     n = verify_capture(path)
-    assert n == (len(records) if recipe == "ibm4" else len(records) - 7)
+    assert n == (len(records) if recipe == "ibm4-full" else len(records) - 7)
     fwd = next(r for r in records if r["op"] == "fwd" and r["layer"] == "0")
     assert fwd["a"].dtype.name == "int8" and fwd["c"].dtype.name == "int64" and fwd["a_signed"] is True
     # a tampered file fails verification

@@ -1,0 +1,14 @@
+# golden: 4-bit training benchmarks (docs/golden.md).
+
+MNIST_DIR ?= ../shared/data/mnist
+
+.PHONY: bench-accuracy bench-train test-golden
+
+bench-accuracy:  ## golden: accuracy table, every recipe vs fp32 (digits + MNIST MLP/LeNet-5; ~20-40 min on 2 cores)
+	$(PYTHON) -m golden.bench accuracy --data-dir $(MNIST_DIR) --out build/golden/accuracy
+
+bench-train:  ## golden: training step time ibm4 vs fp32 on CPU (MLP, LeNet-5; ~1 min)
+	$(PYTHON) -m golden.bench speed --out build/golden/speed
+
+test-golden:  ## golden: the training/layer tests only
+	$(PYTHON) -m pytest -q tests/golden/test_layers_pipeline.py tests/golden/test_train_cli.py

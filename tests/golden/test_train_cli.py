@@ -1,0 +1,132 @@
+"""golden.train: CLI smoke runs, determinism, checkpoints, divergence and bad-input errors."""
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from golden.data import DataError, load_dataset
+from golden.recipes import get_recipe
+from golden.train import TrainingDiverged, main, train
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "golden.train", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_cli_smoke_digits_writes_metrics_plot_checkpoint_capture(tmp_path):
+    metrics = tmp_path / "m.json"
+    r = _cli("--dataset", "digits", "--model", "mlp", "--recipe", "ibm4", "--epochs", "2", "--seed", "3",
+             "--metrics", str(metrics), "--max-steps", "15", "--checkpoint", str(tmp_path / "ck.pt"),
+             "--capture", str(tmp_path / "cap.npz"), "--capture-steps", "0,13", "--threads", "1",
+             "--recipe-opt", "keep_first=0")
+    assert r.returncode == 0, r.stderr
+    m = json.loads(metrics.read_text())
+    assert 0.0 <= m["test_accuracy"] <= 1.0 and m["train_seconds"] > 0 and m["recipe"] == "ibm4"
+    assert m["steps"] == 15 and len(m["history"]) == 2 and m["quantized_layers"] == ["1", "3"]
+    assert m["inexact_grad_steps"] == 0
+    assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
+    state = torch.load(tmp_path / "ck.pt", weights_only=False)
+    assert state["epoch"] == 2 and state["step"] == 15
+    from golden.capture import load_capture, verify_capture
+    assert {r["step"] for r in load_capture(tmp_path / "cap.npz")} == {0, 13}
+    assert verify_capture(tmp_path / "cap.npz") > 0
+
+
+def _digits_run(recipe, **kw):
+    ds = load_dataset("digits")
+    return train(dataset=ds, model_name="mlp", recipe=get_recipe(recipe), epochs=1, seed=11, batch_size=64,
+                 max_steps=6, log=lambda s: None, **kw)
+
+
+@pytest.mark.parametrize("recipe", ["ibm4", "luq"])
+def test_same_seed_same_metrics(recipe):
+    a, b = _digits_run(recipe), _digits_run(recipe)
+    assert a["step_losses"] == b["step_losses"] and a["history"][0]["test_accuracy"] == b["history"][0][
+        "test_accuracy"]
+    ds = load_dataset("digits")
+    c = train(dataset=ds, model_name="mlp", recipe=get_recipe(recipe), epochs=1, seed=12, batch_size=64,
+              max_steps=6, log=lambda s: None)
+    assert c["step_losses"] != a["step_losses"]
+
+
+def test_divergence_keeps_last_good_checkpoint(tmp_path):
+    ds = load_dataset("digits")
+    ck = tmp_path / "ck.pt"
+    train(dataset=ds, model_name="mlp", recipe=get_recipe("fp32"), epochs=1, seed=0, batch_size=512,
+          checkpoint=ck, log=lambda s: None)
+    state = torch.load(ck, weights_only=False)
+    for group in state["optimizer"]["param_groups"]:
+        group["lr"] = 1e30
+    state["scheduler"]["base_lrs"] = [1e30] * len(state["scheduler"]["base_lrs"])
+    torch.save(state, ck)
+    before = ck.read_bytes()
+    with pytest.raises(TrainingDiverged, match="last good checkpoint kept"):
+        train(dataset=ds, model_name="mlp", recipe=get_recipe("fp32"), epochs=4, seed=0, batch_size=512,
+              checkpoint=ck, resume=True, log=lambda s: None)
+    assert ck.read_bytes() == before
+
+
+def test_cli_divergence_exits_3(tmp_path):
+    r = _cli("--dataset", "digits", "--model", "mlp", "--recipe", "ibm4", "--epochs", "2", "--seed", "0",
+             "--batch-size", "2000", "--lr", "1e30", "--metrics", str(tmp_path / "m.json"))
+    assert r.returncode == 3
+    assert r.stderr.strip().splitlines()[-1].startswith("error: training diverged")
+    assert not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.parametrize("flag,value,valid", [
+    ("--recipe", "int2", "fp32, ibm4, ibm4-full, ibm4-notpr, luq"),
+    ("--model", "vgg", "mlp, lenet5, resnet"),
+    ("--dataset", "imagenet", "digits, mnist, fashion-mnist, cifar10"),
+])
+def test_unknown_names_list_valid_ones(tmp_path, capsys, flag, value, valid):
+    args = {"--dataset": "digits", "--model": "mlp", "--recipe": "fp32"}
+    args[flag] = value
+    r = main([a for kv in args.items() for a in kv] + ["--epochs", "1", "--seed", "0",
+                                                         "--metrics", str(tmp_path / "m.json")])
+    assert r == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown") and err.endswith(f"valid: {valid}") and "\n" not in err
+
+
+def test_unknown_names_cli_message():
+    r = _cli("--dataset", "digits", "--model", "mlp", "--recipe", "int2", "--epochs", "1", "--seed", "0",
+             "--metrics", "/tmp/never.json")
+    assert r.returncode == 2
+    assert r.stderr.strip() == "error: unknown recipe 'int2'; valid: fp32, ibm4, ibm4-full, ibm4-notpr, luq"
+
+
+def test_missing_and_incomplete_data_dir(tmp_path, capsys):
+    assert main(["--dataset", "mnist", "--model", "mlp", "--recipe", "fp32", "--epochs", "1", "--seed", "0",
+                 "--metrics", str(tmp_path / "m.json")]) == 2
+    assert "needs --data-dir" in capsys.readouterr().err
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"\0\0\x08\x03"))
+    with pytest.raises(DataError, match=r"lacks train-labels-idx1-ubyte\[.gz\], t10k-images"):
+        load_dataset("fashion-mnist", tmp_path)
+    with pytest.raises(DataError, match="not a directory"):
+        load_dataset("mnist", tmp_path / "nope")
+    with pytest.raises(DataError, match="data_batch_1"):
+        load_dataset("cifar10", tmp_path)
+
+
+def test_idx_loader_reads_a_small_set(tmp_path):
+    import numpy as np
+
+    def idx(arr, magic_dims):
+        header = bytes([0, 0, 8, len(magic_dims)]) + b"".join(int(d).to_bytes(4, "big") for d in magic_dims)
+        return header + arr.astype(np.uint8).tobytes()
+    imgs = np.arange(2 * 4 * 4).reshape(2, 4, 4) % 256
+    for prefix in ("train", "t10k"):
+        (tmp_path / f"{prefix}-images-idx3-ubyte").write_bytes(idx(imgs, imgs.shape))
+        (tmp_path / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx(np.array([3, 4]), (2,))))
+    ds = load_dataset("mnist", tmp_path)
+    assert ds.input_shape == (1, 4, 4) and ds.train_y.tolist() == [3, 4]
+    assert float(ds.train_x[0, 0, 0, 1]) == pytest.approx(1 / 255)
