@@ -2,8 +2,9 @@
 
 The runner passes a schedule file in ``FOURBIT_GEMM_IN`` (``.npz``: the
 packed per-cycle ``a_in``/``b_in`` words as little-endian byte rows, the
-``valid``/``clear``/``last`` columns, the mode inputs and the number of
-results to collect) and reads the monitor's record from ``FOURBIT_GEMM_OUT``
+``valid``/``clear``/``last`` columns, per-cycle mode inputs (one run may hold
+several GEMMs, e.g. a forward and a backward GEMM on the train array) and the
+number of results to collect) and reads the monitor's record from ``FOURBIT_GEMM_OUT``
 (``.npz``: the raw ``out_valid`` and ``out_data`` of every cycle that had a
 result, as byte rows). Nothing golden happens here: the testbench only drives
 and records; :mod:`verify.gemm` assembles the matrix, and the tests compare.
@@ -33,6 +34,10 @@ class RowDriver:
         self.a = [int.from_bytes(row.tobytes(), "little") for row in schedule["a_bytes"]]
         self.b = [int.from_bytes(row.tobytes(), "little") for row in schedule["b_bytes"]]
         self.controls = list(zip(schedule["valid"].tolist(), schedule["clear"].tolist(), schedule["last"].tolist()))
+        # Mode inputs change only between GEMMs: written when they change.
+        self.modes = [(getattr(dut, name), schedule[f"mode_{name}"].tolist())
+                      for name in schedule["mode_names"].tolist()]
+        self.mode_values = [None] * len(self.modes)
 
     def __len__(self):
         return len(self.controls)
@@ -42,6 +47,9 @@ class RowDriver:
         self.b_in.value = self.b[cycle]
         valid, clear, last = self.controls[cycle]
         self.valid.value, self.clear.value, self.last.value = valid, clear, last
+        for index, (port, values) in enumerate(self.modes):
+            if values[cycle] != self.mode_values[index]:
+                port.value = self.mode_values[index] = values[cycle]
 
     def idle(self):
         self.valid.value = self.clear.value = self.last.value = 0
@@ -52,11 +60,14 @@ class DrainMonitor:
 
     def __init__(self, dut):
         self.out_valid, self.out_data = dut.out_valid, dut.out_data
+        # A one-column array has a 1-bit out_valid, whose value is a Logic, not a LogicArray.
+        self.read_valid = (lambda: int(self.out_valid.value)) if len(dut.out_valid) == 1 else \
+            (lambda: self.out_valid.value.to_unsigned())
         self.valid, self.data = [], []
         self.count = 0
 
     def sample(self):
-        valid = self.out_valid.value.to_unsigned()
+        valid = self.read_valid()
         if valid:
             self.valid.append(valid)
             self.data.append(self.out_data.value.to_unsigned())
@@ -68,8 +79,6 @@ async def run_schedule(dut):
     """Drive the scheduled GEMM and record every drained result."""
     schedule = np.load(os.environ["FOURBIT_GEMM_IN"])
     expected_results = int(schedule["results"])
-    for name in schedule["mode_names"].tolist():
-        getattr(dut, name).value = int(schedule[f"mode_{name}"])
 
     driver, monitor = RowDriver(dut, schedule), DrainMonitor(dut)
     Clock(dut.clk, 10, unit="ns").start(start_high=False)

@@ -35,6 +35,7 @@ the output; a simulation failure exits with status 1.
 
 import argparse
 import fcntl
+import functools
 import hashlib
 import os
 import pathlib
@@ -52,8 +53,8 @@ from hw.train_pe import MODE_INT, MODE_LOG
 from . import tiling
 
 
-__all__ = ["PES", "SIMULATORS", "ARRAYS", "GemmError", "GemmResult", "array_kind", "accumulator_width",
-           "operand_bits", "ArrayBuild", "run_gemm", "main"]
+__all__ = ["PES", "SIMULATORS", "ARRAYS", "GemmError", "GemmResult", "Gemm", "array_kind",
+           "accumulator_width", "operand_bits", "ArrayBuild", "run_gemm", "run_gemms", "main"]
 
 
 PES = ("int4", "log", "fp16")
@@ -167,6 +168,18 @@ def _mode_inputs(pe, kind, a_signed, b_signed):
     return {name: values[name] for name in spec.a_modes + spec.b_modes}
 
 
+@functools.lru_cache(maxsize=None)
+def _array_verilog(kind, rows, cols, acc_width):
+    """Verilog of an array (memoized: a process running many GEMMs converts each array once)."""
+    from amaranth.back import verilog
+
+    spec = ARRAY_KINDS[kind]
+    max_k = 1 if spec.is_float else max_safe_k(spec.product_range, acc_width)
+    array = SystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=max_k)
+    ports = ("clk", "rst", *array.signature.members)
+    return verilog.convert(array, name=f"{kind}_array", emit_src=False, strip_internal_attrs=True), ports
+
+
 class ArrayBuild:
     """One array compiled for one simulator, cached on disk.
 
@@ -189,10 +202,8 @@ class ArrayBuild:
         for name, value in (("rows", rows), ("cols", cols)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise GemmError(f"--{name} must be a positive integer, not {value!r}")
-        spec = ARRAY_KINDS[kind]
-        max_k = 1 if spec.is_float else max_safe_k(spec.product_range, acc_width)
-        self.array = SystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=max_k)
         self.kind, self.sim = kind, sim
+        self.rows, self.cols, self.acc_width = rows, cols, acc_width
         self.toplevel = f"{kind}_array"
         self.directory = pathlib.Path(build_root).resolve() / f"{kind}_{rows}x{cols}_acc{acc_width}" / sim
         self.built = False
@@ -205,17 +216,16 @@ class ArrayBuild:
 
     def ensure(self):
         """Generate and compile unless an identical build is cached (safe across processes)."""
-        from amaranth.back import verilog
         from cocotb_tools.runner import get_runner
         from rtl_gen.lint import WAIVERS
 
         self._environment()
-        text = verilog.convert(self.array, name=self.toplevel, emit_src=False, strip_internal_attrs=True)
+        text, ports = _array_verilog(self.kind, self.rows, self.cols, self.acc_width)
         # Only the ports need VPI access (the runner's --public-flat-rw is
         # switched off in VERILATOR_ARGS: it would expose every signal).
         ports_vlt = "`verilator_config\n" + "".join(
             f'public_flat_rw -module "{self.toplevel}" -var "{name}"\n'
-            for name in ["clk", "rst", *self.array.signature.members])
+            for name in ports)
         stamp = hashlib.sha256("\n".join([text, self.sim, ports_vlt, *VERILATOR_ARGS]).encode()).hexdigest()
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / "lock", "w") as lock:
@@ -241,8 +251,9 @@ class ArrayBuild:
             stamp_file.write_text(stamp)
             self.built = True
 
-    def run(self, plan, modes, *, a_width, b_width):
-        """Simulate ``plan`` (a :class:`verify.tiling.Schedule`); per column, the drained raw words."""
+    def run(self, plan, *, a_width, b_width):
+        """Simulate ``plan`` (a :class:`verify.tiling.Schedule`, per-cycle modes included);
+        per column, the drained raw words, and the drive loop's wall time."""
         from cocotb_tools.runner import get_runner
 
         self.ensure()
@@ -254,8 +265,8 @@ class ArrayBuild:
                  a_bytes=tiling.pack_rows(plan.a_words, a_width),
                  b_bytes=tiling.pack_rows(plan.b_words, b_width),
                  valid=plan.valid, clear=plan.clear, last=plan.last,
-                 mode_names=np.array(list(modes), dtype=str),
-                 **{f"mode_{name}": value for name, value in modes.items()},
+                 mode_names=np.array(list(plan.modes), dtype=str),
+                 **{f"mode_{name}": values for name, values in plan.modes.items()},
                  results=plan.results_per_column * plan.cols,
                  drain_cycles=4 * plan.rows + plan.cols + 8)
         runner = get_runner(self.sim)
@@ -274,7 +285,7 @@ class ArrayBuild:
             raise RuntimeError(f"{self.toplevel} on {self.sim}: simulation produced no record "
                                f"(status {status}); see {workdir / 'sim.log'}")
         record = np.load(record_path)
-        acc = self.array.acc_width
+        acc = self.acc_width
         valid = tiling.unpack_rows(record["valid_bytes"], plan.cols, 1)
         data = tiling.unpack_rows(record["data_bytes"], plan.cols, acc)
         columns = [data[valid[:, j] == 1, j] for j in range(plan.cols)]
@@ -284,6 +295,61 @@ class ArrayBuild:
                                f"see {workdir / 'sim.log'}")
         shutil.rmtree(workdir, ignore_errors=True)
         return columns, seconds
+
+
+class Gemm:
+    """One GEMM to run: ``pe``, operands and signedness (see :func:`run_gemm`)."""
+
+    def __init__(self, pe, a, b, *, a_signed=True, b_signed=True):
+        self.pe, self.a, self.b, self.a_signed, self.b_signed = pe, a, b, bool(a_signed), bool(b_signed)
+
+
+def run_gemms(gemms, *, rows, cols, sim="icarus", array="dedicated", build_root=BUILD_ROOT):
+    """Several GEMMs back to back in one simulation of one array (e.g. the forward
+    and backward GEMMs of a training step on the train array, whose mode inputs
+    travel with the data and so switch between GEMMs without a pause).
+
+    Parameters
+    ----------
+    gemms : list of Gemm
+        All must run on the same array kind.
+    rows, cols, sim, array, build_root
+        As for :func:`run_gemm`.
+
+    Returns
+    -------
+    list of GemmResult
+        In order; ``sim_seconds`` and ``seconds`` are those of the whole run.
+    """
+    started = time.perf_counter()
+    if not gemms:
+        raise GemmError("no GEMM to run")
+    kinds = {array_kind(g.pe, array) for g in gemms}
+    if len(kinds) != 1:
+        raise GemmError(f"GEMMs of one run must share an array, not {sorted(kinds)}")
+    (kind,) = kinds
+    if sim not in SIMULATORS:
+        raise GemmError(f"unknown --sim {sim!r} (choose from {', '.join(SIMULATORS)})")
+    spec = ARRAY_KINDS[kind]
+    width = max(accumulator_width(kind, g.a.shape[1] if isinstance(g.a, np.ndarray) and g.a.ndim == 2 else 0)
+                for g in gemms)
+    build = ArrayBuild(kind=kind, rows=rows, cols=cols, acc_width=width, sim=sim, build_root=build_root)
+    plans = []
+    for g in gemms:
+        a_bits, b_bits = operand_bits(g.pe, g.a, g.b, a_signed=g.a_signed, b_signed=g.b_signed)
+        plan = tiling.schedule(a_bits, b_bits, rows, cols)
+        plan.modes = {name: np.full(plan.cycles, value, dtype=np.uint8)
+                      for name, value in _mode_inputs(g.pe, kind, g.a_signed, g.b_signed).items()}
+        plans.append(plan)
+    combined = tiling.concatenate(plans)
+    columns, sim_seconds = build.run(combined, a_width=spec.a_width, b_width=spec.b_width)
+    results = []
+    for plan, part in zip(plans, tiling.split_columns(plans, columns)):
+        raw = tiling.assemble(plan, part)
+        c = raw.astype(np.uint32).view(np.float32) if spec.is_float else tiling.sign_extend(raw, width)
+        results.append(GemmResult(c=c, cycles=plan.cycles, sim_seconds=sim_seconds,
+                                  seconds=time.perf_counter() - started, built=build.built, acc_width=width))
+    return results
 
 
 def run_gemm(pe, a, b, *, rows, cols, a_signed=True, b_signed=True, sim="icarus", array="dedicated",
@@ -315,24 +381,9 @@ def run_gemm(pe, a, b, *, rows, cols, a_signed=True, b_signed=True, sim="icarus"
     RuntimeError
         The simulation failed.
     """
-    started = time.perf_counter()
-    kind = array_kind(pe, array)
-    if sim not in SIMULATORS:
-        raise GemmError(f"unknown --sim {sim!r} (choose from {', '.join(SIMULATORS)})")
-    a_bits, b_bits = operand_bits(pe, a, b, a_signed=a_signed, b_signed=b_signed)
-    spec = ARRAY_KINDS[kind]
-    width = accumulator_width(kind, a.shape[1])
-    build = ArrayBuild(kind=kind, rows=rows, cols=cols, acc_width=width, sim=sim, build_root=build_root)
-    plan = tiling.schedule(a_bits, b_bits, rows, cols)
-    columns, sim_seconds = build.run(plan, _mode_inputs(pe, kind, a_signed, b_signed),
-                                     a_width=spec.a_width, b_width=spec.b_width)
-    raw = tiling.assemble(plan, columns)
-    if spec.is_float:
-        c = raw.astype(np.uint32).view(np.float32)
-    else:
-        c = tiling.sign_extend(raw, width)
-    return GemmResult(c=c, cycles=plan.cycles, sim_seconds=sim_seconds,
-                      seconds=time.perf_counter() - started, built=build.built, acc_width=width)
+    (result,) = run_gemms([Gemm(pe, a, b, a_signed=a_signed, b_signed=b_signed)], rows=rows, cols=cols,
+                          sim=sim, array=array, build_root=build_root)
+    return result
 
 
 def _load(path, name):

@@ -22,7 +22,7 @@ import numpy as np
 from hw.array import min_tile_cycles
 
 
-__all__ = ["Schedule", "schedule", "pack_rows", "pack_words", "unpack_rows", "unpack_words",
+__all__ = ["Schedule", "schedule", "concatenate", "split_columns", "pack_rows", "pack_words", "unpack_rows", "unpack_words",
            "sign_extend", "assemble"]
 
 
@@ -42,6 +42,9 @@ class Schedule:
         First row of A and first column of B of each tile, in issue order.
     m, n, rows, cols : int
         GEMM and array sizes.
+    modes : dict of str -> numpy.ndarray
+        Per-cycle values of the array's mode inputs (they travel with the data,
+        so they may change from one GEMM to the next); filled by the caller.
     """
 
     a_words: np.ndarray
@@ -54,6 +57,7 @@ class Schedule:
     n: int
     rows: int
     cols: int
+    modes: dict = dataclasses.field(default_factory=dict)
 
     @property
     def cycles(self):
@@ -105,6 +109,44 @@ def schedule(a_bits, b_bits, rows, cols):
         clear[start] = 1
         last[start + steps - 1] = 1
     return Schedule(a_words, b_words, valid, clear, last, tiles, m, n, rows, cols)
+
+
+def concatenate(plans):
+    """One schedule running ``plans`` (same array) back to back, modes included.
+
+    Every plan already ends each tile with the drain spacing, so tiles of
+    consecutive GEMMs never collide. The result's ``tiles`` is the
+    concatenation; split the drained streams with :func:`split_columns`.
+    """
+    first = plans[0]
+    if any((p.rows, p.cols) != (first.rows, first.cols) for p in plans):
+        raise ValueError("plans for different array sizes")
+    names = set(first.modes)
+    if any(set(p.modes) != names for p in plans):
+        raise ValueError("plans drive different mode inputs")
+    return Schedule(
+        a_words=np.concatenate([p.a_words for p in plans]),
+        b_words=np.concatenate([p.b_words for p in plans]),
+        valid=np.concatenate([p.valid for p in plans]),
+        clear=np.concatenate([p.clear for p in plans]),
+        last=np.concatenate([p.last for p in plans]),
+        tiles=[tile for p in plans for tile in p.tiles],
+        m=None, n=None, rows=first.rows, cols=first.cols,
+        modes={name: np.concatenate([p.modes[name] for p in plans]) for name in names})
+
+
+def split_columns(plans, column_values):
+    """Per plan, its share of the drained column streams of :func:`concatenate`'s schedule."""
+    total = sum(p.results_per_column for p in plans)
+    for j, values in enumerate(column_values):
+        if len(values) != total:
+            raise RuntimeError(f"column {j} drained {len(values)} results, expected {total}")
+    parts, start = [], 0
+    for plan in plans:
+        stop = start + plan.results_per_column
+        parts.append([values[start:stop] for values in column_values])
+        start = stop
+    return parts
 
 
 def pack_rows(words, width):
