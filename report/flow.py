@@ -22,7 +22,7 @@ from .liberty import DONT_USE_PATTERN
 __all__ = ["Context", "measure", "FLOW_ID"]
 
 #: Version of the whole measurement flow (cache key component).
-FLOW_ID = f"{synth.FLOW_VERSION}/energy-2/gatesim-3"
+FLOW_ID = f"{synth.FLOW_VERSION}/energy-3/gatesim-3"
 
 
 def _progress(msg):
@@ -68,9 +68,22 @@ class Context:
     def cache_path(self, key):
         return os.path.join(self.out_dir, "cache", key + ".json")
 
+    def _path(self, parts):
+        return self.cache_path(hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest())
+
+    def has(self, parts):
+        return self.use_cache and os.path.isfile(self._path(parts))
+
+    def store(self, parts, value):
+        path = self._path(parts)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(value, f)
+        os.replace(tmp, path)
+
     def cached(self, parts, compute, label):
-        key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-        path = self.cache_path(key)
+        path = self._path(parts)
         if self.use_cache and os.path.isfile(path):
             try:
                 with open(path) as f:
@@ -83,11 +96,7 @@ class Context:
         _progress(f"{label} ...")
         value = compute()
         _progress(f"{label}: done in {time.monotonic() - t0:.1f} s")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(value, f)
-        os.replace(tmp, path)
+        self.store(parts, value)
         return value
 
 
@@ -103,12 +112,22 @@ def _sources_digest(unit, wrapper):
 def _stimulus(unit, workload, ctx):
     if workload == "random":
         values = stimulus.random_operands(unit.inputs, ctx.macs)
+    elif unit.array:
+        pe, rows, cols = unit.array
+        cycles = max(ctx.macs // (rows * cols), 8 * rows)
+        values = stimulus.array_stream(pe, rows, cols, workload, ctx.gemms, cycles)
     else:
         values = stimulus.stream(unit.kind, workload, ctx.gemms, ctx.macs)
     missing = [n for n, _ in unit.inputs if n not in values]
     if missing:
         raise ValueError(f"stimulus for {unit.name} lacks port(s) {', '.join(missing)}")
-    return np.stack([values[n] for n, _ in unit.inputs], axis=1)
+    valid = values.get("valid", np.ones(len(next(iter(values.values()))), np.int64))
+    return np.stack([values[n] for n, _ in unit.inputs], axis=1), np.asarray(valid, np.int64)
+
+
+def _warmup(unit):
+    """Cycles before toggle counting: registers leave x, an array's skew chains fill."""
+    return 4 + (unit.array[1] + unit.array[2] if unit.array else 0)
 
 
 def measure(unit, ctx):
@@ -128,32 +147,38 @@ def measure(unit, ctx):
              "transistors": None, "area_um2": None, "area_registers_um2": None,
              "area_logic_um2": None, "delay_ns": None, "cells": None,
              "energy_pj_per_mac": None, "energy": {}, "errors": []}
+    cmos_key = {"step": "cmos", "flow": FLOW_ID, "design": digest, "top": unit.top,
+                "yosys": ctx.yosys_cmos}
+    mapped = None
+    if ctx.library is not None and ctx.yosys_map:
+        map_key = {"step": "map", "flow": FLOW_ID, "design": digest, "top": unit.top,
+                   "liberty": ctx.library.sha256, "dont_use": DONT_USE_PATTERN,
+                   "clock_ns": ctx.clock_ns}
+        both = ctx.yosys_cmos == ctx.yosys_map and not ctx.has(cmos_key)
+
+        def do_map():
+            m = synth.map_liberty(sources, unit.top, ctx.liberty_work, clock_ns=ctx.clock_ns,
+                                  yosys=ctx.yosys_map, with_cmos=both)
+            if m.cmos is not None:
+                ctx.store(cmos_key, m.cmos)
+            reg, logic = area_split(m.netlist, ctx.library)
+            return {"area_um2": m.area_um2, "delay_ns": m.delay_ns, "cells": m.cells,
+                    "area_registers_um2": reg, "area_logic_um2": logic, "netlist": m.netlist}
+
+        try:
+            mapped = ctx.cached(map_key, do_map, f"{unit.name}: synthesis, Liberty mapping (dfflibmap + abc)"
+                                + (" and cmos transistor count" if both else ""))
+        except synth.YosysError as e:
+            entry["errors"].append(str(e))
     if ctx.yosys_cmos:
         try:
-            cmos = ctx.cached(
-                {"step": "cmos", "flow": FLOW_ID, "design": digest, "top": unit.top,
-                 "yosys": ctx.yosys_cmos},
-                lambda: synth.transistor_count(sources, unit.top, yosys=ctx.yosys_cmos),
-                f"{unit.name}: transistor count (yosys stat -tech cmos)")
+            cmos = ctx.cached(cmos_key,
+                              lambda: synth.transistor_count(sources, unit.top, yosys=ctx.yosys_cmos),
+                              f"{unit.name}: transistor count (yosys stat -tech cmos)")
             entry["transistors"] = cmos["transistors"]
         except synth.YosysError as e:
             entry["errors"].append(str(e))
-    if ctx.library is None or not ctx.yosys_map:
-        return entry
-    map_key = {"step": "map", "flow": FLOW_ID, "design": digest, "top": unit.top,
-               "liberty": ctx.library.sha256, "dont_use": DONT_USE_PATTERN, "clock_ns": ctx.clock_ns}
-
-    def do_map():
-        m = synth.map_liberty(sources, unit.top, ctx.liberty_work, clock_ns=ctx.clock_ns,
-                              yosys=ctx.yosys_map)
-        reg, logic = area_split(m.netlist, ctx.library)
-        return {"area_um2": m.area_um2, "delay_ns": m.delay_ns, "cells": m.cells,
-                "area_registers_um2": reg, "area_logic_um2": logic, "netlist": m.netlist}
-
-    try:
-        mapped = ctx.cached(map_key, do_map, f"{unit.name}: Liberty mapping (dfflibmap + abc)")
-    except synth.YosysError as e:
-        entry["errors"].append(str(e))
+    if mapped is None:
         return entry
     for k in ("area_um2", "delay_ns", "area_registers_um2", "area_logic_um2"):
         entry[k] = mapped[k]
@@ -164,22 +189,29 @@ def measure(unit, ctx):
     totals = []
     for workload in unit.workloads:
         try:
-            stim = _stimulus(unit, workload, ctx)
+            stim, valid = _stimulus(unit, workload, ctx)
         except ValueError as e:
             entry["errors"].append(str(e))
             continue
-        key = dict(map_key, step="energy", stimulus=hashlib.sha256(stim.tobytes()).hexdigest(),
-                   ports=unit.inputs, slew=DEFAULT_SLEW_NS)
+        warmup = _warmup(unit)
+        key = dict(map_key, step="energy", stimulus=hashlib.sha256(str(stim.tolist()).encode()).hexdigest(),
+                   ports=unit.inputs, slew=DEFAULT_SLEW_NS, warmup=warmup)
 
-        def do_energy(stim=stim):
+        def do_energy(stim=stim, valid=valid):
             toggles = gatesim.simulate(mapped["netlist"], unit.top, ctx.library, unit.inputs, stim,
-                                       period_ns=ctx.clock_ns)
+                                       period_ns=ctx.clock_ns, warmup=warmup)
             e = netlist_energy(mapped["netlist"], ctx.library, toggles)
-            return dict(e.per_cycle(), cycles=e.cycles)
+            # MACs whose operands entered during the window (every valid cycle is one per PE)
+            macs = int(valid[warmup:].sum()) * unit.pe_count
+            if macs == 0:
+                raise ValueError("no valid MAC in the measurement window")
+            per_mac = {k: v * e.cycles / macs for k, v in e.per_cycle().items()}
+            return dict(per_mac, cycles=e.cycles, macs=macs)
 
         try:
             energy = ctx.cached(key, do_energy,
-                                f"{unit.name}: gate-level simulation + energy, {workload} ({len(stim)} MACs)")
+                                f"{unit.name}: gate-level simulation + energy, {workload} "
+                                f"({len(stim)} cycles, {int(valid.sum()) * unit.pe_count} MACs)")
         except (gatesim.SimError, ValueError) as e:
             entry["errors"].append(f"{workload}: {e}")
             continue
@@ -187,7 +219,7 @@ def measure(unit, ctx):
             "pj_per_mac": energy["total_pj"], "registers_pj": energy["registers_pj"],
             "logic_pj": energy["logic_pj"], "switching_pj": energy["switching_pj"],
             "internal_pj": energy["internal_pj"], "leakage_pj": energy["leakage_pj"],
-            "cycles": energy["cycles"]}
+            "cycles": energy["cycles"], "macs": energy["macs"]}
         totals.append(energy["total_pj"])
     if totals:
         entry["energy_pj_per_mac"] = float(np.mean(totals))

@@ -1,10 +1,10 @@
 """Gate-level simulation of a Liberty-mapped netlist, counting toggles per net.
 
-The Liberty file has no Verilog models, so :func:`cell_models` derives them
-from the cells' ``function`` attributes (combinational outputs) and ``ff`` /
-``latch`` groups (state).  :func:`netlist_verilog` writes the Yosys JSON
-netlist as Verilog in which every net bit is a scalar wire ``n<bit>``, so a
-VCD value change names the net directly.  Icarus Verilog simulates it with
+The Liberty file has no Verilog models, so :func:`netlist_verilog` derives
+each cell's behaviour from its ``function`` attributes (combinational
+outputs) and ``ff`` / ``latch`` groups (state), inlined into one flat module
+in which every net bit is a scalar wire ``n<bit>``, so a VCD value change
+names the net directly.  Icarus Verilog simulates it with
 zero-delay cell models: the counted transitions are the functional ones
 (one per net per changed settled value; glitches are not modelled).
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SimError", "function_to_verilog", "cell_models", "netlist_verilog",
+__all__ = ["SimError", "function_to_verilog", "netlist_verilog",
            "Toggles", "simulate", "count_vcd_toggles", "net_drivers_and_sinks"]
 
 
@@ -114,66 +114,59 @@ def function_to_verilog(expr):
     return f"({out})"
 
 
-def cell_models(library, names):
-    """Verilog behavioural models of the named cells, derived from the Liberty.
+def _substitute(expr, names):
+    """Replace the identifiers of a Verilog expression by ``names[identifier]``."""
+    return re.sub(r"\b[A-Za-z_]\w*\b", lambda m: names.get(m.group(0), m.group(0)), expr)
 
-    Parameters
-    ----------
-    library : report.liberty.Library
-    names : iterable of str
 
-    Returns
-    -------
-    str
-        Verilog source with one module per cell.
-    """
-    out = ["// Generated from Liberty functions by report.gatesim; zero-delay models.", ""]
-    for name in sorted(set(names)):
-        cell = library.cell(name)
-        ports = [p.name for p in cell.pins.values() if p.direction in ("input", "output")]
-        out.append(f"module {name}({', '.join(ports)});")
-        for p in cell.pins.values():
-            if p.direction in ("input", "output"):
-                out.append(f"  {p.direction} {p.name};")
-        seq = cell.sequential
-        if seq is not None:
-            if seq.kind == "statetable":
-                raise SimError(f"cell {name} uses a statetable; not supported by the gate-level models")
-            out.append(f"  reg {seq.state};")
-            if seq.state_n:
-                out.append(f"  wire {seq.state_n} = ~{seq.state};")
-            clear = function_to_verilog(seq.clear) if seq.clear else None
-            preset = function_to_verilog(seq.preset) if seq.preset else None
-            if clear:
-                out.append(f"  wire _clr = {clear};")
-            if preset:
-                out.append(f"  wire _pre = {preset};")
-            if seq.kind == "ff":
-                out.append(f"  wire _clk = {function_to_verilog(seq.clocked_on)};")
-                out.append(f"  wire _d = {function_to_verilog(seq.next_state)};")
-                events = ["posedge _clk"] + (["posedge _clr"] if clear else []) + (["posedge _pre"] if preset else [])
-                out.append(f"  always @({' or '.join(events)})")
-            else:
-                out.append(f"  wire _en = {function_to_verilog(seq.enable)};")
-                out.append(f"  wire _d = {function_to_verilog(seq.data_in)};")
-                out.append("  always @*")
-            body = []
-            if clear:
-                body.append(f"if (_clr) {seq.state} <= 1'b0;")
-            if preset:
-                body.append(f"{'else ' if body else ''}if (_pre) {seq.state} <= 1'b1;")
-            if seq.kind == "ff":
-                body.append(f"{'else ' if body else ''}{seq.state} <= _d;")
-            else:
-                body.append(f"{'else ' if body else ''}if (_en) {seq.state} <= _d;")
-            out.append("    " + " ".join(body))
-        for p in cell.outputs:
-            if p.function is None:
-                raise SimError(f"output {name}.{p.name} has no function in the Liberty")
-            out.append(f"  assign {p.name} = {function_to_verilog(p.function)};")
-        out.append("endmodule")
-        out.append("")
-    return "\n".join(out)
+def _cell_lines(k, cell, lib_cell):
+    """Verilog lines of one cell instance, inlined: continuous assigns and, for
+    state, a ``reg s<k>`` updated by an ``always`` block, all derived from the
+    Liberty ``function`` / ``ff`` / ``latch`` attributes."""
+    names = {pin: _bit(conn[0]) for pin, conn in cell["connections"].items()}
+    for pin in lib_cell.pins.values():          # unconnected inputs read as 0
+        if pin.direction == "input":
+            names.setdefault(pin.name, "1'b0")
+    lines = []
+    seq = lib_cell.sequential
+    if seq is not None:
+        if seq.kind == "statetable":
+            raise SimError(f"cell {lib_cell.name} uses a statetable; not supported by the gate-level models")
+        state = f"s{k}"
+        names[seq.state] = state
+        if seq.state_n:
+            names[seq.state_n] = f"(~{state})"
+        lines.append(f"  reg {state};")
+
+        def fn(attr):
+            return _substitute(function_to_verilog(attr), names)
+
+        events, body = [], []
+        if seq.kind == "ff":
+            lines.append(f"  wire k{k}_c = {fn(seq.clocked_on)};")
+            events.append(f"posedge k{k}_c")
+        if seq.clear:
+            lines.append(f"  wire k{k}_r = {fn(seq.clear)};")
+            events.append(f"posedge k{k}_r")
+            body.append(f"if (k{k}_r) {state} <= 1'b0;")
+        if seq.preset:
+            lines.append(f"  wire k{k}_s = {fn(seq.preset)};")
+            events.append(f"posedge k{k}_s")
+            body.append(f"{'else ' if body else ''}if (k{k}_s) {state} <= 1'b1;")
+        if seq.kind == "ff":
+            body.append(f"{'else ' if body else ''}{state} <= {fn(seq.next_state)};")
+            lines.append(f"  always @({' or '.join(events)}) {' '.join(body)}")
+        else:
+            body.append(f"{'else ' if body else ''}if ({fn(seq.enable)}) {state} <= {fn(seq.data_in)};")
+            lines.append(f"  always @* {' '.join(body)}")
+    for pin in lib_cell.outputs:
+        conn = cell["connections"].get(pin.name)
+        if not conn or not isinstance(conn[0], int):
+            continue
+        if pin.function is None:
+            raise SimError(f"output {lib_cell.name}.{pin.name} has no function in the Liberty")
+        lines.append(f"  assign n{conn[0]} = {_substitute(function_to_verilog(pin.function), names)};")
+    return lines
 
 
 def _bit(b):
@@ -183,10 +176,11 @@ def _bit(b):
 
 
 def netlist_verilog(netlist, module, library):
-    """The mapped Yosys JSON module as Verilog with one scalar wire ``n<bit>`` per net bit.
+    """The mapped Yosys JSON module as flat Verilog with one scalar wire ``n<bit>`` per net bit.
 
     Ports keep their names (vectors as in the source); every port bit is
-    assigned to or from its ``n<bit>`` wire.
+    assigned to or from its ``n<bit>`` wire.  Cells are inlined (zero-delay
+    behaviour from their Liberty functions, see :func:`_cell_lines`).
     """
     bits = set()
     for cell in netlist["cells"].values():
@@ -212,8 +206,7 @@ def netlist_verilog(netlist, module, library):
         ctype = cell["type"]
         if ctype not in library:
             raise SimError(f"mapped cell type {ctype} is not in the Liberty library")
-        conns = ", ".join(f".{pin}({_bit(c[0])})" for pin, c in sorted(cell["connections"].items()))
-        lines.append(f"  {ctype} c{k} ({conns});")
+        lines += _cell_lines(k, cell, library.cell(ctype))
     lines.append("endmodule")
     return "\n".join(lines) + "\n"
 
@@ -361,7 +354,6 @@ def simulate(netlist, module, library, ports, stimulus, *, period_ns=10.0, warmu
     cycles = stimulus.shape[0]
     if cycles <= warmup:
         raise SimError(f"stimulus has {cycles} cycles; need more than the {warmup} warm-up cycles")
-    cell_types = {c["type"] for c in netlist["cells"].values()}
     width = sum(w for _, w in ports)
     # pack rows as hex words, first port in the most significant bits
     words = []
@@ -420,14 +412,13 @@ endmodule
     workdir = workdir or tempfile.mkdtemp(prefix="fourbit-gatesim-")
     try:
         os.makedirs(workdir, exist_ok=True)
-        files = {"cells.v": cell_models(library, cell_types),
-                 "netlist.v": netlist_verilog(netlist, module, library),
+        files = {"netlist.v": netlist_verilog(netlist, module, library),
                  "tb.v": tb, "stim.hex": "\n".join(words) + "\n"}
         for fname, text in files.items():
             with open(os.path.join(workdir, fname), "w") as f:
                 f.write(text)
         comp = subprocess.run([iverilog, "-g2012", "-o", "sim.vvp", "-s", "tb",
-                               "tb.v", "netlist.v", "cells.v"],
+                               "tb.v", "netlist.v"],
                               capture_output=True, text=True, cwd=workdir)
         if comp.returncode != 0:
             raise SimError("iverilog failed: " + comp.stderr.strip()[-500:])

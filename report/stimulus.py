@@ -39,10 +39,19 @@ import torch
 from golden.formats import fp4_decode, fp4_quantize, quantize_pact, quantize_weight, sawb_step
 from golden.formats.fp16 import float_to_fp16_bits
 
-__all__ = ["Gemm", "synthetic_gemms", "capture_gemms", "WORKLOADS", "stream", "random_operands"]
+__all__ = ["Gemm", "synthetic_gemms", "capture_gemms", "WORKLOADS", "PE_WORKLOADS",
+           "ARRAY_WORKLOADS", "stream", "array_stream", "random_operands"]
 
 #: Workload -> the GEMM ops it is made of.
 WORKLOADS = {"forward": ("fwd",), "backward": ("dx", "dw")}
+
+#: Standalone PE kind -> the workloads it runs.
+PE_WORKLOADS = {"int4_mac": ("forward",), "log_mac": ("backward",),
+                "fp16_mac": ("forward", "backward"), "train_mac": ("forward", "backward")}
+
+#: Array PE kind (manifest ``pe``) -> the workloads it runs.
+ARRAY_WORKLOADS = {"int4": ("forward",), "log": ("backward",), "fp16": ("forward", "backward"),
+                   "train": ("forward", "backward")}
 
 
 @dataclass
@@ -171,8 +180,7 @@ def stream(kind, workload, gemms, macs, *, seed=0):
     """
     if workload not in WORKLOADS:
         raise ValueError(f"unknown workload {workload!r} (expected one of {', '.join(WORKLOADS)})")
-    usable = {"int4_mac": ("forward",), "log_mac": ("backward",), "fp16_mac": ("forward", "backward")}
-    if workload not in usable.get(kind, ()):
+    if workload not in PE_WORKLOADS.get(kind, ()):
         raise ValueError(f"workload {workload!r} is not run on {kind}")
     rng = np.random.default_rng(seed)
     ops = WORKLOADS[workload]
@@ -190,6 +198,12 @@ def stream(kind, workload, gemms, macs, *, seed=0):
             i, j, kk, first = _dot_products(rng, m, g.b.shape[1], k, count)
             if kind == "fp16_mac":
                 part = {"a": _fp16_bits(g.a_real[i, kk]), "b": _fp16_bits(g.b_real[kk, j])}
+            elif kind == "train_mac":
+                log = op != "fwd"
+                part = {"a": g.a[i, kk], "b": g.b[kk, j],
+                        "a_signed": np.full(count, int(g.a_signed and not log), np.int64),
+                        "b_signed": np.full(count, int(g.b_signed), np.int64),
+                        "mode": np.full(count, int(log), np.int64)}
             elif kind == "int4_mac":
                 part = {"a": g.a[i, kk], "b": g.b[kk, j],
                         "a_signed": np.full(count, int(g.a_signed), np.int64)}
@@ -200,6 +214,71 @@ def stream(kind, workload, gemms, macs, *, seed=0):
             part["clear"] = first
             parts.append(part)
     return {p: np.concatenate([part[p] for part in parts]).astype(np.int64) for p in parts[0]}
+
+
+def _pack(columns, width):
+    """Pack per-element codes (n x count) into one int per row: element i at bits [i*w, (i+1)*w)."""
+    mask = (1 << width) - 1
+    out = np.zeros(columns.shape[0], dtype=object)
+    for i in range(columns.shape[1]):
+        out = out + np.array([(int(v) & mask) << (i * width) for v in columns[:, i]], dtype=object)
+    return out
+
+
+def array_stream(pe, rows, cols, workload, gemms, cycles, *, seed=0):
+    """Operand stream of an output-stationary ``rows`` x ``cols`` array (``hw.array``).
+
+    Tiles of ``rows`` x ``cols`` outputs at random positions of the workload's
+    GEMMs each run their full K, one column of A (``a_in``) and one row of B
+    (``b_in``) per cycle, ``clear`` on the first k and ``last`` on the final
+    one; a tile shorter than ``2 rows - 1`` cycles is followed by idle cycles
+    (the drain's spacing rule).  Output rows/columns beyond the GEMM wrap.
+
+    Returns
+    -------
+    dict
+        Port name -> array of ``cycles`` values (``a_in``/``b_in`` as Python
+        ints in an object array; they can exceed 64 bits).
+    """
+    if workload not in ARRAY_WORKLOADS.get(pe, ()):
+        raise ValueError(f"workload {workload!r} is not run on a {pe} array")
+    width = 16 if pe == "fp16" else 4
+    rng = np.random.default_rng(seed)
+    ops = WORKLOADS[workload]
+    spacing = 2 * rows - 1
+    parts = []
+    for n_op, op in enumerate(ops):
+        op_gemms = [g for g in gemms if g.op == op]
+        if not op_gemms:
+            raise ValueError(f"no {op!r} GEMM in the tensors for workload {workload!r}")
+        budget = cycles // len(ops) + (n_op < cycles % len(ops))
+        used = 0
+        while used < budget:
+            g = op_gemms[rng.integers(len(op_gemms))]
+            m, k = g.a.shape
+            n = g.b.shape[1]
+            ii = (rng.integers(m) + np.arange(rows)) % m
+            jj = (rng.integers(n) + np.arange(cols)) % n
+            if pe == "fp16":
+                a = _fp16_bits(g.a_real[np.ix_(ii, np.arange(k))]).T          # k x rows
+                b = _fp16_bits(g.b_real[np.ix_(np.arange(k), jj)])            # k x cols
+            else:
+                a, b = g.a[np.ix_(ii, np.arange(k))].T, g.b[np.ix_(np.arange(k), jj)]
+            idle = max(0, spacing - k)
+            t = k + idle
+            part = {"a_in": np.concatenate([_pack(a, width), np.zeros(idle, dtype=object)]),
+                    "b_in": np.concatenate([_pack(b, width), np.zeros(idle, dtype=object)]),
+                    "valid": np.r_[np.ones(k, np.int64), np.zeros(idle, np.int64)],
+                    "clear": np.r_[1, np.zeros(t - 1, np.int64)],
+                    "last": np.r_[np.zeros(k - 1, np.int64), 1, np.zeros(idle, np.int64)]}
+            log = op != "fwd"
+            part["a_signed"] = np.full(t, int(g.a_signed and not log), np.int64)
+            part["b_signed"] = np.full(t, int(g.b_signed), np.int64)
+            part["mode"] = np.full(t, int(log), np.int64)
+            parts.append(part)
+            used += t
+    out = {p: np.concatenate([part[p] for part in parts])[:cycles] for p in parts[0]}
+    return out
 
 
 def random_operands(ports, macs, *, seed=0):

@@ -130,7 +130,10 @@ def transistor_count(sources, top, *, yosys=None):
                                         "tee -o cmos_stat.txt stat -tech cmos"]
         _run(yosys, "\n".join(script) + "\n", tmp, "cmos")
         with open(os.path.join(tmp, "cmos_stat.txt")) as f:
-            stat = f.read()
+            return _parse_cmos(f.read())
+
+
+def _parse_cmos(stat):
     m = re.search(r"Estimated number of transistors:\s+(\d+)", stat)
     if not m:
         raise YosysError("yosys 'stat -tech cmos' printed no transistor estimate")
@@ -167,15 +170,18 @@ class MappedDesign:
         Cell type -> count.
     netlist : dict
         The mapped module from Yosys's JSON netlist (``ports``, ``cells``, ``netnames``).
+    cmos : dict or None
+        :func:`transistor_count`'s result when asked for (``with_cmos``).
     """
 
     area_um2: float
     delay_ns: float | None
     cells: dict
     netlist: dict
+    cmos: dict | None = None
 
 
-def map_liberty(sources, top, liberty_path, *, clock_ns=10.0, yosys=None):
+def map_liberty(sources, top, liberty_path, *, clock_ns=10.0, yosys=None, with_cmos=False):
     """Map a design onto the cells of a Liberty working copy.
 
     Parameters
@@ -192,6 +198,9 @@ def map_liberty(sources, top, liberty_path, *, clock_ns=10.0, yosys=None):
         so no unit is inflated chasing an unmeetable clock.
     yosys : str or None
         Yosys binary (default :func:`find_yosys`).
+    with_cmos : bool
+        Also run :func:`transistor_count`'s flow on the same synthesized
+        design (one ``synth`` for both); its result goes to ``MappedDesign.cmos``.
 
     Returns
     -------
@@ -205,7 +214,9 @@ def map_liberty(sources, top, liberty_path, *, clock_ns=10.0, yosys=None):
     with tempfile.TemporaryDirectory(prefix="fourbit-map-") as tmp:
         with open(os.path.join(tmp, "map.abc"), "w") as f:
             f.write(abc_script)
-        script = _read(sources, top) + [
+        cmos = ["design -save synthesized", "dffunmap", "abc -g cmos2", "opt_clean",
+                "tee -o cmos_stat.txt stat -tech cmos", "design -load synthesized"] if with_cmos else []
+        script = _read(sources, top) + cmos + [
             f"dfflibmap -liberty {lib}",
             "opt_clean",
             f"abc -script {_quote(os.path.join(tmp, 'map.abc'))} -liberty {lib}",
@@ -219,6 +230,10 @@ def map_liberty(sources, top, liberty_path, *, clock_ns=10.0, yosys=None):
             stat = f.read()
         with open(os.path.join(tmp, "mapped.json")) as f:
             netlist = json.load(f)["modules"][top]
+        cmos_result = None
+        if with_cmos:
+            with open(os.path.join(tmp, "cmos_stat.txt")) as f:
+                cmos_result = _parse_cmos(f.read())
     m = re.search(r"Chip area for (?:module|top module) '?\\?\S*?'?:\s+([\d.]+)", stat)
     if not m:
         raise YosysError("yosys 'stat -liberty' printed no chip area")
@@ -227,4 +242,5 @@ def map_liberty(sources, top, liberty_path, *, clock_ns=10.0, yosys=None):
         area_um2=float(m.group(1)),
         delay_ns=max(delays) / 1000 if delays else None,
         cells=_cell_counts(stat),
-        netlist=netlist)
+        netlist=netlist,
+        cmos=cmos_result)

@@ -17,7 +17,9 @@ import json
 import os
 from dataclasses import dataclass, field
 
-__all__ = ["Unit", "EXPECTED_KINDS", "STIMULUS_KINDS", "discover", "calibration_units",
+from . import stimulus
+
+__all__ = ["Unit", "EXPECTED_KINDS", "discover", "calibration_units",
            "boundary_verilog"]
 
 #: Kinds a full report covers, with what each is.
@@ -25,15 +27,8 @@ EXPECTED_KINDS = {
     "int4_mac": "INT4/UINT4 x INT4 MAC (forward GEMM)",
     "log_mac": "INT4/UINT4 x FP4 shift-accumulate MAC (backward GEMMs)",
     "fp16_mac": "FP16 x FP16 MAC with FP32 accumulation (baseline)",
-    "unified training PE": "one PE for the forward and both backward GEMMs",
+    "train_mac": "unified training PE: forward and both backward GEMMs",
     "arrays": "R x C arrays of each PE kind (4x4, 8x8, 16x16)",
-}
-
-#: Kinds with an operand-stream model (see report.stimulus): workloads they run.
-STIMULUS_KINDS = {
-    "int4_mac": ("forward",),
-    "log_mac": ("backward",),
-    "fp16_mac": ("forward", "backward"),
 }
 
 
@@ -60,6 +55,8 @@ class Unit:
         units use ``("random",)``; empty: no energy.
     pe_count : int
         Processing elements in the unit (1 for a PE).
+    array : tuple or None
+        ``(pe, rows, cols)`` for a systolic array (``hw.array``).
     description : str
     """
 
@@ -73,6 +70,7 @@ class Unit:
     has_reset: bool = True
     workloads: tuple = ()
     pe_count: int = 1
+    array: tuple | None = None
     description: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -111,14 +109,20 @@ def discover(rtl_dir):
             outputs = [(p["name"], int(p["width"])) for p in ports if p["direction"] == "output"]
             kind = entry.get("kind", name)
             params = entry.get("parameters", {})
-            rows, cols = params.get("rows"), params.get("cols")
+            rows = entry.get("rows", params.get("rows"))
+            cols = entry.get("cols", params.get("cols"))
+            pe = entry.get("pe", params.get("pe", params.get("kind")))
+            array = (pe, int(rows), int(cols)) if rows and cols and pe else None
+            workloads = (stimulus.ARRAY_WORKLOADS.get(pe, ()) if array
+                         else stimulus.PE_WORKLOADS.get(kind, ()))
             units.append(Unit(
                 name=name, kind=kind, sources=[source], inputs=inputs, outputs=outputs,
                 registered_outputs=int(entry.get("latency") or 0) >= 1,
                 has_clock=any(p["name"] == "clk" for p in ports),
                 has_reset=any(p["name"] == "rst" for p in ports),
-                workloads=STIMULUS_KINDS.get(kind, ()),
-                pe_count=int(rows) * int(cols) if rows and cols else 1,
+                workloads=workloads,
+                pe_count=int(rows) * int(cols) if array else 1,
+                array=array,
                 description=entry.get("description", ""),
                 extra={"parameters": params, "latency": entry.get("latency")}))
         except (KeyError, TypeError, ValueError) as e:
