@@ -500,7 +500,12 @@ class CodePreserving(nn.Module):
     def forward(self, x):
         y = self.module(x)
         tag = _tag(x)
-        if isinstance(tag, _CodeTag):
+        if isinstance(tag, _CodeTag) and isinstance(self.module, nn.MaxPool2d) and not tag.signed:
+            # PACT values are fl32(code * step): strictly increasing in the code, so the pooled values
+            # are the values of the pooled codes, and each is within 2^-20 of code * step.
+            codes = torch.round(y.detach().to(torch.float32) / tag.step)
+            y._fourbit = dataclasses.replace(tag, codes=codes)
+        elif isinstance(tag, _CodeTag):
             y._fourbit = dataclasses.replace(tag, codes=self.module(tag.codes))
         elif isinstance(tag, _AccTag):
             y._fourbit = dataclasses.replace(tag, acc=self.module(tag.acc))

@@ -299,3 +299,16 @@ def test_capture_file_reverifies_against_reference(tmp_path, recipe):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(AssertionError):
         verify_capture(tmp_path / "bad.npz")
+
+
+def test_maxpool_passes_pact_codes_exactly():
+    from golden.layers import CodePreserving
+
+    torch.manual_seed(0)
+    for alpha in (1e-3, 0.7, 4.0, 17.3, 250.0):
+        pact, pool = PACT(config=QuantConfig(pact_alpha=alpha)), CodePreserving(nn.MaxPool2d(2))
+        z = pact(torch.randn(4, 3, 6, 6) * alpha)
+        pooled = pool(z)
+        assert torch.equal(pooled._fourbit.codes, nn.functional.max_pool2d(z._fourbit.codes, 2))
+        flat = CodePreserving(nn.Flatten())(pooled)
+        assert torch.equal(flat._fourbit.codes, pooled._fourbit.codes.flatten(1))
