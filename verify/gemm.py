@@ -46,11 +46,8 @@ import time
 
 import numpy as np
 
-from hw.array import ARRAY_KINDS, SystolicArray
-from hw.arith import max_safe_k, min_acc_width
-from hw.train_pe import MODE_INT, MODE_LOG
-
-from . import tiling
+# hw (and through golden.formats, torch) is imported where needed, so that bad
+# input is reported without paying for those imports.
 
 
 __all__ = ["PES", "SIMULATORS", "ARRAYS", "GemmError", "GemmResult", "Gemm", "array_kind",
@@ -109,6 +106,9 @@ def array_kind(pe, array):
 
 def accumulator_width(kind, k):
     """The kind's default accumulator width, or the narrowest one that holds ``k`` products."""
+    from hw.array import ARRAY_KINDS
+    from hw.arith import max_safe_k, min_acc_width
+
     spec = ARRAY_KINDS[kind]
     if spec.is_float:
         return 32
@@ -162,6 +162,9 @@ def operand_bits(pe, a, b, *, a_signed=True, b_signed=True):
 
 
 def _mode_inputs(pe, kind, a_signed, b_signed):
+    from hw.array import ARRAY_KINDS
+    from hw.train_pe import MODE_INT, MODE_LOG
+
     spec = ARRAY_KINDS[kind]
     values = {"a_signed": int(a_signed), "b_signed": int(b_signed),
               "mode": MODE_LOG if pe == "log" else MODE_INT}
@@ -172,6 +175,8 @@ def _mode_inputs(pe, kind, a_signed, b_signed):
 def _array_verilog(kind, rows, cols, acc_width):
     """Verilog of an array (memoized: a process running many GEMMs converts each array once)."""
     from amaranth.back import verilog
+    from hw.array import ARRAY_KINDS, SystolicArray
+    from hw.arith import max_safe_k
 
     spec = ARRAY_KINDS[kind]
     max_k = 1 if spec.is_float else max_safe_k(spec.product_range, acc_width)
@@ -256,6 +261,8 @@ class ArrayBuild:
         per column, the drained raw words, and the drive loop's wall time."""
         from cocotb_tools.runner import get_runner
 
+        from . import tiling
+
         self.ensure()
         runs = self.directory / "runs"
         runs.mkdir(exist_ok=True)
@@ -330,13 +337,17 @@ def run_gemms(gemms, *, rows, cols, sim="icarus", array="dedicated", build_root=
     (kind,) = kinds
     if sim not in SIMULATORS:
         raise GemmError(f"unknown --sim {sim!r} (choose from {', '.join(SIMULATORS)})")
+    operands = [operand_bits(g.pe, g.a, g.b, a_signed=g.a_signed, b_signed=g.b_signed) for g in gemms]
+
+    from hw.array import ARRAY_KINDS
+
+    from . import tiling
+
     spec = ARRAY_KINDS[kind]
-    width = max(accumulator_width(kind, g.a.shape[1] if isinstance(g.a, np.ndarray) and g.a.ndim == 2 else 0)
-                for g in gemms)
+    width = max(accumulator_width(kind, g.a.shape[1]) for g in gemms)
     build = ArrayBuild(kind=kind, rows=rows, cols=cols, acc_width=width, sim=sim, build_root=build_root)
     plans = []
-    for g in gemms:
-        a_bits, b_bits = operand_bits(g.pe, g.a, g.b, a_signed=g.a_signed, b_signed=g.b_signed)
+    for g, (a_bits, b_bits) in zip(gemms, operands):
         plan = tiling.schedule(a_bits, b_bits, rows, cols)
         plan.modes = {name: np.full(plan.cycles, value, dtype=np.uint8)
                       for name, value in _mode_inputs(g.pe, kind, g.a_signed, g.b_signed).items()}
@@ -431,8 +442,8 @@ def _positive(text):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
-        # One line, as every fourbit CLI.
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        # One line, with the same prefix as every other error of this tool.
+        self.exit(2, f"verify.gemm: error: {message}\n")
 
 
 def _parser():
