@@ -6,7 +6,6 @@ They are ordinary ``nn.Module`` networks built from ``nn.Linear``,
 :func:`golden.layers.convert` can swap their layers for the quantized ones.
 """
 
-import torch
 from torch import nn
 
 __all__ = ["MLP", "LeNet5", "ResNet", "MODELS", "build_model"]

@@ -18,9 +18,10 @@ backward
 
 Exact fast path: the GEMMs run as float matmuls of small integers. A float
 sum of integers is exact, in any order, while every partial sum stays below
-2^24 (float32) or 2^53 (float64) in magnitude; :func:`exact_matmul` proves
-that bound from the operands' largest magnitudes before every product and
-picks float32 or float64 accordingly (or refuses). Results are float tensors
+2^24 (float32) or 2^53 (float64) in magnitude; :func:`exact_matmul` and
+:func:`log_bilinear` prove that bound from the reduction length and the
+operands' largest magnitudes before every product and pick float32, float32
+per group of FP4 exponents, or float64 accordingly (or refuse). Results are float tensors
 holding exact integers; they equal :func:`golden.reference.int_gemm` /
 :func:`golden.reference.log_gemm` bit for bit (tested).
 """

@@ -11,6 +11,7 @@ docs/golden.md.
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -267,10 +268,7 @@ def train(*, dataset, model_name, recipe, epochs, seed, batch_size=128, lr=0.05,
 def _recipe_dict(recipe):
     if recipe.quant is None:
         return None
-    import dataclasses
-
-    d = {
-        f.name: getattr(recipe.quant, f.name) for f in dataclasses.fields(recipe.quant)}
+    d = {f.name: getattr(recipe.quant, f.name) for f in dataclasses.fields(recipe.quant)}
     d["grad_format"] = recipe.quant.grad_format.name
     d["sawb_c"] = list(d["sawb_c"])
     return d

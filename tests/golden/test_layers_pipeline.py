@@ -1,7 +1,6 @@
 """The quantized layers train with exactly the integer pipeline: checked against an explicit
 re-implementation built from golden.formats, golden.reference and golden.requant only."""
 
-import math
 
 import pytest
 import torch
