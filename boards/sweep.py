@@ -1,0 +1,227 @@
+"""``python -m boards.sweep``: resources and Fmax of the UART GEMM engine over PE kinds and array sizes.
+
+Example::
+
+    python -m boards.sweep [--boards icebreaker ulx3s] [--pes int4 log fp16 train] [--sizes 1 2 4 8] \\
+        [--out build/boards/sweep]
+
+For each board and PE kind, builds square R x R engines (:mod:`boards.synth`)
+in ascending size until one does not fit (larger sizes of that kind are then
+skipped). Each build's ``report.json`` (or its does-not-fit utilisation) is
+appended to ``results.jsonl``; a rerun skips what is already there, so the
+sweep can be stopped and resumed. From the results it writes
+``sweep.md`` (table + headline) and ``sweep.png`` (LUTs and Fmax versus
+MACs), atomically.
+
+Headline per board and kind: the largest array that fits and its peak
+throughput, ``MACs x Fmax`` (GMAC/s), Fmax being nextpnr's achieved clock.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import tempfile
+
+from hw.array import ARRAY_KINDS
+
+from .platforms import BOARDS, unknown_board_message
+from .synth import DoesNotFit, SynthError, synthesize
+
+
+__all__ = ["DEFAULT_SIZES", "run_sweep", "load_results", "table", "plot", "main"]
+
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+#: Square sizes tried per board (ascending; a kind stops at its first misfit).
+DEFAULT_SIZES = {"icebreaker": (1, 2, 3, 4, 5, 6, 8), "ulx3s": (1, 2, 4, 8, 12, 16, 20, 24)}
+
+
+def _key(entry):
+    return entry["board"], entry["pe"], entry["rows"], entry["cols"]
+
+
+def load_results(path):
+    """Entries of ``results.jsonl`` (later lines win for the same build)."""
+    path = pathlib.Path(path)
+    results = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                entry = json.loads(line)
+                results[_key(entry)] = entry
+    return list(results.values())
+
+
+def run_sweep(boards, pes, sizes, out, *, log=print):
+    """Build every (board, pe, size) not yet in ``out/results.jsonl``; return all results."""
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.jsonl"
+    done = {_key(entry): entry for entry in load_results(results_path)}
+    for board in boards:
+        for pe in pes:
+            for size in sizes.get(board, DEFAULT_SIZES[board]) if isinstance(sizes, dict) else sizes:
+                key = (board, pe, size, size)
+                if key in done:
+                    if not done[key]["fits"]:
+                        break
+                    continue
+                build_dir = out / board / f"{pe}_{size}x{size}"
+                entry = {"board": board, "pe": pe, "rows": size, "cols": size, "macs": size * size}
+                try:
+                    report = synthesize(board, pe=pe, rows=size, cols=size, out=build_dir)
+                except DoesNotFit as error:
+                    entry.update(fits=False, error=str(error),
+                                 utilization={bel: {"used": u, "available": a}
+                                              for bel, (u, a) in error.utilization.items()})
+                except SynthError as error:
+                    entry.update(fits=False, error=str(error), utilization={})
+                else:
+                    entry.update(fits=True, **{field: report[field] for field in
+                                               ("device", "luts", "ffs", "dsps", "brams", "fmax_mhz",
+                                                "clock_mhz", "utilization", "seconds")})
+                    # The bitstream of every sweep point is not worth keeping.
+                    for name in ("top.bin", "top.bit", "top.asc", "top.config", "top.svf"):
+                        (build_dir / name).unlink(missing_ok=True)
+                with open(results_path, "a") as handle:
+                    handle.write(json.dumps(entry) + "\n")
+                done[key] = entry
+                log(f"{board} {pe} {size}x{size}: " + (
+                    f"{entry['luts']} LUTs, {entry['ffs']} FFs, {entry['dsps']} DSPs, "
+                    f"Fmax {entry['fmax_mhz']} MHz" if entry["fits"] else entry["error"].splitlines()[0]))
+                if not entry["fits"]:
+                    break
+    return list(done.values())
+
+
+def _device_luts(entry):
+    for bel in ("ICESTORM_LC", "TRELLIS_COMB"):
+        if bel in entry.get("utilization", {}):
+            return entry["utilization"][bel]["available"]
+    return None
+
+
+def headline(results):
+    """Per (board, pe): the largest fitting build (most MACs) and its peak GMAC/s."""
+    best = {}
+    for entry in results:
+        if entry["fits"]:
+            key = (entry["board"], entry["pe"])
+            if key not in best or entry["macs"] > best[key]["macs"]:
+                best[key] = entry
+    return {key: dict(entry, gmacs=entry["macs"] * entry["fmax_mhz"] / 1000) for key, entry in best.items()}
+
+
+def table(results):
+    """Markdown: every build, then the headline."""
+    lines = ["| board | PE | array | MACs | LUTs | FFs | DSPs | BRAMs | Fmax (MHz) | peak GMAC/s | fits |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    order = {name: i for i, name in enumerate(BOARDS)}
+    kinds = {name: i for i, name in enumerate(ARRAY_KINDS)}
+    for entry in sorted(results, key=lambda e: (order.get(e["board"], 99), kinds.get(e["pe"], 99), e["macs"])):
+        size = f"{entry['rows']}x{entry['cols']}"
+        if entry["fits"]:
+            lines.append(f"| {entry['board']} | {entry['pe']} | {size} | {entry['macs']} | {entry['luts']} | "
+                         f"{entry['ffs']} | {entry['dsps']} | {entry['brams']} | {entry['fmax_mhz']:.1f} | "
+                         f"{entry['macs'] * entry['fmax_mhz'] / 1000:.3f} | yes |")
+        else:
+            over = ", ".join(f"{bel} {v['used']}/{v['available']}" for bel, v in entry["utilization"].items()
+                             if v["available"] and v["used"] > v["available"])
+            lines.append(f"| {entry['board']} | {entry['pe']} | {size} | {entry['macs']} | | | | | | | "
+                         f"no{': ' + over if over else ''} |")
+    lines += ["", "Largest array that fits and its peak throughput (MACs x Fmax):", "",
+              "| board | PE | largest array | MACs | LUTs used | Fmax (MHz) | peak GMAC/s |",
+              "|---|---|---|---:|---:|---:|---:|"]
+    for (board, pe), entry in sorted(headline(results).items(),
+                                     key=lambda item: (order.get(item[0][0], 99), kinds.get(item[0][1], 99))):
+        total = _device_luts(entry)
+        lines.append(f"| {board} | {pe} | {entry['rows']}x{entry['cols']} | {entry['macs']} | {entry['luts']}"
+                     f"{f' of {total}' if total else ''} | {entry['fmax_mhz']:.1f} | {entry['gmacs']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results, path):
+    """LUTs and Fmax versus MACs, one line per (board, pe)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_luts, ax_fmax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    series = {}
+    for entry in results:
+        if entry["fits"]:
+            series.setdefault((entry["board"], entry["pe"]), []).append(entry)
+    for (board, pe), entries in sorted(series.items()):
+        entries.sort(key=lambda e: e["macs"])
+        macs = [e["macs"] for e in entries]
+        style = "-o" if board == "icebreaker" else "--s"
+        ax_luts.plot(macs, [e["luts"] for e in entries], style, label=f"{board} {pe}")
+        ax_fmax.plot(macs, [e["fmax_mhz"] for e in entries], style, label=f"{board} {pe}")
+    for ax, label in ((ax_luts, "LUT4s"), (ax_fmax, "Fmax (MHz)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("MACs in the array (R x C)")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    ax_luts.set_yscale("log")
+    ax_luts.legend(fontsize=7)
+    ax_luts.set_title("UART GEMM engine: LUTs")
+    ax_fmax.set_title("Fmax (nextpnr, achieved)")
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _write_atomic(path, text):
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m boards.sweep",
+                                     description="FPGA resource / Fmax sweep of the UART GEMM engine.")
+    parser.add_argument("--boards", nargs="+", default=list(BOARDS))
+    parser.add_argument("--pes", nargs="+", default=list(ARRAY_KINDS))
+    parser.add_argument("--sizes", nargs="+", type=int, default=None,
+                        help="square sizes to try (default: per board, see DEFAULT_SIZES)")
+    parser.add_argument("--out", default=str(REPO_ROOT / "build" / "boards" / "sweep"))
+    parser.add_argument("--report-only", action="store_true", help="rewrite sweep.md/png from results.jsonl")
+    args = parser.parse_args(argv)
+    prog = parser.prog
+    for board in args.boards:
+        if board not in BOARDS:
+            print(f"{prog}: error: {unknown_board_message(board)}", file=sys.stderr)
+            return 2
+    for pe in args.pes:
+        if pe not in ARRAY_KINDS:
+            print(f"{prog}: error: unknown PE kind {pe!r} (known: {', '.join(ARRAY_KINDS)})", file=sys.stderr)
+            return 2
+    if args.sizes and min(args.sizes) < 1:
+        print(f"{prog}: error: sizes must be positive", file=sys.stderr)
+        return 2
+    out = pathlib.Path(args.out)
+    if args.report_only:
+        results = load_results(out / "results.jsonl")
+    else:
+        sizes = sorted(set(args.sizes)) if args.sizes else DEFAULT_SIZES
+        results = run_sweep(args.boards, args.pes, sizes, out, log=lambda line: print(line, flush=True))
+    if not results:
+        print(f"{prog}: error: no results in {out / 'results.jsonl'}", file=sys.stderr)
+        return 1
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out / "sweep.md", table(results))
+    plot(results, out / "sweep.png")
+    print(table(results))
+    print(f"wrote {out / 'sweep.md'} and {out / 'sweep.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""``python -m boards.synth``: bitstream and resource/Fmax report of the UART GEMM engine on a board.
+
+Example::
+
+    python -m boards.synth --board icebreaker [--pe int4] [--rows 4] [--cols 4] [--out build/boards/icebreaker]
+
+Runs Amaranth's build plan for the board (:mod:`boards.platforms`) with the
+YoWASP tools: Yosys ``synth_ice40``/``synth_ecp5``, nextpnr (``--report``),
+icepack/ecppack. Writes into ``--out`` (default ``build/boards/<board>``)
+the bitstream (``top.bin`` for iCE40, ``top.bit`` for ECP5), the tool logs
+(``top.rpt`` Yosys, ``top.tim`` nextpnr) and ``report.json``:
+
+``device``, ``luts``, ``ffs``, ``dsps``, ``brams`` (cells of the synthesized
+netlist, see :func:`netlist_resources`), ``fmax_mhz`` (nextpnr's achieved
+Fmax of the system clock, constrained to the board clock), ``array``
+(``pe``, ``rows``, ``cols``), ``utilization`` (nextpnr's per-BEL used /
+available), ``clock_mhz``, ``bitstream``, ``seconds``.
+
+Exit status: 0 built; 2 bad input (an unknown board lists the supported
+ones); 3 the design does not fit (the message carries the utilisation
+nextpnr reported); 1 any other tool failure.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+from hw.array import ARRAY_KINDS
+
+from .platforms import BOARDS, BoardTop, unknown_board_message, yowasp_env
+
+
+__all__ = ["SynthError", "DoesNotFit", "synthesize", "netlist_resources", "main"]
+
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+NAME = "top"
+
+
+class SynthError(RuntimeError):
+    """A tool failed (log path in the message)."""
+
+
+class DoesNotFit(SynthError):
+    """Place and route ran out of some resource.
+
+    Attributes
+    ----------
+    utilization : dict
+        ``{bel: (used, available)}`` as nextpnr reported it.
+    """
+
+    def __init__(self, message, utilization):
+        super().__init__(message)
+        self.utilization = utilization
+
+
+#: Netlist cell types counted per family: (LUT4s per cell, FFs, DSPs, BRAMs).
+_CELLS = {
+    "ice40": {"luts": {"SB_LUT4": 1}, "ffs": "SB_DFF", "dsps": {"SB_MAC16": 1},
+              "brams": {"SB_RAM40_4K": 1, "SB_SPRAM256KA": 1}},
+    "ecp5": {"luts": {"LUT4": 1, "CCU2C": 2, "TRELLIS_DPR16X4": 1}, "ffs": "TRELLIS_FF",
+             "dsps": {"MULT18X18D": 1, "ALU54B": 1}, "brams": {"DP16KD": 1, "PDPW16KD": 1}},
+}
+
+
+def netlist_resources(netlist, family):
+    """LUT4s, flip-flops, DSPs and block RAMs in a synthesized Yosys JSON netlist.
+
+    ``luts`` counts LUT4 slots: on ECP5 a ``CCU2C`` carry cell is two LUT4s and
+    a ``TRELLIS_DPR16X4`` distributed RAM is counted as one; on iCE40 carry
+    chains (``SB_CARRY``) share the LUT4 of their logic cell and add none.
+    ``ffs`` counts every flip-flop cell type (``SB_DFF*``, ``TRELLIS_FF``).
+    """
+    spec = _CELLS[family]
+    counts = {"luts": 0, "ffs": 0, "dsps": 0, "brams": 0}
+    for module in netlist["modules"].values():
+        if module.get("attributes", {}).get("blackbox"):
+            continue
+        for cell in module.get("cells", {}).values():
+            kind = cell["type"]
+            if kind.startswith(spec["ffs"]):
+                counts["ffs"] += 1
+            for field in ("luts", "dsps", "brams"):
+                counts[field] += spec[field].get(kind, 0)
+    return counts
+
+
+def _log_utilization(log_text):
+    """``{bel: (used, available)}`` from nextpnr's 'Device utilisation' lines."""
+    found = {}
+    for bel, used, available in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", log_text, re.M):
+        found[bel] = (int(used), int(available))
+    return found
+
+
+def _write_atomic(path, text):
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, seed=1):
+    """Build the GEMM engine for ``board``; return the report dict (also written to ``report.json``).
+
+    Parameters
+    ----------
+    board : str
+        A key of :data:`boards.platforms.BOARDS`.
+    pe : str, optional
+        Array kind (default: the board's).
+    rows, cols : int, optional
+        Array size (default: the board's largest-fitting default).
+    out : path, optional
+        Build directory (default ``build/boards/<board>``).
+    depth : int
+        Operand buffer depth.
+    seed : int
+        nextpnr placer seed.
+
+    Raises
+    ------
+    ValueError
+        Unknown board or array kind, bad sizes.
+    DoesNotFit
+        nextpnr ran out of a resource.
+    SynthError
+        Another tool failure.
+    """
+    if board not in BOARDS:
+        raise ValueError(unknown_board_message(board))
+    spec = BOARDS[board]
+    pe = spec.default_pe if pe is None else pe
+    if pe not in ARRAY_KINDS:
+        raise ValueError(f"unknown PE kind {pe!r} (known: {', '.join(ARRAY_KINDS)})")
+    rows = spec.default_rows if rows is None else rows
+    cols = spec.default_cols if cols is None else cols
+    top = BoardTop(kind=pe, rows=rows, cols=cols, depth=depth)
+    out = pathlib.Path(out if out is not None else REPO_ROOT / "build" / "boards" / board).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("report.json", f"{NAME}.tim", f"{NAME}.bin", f"{NAME}.bit", "nextpnr.json"):
+        (out / stale).unlink(missing_ok=True)
+    platform = spec.platform()
+    started = time.perf_counter()
+    plan = platform.prepare(top, name=NAME, synth_opts=spec.synth_opts(pe),
+                            nextpnr_opts=f"--report nextpnr.json --seed {seed}")
+    try:
+        plan.execute_local(str(out), env=yowasp_env())
+    except subprocess.CalledProcessError:
+        log = out / f"{NAME}.tim"
+        text = log.read_text() if log.exists() else ""
+        utilization = _log_utilization(text)
+        over = {bel: ua for bel, ua in utilization.items() if ua[0] > ua[1]}
+        if over or re.search(r"Unable to place cell|no BELs remaining|failed to place|exceeded", text, re.I):
+            shown = over or utilization
+            detail = ", ".join(f"{bel} {u}/{a} ({100 * u / a:.0f}%)" for bel, (u, a) in shown.items() if a)
+            raise DoesNotFit(f"{pe} {rows}x{cols} does not fit on {board} ({spec.device}): nextpnr reported "
+                             f"{detail or 'no utilisation'}; see {log}", utilization) from None
+        where = log if text else out / f"{NAME}.rpt"
+        tail = "\n".join(text.splitlines()[-5:]) if text else ""
+        raise SynthError(f"{board}: the build failed; see {where}\n{tail}".rstrip()) from None
+    netlist = json.loads((out / f"{NAME}.json").read_text())
+    resources = netlist_resources(netlist, spec.family)
+    pnr = json.loads((out / "nextpnr.json").read_text())
+    fmax = pnr.get("fmax", {})
+    if not fmax:
+        raise SynthError(f"{board}: nextpnr reported no clock Fmax; see {out / (NAME + '.tim')}")
+    # One clock domain: the board clock drives "sync".
+    clock = min(fmax.values(), key=lambda entry: entry["achieved"])
+    bitstream = out / (f"{NAME}.bin" if spec.family == "ice40" else f"{NAME}.bit")
+    report = {
+        "board": board,
+        "device": spec.device,
+        **resources,
+        "fmax_mhz": round(float(clock["achieved"]), 2),
+        "clock_mhz": round(float(clock["constraint"]), 2),
+        "array": {"pe": pe, "rows": rows, "cols": cols, "macs": rows * cols,
+                  "acc_width": top_acc_width(pe), "depth": depth},
+        "utilization": {bel: {"used": v["used"], "available": v["available"]}
+                        for bel, v in pnr.get("utilization", {}).items()},
+        "bitstream": str(bitstream.relative_to(REPO_ROOT)) if bitstream.is_relative_to(REPO_ROOT)
+                     else str(bitstream),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if not bitstream.exists():
+        raise SynthError(f"{board}: no bitstream {bitstream} was written")
+    _write_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def top_acc_width(pe):
+    return ARRAY_KINDS[pe].default_acc_width
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
+    return value
+
+
+def _optional_positive(text):
+    return None if text == "" else _positive(text)
+
+
+def main(argv=None):
+    parser = _Parser(prog="python -m boards.synth",
+                     description="Build the UART GEMM engine for a board: bitstream + report.json.")
+    parser.add_argument("--board", required=True, help=f"one of: {', '.join(BOARDS)}")
+    parser.add_argument("--pe", default="", help=f"array kind ({', '.join(ARRAY_KINDS)}; default: the board's)")
+    parser.add_argument("--rows", type=_optional_positive, default=None, help="array rows (default: the board's)")
+    parser.add_argument("--cols", type=_optional_positive, default=None, help="array columns")
+    parser.add_argument("--depth", type=_positive, default=256, help="operand buffer depth (default 256)")
+    parser.add_argument("--out", default=None, help="build directory (default build/boards/<board>)")
+    args = parser.parse_args(argv)
+    prog = parser.prog
+    try:
+        report = synthesize(args.board, pe=args.pe or None, rows=args.rows, cols=args.cols, out=args.out,
+                            depth=args.depth)
+    except (ValueError, TypeError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except DoesNotFit as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 3
+    except SynthError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 1
+    array = report["array"]
+    print(f"{args.board} ({report['device']}): {array['pe']} {array['rows']}x{array['cols']} array, "
+          f"{report['luts']} LUTs, {report['ffs']} FFs, {report['dsps']} DSPs, {report['brams']} BRAMs, "
+          f"Fmax {report['fmax_mhz']} MHz (clock {report['clock_mhz']} MHz); bitstream {report['bitstream']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+# FPGA boards: UART GEMM engine bitstreams, resource/Fmax sweep (docs/boards.md).
+# PYTHON, PATH and VERILATOR_ROOT come from the top-level Makefile.
+
+BOARD ?=
+PE ?=
+ROWS ?=
+COLS ?=
+SWEEP_ARGS ?=
+
+.PHONY: synth fpga-sweep test-boards-slow
+
+synth:  ## bitstream + build/boards/<board>/report.json of the UART GEMM engine (BOARD=icebreaker|ulx3s [PE= ROWS= COLS=])
+	@test -n "$(BOARD)" || { echo "error: set BOARD=<board> ($$($(PYTHON) -c 'from boards.platforms import BOARDS; print(", ".join(BOARDS))'))" >&2; exit 2; }
+	$(PYTHON) -m boards.synth --board "$(BOARD)" --pe "$(PE)" --rows "$(ROWS)" --cols "$(COLS)"
+
+fpga-sweep:  ## LUTs/FFs/DSPs/Fmax per PE kind and array size on both boards -> build/boards/sweep/sweep.{md,png} (slow; resumable)
+	$(PYTHON) -m boards.sweep $(SWEEP_ARGS)
+
+test-boards-slow:  ## slow board tests: real synthesis of a too-big array (does-not-fit message)
+	$(PYTHON) -m pytest -q -m slow tests/boards
