@@ -44,6 +44,10 @@ def _parser():
                    help="clock period of the simulation; sets the leakage window (default: %(default)s)")
     p.add_argument("--only", action="append", default=[], metavar="UNIT",
                    help="measure only this unit (repeatable; calibration units are cal_add8, cal_mul8)")
+    p.add_argument("--max-transistors", type=int, default=400_000, metavar="N",
+                   help="skip arrays whose estimate (PEs x the standalone PE's transistor count) "
+                        "exceeds N, to bound the run time (default: %(default)s, which keeps the "
+                        "4x4/8x8 4-bit arrays and the 4x4 FP16 array; 0: no limit)")
     p.add_argument("--no-cache", action="store_true", help="recompute every step")
     return p
 
@@ -108,8 +112,20 @@ def main(argv=None):
     ctx = flow.Context(out_dir=args.out, library=library, liberty_work=liberty_work, gemms=gemms,
                        stimulus_source=source, macs=args.macs, clock_ns=args.clock_ns,
                        yosys_map=yosys_map, yosys_cmos=yosys_cmos, use_cache=not args.no_cache)
-    measured = {}
+    # standalone PEs first: their transistor counts size the arrays' estimates
+    todo.sort(key=lambda u: (u.kind == "calibration", u.array is not None, u.pe_count, u.name))
+    pe_of_array = {"int4": "int4_mac", "log": "log_mac", "fp16": "fp16_mac", "train": "train_mac"}
+    measured, skipped = {}, {}
     for unit in todo:
+        if unit.array and args.max_transistors:
+            pe = measured.get(pe_of_array.get(unit.array[0], ""), {})
+            if pe.get("transistors"):
+                estimate = unit.pe_count * pe["transistors"]
+                if estimate > args.max_transistors:
+                    skipped[unit.name] = (f"estimated {estimate:,} transistors ({unit.pe_count} x "
+                                          f"{pe['transistors']:,}) > --max-transistors {args.max_transistors:,}")
+                    print(f"[report] {unit.name}: skipped, {skipped[unit.name]}", file=sys.stderr)
+                    continue
         measured[unit.name] = flow.measure(unit, ctx)
     pes = {n: e for n, e in measured.items() if e["kind"] != "calibration"}
     cal = {n: e for n, e in measured.items() if e["kind"] == "calibration"}
@@ -148,7 +164,9 @@ def main(argv=None):
         "macs": args.macs,
         "clock_ns": args.clock_ns,
         "calibration": render.calibration_rows(cal),
+        "array_ratios": render.array_ratios(pes),
         "missing": missing,
+        "skipped": skipped,
         "errors": errors,
         "yosys": {"map": yosys_map, "cmos": yosys_cmos},
         "flow": flow.FLOW_ID,

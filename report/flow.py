@@ -144,6 +144,7 @@ def measure(unit, ctx):
     sources = unit.sources + [wrapper_path]
     digest = _sources_digest(unit, wrapper)
     entry = {"kind": unit.kind, "description": unit.description, "pe_count": unit.pe_count,
+             "array": list(unit.array) if unit.array else None,
              "transistors": None, "area_um2": None, "area_registers_um2": None,
              "area_logic_um2": None, "delay_ns": None, "cells": None,
              "energy_pj_per_mac": None, "energy": {}, "errors": []}

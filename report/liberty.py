@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import os
 import re
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -269,7 +270,7 @@ class Library:
             if raw[:2] == b"\x1f\x8b":
                 raw = gzip.decompress(raw)
             self.text = raw.decode("utf-8", errors="replace")
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
             raise LibertyError(f"cannot read Liberty file {self.path}: {e}") from None
         m = re.search(r'^\s*library\s*\(\s*"?([^"\s)]+)"?\s*\)\s*\{', self.text, re.M)
         if not m:

@@ -34,6 +34,7 @@ def ratios(units):
     def energy(entry, workload):
         return entry.get("energy", {}).get(workload, {}).get("pj_per_mac")
 
+    tr = units.get("train_mac", {})
     return {
         "fp16_over_int4_area": _ratio(fp.get("area_um2"), i4.get("area_um2")),
         "fp16_over_int4_energy": _ratio(energy(fp, "forward"), energy(i4, "forward")),
@@ -41,7 +42,37 @@ def ratios(units):
         "fp16_over_log_energy": _ratio(energy(fp, "backward"), energy(lg, "backward")),
         "fp16_over_int4_transistors": _ratio(fp.get("transistors"), i4.get("transistors")),
         "fp16_over_log_transistors": _ratio(fp.get("transistors"), lg.get("transistors")),
+        "fp16_over_train_area": _ratio(fp.get("area_um2"), tr.get("area_um2")),
+        "fp16_over_train_energy": _ratio(fp.get("energy_pj_per_mac"), tr.get("energy_pj_per_mac")),
     }
+
+
+def array_ratios(units):
+    """Per array size: FP16 array over each 4-bit array (area; energy per MAC on matching workloads)."""
+    by_size = {}
+    for name, u in units.items():
+        if u.get("array"):
+            pe, rows, cols = u["array"]
+            by_size.setdefault(f"{rows}x{cols}", {})[pe] = u
+    out = {}
+    for size, kinds in sorted(by_size.items(), key=lambda kv: int(kv[0].split("x")[0])):
+        fp = kinds.get("fp16")
+        if not fp:
+            continue
+        row = {}
+        for pe, workload in (("int4", "forward"), ("log", "backward"), ("train", None)):
+            other = kinds.get(pe)
+            if not other:
+                continue
+            if workload:
+                e_fp = fp.get("energy", {}).get(workload, {}).get("pj_per_mac")
+                e_o = other.get("energy", {}).get(workload, {}).get("pj_per_mac")
+            else:
+                e_fp, e_o = fp.get("energy_pj_per_mac"), other.get("energy_pj_per_mac")
+            row[f"fp16_over_{pe}_area"] = _ratio(fp.get("area_um2"), other.get("area_um2"))
+            row[f"fp16_over_{pe}_energy"] = _ratio(e_fp, e_o)
+        out[size] = row
+    return out
 
 
 def calibration_rows(calibration):
@@ -83,7 +114,7 @@ def _plots(report, out_dir):
     for key, label, fname in (("area_um2", "area (um^2)", "area.png"),
                               ("energy_pj_per_mac", "energy per MAC (pJ)", "energy.png"),
                               ("transistors", "transistors (Yosys cmos estimate)", "transistors.png")):
-        pes = [(n, u[key]) for n, u in units.items() if u.get(key) and u.get("pe_count", 1) == 1]
+        pes = [(n, u[key]) for n, u in units.items() if u.get(key) and not u.get("array")]
         if not pes:
             continue
         fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -97,14 +128,14 @@ def _plots(report, out_dir):
         _save(fig, os.path.join(out_dir, fname))
         plt.close(fig)
         written.append(fname)
-    arrays = [(n, u) for n, u in units.items() if u.get("pe_count", 1) > 1]
+    arrays = [(n, u) for n, u in units.items() if u.get("array")]
     if arrays:
         for key, label, fname in (("area_um2", "area (um^2)", "arrays_area.png"),
                                   ("energy_pj_per_mac", "energy per MAC (pJ)", "arrays_energy.png")):
             fig, ax = plt.subplots(figsize=(6, 3.5))
-            kinds = sorted({u["kind"] for _, u in arrays})
+            kinds = sorted({u["array"][0] for _, u in arrays})
             for kind in kinds:
-                pts = sorted((u["pe_count"], u[key]) for _, u in arrays if u["kind"] == kind and u.get(key))
+                pts = sorted((u["pe_count"], u[key]) for _, u in arrays if u["array"][0] == kind and u.get(key))
                 if pts:
                     ax.plot([p for p, _ in pts], [v for _, v in pts], marker="o", label=kind)
             ax.set_xscale("log", base=2)
@@ -147,23 +178,40 @@ def _markdown(report, plots):
                  f"{_fmt(r['fp16_over_int4_energy'])}x | {_fmt(r['fp16_over_int4_transistors'])}x |")
     lines.append(f"| fp16_mac / log_mac (backward) | {_fmt(r['fp16_over_log_area'])}x | "
                  f"{_fmt(r['fp16_over_log_energy'])}x | {_fmt(r['fp16_over_log_transistors'])}x |")
-    lines.append(f"| paper claim | >7x | >7x | |")
+    if r.get("fp16_over_train_area") is not None:
+        lines.append(f"| fp16_mac / train_mac (both) | {_fmt(r['fp16_over_train_area'])}x | "
+                     f"{_fmt(r['fp16_over_train_energy'])}x | |")
+    for size, row in report.get("array_ratios", {}).items():
+        for pe in ("int4", "log", "train"):
+            if f"fp16_over_{pe}_area" in row:
+                lines.append(f"| fp16 / {pe} array {size} | {_fmt(row[f'fp16_over_{pe}_area'])}x | "
+                             f"{_fmt(row[f'fp16_over_{pe}_energy'])}x | |")
+    lines.append("| paper claim | >7x | >7x | |")
     lines.append("")
-    lines.append("## Units")
-    lines.append("")
-    lines.append("| unit | PEs | transistors | area um^2 (regs / logic) | delay ns | "
-                 "energy pJ/MAC | energy by workload: total (regs / logic) |")
-    lines.append("|---|---|---|---|---|---|---|")
-    for name, u in report["units"].items():
-        split = (f"{_fmt(u['area_um2'])} ({_fmt(u['area_registers_um2'])} / {_fmt(u['area_logic_um2'])})"
-                 if u.get("area_um2") is not None else "n/a")
-        work = "; ".join(f"{w}: {_fmt(e['pj_per_mac'])} ({_fmt(e['registers_pj'])} / {_fmt(e['logic_pj'])})"
-                         for w, e in u.get("energy", {}).items()) or "n/a"
-        lines.append(f"| {name} | {u.get('pe_count', 1)} | {_fmt(u['transistors'])} | {split} | "
-                     f"{_fmt(u['delay_ns'])} | {_fmt(u['energy_pj_per_mac'])} | {work} |")
-    lines.append("")
+    header = ["| unit | PEs | transistors | area um^2 (regs / logic) | area um^2 per PE | delay ns | "
+              "energy pJ/MAC | by workload: pJ/MAC (regs / logic) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for title, pick in (("Processing elements", lambda u: not u.get("array")),
+                        ("Arrays", lambda u: u.get("array"))):
+        chosen = [(n, u) for n, u in report["units"].items() if pick(u)]
+        if not chosen:
+            continue
+        lines += [f"## {title}", ""] + header
+        for name, u in chosen:
+            split = (f"{_fmt(u['area_um2'])} ({_fmt(u['area_registers_um2'])} / {_fmt(u['area_logic_um2'])})"
+                     if u.get("area_um2") is not None else "n/a")
+            per_pe = u["area_um2"] / u.get("pe_count", 1) if u.get("area_um2") is not None else None
+            work = "; ".join(f"{w}: {_fmt(e['pj_per_mac'])} ({_fmt(e['registers_pj'])} / {_fmt(e['logic_pj'])})"
+                             for w, e in u.get("energy", {}).items()) or "n/a"
+            lines.append(f"| {name} | {u.get('pe_count', 1)} | {_fmt(u['transistors'])} | {split} | "
+                         f"{_fmt(per_pe)} | {_fmt(u['delay_ns'])} | {_fmt(u['energy_pj_per_mac'])} | {work} |")
+        lines.append("")
     if report["missing"]:
         lines.append("Not measured (not generated yet): " + "; ".join(report["missing"]))
+        lines.append("")
+    if report.get("skipped"):
+        lines.append("Skipped to bound the run time (`--max-transistors 0` measures them): "
+                     + "; ".join(f"{n}: {why}" for n, why in report["skipped"].items()))
         lines.append("")
     lines.append("## Calibration against Horowitz (ISSCC 2014, 45 nm, 0.9 V)")
     lines.append("")
