@@ -1,0 +1,161 @@
+"""Fast checks of the board tools: bad input, report parsing, the host protocol client (no P&R here)."""
+
+import numpy as np
+import pytest
+
+from boards.engine import GemmEngine
+from boards.host import Board, BoardError, run_gemm
+from boards.host import main as host_main
+from boards.platforms import BOARDS, BoardTop
+from boards.protocol import Command, Status
+from boards.sweep import headline, table
+from boards.sweep import main as sweep_main
+from boards.synth import _log_utilization, netlist_resources, synthesize
+from boards.synth import main as synth_main
+from verify.gemm import GemmError
+
+
+def _run(main, *args, capsys):
+    """``main(args)`` in-process: (exit status, stderr lines)."""
+    try:
+        status = main(list(args))
+    except SystemExit as exit_:
+        status = exit_.code
+    return status, capsys.readouterr().err.strip().splitlines()
+
+
+def test_unknown_board_lists_supported(capsys):
+    assert _run(synth_main, "--board", "arty", capsys=capsys) == (
+        2, ["python -m boards.synth: error: unknown board 'arty' (supported: icebreaker, ulx3s)"])
+    with pytest.raises(ValueError, match="supported: icebreaker, ulx3s"):
+        synthesize("arty")
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--pe", "bf16"), "unknown PE kind 'bf16'"),
+    (("--rows", "0"), "expected a positive integer"),
+])
+def test_synth_bad_input(args, message, capsys):
+    status, err = _run(synth_main, "--board", "icebreaker", *args, capsys=capsys)
+    assert status == 2 and len(err) == 1 and message in err[0]
+
+
+def test_sweep_unknown_board(capsys):
+    status, err = _run(sweep_main, "--boards", "arty", "--report-only", capsys=capsys)
+    assert status == 2 and "supported: icebreaker, ulx3s" in err[0]
+
+
+def test_host_bad_input(tmp_path, capsys):
+    status, err = _run(host_main, "--port", str(tmp_path / "ttyNONE"), "--pe", "int4", capsys=capsys)
+    assert status == 2 and len(err) == 1 and "ttyNONE" in err[0]
+    status, err = _run(host_main, "--port", "x", "--pe", "int8", capsys=capsys)
+    assert status == 2 and "invalid choice" in err[0]
+    status, err = _run(host_main, "--port", "x", "--pe", "int4", "--a", "A.npy", capsys=capsys)
+    assert status == 2 and "give both --a and --b" in err[0]
+
+
+def test_board_top_validates_eagerly():
+    with pytest.raises(ValueError, match="unknown array kind"):
+        BoardTop(kind="int8", rows=2, cols=2)
+    with pytest.raises(ValueError, match="rows must be >= 1"):
+        BoardTop(kind="int4", rows=0, cols=2)
+    with pytest.raises(ValueError, match="divisor must be >= 4"):
+        GemmEngine(kind="int4", rows=1, cols=1, divisor=2)
+
+
+# nextpnr-ice40 0.11 output of an array that does not fit (abridged from a real run).
+MISFIT_LOG = """\
+Info: Device utilisation:
+Info: 	         ICESTORM_LC:  7364/ 5280   139%
+Info: 	        ICESTORM_RAM:     2/   30     6%
+Info: 	               SB_IO:     3/   96     3%
+Info: 	              SB_GB:     3/    8    37%
+Info: 	        ICESTORM_DSP:     8/    8   100%
+ERROR: Unable to place cell 'x', no BELs remaining to implement cell type 'ICESTORM_LC'
+"""
+
+
+def test_log_utilization():
+    assert _log_utilization(MISFIT_LOG) == {
+        "ICESTORM_LC": (7364, 5280), "ICESTORM_RAM": (2, 30), "SB_IO": (3, 96), "SB_GB": (3, 8),
+        "ICESTORM_DSP": (8, 8)}
+
+
+def test_netlist_resources():
+    cells = {f"c{i}": {"type": kind} for i, kind in enumerate(
+        ["LUT4", "LUT4", "CCU2C", "TRELLIS_FF", "TRELLIS_FF", "MULT18X18D", "DP16KD", "TRELLIS_DPR16X4"])}
+    netlist = {"modules": {"top": {"cells": cells}, "LUT4": {"attributes": {"blackbox": 1}, "cells": cells}}}
+    assert netlist_resources(netlist, "ecp5") == {"luts": 5, "ffs": 2, "dsps": 1, "brams": 1}
+    ice = {f"c{i}": {"type": kind} for i, kind in enumerate(
+        ["SB_LUT4", "SB_CARRY", "SB_DFF", "SB_DFFESR", "SB_MAC16", "SB_RAM40_4K"])}
+    assert netlist_resources({"modules": {"top": {"cells": ice}}}, "ice40") == \
+        {"luts": 1, "ffs": 2, "dsps": 1, "brams": 1}
+
+
+def test_sweep_table_and_headline():
+    results = [
+        {"board": "icebreaker", "pe": "int4", "rows": 2, "cols": 2, "macs": 4, "fits": True, "luts": 900,
+         "ffs": 600, "dsps": 0, "brams": 2, "fmax_mhz": 30.0,
+         "utilization": {"ICESTORM_LC": {"used": 1000, "available": 5280}}},
+        {"board": "icebreaker", "pe": "int4", "rows": 3, "cols": 3, "macs": 9, "fits": False,
+         "utilization": {"ICESTORM_LC": {"used": 7364, "available": 5280}}},
+    ]
+    best = headline(results)
+    assert list(best) == [("icebreaker", "int4")] and best[("icebreaker", "int4")]["gmacs"] == pytest.approx(0.12)
+    text = table(results)
+    assert "| icebreaker | int4 | 2x2 | 4 | 900 | 600 | 0 | 2 | 30.0 | 0.120 | yes |" in text
+    assert "no: ICESTORM_LC 7364/5280" in text
+    assert "| icebreaker | int4 | 2x2 | 4 | 900 of 5280 | 30.0 | 0.120 |" in text
+
+
+class ScriptedTransport:
+    """Replies from a list; records what the host wrote."""
+
+    def __init__(self, replies):
+        self.replies, self.written = bytearray(b"".join(replies)), bytearray()
+
+    def write(self, data):
+        self.written += data
+
+    def read(self, n):
+        if len(self.replies) < n:
+            raise BoardError("timeout")
+        out, self.replies = bytes(self.replies[:n]), self.replies[n:]
+        return out
+
+
+def _info(kind, rows=2, cols=2, depth=8, acc_width=None):
+    return GemmEngine(kind=kind, rows=rows, cols=cols, divisor=4, depth=depth, acc_width=acc_width).info_bytes()
+
+
+def test_board_info_roundtrip():
+    board = Board(ScriptedTransport([_info("train", rows=3, cols=5, depth=300)]))
+    info = board.info()
+    assert (info.kind, info.rows, info.cols, info.acc_width, info.depth) == ("train", 3, 5, 32, 300)
+    assert bytes(board.transport.written) == bytes([Command.INFO])
+
+
+def test_board_refusal_is_an_error():
+    board = Board(ScriptedTransport([_info("int4"), bytes([Status.OUT_OF_RANGE])]))
+    with pytest.raises(BoardError, match="refused LOAD_A: status OUT_OF_RANGE"):
+        board.load_a(np.zeros((3, 1), dtype=np.uint8))
+    with pytest.raises(BoardError, match="not a fourbit GEMM engine"):
+        Board(ScriptedTransport([b"\x00XY" + bytes(9)])).info()
+
+
+def test_run_gemm_refuses_before_sending():
+    a = np.zeros((2, 3), dtype=np.int8)
+    board = Board(ScriptedTransport([_info("fp16")]))
+    with pytest.raises(GemmError, match="runs fp16 GEMMs, not int4"):
+        run_gemm(board, "int4", a, a.T.copy())
+    # A 10-bit int4 accumulator holds 2 products of -120..225: K = 3 could overflow.
+    board = Board(ScriptedTransport([_info("int4", acc_width=10)]))
+    with pytest.raises(GemmError, match="K=3 can overflow"):
+        run_gemm(board, "int4", np.zeros((2, 3), dtype=np.int8), np.zeros((3, 2), dtype=np.int8))
+    assert bytes(board.transport.written) == bytes([Command.INFO])
+
+
+def test_boards_registry():
+    assert set(BOARDS) == {"icebreaker", "ulx3s"}
+    assert BOARDS["icebreaker"].device == "iCE40UP5K-SG48"
+    assert BOARDS["ulx3s"].device == "LFE5U-85F-BG381"
