@@ -1,0 +1,90 @@
+"""Integer requantizer: accumulator -> UINT4 code and the PACT straight-through masks.
+
+The hardware form of :func:`golden.requant.requantize_pact` (SPEC section 2):
+``prod = total * M0``, ``code = clamp((prod + 2^(shift-1)) >> shift, 0, 15)``
+(arithmetic shift, round half up), ``saturated = prod >= 15 << shift``,
+``inside = total > 0 and not saturated``. ``(M0, shift)`` come from the host
+(:func:`golden.requant.requant_params`); the unit is purely combinational and
+placed once per array column, where the drained accumulators leave the array.
+"""
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.requant import QMAX
+
+from .._params import check_int
+
+__all__ = ["M0_BITS", "SHIFT_BITS", "requantize", "Requantizer"]
+
+#: Width of the fixed-point multiplier M0 (2^15 <= M0 < 2^16).
+M0_BITS = 16
+#: Width of the shift (1..62).
+SHIFT_BITS = 6
+
+
+def requantize(m, total, m0, shift):
+    """Combinational requantizer in module ``m``; returns ``(code, inside, saturated)``.
+
+    Parameters
+    ----------
+    m : Module
+    total : Value, signed
+        Accumulator plus bias.
+    m0 : Value, unsigned(16)
+    shift : Value, unsigned(6); must be >= 1 (the host function guarantees 1..62)
+    """
+    width = len(total) + M0_BITS + 1
+    prod = Signal(signed(width), name="rq_prod")
+    m.d.comb += prod.eq(total * m0)
+    half = Signal(unsigned(64), name="rq_half")
+    m.d.comb += half.eq(Const(1, 64) << (shift - 1)[:SHIFT_BITS])
+    rounded = Signal(signed(width + 2), name="rq_rounded")
+    m.d.comb += rounded.eq((prod + half) >> shift)
+    top = Signal(unsigned(4 + 64), name="rq_top")
+    m.d.comb += top.eq(Const(QMAX, 4) << shift)
+    saturated = Signal(name="rq_saturated")
+    inside = Signal(name="rq_inside")
+    code = Signal(4, name="rq_code")
+    m.d.comb += [
+        saturated.eq(prod >= top),
+        inside.eq((total > 0) & ~saturated),
+        code.eq(Mux(rounded < 0, 0, Mux(rounded > QMAX, QMAX, rounded[:4]))),
+    ]
+    return code, inside, saturated
+
+
+class Requantizer(wiring.Component):
+    """Standalone requantizer (combinational), for unit tests and synthesis.
+
+    Parameters
+    ----------
+    total_width : int
+        Signed width of the accumulator-plus-bias input (default 40, the
+        golden model's ``ACC_BITS_MAX``).
+
+    Attributes
+    ----------
+    total : Signal(signed(total_width)), in
+    m0 : Signal(16), in
+    shift : Signal(6), in
+        1..62.
+    code : Signal(4), out
+        UINT4 code.
+    inside : Signal(1), out
+        Straight-through region ``0 < x < alpha``.
+    saturated : Signal(1), out
+        ``x >= alpha`` (counts towards d/dalpha).
+    """
+
+    def __init__(self, *, total_width=40):
+        self.total_width = check_int("requantizer", "total_width", total_width, minimum=2)
+        super().__init__({"total": In(signed(self.total_width)), "m0": In(M0_BITS), "shift": In(SHIFT_BITS),
+                          "code": Out(4), "inside": Out(1), "saturated": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        code, inside, saturated = requantize(m, self.total, self.m0, self.shift)
+        m.d.comb += [self.code.eq(code), self.inside.eq(inside), self.saturated.eq(saturated)]
+        return m

@@ -1,0 +1,10 @@
+"""Hardware-in-the-loop training on the simulated datapath (issue 6): host driver, testbench, CLI.
+
+:func:`run_cosim` builds the datapath (Verilator, cached), trains an MLP whose
+every GEMM, requantization and gradient quantization runs in the RTL, and
+compares the master weights with the golden model's after every step.
+"""
+
+from .run import PRESETS, run_cosim
+
+__all__ = ["PRESETS", "run_cosim"]
