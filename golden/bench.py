@@ -3,7 +3,10 @@
 ``python -m golden.bench accuracy --data-dir ../shared/data/mnist --out build/golden/accuracy``
     Trains every (dataset, model, recipe) of the benchmark with the same seed
     and epochs and writes ``accuracy.json`` and ``accuracy.md`` (a Markdown
-    table: test top-1 per recipe and its difference to FP32).
+    table: test top-1 per recipe and its difference to FP32). Each run is
+    cached under ``out/runs/`` and reused (``--fresh`` retrains); ``--only
+    mnist:mlp`` restricts training to some runs, e.g. to split the benchmark
+    over processes.
 ``python -m golden.bench speed --out build/golden/speed``
     Times training steps (forward, backward, optimizer) of ``fp32`` and
     ``ibm4`` on the same model and batch, interleaved so that machine load
@@ -29,12 +32,12 @@ from .train import _atomic_write, train
 
 __all__ = ["ACCURACY_RUNS", "run_accuracy", "run_speed", "main"]
 
-#: (dataset, model, epochs) of the accuracy benchmark; every recipe runs on each.
+#: (dataset, model, epochs, recipes) of the accuracy benchmark.
 ACCURACY_RUNS = (
-    ("digits", "mlp", 30),
-    ("digits", "lenet5", 30),
-    ("mnist", "mlp", 5),
-    ("mnist", "lenet5", 2),
+    ("mnist", "mlp", 5, ("fp32", "ibm4", "ibm4-full", "luq")),
+    ("mnist", "lenet5", 2, ("fp32", "ibm4", "luq")),
+    ("digits", "mlp", 30, ("fp32", "ibm4", "ibm4-full", "luq")),
+    ("digits", "lenet5", 30, ("fp32", "ibm4", "ibm4-full", "luq")),
 )
 ACCURACY_RECIPES = ("fp32", "ibm4", "ibm4-full", "luq")
 
@@ -43,40 +46,71 @@ def _write(path, text):
     _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def run_accuracy(*, data_dir, out, seed=0, recipes=ACCURACY_RECIPES, runs=ACCURACY_RUNS, threads=None,
-                 epochs_scale=1.0):
-    """Train every run with every recipe; write accuracy.json / accuracy.md under ``out``; return the rows."""
+def _run_key(dataset, model, recipe, epochs, seed):
+    return f"{dataset}-{model}-{recipe}-e{epochs}-s{seed}"
+
+
+def run_accuracy(*, data_dir, out, seed=0, runs=ACCURACY_RUNS, only=None, fresh=False):
+    """Train every (dataset, model, recipe) of ``runs``; write accuracy.json / accuracy.md under ``out``.
+
+    Each training run's metrics are kept in ``out/runs/<dataset>-<model>-<recipe>-e<E>-s<S>.json``
+    and reused by later calls unless ``fresh`` (so the benchmark can be split over processes with
+    ``only`` and resumed); the table always covers every run with a result.
+    """
     out = Path(out)
-    rows = []
     datasets = {}
-    for dataset_name, model, epochs in runs:
-        if dataset_name not in datasets:
-            datasets[dataset_name] = load_dataset(dataset_name, None if dataset_name == "digits" else data_dir)
-        epochs = max(1, round(epochs * epochs_scale))
-        row = {"dataset": dataset_name, "model": model, "epochs": epochs, "seed": seed}
+    for dataset_name, model, epochs, recipes in runs:
+        if only and f"{dataset_name}:{model}" not in only:
+            continue
         for recipe_name in recipes:
+            path = out / "runs" / (_run_key(dataset_name, model, recipe_name, epochs, seed) + ".json")
+            if path.is_file() and not fresh:
+                continue
+            if dataset_name not in datasets:
+                datasets[dataset_name] = load_dataset(dataset_name, None if dataset_name == "digits" else data_dir)
             t0 = time.perf_counter()
             print(f"[bench accuracy] {dataset_name} {model} {recipe_name} ({epochs} epochs) ...", file=sys.stderr)
             m = train(dataset=datasets[dataset_name], model_name=model, recipe=get_recipe(recipe_name),
                       epochs=epochs, seed=seed, log=lambda s: print("  " + s, file=sys.stderr))
-            row[recipe_name] = {"test_accuracy": m["test_accuracy"], "train_seconds": m["train_seconds"],
-                                "inexact_grad_steps": m["inexact_grad_steps"],
-                                "history": [h["test_accuracy"] for h in m["history"]]}
+            m.pop("step_losses")
+            _write(path, json.dumps(m, indent=1) + "\n")
             print(f"[bench accuracy]   test top-1 {100 * m['test_accuracy']:.2f}% "
                   f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
-            _write(out / "accuracy.json", json.dumps({"rows": rows + [row], "complete": False}, indent=1))
-        rows.append(row)
-    meta = {"threads": torch.get_num_threads(), "torch": torch.__version__, "seed": seed}
-    _write(out / "accuracy.json", json.dumps({"rows": rows, "complete": True, **meta}, indent=1) + "\n")
-    lines = ["| dataset | model | epochs | " + " | ".join(f"{r} top-1 (%)" for r in recipes)
-             + " | " + " | ".join(f"{r} - fp32 (points)" for r in recipes if r != "fp32") + " |",
-             "|---|---|---|" + "---|" * (2 * len(recipes) - ("fp32" in recipes))]
+    return write_accuracy_table(out=out, seed=seed, runs=runs)
+
+
+def write_accuracy_table(*, out, seed=0, runs=ACCURACY_RUNS):
+    """Assemble accuracy.json and accuracy.md from the cached runs; return the rows."""
+    out = Path(out)
+    rows = []
+    for dataset_name, model, epochs, recipes in runs:
+        row = {"dataset": dataset_name, "model": model, "epochs": epochs, "seed": seed}
+        for r in recipes:
+            path = out / "runs" / (_run_key(dataset_name, model, r, epochs, seed) + ".json")
+            if path.is_file():
+                m = json.loads(path.read_text())
+                row[r] = {k: m[k] for k in ("test_accuracy", "train_seconds", "inexact_grad_steps",
+                                            "step_seconds_median", "threads")}
+                row[r]["history"] = [h["test_accuracy"] for h in m["history"]]
+        if any(r in row for r in recipes):
+            rows.append(row)
+    _write(out / "accuracy.json", json.dumps({"rows": rows, "torch": torch.__version__}, indent=1) + "\n")
+    quant = [r for r in ACCURACY_RECIPES if r != "fp32"]
+    lines = ["| dataset | model | epochs | fp32 top-1 (%) | " + " | ".join(f"{r} (%)" for r in quant) + " | "
+             + " | ".join(f"{r} - fp32" for r in quant) + " |",
+             "|---|---|---|---|" + "---|" * (2 * len(quant))]
+
+    def acc(row, r):
+        return f"{100 * row[r]['test_accuracy']:.2f}" if r in row else "-"
+
+    def diff(row, r):
+        if r in row and "fp32" in row:
+            return f"{100 * (row[r]['test_accuracy'] - row['fp32']['test_accuracy']):+.2f}"
+        return "-"
     for row in rows:
-        accs = [100 * row[r]["test_accuracy"] for r in recipes]
-        diffs = [f"{100 * (row[r]['test_accuracy'] - row['fp32']['test_accuracy']):+.2f}"
-                 for r in recipes if r != "fp32" and "fp32" in row]
-        lines.append(f"| {row['dataset']} | {row['model']} | {row['epochs']} | "
-                     + " | ".join(f"{a:.2f}" for a in accs) + " | " + " | ".join(diffs) + " |")
+        lines.append(f"| {row['dataset']} | {row['model']} | {row['epochs']} | {acc(row, 'fp32')} | "
+                     + " | ".join(acc(row, r) for r in quant) + " | "
+                     + " | ".join(diff(row, r) for r in quant) + " |")
     table = "\n".join(lines) + "\n"
     _write(out / "accuracy.md", table)
     print(table)
@@ -151,7 +185,9 @@ def main(argv=None):
     a.add_argument("--out", default="build/golden/accuracy")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--threads", type=int, default=None)
-    a.add_argument("--epochs-scale", type=float, default=1.0, help="multiply every run's epochs (quick looks)")
+    a.add_argument("--only", action="append", metavar="DATASET:MODEL",
+                   help="train only these runs (repeatable); the table still lists every cached run")
+    a.add_argument("--fresh", action="store_true", help="retrain runs that have a cached result")
     s = sub.add_parser("speed", help="training step time, ibm4 against fp32")
     s.add_argument("--out", default="build/golden/speed")
     s.add_argument("--batch-size", type=int, default=256)
@@ -166,7 +202,12 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     try:
         if args.what == "accuracy":
-            run_accuracy(data_dir=args.data_dir, out=args.out, seed=args.seed, epochs_scale=args.epochs_scale)
+            valid = {f"{d}:{m}" for d, m, _, _ in ACCURACY_RUNS}
+            bad = [o for o in args.only or () if o not in valid]
+            if bad:
+                print(f"error: unknown --only {bad[0]!r}; valid: {', '.join(sorted(valid))}", file=sys.stderr)
+                return 2
+            run_accuracy(data_dir=args.data_dir, out=args.out, seed=args.seed, only=args.only, fresh=args.fresh)
         else:
             if args.device.startswith("cuda"):
                 if not torch.cuda.is_available():
