@@ -1,0 +1,140 @@
+"""``python -m verify.bench_arrays``: simulation speed of the systolic arrays (``make bench-sim``).
+
+For each (PE kind, array size, simulator) it runs one M x K x N GEMM through
+:func:`verify.gemm.run_gemm` (cocotb, whole rows per cycle), checks the result
+bit for bit against :mod:`golden.reference`, and reports PE-MACs verified per
+second: ``M * K * N`` divided by the wall time of the run without the one-off
+compile (Python and simulator start-up, Verilog conversion, drive loop and
+result assembly included). The compile time of the first, uncached build is
+a separate column.
+
+Example::
+
+    python -m verify.bench_arrays --kinds int4,log,fp16 --sizes 2x2,4x4,8x8,16x16 \\
+        --sims icarus,verilator --mkn 64,64,64 --out build/bench/arrays.md
+"""
+
+import argparse
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+
+def _operands(kind, rng, m, k, n):
+    if kind == "fp16":
+        return (rng.standard_normal((m, k)).astype(np.float16), rng.standard_normal((k, n)).astype(np.float16))
+    if kind == "log":
+        return rng.integers(0, 16, (m, k)).astype(np.uint8), rng.integers(-8, 8, (k, n)).astype(np.int8)
+    return rng.integers(-8, 8, (m, k)).astype(np.int8), rng.integers(-8, 8, (k, n)).astype(np.int8)
+
+
+def _golden(kind, a, b):
+    import torch
+
+    from golden.formats.fp16 import float_to_fp32_bits
+    from golden.reference import fp16_gemm, int_gemm, log_gemm
+
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    if kind == "int4":
+        return int_gemm(ta, tb).numpy()
+    if kind == "log":
+        return log_gemm(ta, tb).numpy()
+    return float_to_fp32_bits(fp16_gemm(ta, tb)).numpy().astype(np.uint32)
+
+
+def measure(kind, rows, cols, sim, m, k, n, *, seed=0):
+    """One benchmark row (dict); the first run builds if needed, the second is timed."""
+    from verify.gemm import run_gemm
+
+    rng = np.random.default_rng(seed)
+    a, b = _operands(kind, rng, m, k, n)
+    started = time.perf_counter()
+    first = run_gemm(kind, a, b, rows=rows, cols=cols, sim=sim)
+    build_seconds = time.perf_counter() - started - first.sim_seconds if first.built else 0.0
+    result = run_gemm(kind, a, b, rows=rows, cols=cols, sim=sim) if first.built else first
+    expected = _golden(kind, a, b)
+    got = result.c.view(np.uint32) if kind == "fp16" else result.c
+    if not np.array_equal(got, expected):
+        raise AssertionError(f"{kind} {rows}x{cols} on {sim}: result differs from golden.reference")
+    macs = m * k * n
+    return {
+        "kind": kind, "rows": rows, "cols": cols, "sim": sim, "gemm": f"{m}x{k}x{n}",
+        "cycles": result.cycles, "build_s": build_seconds, "run_s": result.seconds,
+        "drive_s": result.sim_seconds, "macs_per_s": macs / result.seconds,
+        "cycles_per_s": result.cycles / result.sim_seconds if result.sim_seconds else float("inf"),
+    }
+
+
+def table(rows):
+    """Markdown table of :func:`measure` rows."""
+    lines = ["| PE | array | simulator | GEMM | cycles | first build (s) | run (s) | drive loop (s) "
+             "| cycles/s (drive) | PE-MACs verified/s |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        build = f"{r['build_s']:.1f}" if r["build_s"] else "cached"
+        lines.append(f"| {r['kind']} | {r['rows']}x{r['cols']} | {r['sim']} | {r['gemm']} | {r['cycles']} "
+                     f"| {build} | {r['run_s']:.2f} | {r['drive_s']:.3f} | {r['cycles_per_s']:,.0f} "
+                     f"| {r['macs_per_s']:,.0f} |")
+    return "\n".join(lines)
+
+
+def _list(text, convert):
+    try:
+        return [convert(item) for item in text.split(",") if item.strip()]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _size(text):
+    r, sep, c = text.strip().partition("x")
+    if not sep or not r.isdigit() or not c.isdigit() or int(r) < 1 or int(c) < 1:
+        raise ValueError(f"array size {text!r} is not RxC")
+    return int(r), int(c)
+
+
+def _kind(text):
+    if text.strip() not in ("int4", "log", "fp16"):
+        raise ValueError(f"unknown PE kind {text!r} (int4, log, fp16)")
+    return text.strip()
+
+
+def _sim(text):
+    if text.strip() not in ("icarus", "verilator"):
+        raise ValueError(f"unknown simulator {text!r} (icarus, verilator)")
+    return text.strip()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m verify.bench_arrays", description=__doc__.splitlines()[0])
+    parser.add_argument("--kinds", default="int4,log,fp16", type=lambda t: _list(t, _kind))
+    parser.add_argument("--sizes", default="2x2,4x4,8x8,16x16", type=lambda t: _list(t, _size))
+    parser.add_argument("--sims", default="icarus,verilator", type=lambda t: _list(t, _sim))
+    parser.add_argument("--mkn", default="64,64,64", type=lambda t: _list(t, int))
+    parser.add_argument("--out", metavar="FILE.md", help="also write the table here (atomically)")
+    args = parser.parse_args(argv)
+    if len(args.mkn) != 3 or min(args.mkn) < 1:
+        parser.error("--mkn needs three positive integers M,K,N")
+    m, k, n = args.mkn
+    rows = []
+    for kind in args.kinds:
+        for sim in args.sims:
+            for r, c in args.sizes:
+                row = measure(kind, r, c, sim, m, k, n)
+                rows.append(row)
+                print(f"{kind:5s} {r:>2d}x{c:<2d} {sim:9s} {row['run_s']:7.2f} s  "
+                      f"{row['macs_per_s']:>12,.0f} PE-MACs/s", file=sys.stderr, flush=True)
+    text = table(rows)
+    print(text)
+    if args.out:
+        out = pathlib.Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(text + "\n")
+        tmp.replace(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
