@@ -7,7 +7,9 @@ bit with the golden model's expected values (computed up-front, vectorized, by
 :mod:`verify.stimulus`).
 
 The runner (:mod:`verify.runner`) passes the stimulus file in
-``FOURBIT_STIMULUS`` and receives a JSON report at ``FOURBIT_REPORT``.
+``FOURBIT_STIMULUS``, the design's latency in ``FOURBIT_LATENCY`` (pipelined
+variants: step t is checked ``latency`` edges later) and receives a JSON
+report at ``FOURBIT_REPORT``.
 Inputs change on the falling edge, so they are stable at the rising edge that
 samples them, and ``acc`` is read on the next falling edge.
 """
@@ -68,6 +70,10 @@ async def sequence_matches_golden(dut):
     columns = {key[3:]: data[key] for key in data.files if key.startswith("in_")}
     steps = len(expected)
     width = len(dut.acc)
+    latency = int(os.environ.get("FOURBIT_LATENCY", "1"))
+    # Idle cycles after the last step flush a pipelined design.
+    for name, column in columns.items():
+        columns[name] = np.concatenate([column, np.zeros(latency - 1, dtype=column.dtype)])
 
     Clock(dut.clk, 10, unit="ns").start(start_high=False)
     driver, monitor = StepDriver(dut, columns), AccMonitor(dut)
@@ -76,7 +82,7 @@ async def sequence_matches_golden(dut):
     started = time.perf_counter()
     await falling
     driver.drive(0)
-    for step in range(1, steps):
+    for step in range(1, steps + latency - 1):
         await falling
         monitor.sample()
         driver.drive(step)
@@ -84,7 +90,7 @@ async def sequence_matches_golden(dut):
     monitor.sample()
     seconds = time.perf_counter() - started
 
-    mismatches, lines = check(monitor.samples, expected, data, width)
+    mismatches, lines = check(monitor.samples[latency - 1:], expected, data, width)
     with open(os.environ["FOURBIT_REPORT"], "w") as report:
         json.dump({"steps": steps, "seconds": seconds, "mismatches": mismatches, "first": lines}, report)
     assert mismatches == 0, f"{mismatches} of {steps} steps differ from golden:\n" + "\n".join(lines)

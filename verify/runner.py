@@ -133,7 +133,8 @@ class PESimulation:
         if report_path.exists():
             report_path.unlink()
         failure = self._test("verify.pe_tb", name,
-                             {"FOURBIT_STIMULUS": str(stimulus_path), "FOURBIT_REPORT": str(report_path)})
+                             {"FOURBIT_STIMULUS": str(stimulus_path), "FOURBIT_REPORT": str(report_path),
+                              "FOURBIT_LATENCY": str(self.entry["latency"])})
         if not report_path.exists():
             raise SimulationMismatch(f"{self.kind} on {self.sim}: simulation produced no report "
                                      f"(exit {failure.code if failure else 0}); see {self.build_dir / (name + '.log')}")

@@ -54,6 +54,18 @@ def test_narrow_accumulator_wraps(kind, acc_width, sim):
     simulation.run(sequence)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_pipelined_variant(kind):
+    """``pipeline=1`` (latency 2) on Icarus; only the initial reset, since a reset
+    also cancels the products in flight (tested in tests/hw/test_pe.py)."""
+    simulation = PESimulation(kind=kind, sim="icarus", build_dir=BUILD / "icarus" / f"{kind}-p1",
+                              params={"pipeline": 1})
+    assert simulation.entry["latency"] == 2
+    sequence = st.default_sequence(kind, seed=4, random_steps=1000)
+    inputs = dict(sequence.inputs, rst=np.r_[1, np.zeros(len(sequence) - 1, dtype=np.int64)])
+    simulation.run(st.Sequence(kind=kind, inputs=inputs, families=sequence.families))
+
+
 def test_mismatch_is_reported(monkeypatch):
     """The checker fails on a wrong expectation (the testbench can fail)."""
     simulation = PESimulation(kind="int4_mac", sim="icarus", build_dir=BUILD / "icarus" / "int4_mac-neg")
