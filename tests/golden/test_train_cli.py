@@ -151,3 +151,26 @@ def test_bench_speed_smoke(tmp_path):
 
     rows = run_speed(out=tmp_path, models=("mlp",), batch_size=8, steps=2, warmup=1)
     assert rows[0]["ibm4_ratio"] > 0 and (tmp_path / "speed.md").read_text().startswith("| model |")
+
+
+@pytest.mark.parametrize("kind", ["py", "bin"])
+def test_cifar10_loader_reads_both_batch_formats(tmp_path, kind):
+    import pickle
+
+    import numpy as np
+
+    sub = tmp_path / f"cifar-10-batches-{kind}"
+    sub.mkdir()
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for i, name in enumerate(names):
+        data = np.full((2, 3072), i, dtype=np.uint8)
+        labels = [i % 10, (i + 1) % 10]
+        if kind == "py":
+            with open(sub / name, "wb") as f:
+                pickle.dump({b"data": data, b"labels": labels}, f)
+        else:
+            rows = np.concatenate([np.array(labels, dtype=np.uint8)[:, None], data], axis=1)
+            rows.tofile(sub / f"{name}.bin")
+    ds = load_dataset("cifar10", tmp_path)
+    assert ds.train_x.shape == (10, 3, 32, 32) and ds.test_x.shape == (2, 3, 32, 32)
+    assert ds.train_y.tolist()[:4] == [0, 1, 1, 2] and float(ds.test_x[0, 0, 0, 0]) == pytest.approx(5 / 255)
