@@ -40,6 +40,10 @@ FP32_NEGATIVE_ZERO = 0x8000_0000
 def leading_zeros(value):
     """Number of zero bits above the most significant one of ``value``.
 
+    A log-depth tree (each level merges two halves: the upper half's count, or
+    the lower half's plus half the width when the upper half is zero), so the
+    normalization paths of the FP datapath stay short.
+
     Parameters
     ----------
     value : Value
@@ -52,11 +56,23 @@ def leading_zeros(value):
     """
     value = Value.cast(value)
     width = len(value)
-    count = Const(width, unsigned(width.bit_length()))
-    # Later assignments win, so scanning upwards leaves the highest one's count.
-    for index in range(width):
-        count = Mux(value[index], width - 1 - index, count)
-    return count
+    if width == 1:
+        return ~value[0]
+    padded_width = 1 << (width - 1).bit_length()
+    # Ones below the value: padding never adds leading zeros, and zero still counts n.
+    bits = Cat(Const((1 << (padded_width - width)) - 1, padded_width - width), value)
+
+    def tree(bits):
+        """(count of leading zeros mod len(bits), all bits zero) of a power-of-two slice."""
+        if len(bits) == 2:
+            return ~bits[1], ~(bits[0] | bits[1])
+        half = len(bits) // 2
+        count_hi, zero_hi = tree(bits[half:])
+        count_lo, zero_lo = tree(bits[:half])
+        return Cat(Mux(zero_hi, count_lo, count_hi), zero_hi), zero_hi & zero_lo
+
+    count, zero = tree(bits)
+    return Mux(zero, width, count)
 
 
 def _named(m, name, expr, shape=None):

@@ -37,10 +37,13 @@ def _assert_bits_equal(got, want, *operands):
     assert not len(bad), f"{len(bad)} mismatches:\n" + "\n".join(detail)
 
 
-def test_leading_zeros():
-    values = np.arange(1 << 10)
-    got = _evaluate(lambda m, v: leading_zeros(v), [(10, values)])
-    want = np.array([10 - int(v).bit_length() for v in values])
+@pytest.mark.parametrize("width", [1, 2, 3, 8, 10, 22, 28])
+def test_leading_zeros(width):
+    rng = np.random.default_rng(width)
+    values = np.arange(1 << width) if width <= 10 else np.concatenate(
+        [[0], 1 << np.arange(width), rng.integers(0, 1 << width, 300) >> rng.integers(0, width, 300)])
+    got = _evaluate(lambda m, v: leading_zeros(v), [(width, values)])
+    want = np.array([width - int(v).bit_length() for v in values])
     np.testing.assert_array_equal(got, want)
 
 
