@@ -75,3 +75,32 @@ def test_sequence_validation():
         st.Sequence(kind="int4_mac", inputs={"a": [1]}, families=[])
     with pytest.raises(ValueError, match="unknown unit kind"):
         st.default_sequence("int8_mac")
+
+
+def test_fp16_default_sequence_coverage():
+    """The default FP16 sample really reaches ties, cancellations, specials and tiny results."""
+    sequence = st.default_sequence("fp16_mac", seed=1, random_steps=3000)
+    i = sequence.inputs
+    acc = st.expected(sequence).astype(np.int64)
+    products = fp16_product_bits(torch.from_numpy(i["a"]), torch.from_numpy(i["b"])).numpy()
+    previous = np.r_[0, acc[:-1]]
+    adds = (i["valid"] == 1) & (i["clear"] == 0) & (i["rst"] == 0)
+    as_float = lambda bits: bits.astype(np.uint32).view(np.float32).astype(np.float64)
+    result = as_float(acc)
+    with np.errstate(all="ignore"):
+        exact = as_float(previous) + as_float(products)  # exact in float64 when exponents are close
+        # Ties: the exact sum lies halfway between the two nearest binary32 values.
+        ulp = np.abs(np.spacing(result.astype(np.float32)).astype(np.float64))
+        ties = adds & np.isfinite(exact) & (exact != result) & (np.abs(exact - result) == ulp / 2)
+    assert ties.sum() >= 20
+    # Exact cancellation of nonzero operands gives +0.
+    cancelled = adds & (acc == 0) & ((previous & 0x7FFFFFFF) != 0)
+    assert cancelled.sum() >= 20
+    # Massive cancellation: result exponent 10+ below the larger operand's.
+    exponent = lambda bits: (bits >> 23) & 0xFF
+    drop = np.maximum(exponent(previous), exponent(products)) - exponent(acc)
+    assert (adds & (acc != 0) & (drop >= 10)).sum() >= 20
+    # Specials: infinities and canonical NaNs in the accumulator; products of subnormals (< 2^-24).
+    assert ((acc & 0x7FFFFFFF) == 0x7F800000).sum() >= 20
+    assert (acc == 0x7FC00000).sum() >= 100
+    assert (((acc & 0x7FFFFFFF) != 0) & (exponent(acc) < 127 - 24)).sum() >= 20
