@@ -33,7 +33,7 @@ with one round-to-nearest-even per add, in ascending k.
 
 import dataclasses
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -243,8 +243,7 @@ class SystolicArray(wiring.Component):
             """Registered copies of a dict of values (the hop to the next PE)."""
             out = {}
             for key, value in values.items():
-                reg = Signal.like(value, name=f"{name}_{key}") if isinstance(value, Signal) else \
-                    Signal(value.shape(), name=f"{name}_{key}")
+                reg = Signal(Value.cast(value).shape(), name=f"{name}_{key}")
                 m.d.sync += reg.eq(value)
                 out[key] = reg
             return out
@@ -257,22 +256,22 @@ class SystolicArray(wiring.Component):
         for i in range(rows):
             if i > 0:
                 a_controls = register(a_controls, f"west{i}")
-            west.append({"a": delay(m, self.a_in.word_select(i, kind.a_width), i, name=f"a_skew{i}"), **a_controls})
+            a_operand = delay(m, self.a_in.word_select(i, kind.a_width), i, name=f"a_skew{i}")
+            west.append({"a": a_operand, **a_controls})
         b_controls = {name: getattr(self, name) for name in kind.b_modes}
         north = []
         for j in range(cols):
             if j > 0:
                 b_controls = register(b_controls, f"north{j}")
-            north.append({"b": delay(m, self.b_in.word_select(j, kind.b_width), j, name=f"b_skew{j}"), **b_controls})
+            b_operand = delay(m, self.b_in.word_select(j, kind.b_width), j, name=f"b_skew{j}")
+            north.append({"b": b_operand, **b_controls})
 
         # PEs, top row first; each passes A right and B down through registers.
-        chain = [[None] * cols for _ in range(rows)]
         caps = [[None] * cols for _ in range(rows)]
         accs = [[None] * cols for _ in range(rows)]
-        from_west = west
         from_north = north
         for i in range(rows):
-            left = from_west[i]
+            left = west[i]
             below_inputs = []
             for j in range(cols):
                 top = from_north[j]
