@@ -94,13 +94,17 @@ class GemmEngine(wiring.Component):
         m.submodules.tx = tx = UARTTransmitter(divisor=self.divisor)
         m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
 
-        m.submodules.a_mem = a_mem = Memory(shape=a_bits, depth=depth, init=[])
-        m.submodules.b_mem = b_mem = Memory(shape=b_bits, depth=depth, init=[])
+        # Every buffer is a block RAM: small result memories would otherwise
+        # become flip-flops and multiplexers, LUT4s the MACs need, and deep
+        # operand buffers ECP5 distributed RAM.
+        block = {"ram_style": "block"}
+        m.submodules.a_mem = a_mem = Memory(shape=a_bits, depth=depth, init=[], attrs=block)
+        m.submodules.b_mem = b_mem = Memory(shape=b_bits, depth=depth, init=[], attrs=block)
         a_write, b_write = a_mem.write_port(), b_mem.write_port()
         a_read, b_read = a_mem.read_port(), b_mem.read_port()
         c_writes, c_reads = [], []
         for j in range(cols):
-            c_mem = Memory(shape=acc, depth=rows, init=[])
+            c_mem = Memory(shape=acc, depth=rows, init=[], attrs=block)
             m.submodules[f"c_mem{j}"] = c_mem
             c_writes.append(c_mem.write_port())
             c_reads.append(c_mem.read_port())
