@@ -1,0 +1,95 @@
+"""Operand streams: synthetic statistics, PE streams, array tiles, golden-training captures."""
+
+import numpy as np
+import pytest
+import torch
+
+from golden.capture import TensorCapture
+from golden.formats.fp16 import fp16_bits_to_float
+from report.stimulus import array_stream, capture_gemms, stream, synthetic_gemms
+
+
+@pytest.fixture(scope="module")
+def gemms():
+    return synthetic_gemms()
+
+
+def test_synthetic_codes_look_like_training(gemms):
+    fwd, dx, dw = gemms
+    assert (fwd.op, dx.op, dw.op) == ("fwd", "dx", "dw")
+    assert fwd.a.min() >= 0 and fwd.a.max() <= 15 and (fwd.a == 0).mean() > 0.45   # PACT, ReLU zeros
+    assert fwd.b.min() >= -7 and fwd.b.max() <= 7
+    for g in (dx.a, dw.a):
+        assert g.min() >= 0 and g.max() <= 15
+        assert not np.any(g == 8)                           # sign bit only on non-zero codes
+        exponents = np.unique(g & 7)
+        assert len(exponents) >= 6                          # gradients spread over the radix-4 range
+    assert fwd.a.shape[1] == fwd.b.shape[0] and dx.a.shape[1] == dx.b.shape[0]
+    assert dw.a.shape[1] == dw.b.shape[0]
+
+
+def test_pe_streams(gemms):
+    s = stream("int4_mac", "forward", gemms, 600)
+    assert set(s) == {"a", "b", "a_signed", "valid", "clear"}
+    assert all(len(v) == 600 for v in s.values())
+    k = gemms[0].a.shape[1]
+    assert list(np.flatnonzero(s["clear"])) == list(range(0, 600, k))   # whole dot products
+    assert s["valid"].all() and not s["a_signed"].any()
+    log = stream("log_mac", "backward", gemms, 600)
+    assert list(log["x_signed"][:300]) == [1] * 300 and not log["x_signed"][300:].any()   # dx, then dw
+    fp = stream("fp16_mac", "forward", gemms, 600)
+    values = fp16_bits_to_float(torch.from_numpy(fp["a"])).to(torch.float64).numpy()
+    assert np.isfinite(values).all() and (values >= 0).all()
+    train = stream("train_mac", "backward", gemms, 100)
+    assert train["mode"].all() and not train["a_signed"].any()
+    with pytest.raises(ValueError, match="not run on"):
+        stream("int4_mac", "backward", gemms, 10)
+
+
+def test_array_stream_tiles(gemms):
+    rows = cols = 4
+    s = array_stream("int4", rows, cols, "forward", gemms, 600, seed=1)
+    assert all(len(v) == 600 for v in s.values())
+    fwd = gemms[0]
+    k = fwd.a.shape[1]
+    starts = np.flatnonzero(s["clear"])
+    assert list(starts) == list(range(0, 600, k)) and list(np.flatnonzero(s["last"])) == list(range(k - 1, 600, k))
+    # unpack the first tile: a_in element i is a column of A, b_in element j a row of B
+    a = np.array([[(int(w) >> (4 * i)) & 15 for i in range(rows)] for w in s["a_in"][:k]])
+    b = np.array([[(int(w) >> (4 * j)) & 15 for j in range(cols)] for w in s["b_in"][:k]])
+    i0 = next(i for i in range(fwd.a.shape[0]) if np.array_equal(fwd.a[i] & 15, a[:, 0]))
+    assert np.array_equal(a, (fwd.a[[(i0 + i) % fwd.a.shape[0] for i in range(rows)]] & 15).T)
+    j0 = next(j for j in range(fwd.b.shape[1]) if np.array_equal(fwd.b[:, j] & 15, b[:, 0]))
+    assert np.array_equal(b, fwd.b[:, [(j0 + j) % fwd.b.shape[1] for j in range(cols)]] & 15)
+
+
+def test_short_tiles_get_idle_cycles():
+    g = synthetic_gemms(m=8, k=3, n=8)
+    s = array_stream("int4", 4, 4, "forward", g, 70)
+    # K = 3 < 2*4 - 1: each tile is 3 valid cycles then 4 idle ones
+    assert list(s["valid"][:14]) == [1, 1, 1, 0, 0, 0, 0] * 2
+    assert list(np.flatnonzero(s["clear"][:14])) == [0, 7]
+
+
+def test_capture_gemms(tmp_path):
+    cap = TensorCapture([5])
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.integers(0, 16, (6, 5)))
+    w = torch.from_numpy(rng.integers(-7, 8, (5, 3)))
+    g = torch.from_numpy(rng.integers(0, 16, (6, 3)).astype(np.uint8))
+    with cap.step(5):
+        cap.record("l1", "fwd", kind="int4", a=x, b=w, c=x @ w, a_signed=False, b_signed=True,
+                   scale_a=0.5, scale_b=0.25)
+        cap.record("l1", "dx", kind="log", a=g, b=w.t(), c=torch.zeros(6, 5), b_signed=True,
+                   scale_g=2.0, phase=0, unit_g=1.0, scale_b=0.25, radix=4)
+    path = tmp_path / "cap.npz"
+    cap.save(path)
+    fwd, dx = capture_gemms(path)
+    assert fwd.op == "fwd" and np.array_equal(fwd.a, x.numpy()) and not fwd.a_signed
+    assert np.array_equal(fwd.a_real, x.numpy() * 0.5) and np.array_equal(fwd.b_real, w.numpy() * 0.25)
+    code = int(g[0, 0])
+    e, s = code & 7, -1.0 if code & 8 else 1.0
+    assert dx.a_real[0, 0] == (0.0 if e == 0 else s * 2.0 * 4.0 ** (e - 7))
+    assert stream("log_mac", "backward", [dx, dx.__class__(**{**dx.__dict__, "op": "dw"})], 40)["g"].max() <= 15
+    with pytest.raises(ValueError, match="cannot read capture"):
+        capture_gemms(tmp_path / "missing.npz")
