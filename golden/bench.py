@@ -37,7 +37,7 @@ ACCURACY_RUNS = (
     ("mnist", "mlp", 5, ("fp32", "ibm4", "ibm4-full", "luq")),
     ("mnist", "lenet5", 2, ("fp32", "ibm4", "luq")),
     ("digits", "mlp", 30, ("fp32", "ibm4", "ibm4-full", "luq")),
-    ("digits", "lenet5", 30, ("fp32", "ibm4", "ibm4-full", "luq")),
+    ("digits", "lenet5", 100, ("fp32", "ibm4", "ibm4-full", "luq")),
 )
 ACCURACY_RECIPES = ("fp32", "ibm4", "ibm4-full", "luq")
 
