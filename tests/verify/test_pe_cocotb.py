@@ -41,7 +41,11 @@ def test_default_build(kind, sim):
                           env={"FOURBIT_SPEC_STEPS": "1500", "FOURBIT_SPEC_SEED": "3"})
 
 
-@pytest.mark.parametrize("sim", SIMULATORS)
+@pytest.mark.parametrize("sim", [
+    "icarus",
+    # One more Verilator C++ build per unit: `make verify-long` only.
+    pytest.param("verilator", marks=pytest.mark.slow),
+])
 @pytest.mark.parametrize("kind,acc_width", [("int4_mac", 9), ("log_mac", 18)])
 def test_narrow_accumulator_wraps(kind, acc_width, sim):
     """A narrow accumulator wraps within a few steps: random sequences wrap constantly."""
