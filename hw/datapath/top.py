@@ -10,14 +10,16 @@ Commands (``cmd`` sampled with ``start``; ``busy`` is high until done)
     backward), collects the drained accumulators, adds ``bias[j]`` and
     requantizes each column at the array edge ((M0, shift), ReLU/PACT clamp,
     masks) into the result registers, then runs the tile's post-operation
-    over its ``rows_valid`` x ``cols_valid`` elements, element ``(i, j)`` at
-    address ``base + i * stride + j``:
+    over its ``rows_valid`` x ``cols_valid`` elements, element ``(i, j)`` of
+    the tile being element ``offset + i * stride + j`` of its tensor, whose
+    mask lives at ``base + offset + i * stride + j``:
 
     * ``POST_NONE``: nothing (dW tiles, logits);
     * ``POST_MASK``: store the straight-through mask bit (``inside``) in the mask memory;
     * ``POST_GRAD``: gradient = the accumulator, zeroed where the mask memory
-      says outside (when ``use_mask``), written to the gradient memory; its
-      magnitude enters the amax register.
+      (at the address above) says outside (when ``use_mask``), written to the
+      gradient memory at ``offset + i * stride + j`` (the element's index in
+      the gradient tensor); its magnitude enters the amax register.
 ``CMD_ENCODE``
     GradScale exponent ``k`` from amax (leading-one detection), then both
     TPR phases' FP4 codes of gradient words ``0 .. count-1`` into the code
@@ -93,8 +95,9 @@ class TrainDatapath(wiring.Component):
         Requantizer multiplier (M0, shift); shift >= 1.
     rows_valid, cols_valid : Signal, in
         Extent of the tile inside the tensor (1..R, 1..C), for the post-operation.
-    base, stride : Signal, in
-        Address of tile element (0, 0) and the tensor's row stride, for the post-operation.
+    base, offset, stride : Signal, in
+        Mask memory base of the tensor, index of tile element (0, 0) in the tensor, and the
+        tensor's row stride, for the post-operation.
     count : Signal, in
         Words for ``CMD_ENCODE``.
     a_we, a_addr, a_data : in
@@ -141,7 +144,7 @@ class TrainDatapath(wiring.Component):
             "k": In(range(k_depth + 1)), "mode": In(1), "a_signed": In(1), "b_signed": In(1),
             "post": In(2), "use_mask": In(1), "m0": In(M0_BITS), "shift": In(SHIFT_BITS),
             "rows_valid": In(range(rows + 1)), "cols_valid": In(range(cols + 1)),
-            "base": In(addr), "stride": In(addr), "count": In(range(grad_depth + 1)),
+            "base": In(addr), "offset": In(addr), "stride": In(addr), "count": In(range(grad_depth + 1)),
             "a_we": In(1), "a_addr": In(_bits(k_depth)), "a_data": In(4 * rows),
             "b_we": In(1), "b_addr": In(_bits(k_depth)), "b_data": In(4 * cols),
             "bias_we": In(1), "bias_addr": In(_bits(cols)), "bias_data": In(signed(TOTAL_WIDTH)),
@@ -158,7 +161,7 @@ class TrainDatapath(wiring.Component):
             "mask_depth": self.mask_depth, "acc_width": self.acc_width, "grad_width": self.grad_width,
             "commands": {"nop": CMD_NOP, "gemm": CMD_GEMM, "encode": CMD_ENCODE, "clear": CMD_CLEAR},
             "post": {"none": POST_NONE, "mask": POST_MASK, "grad": POST_GRAD},
-            "max_k_no_overflow": self.array.max_k,
+            "total_width": TOTAL_WIDTH, "max_k_no_overflow": self.array.max_k,
         }
 
     def elaborate(self, platform):
@@ -212,7 +215,7 @@ class TrainDatapath(wiring.Component):
         post = Signal(2)
         use_mask = Signal()
         rows_valid, cols_valid = Signal.like(self.rows_valid), Signal.like(self.cols_valid)
-        base, stride = Signal.like(self.base), Signal.like(self.stride)
+        base, offset, stride = Signal.like(self.base), Signal.like(self.offset), Signal.like(self.stride)
         count = Signal.like(self.count)
         m0, shift = Signal.like(self.m0), Signal.like(self.shift)
         mode, a_signed, b_signed = Signal(), Signal(), Signal()
@@ -252,10 +255,12 @@ class TrainDatapath(wiring.Component):
         flat_inside = Array(inside[i][j] for i in range(R) for j in range(C))
         pi, pj = Signal(range(R + 1)), Signal(range(C + 1))
         row_addr = Signal(self.addr_bits)
+        row_rel = Signal(self.addr_bits)
         idx = Signal(range(self.grad_depth + 1))
         st_valid = Signal()
         st_elem = Signal(range(R * C))
         st_addr = Signal(self.addr_bits)
+        st_rel = Signal(self.addr_bits)
         m.d.sync += st_valid.eq(0)
         m.d.comb += [k_rd.addr.eq(row_addr + pj), g_rd.addr.eq(idx)]
 
@@ -276,7 +281,7 @@ class TrainDatapath(wiring.Component):
             m.d.comb += [k_wr.en.eq(1), k_wr.addr.eq(st_addr), k_wr.data.eq(flat_inside[st_elem])]
         # Gradient memory: host writes when idle, the post-operation when busy.
         with m.If(st_valid & (post == POST_GRAD)):
-            m.d.comb += [g_wr.en.eq(1), g_wr.addr.eq(st_addr), g_wr.data.eq(masked)]
+            m.d.comb += [g_wr.en.eq(1), g_wr.addr.eq(st_rel), g_wr.data.eq(masked)]
             with m.If(magnitude(masked) > amax):
                 m.d.sync += amax.eq(magnitude(masked))
         with m.Elif(self.g_we & ~self.busy):
@@ -290,7 +295,7 @@ class TrainDatapath(wiring.Component):
                     m.d.sync += [
                         k_reg.eq(self.k), post.eq(self.post), use_mask.eq(self.use_mask),
                         rows_valid.eq(self.rows_valid), cols_valid.eq(self.cols_valid),
-                        base.eq(self.base), stride.eq(self.stride), count.eq(self.count),
+                        base.eq(self.base), offset.eq(self.offset), stride.eq(self.stride), count.eq(self.count),
                         m0.eq(self.m0), shift.eq(self.shift),
                         mode.eq(self.mode), a_signed.eq(self.a_signed), b_signed.eq(self.b_signed),
                         cycles.eq(1), kk.eq(0), idx.eq(0),
@@ -310,7 +315,7 @@ class TrainDatapath(wiring.Component):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [pi.eq(0), pj.eq(0), row_addr.eq(base)]
+                m.d.sync += [pi.eq(0), pj.eq(0), row_addr.eq(base + offset), row_rel.eq(offset)]
                 with m.If(all_drained):
                     with m.If(post == POST_NONE):
                         m.next = "IDLE"
@@ -319,9 +324,11 @@ class TrainDatapath(wiring.Component):
             with m.State("POST"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(pi < rows_valid):
-                    m.d.sync += [st_valid.eq(1), st_elem.eq(pi * C + pj), st_addr.eq(row_addr + pj)]
+                    m.d.sync += [st_valid.eq(1), st_elem.eq(pi * C + pj), st_addr.eq(row_addr + pj),
+                                 st_rel.eq(row_rel + pj)]
                     with m.If(pj + 1 >= cols_valid):
-                        m.d.sync += [pj.eq(0), pi.eq(pi + 1), row_addr.eq(row_addr + stride)]
+                        m.d.sync += [pj.eq(0), pi.eq(pi + 1), row_addr.eq(row_addr + stride),
+                                     row_rel.eq(row_rel + stride)]
                     with m.Else():
                         m.d.sync += pj.eq(pj + 1)
                 with m.Else():

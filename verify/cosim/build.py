@@ -18,13 +18,15 @@ BUILD_ROOT = REPO_ROOT / "build" / "cosim"
 
 
 def datapath_verilog(geometry):
-    """Deterministic Verilog of :class:`hw.datapath.TrainDatapath` for ``geometry``, and its port names."""
+    """Deterministic Verilog of :class:`hw.datapath.TrainDatapath` for ``geometry``, its port names
+    and its manifest."""
     from amaranth.back import verilog
     from hw.datapath import TrainDatapath
 
     dp = TrainDatapath(**vars(geometry))
+    manifest = dp.manifest()
     text = verilog.convert(dp, name=TOPLEVEL, emit_src=False, strip_internal_attrs=True)
-    return text, ("clk", "rst", *dp.signature.members)
+    return text, ("clk", "rst", *dp.signature.members), manifest
 
 
 class DatapathBuild:
@@ -45,6 +47,7 @@ class DatapathBuild:
                           f"dp_{g.rows}x{g.cols}_k{g.k_depth}_g{g.grad_depth}_m{g.mask_depth}"
                           f"_a{g.acc_width}_w{g.grad_width}")
         self.built = False
+        self.manifest = None
 
     def env(self):
         from rtl_gen.toolchain import tool_env
@@ -61,7 +64,9 @@ class DatapathBuild:
         from rtl_gen.lint import WAIVERS
 
         self.env()
-        text, ports = datapath_verilog(self.geometry)
+        if self.manifest is not None:
+            return
+        text, ports, self.manifest = datapath_verilog(self.geometry)
         ports_vlt = "`verilator_config\n" + "".join(
             f'public_flat_rw -module "{TOPLEVEL}" -var "{name}"\n' for name in ports)
         stamp = hashlib.sha256("\n".join([text, ports_vlt, *VERILATOR_ARGS]).encode()).hexdigest()
@@ -91,6 +96,7 @@ class DatapathBuild:
 
         self.ensure()
         full = self.env()
+        # The simulator process reads PYTHONPATH only; it must not re-import the host's heavy modules.
         full.update(env)
         runner = get_runner("verilator")
         workdir = pathlib.Path(workdir)

@@ -9,13 +9,15 @@ to fall and reads results back. It counts the datapath's compute cycles
 
 :meth:`DatapathDriver.check_layer` refuses shapes the generated datapath cannot
 hold, with a message giving its limits.
+
+The driver runs inside the simulator process, which imports neither torch
+nor Amaranth (their start-up there is slow): the command encodings come from
+:meth:`hw.datapath.TrainDatapath.manifest` through the host.
 """
 
 import dataclasses
 
 import numpy as np
-
-from hw.datapath.top import CMD_CLEAR, CMD_ENCODE, CMD_GEMM, POST_GRAD, POST_MASK, POST_NONE, TOTAL_WIDTH
 
 __all__ = ["Geometry", "GemmStats", "DatapathDriver", "pack_codes"]
 
@@ -92,12 +94,17 @@ class DatapathDriver:
     dut : cocotb handle
         The ``train_datapath`` top.
     geometry : Geometry
+    encodings : dict
+        ``commands`` (``gemm``, ``encode``, ``clear``), ``post`` (``none``...) and
+        ``total_width`` of the datapath (its manifest).
     """
 
-    def __init__(self, dut, geometry):
+    def __init__(self, dut, geometry, encodings):
         from cocotb.triggers import FallingEdge
 
         self.dut, self.g = dut, geometry
+        self.cmd = encodings["commands"]
+        self.total_width = encodings["total_width"]
         self._edge = FallingEdge(dut.clk)
         self.io_cycles = 0
         self.compute_cycles = 0
@@ -149,16 +156,17 @@ class DatapathDriver:
         d.bias_we.value = 1
         for j, v in enumerate(values):
             d.bias_addr.value = j
-            d.bias_data.value = int(v) & ((1 << TOTAL_WIDTH) - 1)
+            d.bias_data.value = int(v) & ((1 << self.total_width) - 1)
             await self.tick()
         d.bias_we.value = 0
 
-    async def gemm(self, stats, a, b, *, mode, a_signed, b_signed, bias=None, post=POST_NONE,
+    async def gemm(self, stats, a, b, *, mode, a_signed, b_signed, bias=None, post=0,
                    m0=1 << 15, shift=1, base=0, stride=0, use_mask=False, want_codes=False):
         """``a @ b`` (+ bias) of code matrices on the array, tile by tile.
 
         Returns ``total`` (int64 M x N) and, with ``want_codes``, ``(codes, inside, saturated)``.
-        ``base``/``stride`` address element (m, n) of the post-operation at ``base + m*stride + n``.
+        ``post`` is the datapath's post-operation code (0: none); element (m, n) is element
+        ``m*stride + n`` of the gradient tensor and has its mask bit at ``base + m*stride + n``.
         """
         g = self.g
         a = np.asarray(a, dtype=np.int64)
@@ -168,8 +176,8 @@ class DatapathDriver:
         g.check_gemm(stats.name, m_, k_, n_)
         R, C = g.rows, g.cols
         bias = np.zeros(n_, dtype=np.int64) if bias is None else np.asarray(bias, dtype=np.int64)
-        if bias.size and int(np.abs(bias).max()) >= 1 << (TOTAL_WIDTH - 1):
-            raise ValueError(f"{stats.name}: bias codes beyond {TOTAL_WIDTH}-bit accumulator range")
+        if bias.size and int(np.abs(bias).max()) >= 1 << (self.total_width - 1):
+            raise ValueError(f"{stats.name}: bias codes beyond {self.total_width}-bit accumulator range")
         total = np.zeros((m_, n_), dtype=np.int64)
         codes = np.zeros((m_, n_), dtype=np.uint8)
         inside = np.zeros((m_, n_), dtype=bool)
@@ -192,9 +200,9 @@ class DatapathDriver:
                 if key != self._bias_key:
                     await self._write_bias(bias_tile)
                     self._bias_key = key
-                await self.command(CMD_GEMM, k=k_, mode=mode, a_signed=a_signed, b_signed=b_signed, post=post,
+                await self.command(self.cmd["gemm"], k=k_, mode=mode, a_signed=a_signed, b_signed=b_signed, post=post,
                                    use_mask=use_mask, m0=m0, shift=shift, rows_valid=rows, cols_valid=cols,
-                                   base=base + m0_ * stride + n0, stride=stride)
+                                   base=base, offset=m0_ * stride + n0, stride=stride)
                 stats.tiles += 1
                 # Read back row by row: row i is shown while row i + 1 is addressed.
                 d.res_row.value = 0
@@ -208,8 +216,8 @@ class DatapathDriver:
                     if i + 1 < rows:
                         d.res_row.value = i + 1
                     for j in range(cols):
-                        total[m0_ + i, n0 + j] = _signed((word >> (TOTAL_WIDTH * j)) & ((1 << TOTAL_WIDTH) - 1),
-                                                         TOTAL_WIDTH)
+                        total[m0_ + i, n0 + j] = _signed((word >> (self.total_width * j)) & ((1 << self.total_width) - 1),
+                                                         self.total_width)
                         if want_codes:
                             codes[m0_ + i, n0 + j] = (cw >> (4 * j)) & 0xF
                             inside[m0_ + i, n0 + j] = (iw >> j) & 1
@@ -221,7 +229,7 @@ class DatapathDriver:
         return total
 
     async def clear_amax(self):
-        await self.command(CMD_CLEAR)
+        await self.command(self.cmd["clear"])
 
     async def load_grad(self, ints):
         """Write signed gradient words 0..n-1 (host gradients; amax follows)."""
@@ -239,7 +247,7 @@ class DatapathDriver:
     async def encode(self, count):
         """FP4-encode gradient words 0..count-1: ``(codes phase 0, codes phase 1, k, amax, cycles)``."""
         self.g.check_grad("gradient", count)
-        cycles = await self.command(CMD_ENCODE, count=count)
+        cycles = await self.command(self.cmd["encode"], count=count)
         d = self.dut
         c0 = np.zeros(count, dtype=np.uint8)
         c1 = np.zeros(count, dtype=np.uint8)

@@ -39,7 +39,6 @@ from golden.requant import QMAX, requant_params
 from hw.datapath.top import POST_GRAD, POST_MASK, POST_NONE
 from hw.train_pe import MODE_INT, MODE_LOG
 
-from .driver import GemmStats
 
 __all__ = ["LOSS_FRACTION_BITS", "COSIM_CONFIG", "build_models", "loss_gradient_fixed", "HostTrainer",
            "GoldenTrainer", "same_bits"]
@@ -110,13 +109,14 @@ class HostTrainer:
     ----------
     model : nn.Sequential
         Converted MLP (Flatten, QLinear, PACT, ..., QLinear) holding the master weights.
-    driver : verify.cosim.driver.DatapathDriver
+    datapath : verify.cosim.remote.RemoteDatapath
+        The simulated datapath (``gemm``, ``clear_amax``, ``load_grad``, ``encode``, ``geometry``).
     lr, momentum, weight_decay, total_steps
         Optimizer and cosine schedule (as :func:`golden.train.train`).
     """
 
-    def __init__(self, model, driver, *, lr, momentum, weight_decay, total_steps):
-        self.model, self.driver = model, driver
+    def __init__(self, model, datapath, *, lr, momentum, weight_decay, total_steps):
+        self.model, self.dp = model, datapath
         self.cfg = COSIM_CONFIG
         mods = [mod for mod in model.modules() if isinstance(mod, (QLinear, PACT))]
         self.layers = [mod for mod in mods if isinstance(mod, QLinear)]
@@ -125,9 +125,10 @@ class HostTrainer:
             raise ValueError("HostTrainer expects an MLP: QLinear (PACT QLinear)*")
         self.opt, self.sched = _make_optimizer(model, lr, momentum, weight_decay, total_steps)
 
-    def check_shapes(self, batch):
-        """ValueError (with the datapath's limits) unless a batch of this size fits the datapath."""
-        g = self.driver.g
+    def check_shapes(self, batch, geometry=None):
+        """ValueError (with the datapath's limits) unless a batch of this size fits the datapath
+        (``geometry``, default: the datapath's)."""
+        g = geometry or self.dp.geometry
         mask_end = 0
         for i, layer in enumerate(self.layers):
             name = layer.fourbit_name
@@ -141,9 +142,9 @@ class HostTrainer:
                 mask_end += batch * n
         g.check_mask("hidden activations", mask_end)
 
-    async def step(self, xb, yb):
+    def step(self, xb, yb):
         """One training step through the datapath; returns ``(loss, [GemmStats...], encode cycles)``."""
-        drv, cfg, fmt = self.driver, self.cfg, self.cfg.grad_format
+        dp, cfg, fmt = self.dp, self.cfg, self.cfg.grad_format
         batch = xb.shape[0]
         self.check_shapes(batch)
         stats, encode_cycles = [], 0
@@ -158,8 +159,7 @@ class HostTrainer:
             unit = x_step * w_step
             b_codes = pipeline.bias_codes(layer.bias, unit)
             n, k = w_codes.shape
-            st = GemmStats(f"{layer.fourbit_name}.fwd", batch, k, n)
-            stats.append(st)
+            name = f"{layer.fourbit_name}.fwd"
             args = dict(mode=MODE_INT, a_signed=x_signed, b_signed=True, bias=b_codes.to(torch.int64).numpy())
             if i + 1 < len(self.layers):
                 pact = self.pacts[i]
@@ -168,16 +168,18 @@ class HostTrainer:
                     raise FloatingPointError(f"PACT {pact.fourbit_name!r}: alpha became {alpha}; must stay > 0")
                 step = alpha / QMAX
                 m0, shift = requant_params(unit / step)
-                total, codes, inside, sat = await drv.gemm(
-                    st, x_codes.numpy(), w_codes.t().numpy(), post=POST_MASK, m0=m0, shift=shift,
+                (total, codes, inside, sat), st = dp.gemm(
+                    name, x_codes.numpy(), w_codes.t().numpy(), post=POST_MASK, m0=m0, shift=shift,
                     base=mask_base, stride=n, want_codes=True, **args)
                 saved.append(dict(x_codes=x_codes, x_step=x_step, x_signed=x_signed, w_codes=w_codes,
                                   w_step=w_step, inside=torch.from_numpy(inside),
                                   saturated=torch.from_numpy(sat), mask_base=mask_base))
+                stats.append(st)
                 mask_base += batch * n
                 x_codes, x_step, x_signed = torch.from_numpy(codes).to(torch.float32), step, False
             else:
-                total = await drv.gemm(st, x_codes.numpy(), w_codes.t().numpy(), **args)
+                total, st = dp.gemm(name, x_codes.numpy(), w_codes.t().numpy(), **args)
+                stats.append(st)
                 saved.append(dict(x_codes=x_codes, x_step=x_step, x_signed=x_signed, w_codes=w_codes,
                                   w_step=w_step))
                 logits = (torch.from_numpy(total).to(torch.float64) * unit).to(torch.float32)
@@ -190,12 +192,12 @@ class HostTrainer:
         # ---- backward ----
         phases = (cfg.dx_phase, cfg.dw_phase) if cfg.tpr else (cfg.dx_phase, cfg.dx_phase)
         unit_g, count = 1.0, grad_y.numel()
-        await drv.clear_amax()
-        await drv.load_grad(loss_gradient_fixed(grad_y))
+        dp.clear_amax()
+        dp.load_grad(loss_gradient_fixed(grad_y))
         hw_ints = None
         for i in reversed(range(len(self.layers))):
             layer, s = self.layers[i], saved[i]
-            c0, c1, k_hw, amax, cyc = await drv.encode(count)
+            c0, c1, k_hw, amax, cyc = dp.encode(count)
             encode_cycles += cyc
             if amax == 0:
                 scale = float(unit_g)
@@ -209,17 +211,16 @@ class HostTrainer:
             grad_x = None
             if i > 0:
                 below = saved[i - 1]
-                st = GemmStats(f"{layer.fourbit_name}.dx", batch, n, layer.in_features)
+                dp.clear_amax()
+                dx, st = dp.gemm(f"{layer.fourbit_name}.dx", g0, s["w_codes"].numpy(), mode=MODE_LOG, a_signed=False, b_signed=True,
+                                 post=POST_GRAD, base=below["mask_base"], stride=layer.in_features,
+                                 use_mask=True)
                 stats.append(st)
-                await drv.clear_amax()
-                dx = await drv.gemm(st, g0, s["w_codes"].numpy(), mode=MODE_LOG, a_signed=False, b_signed=True,
-                                    post=POST_GRAD, base=0, stride=layer.in_features, use_mask=True)
                 dx_unit = pipeline.grad_unit(fmt, scale, phases[0]) * s["w_step"]
                 grad_x = (torch.from_numpy(dx).to(torch.float64) * dx_unit).to(torch.float32)
-            st = GemmStats(f"{layer.fourbit_name}.dw", n, batch, layer.in_features)
+            dw, st = dp.gemm(f"{layer.fourbit_name}.dw", g1.T, s["x_codes"].numpy(), mode=MODE_LOG, a_signed=False,
+                             b_signed=s["x_signed"], post=POST_NONE)
             stats.append(st)
-            dw = await drv.gemm(st, g1.T, s["x_codes"].numpy(), mode=MODE_LOG, a_signed=False,
-                                b_signed=s["x_signed"], post=POST_NONE)
             dw_unit = pipeline.grad_unit(fmt, scale, phases[1]) * s["x_step"]
             layer.weight.grad = (torch.from_numpy(dw).to(torch.float64) * dw_unit).to(torch.float32) \
                 .reshape(layer.weight.shape)

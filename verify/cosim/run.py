@@ -1,13 +1,12 @@
 """Running a co-simulation and its performance model."""
 
-import json
 import pathlib
 import tempfile
 
 from .build import BUILD_ROOT, DatapathBuild
 from .driver import Geometry
 
-__all__ = ["PRESETS", "run_cosim", "performance", "CosimFailed"]
+__all__ = ["PRESETS", "run_cosim", "performance"]
 
 #: Named runs: ``make cosim`` (digits 64-32-10), ``make cosim-mnist`` (784-128-10) and the test's tiny MLP.
 PRESETS = {
@@ -20,64 +19,92 @@ PRESETS = {
 }
 
 
-class CosimFailed(RuntimeError):
-    """The simulation did not complete, or its master weights differ from the golden run."""
-
-
 def run_cosim(*, dataset, hidden, batch, steps, geometry, lr, momentum=0.9, weight_decay=5e-4, seed=0,
-              depth=1, data_dir=None, build_root=BUILD_ROOT):
-    """Train in the loop; returns the report dict (see :mod:`verify.cosim.tb`).
+              depth=1, data_dir=None, build_root=BUILD_ROOT, on_step=None):
+    """Train in the loop and compare with the golden run after every step.
+
+    Parameters
+    ----------
+    dataset, data_dir : str
+        :func:`golden.data.load_dataset` arguments.
+    hidden, depth : int
+        MLP hidden width and number of hidden layers.
+    batch, steps, lr, momentum, weight_decay, seed
+        Training (SGD with momentum, cosine schedule over ``steps``, as :mod:`golden.train`).
+    geometry : dict
+        :class:`verify.cosim.driver.Geometry` fields of the datapath to generate.
+    on_step : callable, optional
+        Called with each step's record as soon as it is done.
+
+    Returns
+    -------
+    dict
+        ``config``, ``steps`` (per step: ``loss``, ``loss_golden``, ``match``,
+        ``compute_cycles``, ``io_cycles``, ``encode_cycles``, ``gemms``), ``seconds``.
 
     Raises
     ------
     ValueError
         Bad parameters, or a network the datapath cannot hold (message gives the limits).
-    CosimFailed
-        Simulation failure or any bit difference.
+    verify.cosim.remote.DatapathError
+        The simulation failed.
     """
+    import time
+
+    import torch
+    from golden.data import load_dataset
+
+    from .host import GoldenTrainer, HostTrainer, build_models, same_bits
+    from .remote import RemoteDatapath
+
     for name, value in (("hidden", hidden), ("batch", batch), ("steps", steps), ("depth", depth)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, not {value!r}")
     geo = Geometry(**geometry)
-    _check_fits(geo, dataset, hidden, batch, depth)
-    cfg = dict(dataset=dataset, data_dir=data_dir, hidden=hidden, batch=batch, steps=steps, lr=lr,
-               momentum=momentum, weight_decay=weight_decay, seed=seed, depth=depth, geometry=vars(geo))
+    ds = load_dataset(dataset, data_dir)
+    n_in = 1
+    for s in ds.input_shape:
+        n_in *= s
+    golden_model, host_model = build_models(n_in=n_in, hidden=hidden, n_out=ds.num_classes, depth=depth, seed=seed)
+    opt = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, total_steps=steps)
+    golden = GoldenTrainer(golden_model, **opt)
     build = DatapathBuild(geo, build_root=build_root)
+    host = HostTrainer(host_model, None, **opt)
+    host.check_shapes(batch, geo)   # before anything is built or simulated
+    cfg = dict(dataset=dataset, data_dir=data_dir, hidden=hidden, depth=depth, batch=batch, steps=steps, lr=lr,
+               momentum=momentum, weight_decay=weight_decay, seed=seed, geometry=vars(geo))
+    started = time.perf_counter()
     build.ensure()
+    build_seconds = time.perf_counter() - started
     runs = build.directory / "runs"
     runs.mkdir(exist_ok=True)
     workdir = pathlib.Path(tempfile.mkdtemp(dir=runs))
-    out = workdir / "report.json"
-    status = build.run("verify.cosim.tb", workdir=workdir,
-                       env={"FOURBIT_COSIM_IN": json.dumps(cfg), "FOURBIT_COSIM_OUT": str(out),
-                            "COCOTB_LOG_LEVEL": "WARNING"})
-    if not out.exists():
-        raise CosimFailed(f"co-simulation produced no report (status {status}); see {workdir / 'sim.log'}")
-    report = json.loads(out.read_text())
-    report["workdir"] = str(workdir)
-    report["built"] = build.built
-    return report
-
-
-def _check_fits(geo, dataset, hidden, batch, depth):
-    from golden.data import load_dataset  # noqa: F401  (datasets are validated by the testbench)
-
-    n_in = {"digits": 64, "mnist": 784, "fashion-mnist": 784}.get(dataset)
-    if n_in is None:
-        raise ValueError(f"unknown dataset {dataset!r}; valid: digits, mnist, fashion-mnist")
-    widths = [n_in] + [hidden] * depth + [10]
-    mask_end = 0
-    for i in range(len(widths) - 1):
-        k, n = widths[i], widths[i + 1]
-        name = f"layer {i}"
-        geo.check_gemm(f"{name} forward", batch, k, n)
-        geo.check_gemm(f"{name} dW", n, batch, k)
-        geo.check_grad(f"{name} output gradient", batch * n)
-        if i > 0:
-            geo.check_gemm(f"{name} dX", batch, n, k)
-        if i + 1 < len(widths) - 1:
-            mask_end += batch * n
-    geo.check_mask("hidden activations", mask_end)
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(ds.train_y), generator=gen)
+    records = []
+    with RemoteDatapath(build, workdir) as dp:
+        host.dp = dp
+        for step in range(steps):
+            lo = (step * batch) % max(len(perm) - batch + 1, 1)
+            idx = perm[lo:lo + batch]
+            xb, yb = ds.train_x[idx], ds.train_y[idx]
+            t0 = time.perf_counter()
+            loss_hw, stats, enc = host.step(xb, yb)
+            loss_golden = golden.step(xb, yb)
+            record = {
+                "step": step, "loss": loss_hw, "loss_golden": loss_golden,
+                "match": bool(same_bits(host_model, golden_model) and loss_hw == loss_golden),
+                "compute_cycles": sum(s.compute_cycles for s in stats) + enc,
+                "io_cycles": sum(s.io_cycles for s in stats), "encode_cycles": enc,
+                "seconds": time.perf_counter() - t0,
+                "gemms": [{"name": s.name, "m": s.m, "k": s.k, "n": s.n, "tiles": s.tiles,
+                           "compute_cycles": s.compute_cycles, "io_cycles": s.io_cycles} for s in stats],
+            }
+            records.append(record)
+            if on_step is not None:
+                on_step(record)
+    return {"config": cfg, "steps": records, "seconds": time.perf_counter() - started,
+            "build_seconds": build_seconds, "built": build.built, "workdir": str(workdir)}
 
 
 def performance(report, fmax_mhz):
