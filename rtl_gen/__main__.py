@@ -41,9 +41,10 @@ def _parser():
 def main(argv=None):
     args = _parser().parse_args(argv)
     if args.list:
+        column = max(len(kind) for kind in UNITS)
         for unit in UNITS.values():
             defaults = ", ".join(f"{k}={v}" for k, v in unit.defaults.items())
-            print(f"{unit.kind:10s} {unit.description} [{defaults}]")
+            print(f"{unit.kind:{column}s}  {unit.description} [{defaults}]")
         return 0
     try:
         designs = load_config(args.config)
