@@ -1,0 +1,16 @@
+# Training datapath: hardware-in-the-loop co-simulation (docs/datapath.md).
+# PYTHON, PATH and VERILATOR_ROOT come from the top-level Makefile.
+
+COSIM_ARGS ?=
+
+.PHONY: cosim cosim-mnist cosim-fmax
+
+cosim:  ## train a 64-32-10 MLP on digits through the RTL datapath (Verilator), bit-exact vs golden every step
+	$(PYTHON) -m verify.cosim --preset digits --report build/cosim/digits.json $(COSIM_ARGS)
+
+cosim-mnist:  ## the same for a 784-128-10 MLP on a batch of MNIST (2 steps), with the cycle report
+	$(PYTHON) -m verify.cosim --preset mnist --report build/cosim/mnist.json $(COSIM_ARGS)
+
+cosim-fmax:  ## Fmax of the digits and mnist datapaths on ECP5 (nextpnr, out of context) for the projected step time
+	$(PYTHON) -m verify.cosim.fmax --preset digits
+	$(PYTHON) -m verify.cosim.fmax --preset mnist

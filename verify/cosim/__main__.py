@@ -1,0 +1,118 @@
+"""``python -m verify.cosim``: hardware-in-the-loop training on the simulated datapath.
+
+Example::
+
+    python -m verify.cosim --preset digits            # make cosim: 64-32-10 on digits, 24 steps
+    python -m verify.cosim --preset mnist             # make cosim-mnist: 784-128-10 on MNIST, 2 steps
+    python -m verify.cosim --preset digits --steps 30 --batch 32 --rows 4 --cols 4 --report out.json
+
+Every GEMM, requantization and gradient quantization of the MLP runs on the
+Verilator-simulated :class:`hw.datapath.TrainDatapath`; the host does the loss
+and the optimizer. After every step the master weights are compared bit for
+bit with the golden model trained from the same state. Prints one line per
+step, the performance model of the last step (MACs per cycle and array
+utilization per GEMM, projected step time at the Fmax measured by
+``python -m verify.cosim.fmax``, or ``--fmax-mhz``), and ends with
+``bit-exact: N/N steps``. Exit status: 0 all steps bit-exact; 1 a difference
+or a simulation failure; 2 bad input (e.g. a network the datapath cannot hold).
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+from .run import PRESETS, performance, run_cosim
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        print(f"verify.cosim: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _parser():
+    p = _Parser(prog="python -m verify.cosim", description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="digits", help=f"one of: {', '.join(PRESETS)} (default digits)")
+    for name in ("steps", "batch", "hidden", "depth", "seed", "rows", "cols", "k-depth", "grad-depth", "mask-depth"):
+        p.add_argument(f"--{name}", type=int, help="override the preset")
+    p.add_argument("--lr", type=float, help="override the preset")
+    p.add_argument("--data-dir", help="MNIST directory (mnist preset)")
+    p.add_argument("--fmax-mhz", type=float, help="clock for the projected step time (default: measured)")
+    p.add_argument("--report", help="write the full report (JSON) here")
+    return p
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    if args.preset not in PRESETS:
+        print(f"verify.cosim: error: unknown preset {args.preset!r}; valid: {', '.join(PRESETS)}", file=sys.stderr)
+        return 2
+    params = json.loads(json.dumps(PRESETS[args.preset]))
+    for name in ("steps", "batch", "hidden", "depth", "seed", "lr"):
+        if getattr(args, name) is not None:
+            params[name] = getattr(args, name)
+    for name in ("rows", "cols", "k_depth", "grad_depth", "mask_depth"):
+        if getattr(args, name) is not None:
+            params["geometry"][name] = getattr(args, name)
+    if args.data_dir:
+        params["data_dir"] = args.data_dir
+    fmax_mhz, fmax_source = args.fmax_mhz, "--fmax-mhz"
+    if fmax_mhz is None:
+        from .fmax import fmax_path, load_fmax
+
+        measured = load_fmax(args.preset)
+        if measured and measured["geometry"] == params["geometry"]:
+            fmax_mhz = measured["fmax_mhz"]
+            fmax_source = f"{measured['device']}, nextpnr ({fmax_path(args.preset)})"
+    g = params["geometry"]
+    print(f"co-simulation: {params['dataset']} MLP {params.get('hidden')} hidden x {params.get('depth', 1)}, "
+          f"batch {params['batch']}, {params['steps']} steps on a {g['rows']}x{g['cols']} datapath (Verilator)",
+          flush=True)
+
+    def on_step(r):
+        print(f"step {r['step']:3d}  loss {r['loss']:.6f}  golden {r['loss_golden']:.6f}  "
+              f"cycles {r['compute_cycles']:8d}  host-io {r['io_cycles']:8d}  "
+              f"match {'yes' if r['match'] else 'NO'}", flush=True)
+
+    try:
+        report = run_cosim(**params, on_step=on_step)
+    except (ValueError, TypeError) as e:
+        print(f"verify.cosim: error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        print(f"verify.cosim: simulation failed: {e}", file=sys.stderr)
+        return 1
+    rows, summary = performance(report, fmax_mhz)
+    print(f"\nperformance model (last step, {g['rows']}x{g['cols']} = {g['rows'] * g['cols']} PEs; "
+          "cycles = datapath busy cycles incl. drain and post-operations):")
+    print(f"  {'GEMM':<12} {'M x K x N':>14} {'tiles':>6} {'MACs':>9} {'cycles':>8} {'MAC/cyc':>8} {'util':>7}")
+    for r in rows:
+        print(f"  {r['name']:<12} {r['shape']:>14} {r['tiles']:>6} {r['macs']:>9} {r['cycles']:>8} "
+              f"{r['macs_per_cycle']:>8.2f} {100 * r['utilization']:>6.1f}%")
+    print(f"  FP4 encode: {summary['encode_cycles']} cycles; step total {summary['compute_cycles']} cycles "
+          f"({summary['macs']} MACs, {summary['macs'] / summary['compute_cycles']:.2f} MAC/cycle); "
+          f"host port transfers {summary['io_cycles']} cycles")
+    if fmax_mhz:
+        print(f"  projected training step at {fmax_mhz:.1f} MHz ({fmax_source}): "
+              f"{summary['step_us_compute']:.1f} us compute, {summary['step_us_with_io']:.1f} us with host transfers")
+    else:
+        print("  projected step time: no Fmax measured for this geometry (run `python -m verify.cosim.fmax "
+              f"--preset {args.preset}` or pass --fmax-mhz)")
+    losses = [r["loss"] for r in report["steps"]]
+    k = max(1, len(losses) // 4)
+    print(f"  loss: first {k} steps mean {sum(losses[:k]) / k:.4f} -> last {k} steps mean {sum(losses[-k:]) / k:.4f}")
+    if args.report:
+        path = pathlib.Path(args.report)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps({**report, "performance": {"gemms": rows, "summary": summary}}, indent=1) + "\n")
+        os.replace(tmp, path)
+    good = sum(r["match"] for r in report["steps"])
+    print(f"bit-exact: {good}/{len(report['steps'])} steps")
+    return 0 if good == len(report["steps"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

