@@ -180,3 +180,32 @@ def verify_capture(path):
             raise ValueError(f"{where}: unknown record kind {r['kind']!r}")
         n += 1
     return n
+
+
+def main(argv=None):
+    """``python -m golden.capture verify FILE.npz [...]``: re-verify capture files against golden.reference."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m golden.capture", description=main.__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    v = sub.add_parser("verify", help="recompute every record with golden.reference / golden.requant")
+    v.add_argument("files", nargs="+")
+    args = p.parse_args(argv)
+    for f in args.files:
+        try:
+            n = verify_capture(f)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"error: {f}: {e}", file=sys.stderr)
+            return 2
+        except AssertionError as e:
+            print(f"error: mismatch at {e}", file=sys.stderr)
+            return 1
+        print(f"{f}: {n} records verified")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

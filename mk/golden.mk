@@ -2,7 +2,7 @@
 
 MNIST_DIR ?= ../shared/data/mnist
 
-.PHONY: bench-accuracy bench-train test-golden
+.PHONY: bench-accuracy bench-train test-golden capture-sample
 
 bench-accuracy:  ## golden: accuracy table, every recipe vs fp32 (MNIST + digits, MLP and LeNet-5; about an hour on 2 busy cores; cached per run)
 	$(PYTHON) -m golden.bench accuracy --data-dir $(MNIST_DIR) --out build/golden/accuracy --threads 1
@@ -12,3 +12,9 @@ bench-train:  ## golden: training step time ibm4 vs fp32 on CPU (MLP, LeNet-5; ~
 
 test-golden:  ## golden: the training/layer tests only
 	$(PYTHON) -m pytest -q tests/golden/test_layers_pipeline.py tests/golden/test_train_cli.py
+
+capture-sample:  ## golden: a sample tensor capture (LeNet-5 on digits, ibm4-full, step 2) in build/golden/capture, re-verified
+	$(PYTHON) -m golden.train --dataset digits --model lenet5 --recipe ibm4-full --epochs 1 --seed 0 \
+	    --max-steps 3 --capture build/golden/capture/digits-lenet5-ibm4-full.npz --capture-steps 2 \
+	    --metrics build/golden/capture/digits-lenet5-ibm4-full.json --progress off
+	$(PYTHON) -m golden.capture verify build/golden/capture/digits-lenet5-ibm4-full.npz
