@@ -13,8 +13,8 @@ rtl:  ## Verilog of every configured unit + manifest.json -> build/rtl (RTL_CONF
 lint: rtl  ## verilator --lint-only -Wall on every generated module (waivers: rtl_gen/lint_waivers.vlt)
 	$(PYTHON) -m rtl_gen.lint --dir $(RTL_DIR)
 
-verify-long:  ## slow cocotb checks: 10^6 random FP16 MAC steps and full-width wrap, Icarus + Verilator
-	$(PYTHON) -m pytest -q -n 2 -m slow tests/verify/test_pe_cocotb.py
+verify-long:  ## slow checks: 10^6 random FP16 MAC steps, full-width wrap (Icarus + Verilator), FP16 product on all 2^32 pairs
+	$(PYTHON) -m pytest -q -n 2 -m slow tests/verify/test_pe_cocotb.py tests/verify/test_exhaustive.py
 
 bench-sim:  ## MAC steps checked per second per unit on Icarus and Verilator (table for docs/rtl.md)
 	$(PYTHON) -m verify.bench
