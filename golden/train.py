@@ -27,7 +27,7 @@ from .data import DATASETS, DataError, load_dataset
 from .models import MODELS, build_model
 from .recipes import RECIPES, get_recipe, prepare_model
 
-__all__ = ["TrainConfig", "TrainingDiverged", "train", "main"]
+__all__ = ["OPTIMIZERS", "TrainingDiverged", "train", "main"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -112,8 +112,17 @@ def _plot(history, step_losses, path, title):
     plt.close(fig)
 
 
+OPTIMIZERS = ("sgd", "adam")
+
+
+def _kept(checkpoint):
+    if checkpoint and Path(checkpoint).is_file():
+        return f"last good checkpoint kept: {checkpoint}"
+    return "no checkpoint written yet"
+
+
 def train(*, dataset, model_name, recipe, epochs, seed, batch_size=128, lr=0.05, momentum=0.9,
-          weight_decay=5e-4, device="cpu", checkpoint=None, resume=False, capture=None,
+          weight_decay=5e-4, optimizer="sgd", device="cpu", checkpoint=None, resume=False, capture=None,
           max_steps=None, progress=False, log=print):
     """Train and return the metrics dict (see :func:`main` for the meaning of the arguments).
 
@@ -131,6 +140,8 @@ def train(*, dataset, model_name, recipe, epochs, seed, batch_size=128, lr=0.05,
     capture : golden.capture.TensorCapture or None
     max_steps : int or None
         Stop after this many steps in total (quick runs and tests).
+    optimizer : {"sgd", "adam"}
+        SGD with momentum (default) or Adam (``momentum`` is then beta1), on the FP32 master weights.
     """
     from .capture import attach_capture
     from .layers import quantized_layers
@@ -138,7 +149,12 @@ def train(*, dataset, model_name, recipe, epochs, seed, batch_size=128, lr=0.05,
     torch.manual_seed(seed)
     model = prepare_model(build_model(model_name, input_shape=dataset.input_shape,
                                       num_classes=dataset.num_classes), recipe).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    elif optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
     n_train = len(dataset.train_y)
     steps_per_epoch = math.ceil(n_train / batch_size)
     total_steps = steps_per_epoch * epochs
@@ -196,9 +212,8 @@ def train(*, dataset, model_name, recipe, epochs, seed, batch_size=128, lr=0.05,
                     raise FloatingPointError(f"non-finite loss {loss_value}")
             except FloatingPointError as e:
                 bar.close()
-                kept = (f"last good checkpoint kept: {checkpoint}" if checkpoint and Path(checkpoint).is_file()
-                        else "no checkpoint written yet")
-                raise TrainingDiverged(f"training diverged at epoch {epoch + 1}, step {step}: {e}; {kept}") from None
+                raise TrainingDiverged(f"training diverged at epoch {epoch + 1}, step {step}: {e}; "
+                                       f"{_kept(checkpoint)}") from None
             opt.step()
             sched.step()
             step_seconds.append(time.perf_counter() - t0)
@@ -219,9 +234,7 @@ def train(*, dataset, model_name, recipe, epochs, seed, batch_size=128, lr=0.05,
             if not math.isfinite(test_loss):
                 raise FloatingPointError(f"non-finite test loss {test_loss}")
         except FloatingPointError as e:
-            kept = (f"last good checkpoint kept: {checkpoint}" if checkpoint and Path(checkpoint).is_file()
-                    else "no checkpoint written yet")
-            raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: {e}; {kept}") from None
+            raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: {e}; {_kept(checkpoint)}") from None
         history.append({"epoch": epoch + 1, "steps": step, "train_loss": loss_sum / max(seen, 1),
                         "train_accuracy": correct / max(seen, 1), "test_loss": test_loss,
                         "test_accuracy": test_acc, "seconds": epoch_train})
@@ -253,7 +266,7 @@ def train(*, dataset, model_name, recipe, epochs, seed, batch_size=128, lr=0.05,
         "epochs": epochs,
         "steps": step,
         "batch_size": batch_size,
-        "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+        "optimizer": optimizer, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
         "step_seconds_median": steps_sorted[len(steps_sorted) // 2] if steps_sorted else None,
         "quantized_layers": [m.fourbit_name for m in qlayers],
         "inexact_grad_steps": sum(m.inexact_grad_steps for m in qlayers),
@@ -292,6 +305,8 @@ def _parser():
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--optimizer", default="sgd", metavar="NAME",
+                   help=f"one of: {', '.join(OPTIMIZERS)} (default sgd; adam uses --momentum as beta1)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
     p.add_argument("--checkpoint", metavar="FILE.pt", help="checkpoint written after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
@@ -316,6 +331,8 @@ def main(argv=None):
         return _fail("--epochs and --max-steps must be >= 0 and --batch-size >= 1")
     if args.model not in MODELS:
         return _fail(f"unknown model {args.model!r}; valid: {', '.join(MODELS)}")
+    if args.optimizer not in OPTIMIZERS:
+        return _fail(f"unknown optimizer {args.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
     options = {}
     for item in args.recipe_opt:
         key, sep, value = item.partition("=")
@@ -364,8 +381,8 @@ def main(argv=None):
     try:
         metrics = train(dataset=dataset, model_name=args.model, recipe=recipe, epochs=args.epochs,
                         seed=args.seed, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
-                        weight_decay=args.weight_decay, device=device, checkpoint=args.checkpoint,
-                        resume=args.resume, capture=capture, max_steps=args.max_steps, progress=progress,
+                        weight_decay=args.weight_decay, optimizer=args.optimizer, device=device,
+                        checkpoint=args.checkpoint, resume=args.resume, capture=capture, max_steps=args.max_steps, progress=progress,
                         log=lambda s: print(s, file=sys.stderr))
     except TrainingDiverged as e:
         return _fail(str(e), 3)
