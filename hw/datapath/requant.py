@@ -8,7 +8,7 @@ The hardware form of :func:`golden.requant.requantize_pact` (SPEC section 2):
 placed once per array column, where the drained accumulators leave the array.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,15 +35,11 @@ def requantize(m, total, m0, shift):
     m0 : Value, unsigned(16)
     shift : Value, unsigned(6); must be >= 1 (the host function guarantees 1..62)
     """
-    width = len(total) + M0_BITS + 1
-    prod = Signal(signed(width), name="rq_prod")
-    m.d.comb += prod.eq(total * m0)
-    half = Signal(unsigned(64), name="rq_half")
-    m.d.comb += half.eq(Const(1, 64) << (shift - 1)[:SHIFT_BITS])
-    rounded = Signal(signed(width + 2), name="rq_rounded")
-    m.d.comb += rounded.eq((prod + half) >> shift)
-    top = Signal(unsigned(4 + 64), name="rq_top")
-    m.d.comb += top.eq(Const(QMAX, 4) << shift)
+    # Plain expressions (no named intermediates, which Yosys would leave unread).
+    prod = total * m0
+    half = (Const(1, 64) << (shift - 1)[:SHIFT_BITS])[:64]
+    rounded = (prod + half) >> shift
+    top = Const(QMAX, 4) << shift
     saturated = Signal(name="rq_saturated")
     inside = Signal(name="rq_inside")
     code = Signal(4, name="rq_code")

