@@ -38,6 +38,7 @@ ACCURACY_RUNS = (
     ("mnist", "lenet5", 2, ("fp32", "ibm4", "luq")),
     ("digits", "mlp", 30, ("fp32", "ibm4", "ibm4-full", "luq")),
     ("digits", "lenet5", 100, ("fp32", "ibm4", "ibm4-full", "luq")),
+    ("digits", "resnet", 30, ("fp32", "ibm4", "luq")),
 )
 ACCURACY_RECIPES = ("fp32", "ibm4", "ibm4-full", "luq")
 
