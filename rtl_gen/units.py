@@ -9,6 +9,7 @@ import dataclasses
 
 from hw import FP16MAC, Int4MAC, LogMAC
 from hw.array import SystolicArray
+from hw.datapath import TrainDatapath
 from hw.train_pe import TrainMAC
 
 
@@ -65,6 +66,11 @@ UNITS = {unit.kind: unit for unit in (
          "output-stationary R x C array of FP16 x FP16 -> FP32 MACs (ascending k)"),
     Unit("train_array", _array_factory("train"), {"rows": 4, "cols": 4, "acc_width": 32, "max_k": 4096},
          "output-stationary R x C array of unified training PEs (INT4 forward / FP4 backward by `mode`)"),
+    Unit("train_datapath", TrainDatapath,
+         {"rows": 4, "cols": 4, "k_depth": 256, "grad_depth": 1024, "mask_depth": 1024, "acc_width": 32,
+          "grad_width": 48},
+         "training datapath of FC layers: train array, operand buffers, requantizers, ST mask, amax, "
+         "FP4 TPR encoder, command FSM (docs/datapath.md; lint with hw/datapath/lint_waivers.vlt)"),
 )}
 
 

@@ -165,8 +165,15 @@ class TrainDatapath(wiring.Component):
             "amax": Out(grad_width), "grad_k": Out(self.k_bits),
         })
 
+    #: No fixed input-to-output latency: commands run until ``busy`` falls.
+    latency = None
+
     def manifest(self):
+        """Datapath-specific manifest fields (geometry, command and post-operation encodings)."""
         return {
+            "timing": ("command interface: configuration latched with `start`; `busy` high until done. "
+                       "CMD_GEMM takes k + drain (C - 1 + 2(R - 1) + 2) cycles, plus one per valid element "
+                       "with a post-operation; CMD_ENCODE count + 1 cycles"),
             "rows": self.rows, "cols": self.cols, "k_depth": self.k_depth, "grad_depth": self.grad_depth,
             "mask_depth": self.mask_depth, "acc_width": self.acc_width, "grad_width": self.grad_width,
             "commands": {"nop": CMD_NOP, "gemm": CMD_GEMM, "encode": CMD_ENCODE, "clear": CMD_CLEAR},
