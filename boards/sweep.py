@@ -35,7 +35,7 @@ __all__ = ["DEFAULT_SIZES", "run_sweep", "load_results", "table", "plot", "main"
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 #: Square sizes tried per board (ascending; a kind stops at its first misfit).
-DEFAULT_SIZES = {"icebreaker": (1, 2, 4, 6, 8), "ulx3s": (1, 4, 8, 16, 24, 32)}
+DEFAULT_SIZES = {"icebreaker": (1, 2, 3, 4, 5, 6, 8), "ulx3s": (1, 2, 4, 8, 16, 24, 32)}
 
 
 def _key(entry):

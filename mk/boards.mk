@@ -16,5 +16,5 @@ synth:  ## bitstream + build/boards/<board>/report.json of the UART GEMM engine 
 fpga-sweep:  ## LUTs/FFs/DSPs/Fmax per PE kind and array size on both boards -> build/boards/sweep/sweep.{md,png} (slow; resumable)
 	$(PYTHON) -m boards.sweep $(SWEEP_ARGS)
 
-test-boards-slow:  ## slow board tests: real synthesis of a too-big array (does-not-fit message)
+test-boards-slow:  ## slow board tests: real builds (small fit, too-big array), fp16 engine on Verilator
 	$(PYTHON) -m pytest -q -m slow tests/boards
