@@ -157,7 +157,7 @@ def verify_capture(path):
 
     Returns the number of records checked; raises AssertionError on the first mismatch.
     """
-    from .formats import FP4_RADIX4
+    from .formats import FORMATS, LogFormat
     from .reference import int_gemm, log_gemm
     from .requant import requantize
 
@@ -169,9 +169,8 @@ def verify_capture(path):
                          a_signed=r["a_signed"], b_signed=r["b_signed"])
             assert np.array_equal(c.numpy(), r["c"]), where
         elif r["kind"] == "log":
-            if r["radix"] != FP4_RADIX4.radix:
-                continue  # golden.reference.log_gemm is radix-4 only
-            c = log_gemm(torch.from_numpy(r["a"]), torch.from_numpy(r["b"]), x_signed=r["b_signed"])
+            fmt = next(f for f in FORMATS.values() if isinstance(f, LogFormat) and f.radix == r["radix"])
+            c = log_gemm(torch.from_numpy(r["a"]), torch.from_numpy(r["b"]), x_signed=r["b_signed"], fmt=fmt)
             assert np.array_equal(c.numpy(), r["c"]), where
         elif r["kind"] == "requant":
             codes = requantize(torch.from_numpy(r["acc"]), r["m0"], r["shift"])

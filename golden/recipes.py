@@ -29,13 +29,11 @@
 
 import dataclasses
 
-from .formats import LogFormat
+from .formats import FP4_RADIX2
 from .layers import QuantConfig, convert
 
-__all__ = ["Recipe", "RECIPES", "FP4_RADIX2", "get_recipe", "prepare_model"]
+__all__ = ["Recipe", "RECIPES", "get_recipe", "prepare_model"]
 
-#: Radix-2 FP4 (1 sign bit, 3 exponent bits, one phase) for the LUQ-style recipe.
-FP4_RADIX2 = LogFormat(name="fp4r2", radix=2, exponent_bits=3, phases=1)
 
 
 @dataclasses.dataclass(frozen=True)

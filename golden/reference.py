@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .formats import FP4_RADIX4, INT4, TORCH_OPS, UINT4, IntegerFormat, NumberFormat
+from .formats import FP4_RADIX4, INT4, TORCH_OPS, UINT4, IntegerFormat, LogFormat, NumberFormat
 from .formats._checks import code_tensor
 from .formats.fp16 import canonicalize_nan32
 
@@ -88,21 +88,26 @@ def int_gemm(a: torch.Tensor, b: torch.Tensor, *, a_signed: bool = True, b_signe
     return exact_integer_matmul(a, b)
 
 
-def log_gemm(g: torch.Tensor, x: torch.Tensor, *, x_signed: bool = True) -> torch.Tensor:
-    """Exact ``sum_k (-1)^s(g[m,k]) * x[k,n] * 4^(e(g[m,k]) - 1)``, int64 (no scale applied).
+def log_gemm(g: torch.Tensor, x: torch.Tensor, *, x_signed: bool = True,
+             fmt: LogFormat = FP4_RADIX4) -> torch.Tensor:
+    """Exact ``sum_k (-1)^s(g[m,k]) * x[k,n] * radix^(e(g[m,k]) - 1)``, int64 (no scale applied).
 
     Parameters
     ----------
     g : torch.Tensor
-        M x K FP4 codes 0..15.
+        M x K codes of ``fmt`` (FP4: 0..15).
     x : torch.Tensor
         K x N integer codes: -8..7 when ``x_signed``, else 0..15.
+    fmt : LogFormat
+        The gradient format (radix-4 FP4 by default; ``FP4_RADIX2`` for LUQ-style gradients).
     """
-    g = _check_codes("log_gemm", "g", g, FP4_RADIX4, as_values=False)
+    if not isinstance(fmt, LogFormat):
+        raise TypeError(f"log_gemm: argument 'fmt' must be a LogFormat, not {type(fmt).__name__}")
+    g = _check_codes("log_gemm", "g", g, fmt, as_values=False)
     x = _check_codes("log_gemm", "x", x, _integer_format(x_signed), as_values=True)
     _check_inner("log_gemm", g, x)
     # The shift rule is linear in x: g's multiplier is its product with 1.
-    multiplier = FP4_RADIX4.scale(g, torch.ones_like(g), TORCH_OPS)
+    multiplier = fmt.scale(g, torch.ones_like(g), TORCH_OPS)
     return exact_integer_matmul(multiplier, x)
 
 

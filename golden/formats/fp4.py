@@ -44,7 +44,7 @@ from ._checks import choice, code_tensor, positive_scalar, tensor_arg
 from .base import ScaleFormat
 
 __all__ = [
-    "LogFormat", "FP4_RADIX4", "ROUNDING_MODES", "TIE_RULES",
+    "LogFormat", "FP4_RADIX4", "FP4_RADIX2", "ROUNDING_MODES", "TIE_RULES",
     "fp4_quantize", "fp4_decode", "grad_scale_exponent", "lfsr16_states",
 ]
 
@@ -188,6 +188,8 @@ class LogFormat(ScaleFormat):
 
 #: The paper's radix-4 FP4 (1 sign bit, 3 exponent bits, two TPR phases).
 FP4_RADIX4 = LogFormat(name="fp4r4", radix=4, exponent_bits=3, phases=2)
+#: Radix-2 FP4 (1 sign bit, 3 exponent bits, one phase), the LUQ-style gradient format.
+FP4_RADIX2 = LogFormat(name="fp4r2", radix=2, exponent_bits=3, phases=1)
 
 
 def fp4_quantize(v: torch.Tensor, phase: int = 0, unit: float = 1.0, *,

@@ -111,3 +111,21 @@ def test_fp4_product_rule_every_code():
     e, s = g & 7, (g >> 3) & 1
     expected = [0 if ei == 0 else (-1) ** si * xi * 4 ** (ei - 1) for xi, ei, si in zip(x.tolist(), e.tolist(), s.tolist())]
     assert got.tolist() == expected
+
+
+def test_radix2_format_levels_and_boundaries():
+    # A new format is one object: radix-2 FP4 levels 2^(e-7), nearest boundaries 1.5 * 2^(e-7).
+    from golden.formats import FP4_RADIX2
+    levels = FP4_RADIX2.decode(torch.arange(16, dtype=torch.uint8), 1.0)
+    assert levels[:8].tolist() == [0.0] + [2.0 ** (e - 7) for e in range(1, 8)]
+    assert levels[8:].tolist() == [0.0] + [-(2.0 ** (e - 7)) for e in range(1, 8)]
+    thresholds = [0.5 * 2.0 ** -6] + [1.5 * 2.0 ** (e - 7) for e in range(1, 7)]
+    v = torch.tensor([1.0] + thresholds + [t * (1 - 2 ** -40) for t in thresholds], dtype=torch.float64)
+    codes, scale = FP4_RADIX2.quantize(v)
+    assert scale == 1.0
+    assert codes.tolist() == [7] + list(range(1, 8)) + list(range(0, 7))
+    x = torch.arange(-8, 16).repeat_interleave(16)
+    g = torch.arange(16).repeat(24)
+    e, s = g & 7, (g >> 3) & 1
+    expected = [0 if ei == 0 else (-1) ** si * xi * 2 ** (ei - 1) for xi, ei, si in zip(x.tolist(), e.tolist(), s.tolist())]
+    assert FP4_RADIX2.scale(g, x, TORCH_OPS).tolist() == expected

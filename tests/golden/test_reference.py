@@ -138,3 +138,19 @@ def test_fp16_bit_helpers():
     x = torch.tensor([0x7F7FFFFF, 0x00000001, 0x80000000])
     y = torch.tensor([0x7F7FFFFF, 0x80000001, 0x00000000])
     assert fp32_add_bits(x, y).tolist() == [0x7F800000, 0x00000000, 0x00000000]
+
+
+def fp4r2_times(g, x):
+    e, s = g & 7, g >> 3
+    return 0 if e == 0 else (-1) ** s * x * 2 ** (e - 1)
+
+
+def test_log_gemm_radix2_format():
+    from golden.formats import FP4_RADIX2
+    gen = torch.Generator().manual_seed(5)
+    g = torch.randint(0, 16, (4, 21), generator=gen, dtype=torch.uint8)
+    x = torch.randint(0, 16, (21, 3), generator=gen)
+    got = log_gemm(g, x, x_signed=False, fmt=FP4_RADIX2)
+    assert got.tolist() == brute_matmul(g, x, fp4r2_times)
+    with pytest.raises(TypeError, match="LogFormat"):
+        log_gemm(g, x, fmt="fp4r2")
