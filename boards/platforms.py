@@ -73,7 +73,7 @@ class Board:
 
 BOARDS = {board.name: board for board in (
     Board("icebreaker", ICEBreakerPlatform, "ice40", "int4", 4, 4),
-    Board("ulx3s", ULX3S_85F_Platform, "ecp5", "int4", 16, 16),
+    Board("ulx3s", ULX3S_85F_Platform, "ecp5", "int4", 8, 8),
 )}
 
 
