@@ -134,18 +134,12 @@ class TrainDatapath(wiring.Component):
     """
 
     def __init__(self, *, rows, cols, k_depth, grad_depth, mask_depth, acc_width=32, grad_width=48):
-        owner = "train_datapath"
-        self.rows = check_int(owner, "rows", rows, minimum=1)
-        self.cols = check_int(owner, "cols", cols, minimum=1)
-        self.k_depth = check_int(owner, "k_depth", k_depth, minimum=1)
-        self.grad_depth = check_int(owner, "grad_depth", grad_depth, minimum=1)
-        self.mask_depth = check_int(owner, "mask_depth", mask_depth, minimum=1)
-        self.acc_width = check_int(owner, "acc_width", acc_width, minimum=2)
-        self.grad_width = check_int(owner, "grad_width", grad_width, minimum=acc_width)
-        if acc_width > TOTAL_WIDTH:
-            raise ValueError(f"{owner}: acc_width must be <= {TOTAL_WIDTH}, not {acc_width}")
-        # Refuses an accumulator that can overflow within k_depth products (either mode).
-        self.array = SystolicArray(kind="train", rows=rows, cols=cols, acc_width=acc_width, max_k=k_depth)
+        try:
+            self._check(rows, cols, k_depth, grad_depth, mask_depth, acc_width, grad_width)
+        except (TypeError, ValueError):
+            # A refused datapath is not an unused design: no UnusedElaboratable warning.
+            self._MustUse__silence = True
+            raise
         addr = max(_bits(grad_depth), _bits(mask_depth))
         self.addr_bits = addr
         self.k_bits = k_width(grad_width)
@@ -164,6 +158,20 @@ class TrainDatapath(wiring.Component):
             "c_addr": In(_bits(grad_depth)), "c_data": Out(8),
             "amax": Out(grad_width), "grad_k": Out(self.k_bits),
         })
+
+    def _check(self, rows, cols, k_depth, grad_depth, mask_depth, acc_width, grad_width):
+        owner = "train_datapath"
+        self.rows = check_int(owner, "rows", rows, minimum=1)
+        self.cols = check_int(owner, "cols", cols, minimum=1)
+        self.k_depth = check_int(owner, "k_depth", k_depth, minimum=1)
+        self.grad_depth = check_int(owner, "grad_depth", grad_depth, minimum=1)
+        self.mask_depth = check_int(owner, "mask_depth", mask_depth, minimum=1)
+        self.acc_width = check_int(owner, "acc_width", acc_width, minimum=2)
+        self.grad_width = check_int(owner, "grad_width", grad_width, minimum=acc_width)
+        if acc_width > TOTAL_WIDTH:
+            raise ValueError(f"{owner}: acc_width must be <= {TOTAL_WIDTH}, not {acc_width}")
+        # Refuses an accumulator that can overflow within k_depth products (either mode).
+        self.array = SystolicArray(kind="train", rows=rows, cols=cols, acc_width=acc_width, max_k=k_depth)
 
     #: No fixed input-to-output latency: commands run until ``busy`` falls.
     latency = None
