@@ -88,7 +88,11 @@ class FP4Encoder(wiring.Component):
     """
 
     def __init__(self, *, value_width=48):
-        self.value_width = check_int("fp4_encoder", "value_width", value_width, minimum=2)
+        try:
+            self.value_width = check_int("fp4_encoder", "value_width", value_width, minimum=2)
+        except (TypeError, ValueError):
+            self._MustUse__silence = True   # refused, not unused
+            raise
         self.k_bits = k_width(self.value_width)
         super().__init__({"value": In(signed(self.value_width)), "amax": In(self.value_width),
                           "k": Out(self.k_bits), "code0": Out(4), "code1": Out(4)})
