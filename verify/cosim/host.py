@@ -194,14 +194,14 @@ class HostTrainer:
         unit_g, count = 1.0, grad_y.numel()
         dp.clear_amax()
         dp.load_grad(loss_gradient_fixed(grad_y))
-        hw_ints = None
+        from_loss = True   # the gradient memory holds the loss gradient in fixed point (unit 2^-F)
         for i in reversed(range(len(self.layers))):
             layer, s = self.layers[i], saved[i]
             c0, c1, k_hw, amax, cyc = dp.encode(count)
             encode_cycles += cyc
             if amax == 0:
                 scale = float(unit_g)
-            elif unit_g == 1.0 and hw_ints is None:
+            elif from_loss:
                 scale = math.ldexp(1.0, k_hw - LOSS_FRACTION_BITS)
             else:
                 scale = math.ldexp(float(unit_g), k_hw)
@@ -238,7 +238,7 @@ class HostTrainer:
                         and torch.equal((ints * dx_unit).to(torch.float32), grad_prev)):
                     raise ArithmeticError(f"{layer.fourbit_name}: the golden model would not recover the integer "
                                           "dX from its float gradient (inexact path); not comparable")
-                grad_y, unit_g, count = grad_prev, dx_unit, grad_prev.numel()
+                grad_y, unit_g, count, from_loss = grad_prev, dx_unit, grad_prev.numel(), False
         self.opt.step()
         self.sched.step()
         return float(loss.detach()), stats, encode_cycles
