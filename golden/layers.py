@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import pipeline
-from .formats import quantize_input, quantize_pact
+from . import fused, pipeline
+from .formats import quantize_input
 from .requant import QMAX, requant_params, requantize_pact
 
 __all__ = ["QuantConfig", "QLinear", "QConv2d", "PACT", "CodePreserving", "GradLink", "convert",
@@ -205,19 +205,30 @@ class _QGemm(torch.autograd.Function):
         fmt = cfg.grad_format
         link = ctx.link_out
         g, unit = grad_y, 1.0
+        seed = layer._next_seed()
+        phases = (cfg.dx_phase, cfg.dw_phase) if cfg.tpr else (cfg.dx_phase, cfg.dx_phase)
+        codes = None
         if link.unit is not None and link.consumers == 1:
             # Recover the consumer's integer dX accumulator from its float32 image (checked exact).
-            ints = torch.round(grad_y.to(torch.float64) / link.unit)
-            if torch.equal((ints * link.unit).to(grad_y.dtype), grad_y) \
-                    and bool(ints.abs().max() < pipeline.FLOAT32_EXACT):
-                g, unit = ints.to(torch.int64), link.unit
+            ints = grad_y.to(torch.float64, copy=True).div_(link.unit).round_()
+            counts = ints.to(torch.float32)
+            if torch.equal(ints.mul_(link.unit).to(grad_y.dtype), grad_y):
+                # |counts| < 2^24 iff |ints| < 2^24 (rounding to float32 is monotone, 2^24 exact).
+                amax = pipeline._abs_max(counts)
+                if amax < pipeline.FLOAT32_EXACT:
+                    g, unit = counts, link.unit
+                    if cfg.rounding in ("nearest", "log"):
+                        codes = pipeline.quantize_counts(counts, amax, unit, phases, fmt,
+                                                         rounding=cfg.rounding, ties=cfg.ties)
+                    else:
+                        g = counts.to(torch.int64)
         if g is grad_y:
             g = grad_y.to(torch.float32)
             if link.unit is not None:
                 layer.inexact_grad_steps += 1
-        seed = layer._next_seed()
-        phases = (cfg.dx_phase, cfg.dw_phase) if cfg.tpr else (cfg.dx_phase, cfg.dx_phase)
-        codes = pipeline.quantize_grad(g, unit, phases, fmt, rounding=cfg.rounding, ties=cfg.ties, seed=seed)
+        if codes is None:
+            codes = pipeline.quantize_grad(g, unit, phases, fmt, rounding=cfg.rounding, ties=cfg.ties,
+                                           seed=seed)
         cap = layer.capture
         capturing = cap is not None and cap.active
         grad_x = grad_w = grad_b = None
@@ -314,13 +325,15 @@ class QLinear(nn.Linear, _QuantLayer):
 
     def _dx(self, g_codes, w_codes, x_codes, fmt):
         gm = self._grad_matrix(g_codes)
-        dxm = pipeline.log_bilinear(torch.matmul, gm, w_codes, terms=gm.shape[1], x_max=7, fmt=fmt)
+        dxm = pipeline.log_bilinear(torch.matmul, gm, w_codes, terms=gm.shape[1], x_max=7, fmt=fmt,
+                                    sum_dims=(1,))
         return dxm.reshape(x_codes.shape)
 
     def _dw(self, g_codes, x_codes, w_codes, x_max, fmt):
         gm = self._grad_matrix(g_codes)
         xm = x_codes.reshape(-1, x_codes.shape[-1])
-        return pipeline.log_bilinear(lambda a, b: a.t() @ b, gm, xm, terms=gm.shape[0], x_max=x_max, fmt=fmt)
+        return pipeline.log_bilinear(lambda a, b: a.t() @ b, gm, xm, terms=gm.shape[0], x_max=x_max, fmt=fmt,
+                                     sum_dims=(0,))
 
     def _bias_grad(self, g):
         return g.reshape(-1, g.shape[-1]).sum(0)
@@ -387,7 +400,8 @@ class QConv2d(nn.Conv2d, _QuantLayer):
             like = torch.empty((), dtype=m.dtype, device=m.device).expand(x_codes.shape)
             return torch.ops.aten.convolution_backward(m, like, w.to(m.dtype), None, *self._conv_args(),
                                                        [True, False, False])[0]
-        return pipeline.log_bilinear(op, g_codes, w_codes, terms=terms, x_max=7, fmt=fmt)
+        # An input gradient sums codes of one image (a window of them): sum_dims (1, 2, 3).
+        return pipeline.log_bilinear(op, g_codes, w_codes, terms=terms, x_max=7, fmt=fmt, sum_dims=(1, 2, 3))
 
     def _dw(self, g_codes, x_codes, w_codes, x_max, fmt):
         terms = g_codes.shape[0] * g_codes.shape[2] * g_codes.shape[3]
@@ -396,7 +410,7 @@ class QConv2d(nn.Conv2d, _QuantLayer):
             like = torch.empty((), dtype=m.dtype, device=m.device).expand(w_codes.shape)
             return torch.ops.aten.convolution_backward(m, x.to(m.dtype), like, None, *self._conv_args(),
                                                        [False, True, False])[1]
-        return pipeline.log_bilinear(op, g_codes, x_codes, terms=terms, x_max=x_max, fmt=fmt)
+        return pipeline.log_bilinear(op, g_codes, x_codes, terms=terms, x_max=x_max, fmt=fmt, sum_dims=(0, 2, 3))
 
     def _bias_grad(self, g):
         return g.sum((0, 2, 3))
@@ -422,29 +436,31 @@ class _Pact(torch.autograd.Function):
         tag = _tag(y)
         link = None
         if module.config.integer_requant and isinstance(tag, _AccTag) and tag.acc.shape == y.shape:
-            acc = tag.acc.to(torch.int64)
             m0, shift = requant_params(tag.unit / step)
-            codes, inside, saturated = requantize_pact(acc, m0, shift)
+            # fused.requantize_pact == requant.requantize_pact(acc as int64), float64 codes.
+            codes, inside, saturated = fused.requantize_pact(tag.acc, m0, shift)
             link = tag.link
             cap = module.capture
             if cap is not None and cap.active:
+                acc = tag.acc.to(torch.int64)
+                check = requantize_pact(acc, m0, shift)
+                if not all(torch.equal(a_, b_) for a_, b_ in zip(check, (codes.to(torch.uint8), inside, saturated))):
+                    raise AssertionError(f"{module.fourbit_name}: fast requantization differs from the integer one")
                 cap.record(module.fourbit_name, "requant", kind="requant", acc=acc, m0=m0, shift=shift,
-                           codes=codes, alpha=a, acc_unit=tag.unit, producer=tag.producer)
+                           codes=check[0], alpha=a, acc_unit=tag.unit, producer=tag.producer)
         else:
-            codes = quantize_pact(y.detach(), a)
-            inside = (y > 0) & (y < a)
-            saturated = y >= a
+            # fused.pact_quantize == formats.quantize_pact plus the masks, float64 codes.
+            codes, inside, saturated = fused.pact_quantize(y.detach(), a)
         ctx.save_for_backward(inside, saturated)
-        codes_f = codes.to(torch.float32)
-        module._out_tag = _CodeTag(codes_f, step, False, link)
-        return (codes_f.to(torch.float64) * step).to(y.dtype)
+        module._out_tag = _CodeTag(codes.to(torch.float32), step, False, link)
+        return codes.mul_(step).to(y.dtype)
 
     @staticmethod
     def backward(ctx, g):
         inside, saturated = ctx.saved_tensors
-        zero = torch.zeros((), dtype=g.dtype, device=g.device)
-        grad_y = torch.where(inside, g, zero)
-        grad_alpha = torch.where(saturated, g, zero).sum().reshape(1)
+        # fused.masked(g, m) == torch.where(m, g, 0), bit for bit.
+        grad_y = fused.masked(g, inside)
+        grad_alpha = fused.masked(g, saturated).sum().reshape(1)
         return grad_y, grad_alpha, None
 
 

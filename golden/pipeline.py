@@ -31,6 +31,7 @@ import math
 
 import torch
 
+from . import fused
 from .formats import FP4_RADIX4, TORCH_OPS, LogFormat, grad_scale_exponent, sawb_step
 
 __all__ = [
@@ -97,7 +98,7 @@ def _multiplier_table(fmt, device):
 
 def grad_multipliers(codes, fmt=FP4_RADIX4):
     """Integer multipliers ``(-1)^s * radix^(e-1)`` (0 for e = 0) of gradient codes, as float32."""
-    return _multiplier_table(fmt, codes.device)[codes.to(torch.int64)]
+    return fused.gather(_multiplier_table(fmt, codes.device), codes)
 
 
 def log_matmul(g_codes, x_codes, x_max, fmt=FP4_RADIX4):
@@ -118,33 +119,83 @@ def log_matmul(g_codes, x_codes, x_max, fmt=FP4_RADIX4):
         M x N exact integer result (float32 or float64), equal to
         :func:`golden.reference.log_gemm` for radix 4.
     """
-    return log_bilinear(torch.matmul, g_codes, x_codes, terms=g_codes.shape[-1], x_max=x_max, fmt=fmt)
+    return log_bilinear(torch.matmul, g_codes, x_codes, terms=g_codes.shape[-1], x_max=x_max, fmt=fmt,
+                        sum_dims=(-1,))
 
 
 @functools.lru_cache(maxsize=None)
-def _group_table(fmt, size, group, device):
+def _group_table(fmt, lo, hi, device):
+    """Multipliers ``(-1)^s radix^(j - lo)`` of the codes whose multiplier exponent ``j`` is in
+    ``lo..hi-1``, 0 for the others."""
     codes = torch.arange(fmt.num_codes, dtype=torch.int64)
     shift = (codes & fmt.max_exponent) - 1          # radix exponent of the multiplier, -1 for zero
     sign = 1 - 2 * ((codes >> fmt.sign_bit) & 1)
-    lo = group * size
-    inside = (shift >= lo) & (shift < lo + size)
+    inside = (shift >= lo) & (shift < hi)
     values = torch.where(inside, sign * fmt.radix ** (shift - lo).clamp(min=0), torch.zeros_like(codes))
     return values.to(device=device, dtype=torch.float32)
 
 
-def log_bilinear(op, g_codes, x, *, terms, x_max, fmt=FP4_RADIX4):
+def _worst_case_groups(terms, x_max, fmt):
+    """Ranges of multiplier exponents, ``size`` consecutive levels each, with
+    ``terms * radix^(size-1) * x_max < 2^24``; None if not even one level fits."""
+    size = 0
+    while size < fmt.max_exponent and terms * x_max * float(fmt.radix) ** size < FLOAT32_EXACT:
+        size += 1
+    if size == 0:
+        return None
+    return [(lo, min(lo + size, fmt.max_exponent)) for lo in range(0, fmt.max_exponent, size)]
+
+
+def _data_groups(g_codes, sum_dims, x_max, fmt):
+    """Fewest ranges of multiplier exponents whose float32 ``op`` is exact for these codes, or None.
+
+    Every output of ``op`` sums products of codes that share their index in the
+    dims not in ``sum_dims`` (a subset of them, or all). Its partial sums, in
+    any order, are then bounded by ``x_max * sum |multiplier|`` over those
+    codes, which an exponent histogram per kept index gives exactly. Greedy
+    from the lowest level: a range that fits stays fitting when shrunk, so
+    the greedy partition is the smallest.
+    """
+    nd = g_codes.dim()
+    sum_dims = sorted({d % nd for d in sum_dims})
+    keep = [d for d in range(nd) if d not in sum_dims]
+    levels = fmt.max_exponent
+    fields = (g_codes & levels).permute(*keep, *sum_dims)
+    n_keep = math.prod(fields.shape[:len(keep)])
+    key = fields.reshape(n_keep, -1).to(torch.int32)
+    key += (levels + 1) * torch.arange(n_keep, dtype=torch.int32, device=key.device).unsqueeze(1)
+    hist = torch.bincount(key.reshape(-1), minlength=(levels + 1) * n_keep).reshape(n_keep, levels + 1)
+    hist = hist[:, 1:].to(torch.float64).cpu()            # counts of multiplier exponents 0..levels-1 (exact)
+    groups, lo = [], 0
+    while lo < levels:
+        hi, bound = lo, torch.zeros(n_keep, dtype=torch.float64)
+        while hi < levels:
+            trial = bound + hist[:, hi] * float(fmt.radix) ** (hi - lo)
+            if float(trial.max()) * x_max >= FLOAT32_EXACT:
+                break
+            bound, hi = trial, hi + 1
+        if hi == lo:
+            return None
+        groups.append((lo, hi))
+        lo = hi
+    return groups
+
+
+def log_bilinear(op, g_codes, x, *, terms, x_max, fmt=FP4_RADIX4, sum_dims=None):
     """``op(multipliers(g_codes), x)`` exactly, for any op bilinear in its two arguments.
 
     ``op`` is a sum of at most ``terms`` products per output element (a
     matmul, a convolution's input or weight gradient). If
     ``terms * radix^6 * x_max < 2^24`` it runs once in float32. Otherwise the
-    multipliers ``(-1)^s radix^(e-1)`` are split by exponent into groups of
-    ``G`` consecutive levels, with ``G`` the largest such that
-    ``terms * radix^(G-1) * x_max < 2^24``: group ``j`` holds
-    ``(-1)^s radix^(e-1-G*j)`` for its codes and 0 elsewhere, each group's
-    ``op`` is exact in float32, and the results are combined as
-    ``sum_j radix^(G*j) * op_j`` in float64 (exact below 2^53). When even
-    ``G = 1`` is too large it runs once in float64.
+    multipliers ``(-1)^s radix^(e-1)`` are split by exponent into ranges
+    ``lo..hi-1``: range ``j`` holds ``(-1)^s radix^(e-1-lo_j)`` for its codes
+    and 0 elsewhere, each range's ``op`` is exact in float32, and the results
+    are combined as ``sum_j radix^(lo_j) * op_j`` in float64 (exact below
+    2^53). The ranges come from the codes themselves when ``sum_dims`` is
+    given (:func:`_data_groups`; usually one or two), else from the worst case:
+    ``G`` consecutive levels each, ``G`` the largest with
+    ``terms * radix^(G-1) * x_max < 2^24``. When even one level is too large
+    it runs once in float64.
 
     Parameters
     ----------
@@ -158,6 +209,10 @@ def log_bilinear(op, g_codes, x, *, terms, x_max, fmt=FP4_RADIX4):
         Largest number of products summed into one output.
     x_max : int
     fmt : LogFormat
+    sum_dims : tuple of int, optional
+        Dims of ``g_codes`` such that every output of ``op`` sums products of
+        codes sharing one index in the other dims (e.g. ``(0,)`` for
+        ``g.t() @ x``).
 
     Returns
     -------
@@ -168,20 +223,23 @@ def log_bilinear(op, g_codes, x, *, terms, x_max, fmt=FP4_RADIX4):
     top = terms * x_max * float(fmt.radix) ** (levels - 1)
     if top >= FLOAT64_EXACT:
         raise OverflowError(f"log GEMM bound {top} exceeds 2^53: cannot be computed exactly in float64")
-    idx = g_codes.to(torch.int64)
     if top < FLOAT32_EXACT:
-        return op(_multiplier_table(fmt, g_codes.device)[idx], x.to(torch.float32))
-    size = 0
-    while size < levels and terms * x_max * float(fmt.radix) ** size < FLOAT32_EXACT:
-        size += 1
-    if size == 0:
+        return op(fused.gather(_multiplier_table(fmt, g_codes.device), g_codes), x.to(torch.float32))
+    groups = None
+    if sum_dims is not None and g_codes.numel():
+        groups = _data_groups(g_codes, sum_dims, x_max, fmt)
+    if groups is None:
+        groups = _worst_case_groups(terms, x_max, fmt)
+    if groups is None:
         table = _multiplier_table(fmt, g_codes.device).to(torch.float64)
-        return op(table[idx], x.to(torch.float64))
+        return op(fused.gather(table, g_codes), x.to(torch.float64))
     x32 = x.to(torch.float32)
+    if len(groups) == 1:
+        return op(fused.gather(_multiplier_table(fmt, g_codes.device), g_codes), x32)
     total = None
-    for group in range(-(-levels // size)):
-        part = op(_group_table(fmt, size, group, g_codes.device)[idx], x32).to(torch.float64)
-        part = part * float(fmt.radix) ** (group * size)
+    for lo, hi in groups:
+        part = op(fused.gather(_group_table(fmt, lo, hi, g_codes.device), g_codes), x32).to(torch.float64)
+        part = part * float(fmt.radix) ** lo
         total = part if total is None else total.add_(part)
     return total
 
@@ -229,26 +287,48 @@ def quantize_grad(g, unit, phases, fmt=FP4_RADIX4, *, rounding="nearest", ties="
         (g.dtype == torch.float32 and unit == 1.0) or g.dtype == torch.int64)
     if fast:
         counts = g.to(torch.float32)
-        magnitude = counts.abs()
-        amax = float(magnitude.max()) if magnitude.numel() else 0.0
+        amax = _abs_max(counts)
         if not math.isfinite(amax):
             raise FloatingPointError("non-finite gradient")
         if g.dtype == torch.int64 and amax >= FLOAT32_EXACT:
             fast = False
     if not fast:
         return {p: fmt.quantize(g, phase=p, unit=unit, rounding=rounding, ties=ties, seed=seed) for p in phases}
+    return quantize_counts(counts, amax, unit, phases, fmt, rounding=rounding, ties=ties)
+
+
+def _abs_max(t):
+    if not t.numel():
+        return 0.0
+    lo, hi = torch.aminmax(t)
+    return max(-float(lo), float(hi))
+
+
+def quantize_counts(counts, amax, unit, phases, fmt=FP4_RADIX4, *, rounding="nearest", ties="away"):
+    """The fast path of :func:`quantize_grad`: float32 ``counts`` (exact counts of ``unit``,
+    ``amax = max|counts|`` finite) for rounding ``"nearest"`` / ``"log"``.
+
+    Equal to ``fmt.quantize(counts * unit, phase=p, unit=unit, ...)``: a table lookup
+    (:func:`golden.fused.fp4_encode`) where it is proven exact, else the comparisons below.
+    """
+    phases = sorted(set(phases))
     if amax == 0.0:
-        zero = torch.zeros(g.shape, dtype=torch.uint8, device=g.device)
+        zero = torch.zeros(counts.shape, dtype=torch.uint8, device=counts.device)
         return {p: (zero, float(unit)) for p in phases}
+    out = fused.fp4_encode(counts, amax, unit, phases, fmt, rounding=rounding, ties=ties)
+    if out is not None:
+        return out
+    # Counts of a unit other than 1 are integers: the format reads an integer tensor as counts.
+    g = counts if unit == 1.0 else counts.to(torch.int64)
     k = grad_scale_exponent(amax)
     base = torch.as_tensor(fmt.thresholds(rounding), dtype=torch.float64)
+    magnitude = counts.abs()
     negative = counts < 0
     out = {}
     for p in phases:
         bounds = [math.ldexp(float(t), k - p) for t in base]
         if any(float(torch.tensor(b, dtype=torch.float32)) != b for b in bounds):
-            return {p: fmt.quantize(g, phase=p, unit=unit, rounding=rounding, ties=ties, seed=seed)
-                    for p in phases}
+            return {p: fmt.quantize(g, phase=p, unit=unit, rounding=rounding, ties=ties) for p in phases}
         e = torch.zeros(g.shape, dtype=torch.uint8, device=g.device)
         for b in bounds:   # e = number of boundaries passed (7 compares beat bucketize on CPU)
             e += (magnitude >= b) if ties == "away" else (magnitude > b)

@@ -1,0 +1,189 @@
+"""Fused, bit-exact fast paths of the element-wise steps of a quantized layer.
+
+Each function here returns exactly what its definition returns (the function
+named in its docstring), bit for bit; it only takes fewer passes over the
+tensor, avoids int64 and branchy kernels, and proves in O(1) (from an amax
+or a bound already at hand) that its float arithmetic is exact, falling
+back to the definition when it cannot. ``tests/golden/test_fused.py``
+checks every function against its definition, edge cases included.
+
+- :func:`masked`: ``torch.where(mask, g, 0)`` as a multiply (``where`` is a
+  branchy kernel on CPU, about 8x slower than a multiply).
+- :func:`gather`: a table lookup ``table[codes]`` with ``index_select``.
+- :func:`requantize_pact`: :func:`golden.requant.requantize_pact` on a float
+  accumulator, in float64 instead of int64.
+- :func:`pact_quantize`: :func:`golden.formats.quantize_pact` plus the PACT
+  masks, without repeated conversions.
+- :func:`fp4_encode`: both TPR phases of :meth:`golden.formats.LogFormat.quantize`
+  by one table lookup on the float32 bit pattern, the table built by the
+  format's own quantizer.
+"""
+
+import functools
+import math
+
+import torch
+
+from .formats import grad_scale_exponent, quantize_pact
+from .requant import ACC_BITS_MAX, QMAX, requantize_pact as _requantize_pact_int
+
+__all__ = ["masked", "gather", "requantize_pact", "pact_quantize", "fp4_encode", "FLOAT64_EXACT"]
+
+#: Integers of magnitude below this are exact in float64.
+FLOAT64_EXACT = 1 << 53
+
+
+def masked(g, mask):
+    """``torch.where(mask, g, 0)`` (a ``+0.0`` where ``mask`` is False), bit for bit.
+
+    ``g * mask`` gives ``-0.0`` for negative ``g`` and NaN for non-finite
+    ``g`` outside the mask; adding ``+0.0`` turns ``-0.0`` into ``+0.0`` and
+    leaves every other finite value unchanged. A finite ``g.sum()`` proves
+    every element finite; otherwise ``torch.where`` runs.
+    """
+    if g.is_floating_point() and g.shape == mask.shape and bool(torch.isfinite(g.sum())):
+        return (g * mask).add_(0.0)
+    return torch.where(mask, g, torch.zeros((), dtype=g.dtype, device=g.device))
+
+
+def gather(table, codes):
+    """``table[codes]`` for a 1-D table and an integer code tensor (``index_select``, no int64 copy)."""
+    return table.index_select(0, codes.reshape(-1).to(torch.int32)).reshape(codes.shape)
+
+
+def requantize_pact(acc, m0, shift, qmax=QMAX):
+    """:func:`golden.requant.requantize_pact` of a float tensor of integers, with float64 codes.
+
+    ``q = (acc * M0 + 2^(shift-1)) >> shift`` is computed as
+    ``floor((acc * M0 + 2^(shift-1)) * 2^-shift)`` in float64, exact when
+    ``max|acc| * M0 + 2^(shift-1) < 2^53`` (checked from ``max|acc|``): every
+    intermediate is then an integer below 2^53 or a power-of-two scaling of
+    one. The masks compare ``acc`` with the integer ``ceil(qmax * 2^shift / M0)``,
+    which is ``acc * M0 >= qmax << shift`` for integer ``acc``.
+
+    Parameters
+    ----------
+    acc : torch.Tensor
+        float32 or float64 tensor of exact integers (the accumulator, bias included).
+    m0, shift, qmax : int
+        As :func:`golden.requant.requantize_pact`.
+
+    Returns
+    -------
+    codes : torch.Tensor
+        float64 codes in ``0..qmax``.
+    inside, saturated : torch.Tensor
+        bool masks.
+    """
+    m0, shift = int(m0), int(shift)
+    if acc.numel():
+        lo, hi = (float(v) for v in torch.aminmax(acc))
+    else:
+        lo = hi = 0.0
+    amax = max(-lo, hi)
+    limit = 1 << (ACC_BITS_MAX - 1)
+    if not (math.isfinite(amax) and lo >= -limit and hi < limit
+            and amax * m0 + 2.0 ** (shift - 1) < FLOAT64_EXACT):
+        codes, inside, saturated = _requantize_pact_int(acc.to(torch.int64), m0, shift, qmax)
+        return codes.to(torch.float64), inside, saturated
+    codes = acc.to(torch.float64, copy=True)
+    codes.mul_(m0).add_(2.0 ** (shift - 1)).mul_(2.0 ** -shift).floor_().clamp_(0, qmax)
+    top = -((-qmax << shift) // m0)             # ceil(qmax * 2^shift / M0), exact integer
+    if top > amax:
+        saturated = torch.zeros(acc.shape, dtype=torch.bool, device=acc.device)
+    else:                                       # top <= amax < 2^39: exact in float64
+        saturated = (acc if top < (1 << 24) else acc.to(torch.float64)) >= top
+    inside = (acc > 0) & ~saturated
+    return codes, inside, saturated
+
+
+def pact_quantize(y, alpha):
+    """:func:`golden.formats.quantize_pact` as float64 codes, and the PACT masks, in place.
+
+    Same float64 operations as the definition (clamp, divide by ``alpha /
+    15``, round half even, clamp), on one buffer. ``alpha`` must be a float
+    exactly representable in ``y``'s dtype (the masks compare in that dtype).
+
+    Returns
+    -------
+    codes : torch.Tensor
+        float64 codes in 0..15.
+    inside, saturated : torch.Tensor
+        ``(y > 0) & (y < alpha)`` and ``y >= alpha``.
+    """
+    a = float(alpha)
+    if not (y.is_floating_point() and a > 0 and math.isfinite(a) and bool(torch.isfinite(y.sum()))
+            and float(torch.tensor(a, dtype=y.dtype)) == a):
+        codes = quantize_pact(y, alpha).to(torch.float64)
+        return codes, (y > 0) & (y < a), y >= a
+    codes = y.detach().to(torch.float64, copy=True)
+    codes.clamp_(0.0, a).div_(a / 15).round_().clamp_(0, 15)
+    saturated = y >= a
+    inside = (y > 0) & ~saturated
+    return codes, inside, saturated
+
+
+# --- FP4 encoding by table lookup ---------------------------------------------------------------
+
+_MANTISSA_KEY_BITS = 2                      # 1.0, 1.25, 1.5, 1.75 x 2^E: every radix-4 threshold
+_KEY_SHIFT = 23 - _MANTISSA_KEY_BITS
+_KEYS = 1 << (32 - _KEY_SHIFT)
+
+
+@functools.lru_cache(maxsize=1024)
+def _fp4_table(fmt, rounding, ties, k, phase, device):
+    """Codes of every bucket of float32 bit patterns sharing sign, exponent and top mantissa bits
+    for GradScale exponent ``k``, or None when some bucket holds values of different codes."""
+    top = math.ldexp(1.0, k)
+    keys = torch.arange(_KEYS, dtype=torch.int64)
+    lo = (keys << _KEY_SHIFT).to(torch.int32).view(torch.float32)
+    hi = ((keys << _KEY_SHIFT) | ((1 << _KEY_SHIFT) - 1)).to(torch.int32).view(torch.float32)
+    ends = torch.cat([lo, hi]).to(torch.float64)
+    # Every counted value is at most amax <= 2^k: clamp the ends there (NaN/Inf buckets cannot be
+    # hit); the appended 2^k gives the format's quantizer the same GradScale exponent k.
+    ends = torch.where(torch.isfinite(ends), ends.clamp(-top, top), torch.full_like(ends, top))
+    codes, _ = fmt.quantize(torch.cat([ends, torch.tensor([top], dtype=torch.float64)]), phase=phase,
+                            unit=1.0, rounding=rounding, ties=ties)
+    lo_codes, hi_codes = codes[:_KEYS], codes[_KEYS:2 * _KEYS]
+    if not torch.equal(lo_codes, hi_codes):
+        return None
+    return lo_codes.to(device)
+
+
+def fp4_encode(counts, amax, unit, phases, fmt, *, rounding="nearest", ties="away"):
+    """Codes of float32 ``counts`` for each phase, equal to ``fmt.quantize(counts * unit, phase=p, unit=unit)``
+    (``counts`` exact counts of ``unit``), or None when the lookup cannot be proven exact.
+
+    The quantizer is monotone in ``|counts|`` and its thresholds ``t * 2^(k - p)``
+    are powers of two times 1 or 1.25 (radix 4, ``nearest`` / ``log``
+    rounding, ties away), so every bucket of float32 values sharing sign,
+    exponent and top two mantissa bits has one code: the table holds the
+    format's own codes of each bucket's two ends and is used only when they agree
+    everywhere (else None, e.g. ties ``zero`` or thresholds among subnormals).
+
+    Parameters
+    ----------
+    counts : torch.Tensor
+        float32 tensor, finite, not all zero.
+    amax : float
+        ``max|counts|`` (exact).
+    unit : float
+    phases : iterable of int
+    fmt : golden.formats.LogFormat
+
+    Returns
+    -------
+    dict or None
+        ``{phase: (uint8 codes, GradScale S)}``.
+    """
+    if counts.dtype != torch.float32 or not amax > 0:
+        return None
+    k = grad_scale_exponent(float(amax))
+    if not -1000 < k < 1000:          # 2^k must be a float64 for the table's clamp
+        return None
+    tables = {p: _fp4_table(fmt, rounding, ties, k, p, counts.device) for p in phases}
+    if any(t is None for t in tables.values()):
+        return None
+    keys = ((counts.view(torch.int32) >> _KEY_SHIFT) & (_KEYS - 1)).reshape(-1)
+    scale = math.ldexp(float(unit), k)
+    return {p: (t.index_select(0, keys).reshape(counts.shape), scale) for p, t in tables.items()}
