@@ -34,16 +34,23 @@ FLOAT64_EXACT = 1 << 53
 
 
 def masked(g, mask):
-    """``torch.where(mask, g, 0)`` (a ``+0.0`` where ``mask`` is False), bit for bit.
+    """``torch.where(mask, g, 0)`` (a ``+0.0`` where ``mask`` is 0), bit for bit.
 
-    ``g * mask`` gives ``-0.0`` for negative ``g`` and NaN for non-finite
-    ``g`` outside the mask; adding ``+0.0`` turns ``-0.0`` into ``+0.0`` and
-    leaves every other finite value unchanged. A finite ``g.sum()`` proves
-    every element finite; otherwise ``torch.where`` runs.
+    ``mask`` is a bool or 0/1 float tensor of ``g``'s shape (float masks are
+    the fast case: a float multiply is vectorized, ``where`` and a multiply
+    by bool are not). ``g * mask`` gives ``-0.0`` for negative ``g`` and NaN
+    for non-finite ``g`` outside the mask; adding ``+0.0`` turns ``-0.0``
+    into ``+0.0`` and leaves every other finite value unchanged. A finite
+    ``g.sum()`` proves every element finite; otherwise ``torch.where`` runs.
     """
     if g.is_floating_point() and g.shape == mask.shape and bool(torch.isfinite(g.sum())):
-        return (g * mask).add_(0.0)
-    return torch.where(mask, g, torch.zeros((), dtype=g.dtype, device=g.device))
+        return (g * mask.to(g.dtype)).add_(0.0)
+    return torch.where(mask.bool(), g, torch.zeros((), dtype=g.dtype, device=g.device))
+
+
+def _compare(op, t, value):
+    """``op(t, value)`` as a 0/1 float32 tensor (written directly: faster than a bool result)."""
+    return op(t, value, out=torch.empty(t.shape, dtype=torch.float32, device=t.device))
 
 
 def gather(table, codes):
@@ -73,7 +80,7 @@ def requantize_pact(acc, m0, shift, qmax=QMAX):
     codes : torch.Tensor
         float64 codes in ``0..qmax``.
     inside, saturated : torch.Tensor
-        bool masks.
+        0/1 float32 masks.
     """
     m0, shift = int(m0), int(shift)
     if acc.numel():
@@ -85,15 +92,15 @@ def requantize_pact(acc, m0, shift, qmax=QMAX):
     if not (math.isfinite(amax) and lo >= -limit and hi < limit
             and amax * m0 + 2.0 ** (shift - 1) < FLOAT64_EXACT):
         codes, inside, saturated = _requantize_pact_int(acc.to(torch.int64), m0, shift, qmax)
-        return codes.to(torch.float64), inside, saturated
+        return codes.to(torch.float64), inside.to(torch.float32), saturated.to(torch.float32)
     codes = acc.to(torch.float64, copy=True)
     codes.mul_(m0).add_(2.0 ** (shift - 1)).mul_(2.0 ** -shift).floor_().clamp_(0, qmax)
     top = -((-qmax << shift) // m0)             # ceil(qmax * 2^shift / M0), exact integer
     if top > amax:
-        saturated = torch.zeros(acc.shape, dtype=torch.bool, device=acc.device)
+        saturated = torch.zeros(acc.shape, dtype=torch.float32, device=acc.device)
     else:                                       # top <= amax < 2^39: exact in float64
-        saturated = (acc if top < (1 << 24) else acc.to(torch.float64)) >= top
-    inside = (acc > 0) & ~saturated
+        saturated = _compare(torch.ge, acc if top < (1 << 24) else acc.to(torch.float64), top)
+    inside = _compare(torch.gt, acc, 0).sub_(saturated)     # saturated implies acc > 0
     return codes, inside, saturated
 
 
@@ -109,17 +116,17 @@ def pact_quantize(y, alpha):
     codes : torch.Tensor
         float64 codes in 0..15.
     inside, saturated : torch.Tensor
-        ``(y > 0) & (y < alpha)`` and ``y >= alpha``.
+        ``(y > 0) & (y < alpha)`` and ``y >= alpha`` as 0/1 float32.
     """
     a = float(alpha)
     if not (y.is_floating_point() and a > 0 and math.isfinite(a) and bool(torch.isfinite(y.sum()))
             and float(torch.tensor(a, dtype=y.dtype)) == a):
         codes = quantize_pact(y, alpha).to(torch.float64)
-        return codes, (y > 0) & (y < a), y >= a
+        return codes, ((y > 0) & (y < a)).to(torch.float32), (y >= a).to(torch.float32)
     codes = y.detach().to(torch.float64, copy=True)
     codes.clamp_(0.0, a).div_(a / 15).round_().clamp_(0, 15)
-    saturated = y >= a
-    inside = (y > 0) & ~saturated
+    saturated = _compare(torch.ge, y, a)
+    inside = _compare(torch.gt, y, 0).sub_(saturated)         # saturated implies y > 0 (alpha > 0)
     return codes, inside, saturated
 
 

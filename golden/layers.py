@@ -444,7 +444,8 @@ class _Pact(torch.autograd.Function):
             if cap is not None and cap.active:
                 acc = tag.acc.to(torch.int64)
                 check = requantize_pact(acc, m0, shift)
-                if not all(torch.equal(a_, b_) for a_, b_ in zip(check, (codes.to(torch.uint8), inside, saturated))):
+                fast = (codes.to(torch.uint8), inside.bool(), saturated.bool())
+                if not all(torch.equal(a_, b_) for a_, b_ in zip(check, fast)):
                     raise AssertionError(f"{module.fourbit_name}: fast requantization differs from the integer one")
                 cap.record(module.fourbit_name, "requant", kind="requant", acc=acc, m0=m0, shift=shift,
                            codes=check[0], alpha=a, acc_unit=tag.unit, producer=tag.producer)
