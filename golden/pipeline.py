@@ -160,10 +160,11 @@ def _data_groups(g_codes, sum_dims, x_max, fmt):
     sum_dims = sorted({d % nd for d in sum_dims})
     keep = [d for d in range(nd) if d not in sum_dims]
     levels = fmt.max_exponent
-    fields = (g_codes & levels).permute(*keep, *sum_dims)
-    n_keep = math.prod(fields.shape[:len(keep)])
-    key = fields.reshape(n_keep, -1).to(torch.int32)
-    key += (levels + 1) * torch.arange(n_keep, dtype=torch.int32, device=key.device).unsqueeze(1)
+    n_keep = math.prod(g_codes.shape[d] for d in keep)
+    # Histogram key (levels + 1) * kept_index + exponent field, built in the codes' own layout.
+    offsets = torch.arange(n_keep, dtype=torch.int32, device=g_codes.device).mul_(levels + 1)
+    offsets = offsets.reshape([g_codes.shape[d] if d in keep else 1 for d in range(nd)])
+    key = (g_codes & levels).to(torch.int32).add_(offsets)
     hist = torch.bincount(key.reshape(-1), minlength=(levels + 1) * n_keep).reshape(n_keep, levels + 1)
     hist = hist[:, 1:].to(torch.float64).cpu()            # counts of multiplier exponents 0..levels-1 (exact)
     groups, lo = [], 0
