@@ -13,6 +13,7 @@ written); 2 on bad arguments.
 """
 
 import argparse
+import multiprocessing
 import os
 import shlex
 import sys
@@ -48,14 +49,38 @@ def _parser():
                    help="skip arrays whose estimate (PEs x the standalone PE's transistor count) "
                         "exceeds N, to bound the run time (default: %(default)s, which keeps the "
                         "4x4/8x8 4-bit arrays and the 4x4 FP16 array; 0: no limit)")
+    p.add_argument("--jobs", "-j", type=int, default=2, metavar="N",
+                   help="units measured in parallel (default: %(default)s)")
     p.add_argument("--no-cache", action="store_true", help="recompute every step")
     return p
+
+
+_CTX = None
+
+
+def _measure_one(unit):
+    return unit.name, flow.measure(unit, _CTX)
+
+
+def _measure_all(units, ctx, jobs):
+    """Measure units, ``jobs`` at a time (forked workers share ``ctx``)."""
+    global _CTX
+    _CTX = ctx
+    if jobs <= 1 or len(units) <= 1:
+        return dict(_measure_one(u) for u in units)
+    # largest first, so that the longest job does not start last
+    ordered = sorted(units, key=lambda u: -u.pe_count * (16 if "fp16" in (u.array[0] if u.array else u.kind) else 1))
+    with multiprocessing.get_context("fork").Pool(min(jobs, len(units))) as pool:
+        return dict(pool.imap_unordered(_measure_one, ordered))
 
 
 def main(argv=None):
     args = _parser().parse_args(argv)
     if args.macs < 16:
         print("report: error: --macs must be at least 16", file=sys.stderr)
+        return 2
+    if args.jobs < 1:
+        print("report: error: --jobs must be at least 1", file=sys.stderr)
         return 2
     if not args.clock_ns > 0:
         print("report: error: --clock-ns must be positive", file=sys.stderr)
@@ -116,17 +141,21 @@ def main(argv=None):
     todo.sort(key=lambda u: (u.kind == "calibration", u.array is not None, u.pe_count, u.name))
     pe_of_array = {"int4": "int4_mac", "log": "log_mac", "fp16": "fp16_mac", "train": "train_mac"}
     measured, skipped = {}, {}
-    for unit in todo:
-        if unit.array and args.max_transistors:
-            pe = measured.get(pe_of_array.get(unit.array[0], ""), {})
-            if pe.get("transistors"):
-                estimate = unit.pe_count * pe["transistors"]
-                if estimate > args.max_transistors:
-                    skipped[unit.name] = (f"estimated {estimate:,} transistors ({unit.pe_count} x "
-                                          f"{pe['transistors']:,}) > --max-transistors {args.max_transistors:,}")
-                    print(f"[report] {unit.name}: skipped, {skipped[unit.name]}", file=sys.stderr)
-                    continue
-        measured[unit.name] = flow.measure(unit, ctx)
+    # phase 1: standalone units; phase 2: arrays (their size estimate needs phase 1)
+    measured.update(_measure_all([u for u in todo if not u.array], ctx, args.jobs))
+    arrays = []
+    for unit in (u for u in todo if u.array):
+        pe = measured.get(pe_of_array.get(unit.array[0], ""), {})
+        if args.max_transistors and pe.get("transistors"):
+            estimate = unit.pe_count * pe["transistors"]
+            if estimate > args.max_transistors:
+                skipped[unit.name] = (f"estimated {estimate:,} transistors ({unit.pe_count} x "
+                                      f"{pe['transistors']:,}) > --max-transistors {args.max_transistors:,}")
+                print(f"[report] {unit.name}: skipped, {skipped[unit.name]}", file=sys.stderr)
+                continue
+        arrays.append(unit)
+    measured.update(_measure_all(arrays, ctx, args.jobs))
+    measured = {u.name: measured[u.name] for u in todo if u.name in measured}
     pes = {n: e for n, e in measured.items() if e["kind"] != "calibration"}
     cal = {n: e for n, e in measured.items() if e["kind"] == "calibration"}
 

@@ -64,6 +64,7 @@ class Context:
     yosys_cmos: str | None = None
     use_cache: bool = True
     errors: list = field(default_factory=list)
+    _fresh: set = field(default_factory=set)
 
     def cache_path(self, key):
         return os.path.join(self.out_dir, "cache", key + ".json")
@@ -72,10 +73,16 @@ class Context:
         return self.cache_path(hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest())
 
     def has(self, parts):
-        return self.use_cache and os.path.isfile(self._path(parts))
+        """A cached result exists (always False with ``use_cache`` off, until stored)."""
+        return os.path.isfile(self._path(parts)) and (self.use_cache or self._path(parts) in self._fresh)
+
+    def load(self, parts):
+        with open(self._path(parts)) as f:
+            return json.load(f)
 
     def store(self, parts, value):
         path = self._path(parts)
+        self._fresh.add(path)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.tmp{os.getpid()}"
         with open(tmp, "w") as f:
@@ -84,11 +91,12 @@ class Context:
 
     def cached(self, parts, compute, label):
         path = self._path(parts)
-        if self.use_cache and os.path.isfile(path):
+        if self.has(parts):
             try:
                 with open(path) as f:
                     value = json.load(f)
-                _progress(f"{label}: cached")
+                if path not in self._fresh:
+                    _progress(f"{label}: cached")
                 return value
             except (OSError, ValueError):
                 pass
@@ -187,35 +195,49 @@ def measure(unit, ctx):
     if not unit.workloads:
         entry["errors"].append(f"no operand-stream model for kind {unit.kind!r}: energy not measured")
         return entry
-    totals = []
+    warmup = _warmup(unit)
+    jobs = {}                   # workload -> (cache key, stimulus, valid flags)
     for workload in unit.workloads:
         try:
             stim, valid = _stimulus(unit, workload, ctx)
         except ValueError as e:
             entry["errors"].append(str(e))
             continue
-        warmup = _warmup(unit)
         key = dict(map_key, step="energy", stimulus=hashlib.sha256(str(stim.tolist()).encode()).hexdigest(),
                    ports=unit.inputs, slew=DEFAULT_SLEW_NS, warmup=warmup)
-
-        def do_energy(stim=stim, valid=valid):
-            toggles = gatesim.simulate(mapped["netlist"], unit.top, ctx.library, unit.inputs, stim,
-                                       period_ns=ctx.clock_ns, warmup=warmup)
-            e = netlist_energy(mapped["netlist"], ctx.library, toggles)
-            # MACs whose operands entered during the window (every valid cycle is one per PE)
-            macs = int(valid[warmup:].sum()) * unit.pe_count
-            if macs == 0:
-                raise ValueError("no valid MAC in the measurement window")
-            per_mac = {k: v * e.cycles / macs for k, v in e.per_cycle().items()}
-            return dict(per_mac, cycles=e.cycles, macs=macs)
-
+        jobs[workload] = (key, stim, valid)
+    todo = [w for w, (key, _, _) in jobs.items() if not ctx.has(key)]
+    if todo:
+        # one compilation of the netlist serves every workload of the same length
+        lengths = {len(jobs[w][1]) for w in todo}
+        label = (f"{unit.name}: gate-level simulation + energy, {', '.join(todo)} "
+                 f"({', '.join(str(n) for n in sorted(lengths))} cycles each)")
+        t0 = time.monotonic()
+        _progress(f"{label} ...")
         try:
-            energy = ctx.cached(key, do_energy,
-                                f"{unit.name}: gate-level simulation + energy, {workload} "
-                                f"({len(stim)} cycles, {int(valid.sum()) * unit.pe_count} MACs)")
+            for n in sorted(lengths):
+                group = [w for w in todo if len(jobs[w][1]) == n]
+                toggles = gatesim.simulate_many(mapped["netlist"], unit.top, ctx.library, unit.inputs,
+                                                [jobs[w][1] for w in group], period_ns=ctx.clock_ns,
+                                                warmup=warmup)
+                for w, t in zip(group, toggles):
+                    e = netlist_energy(mapped["netlist"], ctx.library, t)
+                    # MACs whose operands entered during the window (one per PE per valid cycle)
+                    macs = int(jobs[w][2][warmup:].sum()) * unit.pe_count
+                    if macs == 0:
+                        raise ValueError(f"{w}: no valid MAC in the measurement window")
+                    per_mac = {k: v * e.cycles / macs for k, v in e.per_cycle().items()}
+                    ctx.store(jobs[w][0], dict(per_mac, cycles=e.cycles, macs=macs))
         except (gatesim.SimError, ValueError) as e:
-            entry["errors"].append(f"{workload}: {e}")
+            entry["errors"].append(str(e))
+        _progress(f"{label}: done in {time.monotonic() - t0:.1f} s")
+    totals = []
+    for workload, (key, _, _) in jobs.items():
+        if not ctx.has(key):
             continue
+        energy = ctx.load(key)
+        if workload not in todo:
+            _progress(f"{unit.name}: energy, {workload}: cached")
         entry["energy"][workload] = {
             "pj_per_mac": energy["total_pj"], "registers_pj": energy["registers_pj"],
             "logic_pj": energy["logic_pj"], "switching_pj": energy["switching_pj"],

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["SimError", "function_to_verilog", "netlist_verilog",
-           "Toggles", "simulate", "count_vcd_toggles", "net_drivers_and_sinks"]
+           "Toggles", "simulate", "simulate_many", "count_vcd_toggles", "net_drivers_and_sinks"]
 
 
 class SimError(Exception):
@@ -321,48 +321,19 @@ def _find_iverilog():
     return iverilog, vvp
 
 
-def simulate(netlist, module, library, ports, stimulus, *, period_ns=10.0, warmup=4, workdir=None):
-    """Simulate a mapped netlist on a stimulus and count toggles per net.
-
-    Parameters
-    ----------
-    netlist : dict
-        Yosys JSON module (mapped).
-    module : str
-        Its name.
-    library : report.liberty.Library
-    ports : list of (str, int)
-        The input ports driven from the stimulus, with widths (``clk`` is
-        generated; ``rst`` is held high for two cycles unless listed here).
-    stimulus : numpy.ndarray
-        ``(cycles, len(ports))`` unsigned integers, one row per clock cycle.
-    period_ns : float
-        Clock period (leakage integrates over it).
-    warmup : int
-        Cycles simulated before counting starts (registers leave x).
-    workdir : str or None
-        Keep the generated files there (else a temporary directory).
-
-    Returns
-    -------
-    Toggles
-    """
-    iverilog, vvp = _find_iverilog()
-    stimulus = np.asarray(stimulus)
-    if stimulus.ndim != 2 or stimulus.shape[1] != len(ports):
-        raise SimError(f"stimulus must be (cycles, {len(ports)}), got {stimulus.shape}")
-    cycles = stimulus.shape[0]
-    if cycles <= warmup:
-        raise SimError(f"stimulus has {cycles} cycles; need more than the {warmup} warm-up cycles")
-    width = sum(w for _, w in ports)
-    # pack rows as hex words, first port in the most significant bits
+def _pack_words(ports, stimulus):
+    """Hex words of the stimulus rows, first port in the most significant bits."""
     words = []
     for row in stimulus:
         v = 0
         for (_, w), x in zip(ports, row):
             v = (v << w) | (int(x) & ((1 << w) - 1))
         words.append(f"{v:x}")
-    half = period_ns / 2
+    return words
+
+
+def _testbench(netlist, module, ports, cycles, period_ns, warmup):
+    width = sum(w for _, w in ports)
     conns, lsb = [], width
     for name, w in ports:
         lsb -= w
@@ -383,7 +354,7 @@ module tb;
   reg [{width - 1}:0] v = {width}'d0;
 {decl}
   {module} dut({", ".join(conns)});
-  always #{half} clk = ~clk;
+  always #{period_ns / 2} clk = ~clk;
   integer i, fo;
   // counting starts a quarter period before the inputs of cycle {warmup} change
   initial begin
@@ -408,30 +379,84 @@ module tb;
   end
 endmodule
 """
+    return tb, outs
+
+
+def simulate(netlist, module, library, ports, stimulus, *, period_ns=10.0, warmup=4, workdir=None):
+    """Simulate a mapped netlist on a stimulus and count toggles per net.
+
+    Parameters
+    ----------
+    netlist : dict
+        Yosys JSON module (mapped).
+    module : str
+        Its name.
+    library : report.liberty.Library
+    ports : list of (str, int)
+        The input ports driven from the stimulus, with widths (``clk`` is
+        generated; ``rst`` is held high for two cycles unless listed here).
+    stimulus : numpy.ndarray
+        ``(cycles, len(ports))`` unsigned integers (or Python ints in an
+        object array), one row per clock cycle.
+    period_ns : float
+        Clock period (leakage integrates over it).
+    warmup : int
+        Cycles simulated before counting starts (registers leave x).
+    workdir : str or None
+        Keep the generated files there (else a temporary directory).
+
+    Returns
+    -------
+    Toggles
+    """
+    return simulate_many(netlist, module, library, ports, [stimulus], period_ns=period_ns,
+                         warmup=warmup, workdir=workdir)[0]
+
+
+def simulate_many(netlist, module, library, ports, stimuli, *, period_ns=10.0, warmup=4, workdir=None):
+    """:func:`simulate` on several stimuli of one length, compiling the netlist once."""
+    iverilog, vvp = _find_iverilog()
+    stimuli = [np.asarray(st) for st in stimuli]
+    cycles = stimuli[0].shape[0] if stimuli else 0
+    for st in stimuli:
+        if st.ndim != 2 or st.shape[1] != len(ports):
+            raise SimError(f"stimulus must be (cycles, {len(ports)}), got {st.shape}")
+        if st.shape[0] != cycles:
+            raise SimError("stimuli of one simulation must have the same number of cycles")
+    if cycles <= warmup:
+        raise SimError(f"stimulus has {cycles} cycles; need more than the {warmup} warm-up cycles")
+    tb, outs = _testbench(netlist, module, ports, cycles, period_ns, warmup)
     own = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="fourbit-gatesim-")
+    results = []
     try:
         os.makedirs(workdir, exist_ok=True)
-        files = {"netlist.v": netlist_verilog(netlist, module, library),
-                 "tb.v": tb, "stim.hex": "\n".join(words) + "\n"}
-        for fname, text in files.items():
+        for fname, text in (("netlist.v", netlist_verilog(netlist, module, library)), ("tb.v", tb)):
             with open(os.path.join(workdir, fname), "w") as f:
                 f.write(text)
-        comp = subprocess.run([iverilog, "-g2012", "-o", "sim.vvp", "-s", "tb",
-                               "tb.v", "netlist.v"],
+        comp = subprocess.run([iverilog, "-g2012", "-o", "sim.vvp", "-s", "tb", "tb.v", "netlist.v"],
                               capture_output=True, text=True, cwd=workdir)
         if comp.returncode != 0:
             raise SimError("iverilog failed: " + comp.stderr.strip()[-500:])
-        run = subprocess.run([vvp, "-n", "sim.vvp"], capture_output=True, text=True, cwd=workdir)
-        if run.returncode != 0:
-            raise SimError("vvp failed: " + (run.stderr or run.stdout).strip()[-500:])
-        rises, falls = count_vcd_toggles(os.path.join(workdir, "toggles.vcd"), "dut")
-        outputs = {n: [] for n, _ in outs}
-        with open(os.path.join(workdir, "outputs.txt")) as f:
-            for line in f:
-                for (n, _), word in zip(outs, line.split()):
-                    outputs[n].append(int(word, 16) if re.fullmatch(r"[0-9a-fA-F]+", word) else None)
+        for k, st in enumerate(stimuli):
+            run_dir = os.path.join(workdir, f"run{k}")
+            os.makedirs(run_dir, exist_ok=True)
+            with open(os.path.join(run_dir, "stim.hex"), "w") as f:
+                f.write("\n".join(_pack_words(ports, st)) + "\n")
+            run = subprocess.run([vvp, "-n", os.path.join(workdir, "sim.vvp")],
+                                 capture_output=True, text=True, cwd=run_dir)
+            if run.returncode != 0:
+                raise SimError("vvp failed: " + (run.stderr or run.stdout).strip()[-500:])
+            rises, falls = count_vcd_toggles(os.path.join(run_dir, "toggles.vcd"), "dut")
+            outputs = {n: [] for n, _ in outs}
+            with open(os.path.join(run_dir, "outputs.txt")) as f:
+                for line in f:
+                    for (n, _), word in zip(outs, line.split()):
+                        outputs[n].append(int(word, 16) if re.fullmatch(r"[0-9a-fA-F]+", word) else None)
+            if own:
+                shutil.rmtree(run_dir, ignore_errors=True)      # VCDs are large
+            results.append(Toggles(rises, falls, cycles - warmup, period_ns, outputs))
     finally:
         if own:
             shutil.rmtree(workdir, ignore_errors=True)
-    return Toggles(rises, falls, cycles - warmup, period_ns, outputs)
+    return results
