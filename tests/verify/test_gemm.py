@@ -250,3 +250,24 @@ def test_wide_accumulator_for_large_k():
     result = check_int4(np.full((1, k), 15, np.int8), np.full((k, 1), 15, np.int8), rows=1, cols=1,
                         sim="verilator", a_signed=False, b_signed=False)
     assert result.acc_width > 24 and result.c[0, 0] == 225 * k
+
+
+def test_fingerprint_covers_the_generator():
+    """The build cache key hashes every hw module that hw.array needs (besides the
+    standalone PEs that hw/__init__ re-exports, which the arrays do not use)."""
+    import pathlib
+    import subprocess
+    import sys
+
+    from verify.gemm import GENERATOR_SOURCES, REPO_ROOT
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, hw.array; print('\\n'.join(m.__file__ for m in list(sys.modules.values()) "
+         "if getattr(m, '__file__', None)))"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    hashed = {path.resolve() for pattern in GENERATOR_SOURCES for path in REPO_ROOT.glob(pattern)}
+    re_exported = {(REPO_ROOT / "hw" / name).resolve() for name in
+                   ("__init__.py", "int4_mac.py", "log_mac.py", "fp16_mac.py")}
+    for line in loaded.splitlines():
+        path = pathlib.Path(line).resolve()
+        if path.is_relative_to(REPO_ROOT / "hw") or path.is_relative_to(REPO_ROOT / "golden" / "formats"):
+            assert path in hashed or path in re_exported, path
