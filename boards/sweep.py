@@ -116,8 +116,9 @@ def headline(results):
 
 def table(results):
     """Markdown: every build, then the headline."""
-    lines = ["| board | PE | array | MACs | LUTs | FFs | DSPs | BRAMs | Fmax (MHz) | peak GMAC/s | fits |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| board | PE | array | MACs | LUTs | FFs | DSPs | BRAMs | Fmax (MHz) | board clock met | "
+             "peak GMAC/s | fits |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|"]
     order = {name: i for i, name in enumerate(BOARDS)}
     kinds = {name: i for i, name in enumerate(ARRAY_KINDS)}
     for entry in sorted(results, key=lambda e: (order.get(e["board"], 99), kinds.get(e["pe"], 99), e["macs"])):
@@ -125,20 +126,24 @@ def table(results):
         if entry["fits"]:
             lines.append(f"| {entry['board']} | {entry['pe']} | {size} | {entry['macs']} | {entry['luts']} | "
                          f"{entry['ffs']} | {entry['dsps']} | {entry['brams']} | {entry['fmax_mhz']:.1f} | "
-                         f"{entry['macs'] * entry['fmax_mhz'] / 1000:.3f} | yes |")
+                         f"{'yes' if entry['fmax_mhz'] >= entry['clock_mhz'] else 'no'} "
+                         f"({entry['clock_mhz']:g} MHz) | {entry['macs'] * entry['fmax_mhz'] / 1000:.3f} | yes |")
         else:
             over = ", ".join(f"{bel} {v['used']}/{v['available']}" for bel, v in entry["utilization"].items()
                              if v["available"] and v["used"] > v["available"])
-            lines.append(f"| {entry['board']} | {entry['pe']} | {size} | {entry['macs']} | | | | | | | "
+            lines.append(f"| {entry['board']} | {entry['pe']} | {size} | {entry['macs']} | | | | | | | | "
                          f"no{': ' + over if over else ''} |")
     lines += ["", "Largest array that fits and its peak throughput (MACs x Fmax):", "",
-              "| board | PE | largest array | MACs | LUTs used | Fmax (MHz) | peak GMAC/s |",
-              "|---|---|---|---:|---:|---:|---:|"]
+              "| board | PE | largest array | MACs | LUTs used | Fmax (MHz) | peak GMAC/s | bound |",
+              "|---|---|---|---:|---:|---:|---:|---|"]
     for (board, pe), entry in sorted(headline(results).items(),
                                      key=lambda item: (order.get(item[0][0], 99), kinds.get(item[0][1], 99))):
         total = _device_luts(entry)
+        misfits = sorted((e["macs"], f"{e['rows']}x{e['cols']}") for e in results
+                         if (e["board"], e["pe"]) == (board, pe) and not e["fits"] and e["macs"] > entry["macs"])
+        bound = f"{misfits[0][1]} does not fit" if misfits else "larger sizes not tried"
         lines.append(f"| {board} | {pe} | {entry['rows']}x{entry['cols']} | {entry['macs']} | {entry['luts']}"
-                     f"{f' of {total}' if total else ''} | {entry['fmax_mhz']:.1f} | {entry['gmacs']:.3f} |")
+                     f"{f' of {total}' if total else ''} | {entry['fmax_mhz']:.1f} | {entry['gmacs']:.3f} | {bound} |")
     return "\n".join(lines) + "\n"
 
 

@@ -98,7 +98,7 @@ def test_netlist_resources():
 def test_sweep_table_and_headline():
     results = [
         {"board": "icebreaker", "pe": "int4", "rows": 2, "cols": 2, "macs": 4, "fits": True, "luts": 900,
-         "ffs": 600, "dsps": 0, "brams": 2, "fmax_mhz": 30.0,
+         "ffs": 600, "dsps": 0, "brams": 2, "fmax_mhz": 30.0, "clock_mhz": 12.0,
          "utilization": {"ICESTORM_LC": {"used": 1000, "available": 5280}}},
         {"board": "icebreaker", "pe": "int4", "rows": 3, "cols": 3, "macs": 9, "fits": False,
          "utilization": {"ICESTORM_LC": {"used": 7364, "available": 5280}}},
@@ -106,9 +106,9 @@ def test_sweep_table_and_headline():
     best = headline(results)
     assert list(best) == [("icebreaker", "int4")] and best[("icebreaker", "int4")]["gmacs"] == pytest.approx(0.12)
     text = table(results)
-    assert "| icebreaker | int4 | 2x2 | 4 | 900 | 600 | 0 | 2 | 30.0 | 0.120 | yes |" in text
+    assert "| icebreaker | int4 | 2x2 | 4 | 900 | 600 | 0 | 2 | 30.0 | yes (12 MHz) | 0.120 | yes |" in text
     assert "no: ICESTORM_LC 7364/5280" in text
-    assert "| icebreaker | int4 | 2x2 | 4 | 900 of 5280 | 30.0 | 0.120 |" in text
+    assert "| icebreaker | int4 | 2x2 | 4 | 900 of 5280 | 30.0 | 0.120 | 3x3 does not fit |" in text
 
 
 class ScriptedTransport:
