@@ -11,7 +11,8 @@ REPORT_ARGS ?=
 
 .PHONY: report report-synthetic
 
-$(REPORT_CAPTURE):
+# remade when the golden model changes
+$(REPORT_CAPTURE): $(wildcard golden/*.py golden/formats/*.py)
 	$(PYTHON) -m golden.train --dataset digits --model mlp --recipe ibm4 --epochs 10 --seed 0 \
 		--metrics $(@:.npz=.json) --capture $@ --capture-steps 110 --threads 1 --progress off
 
