@@ -29,7 +29,8 @@ from .requant import ACC_BITS_MAX, QMAX, requantize_pact as _requantize_pact_int
 
 __all__ = ["masked", "gather", "requantize_pact", "pact_quantize", "fp4_encode", "FLOAT64_EXACT"]
 
-#: Integers of magnitude below this are exact in float64.
+#: Integers of magnitude below these are exact in float32 / float64.
+FLOAT32_EXACT = 1 << 24
 FLOAT64_EXACT = 1 << 53
 
 
@@ -93,14 +94,17 @@ def requantize_pact(acc, m0, shift, qmax=QMAX):
             and amax * m0 + 2.0 ** (shift - 1) < FLOAT64_EXACT):
         codes, inside, saturated = _requantize_pact_int(acc.to(torch.int64), m0, shift, qmax)
         return codes.to(torch.float64), inside.to(torch.float32), saturated.to(torch.float32)
+    # acc * (M0 * 2^-shift) + 1/2 is (acc * M0 + 2^(shift-1)) * 2^-shift, both steps exact.
     codes = acc.to(torch.float64, copy=True)
-    codes.mul_(m0).add_(2.0 ** (shift - 1)).mul_(2.0 ** -shift).floor_().clamp_(0, qmax)
+    codes.mul_(math.ldexp(m0, -shift)).add_(0.5).floor_().clamp_(0, qmax)
     top = -((-qmax << shift) // m0)             # ceil(qmax * 2^shift / M0), exact integer
+    # Compare in float32 where that is exact (integers below 2^24; a float32 compare is faster).
+    small = acc if acc.dtype == torch.float32 else acc.to(torch.float32) if amax < FLOAT32_EXACT else acc
     if top > amax:
         saturated = torch.zeros(acc.shape, dtype=torch.float32, device=acc.device)
-    else:                                       # top <= amax < 2^39: exact in float64
-        saturated = _compare(torch.ge, acc if top < (1 << 24) else acc.to(torch.float64), top)
-    inside = _compare(torch.gt, acc, 0).sub_(saturated)     # saturated implies acc > 0
+    else:                                       # top <= amax: exact in acc's dtype, or below 2^24
+        saturated = _compare(torch.ge, small if top < FLOAT32_EXACT else acc.to(torch.float64), top)
+    inside = _compare(torch.gt, small, 0).sub_(saturated)     # saturated implies acc > 0
     return codes, inside, saturated
 
 

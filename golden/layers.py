@@ -181,7 +181,12 @@ class _QGemm(torch.autograd.Function):
         total = acc
         if bias is not None:
             b_codes = pipeline.bias_codes(bias, unit)
-            total = acc.to(torch.float64) + layer._channel_view(b_codes, acc)
+            b_max = float(b_codes.abs().max()) if b_codes.numel() else 0.0
+            if acc.dtype == torch.float32 and w_codes[0].numel() * x_max * 7 + b_max < pipeline.FLOAT32_EXACT:
+                # |acc| + |b| < 2^24: the integer sum is exact in float32.
+                total = acc + layer._channel_view(b_codes.to(torch.float32), acc)
+            else:
+                total = acc.to(torch.float64) + layer._channel_view(b_codes, acc)
         cap = layer.capture
         if cap is not None and cap.active:
             xm, wm, accm = layer._matrices(x_codes, w_codes, acc)
