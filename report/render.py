@@ -163,6 +163,29 @@ def _save(fig, path):
     os.replace(tmp, path)
 
 
+def _calibration_md(report):
+    lines = []
+    lines.append("## Calibration against Horowitz (ISSCC 2014, 45 nm, 0.9 V)")
+    lines.append("")
+    lines.append("Operator logic only (boundary registers excluded), uniformly random operands. "
+                 f"Scaled = Horowitz x {SCALING['energy']:.2f} (energy, C V^2 with C ~ L) and "
+                 f"x {SCALING['area']:.2f} (area, L^2) to 130 nm / 1.8 V: first-order only.")
+    lines.append("")
+    lines.append("| circuit | energy pJ | Horowitz pJ (45 nm / scaled) | ratio to scaled | "
+                 "area um^2 | Horowitz um^2 (45 nm / scaled) | ratio to scaled |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for row in report["calibration"]:
+        lines.append(f"| {row['description']} | {_fmt(row['energy_pj'])} | {_fmt(row['horowitz_pj_45nm'])} / "
+                     f"{_fmt(row['horowitz_pj_scaled'])} | {_fmt(row['energy_over_scaled'])} | "
+                     f"{_fmt(row['area_um2'])} | {_fmt(row['horowitz_um2_45nm'])} / "
+                     f"{_fmt(row['horowitz_um2_scaled'])} | {_fmt(row['area_over_scaled'])} |")
+    lines.append("")
+    lines.append("Horowitz's FP figures for reference (45 nm): FP16 add 0.4 pJ / 1360 um^2, "
+                 "FP16 mult 1.1 pJ / 1640 um^2, FP32 add 0.9 pJ / 4184 um^2, FP32 mult 3.7 pJ / 7700 um^2.")
+    lines.append("")
+    return lines
+
+
 def _markdown(report, plots):
     r = report["ratios"]
     lines = ["# fourbit: area and energy against FP16", ""]
@@ -223,24 +246,8 @@ def _markdown(report, plots):
         lines.append("Skipped to bound the run time (`--max-transistors 0` measures them): "
                      + "; ".join(f"{n}: {why}" for n, why in report["skipped"].items()))
         lines.append("")
-    lines.append("## Calibration against Horowitz (ISSCC 2014, 45 nm, 0.9 V)")
-    lines.append("")
-    lines.append("Operator logic only (boundary registers excluded), uniformly random operands. "
-                 f"Scaled = Horowitz x {SCALING['energy']:.2f} (energy, C V^2 with C ~ L) and "
-                 f"x {SCALING['area']:.2f} (area, L^2) to 130 nm / 1.8 V: first-order only.")
-    lines.append("")
-    lines.append("| circuit | energy pJ | Horowitz pJ (45 nm / scaled) | ratio to scaled | "
-                 "area um^2 | Horowitz um^2 (45 nm / scaled) | ratio to scaled |")
-    lines.append("|---|---|---|---|---|---|---|")
-    for row in report["calibration"]:
-        lines.append(f"| {row['description']} | {_fmt(row['energy_pj'])} | {_fmt(row['horowitz_pj_45nm'])} / "
-                     f"{_fmt(row['horowitz_pj_scaled'])} | {_fmt(row['energy_over_scaled'])} | "
-                     f"{_fmt(row['area_um2'])} | {_fmt(row['horowitz_um2_45nm'])} / "
-                     f"{_fmt(row['horowitz_um2_scaled'])} | {_fmt(row['area_over_scaled'])} |")
-    lines.append("")
-    lines.append("Horowitz's FP figures for reference (45 nm): FP16 add 0.4 pJ / 1360 um^2, "
-                 "FP16 mult 1.1 pJ / 1640 um^2, FP32 add 0.9 pJ / 4184 um^2, FP32 mult 3.7 pJ / 7700 um^2.")
-    lines.append("")
+    if report["calibration"]:
+        lines += _calibration_md(report)
     if plots:
         lines.append("## Plots")
         lines.append("")
