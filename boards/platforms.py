@@ -72,7 +72,7 @@ class Board:
 
 
 BOARDS = {board.name: board for board in (
-    Board("icebreaker", ICEBreakerPlatform, "ice40", "int4", 4, 4),
+    Board("icebreaker", ICEBreakerPlatform, "ice40", "int4", 5, 5),
     Board("ulx3s", ULX3S_85F_Platform, "ecp5", "int4", 8, 8),
 )}
 
