@@ -127,7 +127,7 @@ def _step_fn(model, opt, x, y):
     return step
 
 
-def run_speed(*, out, models=("mlp", "lenet5"), batch_size=256, steps=30, warmup=5, seed=0,
+def run_speed(*, out, models=("mlp", "lenet5"), batch_size=256, steps=60, warmup=5, seed=0,
               recipes=("fp32", "ibm4"), device="cpu"):
     """Median step time of each recipe on MNIST-shaped batches; write speed.json / speed.md; return rows."""
     out = Path(out)
@@ -192,7 +192,7 @@ def main(argv=None):
     s = sub.add_parser("speed", help="training step time, ibm4 against fp32")
     s.add_argument("--out", default="build/golden/speed")
     s.add_argument("--batch-size", type=int, default=256)
-    s.add_argument("--steps", type=int, default=30)
+    s.add_argument("--steps", type=int, default=60)
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
@@ -210,6 +210,9 @@ def main(argv=None):
                 return 2
             run_accuracy(data_dir=args.data_dir, out=args.out, seed=args.seed, only=args.only, fresh=args.fresh)
         else:
+            if args.steps < 1 or args.batch_size < 1:
+                print("error: --steps and --batch-size must be >= 1", file=sys.stderr)
+                return 2
             if args.device.startswith("cuda"):
                 if not torch.cuda.is_available():
                     print(f"error: --device {args.device}: no CUDA device available", file=sys.stderr)
