@@ -25,7 +25,7 @@ from amaranth.lib.wiring import In, Out
 from hw._params import check_int
 from hw.array import SystolicArray
 
-from .protocol import INFO_LENGTH, KIND_CODES, MAGIC, VERSION, Command, Flag, Status
+from .protocol import INFO_LENGTH, Command, Flag, Status, info_reply
 from .uart import UARTReceiver, UARTTransmitter
 
 
@@ -77,11 +77,8 @@ class GemmEngine(wiring.Component):
 
     def info_bytes(self):
         """The INFO reply (status included)."""
-        reply = bytes([Status.OK]) + MAGIC + bytes([VERSION, KIND_CODES[self.kind.name]])
-        reply += self.rows.to_bytes(2, "little") + self.cols.to_bytes(2, "little")
-        reply += bytes([self.acc_width]) + self.depth.to_bytes(2, "little")
-        assert len(reply) == INFO_LENGTH
-        return reply
+        return info_reply(kind=self.kind.name, rows=self.rows, cols=self.cols, acc_width=self.acc_width,
+                          depth=self.depth)
 
     def elaborate(self, platform):
         m = Module()

@@ -41,7 +41,7 @@ returns to waiting for a command, so the host must not send the payload).
 import enum
 
 
-__all__ = ["Command", "Status", "Flag", "KIND_CODES", "MAGIC", "VERSION", "INFO_LENGTH"]
+__all__ = ["Command", "Status", "Flag", "KIND_CODES", "MAGIC", "VERSION", "INFO_LENGTH", "info_reply"]
 
 
 class Command(enum.IntEnum):
@@ -71,3 +71,12 @@ MAGIC = b"F4"
 VERSION = 1
 #: Bytes of the INFO reply, status included.
 INFO_LENGTH = 12
+
+
+def info_reply(*, kind, rows, cols, acc_width, depth):
+    """The INFO reply (status included) of an engine with these parameters."""
+    reply = bytes([Status.OK]) + MAGIC + bytes([VERSION, KIND_CODES[kind]])
+    reply += rows.to_bytes(2, "little") + cols.to_bytes(2, "little")
+    reply += bytes([acc_width]) + depth.to_bytes(2, "little")
+    assert len(reply) == INFO_LENGTH
+    return reply

@@ -7,7 +7,8 @@ from boards.engine import GemmEngine
 from boards.host import Board, BoardError, run_gemm
 from boards.host import main as host_main
 from boards.platforms import BOARDS, BoardTop
-from boards.protocol import Command, Status
+from boards.protocol import Command, Status, info_reply
+from hw.array import ARRAY_KINDS
 from boards.sweep import headline, table
 from boards.sweep import main as sweep_main
 from boards.synth import _log_utilization, netlist_resources, synthesize
@@ -128,7 +129,8 @@ class ScriptedTransport:
 
 
 def _info(kind, rows=2, cols=2, depth=8, acc_width=None):
-    return GemmEngine(kind=kind, rows=rows, cols=cols, divisor=4, depth=depth, acc_width=acc_width).info_bytes()
+    acc_width = ARRAY_KINDS[kind].default_acc_width if acc_width is None else acc_width
+    return info_reply(kind=kind, rows=rows, cols=cols, acc_width=acc_width, depth=depth)
 
 
 def test_board_info_roundtrip():
