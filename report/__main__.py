@@ -206,9 +206,11 @@ def main(argv=None):
     for p in paths:
         print(p)
     r = report["ratios"]
-    print(f"report: fp16/int4 area {render._fmt(r['fp16_over_int4_area'])}x energy "
-          f"{render._fmt(r['fp16_over_int4_energy'])}x; fp16/log area {render._fmt(r['fp16_over_log_area'])}x "
-          f"energy {render._fmt(r['fp16_over_log_energy'])}x (paper: >7x); "
+    print(f"report: fp16/int4 area {render._x(r['fp16_over_int4_area'])} energy "
+          f"{render._x(r['fp16_over_int4_energy'])}; fp16/log area {render._x(r['fp16_over_log_area'])} "
+          f"energy {render._x(r['fp16_over_log_energy'])}; transistors "
+          f"{render._x(r['fp16_over_int4_transistors'])} / {render._x(r['fp16_over_log_transistors'])} "
+          f"(paper: >7x); "
           f"{time.monotonic() - t0:.0f} s", file=sys.stderr)
     unit_errors = [e for u in measured.values() for e in u["errors"] if "no operand-stream model" not in e]
     failed = (args.liberty and library is None) or yosys_map is None or problems or unit_errors

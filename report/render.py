@@ -100,6 +100,11 @@ def calibration_rows(calibration):
     return rows
 
 
+def _x(v):
+    """A ratio cell: ``6.36x`` or ``n/a``."""
+    return "n/a" if v is None else f"{_fmt(v)}x"
+
+
 def _fmt(v, digits=3):
     if v is None:
         return "n/a"
@@ -139,6 +144,8 @@ def _plots(report, out_dir):
     if arrays:
         for key, label, fname in (("area_um2", "area (um^2)", "arrays_area.png"),
                                   ("energy_pj_per_mac", "energy per MAC (pJ)", "arrays_energy.png")):
+            if not any(u.get(key) for _, u in arrays):
+                continue
             fig, ax = plt.subplots(figsize=(6, 3.5))
             kinds = sorted({u["array"][0] for _, u in arrays})
             for kind in kinds:
@@ -205,17 +212,17 @@ def _markdown(report, plots):
     lines.append("| ratio | area | energy per MAC | transistors | logic-only area | logic-only energy |")
     lines.append("|---|---|---|---|---|---|")
     for pe, label in (("int4", "fp16_mac / int4_mac (forward)"), ("log", "fp16_mac / log_mac (backward)")):
-        lines.append(f"| {label} | {_fmt(r[f'fp16_over_{pe}_area'])}x | {_fmt(r[f'fp16_over_{pe}_energy'])}x | "
-                     f"{_fmt(r[f'fp16_over_{pe}_transistors'])}x | {_fmt(r[f'fp16_over_{pe}_logic_area'])}x | "
-                     f"{_fmt(r[f'fp16_over_{pe}_logic_energy'])}x |")
+        lines.append(f"| {label} | {_x(r[f'fp16_over_{pe}_area'])} | {_x(r[f'fp16_over_{pe}_energy'])} | "
+                     f"{_x(r[f'fp16_over_{pe}_transistors'])} | {_x(r[f'fp16_over_{pe}_logic_area'])} | "
+                     f"{_x(r[f'fp16_over_{pe}_logic_energy'])} |")
     if r.get("fp16_over_train_area") is not None:
-        lines.append(f"| fp16_mac / train_mac (both) | {_fmt(r['fp16_over_train_area'])}x | "
-                     f"{_fmt(r['fp16_over_train_energy'])}x | | | |")
+        lines.append(f"| fp16_mac / train_mac (both) | {_x(r['fp16_over_train_area'])} | "
+                     f"{_x(r['fp16_over_train_energy'])} | | | |")
     for size, row in report.get("array_ratios", {}).items():
         for pe in ("int4", "log", "train"):
             if f"fp16_over_{pe}_area" in row:
-                lines.append(f"| fp16 / {pe} array {size} | {_fmt(row[f'fp16_over_{pe}_area'])}x | "
-                             f"{_fmt(row[f'fp16_over_{pe}_energy'])}x | | | |")
+                lines.append(f"| fp16 / {pe} array {size} | {_x(row[f'fp16_over_{pe}_area'])} | "
+                             f"{_x(row[f'fp16_over_{pe}_energy'])} | | | |")
     lines.append("| paper claim | >7x | >7x | | | |")
     lines.append("")
     lines.append("Logic-only: combinational cells and the nets they drive, without the flip-flops "
@@ -246,7 +253,7 @@ def _markdown(report, plots):
         lines.append("Skipped to bound the run time (`--max-transistors 0` measures them): "
                      + "; ".join(f"{n}: {why}" for n, why in report["skipped"].items()))
         lines.append("")
-    if report["calibration"]:
+    if report["calibration"] and report.get("liberty"):
         lines += _calibration_md(report)
     if plots:
         lines.append("## Plots")
