@@ -13,6 +13,7 @@ import shutil
 import sys
 
 from amaranth.hdl import Elaboratable, Module
+from amaranth.lib import io
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
@@ -122,6 +123,8 @@ class BoardTop(Elaboratable):
         divisor = round(platform.default_clk_frequency / BAUD)
         m.submodules.engine = engine = GemmEngine(kind=self.kind, rows=self.rows, cols=self.cols,
                                                   divisor=divisor, depth=self.depth)
-        uart = platform.request("uart", 0)
-        m.d.comb += [engine.rx.eq(uart.rx.i), uart.tx.o.eq(engine.tx)]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buffer = rx_buffer = io.Buffer("i", uart.rx)
+        m.submodules.tx_buffer = tx_buffer = io.Buffer("o", uart.tx)
+        m.d.comb += [engine.rx.eq(rx_buffer.i), tx_buffer.o.eq(engine.tx)]
         return m
