@@ -13,10 +13,13 @@
     hits both alike, and writes ``speed.json`` and ``speed.md`` with the
     median step time and the ratio ibm4 / fp32. CPU time of the process is
     measured (``time.process_time``), with ``--threads`` torch threads, so
-    that other jobs on a shared machine distort it less than wall time.
+    that other jobs on a shared machine distort it less than wall time; freed
+    heap memory stays in the process (:func:`keep_freed_memory`) unless
+    ``--system-malloc``.
 """
 
 import argparse
+import ctypes
 import json
 import sys
 import time
@@ -30,7 +33,7 @@ from .models import build_model
 from .recipes import get_recipe, prepare_model
 from .train import _atomic_write, train
 
-__all__ = ["ACCURACY_RUNS", "run_accuracy", "run_speed", "main"]
+__all__ = ["ACCURACY_RUNS", "run_accuracy", "run_speed", "keep_freed_memory", "main"]
 
 #: (dataset, model, epochs, recipes) of the accuracy benchmark.
 ACCURACY_RUNS = (
@@ -118,6 +121,25 @@ def write_accuracy_table(*, out, seed=0, runs=ACCURACY_RUNS):
     return rows
 
 
+def keep_freed_memory():
+    """Keep freed heap memory in this process (glibc ``mallopt``); True if set.
+
+    PyTorch's CPU allocator does not cache: every temporary tensor is a
+    malloc/free, and glibc serves big blocks by mmap and trims the heap, so a
+    re-allocated temporary page-faults afresh on every step. Raising the mmap
+    and trim thresholds (what the glibc tunables ``MALLOC_MMAP_THRESHOLD_`` /
+    ``MALLOC_TRIM_THRESHOLD_`` do; Intel's PyTorch CPU guide swaps in jemalloc
+    or tcmalloc for the same reason) keeps those pages mapped, for every recipe
+    alike.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 2 ** 31 - 1))
+    except (OSError, AttributeError):
+        return False
+
+
 def _step_fn(model, opt, x, y):
     def step():
         loss = F.cross_entropy(model(x), y)
@@ -128,8 +150,11 @@ def _step_fn(model, opt, x, y):
 
 
 def run_speed(*, out, models=("mlp", "lenet5"), batch_size=256, steps=60, warmup=5, seed=0,
-              recipes=("fp32", "ibm4"), device="cpu"):
-    """Median step time of each recipe on MNIST-shaped batches; write speed.json / speed.md; return rows."""
+              recipes=("fp32", "ibm4"), device="cpu", malloc="system"):
+    """Median step time of each recipe on MNIST-shaped batches; write speed.json / speed.md; return rows.
+
+    ``malloc`` only labels the results (``"kept"`` after :func:`keep_freed_memory`).
+    """
     out = Path(out)
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(batch_size, 1, 28, 28, generator=gen).to(device)
@@ -163,7 +188,7 @@ def run_speed(*, out, models=("mlp", "lenet5"), batch_size=256, steps=60, warmup
         rows.append(row)
         print(f"[bench speed] {row}", file=sys.stderr)
     meta = {"threads": torch.get_num_threads(), "torch": torch.__version__, "device": device,
-            "clock": "process CPU time" if device == "cpu" else "wall"}
+            "clock": "process CPU time" if device == "cpu" else "wall", "malloc": malloc}
     _write(out / "speed.json", json.dumps({"rows": rows, **meta}, indent=1) + "\n")
     lines = ["| model | batch | " + " | ".join(f"{r} step (ms)" for r in recipes) + " | "
              + " | ".join(f"{r} / fp32" for r in recipes if r != "fp32") + " |",
@@ -172,7 +197,8 @@ def run_speed(*, out, models=("mlp", "lenet5"), batch_size=256, steps=60, warmup
         lines.append(f"| {row['model']} | {row['batch_size']} | "
                      + " | ".join(f"{row[f'{r}_ms']:.2f}" for r in recipes) + " | "
                      + " | ".join(f"{row[f'{r}_ratio']:.2f}x" for r in recipes if r != "fp32") + " |")
-    table = "\n".join(lines) + f"\n\n({meta['clock']}, {meta['threads']} torch thread(s), {device})\n"
+    table = "\n".join(lines) + (f"\n\n({meta['clock']}, {meta['threads']} torch thread(s), {device}, "
+                                 f"malloc {malloc}, median of {steps} interleaved steps)\n")
     _write(out / "speed.md", table)
     print(table)
     return rows
@@ -195,6 +221,8 @@ def main(argv=None):
     s.add_argument("--steps", type=int, default=60)
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--device", default="cpu")
+    s.add_argument("--system-malloc", action="store_true",
+                   help="leave glibc's heap trimming on (freed tensors page-fault again when re-allocated)")
     args = p.parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:
@@ -219,7 +247,9 @@ def main(argv=None):
                     return 2
                 torch.backends.cuda.matmul.allow_tf32 = False
                 torch.backends.cudnn.allow_tf32 = False
-            run_speed(out=args.out, batch_size=args.batch_size, steps=args.steps, device=args.device)
+            malloc = "system" if args.system_malloc or not keep_freed_memory() else "kept"
+            run_speed(out=args.out, batch_size=args.batch_size, steps=args.steps, device=args.device,
+                      malloc=malloc)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
