@@ -141,6 +141,11 @@ def main(argv=None):
     todo.sort(key=lambda u: (u.kind == "calibration", u.array is not None, u.pe_count, u.name))
     pe_of_array = {"int4": "int4_mac", "log": "log_mac", "fp16": "fp16_mac", "train": "train_mac"}
     measured, skipped = {}, {}
+    # Only MAC units and arrays have a per-MAC figure; other generated modules
+    # (the training datapath with its buffers) are listed, not measured.
+    for unit in [u for u in todo if not u.array and not u.workloads and u.kind != "calibration"]:
+        skipped[unit.name] = "not a MAC unit or array (no per-MAC operand stream)"
+        todo.remove(unit)
     # phase 1: standalone units; phase 2: arrays (their size estimate needs phase 1)
     measured.update(_measure_all([u for u in todo if not u.array], ctx, args.jobs))
     arrays = []

@@ -250,7 +250,7 @@ def _markdown(report, plots):
         lines.append("Not measured (not generated yet): " + "; ".join(report["missing"]))
         lines.append("")
     if report.get("skipped"):
-        lines.append("Skipped to bound the run time (`--max-transistors 0` measures them): "
+        lines.append("Skipped (arrays over the transistor budget are measured with `--max-transistors 0`): "
                      + "; ".join(f"{n}: {why}" for n, why in report["skipped"].items()))
         lines.append("")
     if report["calibration"] and report.get("liberty"):

@@ -70,7 +70,7 @@ UNITS = {unit.kind: unit for unit in (
          {"rows": 4, "cols": 4, "k_depth": 256, "grad_depth": 1024, "mask_depth": 1024, "acc_width": 32,
           "grad_width": 48},
          "training datapath of FC layers: train array, operand buffers, requantizers, ST mask, amax, "
-         "FP4 TPR encoder, command FSM (docs/datapath.md; lint with hw/datapath/lint_waivers.vlt)"),
+         "FP4 TPR encoder, command FSM (docs/datapath.md)"),
 )}
 
 
