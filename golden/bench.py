@@ -19,7 +19,6 @@
 """
 
 import argparse
-import ctypes
 import json
 import sys
 import time
@@ -31,9 +30,9 @@ import torch.nn.functional as F
 from .data import DataError, load_dataset
 from .models import build_model
 from .recipes import get_recipe, prepare_model
-from .train import _atomic_write, train
+from .train import _atomic_write, keep_freed_memory, train
 
-__all__ = ["ACCURACY_RUNS", "run_accuracy", "run_speed", "keep_freed_memory", "main"]
+__all__ = ["ACCURACY_RUNS", "run_accuracy", "run_speed", "main"]
 
 #: (dataset, model, epochs, recipes) of the accuracy benchmark.
 ACCURACY_RUNS = (
@@ -119,25 +118,6 @@ def write_accuracy_table(*, out, seed=0, runs=ACCURACY_RUNS):
     _write(out / "accuracy.md", table)
     print(table)
     return rows
-
-
-def keep_freed_memory():
-    """Keep freed heap memory in this process (glibc ``mallopt``); True if set.
-
-    PyTorch's CPU allocator does not cache: every temporary tensor is a
-    malloc/free, and glibc serves big blocks by mmap and trims the heap, so a
-    re-allocated temporary page-faults afresh on every step. Raising the mmap
-    and trim thresholds (what the glibc tunables ``MALLOC_MMAP_THRESHOLD_`` /
-    ``MALLOC_TRIM_THRESHOLD_`` do; Intel's PyTorch CPU guide swaps in jemalloc
-    or tcmalloc for the same reason) keeps those pages mapped, for every recipe
-    alike.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 2 ** 31 - 1))
-    except (OSError, AttributeError):
-        return False
 
 
 def _step_fn(model, opt, x, y):
