@@ -21,8 +21,6 @@ output tiles), loads each tile's operands in chunks of at most ``depth`` k
 long tile) and reassembles C with :func:`verify.tiling.assemble`.
 """
 
-import argparse
-import math
 import os
 import select
 import sys
@@ -34,6 +32,7 @@ import numpy as np
 from hw.arith import max_safe_k
 from hw.array import ARRAY_KINDS
 from verify import tiling
+from verify.cli import OneLineParser, bit_flag, non_negative_int
 from verify.gemm import GemmError, array_kind, operand_bits
 
 from .protocol import INFO_LENGTH, KIND_CODES, MAGIC, VERSION, Command, Flag, Status
@@ -272,43 +271,22 @@ class SerialTransport:
         os.close(self.fd)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _size(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, not {text!r}")
-    return value
-
-
-def _flag(text):
-    if text not in ("0", "1"):
-        raise argparse.ArgumentTypeError(f"expected 0 or 1, not {text!r}")
-    return text == "1"
-
-
 def _parser():
-    parser = _Parser(prog="python -m boards.host",
+    parser = OneLineParser(prog="python -m boards.host",
                      description="Run a GEMM on a board's UART GEMM engine; check it against golden/.")
     parser.add_argument("--port", required=True, help="serial device of the board (e.g. /dev/ttyUSB1)")
     parser.add_argument("--baud", type=int, default=115200, help="line rate (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for a byte")
     parser.add_argument("--pe", required=True, choices=("int4", "log", "fp16"), help="GEMM kind")
-    parser.add_argument("--m", type=_size, default=8, help="random GEMM: rows of A")
-    parser.add_argument("--k", type=_size, default=64, help="random GEMM: inner dimension")
-    parser.add_argument("--n", type=_size, default=8, help="random GEMM: columns of B")
+    parser.add_argument("--m", type=non_negative_int, default=8, help="random GEMM: rows of A")
+    parser.add_argument("--k", type=non_negative_int, default=64, help="random GEMM: inner dimension")
+    parser.add_argument("--n", type=non_negative_int, default=8, help="random GEMM: columns of B")
     parser.add_argument("--seed", type=int, default=0, help="random GEMM: seed")
     parser.add_argument("--a", metavar="A.npy", help="left operand (instead of a random GEMM)")
     parser.add_argument("--b", metavar="B.npy", help="right operand")
     parser.add_argument("--out", metavar="C.npy", help="write the board's result here")
-    parser.add_argument("--a-signed", type=_flag, default=True, metavar="0|1")
-    parser.add_argument("--b-signed", type=_flag, default=True, metavar="0|1")
+    parser.add_argument("--a-signed", type=bit_flag, default=True, metavar="0|1")
+    parser.add_argument("--b-signed", type=bit_flag, default=True, metavar="0|1")
     return parser
 
 

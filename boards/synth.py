@@ -23,7 +23,6 @@ ones); 3 the design does not fit (the message carries the utilisation
 nextpnr reported); 1 any other tool failure.
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -34,6 +33,7 @@ import tempfile
 import time
 
 from hw.array import ARRAY_KINDS
+from verify.cli import OneLineParser, positive_int
 
 from .platforms import BOARDS, BoardTop, unknown_board_message, yowasp_env
 
@@ -202,33 +202,18 @@ def top_acc_width(pe):
     return ARRAY_KINDS[pe].default_acc_width
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
-    return value
-
-
 def _optional_positive(text):
-    return None if text == "" else _positive(text)
+    return None if text == "" else positive_int(text)
 
 
 def main(argv=None):
-    parser = _Parser(prog="python -m boards.synth",
+    parser = OneLineParser(prog="python -m boards.synth",
                      description="Build the UART GEMM engine for a board: bitstream + report.json.")
     parser.add_argument("--board", required=True, help=f"one of: {', '.join(BOARDS)}")
     parser.add_argument("--pe", default="", help=f"array kind ({', '.join(ARRAY_KINDS)}; default: the board's)")
     parser.add_argument("--rows", type=_optional_positive, default=None, help="array rows (default: the board's)")
     parser.add_argument("--cols", type=_optional_positive, default=None, help="array columns")
-    parser.add_argument("--depth", type=_positive, default=256, help="operand buffer depth (default 256)")
+    parser.add_argument("--depth", type=positive_int, default=256, help="operand buffer depth (default 256)")
     parser.add_argument("--out", default=None, help="build directory (default build/boards/<board>)")
     args = parser.parse_args(argv)
     prog = parser.prog

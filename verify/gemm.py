@@ -33,7 +33,6 @@ one ``verify.gemm: error: ...`` line and exits with status 2 without writing
 the output; a simulation failure exits with status 1.
 """
 
-import argparse
 import fcntl
 import functools
 import hashlib
@@ -45,6 +44,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from .cli import OneLineParser, bit_flag, positive_int
 
 # hw (and through golden.formats, torch) is imported where needed, so that bad
 # input is reported without paying for those imports.
@@ -451,40 +452,18 @@ def _save_atomic(path, matrix):
             os.unlink(tmp)
 
 
-def _flag(text):
-    if text not in ("0", "1"):
-        raise argparse.ArgumentTypeError(f"expected 0 or 1, not {text!r}")
-    return text == "1"
-
-
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        # One line, with the same prefix as every other error of this tool.
-        self.exit(2, f"verify.gemm: error: {message}\n")
-
-
 def _parser():
-    parser = _Parser(prog="python -m verify.gemm",
+    parser = OneLineParser(prog="python -m verify.gemm", error_prefix="verify.gemm",
                      description="Run C = A @ B on a simulated R x C systolic array and write C (.npy).")
     parser.add_argument("--pe", required=True, choices=PES, help="processing-element kind")
-    parser.add_argument("--rows", required=True, type=_positive, help="array rows R")
-    parser.add_argument("--cols", required=True, type=_positive, help="array columns C")
+    parser.add_argument("--rows", required=True, type=positive_int, help="array rows R")
+    parser.add_argument("--cols", required=True, type=positive_int, help="array columns C")
     parser.add_argument("--a", required=True, metavar="A.npy", help="M x K left operand")
     parser.add_argument("--b", required=True, metavar="B.npy", help="K x N right operand")
     parser.add_argument("--out", required=True, metavar="C.npy", help="M x N result (written atomically)")
-    parser.add_argument("--a-signed", type=_flag, default=True, metavar="0|1",
+    parser.add_argument("--a-signed", type=bit_flag, default=True, metavar="0|1",
                         help="A is INT4 (1, default) or UINT4 (0); int4 only")
-    parser.add_argument("--b-signed", type=_flag, default=True, metavar="0|1",
+    parser.add_argument("--b-signed", type=bit_flag, default=True, metavar="0|1",
                         help="B is INT4 (1, default) or UINT4 (0); int4 and log")
     parser.add_argument("--sim", default="icarus", choices=SIMULATORS, help="simulator (default: %(default)s)")
     parser.add_argument("--array", default="dedicated", choices=ARRAYS,

@@ -17,23 +17,17 @@ utilization per GEMM, projected step time at the Fmax measured by
 or a simulation failure; 2 bad input (e.g. a network the datapath cannot hold).
 """
 
-import argparse
 import json
 import os
 import pathlib
 import sys
 
+from ..cli import OneLineParser
 from .run import PRESETS, performance, run_cosim
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        print(f"verify.cosim: error: {message}", file=sys.stderr)
-        sys.exit(2)
-
-
 def _parser():
-    p = _Parser(prog="python -m verify.cosim", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m verify.cosim", error_prefix="verify.cosim", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="digits", help=f"one of: {', '.join(PRESETS)} (default digits)")
     for name in ("steps", "batch", "hidden", "depth", "seed", "rows", "cols", "k-depth", "grad-depth", "mask-depth"):
         p.add_argument(f"--{name}", type=int, help="override the preset")
