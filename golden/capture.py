@@ -25,6 +25,19 @@ A NumPy ``.npz`` archive (``numpy.load(path)``, no pickling needed). Key
     radix^-(7-1) * scale_b``. ``op = "dx"``: a = dY codes (M x N_out),
     b = W codes (N_out x K_in), c = dX (for a conv: the im2col columns, before
     col2im). ``op = "dw"``: a = dY^T codes, b = X codes (im2col), c = dW.
+Optional float operands (written unless ``TensorCapture(floats=False)``)
+    ``fwd``, ``dx`` and ``dw`` records also hold ``a_float`` and ``b_float``:
+    float32 arrays of the same shape and layout as ``a`` and ``b``, the real
+    values the GEMM quantized, i.e. what an unquantized (FP16/FP32) baseline
+    would multiply. ``fwd``: ``a_float`` = the float input activation (the
+    image, or PACT's ``clip(y, 0, alpha)`` before its UINT4 rounding; im2col
+    for a conv), ``b_float`` = the float master weights W^T. ``dx``:
+    ``a_float`` = the float upstream gradient dY, ``b_float`` = the float
+    weights W. ``dw``: ``a_float`` = dY^T, ``b_float`` = the float
+    activation (``fwd``'s ``a_float``). Weights quantize to the codes exactly
+    (``quantize_weight(b_float, scale_b) == b``); PACT activations quantize
+    to ``a`` up to float32 rounding at code boundaries (the integer
+    requantization rounds the exact accumulator).
 ``kind = "requant"``
     arrays ``acc`` (int64 accumulator incl. bias), ``codes`` (uint8, the
     next layer's UINT4 input); scalars ``m0``, ``shift``, ``alpha``,
@@ -49,7 +62,9 @@ _FORMAT, _VERSION = "fourbit-capture", 1
 
 _DTYPES = {("int4", "a"): np.int8, ("int4", "b"): np.int8, ("int4", "c"): np.int64,
            ("int4", "bias"): np.int64, ("log", "a"): np.uint8, ("log", "b"): np.int8,
-           ("log", "c"): np.int64, ("requant", "acc"): np.int64, ("requant", "codes"): np.uint8}
+           ("log", "c"): np.int64, ("requant", "acc"): np.int64, ("requant", "codes"): np.uint8,
+           ("int4", "a_float"): np.float32, ("int4", "b_float"): np.float32,
+           ("log", "a_float"): np.float32, ("log", "b_float"): np.float32}
 
 
 class TensorCapture:
@@ -59,6 +74,9 @@ class TensorCapture:
     ----------
     steps : iterable of int
         Global training step numbers (0-based) to record.
+    floats : bool
+        Also record each GEMM's unquantized float operands (``a_float``,
+        ``b_float``; default True).
 
     Attributes
     ----------
@@ -67,7 +85,10 @@ class TensorCapture:
     records : list of dict
     """
 
-    def __init__(self, steps):
+    def __init__(self, steps, *, floats=True):
+        if not isinstance(floats, bool):
+            raise TypeError(f"floats must be a bool, not {type(floats).__name__}")
+        self.floats = floats
         self.steps = frozenset(int(s) for s in steps)
         if any(s < 0 for s in self.steps):
             raise ValueError("capture steps must be >= 0")
@@ -90,14 +111,18 @@ class TensorCapture:
         """Store one operation (called by the quantized layers)."""
         arrays, scalars = {}, {}
         for name, value in fields.items():
-            if value is None:
+            if value is None or (name.endswith("_float") and not self.floats):
                 continue
             if isinstance(value, torch.Tensor):
                 dtype = _DTYPES[(kind, name)]
                 array = value.detach().cpu()
-                if array.is_floating_point():
-                    array = torch.round(array.to(torch.float64))
-                array = array.to(torch.int64).numpy().astype(dtype)
+                if dtype == np.float32:
+                    # a copy: the tensor may be a parameter the optimizer updates in place before save()
+                    array = array.to(torch.float32).numpy().copy()
+                else:
+                    if array.is_floating_point():
+                        array = torch.round(array.to(torch.float64))
+                    array = array.to(torch.int64).numpy().astype(dtype)
                 key = f"{self._step}/{layer}/{op}/{name}"
                 self._arrays[key] = array
                 arrays[name] = key

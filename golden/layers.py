@@ -144,6 +144,7 @@ class _CodeTag:
     step: float            # real value of code 1
     signed: bool
     link: object           # GradLink of the producing layer, or None
+    real: object = None    # unquantized float value (PACT clip of the input), only while capturing
 
 
 def _tag(t):
@@ -164,6 +165,7 @@ class _QGemm(torch.autograd.Function):
         if layer.input_mode == "image":
             x_codes = quantize_input(x.detach()).to(torch.float32)
             x_step, x_max, x_signed, link_in = 1.0 / 15, 8, True, None
+            x_real = x.detach()
         else:
             tag = _tag(x)
             if not isinstance(tag, _CodeTag) or tag.codes.shape != x.shape:
@@ -171,6 +173,7 @@ class _QGemm(torch.autograd.Function):
                     f"quantized layer {layer.fourbit_name!r} expects UINT4 codes from a PACT activation "
                     "(through MaxPool2d/Flatten only); its input comes from another operation")
             x_codes, x_step, x_signed, link_in = tag.codes, tag.step, tag.signed, tag.link
+            x_real = tag.real
             x_max = 8 if x_signed else QMAX
             if link_in is not None:
                 link_in.consumers += 1
@@ -193,11 +196,16 @@ class _QGemm(torch.autograd.Function):
             check = pipeline.forward_gemm(xm, wm, x_max)
             if not torch.equal(check.to(torch.float64), accm.to(torch.float64)):
                 raise AssertionError(f"{layer.fourbit_name}: fast forward GEMM differs from the matrix GEMM")
+            # Unquantized operands (an FP16 baseline's): the float activation and master weights.
+            xf, wf, _ = layer._matrices(x.detach() if x_real is None else x_real, weight.detach(), None)
             cap.record(layer.fourbit_name, "fwd", kind="int4", a=xm, b=wm.t(), c=check,
-                       a_signed=x_signed, b_signed=True, scale_a=x_step, scale_b=w_step, bias=b_codes)
+                       a_signed=x_signed, b_signed=True, scale_a=x_step, scale_b=w_step, bias=b_codes,
+                       a_float=xf, b_float=wf.t())
         y = (total.to(torch.float64) * unit).to(x.dtype)
         ctx.layer = layer
         ctx.state = (x_codes, w_codes, x_step, w_step, x_max, x_signed, link_in)
+        capturing = cap is not None and cap.active
+        ctx.x_float, ctx.w_float = (xf, weight.detach()) if capturing else (None, None)
         ctx.link_out = GradLink()
         ctx.has_bias = bias is not None
         layer._out_tag = _AccTag(total, unit, ctx.link_out, layer.fourbit_name)
@@ -207,6 +215,8 @@ class _QGemm(torch.autograd.Function):
     def backward(ctx, grad_y):
         layer, cfg = ctx.layer, ctx.layer.config
         x_codes, w_codes, x_step, w_step, x_max, x_signed, link_in = ctx.state
+        x_float, w_float = ctx.x_float, ctx.w_float
+        ctx.x_float = ctx.w_float = None
         fmt = cfg.grad_format
         link = ctx.link_out
         g, unit = grad_y, 1.0
@@ -248,7 +258,9 @@ class _QGemm(torch.autograd.Function):
                                    dx.to(torch.float64)):
                     raise AssertionError(f"{layer.fourbit_name}: fast dX GEMM differs from the matrix GEMM")
                 cap.record(layer.fourbit_name, "dx", kind="log", a=gm, b=wm, c=dxm, b_signed=True,
-                           scale_g=s0, phase=phases[0], unit_g=unit, scale_b=w_step, radix=fmt.radix)
+                           scale_g=s0, phase=phases[0], unit_g=unit, scale_b=w_step, radix=fmt.radix,
+                           a_float=layer._grad_matrix(grad_y.detach()),
+                           b_float=w_float.reshape(w_codes.shape[0], -1))
             if link_in is not None:
                 link_in.unit = dx_unit
             grad_x = (dx.to(torch.float64) * dx_unit).to(grad_y.dtype)
@@ -263,7 +275,8 @@ class _QGemm(torch.autograd.Function):
                 if not torch.equal(dwm.to(torch.float64), dw.reshape(dwm.shape).to(torch.float64)):
                     raise AssertionError(f"{layer.fourbit_name}: fast dW GEMM differs from the matrix GEMM")
                 cap.record(layer.fourbit_name, "dw", kind="log", a=g1t, b=xm, c=dwm, b_signed=x_signed,
-                           scale_g=s1, phase=phases[1], unit_g=unit, scale_b=x_step, radix=fmt.radix)
+                           scale_g=s1, phase=phases[1], unit_g=unit, scale_b=x_step, radix=fmt.radix,
+                           a_float=layer._grad_matrix(grad_y.detach()).t(), b_float=x_float)
             grad_w = (dw.to(torch.float64) * dw_unit).to(grad_y.dtype).reshape(layer.weight.shape)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = layer._bias_grad(grad_y)
@@ -466,7 +479,11 @@ class _Pact(torch.autograd.Function):
             # fused.pact_quantize == formats.quantize_pact plus the masks, float64 codes.
             codes, inside, saturated = fused.pact_quantize(y.detach(), a)
         ctx.save_for_backward(inside, saturated)
-        module._out_tag = _CodeTag(codes.to(torch.float32), step, False, link)
+        cap = module.capture
+        # While capturing, the unquantized activation PACT(y) = clip(y, 0, alpha) rides along for
+        # the next layer's float operand record (an FP16 baseline's activation).
+        real = y.detach().clamp(0.0, a) if cap is not None and cap.active else None
+        module._out_tag = _CodeTag(codes.to(torch.float32), step, False, link, real)
         return codes.mul_(step).to(y.dtype)
 
     @staticmethod
@@ -534,9 +551,11 @@ class CodePreserving(nn.Module):
             # PACT values are fl32(code * step): strictly increasing in the code, so the pooled values
             # are the values of the pooled codes, and each is within 2^-20 of code * step.
             codes = torch.round(y.detach().to(torch.float32) / tag.step)
-            y._fourbit = dataclasses.replace(tag, codes=codes)
+            y._fourbit = dataclasses.replace(tag, codes=codes,
+                                             real=None if tag.real is None else self.module(tag.real))
         elif isinstance(tag, _CodeTag):
-            y._fourbit = dataclasses.replace(tag, codes=self.module(tag.codes))
+            y._fourbit = dataclasses.replace(tag, codes=self.module(tag.codes),
+                                             real=None if tag.real is None else self.module(tag.real))
         elif isinstance(tag, _AccTag):
             y._fourbit = dataclasses.replace(tag, acc=self.module(tag.acc))
         return y

@@ -121,6 +121,7 @@ def main(argv=None):
         print(f"report: error: {e}", file=sys.stderr)
         return 2
     source = f"captured ({args.capture})" if args.capture else "synthetic (realistic distributions; no capture given)"
+    source += f"; FP16 operands: {stimulus.fp16_source(gemms)}"
 
     found, problems = units_mod.discover(args.rtl_dir)
     errors += problems

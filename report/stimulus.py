@@ -24,11 +24,25 @@ Tensors come from
 * a **capture** written by golden training (``python -m golden.train ...
   --capture FILE.npz``, format in :mod:`golden.capture`): the ``fwd``, ``dx``
   and ``dw`` records (``int4``/``log`` kinds) of every captured step and layer;
-  the real values for FP16 are the dequantized codes (``code * scale``, FP4
-  via :func:`golden.formats.fp4_decode`), which is all a capture holds;
+  FP16 gets the records' unquantized float operands (``a_float``,
+  ``b_float``: float activations, master weights and upstream gradients, as
+  an FP16 training baseline multiplies them).  A capture without them (made
+  with ``TensorCapture(floats=False)`` or before they existed) falls back to
+  the dequantized codes (``code * scale``, FP4 via
+  :func:`golden.formats.fp4_decode`), whose powers-of-two gradients barely
+  toggle the FP16 multiplier; :func:`fp16_source` says which was used;
 * or, until a capture is given, :func:`synthetic_gemms` (labelled
   ``synthetic``): realistic float tensors quantized with :mod:`golden.formats`
   exactly as golden training does; FP16 gets the unquantized float values.
+
+Conversion to binary16 is ``torch.Tensor.to(torch.float16)``: round to
+nearest even, magnitudes beyond the largest finite half (65504) become
+infinity, tiny ones go subnormal and then to (signed) zero, as an FP16
+training step that casts its float32 tensors would.  Captured float
+gradients are first multiplied by the power of two of loss scaling
+(:func:`loss_scale`: largest |dY| in [2^14, 2^15)), as FP16 training does to
+keep them out of the subnormal range; activations and weights are cast as
+they are (all well inside binary16's normal range in the default capture).
 """
 
 from dataclasses import dataclass
@@ -40,7 +54,7 @@ from golden.formats import fp4_decode, fp4_quantize, quantize_pact, quantize_wei
 from golden.formats.fp16 import float_to_fp16_bits
 
 __all__ = ["Gemm", "synthetic_gemms", "capture_gemms", "WORKLOADS", "PE_WORKLOADS",
-           "ARRAY_WORKLOADS", "stream", "array_stream", "random_operands"]
+           "ARRAY_WORKLOADS", "fp16_source", "loss_scale", "stream", "array_stream", "random_operands"]
 
 #: Workload -> the GEMM ops it is made of.
 WORKLOADS = {"forward": ("fwd",), "backward": ("dx", "dw")}
@@ -70,6 +84,9 @@ class Gemm:
         Integer codes are INT4 (True) or UINT4 (False).
     source : str
         ``"synthetic"`` or ``"<capture path> step S layer L"``.
+    real_kind : str
+        What ``a_real``/``b_real`` are: ``"float"`` (unquantized values) or
+        ``"dequantized"`` (codes times scales).
     """
 
     op: str
@@ -80,6 +97,14 @@ class Gemm:
     a_signed: bool
     b_signed: bool
     source: str
+    real_kind: str = "float"
+
+
+def fp16_source(gemms):
+    """One-line description of where the FP16 operands of ``gemms`` come from."""
+    kinds = sorted({g.real_kind for g in gemms})
+    text = {"float": "unquantized float operands", "dequantized": "dequantized 4-bit codes"}
+    return " + ".join(text[k] for k in kinds)
 
 
 def synthetic_gemms(*, m=64, k=256, n=64, seed=0):
@@ -126,15 +151,48 @@ def capture_gemms(path):
         where = f"{path} step {r['step']} layer {r['layer']}"
         if r["kind"] == "int4" and r["op"] == "fwd":
             a, b = r["a"].astype(np.int64), r["b"].astype(np.int64)
-            gemms.append(Gemm("fwd", a, b, a * r["scale_a"], b * r["scale_b"],
-                              bool(r["a_signed"]), bool(r["b_signed"]), where))
+            a_real, b_real, real_kind = _floats(r, a * r["scale_a"], b * r["scale_b"])
+            gemms.append(Gemm("fwd", a, b, a_real, b_real,
+                              bool(r["a_signed"]), bool(r["b_signed"]), where, real_kind))
         elif r["kind"] == "log" and r["op"] in ("dx", "dw") and r.get("radix") == 4:
             a, b = r["a"].astype(np.int64), r["b"].astype(np.int64)
-            g = fp4_decode(torch.from_numpy(r["a"]), r["scale_g"], phase=int(r["phase"])).numpy()
-            gemms.append(Gemm(r["op"], a, b, g, b * r["scale_b"], False, bool(r["b_signed"]), where))
+            if "a_float" in r:
+                g = None
+            else:
+                g = fp4_decode(torch.from_numpy(r["a"]), r["scale_g"], phase=int(r["phase"])).numpy()
+            a_real, b_real, real_kind = _floats(r, g, b * r["scale_b"])
+            gemms.append(Gemm(r["op"], a, b, a_real, b_real, False, bool(r["b_signed"]), where, real_kind))
     if not gemms:
         raise ValueError(f"capture {path} holds no fwd/dx/dw GEMM record")
     return gemms
+
+
+def loss_scale(grad):
+    """The power of two that FP16 training's loss scaling would apply to ``grad``.
+
+    Mixed-precision training scales the loss (so every gradient) by a power of
+    two, doubled until a gradient overflows binary16 and halved back: the
+    largest |gradient| ends in [2^14, 2^15).  Powers of two leave the
+    mantissas alone and keep small gradients out of the subnormal range.
+    """
+    amax = float(np.abs(grad).max()) if grad.size else 0.0
+    if amax == 0.0 or not np.isfinite(amax):
+        return 1.0
+    return 2.0 ** (14 - np.floor(np.log2(amax)))
+
+
+def _floats(record, a_deq, b_deq):
+    """A record's real operands: its float operands if it has them, else the dequantized codes."""
+    if "a_float" in record and "b_float" in record:
+        a, b = record["a_float"], record["b_float"]
+        if a.shape != record["a"].shape or b.shape != record["b"].shape:
+            raise ValueError(f"step {record['step']} layer {record['layer']} {record['op']}: float operands "
+                             f"{a.shape}/{b.shape} do not match the codes {record['a'].shape}/{record['b'].shape}")
+        a = a.astype(np.float64)
+        if record["kind"] == "log":
+            a = a * loss_scale(a)
+        return a, b.astype(np.float64), "float"
+    return a_deq, b_deq, "dequantized"
 
 
 def _dot_products(rng, rows, cols, k, macs):

@@ -6,7 +6,8 @@ import torch
 
 from golden.capture import TensorCapture
 from golden.formats.fp16 import fp16_bits_to_float
-from report.stimulus import array_stream, capture_gemms, stream, synthetic_gemms
+from report.stimulus import (array_stream, capture_gemms, fp16_source, loss_scale, stream,
+                             synthetic_gemms)
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +94,29 @@ def test_capture_gemms(tmp_path):
     assert stream("log_mac", "backward", [dx, dx.__class__(**{**dx.__dict__, "op": "dw"})], 40)["g"].max() <= 15
     with pytest.raises(ValueError, match="cannot read capture"):
         capture_gemms(tmp_path / "missing.npz")
+    assert fwd.real_kind == dx.real_kind == "dequantized" and fp16_source([fwd, dx]) == "dequantized 4-bit codes"
+
+
+def test_capture_float_operands_feed_fp16(tmp_path):
+    cap = TensorCapture([0])
+    rng = np.random.default_rng(1)
+    xf = torch.from_numpy(rng.random((6, 5)).astype(np.float32))
+    wf = torch.from_numpy(rng.standard_normal((5, 3)).astype(np.float32))
+    gf = torch.from_numpy((rng.standard_normal((6, 3)) * 1e-6).astype(np.float32))
+    codes = torch.zeros(6, 3, dtype=torch.uint8)
+    with cap.step(0):
+        cap.record("l", "fwd", kind="int4", a=torch.zeros(6, 5), b=torch.zeros(5, 3), c=torch.zeros(6, 3),
+                   a_signed=False, b_signed=True, scale_a=0.5, scale_b=0.25, a_float=xf, b_float=wf)
+        cap.record("l", "dx", kind="log", a=codes, b=torch.zeros(3, 5), c=torch.zeros(6, 5), b_signed=True,
+                   scale_g=2.0, phase=0, unit_g=1.0, scale_b=0.25, radix=4, a_float=gf, b_float=wf.t())
+    cap.save(tmp_path / "cap.npz")
+    fwd, dx = capture_gemms(tmp_path / "cap.npz")
+    assert fwd.real_kind == dx.real_kind == "float" and fp16_source([fwd, dx]) == "unquantized float operands"
+    assert np.array_equal(fwd.a_real, xf.numpy()) and np.array_equal(fwd.b_real, wf.numpy())
+    # gradients: loss-scaled by a power of two, largest magnitude in [2^14, 2^15), mantissas kept
+    scale = loss_scale(gf.numpy().astype(np.float64))
+    assert np.log2(scale) == int(np.log2(scale)) and np.array_equal(dx.a_real, gf.numpy() * scale)
+    assert 2.0 ** 14 <= np.abs(dx.a_real).max() < 2.0 ** 15 and loss_scale(np.zeros(3)) == 1.0
+    fp = stream("fp16_mac", "forward", [fwd], 50)
+    values = fp16_bits_to_float(torch.from_numpy(fp["a"])).to(torch.float32).numpy()
+    assert np.isin(values, xf.numpy().astype(np.float16).astype(np.float32)).all()
