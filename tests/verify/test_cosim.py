@@ -47,3 +47,18 @@ def test_cli_bad_input(capsys):
     assert "unknown preset" in capsys.readouterr().err
     assert main(["--preset", "tiny", "--hidden", "100"]) == 2
     assert "exceeds" in capsys.readouterr().err
+
+
+def test_measured_fmax_matches_preset_geometry_with_default_widths(tmp_path):
+    import json
+
+    from verify.cosim.__main__ import measured_fmax
+
+    preset_geometry = {"rows": 8, "cols": 8, "k_depth": 64, "grad_depth": 512, "mask_depth": 512}
+    assert measured_fmax("digits", preset_geometry, build_root=tmp_path) == (None, None)
+    record = {"geometry": {**preset_geometry, "acc_width": 32, "grad_width": 48}, "fmax_mhz": 30.2, "device": "ECP5"}
+    (tmp_path / "fmax_digits.json").write_text(json.dumps(record))
+    mhz, source = measured_fmax("digits", preset_geometry, build_root=tmp_path)
+    assert mhz == 30.2 and "ECP5" in source
+    # Another geometry is not this measurement.
+    assert measured_fmax("digits", {**preset_geometry, "rows": 4}, build_root=tmp_path) == (None, None)

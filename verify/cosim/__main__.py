@@ -23,7 +23,20 @@ import pathlib
 import sys
 
 from ..cli import OneLineParser
+from .driver import Geometry
 from .run import PRESETS, performance, run_cosim
+
+
+def measured_fmax(preset, geometry, build_root=None):
+    """``(MHz, source)`` of the routed Fmax measured for ``preset``, or ``(None, None)``
+    when none was measured for exactly this geometry (default widths included)."""
+    from .fmax import BUILD_ROOT, fmax_path, load_fmax
+
+    root = BUILD_ROOT if build_root is None else build_root
+    measured = load_fmax(preset, root)
+    if measured and Geometry(**measured["geometry"]) == Geometry(**geometry):
+        return measured["fmax_mhz"], f"{measured['device']}, nextpnr ({fmax_path(preset, root)})"
+    return None, None
 
 
 def _parser():
@@ -54,12 +67,7 @@ def main(argv=None):
         params["data_dir"] = args.data_dir
     fmax_mhz, fmax_source = args.fmax_mhz, "--fmax-mhz"
     if fmax_mhz is None:
-        from .fmax import fmax_path, load_fmax
-
-        measured = load_fmax(args.preset)
-        if measured and measured["geometry"] == params["geometry"]:
-            fmax_mhz = measured["fmax_mhz"]
-            fmax_source = f"{measured['device']}, nextpnr ({fmax_path(args.preset)})"
+        fmax_mhz, fmax_source = measured_fmax(args.preset, params["geometry"])
     g = params["geometry"]
     print(f"co-simulation: {params['dataset']} MLP {params.get('hidden')} hidden x {params.get('depth', 1)}, "
           f"batch {params['batch']}, {params['steps']} steps on a {g['rows']}x{g['cols']} datapath (Verilator)",
