@@ -1,37 +1,16 @@
 """Capture float operands: the unquantized values each recorded GEMM quantized (golden.capture)."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from golden.capture import TensorCapture, attach_capture, load_capture, verify_capture
+from golden.capture import TensorCapture, verify_capture
 from golden.formats import quantize_input, quantize_pact, quantize_weight
-from golden.layers import convert
-from golden.models import LeNet5
-from golden.recipes import get_recipe
+from tests.golden.capture_run import captured_lenet_run
 
 
 def _capture(tmp_path, **kwargs):
-    torch.manual_seed(0)
-    config = dataclasses.replace(get_recipe("ibm4-full").quant, keep_first=False)
-    model = convert(LeNet5(input_shape=(1, 8, 8), num_classes=10), config)
-    cap = TensorCapture([1], **kwargs)
-    attach_capture(model, cap)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    gen = torch.Generator().manual_seed(0)
-    for step in range(2):
-        x, y = torch.rand(8, 1, 8, 8, generator=gen), torch.randint(0, 10, (8,), generator=gen)
-        with cap.step(step):
-            loss = nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-        opt.step()
-    path = tmp_path / "cap.npz"
-    cap.save(path)
-    return path, load_capture(path)
+    return captured_lenet_run(tmp_path, "ibm4-full", **kwargs)
 
 
 def test_float_operands_match_the_codes(tmp_path):

@@ -7,13 +7,14 @@ import torch
 from torch import nn
 
 from golden import pipeline
-from golden.capture import TensorCapture, attach_capture, load_capture, verify_capture
+from golden.capture import verify_capture
 from golden.formats import (FP4_RADIX4, fp4_quantize, quantize_input, quantize_pact, quantize_weight,
                             sawb_step)
 from golden.layers import PACT, QConv2d, QLinear, QuantConfig, convert
 from golden.formats import FP4_RADIX2
 from golden.recipes import get_recipe
 from golden.reference import int_gemm, log_gemm
+from tests.golden.capture_run import captured_lenet_run
 from golden.requant import pact_masks, requant_params, requantize, requantize_pact
 
 
@@ -259,27 +260,7 @@ def test_recipes_and_options():
 
 @pytest.mark.parametrize("recipe", ["ibm4-full", "luq"])
 def test_capture_file_reverifies_against_reference(tmp_path, recipe):
-    import dataclasses
-
-    from golden.models import LeNet5
-
-    torch.manual_seed(0)
-    config = dataclasses.replace(get_recipe(recipe).quant, keep_first=False)
-    model = convert(LeNet5(input_shape=(1, 8, 8), num_classes=10), config)
-    cap = TensorCapture([1])
-    attach_capture(model, cap)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    gen = torch.Generator().manual_seed(0)
-    for step in range(2):
-        x, y = torch.rand(8, 1, 8, 8, generator=gen), torch.randint(0, 10, (8,), generator=gen)
-        with cap.step(step):
-            loss = nn.functional.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-        opt.step()
-    path = tmp_path / "cap.npz"
-    cap.save(path)
-    records = load_capture(path)
+    path, records = captured_lenet_run(tmp_path, recipe)
     assert {r["step"] for r in records} == {1}
     ops = {(r["layer"], r["op"]) for r in records}
     # four quantized weight layers (ibm4-full): fwd and dW each, dX for all but the image layer,
