@@ -33,7 +33,6 @@ one ``verify.gemm: error: ...`` line and exits with status 2 without writing
 the output; a simulation failure exits with status 1.
 """
 
-import fcntl
 import functools
 import hashlib
 import os
@@ -45,6 +44,7 @@ import time
 
 import numpy as np
 
+from .buildcache import cached_build
 from .cli import OneLineParser, bit_flag, positive_int
 
 # hw (and through golden.formats, torch) is imported where needed, so that bad
@@ -253,13 +253,9 @@ class ArrayBuild:
         # options), so a cache hit costs no Verilog conversion (seconds for a
         # 16 x 16 array); a miss converts and compiles.
         stamp = _fingerprint(self.kind, self.rows, self.cols, self.acc_width, self.sim)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.directory / "lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            stamp_file = self.directory / "stamp"
-            if stamp_file.exists() and stamp_file.read_text() == stamp:
+        with cached_build(self.directory, stamp) as stale:
+            if not stale:
                 return
-            stamp_file.unlink(missing_ok=True)
             text, ports = _array_verilog(self.kind, self.rows, self.cols, self.acc_width)
             # Only the ports need VPI access (the runner's --public-flat-rw is
             # switched off in VERILATOR_ARGS: it would expose every signal).
@@ -281,7 +277,6 @@ class ArrayBuild:
                 runner.build(sources=sources, hdl_toplevel=self.toplevel, build_dir=sim_dir,
                              build_args=build_args, timescale=("1ns", "1ps"), always=True,
                              log_file=self.directory / "build.log")
-            stamp_file.write_text(stamp)
             self.built = True
 
     def run(self, plan, *, a_width, b_width):

@@ -1,11 +1,11 @@
 """Verilog generation and a cached Verilator build of the training datapath for co-simulation."""
 
-import fcntl
 import hashlib
 import os
 import pathlib
 import shutil
 
+from verify.buildcache import cached_build
 from verify.gemm import VERILATOR_ARGS
 
 from .driver import Geometry
@@ -70,13 +70,9 @@ class DatapathBuild:
         ports_vlt = "`verilator_config\n" + "".join(
             f'public_flat_rw -module "{TOPLEVEL}" -var "{name}"\n' for name in ports)
         stamp = hashlib.sha256("\n".join([text, ports_vlt, *VERILATOR_ARGS]).encode()).hexdigest()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.directory / "lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            stamp_file = self.directory / "stamp"
-            if stamp_file.exists() and stamp_file.read_text() == stamp:
+        with cached_build(self.directory, stamp) as stale:
+            if not stale:
                 return
-            stamp_file.unlink(missing_ok=True)
             source = self.directory / f"{TOPLEVEL}.v"
             source.write_text(text)
             ports_file = self.directory / "ports.vlt"
@@ -89,7 +85,6 @@ class DatapathBuild:
                 runner.build(sources=[WAIVERS, ports_file, source], hdl_toplevel=TOPLEVEL, build_dir=sim_dir,
                              build_args=list(VERILATOR_ARGS), timescale=("1ns", "1ps"), always=True,
                              log_file=self.directory / "build.log")
-            stamp_file.write_text(stamp)
             self.built = True
 
     def run(self, test_module, *, workdir, env):
