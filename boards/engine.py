@@ -61,6 +61,9 @@ class GemmEngine(wiring.Component):
         UART to the host (idle high).
     array : SystolicArray
         The MAC array.
+    max_k : int or None
+        Largest K whose products cannot overflow the accumulators (None for
+        ``fp16``); the host splits nothing to stay below it, it refuses.
     """
 
     def __init__(self, *, kind, rows, cols, divisor, depth=256, acc_width=None):
@@ -73,7 +76,23 @@ class GemmEngine(wiring.Component):
         self.array = SystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=1)
         self.kind, self.rows, self.cols = self.array.kind, rows, cols
         self.acc_width = self.array.acc_width
+        # The accumulators' overflow bound (None for fp16): the host's K limit.
+        self.max_k = self.array.max_k
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
+
+    #: No fixed input-to-output latency: a command takes as long as its bytes.
+    latency = None
+
+    def manifest(self):
+        """Engine-specific manifest fields for ``make rtl`` (protocol, buffers, UART timing)."""
+        return {
+            "protocol": "boards/protocol.py (docs/boards.md): INFO 'I', LOAD_A 'A', LOAD_B 'B', RUN 'R', "
+                        "READ_C 'C'; 8N1, LSB first, idle high",
+            "uart_divisor": self.divisor,
+            "buffer_depth": self.depth,
+            "acc_width": self.acc_width,
+            "info_reply": self.info_bytes().hex(),
+        }
 
     def info_bytes(self):
         """The INFO reply (status included)."""
@@ -87,8 +106,8 @@ class GemmEngine(wiring.Component):
         a_bytes, b_bytes, acc_bytes = _bytes(a_bits), _bytes(b_bits), _bytes(acc)
 
         m.submodules.array = array = self.array
-        m.submodules.rx = rx = UARTReceiver(divisor=self.divisor)
-        m.submodules.tx = tx = UARTTransmitter(divisor=self.divisor)
+        m.submodules.uart_rx = rx = UARTReceiver(divisor=self.divisor)
+        m.submodules.uart_tx = tx = UARTTransmitter(divisor=self.divisor)
         m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
 
         # Every buffer is a block RAM: small result memories would otherwise

@@ -112,7 +112,10 @@ def discover(rtl_dir):
             rows = entry.get("rows", params.get("rows"))
             cols = entry.get("cols", params.get("cols"))
             pe = entry.get("pe", params.get("pe", params.get("kind")))
-            array = (pe, int(rows), int(cols)) if rows and cols and pe else None
+            # Only arrays run per-PE operand streams; an engine (gemm_engine) also
+            # has a pe, rows and cols but is measured as nothing.
+            is_array = kind.endswith("_array") and bool(rows and cols and pe)
+            array = (pe, int(rows), int(cols)) if is_array else None
             workloads = (stimulus.ARRAY_WORKLOADS.get(pe, ()) if array
                          else stimulus.PE_WORKLOADS.get(kind, ()))
             units.append(Unit(

@@ -7,6 +7,7 @@ units (arrays, the train PE) register here too.
 
 import dataclasses
 
+from boards.engine import GemmEngine
 from hw import FP16MAC, Int4MAC, LogMAC
 from hw.array import SystolicArray
 from hw.datapath import TrainDatapath
@@ -42,6 +43,11 @@ class Unit:
         return getattr(component, "max_k", None)
 
 
+def _engine_factory(*, pe, **params):
+    """Constructor of the :class:`boards.engine.GemmEngine` around an array of ``pe``."""
+    return GemmEngine(kind=pe, **params)
+
+
 def _array_factory(kind):
     """Constructor of the :class:`hw.array.SystolicArray` of one PE kind."""
     def factory(**params):
@@ -71,6 +77,9 @@ UNITS = {unit.kind: unit for unit in (
           "grad_width": 48},
          "training datapath of FC layers: train array, operand buffers, requantizers, ST mask, amax, "
          "FP4 TPR encoder, command FSM (docs/datapath.md)"),
+    Unit("gemm_engine", _engine_factory, {"pe": "int4", "rows": 4, "cols": 4, "divisor": 104, "depth": 256},
+         "UART GEMM engine of the board tops (boards/, docs/boards.md): 8N1 UART (divisor = clock / baud), "
+         "block-RAM operand and result buffers, one systolic array of `pe`"),
 )}
 
 
