@@ -12,15 +12,16 @@ import pathlib
 import shutil
 import sys
 
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import ClockDomain, ClockSignal, DomainRenamer, Elaboratable, Module, Mux, ResetSignal, Signal
 from amaranth.lib import io
+from amaranth.lib.cdc import ResetSynchronizer
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from .engine import GemmEngine
 
 
-__all__ = ["Board", "BOARDS", "BAUD", "BoardTop", "yowasp_env", "unknown_board_message"]
+__all__ = ["Board", "BOARDS", "BAUD", "BoardTop", "uart_divisor", "yowasp_env", "unknown_board_message"]
 
 
 #: UART line rate of every board top.
@@ -44,6 +45,10 @@ class Board:
     default_rows, default_cols : int
         Default array size: the largest of ``default_pe`` that fit in the
         sweep (docs/boards.md).
+    slow_kinds : tuple of str
+        Array kinds whose engine runs from the board clock divided by
+        :attr:`SLOW_CLOCK_DIV` by default, because their measured Fmax is
+        below the board clock (FP16: a single-cycle binary32 accumulate).
     """
 
     name: str
@@ -52,6 +57,14 @@ class Board:
     default_pe: str
     default_rows: int
     default_cols: int
+    slow_kinds: tuple = ("fp16",)
+
+    #: Divider of the board clock for :attr:`slow_kinds` (12 -> 6 MHz, 25 -> 12.5 MHz).
+    SLOW_CLOCK_DIV = 2
+
+    def clock_div(self, pe):
+        """Default divider of the board clock for the engine of an array of ``pe``."""
+        return self.SLOW_CLOCK_DIV if pe in self.slow_kinds else 1
 
     def synth_opts(self, pe):
         """``synth_<family>`` options for an array of ``pe``.
@@ -99,8 +112,23 @@ def yowasp_env(base=None):
     return env
 
 
+def uart_divisor(board_hz, clock_div=1):
+    """Engine clock cycles per UART bit (:data:`BAUD`) at ``board_hz`` divided by ``clock_div``."""
+    return round(board_hz / clock_div / BAUD)
+
+
 class BoardTop(Elaboratable):
     """The :class:`boards.engine.GemmEngine` on a board's UART at :data:`BAUD`.
+
+    With ``clock_div`` 1 the engine runs in the platform's ``sync`` domain
+    (the board clock and its power-on reset). With ``clock_div`` N > 1 it
+    runs in the ``engine`` domain, clocked by a register that divides the
+    board clock by N (high for the first ``N // 2`` board cycles of each
+    period) and constrained to ``board clock / N``, so that nextpnr checks
+    the engine against the clock it gets; its reset is the ``sync`` reset
+    synchronised to it. Nothing else crosses between the two domains (the
+    UART input has its own synchroniser). Integer division keeps it the same
+    on every family: no PLL is needed, and the iCE40 PLL cannot go below 16 MHz.
 
     Parameters
     ----------
@@ -110,19 +138,44 @@ class BoardTop(Elaboratable):
         Array size.
     depth : int
         Operand buffer depth (largest K of one RUN).
+    clock_div : int
+        Divider of the board clock for the engine (>= 1).
     """
 
-    def __init__(self, *, kind, rows, cols, depth=256):
+    def __init__(self, *, kind, rows, cols, depth=256, clock_div=1):
         self.kind, self.rows, self.cols, self.depth = kind, rows, cols, depth
+        if isinstance(clock_div, bool) or not isinstance(clock_div, int):
+            raise TypeError(f"BoardTop: clock_div must be an integer, not {clock_div!r}")
+        if clock_div < 1:
+            raise ValueError(f"BoardTop: clock_div must be >= 1, not {clock_div}")
+        self.clock_div = clock_div
         # Validate eagerly (the divisor is only known with the platform).
         probe = GemmEngine(kind=kind, rows=rows, cols=cols, divisor=4, depth=depth)
         probe._MustUse__silence = probe.array._MustUse__silence = True
 
     def elaborate(self, platform):
         m = Module()
-        divisor = round(platform.default_clk_frequency / BAUD)
-        m.submodules.engine = engine = GemmEngine(kind=self.kind, rows=self.rows, cols=self.cols,
-                                                  divisor=divisor, depth=self.depth)
+        engine_hz = platform.default_clk_frequency / self.clock_div
+        engine = GemmEngine(kind=self.kind, rows=self.rows, cols=self.cols,
+                            divisor=uart_divisor(platform.default_clk_frequency, self.clock_div),
+                            depth=self.depth)
+        if self.clock_div == 1:
+            m.submodules.engine = engine
+        else:
+            div = self.clock_div
+            m.domains.engine = ClockDomain("engine")
+            phase = Signal(range(div))
+            # Constrained by this name: the domain's own clk signal would be
+            # named after the submodule that Amaranth finds using it first.
+            divided_clk = Signal()
+            m.d.sync += [phase.eq(Mux(phase == div - 1, 0, phase + 1)), divided_clk.eq(phase < div // 2)]
+            m.d.comb += ClockSignal("engine").eq(divided_clk)
+            platform.add_clock_constraint(divided_clk, engine_hz)
+            # iCE40: the power-on reset that keeps the BRAMs from reading zeros;
+            # ECP5's sync domain is reset-less (GSR initialises every flip-flop).
+            m.submodules.engine_reset = ResetSynchronizer(ResetSignal("sync", allow_reset_less=True),
+                                                          domain="engine")
+            m.submodules.engine = DomainRenamer("engine")(engine)
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buffer = rx_buffer = io.Buffer("i", uart.rx)
         m.submodules.tx_buffer = tx_buffer = io.Buffer("o", uart.tx)

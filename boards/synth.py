@@ -12,11 +12,12 @@ the bitstream (``top.bin`` for iCE40, ``top.bit`` for ECP5), the tool logs
 
 ``device``, ``luts``, ``ffs``, ``dsps``, ``brams`` (cells of the synthesized
 netlist, see :func:`netlist_resources`), ``fmax_mhz`` (nextpnr's achieved
-Fmax of the system clock, constrained to the board clock; nextpnr runs
-with ``--timing-allow-fail`` so that the sweep measures slow designs too,
-and ``timing_met`` says whether the board clock is met), ``array``
-(``pe``, ``rows``, ``cols``), ``utilization`` (nextpnr's per-BEL used /
-available), ``clock_mhz``, ``bitstream``, ``seconds``.
+Fmax of the engine's clock; nextpnr runs with ``--timing-allow-fail`` so
+that the sweep measures slow designs too), ``clock_mhz`` (the engine's
+clock: the board clock ``board_clock_mhz`` divided by ``clock_div``, 2 for
+``fp16`` by default), ``timing_met`` (every clock meets its constraint),
+``array`` (``pe``, ``rows``, ``cols``, ...), ``utilization`` (nextpnr's
+per-BEL used / available), ``bitstream``, ``seconds``.
 
 Exit status: 0 built; 2 bad input (an unknown board lists the supported
 ones); 3 the design does not fit (the message carries the utilisation
@@ -27,6 +28,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -109,7 +111,8 @@ def _write_atomic(path, text):
     os.replace(tmp, path)
 
 
-def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, seed=1):
+def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, seed=1, clock_div=None,
+               pack_only=False):
     """Build the GEMM engine for ``board``; return the report dict (also written to ``report.json``).
 
     Parameters
@@ -126,6 +129,15 @@ def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, see
         Operand buffer depth.
     seed : int
         nextpnr placer seed.
+    clock_div : int, optional
+        Divider of the board clock for the engine (default: the board's for
+        ``pe``, :meth:`boards.platforms.Board.clock_div`).
+    pack_only : bool
+        Stop nextpnr after packing (``--pack-only``): a fit check that costs
+        synthesis and packing only. The result has the netlist resources and
+        the packed utilisation, no Fmax and no bitstream, and no
+        ``report.json`` is written. Packing is necessary for a fit, not
+        sufficient: placement and routing can still fail near 100%.
 
     Raises
     ------
@@ -144,18 +156,29 @@ def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, see
         raise ValueError(f"unknown PE kind {pe!r} (known: {', '.join(ARRAY_KINDS)})")
     rows = spec.default_rows if rows is None else rows
     cols = spec.default_cols if cols is None else cols
-    top = BoardTop(kind=pe, rows=rows, cols=cols, depth=depth)
+    clock_div = spec.clock_div(pe) if clock_div is None else clock_div
+    top = BoardTop(kind=pe, rows=rows, cols=cols, depth=depth, clock_div=clock_div)
     out = pathlib.Path(out if out is not None else REPO_ROOT / "build" / "boards" / board).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("report.json", f"{NAME}.tim", f"{NAME}.bin", f"{NAME}.bit", "nextpnr.json"):
+    for stale in ("report.json", f"{NAME}.tim", f"{NAME}.bin", f"{NAME}.bit", "nextpnr.json", "build.log"):
         (out / stale).unlink(missing_ok=True)
     platform = spec.platform()
     started = time.perf_counter()
-    plan = platform.prepare(top, name=NAME, synth_opts=spec.synth_opts(pe),
-                            nextpnr_opts=f"--report nextpnr.json --seed {seed} --timing-allow-fail")
-    try:
-        plan.execute_local(str(out), env=yowasp_env())
-    except subprocess.CalledProcessError:
+    env = yowasp_env()
+    if pack_only:
+        nextpnr_opts = "--pack-only --timing-allow-fail"
+        # Nothing to pack into a bitstream: the build script's last step does nothing.
+        env.update(ICEPACK=shutil.which("true"), ECPPACK=shutil.which("true"))
+    else:
+        nextpnr_opts = f"--report nextpnr.json --seed {seed} --timing-allow-fail"
+    plan = platform.prepare(top, name=NAME, synth_opts=spec.synth_opts(pe), nextpnr_opts=nextpnr_opts)
+    plan.extract(str(out))
+    # The tools' console output (progress, and with --pack-only one warning
+    # per unplaced cell) goes to build.log; their own logs are top.rpt/top.tim.
+    with open(out / "build.log", "w") as console:
+        status = subprocess.run(["sh", f"{plan.script}.sh"], cwd=out, env=env, stdout=console,
+                                stderr=subprocess.STDOUT).returncode
+    if status != 0:
         log = out / f"{NAME}.tim"
         text = log.read_text() if log.exists() else ""
         utilization = _log_utilization(text)
@@ -164,18 +187,33 @@ def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, see
             shown = over or utilization
             detail = ", ".join(f"{bel} {u}/{a} ({100 * u / a:.0f}%)" for bel, (u, a) in shown.items() if a)
             raise DoesNotFit(f"{pe} {rows}x{cols} does not fit on {board} ({spec.device}): nextpnr reported "
-                             f"{detail or 'no utilisation'}; see {log}", utilization) from None
-        where = log if text else out / f"{NAME}.rpt"
+                             f"{detail or 'no utilisation'}; see {log}", utilization)
+        where = log if text else out / "build.log"
         tail = "\n".join(text.splitlines()[-5:]) if text else ""
-        raise SynthError(f"{board}: the build failed; see {where}\n{tail}".rstrip()) from None
+        raise SynthError(f"{board}: the build failed; see {where}\n{tail}".rstrip())
     netlist = json.loads((out / f"{NAME}.json").read_text())
     resources = netlist_resources(netlist, spec.family)
+    array = {"pe": pe, "rows": rows, "cols": cols, "macs": rows * cols, "acc_width": top_acc_width(pe),
+             "depth": depth}
+    if pack_only:
+        utilization = _log_utilization((out / f"{NAME}.tim").read_text())
+        over = {bel: ua for bel, ua in utilization.items() if ua[0] > ua[1]}
+        if over:
+            detail = ", ".join(f"{bel} {u}/{a} ({100 * u / a:.0f}%)" for bel, (u, a) in over.items())
+            raise DoesNotFit(f"{pe} {rows}x{cols} does not fit on {board} ({spec.device}): nextpnr packed "
+                             f"{detail}; see {out / (NAME + '.tim')}", utilization)
+        return {"board": board, "device": spec.device, **resources, "array": array, "stage": "pack",
+                "utilization": {bel: {"used": u, "available": a} for bel, (u, a) in utilization.items()},
+                "seconds": round(time.perf_counter() - started, 1)}
     pnr = json.loads((out / "nextpnr.json").read_text())
     fmax = pnr.get("fmax", {})
     if not fmax:
         raise SynthError(f"{board}: nextpnr reported no clock Fmax; see {out / (NAME + '.tim')}")
-    # One clock domain: the board clock drives "sync".
-    clock = min(fmax.values(), key=lambda entry: entry["achieved"])
+    # The engine's clock is the slowest constrained one: the board clock, or
+    # with clock_div > 1 the divided clock (the divider itself runs at the
+    # board clock). Every clock must meet its constraint.
+    clock = min(fmax.values(), key=lambda entry: (entry["constraint"], entry["achieved"]))
+    timing_met = all(float(entry["achieved"]) >= float(entry["constraint"]) for entry in fmax.values())
     bitstream = out / (f"{NAME}.bin" if spec.family == "ice40" else f"{NAME}.bit")
     report = {
         "board": board,
@@ -183,9 +221,11 @@ def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, see
         **resources,
         "fmax_mhz": round(float(clock["achieved"]), 2),
         "clock_mhz": round(float(clock["constraint"]), 2),
-        "timing_met": float(clock["achieved"]) >= float(clock["constraint"]),
-        "array": {"pe": pe, "rows": rows, "cols": cols, "macs": rows * cols,
-                  "acc_width": top_acc_width(pe), "depth": depth},
+        "board_clock_mhz": round(platform.default_clk_frequency / 1e6, 2),
+        "clock_div": clock_div,
+        "timing_met": timing_met,
+        "array": array,
+        "stage": "pnr",
         "utilization": {bel: {"used": v["used"], "available": v["available"]}
                         for bel, v in pnr.get("utilization", {}).items()},
         "bitstream": str(bitstream.relative_to(REPO_ROOT)) if bitstream.is_relative_to(REPO_ROOT)
@@ -214,12 +254,14 @@ def main(argv=None):
     parser.add_argument("--rows", type=_optional_positive, default=None, help="array rows (default: the board's)")
     parser.add_argument("--cols", type=_optional_positive, default=None, help="array columns")
     parser.add_argument("--depth", type=positive_int, default=256, help="operand buffer depth (default 256)")
+    parser.add_argument("--clock-div", type=_optional_positive, default=None,
+                        help="run the engine at the board clock divided by N (default: 2 for fp16, else 1)")
     parser.add_argument("--out", default=None, help="build directory (default build/boards/<board>)")
     args = parser.parse_args(argv)
     prog = parser.prog
     try:
         report = synthesize(args.board, pe=args.pe or None, rows=args.rows, cols=args.cols, out=args.out,
-                            depth=args.depth)
+                            depth=args.depth, clock_div=args.clock_div)
     except (ValueError, TypeError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
@@ -231,8 +273,8 @@ def main(argv=None):
         return 1
     array = report["array"]
     if not report["timing_met"]:
-        print(f"{prog}: warning: Fmax {report['fmax_mhz']} MHz is below the {report['clock_mhz']} MHz board "
-              "clock: the bitstream may not work", file=sys.stderr)
+        print(f"{prog}: warning: Fmax {report['fmax_mhz']} MHz is below the {report['clock_mhz']} MHz engine "
+              "clock: the bitstream may not work (a larger --clock-div lowers the clock)", file=sys.stderr)
     print(f"{args.board} ({report['device']}): {array['pe']} {array['rows']}x{array['cols']} array, "
           f"{report['luts']} LUTs, {report['ffs']} FFs, {report['dsps']} DSPs, {report['brams']} BRAMs, "
           f"Fmax {report['fmax_mhz']} MHz (clock {report['clock_mhz']} MHz); bitstream {report['bitstream']}")

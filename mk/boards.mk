@@ -5,15 +5,16 @@ BOARD ?=
 PE ?=
 ROWS ?=
 COLS ?=
+CLOCK_DIV ?=
 SWEEP_ARGS ?=
 
 .PHONY: synth fpga-sweep test-boards-slow
 
-synth:  ## bitstream + build/boards/<board>/report.json of the UART GEMM engine (BOARD=icebreaker|ulx3s [PE= ROWS= COLS=])
+synth:  ## bitstream + build/boards/<board>/report.json of the UART GEMM engine (BOARD=icebreaker|ulx3s [PE= ROWS= COLS= CLOCK_DIV=])
 	@test -n "$(BOARD)" || { echo "error: set BOARD=<board> ($$($(PYTHON) -c 'from boards.platforms import BOARDS; print(", ".join(BOARDS))'))" >&2; exit 2; }
-	$(PYTHON) -m boards.synth --board "$(BOARD)" --pe "$(PE)" --rows "$(ROWS)" --cols "$(COLS)"
+	$(PYTHON) -m boards.synth --board "$(BOARD)" --pe "$(PE)" --rows "$(ROWS)" --cols "$(COLS)" --clock-div "$(CLOCK_DIV)"
 
-fpga-sweep:  ## LUTs/FFs/DSPs/Fmax per PE kind and array size on both boards -> build/boards/sweep/sweep.{md,png} (slow; resumable)
+fpga-sweep:  ## LUTs/FFs/DSPs/Fmax per PE kind and array size up to the largest that fits, both boards -> build/boards/sweep/sweep.{md,png} (hours; resumable)
 	$(PYTHON) -m boards.sweep $(SWEEP_ARGS)
 
 test-boards-slow:  ## slow board tests: real builds (small fit, too-big array), fp16 engine on Verilator

@@ -6,7 +6,7 @@ import pytest
 from boards.engine import GemmEngine
 from boards.host import Board, BoardError, run_gemm
 from boards.host import main as host_main
-from boards.platforms import BOARDS, BoardTop
+from boards.platforms import BOARDS, BoardTop, uart_divisor
 from boards.protocol import Command, Status, info_reply
 from hw.array import ARRAY_KINDS
 from boards.sweep import headline, table
@@ -62,6 +62,27 @@ def test_board_top_validates_eagerly():
         BoardTop(kind="int4", rows=0, cols=2)
     with pytest.raises(ValueError, match="divisor must be >= 4"):
         GemmEngine(kind="int4", rows=1, cols=1, divisor=2)
+    with pytest.raises(ValueError, match="clock_div must be >= 1"):
+        BoardTop(kind="int4", rows=1, cols=1, clock_div=0)
+    with pytest.raises(TypeError, match="clock_div must be an integer"):
+        BoardTop(kind="int4", rows=1, cols=1, clock_div=2.0)
+
+
+@pytest.mark.parametrize("board,constraint", [
+    ("icebreaker", "set_frequency divided_clk 6.0"),
+    ("ulx3s", 'FREQUENCY NET "divided_clk" 12500000.0 HZ;'),
+])
+def test_divided_engine_clock_is_constrained(board, constraint):
+    """fp16 runs at half the board clock by default, and nextpnr is told so."""
+    spec = BOARDS[board]
+    assert spec.clock_div("fp16") == 2 and spec.clock_div("int4") == 1
+    plan = spec.platform().prepare(BoardTop(kind="fp16", rows=1, cols=1, clock_div=2), name="top")
+    constraints = plan.files["top.pcf" if spec.family == "ice40" else "top.lpf"]
+    assert constraint in constraints
+    # The UART divisor follows the engine's clock: 6 MHz / 115200 = 52.1, 12.5 MHz / 115200 = 108.5 (109).
+    assert uart_divisor(spec.platform().default_clk_frequency, 2) == {"icebreaker": 52, "ulx3s": 109}[board]
+    assert "divided_clk" not in spec.platform().prepare(BoardTop(kind="int4", rows=1, cols=1),
+                                                         name="top").files.get("top.pcf", "")
 
 
 # nextpnr-ice40 0.11 on int4 6x6 (build/boards/sweep/icebreaker/int4_6x6/top.tim), abridged.
@@ -110,6 +131,56 @@ def test_sweep_table_and_headline():
     assert "| icebreaker | int4 | 2x2 | 4 | 900 | 600 | 0 | 2 | 30.0 | yes (12 MHz) | 0.120 | yes |" in text
     assert "no: ICESTORM_LC 7364/5280" in text
     assert "| icebreaker | int4 | 2x2 | 4 | 900 of 5280 | 30.0 | 0.120 | 3x3 does not fit |" in text
+
+
+def test_sweep_refines_to_the_largest_fit(tmp_path, monkeypatch):
+    """Ladder 1, 2, 4, 8 then bisection by packing: 6 packs but does not route, so 5 is the largest."""
+    import boards.sweep as sweep
+    calls = []
+
+    def fake_synthesize(board, *, pe, rows, cols, out, pack_only):
+        calls.append((rows, "pack" if pack_only else "pnr"))
+        if rows > (6 if pack_only else 5):
+            if pack_only or rows == 8:
+                raise sweep.DoesNotFit("too big", {"ICESTORM_LC": (6000, 5280)})
+            raise sweep.SynthError("routing failed")
+        report = {"device": "d", "luts": 100 * rows * rows, "ffs": 1, "dsps": 0, "brams": 1, "seconds": 1.0,
+                  "utilization": {"ICESTORM_LC": {"used": 100 * rows * rows, "available": 5280}}}
+        if not pack_only:
+            report.update(fmax_mhz=30.0, clock_mhz=12.0, board_clock_mhz=12.0, clock_div=1, timing_met=True)
+        return report
+
+    monkeypatch.setattr(sweep, "synthesize", fake_synthesize)
+    results = sweep.run_sweep(["icebreaker"], ["int4"], [1, 2, 4, 8], tmp_path, log=lambda line: None)
+    assert calls == [(1, "pnr"), (2, "pnr"), (4, "pnr"), (8, "pnr"), (6, "pack"), (7, "pack"),
+                     (6, "pnr"), (5, "pnr")]
+    assert headline(results)[("icebreaker", "int4")]["rows"] == 5
+    text = table(results)
+    assert "| icebreaker | int4 | 6x6 | 36 | | | | | | | | no: placement or routing failed |" in text
+    assert "| icebreaker | int4 | 7x7 | 49 | | | | | | | | no (packing): ICESTORM_LC 6000/5280 |" in text
+    assert "| icebreaker | int4 | 5x5 | 25 | 2500 of 5280 | 30.0 | 0.750 | 6x6 does not fit |" in text
+    # Resumable: a rerun builds nothing.
+    calls.clear()
+    assert len(sweep.run_sweep(["icebreaker"], ["int4"], [1, 2, 4, 8], tmp_path, log=lambda line: None)) == 8
+    assert calls == []
+
+
+def test_sweep_table_pack_only_and_divided_clock():
+    results = [
+        {"board": "ulx3s", "pe": "fp16", "rows": 2, "cols": 2, "macs": 4, "fits": True, "stage": "pnr",
+         "luts": 5000, "ffs": 800, "dsps": 4, "brams": 4, "fmax_mhz": 17.6, "clock_mhz": 12.5,
+         "board_clock_mhz": 25.0, "clock_div": 2, "timing_met": True, "utilization": {}},
+        {"board": "ulx3s", "pe": "fp16", "rows": 3, "cols": 3, "macs": 9, "fits": True, "stage": "pack",
+         "luts": 12000, "ffs": 1500, "dsps": 9, "brams": 5, "utilization": {}},
+        {"board": "ulx3s", "pe": "fp16", "rows": 2, "cols": 2, "macs": 4, "fits": True, "stage": "pack",
+         "luts": 5000, "ffs": 800, "dsps": 4, "brams": 4, "utilization": {}},
+    ]
+    text = table(results)
+    assert "| 17.6 | yes (12.5 MHz = 25/2) | 0.070 | yes |" in text
+    assert "| ulx3s | fp16 | 3x3 | 9 | 12000 | 1500 | 9 | 5 | | | | packs (not placed and routed) |" in text
+    # A size also placed and routed does not list its pack-only check.
+    assert "| ulx3s | fp16 | 2x2 | 4 | 5000 | 800 | 4 | 4 | | | | packs" not in text
+    assert headline(results)[("ulx3s", "fp16")]["rows"] == 2
 
 
 class ScriptedTransport:
