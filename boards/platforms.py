@@ -13,15 +13,16 @@ import shutil
 import sys
 
 from amaranth.hdl import ClockDomain, ClockSignal, DomainRenamer, Elaboratable, Module, Mux, ResetSignal, Signal
-from amaranth.lib import io
+from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.lib.wiring import In, Out
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from .engine import GemmEngine
 
 
-__all__ = ["Board", "BOARDS", "BAUD", "BoardTop", "uart_divisor", "yowasp_env", "unknown_board_message"]
+__all__ = ["Board", "BOARDS", "BAUD", "ClockedEngine", "BoardTop", "uart_divisor", "yowasp_env", "unknown_board_message"]
 
 
 #: UART line rate of every board top.
@@ -117,18 +118,87 @@ def uart_divisor(board_hz, clock_div=1):
     return round(board_hz / clock_div / BAUD)
 
 
-class BoardTop(Elaboratable):
-    """The :class:`boards.engine.GemmEngine` on a board's UART at :data:`BAUD`.
+def _check_clock_div(owner, clock_div):
+    if isinstance(clock_div, bool) or not isinstance(clock_div, int):
+        raise TypeError(f"{owner}: clock_div must be an integer, not {clock_div!r}")
+    if clock_div < 1:
+        raise ValueError(f"{owner}: clock_div must be >= 1, not {clock_div}")
+    return clock_div
 
-    With ``clock_div`` 1 the engine runs in the platform's ``sync`` domain
-    (the board clock and its power-on reset). With ``clock_div`` N > 1 it
-    runs in the ``engine`` domain, clocked by a register that divides the
-    board clock by N (high for the first ``N // 2`` board cycles of each
-    period) and constrained to ``board clock / N``, so that nextpnr checks
-    the engine against the clock it gets; its reset is the ``sync`` reset
-    synchronised to it. Nothing else crosses between the two domains (the
-    UART input has its own synchroniser). Integer division keeps it the same
-    on every family: no PLL is needed, and the iCE40 PLL cannot go below 16 MHz.
+
+class ClockedEngine(wiring.Component):
+    """The :class:`boards.engine.GemmEngine` with the clock it runs from on a board.
+
+    Everything of a board top but the pin buffers: the simulations run it as
+    is (``tests/boards/test_engine_cocotb.py``), :class:`BoardTop` puts it on
+    the pins.
+
+    With ``clock_div`` 1 the engine runs in the ``sync`` domain (on a board:
+    the board clock and the platform's power-on reset). With ``clock_div``
+    N > 1 it runs in the ``engine`` domain, clocked by a register that divides
+    the ``sync`` clock by N (high for the first ``N // 2`` cycles of each
+    period) and, under a platform, constrained to ``board_hz / N``, so that
+    nextpnr checks the engine against the clock it gets; its reset is the
+    ``sync`` reset synchronised to it. Nothing else crosses between the two
+    domains (the UART input has its own synchroniser). An integer divider
+    works the same on every family: no PLL is needed, and the iCE40 PLL
+    cannot go below 16 MHz.
+
+    Parameters
+    ----------
+    kind : str
+        Array kind.
+    rows, cols : int
+        Array size.
+    board_hz : int or float
+        Frequency of the ``sync`` clock: sets the UART divisor and the
+        constraint of the divided clock.
+    depth : int
+        Operand buffer depth (largest K of one RUN).
+    clock_div : int
+        Divider of the board clock for the engine (>= 1).
+
+    Attributes
+    ----------
+    rx : Signal(1), in
+        UART from the host (idle high).
+    tx : Signal(1), out
+        UART to the host (idle high).
+    """
+
+    def __init__(self, *, kind, rows, cols, board_hz, depth=256, clock_div=1):
+        self.clock_div, self.board_hz = _check_clock_div(type(self).__name__, clock_div), board_hz
+        self.engine = GemmEngine(kind=kind, rows=rows, cols=cols, depth=depth,
+                                 divisor=uart_divisor(board_hz, clock_div))
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        engine = self.engine
+        if self.clock_div == 1:
+            m.submodules.engine = engine
+        else:
+            div = self.clock_div
+            m.domains.engine = ClockDomain("engine")
+            phase = Signal(range(div))
+            # Constrained by this name: the domain's own clk signal would be
+            # named after the submodule that Amaranth finds using it first.
+            divided_clk = Signal()
+            m.d.sync += [phase.eq(Mux(phase == div - 1, 0, phase + 1)), divided_clk.eq(phase < div // 2)]
+            m.d.comb += ClockSignal("engine").eq(divided_clk)
+            if platform is not None:
+                platform.add_clock_constraint(divided_clk, self.board_hz / div)
+            # iCE40: the power-on reset that keeps the BRAMs from reading zeros;
+            # ECP5's sync domain is reset-less (GSR initialises every flip-flop).
+            m.submodules.engine_reset = ResetSynchronizer(ResetSignal("sync", allow_reset_less=True),
+                                                          domain="engine")
+            m.submodules.engine = DomainRenamer("engine")(engine)
+        m.d.comb += [engine.rx.eq(self.rx), self.tx.eq(engine.tx)]
+        return m
+
+
+class BoardTop(Elaboratable):
+    """A :class:`ClockedEngine` on a board's UART pins at :data:`BAUD`, from the board clock.
 
     Parameters
     ----------
@@ -143,41 +213,21 @@ class BoardTop(Elaboratable):
     """
 
     def __init__(self, *, kind, rows, cols, depth=256, clock_div=1):
-        self.kind, self.rows, self.cols, self.depth = kind, rows, cols, depth
-        if isinstance(clock_div, bool) or not isinstance(clock_div, int):
-            raise TypeError(f"BoardTop: clock_div must be an integer, not {clock_div!r}")
-        if clock_div < 1:
-            raise ValueError(f"BoardTop: clock_div must be >= 1, not {clock_div}")
-        self.clock_div = clock_div
-        # Validate eagerly (the divisor is only known with the platform).
-        probe = GemmEngine(kind=kind, rows=rows, cols=cols, divisor=4, depth=depth)
-        probe._MustUse__silence = probe.array._MustUse__silence = True
+        self.kind, self.rows, self.cols, self.depth, self.clock_div = kind, rows, cols, depth, clock_div
+        # Validate eagerly (the board clock is only known with the platform).
+        _check_clock_div(type(self).__name__, clock_div)
+        probe = ClockedEngine(kind=kind, rows=rows, cols=cols, board_hz=4 * clock_div * BAUD, depth=depth,
+                              clock_div=clock_div)
+        probe._MustUse__silence = probe.engine._MustUse__silence = True
+        probe.engine.array._MustUse__silence = True
 
     def elaborate(self, platform):
         m = Module()
-        engine_hz = platform.default_clk_frequency / self.clock_div
-        engine = GemmEngine(kind=self.kind, rows=self.rows, cols=self.cols,
-                            divisor=uart_divisor(platform.default_clk_frequency, self.clock_div),
-                            depth=self.depth)
-        if self.clock_div == 1:
-            m.submodules.engine = engine
-        else:
-            div = self.clock_div
-            m.domains.engine = ClockDomain("engine")
-            phase = Signal(range(div))
-            # Constrained by this name: the domain's own clk signal would be
-            # named after the submodule that Amaranth finds using it first.
-            divided_clk = Signal()
-            m.d.sync += [phase.eq(Mux(phase == div - 1, 0, phase + 1)), divided_clk.eq(phase < div // 2)]
-            m.d.comb += ClockSignal("engine").eq(divided_clk)
-            platform.add_clock_constraint(divided_clk, engine_hz)
-            # iCE40: the power-on reset that keeps the BRAMs from reading zeros;
-            # ECP5's sync domain is reset-less (GSR initialises every flip-flop).
-            m.submodules.engine_reset = ResetSynchronizer(ResetSignal("sync", allow_reset_less=True),
-                                                          domain="engine")
-            m.submodules.engine = DomainRenamer("engine")(engine)
+        m.submodules.core = core = ClockedEngine(kind=self.kind, rows=self.rows, cols=self.cols,
+                                                 board_hz=platform.default_clk_frequency, depth=self.depth,
+                                                 clock_div=self.clock_div)
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buffer = rx_buffer = io.Buffer("i", uart.rx)
         m.submodules.tx_buffer = tx_buffer = io.Buffer("o", uart.tx)
-        m.d.comb += [engine.rx.eq(rx_buffer.i), tx_buffer.o.eq(engine.tx)]
+        m.d.comb += [core.rx.eq(rx_buffer.i), tx_buffer.o.eq(core.tx)]
         return m

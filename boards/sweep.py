@@ -32,7 +32,7 @@ import tempfile
 from hw.array import ARRAY_KINDS
 
 from .platforms import BOARDS, unknown_board_message
-from .synth import DoesNotFit, SynthError, synthesize
+from .synth import DoesNotFit, SynthError, SynthInterrupted, synthesize
 
 
 __all__ = ["DEFAULT_SIZES", "run_sweep", "load_results", "table", "plot", "main"]
@@ -82,6 +82,8 @@ class _Points:
         except DoesNotFit as error:
             entry.update(fits=False, error=str(error),
                          utilization={bel: {"used": u, "available": a} for bel, (u, a) in error.utilization.items()})
+        except SynthInterrupted:
+            raise
         except SynthError as error:
             entry.update(fits=False, error=str(error), utilization={})
         else:
@@ -174,7 +176,12 @@ def _misfit_cell(entry):
     over = ", ".join(f"{bel} {v['used']}/{v['available']}" for bel, v in entry["utilization"].items()
                      if v["available"] and v["used"] > v["available"])
     if _routed(entry):
-        return f"no: {over}" if over else "no: placement or routing failed"
+        if over:
+            return f"no: {over}"
+        # nextpnr's own message (e.g. a routing failure), else the tool's.
+        reason = next((line.strip() for line in entry.get("error", "").splitlines() if "ERROR" in line),
+                      "build failed")
+        return f"no: {reason}"
     return f"no (packing): {over}" if over else "no (packing failed)"
 
 
@@ -292,8 +299,12 @@ def main(argv=None):
         results = load_results(out / "results.jsonl")
     else:
         sizes = sorted(set(args.sizes)) if args.sizes else DEFAULT_SIZES
-        results = run_sweep(args.boards, args.pes, sizes, out, refine=not args.no_refine,
-                            log=lambda line: print(line, flush=True))
+        try:
+            results = run_sweep(args.boards, args.pes, sizes, out, refine=not args.no_refine,
+                                log=lambda line: print(line, flush=True))
+        except SynthInterrupted as error:
+            print(f"{prog}: error: {error} (nothing recorded; a rerun resumes)", file=sys.stderr)
+            return 1
     if not results:
         print(f"{prog}: error: no results in {out / 'results.jsonl'}", file=sys.stderr)
         return 1

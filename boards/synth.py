@@ -40,7 +40,7 @@ from verify.cli import OneLineParser, positive_int
 from .platforms import BOARDS, BoardTop, unknown_board_message, yowasp_env
 
 
-__all__ = ["SynthError", "DoesNotFit", "synthesize", "netlist_resources", "main"]
+__all__ = ["SynthError", "SynthInterrupted", "DoesNotFit", "synthesize", "netlist_resources", "main"]
 
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -49,6 +49,10 @@ NAME = "top"
 
 class SynthError(RuntimeError):
     """A tool failed (log path in the message)."""
+
+
+class SynthInterrupted(SynthError):
+    """A tool was killed by a signal (Ctrl-C, a job limit): says nothing about the design."""
 
 
 class DoesNotFit(SynthError):
@@ -178,6 +182,8 @@ def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, see
     with open(out / "build.log", "w") as console:
         status = subprocess.run(["sh", f"{plan.script}.sh"], cwd=out, env=env, stdout=console,
                                 stderr=subprocess.STDOUT).returncode
+    if status < 0 or status >= 128:
+        raise SynthInterrupted(f"{board}: a tool was killed (exit status {status}); see {out / 'build.log'}")
     if status != 0:
         log = out / f"{NAME}.tim"
         text = log.read_text() if log.exists() else ""

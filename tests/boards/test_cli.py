@@ -69,8 +69,8 @@ def test_board_top_validates_eagerly():
 
 
 @pytest.mark.parametrize("board,constraint", [
-    ("icebreaker", "set_frequency divided_clk 6.0"),
-    ("ulx3s", 'FREQUENCY NET "divided_clk" 12500000.0 HZ;'),
+    ("icebreaker", "set_frequency core.divided_clk 6.0"),
+    ("ulx3s", 'FREQUENCY NET "core.divided_clk" 12500000.0 HZ;'),
 ])
 def test_divided_engine_clock_is_constrained(board, constraint):
     """fp16 runs at half the board clock by default, and nextpnr is told so."""
@@ -143,7 +143,7 @@ def test_sweep_refines_to_the_largest_fit(tmp_path, monkeypatch):
         if rows > (6 if pack_only else 5):
             if pack_only or rows == 8:
                 raise sweep.DoesNotFit("too big", {"ICESTORM_LC": (6000, 5280)})
-            raise sweep.SynthError("routing failed")
+            raise sweep.SynthError("ulx3s: the build failed; see top.tim\nERROR: Failed to route arcs")
         report = {"device": "d", "luts": 100 * rows * rows, "ffs": 1, "dsps": 0, "brams": 1, "seconds": 1.0,
                   "utilization": {"ICESTORM_LC": {"used": 100 * rows * rows, "available": 5280}}}
         if not pack_only:
@@ -156,9 +156,18 @@ def test_sweep_refines_to_the_largest_fit(tmp_path, monkeypatch):
                      (6, "pnr"), (5, "pnr")]
     assert headline(results)[("icebreaker", "int4")]["rows"] == 5
     text = table(results)
-    assert "| icebreaker | int4 | 6x6 | 36 | | | | | | | | no: placement or routing failed |" in text
+    assert "| icebreaker | int4 | 6x6 | 36 | | | | | | | | no: ERROR: Failed to route arcs |" in text
     assert "| icebreaker | int4 | 7x7 | 49 | | | | | | | | no (packing): ICESTORM_LC 6000/5280 |" in text
     assert "| icebreaker | int4 | 5x5 | 25 | 2500 of 5280 | 30.0 | 0.750 | 6x6 does not fit |" in text
+    # A killed tool is not a result: nothing is recorded, the sweep stops.
+    def killed(board, **kwargs):
+        raise sweep.SynthInterrupted("killed")
+
+    monkeypatch.setattr(sweep, "synthesize", killed)
+    with pytest.raises(sweep.SynthInterrupted):
+        sweep.run_sweep(["icebreaker"], ["log"], [1], tmp_path, log=lambda line: None)
+    assert "log" not in (tmp_path / "results.jsonl").read_text()
+    monkeypatch.setattr(sweep, "synthesize", fake_synthesize)
     # Resumable: a rerun builds nothing.
     calls.clear()
     assert len(sweep.run_sweep(["icebreaker"], ["int4"], [1, 2, 4, 8], tmp_path, log=lambda line: None)) == 8
