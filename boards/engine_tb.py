@@ -4,7 +4,8 @@ The whole board top runs in the simulator; only the serial line crosses into
 Python. The pieces, in the style of cocotb's matrix_multiplier example:
 
 * :class:`UartModel`: the host's serial port, bit-banged on ``rx`` (driver)
-  and sampled mid-bit on ``tx`` (monitor), ``divisor`` clock periods per bit;
+  and sampled mid-bit on ``tx`` (monitor), ``bit_clocks`` board clock
+  periods per bit;
 * :class:`SimTransport`: the ``write``/``read`` transport of
   :class:`boards.host.Board`, bridged into the simulation with
   :func:`cocotb.task.resume`, so the *unchanged* host driver (tiling, K
@@ -13,7 +14,8 @@ Python. The pieces, in the style of cocotb's matrix_multiplier example:
   (:mod:`golden.reference`), compared bit for bit.
 
 Configuration comes from the runner (``tests/boards/test_engine_cocotb.py``)
-in environment variables: ``FOURBIT_ENGINE_DIVISOR`` (cycles per bit) and
+in environment variables: ``FOURBIT_UART_BIT_CLOCKS`` (board clock periods
+per bit: the engine's UART divisor times its clock divider) and
 ``FOURBIT_ENGINE_CASES`` (JSON list of GEMMs: ``pe``, ``m``, ``k``, ``n``,
 ``a_signed``, ``b_signed``, ``seed``).
 """
@@ -37,11 +39,11 @@ CLOCK_NS = 10
 
 
 class UartModel:
-    """The host end of the serial line: 8N1 at ``divisor`` clock periods per bit."""
+    """The host end of the serial line: 8N1 at ``bit_clocks`` clock periods per bit."""
 
-    def __init__(self, dut, divisor):
+    def __init__(self, dut, bit_clocks):
         self.rx, self.tx = dut.rx, dut.tx
-        self.bit_ns = divisor * CLOCK_NS
+        self.bit_ns = bit_clocks * CLOCK_NS
         self.received = Queue()
         self.rx.value = 1
 
@@ -84,9 +86,8 @@ class SimTransport:
 
 
 async def _start(dut):
-    divisor = int(os.environ["FOURBIT_ENGINE_DIVISOR"])
     Clock(dut.clk, CLOCK_NS, unit="ns").start(start_high=False)
-    uart = UartModel(dut, divisor)
+    uart = UartModel(dut, int(os.environ["FOURBIT_UART_BIT_CLOCKS"]))
     dut.rst.value = 1
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0

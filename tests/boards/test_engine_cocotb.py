@@ -1,8 +1,11 @@
 """The UART GEMM engine end to end in cocotb: host driver -> UART model -> board top -> golden/.
 
-Small arrays and buffers (depth 8, so K > 8 exercises the ACCUMULATE chunks;
-M and N not multiples of R and C exercise the zero-padded edge tiles), every
-array kind, on Icarus and Verilator.
+The simulated top is :class:`boards.platforms.ClockedEngine`, the board top
+without its pin buffers: with each kind's board clock divider (fp16 runs
+from the board clock divided by 2, as on the boards). Small arrays and
+buffers (depth 8, so K > 8 exercises the ACCUMULATE chunks; M and N not
+multiples of R and C exercise the zero-padded edge tiles), every array kind,
+on Icarus and Verilator.
 """
 
 import json
@@ -15,14 +18,14 @@ import pytest
 from amaranth.back import verilog
 from cocotb_tools.runner import get_runner
 
-from boards.engine import GemmEngine
+from boards.platforms import BAUD, BOARDS, ClockedEngine
 from rtl_gen.lint import WAIVERS
 from rtl_gen.toolchain import tool_env, verilator_make_flags
 
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = REPO_ROOT / "build" / "boards" / "sim"
-DIVISOR = 8
+DIVISOR = 8    # engine clock cycles per UART bit
 DEPTH = 8
 
 
@@ -42,11 +45,15 @@ CASES = {
 def _simulate(kind, sim, rows, cols, tmp_path):
     env = tool_env()
     os.environ.update({key: env[key] for key in ("PATH", "VERILATOR_ROOT")})
-    directory = BUILD / f"{kind}_{rows}x{cols}_d{DEPTH}" / sim
+    # The same divider on both boards; the board clock is chosen for DIVISOR.
+    clock_div = BOARDS["icebreaker"].clock_div(kind)
+    directory = BUILD / f"{kind}_{rows}x{cols}_d{DEPTH}_div{clock_div}" / sim
     directory.mkdir(parents=True, exist_ok=True)
-    engine = GemmEngine(kind=kind, rows=rows, cols=cols, divisor=DIVISOR, depth=DEPTH)
+    top = ClockedEngine(kind=kind, rows=rows, cols=cols, board_hz=DIVISOR * clock_div * BAUD, depth=DEPTH,
+                        clock_div=clock_div)
+    assert top.engine.divisor == DIVISOR
     source = directory / "gemm_engine.v"
-    text = verilog.convert(engine, name="gemm_engine", emit_src=False, strip_internal_attrs=True)
+    text = verilog.convert(top, name="gemm_engine", emit_src=False, strip_internal_attrs=True)
     runner = get_runner(sim)
     sources = ([WAIVERS] if sim == "verilator" else []) + [source]
     stamp = directory / "built"
@@ -61,7 +68,7 @@ def _simulate(kind, sim, rows, cols, tmp_path):
                          build_args=["-Wno-fatal"] if sim == "verilator" else [], always=True,
                          timescale=("1ns", "1ps"), log_file=directory / "build.log")
         stamp.touch()
-    extra_env = {"FOURBIT_ENGINE_DIVISOR": str(DIVISOR), "FOURBIT_ENGINE_CASES": json.dumps(CASES[kind]),
+    extra_env = {"FOURBIT_UART_BIT_CLOCKS": str(DIVISOR * clock_div), "FOURBIT_ENGINE_CASES": json.dumps(CASES[kind]),
                  "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     log = tmp_path / "sim.log"
     try:
