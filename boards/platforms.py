@@ -43,9 +43,10 @@ class Board:
         ``ice40`` or ``ecp5`` (selects the nextpnr flavour).
     default_pe : str
         Array kind ``make synth`` builds by default.
-    default_rows, default_cols : int
-        Default array size: the largest of ``default_pe`` that fit in the
-        sweep (docs/boards.md).
+    largest : dict
+        ``{kind: (rows, cols)}``: the largest square array of each kind that
+        the sweep placed and routed on the board (docs/boards.md), the size
+        ``make synth`` builds when none is given.
     slow_kinds : tuple of str
         Array kinds whose engine runs from the board clock divided by
         :attr:`SLOW_CLOCK_DIV` by default, because their measured Fmax is
@@ -56,12 +57,15 @@ class Board:
     platform: type
     family: str
     default_pe: str
-    default_rows: int
-    default_cols: int
+    largest: dict
     slow_kinds: tuple = ("fp16",)
 
     #: Divider of the board clock for :attr:`slow_kinds` (12 -> 6 MHz, 25 -> 12.5 MHz).
     SLOW_CLOCK_DIV = 2
+
+    def default_size(self, pe):
+        """``(rows, cols)`` that ``make synth`` builds for ``pe`` when no size is given."""
+        return self.largest[pe]
 
     def clock_div(self, pe):
         """Default divider of the board clock for the engine of an array of ``pe``."""
@@ -87,8 +91,10 @@ class Board:
 
 
 BOARDS = {board.name: board for board in (
-    Board("icebreaker", ICEBreakerPlatform, "ice40", "int4", 5, 5),
-    Board("ulx3s", ULX3S_85F_Platform, "ecp5", "int4", 8, 8),
+    Board("icebreaker", ICEBreakerPlatform, "ice40", "int4",
+          {"int4": (5, 5), "log": (4, 4), "fp16": (2, 2), "train": (4, 4)}),
+    Board("ulx3s", ULX3S_85F_Platform, "ecp5", "int4",
+          {"int4": (8, 8), "log": (8, 8), "fp16": (4, 4), "train": (8, 8)}),
 )}
 
 

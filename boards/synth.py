@@ -126,7 +126,8 @@ def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, see
     pe : str, optional
         Array kind (default: the board's).
     rows, cols : int, optional
-        Array size (default: the board's largest-fitting default).
+        Array size (default: the largest of ``pe`` that fits the board,
+        :meth:`boards.platforms.Board.default_size`).
     out : path, optional
         Build directory (default ``build/boards/<board>``).
     depth : int
@@ -158,8 +159,9 @@ def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, see
     pe = spec.default_pe if pe is None else pe
     if pe not in ARRAY_KINDS:
         raise ValueError(f"unknown PE kind {pe!r} (known: {', '.join(ARRAY_KINDS)})")
-    rows = spec.default_rows if rows is None else rows
-    cols = spec.default_cols if cols is None else cols
+    default_rows, default_cols = spec.default_size(pe)
+    rows = default_rows if rows is None else rows
+    cols = default_cols if cols is None else cols
     clock_div = spec.clock_div(pe) if clock_div is None else clock_div
     top = BoardTop(kind=pe, rows=rows, cols=cols, depth=depth, clock_div=clock_div)
     out = pathlib.Path(out if out is not None else REPO_ROOT / "build" / "boards" / board).resolve()
@@ -257,7 +259,7 @@ def main(argv=None):
                      description="Build the UART GEMM engine for a board: bitstream + report.json.")
     parser.add_argument("--board", required=True, help=f"one of: {', '.join(BOARDS)}")
     parser.add_argument("--pe", default="", help=f"array kind ({', '.join(ARRAY_KINDS)}; default: the board's)")
-    parser.add_argument("--rows", type=_optional_positive, default=None, help="array rows (default: the board's)")
+    parser.add_argument("--rows", type=_optional_positive, default=None, help="array rows (default: the largest of the kind that fits the board)")
     parser.add_argument("--cols", type=_optional_positive, default=None, help="array columns")
     parser.add_argument("--depth", type=positive_int, default=256, help="operand buffer depth (default 256)")
     parser.add_argument("--clock-div", type=_optional_positive, default=None,

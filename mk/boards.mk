@@ -17,5 +17,5 @@ synth:  ## bitstream + build/boards/<board>/report.json of the UART GEMM engine 
 fpga-sweep:  ## LUTs/FFs/DSPs/Fmax per PE kind and array size up to the largest that fits, both boards -> build/boards/sweep/sweep.{md,png} (hours; resumable)
 	$(PYTHON) -m boards.sweep $(SWEEP_ARGS)
 
-test-boards-slow:  ## slow board tests: real builds (small fit, too-big array), fp16 engine on Verilator
+test-boards-slow:  ## slow board tests: a too-big array (real build), fp16 engine on Verilator
 	$(PYTHON) -m pytest -q -m slow tests/boards
