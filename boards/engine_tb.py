@@ -13,8 +13,14 @@ Python. The pieces, in the style of cocotb's matrix_multiplier example:
 * golden model and checker: :func:`boards.host.golden_gemm`
   (:mod:`golden.reference`), compared bit for bit.
 
+A third test, :func:`host_cli_over_a_tty`, runs ``python -m boards.host``
+itself as a subprocess on the slave end of a pseudo-terminal whose master
+end is wired to the UART model: the command line, the ``termios`` serial
+transport and the golden check exactly as on a real board.
+
 Configuration comes from the runner (``tests/boards/test_engine_cocotb.py``)
-in environment variables: ``FOURBIT_UART_BIT_CLOCKS`` (board clock periods
+in environment variables (``FOURBIT_HOST_CLI``: the host's arguments after
+``--port``, JSON; the test is skipped without it): ``FOURBIT_UART_BIT_CLOCKS`` (board clock periods
 per bit: the engine's UART divisor times its clock divider) and
 ``FOURBIT_ENGINE_CASES`` (JSON list of GEMMs: ``pe``, ``m``, ``k``, ``n``,
 ``a_signed``, ``b_signed``, ``seed``).
@@ -22,6 +28,10 @@ per bit: the engine's UART divisor times its clock divider) and
 
 import json
 import os
+import select
+import subprocess
+import sys
+import tty
 
 import numpy as np
 
@@ -30,6 +40,7 @@ from cocotb.clock import Clock
 from cocotb.queue import Queue
 from cocotb.task import bridge, resume
 from cocotb.triggers import ClockCycles, FallingEdge, Timer, with_timeout
+from cocotb.utils import get_sim_time
 
 from boards.host import Board, golden_gemm, random_operands, run_gemm
 from boards.protocol import INFO_LENGTH, Command, Status
@@ -151,3 +162,38 @@ async def protocol_errors(dut):
     assert await command(bytes([Command.RUN]) + (depth + 1).to_bytes(2, "little") + b"\x00", 1) == \
         bytes([Status.OUT_OF_RANGE])
     assert await command(bytes([Command.INFO]), INFO_LENGTH) == info
+
+
+@cocotb.test(skip="FOURBIT_HOST_CLI" not in os.environ)
+async def host_cli_over_a_tty(dut):
+    """``python -m boards.host --port <tty>`` against the simulated board: exit 0, bit-exact."""
+    uart, _ = await _start(dut)
+    master, slave = os.openpty()
+    tty.setraw(master)
+    # Simulated time runs far slower than the real line: the host waits long.
+    host = subprocess.Popen([sys.executable, "-m", "boards.host", "--port", os.ttyname(slave), "--timeout", "300",
+                             *json.loads(os.environ["FOURBIT_HOST_CLI"])],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    os.close(slave)
+
+    async def to_host():
+        while True:
+            os.write(master, bytes([await uart.received.get()]))
+
+    cocotb.start_soon(to_host())
+    started = get_sim_time("ns")
+    while host.poll() is None:
+        if select.select([master], [], [], 0)[0]:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # the host closed its end
+                data = b""
+            await uart.send(data)
+        else:
+            await ClockCycles(dut.clk, 200)
+        assert get_sim_time("ns") - started < 2e9, "the host CLI did not finish within 2 simulated seconds"
+    output = host.stdout.read()
+    os.close(master)
+    dut._log.info(output.strip())
+    assert host.returncode == 0, output
+    assert "bit-exact against golden/" in output, output

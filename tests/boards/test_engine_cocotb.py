@@ -42,7 +42,12 @@ CASES = {
 }
 
 
-def _simulate(kind, sim, rows, cols, tmp_path):
+#: ``python -m boards.host`` arguments for the tty test (int4 on Icarus only:
+#: K = 10 > depth 8 and M, N not multiples of the 2x3 array).
+HOST_CLI = ["--pe", "int4", "--m", "3", "--k", "10", "--n", "4", "--seed", "9"]
+
+
+def _simulate(kind, sim, rows, cols, tmp_path, host_cli=None):
     env = tool_env()
     os.environ.update({key: env[key] for key in ("PATH", "VERILATOR_ROOT")})
     # The same divider on both boards; the board clock is chosen for DIVISOR.
@@ -70,6 +75,8 @@ def _simulate(kind, sim, rows, cols, tmp_path):
         stamp.touch()
     extra_env = {"FOURBIT_UART_BIT_CLOCKS": str(DIVISOR * clock_div), "FOURBIT_ENGINE_CASES": json.dumps(CASES[kind]),
                  "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    if host_cli is not None:
+        extra_env["FOURBIT_HOST_CLI"] = json.dumps(host_cli)
     log = tmp_path / "sim.log"
     try:
         runner.test(test_module="boards.engine_tb", hdl_toplevel="gemm_engine", hdl_toplevel_lang="verilog",
@@ -80,12 +87,13 @@ def _simulate(kind, sim, rows, cols, tmp_path):
                     + "\n".join(log.read_text().splitlines()[-40:]))
     text = (tmp_path / "results.xml").read_text()
     assert "<failure" not in text and "<error" not in text, log.read_text()[-4000:]
-    assert text.count("<testcase") == 2
+    assert text.count("<testcase") == 3
+    assert text.count("<skipped") == (0 if host_cli else 1)
 
 
 @pytest.mark.parametrize("kind,rows,cols", [("int4", 2, 3), ("log", 2, 2), ("fp16", 2, 2), ("train", 2, 3)])
 def test_engine_icarus(kind, rows, cols, tmp_path):
-    _simulate(kind, "icarus", rows, cols, tmp_path)
+    _simulate(kind, "icarus", rows, cols, tmp_path, host_cli=HOST_CLI if kind == "int4" else None)
 
 
 # Verilator compiles take minutes on a loaded 2-core machine: fp16 runs with the slow tests.
