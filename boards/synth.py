@@ -29,6 +29,7 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -108,6 +109,53 @@ def _log_utilization(log_text):
     return found
 
 
+def _does_not_fit(pe, rows, cols, board, spec, shown, utilization, log):
+    detail = ", ".join(f"{bel} {u}/{a} ({100 * u / a:.0f}%)" for bel, (u, a) in shown.items() if a)
+    return DoesNotFit(f"{pe} {rows}x{cols} does not fit on {board} ({spec.device}): nextpnr reported "
+                      f"{detail or 'no utilisation'}; see {log}", utilization)
+
+
+def _overfull(log_path):
+    """``{bel: (used, available)}`` over capacity in nextpnr's log so far."""
+    try:
+        text = log_path.read_text()
+    except OSError:
+        return {}
+    return {bel: ua for bel, ua in _log_utilization(text).items() if ua[0] > ua[1]}
+
+
+def _run_build(out, script, env, poll_seconds=2.0):
+    """Run Amaranth's build script in ``out``; ``(exit status, overfull)``.
+
+    The tools' console output (progress, and with --pack-only one warning per
+    unplaced cell) goes to ``build.log``; their own logs are top.rpt/top.tim.
+    nextpnr-ecp5 does not give up on a design larger than the device: its
+    placer retries for hours. So nextpnr's log is watched, and once packing
+    reports a resource over capacity the build is stopped and ``overfull``
+    holds that utilisation (exit status None).
+    """
+    log_path = out / f"{NAME}.tim"
+    with open(out / "build.log", "w") as console:
+        process = subprocess.Popen(["sh", f"{script}.sh"], cwd=out, env=env, stdout=console,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            while True:
+                try:
+                    return process.wait(timeout=poll_seconds), {}
+                except subprocess.TimeoutExpired:
+                    over = _overfull(log_path)
+                    if over:
+                        os.killpg(process.pid, signal.SIGTERM)
+                        process.wait()
+                        return None, over
+        except BaseException:
+            # Ctrl-C or an error here: leave no tool running.
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait()
+            raise
+
+
 def _write_atomic(path, text):
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w") as handle:
@@ -179,23 +227,18 @@ def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, see
         nextpnr_opts = f"--report nextpnr.json --seed {seed} --timing-allow-fail"
     plan = platform.prepare(top, name=NAME, synth_opts=spec.synth_opts(pe), nextpnr_opts=nextpnr_opts)
     plan.extract(str(out))
-    # The tools' console output (progress, and with --pack-only one warning
-    # per unplaced cell) goes to build.log; their own logs are top.rpt/top.tim.
-    with open(out / "build.log", "w") as console:
-        status = subprocess.run(["sh", f"{plan.script}.sh"], cwd=out, env=env, stdout=console,
-                                stderr=subprocess.STDOUT).returncode
+    status, overfull = _run_build(out, plan.script, env)
+    log = out / f"{NAME}.tim"
+    if overfull:
+        raise _does_not_fit(pe, rows, cols, board, spec, overfull, _log_utilization(log.read_text()), log)
     if status < 0 or status >= 128:
         raise SynthInterrupted(f"{board}: a tool was killed (exit status {status}); see {out / 'build.log'}")
     if status != 0:
-        log = out / f"{NAME}.tim"
         text = log.read_text() if log.exists() else ""
         utilization = _log_utilization(text)
         over = {bel: ua for bel, ua in utilization.items() if ua[0] > ua[1]}
         if over or re.search(r"Unable to place cell|no BELs remaining|failed to place|exceeded", text, re.I):
-            shown = over or utilization
-            detail = ", ".join(f"{bel} {u}/{a} ({100 * u / a:.0f}%)" for bel, (u, a) in shown.items() if a)
-            raise DoesNotFit(f"{pe} {rows}x{cols} does not fit on {board} ({spec.device}): nextpnr reported "
-                             f"{detail or 'no utilisation'}; see {log}", utilization)
+            raise _does_not_fit(pe, rows, cols, board, spec, over or utilization, utilization, log)
         where = log if text else out / "build.log"
         tail = "\n".join(text.splitlines()[-5:]) if text else ""
         raise SynthError(f"{board}: the build failed; see {where}\n{tail}".rstrip())
@@ -204,12 +247,10 @@ def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, see
     array = {"pe": pe, "rows": rows, "cols": cols, "macs": rows * cols, "acc_width": top_acc_width(pe),
              "depth": depth}
     if pack_only:
-        utilization = _log_utilization((out / f"{NAME}.tim").read_text())
+        utilization = _log_utilization(log.read_text())
         over = {bel: ua for bel, ua in utilization.items() if ua[0] > ua[1]}
         if over:
-            detail = ", ".join(f"{bel} {u}/{a} ({100 * u / a:.0f}%)" for bel, (u, a) in over.items())
-            raise DoesNotFit(f"{pe} {rows}x{cols} does not fit on {board} ({spec.device}): nextpnr packed "
-                             f"{detail}; see {out / (NAME + '.tim')}", utilization)
+            raise _does_not_fit(pe, rows, cols, board, spec, over, utilization, log)
         return {"board": board, "device": spec.device, **resources, "array": array, "stage": "pack",
                 "utilization": {bel: {"used": u, "available": a} for bel, (u, a) in utilization.items()},
                 "seconds": round(time.perf_counter() - started, 1)}

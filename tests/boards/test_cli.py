@@ -1,5 +1,7 @@
 """Fast checks of the board tools: bad input, report parsing, the host protocol client (no P&R here)."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ from boards.protocol import Command, Status, info_reply
 from hw.array import ARRAY_KINDS
 from boards.sweep import headline, table
 from boards.sweep import main as sweep_main
-from boards.synth import _log_utilization, netlist_resources, synthesize
+from boards.synth import _log_utilization, _run_build, netlist_resources, synthesize
 from boards.synth import main as synth_main
 from verify.gemm import GemmError
 
@@ -104,6 +106,19 @@ def test_log_utilization():
     found = _log_utilization(MISFIT_LOG)
     assert found["ICESTORM_LC"] == (6314, 5280) and found["ICESTORM_RAM"] == (16, 30)
     assert found["ICESTORM_DSP"] == (0, 8) and len(found) == 8
+
+
+def test_overfull_build_is_stopped(tmp_path):
+    """nextpnr-ecp5 keeps placing a design larger than the device: the build stops at the packed utilisation."""
+    (tmp_path / "build_top.sh").write_text(
+        "printf 'Info: Device utilisation:\\n' > top.tim\n"
+        "printf 'Info: \\t        TRELLIS_COMB:  112120/  83640   134%%\\n' >> top.tim\n"
+        "sleep 600\n")
+    status, over = _run_build(tmp_path, "build_top", dict(os.environ), poll_seconds=0.1)
+    assert (status, over) == (None, {"TRELLIS_COMB": (112120, 83640)})
+    (tmp_path / "build_top.sh").write_text("echo fine; exit 3\n")
+    assert _run_build(tmp_path, "build_top", dict(os.environ), poll_seconds=0.1) == (3, {})
+    assert (tmp_path / "build.log").read_text() == "fine\n"
 
 
 def test_netlist_resources():
