@@ -42,11 +42,14 @@ def test_fp16_runs_from_the_divided_clock(tmp_path):
     assert report["timing_met"] and report["clock_mhz"] < report["fmax_mhz"] < report["board_clock_mhz"]
 
 
-def test_pack_only_fit_check(tmp_path):
-    report = synthesize("icebreaker", pe="int4", rows=1, cols=1, out=tmp_path, pack_only=True)
+@pytest.mark.parametrize("board,lut_bel,available", [("icebreaker", "ICESTORM_LC", 5280),
+                                                     ("ulx3s", "TRELLIS_COMB", 83640)])
+def test_pack_only_fit_check(board, lut_bel, available, tmp_path):
+    report = synthesize(board, pe="int4", rows=1, cols=1, out=tmp_path, pack_only=True)
     assert report["stage"] == "pack" and "fmax_mhz" not in report
-    assert 0 < report["utilization"]["ICESTORM_LC"]["used"] <= 5280
-    assert not (tmp_path / "report.json").exists() and not (tmp_path / "top.bin").exists()
+    assert 0 < report["utilization"][lut_bel]["used"] <= report["utilization"][lut_bel]["available"] == available
+    assert not (tmp_path / "report.json").exists()
+    assert not (tmp_path / "top.bin").exists() and not (tmp_path / "top.bit").exists()
 
 
 @pytest.mark.slow
