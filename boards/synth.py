@@ -164,7 +164,7 @@ def _write_atomic(path, text):
 
 
 def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, seed=1, clock_div=None,
-               pack_only=False):
+               pack_only=False, progress=None):
     """Build the GEMM engine for ``board``; return the report dict (also written to ``report.json``).
 
     Parameters
@@ -191,6 +191,9 @@ def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, see
         the packed utilisation, no Fmax and no bitstream, and no
         ``report.json`` is written. Packing is necessary for a fit, not
         sufficient: placement and routing can still fail near 100%.
+    progress : callable, optional
+        Called with one line saying what is being built and where the tools'
+        output goes (large ECP5 builds run for tens of minutes).
 
     Raises
     ------
@@ -217,6 +220,10 @@ def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, see
     for stale in ("report.json", f"{NAME}.tim", f"{NAME}.bin", f"{NAME}.bit", "nextpnr.json", "build.log"):
         (out / stale).unlink(missing_ok=True)
     platform = spec.platform()
+    if progress is not None:
+        clock_mhz = platform.default_clk_frequency / 1e6 / clock_div
+        progress(f"{board}: {'packing' if pack_only else 'building'} the {pe} {rows}x{cols} engine "
+                 f"({clock_mhz:g} MHz); tool output in {out / 'build.log'}")
     started = time.perf_counter()
     env = yowasp_env()
     if pack_only:
@@ -314,7 +321,8 @@ def main(argv=None):
     prog = parser.prog
     try:
         report = synthesize(args.board, pe=args.pe or None, rows=args.rows, cols=args.cols, out=args.out,
-                            depth=args.depth, clock_div=args.clock_div)
+                            depth=args.depth, clock_div=args.clock_div,
+                            progress=lambda line: print(line, file=sys.stderr, flush=True))
     except (ValueError, TypeError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
