@@ -32,7 +32,7 @@ import tempfile
 from hw.array import ARRAY_KINDS
 
 from .platforms import BOARDS, unknown_board_message
-from .synth import DoesNotFit, SynthError, SynthInterrupted, synthesize
+from .synth import DoesNotFit, SynthError, SynthInterrupted, synthesize, write_atomic
 
 
 __all__ = ["DEFAULT_SIZES", "run_sweep", "load_results", "table", "plot", "main"]
@@ -258,16 +258,14 @@ def plot(results, path):
     path = pathlib.Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
     os.close(fd)
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _write_atomic(path, text):
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def main(argv=None):
@@ -309,7 +307,7 @@ def main(argv=None):
         print(f"{prog}: error: no results in {out / 'results.jsonl'}", file=sys.stderr)
         return 1
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "sweep.md", table(results))
+    write_atomic(out / "sweep.md", table(results))
     plot(results, out / "sweep.png")
     print(table(results))
     print(f"wrote {out / 'sweep.md'} and {out / 'sweep.png'}")

@@ -156,11 +156,18 @@ def _run_build(out, script, env, poll_seconds=2.0):
             raise
 
 
-def _write_atomic(path, text):
+def write_atomic(path, text):
+    """Write ``text`` to ``path`` through a temporary file and a rename (readable by all, like ``open``)."""
+    path = pathlib.Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, seed=1, clock_div=None,
@@ -294,7 +301,7 @@ def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, see
     }
     if not bitstream.exists():
         raise SynthError(f"{board}: no bitstream {bitstream} was written")
-    _write_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
+    write_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
 
 
