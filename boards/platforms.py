@@ -94,7 +94,7 @@ BOARDS = {board.name: board for board in (
     Board("icebreaker", ICEBreakerPlatform, "ice40", "int4",
           {"int4": (5, 5), "log": (4, 4), "fp16": (2, 2), "train": (4, 4)}),
     Board("ulx3s", ULX3S_85F_Platform, "ecp5", "int4",
-          {"int4": (20, 20), "log": (20, 20), "fp16": (4, 4), "train": (16, 16)}),
+          {"int4": (20, 20), "log": (20, 20), "fp16": (7, 7), "train": (16, 16)}),
 )}
 
 
