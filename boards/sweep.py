@@ -24,15 +24,14 @@ clock.
 
 import argparse
 import json
-import os
 import pathlib
 import sys
-import tempfile
 
+from golden.files import write_atomically, write_text_atomically
 from hw.array import ARRAY_KINDS
 
 from .platforms import BOARDS, unknown_board_message
-from .synth import DoesNotFit, SynthError, SynthInterrupted, synthesize, write_atomic
+from .synth import DoesNotFit, SynthError, SynthInterrupted, synthesize
 
 
 __all__ = ["DEFAULT_SIZES", "run_sweep", "load_results", "table", "plot", "main"]
@@ -255,17 +254,10 @@ def plot(results, path):
     ax_luts.set_title("UART GEMM engine: LUTs")
     ax_fmax.set_title("Fmax (nextpnr, achieved)")
     fig.tight_layout()
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def main(argv=None):
@@ -307,7 +299,7 @@ def main(argv=None):
         print(f"{prog}: error: no results in {out / 'results.jsonl'}", file=sys.stderr)
         return 1
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "sweep.md", table(results))
+    write_text_atomically(out / "sweep.md", table(results))
     plot(results, out / "sweep.png")
     print(table(results))
     print(f"wrote {out / 'sweep.md'} and {out / 'sweep.png'}")

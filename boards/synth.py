@@ -32,9 +32,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
+from golden.files import write_text_atomically
 from hw.array import ARRAY_KINDS
 from verify.cli import OneLineParser, positive_int
 
@@ -154,20 +154,6 @@ def _run_build(out, script, env, poll_seconds=2.0):
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait()
             raise
-
-
-def write_atomic(path, text):
-    """Write ``text`` to ``path`` through a temporary file and a rename (readable by all, like ``open``)."""
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, seed=1, clock_div=None,
@@ -301,7 +287,7 @@ def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, see
     }
     if not bitstream.exists():
         raise SynthError(f"{board}: no bitstream {bitstream} was written")
-    write_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
+    write_text_atomically(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
 
 

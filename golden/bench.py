@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from .data import DataError, load_dataset
 from .models import build_model
 from .recipes import get_recipe, prepare_model
-from .train import _atomic_write, keep_freed_memory, train
+from .files import write_text_atomically
+from .train import keep_freed_memory, train
 
 __all__ = ["ACCURACY_RUNS", "run_accuracy", "run_speed", "main"]
 
@@ -46,7 +47,7 @@ ACCURACY_RECIPES = ("fp32", "ibm4", "ibm4-full", "luq")
 
 
 def _write(path, text):
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    write_text_atomically(path, text, make_parents=True)
 
 
 def _run_key(dataset, model, recipe, epochs, seed):

@@ -49,12 +49,11 @@ Array keys are ``"{step}/{layer}/{op}/{field}"``.
 
 import contextlib
 import json
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
+
+from .files import write_atomically
 
 __all__ = ["TensorCapture", "load_capture", "verify_capture", "attach_capture"]
 
@@ -139,18 +138,9 @@ class TensorCapture:
 
     def save(self, path):
         """Write the .npz file atomically (temporary name, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         index = json.dumps({"format": _FORMAT, "version": _VERSION, "records": self.records})
-        fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp.npz", dir=path.parent)
-        os.close(fd)
-        try:
-            np.savez_compressed(tmp, index=np.array(index), **self._arrays)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, lambda tmp: np.savez_compressed(tmp, index=np.array(index), **self._arrays),
+                         suffix=".tmp.npz", make_parents=True)
 
 
 def attach_capture(model, capture):

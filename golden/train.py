@@ -15,9 +15,7 @@ import ctypes
 import dataclasses
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import DATASETS, DataError, load_dataset
+from .files import write_atomically, write_text_atomically
 from .models import MODELS, build_model
 from .recipes import RECIPES, get_recipe, prepare_model
 
@@ -33,20 +32,6 @@ __all__ = ["OPTIMIZERS", "TrainingDiverged", "train", "main"]
 
 class TrainingDiverged(RuntimeError):
     """The loss (or a PACT clip) became non-finite; the message names the last good checkpoint."""
-
-
-def _atomic_write(path, write):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class _Progress:
@@ -109,7 +94,7 @@ def _plot(history, step_losses, path, title):
     ax_a.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100), make_parents=True)
     plt.close(fig)
 
 
@@ -247,7 +232,7 @@ def train(*, dataset, model_name, recipe, epochs, seed, batch_size=128, lr=0.05,
                      "scheduler": sched.state_dict(), "generator": gen.get_state(),
                      "history": history, "step_losses": step_losses, "epoch": epoch + 1, "step": step,
                      "model_name": model_name, "recipe": recipe.name, "seed": seed}
-            _atomic_write(checkpoint, lambda tmp: torch.save(state, tmp))
+            write_atomically(checkpoint, lambda tmp: torch.save(state, tmp), make_parents=True)
 
     if not history:
         test_loss, test_acc = _evaluate(model, test_x, test_y, 1000)
@@ -410,7 +395,7 @@ def main(argv=None):
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         return _fail(str(e))
     metrics["command"] = ["python", "-m", "golden.train"] + list(sys.argv[1:] if argv is None else argv)
-    _atomic_write(args.metrics, lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=1) + "\n"))
+    write_text_atomically(args.metrics, json.dumps(metrics, indent=1) + "\n", make_parents=True)
     plot = args.plot or str(Path(args.metrics).with_suffix(".png"))
     _plot(metrics["history"], metrics["step_losses"], plot,
           f"{args.model} / {args.dataset} / {recipe.name}: test top-1 {100 * metrics['test_accuracy']:.2f}%")

@@ -44,6 +44,8 @@ import time
 
 import numpy as np
 
+from golden.files import write_atomically
+
 from .buildcache import cached_build
 from .cli import OneLineParser, bit_flag, positive_int
 
@@ -437,14 +439,7 @@ def _save_atomic(path, matrix):
     directory = path.parent if str(path.parent) else pathlib.Path(".")
     if not directory.is_dir():
         raise GemmError(f"--out: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, matrix)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(path, lambda tmp: np.save(tmp, matrix), suffix=".tmp.npy")
 
 
 def _parser():
