@@ -87,7 +87,7 @@ class GemmEngine(wiring.Component):
         """Engine-specific manifest fields for ``make rtl`` (protocol, buffers, UART timing)."""
         return {
             "protocol": "boards/protocol.py (docs/boards.md): INFO 'I', LOAD_A 'A', LOAD_B 'B', RUN 'R', "
-                        "READ_C 'C'; 8N1, LSB first, idle high",
+            "READ_C 'C'; 8N1, LSB first, idle high",
             "uart_divisor": self.divisor,
             "buffer_depth": self.depth,
             "acc_width": self.acc_width,
@@ -96,8 +96,9 @@ class GemmEngine(wiring.Component):
 
     def info_bytes(self):
         """The INFO reply (status included)."""
-        return info_reply(kind=self.kind.name, rows=self.rows, cols=self.cols, acc_width=self.acc_width,
-                          depth=self.depth)
+        return info_reply(
+            kind=self.kind.name, rows=self.rows, cols=self.cols, acc_width=self.acc_width, depth=self.depth
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -128,22 +129,22 @@ class GemmEngine(wiring.Component):
         byte = rx.data.payload
         got = rx.data.valid
         status = Signal(8)
-        count = Signal(16)     # LOAD word count, or RUN K
+        count = Signal(16)  # LOAD word count, or RUN K
         flags = Signal(4)
-        target_b = Signal()    # LOAD_B (else LOAD_A)
+        target_b = Signal()  # LOAD_B (else LOAD_A)
         word = Signal(8 * max(a_bytes, b_bytes))
         index = Signal(range(max(a_bytes, b_bytes, acc_bytes, INFO_LENGTH) + 1))
         addr = Signal(range(depth + 1))
         # Down-counters and flags prepared one state early keep the 16-bit
         # subtract-and-compare off the FSM's next-state logic (Fmax).
-        left = Signal(16)      # words (LOAD) / steps (RUN) after the current one
-        empty = Signal()       # RUN with K = 0
-        first = Signal()       # the current RUN step is k = 0
+        left = Signal(16)  # words (LOAD) / steps (RUN) after the current one
+        empty = Signal()  # RUN with K = 0
+        first = Signal()  # the current RUN step is k = 0
 
         # Operand words arrive LSB byte first: shift each byte in at the top.
         new_word = Cat(word[8:], byte)
         for port, bits, nbytes in ((a_write, a_bits, a_bytes), (b_write, b_bits, b_bytes)):
-            aligned = new_word[8 * (len(word) // 8 - nbytes):]
+            aligned = new_word[8 * (len(word) // 8 - nbytes) :]
             m.d.comb += [port.addr.eq(addr), port.data.eq(aligned[:bits])]
 
         # RUN: k counter reads the buffers; the controls wait one cycle with the data.
@@ -154,9 +155,13 @@ class GemmEngine(wiring.Component):
         # One more register between the block RAMs and the array: a RAM's
         # clock-to-output is slow (iCE40), and without it the first PE's
         # product and accumulator would hang off it and set Fmax.
-        m.d.sync += [array.a_in.eq(a_read.data), array.b_in.eq(b_read.data),
-                     array.valid.eq(active & issue_valid), array.clear.eq(active & issue_clear),
-                     array.last.eq(active & issue_last)]
+        m.d.sync += [
+            array.a_in.eq(a_read.data),
+            array.b_in.eq(b_read.data),
+            array.valid.eq(active & issue_valid),
+            array.clear.eq(active & issue_clear),
+            array.last.eq(active & issue_last),
+        ]
         mode_flags = {"a_signed": Flag.A_SIGNED, "b_signed": Flag.B_SIGNED, "mode": Flag.MODE}
         for name in kind.a_modes + kind.b_modes:
             m.d.comb += getattr(array, name).eq((flags & mode_flags[name]) != 0)
@@ -164,9 +169,11 @@ class GemmEngine(wiring.Component):
         # Result capture: column j stores its drained rows in order.
         filled = [Signal(range(rows + 1), name=f"filled{j}") for j in range(cols)]
         for j in range(cols):
-            m.d.comb += [c_writes[j].addr.eq(filled[j]),
-                         c_writes[j].data.eq(array.out_data.word_select(j, acc)),
-                         c_writes[j].en.eq(array.out_valid[j])]
+            m.d.comb += [
+                c_writes[j].addr.eq(filled[j]),
+                c_writes[j].data.eq(array.out_data.word_select(j, acc)),
+                c_writes[j].en.eq(array.out_valid[j]),
+            ]
             with m.If(array.out_valid[j]):
                 m.d.sync += filled[j].eq(filled[j] + 1)
 
@@ -242,8 +249,7 @@ class GemmEngine(wiring.Component):
                     m.next = "RUN_FLAGS"
             with m.State("RUN_FLAGS"):
                 with m.If(got):
-                    m.d.sync += [flags.eq(byte[:4]), k.eq(0), left.eq(count - 1), empty.eq(count == 0),
-                                 first.eq(1)]
+                    m.d.sync += [flags.eq(byte[:4]), k.eq(0), left.eq(count - 1), empty.eq(count == 0), first.eq(1)]
                     m.d.sync += [fill.eq(0) for fill in filled]
                     with m.If(count > depth):
                         m.d.sync += status.eq(Status.OUT_OF_RANGE)
@@ -253,8 +259,15 @@ class GemmEngine(wiring.Component):
             with m.State("RUN"):
                 final = Signal()
                 m.d.comb += final.eq(empty | (left == 0))
-                m.d.sync += [active.eq(1), issue_valid.eq(~empty), issue_clear.eq(first & ~flags[0]),
-                             issue_last.eq(final), k.eq(k + 1), left.eq(left - 1), first.eq(0)]
+                m.d.sync += [
+                    active.eq(1),
+                    issue_valid.eq(~empty),
+                    issue_clear.eq(first & ~flags[0]),
+                    issue_last.eq(final),
+                    k.eq(k + 1),
+                    left.eq(left - 1),
+                    first.eq(0),
+                ]
                 with m.If(final):
                     m.next = "DRAIN"
             with m.State("DRAIN"):

@@ -119,11 +119,17 @@ async def gemms_through_uart(dut):
         board = Board(transport)
         runs = []
         for case in cases:
-            a, b = random_operands(case["pe"], case["m"], case["k"], case["n"], a_signed=case["a_signed"],
-                                   b_signed=case["b_signed"], seed=case["seed"])
+            a, b = random_operands(
+                case["pe"],
+                case["m"],
+                case["k"],
+                case["n"],
+                a_signed=case["a_signed"],
+                b_signed=case["b_signed"],
+                seed=case["seed"],
+            )
             c = run_gemm(board, case["pe"], a, b, a_signed=case["a_signed"], b_signed=case["b_signed"])
-            runs.append((case, c, golden_gemm(case["pe"], a, b, a_signed=case["a_signed"],
-                                              b_signed=case["b_signed"])))
+            runs.append((case, c, golden_gemm(case["pe"], a, b, a_signed=case["a_signed"], b_signed=case["b_signed"])))
         return board.info(), runs
 
     info, runs = await host()
@@ -138,8 +144,9 @@ async def gemms_through_uart(dut):
         bad = np.argwhere(got != want)
         if len(bad):
             i, j = bad[0]
-            failures.append(f"{case}: {len(bad)} of {c.size} differ, first [{i},{j}]: "
-                            f"board {got[i, j]!r}, golden {want[i, j]!r}")
+            failures.append(
+                f"{case}: {len(bad)} of {c.size} differ, first [{i},{j}]: board {got[i, j]!r}, golden {want[i, j]!r}"
+            )
     assert not failures, "\n".join(failures)
 
 
@@ -157,10 +164,10 @@ async def protocol_errors(dut):
     depth = int.from_bytes(info[10:12], "little")
     assert await command(b"Z", 1) == bytes([Status.UNKNOWN_COMMAND])
     assert await command(bytes([Command.LOAD_A, 0, 0]), 1) == bytes([Status.OUT_OF_RANGE])
-    assert await command(bytes([Command.LOAD_B]) + (depth + 1).to_bytes(2, "little"), 1) == \
-        bytes([Status.OUT_OF_RANGE])
-    assert await command(bytes([Command.RUN]) + (depth + 1).to_bytes(2, "little") + b"\x00", 1) == \
-        bytes([Status.OUT_OF_RANGE])
+    assert await command(bytes([Command.LOAD_B]) + (depth + 1).to_bytes(2, "little"), 1) == bytes([Status.OUT_OF_RANGE])
+    assert await command(bytes([Command.RUN]) + (depth + 1).to_bytes(2, "little") + b"\x00", 1) == bytes(
+        [Status.OUT_OF_RANGE]
+    )
     assert await command(bytes([Command.INFO]), INFO_LENGTH) == info
 
 
@@ -171,9 +178,21 @@ async def host_cli_over_a_tty(dut):
     master, slave = os.openpty()
     tty.setraw(master)
     # Simulated time runs far slower than the real line: the host waits long.
-    host = subprocess.Popen([sys.executable, "-m", "boards.host", "--port", os.ttyname(slave), "--timeout", "300",
-                             *json.loads(os.environ["FOURBIT_HOST_CLI"])],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    host = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "boards.host",
+            "--port",
+            os.ttyname(slave),
+            "--timeout",
+            "300",
+            *json.loads(os.environ["FOURBIT_HOST_CLI"]),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     os.close(slave)
 
     async def to_host():

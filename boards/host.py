@@ -59,8 +59,10 @@ class BoardInfo:
         self.kind, self.rows, self.cols, self.acc_width, self.depth = kind, rows, cols, acc_width, depth
 
     def __repr__(self):
-        return (f"BoardInfo(kind={self.kind!r}, rows={self.rows}, cols={self.cols}, "
-                f"acc_width={self.acc_width}, depth={self.depth})")
+        return (
+            f"BoardInfo(kind={self.kind!r}, rows={self.rows}, cols={self.cols}, "
+            f"acc_width={self.acc_width}, depth={self.depth})"
+        )
 
 
 class Board:
@@ -93,9 +95,13 @@ class Board:
             kinds = {code: name for name, code in KIND_CODES.items()}
             if reply[4] not in kinds:
                 raise BoardError(f"unknown array kind code {reply[4]}")
-            self._info = BoardInfo(kind=kinds[reply[4]], rows=int.from_bytes(reply[5:7], "little"),
-                                   cols=int.from_bytes(reply[7:9], "little"), acc_width=reply[9],
-                                   depth=int.from_bytes(reply[10:12], "little"))
+            self._info = BoardInfo(
+                kind=kinds[reply[4]],
+                rows=int.from_bytes(reply[5:7], "little"),
+                cols=int.from_bytes(reply[7:9], "little"),
+                acc_width=reply[9],
+                depth=int.from_bytes(reply[10:12], "little"),
+            )
         return self._info
 
     def _load(self, command, packed):
@@ -160,8 +166,10 @@ def run_gemm(board, pe, a, b, *, a_signed=True, b_signed=True):
     a_bits, b_bits = operand_bits(pe, a, b, a_signed=a_signed, b_signed=b_signed)
     k = a.shape[1]
     if not spec.is_float and k > max_safe_k(spec.product_range, info.acc_width):
-        raise GemmError(f"K={k} can overflow the board's {info.acc_width}-bit accumulators "
-                        f"(at most {max_safe_k(spec.product_range, info.acc_width)})")
+        raise GemmError(
+            f"K={k} can overflow the board's {info.acc_width}-bit accumulators "
+            f"(at most {max_safe_k(spec.product_range, info.acc_width)})"
+        )
     plan = tiling.schedule(a_bits, b_bits, info.rows, info.cols)
     spacing = plan.cycles // len(plan.tiles)
     flags = Flag(0)
@@ -180,8 +188,8 @@ def run_gemm(board, pe, a, b, *, a_signed=True, b_signed=True):
             board.run(0, flags)
         for chunk in range(0, k, info.depth):
             steps = min(info.depth, k - chunk)
-            board.load_a(a_packed[start + chunk:start + chunk + steps])
-            board.load_b(b_packed[start + chunk:start + chunk + steps])
+            board.load_a(a_packed[start + chunk : start + chunk + steps])
+            board.load_b(b_packed[start + chunk : start + chunk + steps])
             board.run(steps, flags | (Flag.ACCUMULATE if chunk else Flag(0)))
         tiles.append(board.read_c())
     # Per column, the values it drained: rows of each tile, tiles in order.
@@ -213,8 +221,7 @@ def random_operands(pe, m, k, n, *, a_signed=True, b_signed=True, seed=0):
         return rng.integers(-8 if signed else 0, 8 if signed else 16, size=shape).astype(np.int8)
 
     if pe == "fp16":
-        return (rng.standard_normal((m, k)).astype(np.float16),
-                rng.standard_normal((k, n)).astype(np.float16))
+        return (rng.standard_normal((m, k)).astype(np.float16), rng.standard_normal((k, n)).astype(np.float16))
     if pe == "log":
         return rng.integers(0, 16, size=(m, k)).astype(np.uint8), codes((k, n), b_signed)
     return codes((m, k), a_signed), codes((k, n), b_signed)
@@ -253,7 +260,7 @@ class SerialTransport:
     def write(self, data):
         view = memoryview(data)
         while view:
-            view = view[os.write(self.fd, view):]
+            view = view[os.write(self.fd, view) :]
         termios.tcdrain(self.fd)
 
     def read(self, n):
@@ -272,8 +279,9 @@ class SerialTransport:
 
 
 def _parser():
-    parser = OneLineParser(prog="python -m boards.host",
-                     description="Run a GEMM on a board's UART GEMM engine; check it against golden/.")
+    parser = OneLineParser(
+        prog="python -m boards.host", description="Run a GEMM on a board's UART GEMM engine; check it against golden/."
+    )
     parser.add_argument("--port", required=True, help="serial device of the board (e.g. /dev/ttyUSB1)")
     parser.add_argument("--baud", type=int, default=115200, help="line rate (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for a byte")
@@ -299,8 +307,9 @@ def main(argv=None):
         if args.a is not None:
             a, b = np.load(args.a, allow_pickle=False), np.load(args.b, allow_pickle=False)
         else:
-            a, b = random_operands(args.pe, args.m, args.k, args.n, a_signed=args.a_signed,
-                                   b_signed=args.b_signed, seed=args.seed)
+            a, b = random_operands(
+                args.pe, args.m, args.k, args.n, a_signed=args.a_signed, b_signed=args.b_signed, seed=args.seed
+            )
         # Validate before touching the board.
         operand_bits(args.pe, a, b, a_signed=args.a_signed, b_signed=args.b_signed)
         transport = SerialTransport(args.port, baud=args.baud, timeout=args.timeout)
@@ -328,10 +337,15 @@ def main(argv=None):
         same = np.array_equal(c.view(np.uint32), expected.view(np.uint32))
     else:
         same = np.array_equal(c, expected)
-    mismatches = int(np.count_nonzero(c.view(np.uint32) != expected.view(np.uint32))) if args.pe == "fp16" \
+    mismatches = (
+        int(np.count_nonzero(c.view(np.uint32) != expected.view(np.uint32)))
+        if args.pe == "fp16"
         else int(np.count_nonzero(c != expected))
-    print(f"{info}: {a.shape[0]}x{a.shape[1]}x{b.shape[1]} {args.pe} GEMM in {seconds:.2f} s: "
-          + ("bit-exact against golden/" if same else f"{mismatches} of {c.size} results differ from golden/"))
+    )
+    print(
+        f"{info}: {a.shape[0]}x{a.shape[1]}x{b.shape[1]} {args.pe} GEMM in {seconds:.2f} s: "
+        + ("bit-exact against golden/" if same else f"{mismatches} of {c.size} results differ from golden/")
+    )
     return 0 if same else 1
 
 

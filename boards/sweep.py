@@ -79,8 +79,11 @@ class _Points:
         try:
             report = synthesize(board, pe=pe, rows=size, cols=size, out=build_dir, pack_only=stage == "pack")
         except DoesNotFit as error:
-            entry.update(fits=False, error=str(error),
-                         utilization={bel: {"used": u, "available": a} for bel, (u, a) in error.utilization.items()})
+            entry.update(
+                fits=False,
+                error=str(error),
+                utilization={bel: {"used": u, "available": a} for bel, (u, a) in error.utilization.items()},
+            )
         except SynthInterrupted:
             raise
         except SynthError as error:
@@ -101,8 +104,7 @@ class _Points:
         elif stage == "pack":
             outcome = f"packs: {entry['luts']} LUTs, {entry['ffs']} FFs, {entry['dsps']} DSPs"
         else:
-            outcome = (f"{entry['luts']} LUTs, {entry['ffs']} FFs, {entry['dsps']} DSPs, "
-                       f"Fmax {entry['fmax_mhz']} MHz")
+            outcome = f"{entry['luts']} LUTs, {entry['ffs']} FFs, {entry['dsps']} DSPs, Fmax {entry['fmax_mhz']} MHz"
         self.log(f"{board} {pe} {size}x{size}{' (pack only)' if stage == 'pack' else ''}: {outcome}")
         return entry
 
@@ -172,14 +174,16 @@ def _clock_cell(entry):
 
 
 def _misfit_cell(entry):
-    over = ", ".join(f"{bel} {v['used']}/{v['available']}" for bel, v in entry["utilization"].items()
-                     if v["available"] and v["used"] > v["available"])
+    over = ", ".join(
+        f"{bel} {v['used']}/{v['available']}"
+        for bel, v in entry["utilization"].items()
+        if v["available"] and v["used"] > v["available"]
+    )
     if _routed(entry):
         if over:
             return f"no: {over}"
         # nextpnr's own message (e.g. a routing failure), else the tool's.
-        reason = next((line.strip() for line in entry.get("error", "").splitlines() if "ERROR" in line),
-                      "build failed")
+        reason = next((line.strip() for line in entry.get("error", "").splitlines() if "ERROR" in line), "build failed")
         return f"no: {reason}"
     return f"no (packing): {over}" if over else "no (packing failed)"
 
@@ -192,9 +196,11 @@ def table(results):
     """
     routed = {_key(entry)[:4] for entry in results if _routed(entry)}
     shown = [entry for entry in results if _routed(entry) or _key(entry)[:4] not in routed]
-    lines = ["| board | PE | array | MACs | LUTs | FFs | DSPs | BRAMs | Fmax (MHz) | engine clock met | "
-             "peak GMAC/s | fits |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|"]
+    lines = [
+        "| board | PE | array | MACs | LUTs | FFs | DSPs | BRAMs | Fmax (MHz) | engine clock met | "
+        "peak GMAC/s | fits |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|",
+    ]
     order = {name: i for i, name in enumerate(BOARDS)}
     kinds = {name: i for i, name in enumerate(ARRAY_KINDS)}
     for entry in sorted(shown, key=lambda e: (order.get(e["board"], 99), kinds.get(e["pe"], 99), e["macs"])):
@@ -206,30 +212,45 @@ def table(results):
             cells += ["", "", "", "packs (not placed and routed)"]
         else:
             cells += [str(entry[field]) for field in ("luts", "ffs", "dsps", "brams")]
-            cells += [f"{entry['fmax_mhz']:.1f}", _clock_cell(entry),
-                      f"{entry['macs'] * entry['fmax_mhz'] / 1000:.3f}", "yes"]
+            cells += [
+                f"{entry['fmax_mhz']:.1f}",
+                _clock_cell(entry),
+                f"{entry['macs'] * entry['fmax_mhz'] / 1000:.3f}",
+                "yes",
+            ]
         lines.append("|" + "|".join(f" {cell} " if cell else " " for cell in cells) + "|")
-    lines += ["", "Largest array that fits (placed and routed) and its peak throughput (MACs x Fmax):", "",
-              "| board | PE | largest array | MACs | LUTs used | Fmax (MHz) | peak GMAC/s | bound |",
-              "|---|---|---|---:|---:|---:|---:|---|"]
-    for (board, pe), entry in sorted(headline(results).items(),
-                                     key=lambda item: (order.get(item[0][0], 99), kinds.get(item[0][1], 99))):
+    lines += [
+        "",
+        "Largest array that fits (placed and routed) and its peak throughput (MACs x Fmax):",
+        "",
+        "| board | PE | largest array | MACs | LUTs used | Fmax (MHz) | peak GMAC/s | bound |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for (board, pe), entry in sorted(
+        headline(results).items(), key=lambda item: (order.get(item[0][0], 99), kinds.get(item[0][1], 99))
+    ):
         total = _device_luts(entry)
-        misfits = sorted((e["macs"], f"{e['rows']}x{e['cols']}", _routed(e)) for e in results
-                         if (e["board"], e["pe"]) == (board, pe) and not e["fits"] and e["macs"] > entry["macs"])
+        misfits = sorted(
+            (e["macs"], f"{e['rows']}x{e['cols']}", _routed(e))
+            for e in results
+            if (e["board"], e["pe"]) == (board, pe) and not e["fits"] and e["macs"] > entry["macs"]
+        )
         if misfits:
             _, size, routed_misfit = misfits[0]
             bound = f"{size} does not fit" + ("" if routed_misfit else " (packing)")
         else:
             bound = "larger sizes not tried"
-        lines.append(f"| {board} | {pe} | {entry['rows']}x{entry['cols']} | {entry['macs']} | {entry['luts']}"
-                     f"{f' of {total}' if total else ''} | {entry['fmax_mhz']:.1f} | {entry['gmacs']:.3f} | {bound} |")
+        lines.append(
+            f"| {board} | {pe} | {entry['rows']}x{entry['cols']} | {entry['macs']} | {entry['luts']}"
+            f"{f' of {total}' if total else ''} | {entry['fmax_mhz']:.1f} | {entry['gmacs']:.3f} | {bound} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def plot(results, path):
     """LUTs and Fmax versus MACs, one line per (board, pe)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -261,16 +282,21 @@ def plot(results, path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m boards.sweep",
-                                     description="FPGA resource / Fmax sweep of the UART GEMM engine.")
+    parser = argparse.ArgumentParser(
+        prog="python -m boards.sweep", description="FPGA resource / Fmax sweep of the UART GEMM engine."
+    )
     parser.add_argument("--boards", nargs="+", default=list(BOARDS))
     parser.add_argument("--pes", nargs="+", default=list(ARRAY_KINDS))
-    parser.add_argument("--sizes", nargs="+", type=int, default=None,
-                        help="square sizes to try (default: per board, see DEFAULT_SIZES)")
+    parser.add_argument(
+        "--sizes", nargs="+", type=int, default=None, help="square sizes to try (default: per board, see DEFAULT_SIZES)"
+    )
     parser.add_argument("--out", default=str(REPO_ROOT / "build" / "boards" / "sweep"))
     parser.add_argument("--report-only", action="store_true", help="rewrite sweep.md/png from results.jsonl")
-    parser.add_argument("--no-refine", action="store_true",
-                        help="only the given sizes: no bisection towards the largest array that fits")
+    parser.add_argument(
+        "--no-refine",
+        action="store_true",
+        help="only the given sizes: no bisection towards the largest array that fits",
+    )
     args = parser.parse_args(argv)
     prog = parser.prog
     for board in args.boards:
@@ -290,8 +316,9 @@ def main(argv=None):
     else:
         sizes = sorted(set(args.sizes)) if args.sizes else DEFAULT_SIZES
         try:
-            results = run_sweep(args.boards, args.pes, sizes, out, refine=not args.no_refine,
-                                log=lambda line: print(line, flush=True))
+            results = run_sweep(
+                args.boards, args.pes, sizes, out, refine=not args.no_refine, log=lambda line: print(line, flush=True)
+            )
         except SynthInterrupted as error:
             print(f"{prog}: error: {error} (nothing recorded; a rerun resumes)", file=sys.stderr)
             return 1

@@ -72,10 +72,18 @@ class DoesNotFit(SynthError):
 
 #: Netlist cell types counted per family: (LUT4s per cell, FFs, DSPs, BRAMs).
 _CELLS = {
-    "ice40": {"luts": {"SB_LUT4": 1}, "ffs": "SB_DFF", "dsps": {"SB_MAC16": 1},
-              "brams": {"SB_RAM40_4K": 1, "SB_SPRAM256KA": 1}},
-    "ecp5": {"luts": {"LUT4": 1, "CCU2C": 2, "TRELLIS_DPR16X4": 1}, "ffs": "TRELLIS_FF",
-             "dsps": {"MULT18X18D": 1, "ALU54B": 1}, "brams": {"DP16KD": 1, "PDPW16KD": 1}},
+    "ice40": {
+        "luts": {"SB_LUT4": 1},
+        "ffs": "SB_DFF",
+        "dsps": {"SB_MAC16": 1},
+        "brams": {"SB_RAM40_4K": 1, "SB_SPRAM256KA": 1},
+    },
+    "ecp5": {
+        "luts": {"LUT4": 1, "CCU2C": 2, "TRELLIS_DPR16X4": 1},
+        "ffs": "TRELLIS_FF",
+        "dsps": {"MULT18X18D": 1, "ALU54B": 1},
+        "brams": {"DP16KD": 1, "PDPW16KD": 1},
+    },
 }
 
 
@@ -111,8 +119,11 @@ def _log_utilization(log_text):
 
 def _does_not_fit(pe, rows, cols, board, spec, shown, utilization, log):
     detail = ", ".join(f"{bel} {u}/{a} ({100 * u / a:.0f}%)" for bel, (u, a) in shown.items() if a)
-    return DoesNotFit(f"{pe} {rows}x{cols} does not fit on {board} ({spec.device}): nextpnr reported "
-                      f"{detail or 'no utilisation'}; see {log}", utilization)
+    return DoesNotFit(
+        f"{pe} {rows}x{cols} does not fit on {board} ({spec.device}): nextpnr reported "
+        f"{detail or 'no utilisation'}; see {log}",
+        utilization,
+    )
 
 
 def _overfull(log_path):
@@ -136,8 +147,9 @@ def _run_build(out, script, env, poll_seconds=2.0):
     """
     log_path = out / f"{NAME}.tim"
     with open(out / "build.log", "w") as console:
-        process = subprocess.Popen(["sh", f"{script}.sh"], cwd=out, env=env, stdout=console,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            ["sh", f"{script}.sh"], cwd=out, env=env, stdout=console, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             while True:
                 try:
@@ -156,8 +168,9 @@ def _run_build(out, script, env, poll_seconds=2.0):
             raise
 
 
-def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, seed=1, clock_div=None,
-               pack_only=False, progress=None):
+def synthesize(
+    board, *, pe=None, rows=None, cols=None, out=None, depth=256, seed=1, clock_div=None, pack_only=False, progress=None
+):
     """Build the GEMM engine for ``board``; return the report dict (also written to ``report.json``).
 
     Parameters
@@ -215,8 +228,10 @@ def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, see
     platform = spec.platform()
     if progress is not None:
         clock_mhz = platform.default_clk_frequency / 1e6 / clock_div
-        progress(f"{board}: {'packing' if pack_only else 'building'} the {pe} {rows}x{cols} engine "
-                 f"({clock_mhz:g} MHz); tool output in {out / 'build.log'}")
+        progress(
+            f"{board}: {'packing' if pack_only else 'building'} the {pe} {rows}x{cols} engine "
+            f"({clock_mhz:g} MHz); tool output in {out / 'build.log'}"
+        )
     started = time.perf_counter()
     env = yowasp_env()
     if pack_only:
@@ -248,16 +263,21 @@ def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, see
         raise SynthError(f"{board}: the build failed; see {where}\n{tail}".rstrip())
     netlist = json.loads((out / f"{NAME}.json").read_text())
     resources = netlist_resources(netlist, spec.family)
-    array = {"pe": pe, "rows": rows, "cols": cols, "macs": rows * cols, "acc_width": top_acc_width(pe),
-             "depth": depth}
+    array = {"pe": pe, "rows": rows, "cols": cols, "macs": rows * cols, "acc_width": top_acc_width(pe), "depth": depth}
     if pack_only:
         utilization = _log_utilization(log.read_text())
         over = {bel: ua for bel, ua in utilization.items() if ua[0] > ua[1]}
         if over:
             raise _does_not_fit(pe, rows, cols, board, spec, over, utilization, log)
-        return {"board": board, "device": spec.device, **resources, "array": array, "stage": "pack",
-                "utilization": {bel: {"used": u, "available": a} for bel, (u, a) in utilization.items()},
-                "seconds": round(time.perf_counter() - started, 1)}
+        return {
+            "board": board,
+            "device": spec.device,
+            **resources,
+            "array": array,
+            "stage": "pack",
+            "utilization": {bel: {"used": u, "available": a} for bel, (u, a) in utilization.items()},
+            "seconds": round(time.perf_counter() - started, 1),
+        }
     pnr = json.loads((out / "nextpnr.json").read_text())
     fmax = pnr.get("fmax", {})
     if not fmax:
@@ -279,10 +299,10 @@ def synthesize(board, *, pe=None, rows=None, cols=None, out=None, depth=256, see
         "timing_met": timing_met,
         "array": array,
         "stage": "pnr",
-        "utilization": {bel: {"used": v["used"], "available": v["available"]}
-                        for bel, v in pnr.get("utilization", {}).items()},
-        "bitstream": str(bitstream.relative_to(REPO_ROOT)) if bitstream.is_relative_to(REPO_ROOT)
-                     else str(bitstream),
+        "utilization": {
+            bel: {"used": v["used"], "available": v["available"]} for bel, v in pnr.get("utilization", {}).items()
+        },
+        "bitstream": str(bitstream.relative_to(REPO_ROOT)) if bitstream.is_relative_to(REPO_ROOT) else str(bitstream),
         "seconds": round(time.perf_counter() - started, 1),
     }
     if not bitstream.exists():
@@ -300,22 +320,39 @@ def _optional_positive(text):
 
 
 def main(argv=None):
-    parser = OneLineParser(prog="python -m boards.synth",
-                     description="Build the UART GEMM engine for a board: bitstream + report.json.")
+    parser = OneLineParser(
+        prog="python -m boards.synth", description="Build the UART GEMM engine for a board: bitstream + report.json."
+    )
     parser.add_argument("--board", required=True, help=f"one of: {', '.join(BOARDS)}")
     parser.add_argument("--pe", default="", help=f"array kind ({', '.join(ARRAY_KINDS)}; default: the board's)")
-    parser.add_argument("--rows", type=_optional_positive, default=None, help="array rows (default: the largest of the kind that fits the board)")
+    parser.add_argument(
+        "--rows",
+        type=_optional_positive,
+        default=None,
+        help="array rows (default: the largest of the kind that fits the board)",
+    )
     parser.add_argument("--cols", type=_optional_positive, default=None, help="array columns")
     parser.add_argument("--depth", type=positive_int, default=256, help="operand buffer depth (default 256)")
-    parser.add_argument("--clock-div", type=_optional_positive, default=None,
-                        help="run the engine at the board clock divided by N (default: 2 for fp16, else 1)")
+    parser.add_argument(
+        "--clock-div",
+        type=_optional_positive,
+        default=None,
+        help="run the engine at the board clock divided by N (default: 2 for fp16, else 1)",
+    )
     parser.add_argument("--out", default=None, help="build directory (default build/boards/<board>)")
     args = parser.parse_args(argv)
     prog = parser.prog
     try:
-        report = synthesize(args.board, pe=args.pe or None, rows=args.rows, cols=args.cols, out=args.out,
-                            depth=args.depth, clock_div=args.clock_div,
-                            progress=lambda line: print(line, file=sys.stderr, flush=True))
+        report = synthesize(
+            args.board,
+            pe=args.pe or None,
+            rows=args.rows,
+            cols=args.cols,
+            out=args.out,
+            depth=args.depth,
+            clock_div=args.clock_div,
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
+        )
     except (ValueError, TypeError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
@@ -327,11 +364,16 @@ def main(argv=None):
         return 1
     array = report["array"]
     if not report["timing_met"]:
-        print(f"{prog}: warning: Fmax {report['fmax_mhz']} MHz is below the {report['clock_mhz']} MHz engine "
-              "clock: the bitstream may not work (a larger --clock-div lowers the clock)", file=sys.stderr)
-    print(f"{args.board} ({report['device']}): {array['pe']} {array['rows']}x{array['cols']} array, "
-          f"{report['luts']} LUTs, {report['ffs']} FFs, {report['dsps']} DSPs, {report['brams']} BRAMs, "
-          f"Fmax {report['fmax_mhz']} MHz (clock {report['clock_mhz']} MHz); bitstream {report['bitstream']}")
+        print(
+            f"{prog}: warning: Fmax {report['fmax_mhz']} MHz is below the {report['clock_mhz']} MHz engine "
+            "clock: the bitstream may not work (a larger --clock-div lowers the clock)",
+            file=sys.stderr,
+        )
+    print(
+        f"{args.board} ({report['device']}): {array['pe']} {array['rows']}x{array['cols']} array, "
+        f"{report['luts']} LUTs, {report['ffs']} FFs, {report['dsps']} DSPs, {report['brams']} BRAMs, "
+        f"Fmax {report['fmax_mhz']} MHz (clock {report['clock_mhz']} MHz); bitstream {report['bitstream']}"
+    )
     return 0
 
 

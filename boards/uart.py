@@ -49,10 +49,12 @@ class UARTReceiver(wiring.Component):
 
     def __init__(self, *, divisor):
         self.divisor = _check_divisor("UARTReceiver", divisor)
-        super().__init__({
-            "rx": In(1, init=1),
-            "data": Out(stream.Signature(8, always_ready=True)),
-        })
+        super().__init__(
+            {
+                "rx": In(1, init=1),
+                "data": Out(stream.Signature(8, always_ready=True)),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -114,10 +116,12 @@ class UARTTransmitter(wiring.Component):
 
     def __init__(self, *, divisor):
         self.divisor = _check_divisor("UARTTransmitter", divisor)
-        super().__init__({
-            "data": In(stream.Signature(8)),
-            "tx": Out(1, init=1),
-        })
+        super().__init__(
+            {
+                "data": In(stream.Signature(8)),
+                "tx": Out(1, init=1),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
@@ -127,12 +131,18 @@ class UARTTransmitter(wiring.Component):
         frame = Signal(10, init=0x3FF)
         m.d.comb += [self.tx.eq(frame[0]), self.data.ready.eq(remaining == 0)]
         with m.If(self.data.valid & self.data.ready):
-            m.d.sync += [frame.eq(Cat(Const(0, 1), self.data.payload, Const(1, 1))),
-                         remaining.eq(10), timer.eq(self.divisor - 1)]
+            m.d.sync += [
+                frame.eq(Cat(Const(0, 1), self.data.payload, Const(1, 1))),
+                remaining.eq(10),
+                timer.eq(self.divisor - 1),
+            ]
         with m.Elif(remaining != 0):
             with m.If(timer == 0):
-                m.d.sync += [frame.eq(Cat(frame[1:], Const(1, 1))), remaining.eq(remaining - 1),
-                             timer.eq(self.divisor - 1)]
+                m.d.sync += [
+                    frame.eq(Cat(frame[1:], Const(1, 1))),
+                    remaining.eq(remaining - 1),
+                    timer.eq(self.divisor - 1),
+                ]
             with m.Else():
                 m.d.sync += timer.eq(timer - 1)
         return m

@@ -74,12 +74,20 @@ def run_accuracy(*, data_dir, out, seed=0, runs=ACCURACY_RUNS, only=None, fresh=
                 datasets[dataset_name] = load_dataset(dataset_name, None if dataset_name == "digits" else data_dir)
             t0 = time.perf_counter()
             print(f"[bench accuracy] {dataset_name} {model} {recipe_name} ({epochs} epochs) ...", file=sys.stderr)
-            m = train(dataset=datasets[dataset_name], model_name=model, recipe=get_recipe(recipe_name),
-                      epochs=epochs, seed=seed, log=lambda s: print("  " + s, file=sys.stderr))
+            m = train(
+                dataset=datasets[dataset_name],
+                model_name=model,
+                recipe=get_recipe(recipe_name),
+                epochs=epochs,
+                seed=seed,
+                log=lambda s: print("  " + s, file=sys.stderr),
+            )
             m.pop("step_losses")
             _write(path, json.dumps(m, indent=1) + "\n")
-            print(f"[bench accuracy]   test top-1 {100 * m['test_accuracy']:.2f}% "
-                  f"({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
+            print(
+                f"[bench accuracy]   test top-1 {100 * m['test_accuracy']:.2f}% ({time.perf_counter() - t0:.0f}s)",
+                file=sys.stderr,
+            )
     return write_accuracy_table(out=out, seed=seed, runs=runs)
 
 
@@ -93,16 +101,23 @@ def write_accuracy_table(*, out, seed=0, runs=ACCURACY_RUNS):
             path = out / "runs" / (_run_key(dataset_name, model, r, epochs, seed) + ".json")
             if path.is_file():
                 m = json.loads(path.read_text())
-                row[r] = {k: m[k] for k in ("test_accuracy", "train_seconds", "inexact_grad_steps",
-                                            "step_seconds_median", "threads")}
+                row[r] = {
+                    k: m[k]
+                    for k in ("test_accuracy", "train_seconds", "inexact_grad_steps", "step_seconds_median", "threads")
+                }
                 row[r]["history"] = [h["test_accuracy"] for h in m["history"]]
         if any(r in row for r in recipes):
             rows.append(row)
     _write(out / "accuracy.json", json.dumps({"rows": rows, "torch": torch.__version__}, indent=1) + "\n")
     quant = [r for r in ACCURACY_RECIPES if r != "fp32"]
-    lines = ["| dataset | model | epochs | fp32 top-1 (%) | " + " | ".join(f"{r} (%)" for r in quant) + " | "
-             + " | ".join(f"{r} - fp32" for r in quant) + " |",
-             "|---|---|---|---|" + "---|" * (2 * len(quant))]
+    lines = [
+        "| dataset | model | epochs | fp32 top-1 (%) | "
+        + " | ".join(f"{r} (%)" for r in quant)
+        + " | "
+        + " | ".join(f"{r} - fp32" for r in quant)
+        + " |",
+        "|---|---|---|---|" + "---|" * (2 * len(quant)),
+    ]
 
     def acc(row, r):
         return f"{100 * row[r]['test_accuracy']:.2f}" if r in row else "-"
@@ -111,10 +126,15 @@ def write_accuracy_table(*, out, seed=0, runs=ACCURACY_RUNS):
         if r in row and "fp32" in row:
             return f"{100 * (row[r]['test_accuracy'] - row['fp32']['test_accuracy']):+.2f}"
         return "-"
+
     for row in rows:
-        lines.append(f"| {row['dataset']} | {row['model']} | {row['epochs']} | {acc(row, 'fp32')} | "
-                     + " | ".join(acc(row, r) for r in quant) + " | "
-                     + " | ".join(diff(row, r) for r in quant) + " |")
+        lines.append(
+            f"| {row['dataset']} | {row['model']} | {row['epochs']} | {acc(row, 'fp32')} | "
+            + " | ".join(acc(row, r) for r in quant)
+            + " | "
+            + " | ".join(diff(row, r) for r in quant)
+            + " |"
+        )
     table = "\n".join(lines) + "\n"
     _write(out / "accuracy.md", table)
     print(table)
@@ -127,11 +147,22 @@ def _step_fn(model, opt, x, y):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+
     return step
 
 
-def run_speed(*, out, models=("mlp", "lenet5"), batch_size=256, steps=60, warmup=5, seed=0,
-              recipes=("fp32", "ibm4"), device="cpu", malloc="system"):
+def run_speed(
+    *,
+    out,
+    models=("mlp", "lenet5"),
+    batch_size=256,
+    steps=60,
+    warmup=5,
+    seed=0,
+    recipes=("fp32", "ibm4"),
+    device="cpu",
+    malloc="system",
+):
     """Median step time of each recipe on MNIST-shaped batches; write speed.json / speed.md; return rows.
 
     ``malloc`` only labels the results (``"kept"`` after :func:`keep_freed_memory`).
@@ -145,12 +176,13 @@ def run_speed(*, out, models=("mlp", "lenet5"), batch_size=256, steps=60, warmup
         fns = {}
         for r in recipes:
             torch.manual_seed(seed)
-            model = prepare_model(build_model(model_name, input_shape=(1, 28, 28), num_classes=10),
-                                  get_recipe(r)).to(device)
+            model = prepare_model(build_model(model_name, input_shape=(1, 28, 28), num_classes=10), get_recipe(r)).to(
+                device
+            )
             fns[r] = _step_fn(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), x, y)
         times = {r: [] for r in recipes}
         for i in range(warmup + steps):
-            for r in recipes:   # interleaved: load changes hit every recipe alike
+            for r in recipes:  # interleaved: load changes hit every recipe alike
                 if device != "cpu":
                     torch.cuda.synchronize()
                 t0 = time.process_time() if device == "cpu" else time.perf_counter()
@@ -161,25 +193,45 @@ def run_speed(*, out, models=("mlp", "lenet5"), batch_size=256, steps=60, warmup
                 if i >= warmup:
                     times[r].append(t1 - t0)
         med = {r: sorted(t)[len(t) // 2] for r, t in times.items()}
-        row = {"model": model_name, "batch_size": batch_size, "steps": steps,
-               **{f"{r}_ms": 1e3 * med[r] for r in recipes}}
+        row = {
+            "model": model_name,
+            "batch_size": batch_size,
+            "steps": steps,
+            **{f"{r}_ms": 1e3 * med[r] for r in recipes},
+        }
         for r in recipes:
             if r != "fp32":
                 row[f"{r}_ratio"] = med[r] / med["fp32"]
         rows.append(row)
         print(f"[bench speed] {row}", file=sys.stderr)
-    meta = {"threads": torch.get_num_threads(), "torch": torch.__version__, "device": device,
-            "clock": "process CPU time" if device == "cpu" else "wall", "malloc": malloc}
+    meta = {
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": device,
+        "clock": "process CPU time" if device == "cpu" else "wall",
+        "malloc": malloc,
+    }
     _write(out / "speed.json", json.dumps({"rows": rows, **meta}, indent=1) + "\n")
-    lines = ["| model | batch | " + " | ".join(f"{r} step (ms)" for r in recipes) + " | "
-             + " | ".join(f"{r} / fp32" for r in recipes if r != "fp32") + " |",
-             "|---|---|" + "---|" * (2 * len(recipes) - 1)]
+    lines = [
+        "| model | batch | "
+        + " | ".join(f"{r} step (ms)" for r in recipes)
+        + " | "
+        + " | ".join(f"{r} / fp32" for r in recipes if r != "fp32")
+        + " |",
+        "|---|---|" + "---|" * (2 * len(recipes) - 1),
+    ]
     for row in rows:
-        lines.append(f"| {row['model']} | {row['batch_size']} | "
-                     + " | ".join(f"{row[f'{r}_ms']:.2f}" for r in recipes) + " | "
-                     + " | ".join(f"{row[f'{r}_ratio']:.2f}x" for r in recipes if r != "fp32") + " |")
-    table = "\n".join(lines) + (f"\n\n({meta['clock']}, {meta['threads']} torch thread(s), {device}, "
-                                 f"malloc {malloc}, median of {steps} interleaved steps)\n")
+        lines.append(
+            f"| {row['model']} | {row['batch_size']} | "
+            + " | ".join(f"{row[f'{r}_ms']:.2f}" for r in recipes)
+            + " | "
+            + " | ".join(f"{row[f'{r}_ratio']:.2f}x" for r in recipes if r != "fp32")
+            + " |"
+        )
+    table = "\n".join(lines) + (
+        f"\n\n({meta['clock']}, {meta['threads']} torch thread(s), {device}, "
+        f"malloc {malloc}, median of {steps} interleaved steps)\n"
+    )
     _write(out / "speed.md", table)
     print(table)
     return rows
@@ -193,8 +245,12 @@ def main(argv=None):
     a.add_argument("--out", default="build/golden/accuracy")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--threads", type=int, default=None)
-    a.add_argument("--only", action="append", metavar="DATASET:MODEL",
-                   help="train only these runs (repeatable); the table still lists every cached run")
+    a.add_argument(
+        "--only",
+        action="append",
+        metavar="DATASET:MODEL",
+        help="train only these runs (repeatable); the table still lists every cached run",
+    )
     a.add_argument("--fresh", action="store_true", help="retrain runs that have a cached result")
     s = sub.add_parser("speed", help="training step time, ibm4 against fp32")
     s.add_argument("--out", default="build/golden/speed")
@@ -202,8 +258,11 @@ def main(argv=None):
     s.add_argument("--steps", type=int, default=60)
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--device", default="cpu")
-    s.add_argument("--system-malloc", action="store_true",
-                   help="leave glibc's heap trimming on (freed tensors page-fault again when re-allocated)")
+    s.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="leave glibc's heap trimming on (freed tensors page-fault again when re-allocated)",
+    )
     args = p.parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:
@@ -229,8 +288,7 @@ def main(argv=None):
                 torch.backends.cuda.matmul.allow_tf32 = False
                 torch.backends.cudnn.allow_tf32 = False
             malloc = "system" if args.system_malloc or not keep_freed_memory() else "kept"
-            run_speed(out=args.out, batch_size=args.batch_size, steps=args.steps, device=args.device,
-                      malloc=malloc)
+            run_speed(out=args.out, batch_size=args.batch_size, steps=args.steps, device=args.device, malloc=malloc)
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -59,11 +59,21 @@ __all__ = ["TensorCapture", "load_capture", "verify_capture", "attach_capture"]
 
 _FORMAT, _VERSION = "fourbit-capture", 1
 
-_DTYPES = {("int4", "a"): np.int8, ("int4", "b"): np.int8, ("int4", "c"): np.int64,
-           ("int4", "bias"): np.int64, ("log", "a"): np.uint8, ("log", "b"): np.int8,
-           ("log", "c"): np.int64, ("requant", "acc"): np.int64, ("requant", "codes"): np.uint8,
-           ("int4", "a_float"): np.float32, ("int4", "b_float"): np.float32,
-           ("log", "a_float"): np.float32, ("log", "b_float"): np.float32}
+_DTYPES = {
+    ("int4", "a"): np.int8,
+    ("int4", "b"): np.int8,
+    ("int4", "c"): np.int64,
+    ("int4", "bias"): np.int64,
+    ("log", "a"): np.uint8,
+    ("log", "b"): np.int8,
+    ("log", "c"): np.int64,
+    ("requant", "acc"): np.int64,
+    ("requant", "codes"): np.uint8,
+    ("int4", "a_float"): np.float32,
+    ("int4", "b_float"): np.float32,
+    ("log", "a_float"): np.float32,
+    ("log", "b_float"): np.float32,
+}
 
 
 class TensorCapture:
@@ -133,14 +143,19 @@ class TensorCapture:
                 scalars[name] = float(value)
             else:
                 scalars[name] = str(value)
-        self.records.append({"step": self._step, "layer": layer, "op": op, "kind": kind,
-                             "arrays": arrays, "scalars": scalars})
+        self.records.append(
+            {"step": self._step, "layer": layer, "op": op, "kind": kind, "arrays": arrays, "scalars": scalars}
+        )
 
     def save(self, path):
         """Write the .npz file atomically (temporary name, then rename)."""
         index = json.dumps({"format": _FORMAT, "version": _VERSION, "records": self.records})
-        write_atomically(path, lambda tmp: np.savez_compressed(tmp, index=np.array(index), **self._arrays),
-                         suffix=".tmp.npz", make_parents=True)
+        write_atomically(
+            path,
+            lambda tmp: np.savez_compressed(tmp, index=np.array(index), **self._arrays),
+            suffix=".tmp.npz",
+            make_parents=True,
+        )
 
 
 def attach_capture(model, capture):
@@ -180,8 +195,9 @@ def verify_capture(path):
     for r in load_capture(path):
         where = f"{path}: step {r['step']} {r['layer']} {r['op']}"
         if r["kind"] == "int4":
-            c = int_gemm(torch.from_numpy(r["a"]), torch.from_numpy(r["b"]),
-                         a_signed=r["a_signed"], b_signed=r["b_signed"])
+            c = int_gemm(
+                torch.from_numpy(r["a"]), torch.from_numpy(r["b"]), a_signed=r["a_signed"], b_signed=r["b_signed"]
+            )
             assert np.array_equal(c.numpy(), r["c"]), where
         elif r["kind"] == "log":
             fmt = next(f for f in FORMATS.values() if isinstance(f, LogFormat) and f.radix == r["radix"])

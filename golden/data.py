@@ -57,8 +57,7 @@ class Dataset:
         return tuple(self.train_x.shape[1:])
 
 
-_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def _read_idx(path):
@@ -91,8 +90,9 @@ def _require_dir(name, data_dir, expected):
         raise DataError(f"dataset {name!r} needs --data-dir, a directory holding: {', '.join(expected)}")
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise DataError(f"--data-dir {str(data_dir)!r} is not a directory; "
-                        f"dataset {name!r} expects: {', '.join(expected)}")
+        raise DataError(
+            f"--data-dir {str(data_dir)!r} is not a directory; dataset {name!r} expects: {', '.join(expected)}"
+        )
     return data_dir
 
 
@@ -102,18 +102,17 @@ def _load_idx_set(name, data_dir):
     paths = [_find(data_dir, f, (".gz", "")) for f in _IDX_FILES]
     missing = [e for e, p in zip(expected, paths) if p is None]
     if missing:
-        raise DataError(f"dataset {name!r}: {data_dir} lacks {', '.join(missing)} "
-                        f"(expected: {', '.join(expected)})")
+        raise DataError(f"dataset {name!r}: {data_dir} lacks {', '.join(missing)} (expected: {', '.join(expected)})")
     tx, ty, vx, vy = (_read_idx(p) for p in paths)
-    if tx.ndim != 3 or vx.ndim != 3 or ty.ndim != 1 or vy.ndim != 1 \
-            or len(tx) != len(ty) or len(vx) != len(vy):
+    if tx.ndim != 3 or vx.ndim != 3 or ty.ndim != 1 or vy.ndim != 1 or len(tx) != len(ty) or len(vx) != len(vy):
         raise DataError(f"dataset {name!r}: idx files in {data_dir} have inconsistent shapes")
 
     def images(a):
         return torch.from_numpy(a.astype(np.float32) / 255.0).unsqueeze(1)
 
-    return Dataset(name, images(tx), torch.from_numpy(ty.astype(np.int64)),
-                   images(vx), torch.from_numpy(vy.astype(np.int64)), 10)
+    return Dataset(
+        name, images(tx), torch.from_numpy(ty.astype(np.int64)), images(vx), torch.from_numpy(vy.astype(np.int64)), 10
+    )
 
 
 def _load_digits(name, data_dir):
@@ -133,8 +132,10 @@ _CIFAR_BIN = [f + ".bin" for f in _CIFAR_PY]
 
 
 def _load_cifar10(name, data_dir):
-    expected = [f"{', '.join(_CIFAR_PY)} (python) or {', '.join(_CIFAR_BIN)} (binary), "
-                "directly or in cifar-10-batches-py/ or cifar-10-batches-bin/"]
+    expected = [
+        f"{', '.join(_CIFAR_PY)} (python) or {', '.join(_CIFAR_BIN)} (binary), "
+        "directly or in cifar-10-batches-py/ or cifar-10-batches-bin/"
+    ]
     data_dir = _require_dir(name, data_dir, expected)
     for sub in (data_dir, data_dir / "cifar-10-batches-py", data_dir / "cifar-10-batches-bin"):
         if all((sub / f).is_file() for f in _CIFAR_PY):
@@ -143,8 +144,12 @@ def _load_cifar10(name, data_dir):
                 try:
                     with open(sub / f, "rb") as fh:
                         d = pickle.load(fh, encoding="bytes")
-                    batches.append((np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32),
-                                    np.asarray(d[b"labels"], dtype=np.int64)))
+                    batches.append(
+                        (
+                            np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32),
+                            np.asarray(d[b"labels"], dtype=np.int64),
+                        )
+                    )
                 except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as e:
                     raise DataError(f"cannot read CIFAR-10 batch {sub / f}: {e}") from None
             break
@@ -159,16 +164,17 @@ def _load_cifar10(name, data_dir):
             break
     else:
         present = sorted(p.name for p in data_dir.iterdir())[:10]
-        raise DataError(f"dataset {name!r}: {data_dir} lacks the CIFAR-10 batches; expected {expected[0]}"
-                        f" (found: {', '.join(present) or 'nothing'})")
+        raise DataError(
+            f"dataset {name!r}: {data_dir} lacks the CIFAR-10 batches; expected {expected[0]}"
+            f" (found: {', '.join(present) or 'nothing'})"
+        )
 
     def images(a):
         return torch.from_numpy(a.astype(np.float32) / 255.0)
 
     tx = np.concatenate([b[0] for b in batches[:5]])
     ty = np.concatenate([b[1] for b in batches[:5]])
-    return Dataset(name, images(tx), torch.from_numpy(ty), images(batches[5][0]),
-                   torch.from_numpy(batches[5][1]), 10)
+    return Dataset(name, images(tx), torch.from_numpy(ty), images(batches[5][0]), torch.from_numpy(batches[5][1]), 10)
 
 
 #: Data set name -> loader(name, data_dir).

@@ -47,5 +47,6 @@ def write_atomically(path, write, *, suffix=".tmp", make_parents=False):
 
 def write_text_atomically(path, text, *, make_parents=False):
     """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path`` with :func:`write_atomically`."""
-    write_atomically(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline="\n"),
-                     make_parents=make_parents)
+    write_atomically(
+        path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline="\n"), make_parents=make_parents
+    )

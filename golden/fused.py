@@ -34,8 +34,12 @@ FLOAT32_EXACT = 1 << 24
 FLOAT64_EXACT = 1 << 53
 
 
-_INT_VIEW = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32,
-             torch.float64: torch.int64}
+_INT_VIEW = {
+    torch.float16: torch.int16,
+    torch.bfloat16: torch.int16,
+    torch.float32: torch.int32,
+    torch.float64: torch.int64,
+}
 
 
 def masked(g, mask):
@@ -50,7 +54,7 @@ def masked(g, mask):
     view = _INT_VIEW.get(g.dtype)
     if view is None or g.shape != mask.shape or not g.is_contiguous():
         return torch.where(mask.bool(), g, torch.zeros((), dtype=g.dtype, device=g.device))
-    bits = mask.to(view).neg_()                 # 0 -> 0, 1 -> all ones
+    bits = mask.to(view).neg_()  # 0 -> 0, 1 -> all ones
     return (g.view(view) & bits).view(g.dtype)
 
 
@@ -95,21 +99,20 @@ def requantize_pact(acc, m0, shift, qmax=QMAX):
         lo = hi = 0.0
     amax = max(-lo, hi)
     limit = 1 << (ACC_BITS_MAX - 1)
-    if not (math.isfinite(amax) and lo >= -limit and hi < limit
-            and amax * m0 + 2.0 ** (shift - 1) < FLOAT64_EXACT):
+    if not (math.isfinite(amax) and lo >= -limit and hi < limit and amax * m0 + 2.0 ** (shift - 1) < FLOAT64_EXACT):
         codes, inside, saturated = _requantize_pact_int(acc.to(torch.int64), m0, shift, qmax)
         return codes.to(torch.float64), inside.to(torch.float32), saturated.to(torch.float32)
     # acc * (M0 * 2^-shift) + 1/2 is (acc * M0 + 2^(shift-1)) * 2^-shift, both steps exact.
     codes = acc.to(torch.float64, copy=True)
     codes.mul_(math.ldexp(m0, -shift)).add_(0.5).floor_().clamp_(0, qmax)
-    top = -((-qmax << shift) // m0)             # ceil(qmax * 2^shift / M0), exact integer
+    top = -((-qmax << shift) // m0)  # ceil(qmax * 2^shift / M0), exact integer
     # Compare in float32 where that is exact (integers below 2^24; a float32 compare is faster).
     small = acc if acc.dtype == torch.float32 else acc.to(torch.float32) if amax < FLOAT32_EXACT else acc
     if top > amax:
         saturated = torch.zeros(acc.shape, dtype=torch.float32, device=acc.device)
-    else:                                       # top <= amax: exact in acc's dtype, or below 2^24
+    else:  # top <= amax: exact in acc's dtype, or below 2^24
         saturated = _compare(torch.ge, small if top < FLOAT32_EXACT else acc.to(torch.float64), top)
-    inside = _compare(torch.gt, small, 0).sub_(saturated)     # saturated implies acc > 0
+    inside = _compare(torch.gt, small, 0).sub_(saturated)  # saturated implies acc > 0
     return codes, inside, saturated
 
 
@@ -128,20 +131,25 @@ def pact_quantize(y, alpha):
         ``(y > 0) & (y < alpha)`` and ``y >= alpha`` as 0/1 float32.
     """
     a = float(alpha)
-    if not (y.is_floating_point() and a > 0 and math.isfinite(a) and bool(torch.isfinite(y.sum()))
-            and float(torch.tensor(a, dtype=y.dtype)) == a):
+    if not (
+        y.is_floating_point()
+        and a > 0
+        and math.isfinite(a)
+        and bool(torch.isfinite(y.sum()))
+        and float(torch.tensor(a, dtype=y.dtype)) == a
+    ):
         codes = quantize_pact(y, alpha).to(torch.float64)
         return codes, ((y > 0) & (y < a)).to(torch.float32), (y >= a).to(torch.float32)
     codes = y.detach().to(torch.float64, copy=True)
     codes.clamp_(0.0, a).div_(a / 15).round_().clamp_(0, 15)
     saturated = _compare(torch.ge, y, a)
-    inside = _compare(torch.gt, y, 0).sub_(saturated)         # saturated implies y > 0 (alpha > 0)
+    inside = _compare(torch.gt, y, 0).sub_(saturated)  # saturated implies y > 0 (alpha > 0)
     return codes, inside, saturated
 
 
 # --- FP4 encoding by table lookup ---------------------------------------------------------------
 
-_MANTISSA_KEY_BITS = 2                      # 1.0, 1.25, 1.5, 1.75 x 2^E: every radix-4 threshold
+_MANTISSA_KEY_BITS = 2  # 1.0, 1.25, 1.5, 1.75 x 2^E: every radix-4 threshold
 _KEY_SHIFT = 23 - _MANTISSA_KEY_BITS
 _KEYS = 1 << (32 - _KEY_SHIFT)
 
@@ -158,9 +166,10 @@ def _fp4_table(fmt, rounding, ties, k, phase, device):
     # Every counted value is at most amax <= 2^k: clamp the ends there (NaN/Inf buckets cannot be
     # hit); the appended 2^k gives the format's quantizer the same GradScale exponent k.
     ends = torch.where(torch.isfinite(ends), ends.clamp(-top, top), torch.full_like(ends, top))
-    codes, _ = fmt.quantize(torch.cat([ends, torch.tensor([top], dtype=torch.float64)]), phase=phase,
-                            unit=1.0, rounding=rounding, ties=ties)
-    lo_codes, hi_codes = codes[:_KEYS], codes[_KEYS:2 * _KEYS]
+    codes, _ = fmt.quantize(
+        torch.cat([ends, torch.tensor([top], dtype=torch.float64)]), phase=phase, unit=1.0, rounding=rounding, ties=ties
+    )
+    lo_codes, hi_codes = codes[:_KEYS], codes[_KEYS : 2 * _KEYS]
     if not torch.equal(lo_codes, hi_codes):
         return None
     return lo_codes.to(device)
@@ -195,7 +204,7 @@ def fp4_encode(counts, amax, unit, phases, fmt, *, rounding="nearest", ties="awa
     if counts.dtype != torch.float32 or not amax > 0:
         return None
     k = grad_scale_exponent(float(amax))
-    if not -1000 < k < 1000:          # 2^k must be a float64 for the table's clamp
+    if not -1000 < k < 1000:  # 2^k must be a float64 for the table's clamp
         return None
     tables = {p: _fp4_table(fmt, rounding, ties, k, p, counts.device) for p in phases}
     if any(t is None for t in tables.values()):

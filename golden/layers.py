@@ -48,8 +48,7 @@ from . import fused, pipeline
 from .formats import quantize_input
 from .requant import QMAX, requant_params, requantize_pact
 
-__all__ = ["QuantConfig", "QLinear", "QConv2d", "PACT", "CodePreserving", "GradLink", "convert",
-           "quantized_layers"]
+__all__ = ["QuantConfig", "QLinear", "QConv2d", "PACT", "CodePreserving", "GradLink", "convert", "quantized_layers"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,19 +131,19 @@ class GradLink:
 
 @dataclasses.dataclass
 class _AccTag:
-    acc: torch.Tensor      # exact integer accumulator incl. bias (float tensor), shape of the output
-    unit: float            # its real unit scale_x * scale_w
+    acc: torch.Tensor  # exact integer accumulator incl. bias (float tensor), shape of the output
+    unit: float  # its real unit scale_x * scale_w
     link: GradLink
     producer: str
 
 
 @dataclasses.dataclass
 class _CodeTag:
-    codes: torch.Tensor    # integer codes (float tensor), shape of the value
-    step: float            # real value of code 1
+    codes: torch.Tensor  # integer codes (float tensor), shape of the value
+    step: float  # real value of code 1
     signed: bool
-    link: object           # GradLink of the producing layer, or None
-    real: object = None    # unquantized float value (PACT clip of the input), only while capturing
+    link: object  # GradLink of the producing layer, or None
+    real: object = None  # unquantized float value (PACT clip of the input), only while capturing
 
 
 def _tag(t):
@@ -171,7 +170,8 @@ class _QGemm(torch.autograd.Function):
             if not isinstance(tag, _CodeTag) or tag.codes.shape != x.shape:
                 raise RuntimeError(
                     f"quantized layer {layer.fourbit_name!r} expects UINT4 codes from a PACT activation "
-                    "(through MaxPool2d/Flatten only); its input comes from another operation")
+                    "(through MaxPool2d/Flatten only); its input comes from another operation"
+                )
             x_codes, x_step, x_signed, link_in = tag.codes, tag.step, tag.signed, tag.link
             x_real = tag.real
             x_max = 8 if x_signed else QMAX
@@ -198,9 +198,21 @@ class _QGemm(torch.autograd.Function):
                 raise AssertionError(f"{layer.fourbit_name}: fast forward GEMM differs from the matrix GEMM")
             # Unquantized operands (an FP16 baseline's): the float activation and master weights.
             xf, wf, _ = layer._matrices(x.detach() if x_real is None else x_real, weight.detach(), None)
-            cap.record(layer.fourbit_name, "fwd", kind="int4", a=xm, b=wm.t(), c=check,
-                       a_signed=x_signed, b_signed=True, scale_a=x_step, scale_b=w_step, bias=b_codes,
-                       a_float=xf, b_float=wf.t())
+            cap.record(
+                layer.fourbit_name,
+                "fwd",
+                kind="int4",
+                a=xm,
+                b=wm.t(),
+                c=check,
+                a_signed=x_signed,
+                b_signed=True,
+                scale_a=x_step,
+                scale_b=w_step,
+                bias=b_codes,
+                a_float=xf,
+                b_float=wf.t(),
+            )
         y = (total.to(torch.float64) * unit).to(x.dtype)
         ctx.layer = layer
         ctx.state = (x_codes, w_codes, x_step, w_step, x_max, x_signed, link_in)
@@ -233,8 +245,9 @@ class _QGemm(torch.autograd.Function):
                 if amax < pipeline.FLOAT32_EXACT:
                     g, unit = counts, link.unit
                     if cfg.rounding in ("nearest", "log"):
-                        codes = pipeline.quantize_counts(counts, amax, unit, phases, fmt,
-                                                         rounding=cfg.rounding, ties=cfg.ties)
+                        codes = pipeline.quantize_counts(
+                            counts, amax, unit, phases, fmt, rounding=cfg.rounding, ties=cfg.ties
+                        )
                     else:
                         g = counts.to(torch.int64)
         if g is grad_y:
@@ -242,8 +255,7 @@ class _QGemm(torch.autograd.Function):
             if link.unit is not None:
                 layer.inexact_grad_steps += 1
         if codes is None:
-            codes = pipeline.quantize_grad(g, unit, phases, fmt, rounding=cfg.rounding, ties=cfg.ties,
-                                           seed=seed)
+            codes = pipeline.quantize_grad(g, unit, phases, fmt, rounding=cfg.rounding, ties=cfg.ties, seed=seed)
         cap = layer.capture
         capturing = cap is not None and cap.active
         grad_x = grad_w = grad_b = None
@@ -254,13 +266,24 @@ class _QGemm(torch.autograd.Function):
             if capturing:
                 gm, wm = layer._grad_matrix(g0), w_codes.reshape(w_codes.shape[0], -1)
                 dxm = pipeline.log_matmul(gm, wm, 7, fmt)
-                if not torch.equal(layer._dx_from_matrix(dxm, x_codes.shape).to(torch.float64),
-                                   dx.to(torch.float64)):
+                if not torch.equal(layer._dx_from_matrix(dxm, x_codes.shape).to(torch.float64), dx.to(torch.float64)):
                     raise AssertionError(f"{layer.fourbit_name}: fast dX GEMM differs from the matrix GEMM")
-                cap.record(layer.fourbit_name, "dx", kind="log", a=gm, b=wm, c=dxm, b_signed=True,
-                           scale_g=s0, phase=phases[0], unit_g=unit, scale_b=w_step, radix=fmt.radix,
-                           a_float=layer._grad_matrix(grad_y.detach()),
-                           b_float=w_float.reshape(w_codes.shape[0], -1))
+                cap.record(
+                    layer.fourbit_name,
+                    "dx",
+                    kind="log",
+                    a=gm,
+                    b=wm,
+                    c=dxm,
+                    b_signed=True,
+                    scale_g=s0,
+                    phase=phases[0],
+                    unit_g=unit,
+                    scale_b=w_step,
+                    radix=fmt.radix,
+                    a_float=layer._grad_matrix(grad_y.detach()),
+                    b_float=w_float.reshape(w_codes.shape[0], -1),
+                )
             if link_in is not None:
                 link_in.unit = dx_unit
             grad_x = (dx.to(torch.float64) * dx_unit).to(grad_y.dtype)
@@ -274,9 +297,22 @@ class _QGemm(torch.autograd.Function):
                 dwm = pipeline.log_matmul(g1t, xm, x_max, fmt)
                 if not torch.equal(dwm.to(torch.float64), dw.reshape(dwm.shape).to(torch.float64)):
                     raise AssertionError(f"{layer.fourbit_name}: fast dW GEMM differs from the matrix GEMM")
-                cap.record(layer.fourbit_name, "dw", kind="log", a=g1t, b=xm, c=dwm, b_signed=x_signed,
-                           scale_g=s1, phase=phases[1], unit_g=unit, scale_b=x_step, radix=fmt.radix,
-                           a_float=layer._grad_matrix(grad_y.detach()).t(), b_float=x_float)
+                cap.record(
+                    layer.fourbit_name,
+                    "dw",
+                    kind="log",
+                    a=g1t,
+                    b=xm,
+                    c=dwm,
+                    b_signed=x_signed,
+                    scale_g=s1,
+                    phase=phases[1],
+                    unit_g=unit,
+                    scale_b=x_step,
+                    radix=fmt.radix,
+                    a_float=layer._grad_matrix(grad_y.detach()).t(),
+                    b_float=x_float,
+                )
             grad_w = (dw.to(torch.float64) * dw_unit).to(grad_y.dtype).reshape(layer.weight.shape)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = layer._bias_grad(grad_y)
@@ -343,15 +379,15 @@ class QLinear(nn.Linear, _QuantLayer):
 
     def _dx(self, g_codes, w_codes, x_codes, fmt):
         gm = self._grad_matrix(g_codes)
-        dxm = pipeline.log_bilinear(torch.matmul, gm, w_codes, terms=gm.shape[1], x_max=7, fmt=fmt,
-                                    sum_dims=(1,))
+        dxm = pipeline.log_bilinear(torch.matmul, gm, w_codes, terms=gm.shape[1], x_max=7, fmt=fmt, sum_dims=(1,))
         return dxm.reshape(x_codes.shape)
 
     def _dw(self, g_codes, x_codes, w_codes, x_max, fmt):
         gm = self._grad_matrix(g_codes)
         xm = x_codes.reshape(-1, x_codes.shape[-1])
-        return pipeline.log_bilinear(lambda a, b: a.t() @ b, gm, xm, terms=gm.shape[0], x_max=x_max, fmt=fmt,
-                                     sum_dims=(0,))
+        return pipeline.log_bilinear(
+            lambda a, b: a.t() @ b, gm, xm, terms=gm.shape[0], x_max=x_max, fmt=fmt, sum_dims=(0,)
+        )
 
     def _bias_grad(self, g):
         return g.reshape(-1, g.shape[-1]).sum(0)
@@ -373,17 +409,29 @@ class QConv2d(nn.Conv2d, _QuantLayer):
     ``config``, ``input_mode`` and ``name`` as in :class:`QLinear`.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 bias=True, *, config, input_mode="codes", name="conv"):
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                         dilation=dilation, bias=bias)
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        bias=True,
+        *,
+        config,
+        input_mode="codes",
+        name="conv",
+    ):
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation, bias=bias
+        )
         if isinstance(self.padding, str):
             raise ValueError("QConv2d needs numeric padding")
         self._init_quant(config, input_mode, name)
 
     def _unfold_args(self):
-        return dict(kernel_size=self.kernel_size, dilation=self.dilation, padding=self.padding,
-                    stride=self.stride)
+        return dict(kernel_size=self.kernel_size, dilation=self.dilation, padding=self.padding, stride=self.stride)
 
     def _conv_args(self):
         return (list(self.stride), list(self.padding), list(self.dilation), False, [0, 0], 1)
@@ -398,8 +446,8 @@ class QConv2d(nn.Conv2d, _QuantLayer):
         return b.reshape(1, -1, 1, 1)
 
     def _matrices(self, x_codes, w_codes, acc):
-        cols = F.unfold(x_codes, **self._unfold_args())               # B x K x L
-        xm = cols.transpose(1, 2).reshape(-1, cols.shape[1])          # (B*L) x K
+        cols = F.unfold(x_codes, **self._unfold_args())  # B x K x L
+        xm = cols.transpose(1, 2).reshape(-1, cols.shape[1])  # (B*L) x K
         return xm, w_codes.reshape(w_codes.shape[0], -1), None if acc is None else self._grad_matrix(acc)
 
     def _grad_matrix(self, g):
@@ -416,8 +464,10 @@ class QConv2d(nn.Conv2d, _QuantLayer):
 
         def op(m, w):
             like = torch.empty((), dtype=m.dtype, device=m.device).expand(x_codes.shape)
-            return torch.ops.aten.convolution_backward(m, like, w.to(m.dtype), None, *self._conv_args(),
-                                                       [True, False, False])[0]
+            return torch.ops.aten.convolution_backward(
+                m, like, w.to(m.dtype), None, *self._conv_args(), [True, False, False]
+            )[0]
+
         # An input gradient sums codes of one image (a window of them): sum_dims (1, 2, 3).
         return pipeline.log_bilinear(op, g_codes, w_codes, terms=terms, x_max=7, fmt=fmt, sum_dims=(1, 2, 3))
 
@@ -433,8 +483,10 @@ class QConv2d(nn.Conv2d, _QuantLayer):
             if m.dtype not in x_cl:
                 x_cl[m.dtype] = x.to(m.dtype).contiguous(memory_format=torch.channels_last)
             like = torch.empty((), dtype=m.dtype, device=m.device).expand(w_codes.shape)
-            return torch.ops.aten.convolution_backward(m.permute(0, 3, 1, 2), x_cl[m.dtype], like, None,
-                                                       *self._conv_args(), [False, True, False])[1].contiguous()
+            return torch.ops.aten.convolution_backward(
+                m.permute(0, 3, 1, 2), x_cl[m.dtype], like, None, *self._conv_args(), [False, True, False]
+            )[1].contiguous()
+
         g_nhwc = g_codes.permute(0, 2, 3, 1).contiguous()
         return pipeline.log_bilinear(op, g_nhwc, x_codes, terms=terms, x_max=x_max, fmt=fmt, sum_dims=(0, 1, 2))
 
@@ -473,8 +525,18 @@ class _Pact(torch.autograd.Function):
                 fast = (codes.to(torch.uint8), inside.bool(), saturated.bool())
                 if not all(torch.equal(a_, b_) for a_, b_ in zip(check, fast)):
                     raise AssertionError(f"{module.fourbit_name}: fast requantization differs from the integer one")
-                cap.record(module.fourbit_name, "requant", kind="requant", acc=acc, m0=m0, shift=shift,
-                           codes=check[0], alpha=a, acc_unit=tag.unit, producer=tag.producer)
+                cap.record(
+                    module.fourbit_name,
+                    "requant",
+                    kind="requant",
+                    acc=acc,
+                    m0=m0,
+                    shift=shift,
+                    codes=check[0],
+                    alpha=a,
+                    acc_unit=tag.unit,
+                    producer=tag.producer,
+                )
         else:
             # fused.pact_quantize == formats.quantize_pact plus the masks, float64 codes.
             codes, inside, saturated = fused.pact_quantize(y.detach(), a)
@@ -523,7 +585,9 @@ class PACT(nn.Module):
 
     def forward(self, y):
         if not float(self.alpha.detach()) > 0:
-            raise FloatingPointError(f"PACT {self.fourbit_name!r}: alpha became {float(self.alpha.detach())}; must stay > 0")
+            raise FloatingPointError(
+                f"PACT {self.fourbit_name!r}: alpha became {float(self.alpha.detach())}; must stay > 0"
+            )
         z = _Pact.apply(y, self.alpha, self)
         z._fourbit, self._out_tag = self._out_tag, None
         return z
@@ -551,11 +615,11 @@ class CodePreserving(nn.Module):
             # PACT values are fl32(code * step): strictly increasing in the code, so the pooled values
             # are the values of the pooled codes, and each is within 2^-20 of code * step.
             codes = torch.round(y.detach().to(torch.float32) / tag.step)
-            y._fourbit = dataclasses.replace(tag, codes=codes,
-                                             real=None if tag.real is None else self.module(tag.real))
+            y._fourbit = dataclasses.replace(tag, codes=codes, real=None if tag.real is None else self.module(tag.real))
         elif isinstance(tag, _CodeTag):
-            y._fourbit = dataclasses.replace(tag, codes=self.module(tag.codes),
-                                             real=None if tag.real is None else self.module(tag.real))
+            y._fourbit = dataclasses.replace(
+                tag, codes=self.module(tag.codes), real=None if tag.real is None else self.module(tag.real)
+            )
         elif isinstance(tag, _AccTag):
             y._fourbit = dataclasses.replace(tag, acc=self.module(tag.acc))
         return y
@@ -599,17 +663,33 @@ def convert(model, config):
             name = f"{prefix}{child_name}"
             new = None
             if isinstance(child, (nn.Linear, nn.Conv2d)) and name not in keep:
-                mode = "image" if (name == first_quantized and config.input_quantizer
-                                   and name == weights[0]) else "codes"
+                mode = (
+                    "image" if (name == first_quantized and config.input_quantizer and name == weights[0]) else "codes"
+                )
                 if isinstance(child, nn.Linear):
-                    new = QLinear(child.in_features, child.out_features, child.bias is not None,
-                                  config=config, input_mode=mode, name=name)
+                    new = QLinear(
+                        child.in_features,
+                        child.out_features,
+                        child.bias is not None,
+                        config=config,
+                        input_mode=mode,
+                        name=name,
+                    )
                 else:
                     if child.groups != 1 or isinstance(child.padding, str) or child.padding_mode != "zeros":
                         raise ValueError(f"cannot quantize conv {name!r}: only groups=1, numeric zero padding")
-                    new = QConv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride,
-                                  child.padding, child.dilation, child.bias is not None, config=config,
-                                  input_mode=mode, name=name)
+                    new = QConv2d(
+                        child.in_channels,
+                        child.out_channels,
+                        child.kernel_size,
+                        child.stride,
+                        child.padding,
+                        child.dilation,
+                        child.bias is not None,
+                        config=config,
+                        input_mode=mode,
+                        name=name,
+                    )
                 new.load_state_dict(child.state_dict())
                 new.to(device=child.weight.device, dtype=child.weight.dtype)
             elif isinstance(child, nn.ReLU):

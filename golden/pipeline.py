@@ -35,8 +35,17 @@ from . import fused
 from .formats import FP4_RADIX4, TORCH_OPS, LogFormat, grad_scale_exponent, sawb_step
 
 __all__ = [
-    "exact_matmul", "forward_gemm", "bias_codes", "grad_multipliers", "log_matmul", "log_bilinear",
-    "grad_unit", "quantize_grad", "quantize_weight_sawb", "FLOAT32_EXACT", "FLOAT64_EXACT",
+    "exact_matmul",
+    "forward_gemm",
+    "bias_codes",
+    "grad_multipliers",
+    "log_matmul",
+    "log_bilinear",
+    "grad_unit",
+    "quantize_grad",
+    "quantize_weight_sawb",
+    "FLOAT32_EXACT",
+    "FLOAT64_EXACT",
 ]
 
 #: Integers of magnitude below these are exact in float32 / float64.
@@ -119,8 +128,7 @@ def log_matmul(g_codes, x_codes, x_max, fmt=FP4_RADIX4):
         M x N exact integer result (float32 or float64), equal to
         :func:`golden.reference.log_gemm` for radix 4.
     """
-    return log_bilinear(torch.matmul, g_codes, x_codes, terms=g_codes.shape[-1], x_max=x_max, fmt=fmt,
-                        sum_dims=(-1,))
+    return log_bilinear(torch.matmul, g_codes, x_codes, terms=g_codes.shape[-1], x_max=x_max, fmt=fmt, sum_dims=(-1,))
 
 
 @functools.lru_cache(maxsize=None)
@@ -128,7 +136,7 @@ def _group_table(fmt, lo, hi, device):
     """Multipliers ``(-1)^s radix^(j - lo)`` of the codes whose multiplier exponent ``j`` is in
     ``lo..hi-1``, 0 for the others."""
     codes = torch.arange(fmt.num_codes, dtype=torch.int64)
-    shift = (codes & fmt.max_exponent) - 1          # radix exponent of the multiplier, -1 for zero
+    shift = (codes & fmt.max_exponent) - 1  # radix exponent of the multiplier, -1 for zero
     sign = 1 - 2 * ((codes >> fmt.sign_bit) & 1)
     inside = (shift >= lo) & (shift < hi)
     values = torch.where(inside, sign * fmt.radix ** (shift - lo).clamp(min=0), torch.zeros_like(codes))
@@ -166,7 +174,7 @@ def _data_groups(g_codes, sum_dims, x_max, fmt):
     offsets = offsets.reshape([g_codes.shape[d] if d in keep else 1 for d in range(nd)])
     key = (g_codes & levels).to(torch.int32).add_(offsets)
     hist = torch.bincount(key.reshape(-1), minlength=(levels + 1) * n_keep).reshape(n_keep, levels + 1)
-    hist = hist[:, 1:].to(torch.float64).cpu()            # counts of multiplier exponents 0..levels-1 (exact)
+    hist = hist[:, 1:].to(torch.float64).cpu()  # counts of multiplier exponents 0..levels-1 (exact)
     groups, lo = [], 0
     while lo < levels:
         hi, bound = lo, torch.zeros(n_keep, dtype=torch.float64)
@@ -220,7 +228,7 @@ def log_bilinear(op, g_codes, x, *, terms, x_max, fmt=FP4_RADIX4, sum_dims=None)
     torch.Tensor
         float32 or float64 tensor of exact integers.
     """
-    levels = fmt.max_exponent                       # multipliers radix^0 .. radix^(levels-1)
+    levels = fmt.max_exponent  # multipliers radix^0 .. radix^(levels-1)
     top = terms * x_max * float(fmt.radix) ** (levels - 1)
     if top >= FLOAT64_EXACT:
         raise OverflowError(f"log GEMM bound {top} exceeds 2^53: cannot be computed exactly in float64")
@@ -284,8 +292,11 @@ def quantize_grad(g, unit, phases, fmt=FP4_RADIX4, *, rounding="nearest", ties="
     if not isinstance(fmt, LogFormat):
         raise TypeError(f"gradient format must be a LogFormat, not {type(fmt).__name__}")
     phases = sorted(set(phases))
-    fast = rounding in ("nearest", "log") and all(p in range(fmt.phases) for p in phases) and (
-        (g.dtype == torch.float32 and unit == 1.0) or g.dtype == torch.int64)
+    fast = (
+        rounding in ("nearest", "log")
+        and all(p in range(fmt.phases) for p in phases)
+        and ((g.dtype == torch.float32 and unit == 1.0) or g.dtype == torch.int64)
+    )
     if fast:
         counts = g.to(torch.float32)
         amax = _abs_max(counts)
@@ -331,7 +342,7 @@ def quantize_counts(counts, amax, unit, phases, fmt=FP4_RADIX4, *, rounding="nea
         if any(float(torch.tensor(b, dtype=torch.float32)) != b for b in bounds):
             return {p: fmt.quantize(g, phase=p, unit=unit, rounding=rounding, ties=ties) for p in phases}
         e = torch.zeros(g.shape, dtype=torch.uint8, device=g.device)
-        for b in bounds:   # e = number of boundaries passed (7 compares beat bucketize on CPU)
+        for b in bounds:  # e = number of boundaries passed (7 compares beat bucketize on CPU)
             e += (magnitude >= b) if ties == "away" else (magnitude > b)
         codes = e | ((negative & (e > 0)).to(torch.uint8) << fmt.sign_bit)
         out[p] = (codes, math.ldexp(float(unit), k))

@@ -35,7 +35,6 @@ from .layers import QuantConfig, convert
 __all__ = ["Recipe", "RECIPES", "get_recipe", "prepare_model"]
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """A named training arithmetic.
@@ -84,14 +83,16 @@ class Recipe:
 
 RECIPES = {
     "fp32": Recipe("fp32", "FP32 baseline"),
-    "ibm4": Recipe("ibm4", "INT4 SAWB weights, UINT4 PACT activations, radix-4 FP4 TPR gradients",
-                   QuantConfig()),
-    "ibm4-full": Recipe("ibm4-full", "ibm4 with the first layer quantized (INT4 input quantizer)",
-                        QuantConfig(keep_first=False)),
+    "ibm4": Recipe("ibm4", "INT4 SAWB weights, UINT4 PACT activations, radix-4 FP4 TPR gradients", QuantConfig()),
+    "ibm4-full": Recipe(
+        "ibm4-full", "ibm4 with the first layer quantized (INT4 input quantizer)", QuantConfig(keep_first=False)
+    ),
     "ibm4-notpr": Recipe("ibm4-notpr", "ibm4 without two-phase rounding", QuantConfig(tpr=False)),
-    "luq": Recipe("luq", "INT4/UINT4 forward, radix-2 FP4 gradients, stochastic rounding and underflow",
-                  QuantConfig(grad_format=FP4_RADIX2, tpr=False, dx_phase=0, dw_phase=0,
-                              rounding="stochastic")),
+    "luq": Recipe(
+        "luq",
+        "INT4/UINT4 forward, radix-2 FP4 gradients, stochastic rounding and underflow",
+        QuantConfig(grad_format=FP4_RADIX2, tpr=False, dx_phase=0, dw_phase=0, rounding="stochastic"),
+    ),
 }
 
 

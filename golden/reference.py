@@ -88,8 +88,7 @@ def int_gemm(a: torch.Tensor, b: torch.Tensor, *, a_signed: bool = True, b_signe
     return exact_integer_matmul(a, b)
 
 
-def log_gemm(g: torch.Tensor, x: torch.Tensor, *, x_signed: bool = True,
-             fmt: LogFormat = FP4_RADIX4) -> torch.Tensor:
+def log_gemm(g: torch.Tensor, x: torch.Tensor, *, x_signed: bool = True, fmt: LogFormat = FP4_RADIX4) -> torch.Tensor:
     """Exact ``sum_k (-1)^s(g[m,k]) * x[k,n] * radix^(e(g[m,k]) - 1)``, int64 (no scale applied).
 
     Parameters
@@ -133,6 +132,6 @@ def fp16_gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     m, k = a.shape
     acc = torch.zeros((m, b.shape[1]), dtype=torch.float32, device=a.device)
     for i in range(k):
-        product = a32[:, i:i + 1] * b32[i:i + 1, :]
+        product = a32[:, i : i + 1] * b32[i : i + 1, :]
         acc = product if i == 0 else acc + product
     return canonicalize_nan32(acc)

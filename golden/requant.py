@@ -63,7 +63,7 @@ def requant_params(real_multiplier):
     if not math.isfinite(r) or r <= 0.0:
         raise ValueError(f"requantization multiplier must be finite and > 0, got {real_multiplier!r}")
     f, e = math.frexp(r)
-    m0 = round(f * (1 << _M0_BITS))   # f * 2**16 is exact in float64; round() is half-even
+    m0 = round(f * (1 << _M0_BITS))  # f * 2**16 is exact in float64; round() is half-even
     shift = _M0_BITS - e
     if m0 == 1 << _M0_BITS:
         m0 >>= 1

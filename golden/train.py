@@ -49,8 +49,10 @@ class _Progress:
         width = 24
         filled = int(width * done / max(self.total, 1))
         rate = samples / max(now - self.start, 1e-9)
-        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
-                         f"loss {loss:.4f} {rate:,.0f} img/s")
+        sys.stderr.write(
+            f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
+            f"loss {loss:.4f} {rate:,.0f} img/s"
+        )
         sys.stderr.flush()
 
     def close(self):
@@ -63,15 +65,16 @@ def _evaluate(model, x, y, batch_size):
     correct, loss_sum = 0, 0.0
     with torch.no_grad():
         for i in range(0, len(y), batch_size):
-            out = model(x[i:i + batch_size])
-            loss_sum += float(F.cross_entropy(out, y[i:i + batch_size], reduction="sum"))
-            correct += int((out.argmax(1) == y[i:i + batch_size]).sum())
+            out = model(x[i : i + batch_size])
+            loss_sum += float(F.cross_entropy(out, y[i : i + batch_size], reduction="sum"))
+            correct += int((out.argmax(1) == y[i : i + batch_size]).sum())
     model.train()
     return loss_sum / len(y), correct / len(y)
 
 
 def _plot(history, step_losses, path, title):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -79,8 +82,13 @@ def _plot(history, step_losses, path, title):
     epochs = [h["epoch"] for h in history]
     if step_losses:
         steps_per_epoch = max(1, len(step_losses) / max(len(history), 1))
-        ax_l.plot([(i + 1) / steps_per_epoch for i in range(len(step_losses))], step_losses,
-                  lw=0.5, alpha=0.5, label="train (step)")
+        ax_l.plot(
+            [(i + 1) / steps_per_epoch for i in range(len(step_losses))],
+            step_losses,
+            lw=0.5,
+            alpha=0.5,
+            label="train (step)",
+        )
     ax_l.plot(epochs, [h["train_loss"] for h in history], "o-", label="train (epoch mean)")
     ax_l.plot(epochs, [h["test_loss"] for h in history], "s-", label="test")
     ax_l.set_xlabel("epoch")
@@ -107,9 +115,26 @@ def _kept(checkpoint):
     return "no checkpoint written yet"
 
 
-def train(*, dataset, model_name, recipe, epochs, seed, batch_size=128, lr=0.05, momentum=0.9,
-          weight_decay=5e-4, optimizer="sgd", device="cpu", checkpoint=None, resume=False, capture=None,
-          max_steps=None, progress=False, log=print):
+def train(
+    *,
+    dataset,
+    model_name,
+    recipe,
+    epochs,
+    seed,
+    batch_size=128,
+    lr=0.05,
+    momentum=0.9,
+    weight_decay=5e-4,
+    optimizer="sgd",
+    device="cpu",
+    checkpoint=None,
+    resume=False,
+    capture=None,
+    max_steps=None,
+    progress=False,
+    log=print,
+):
     """Train and return the metrics dict (see :func:`main` for the meaning of the arguments).
 
     Parameters
@@ -133,8 +158,9 @@ def train(*, dataset, model_name, recipe, epochs, seed, batch_size=128, lr=0.05,
     from .layers import quantized_layers
 
     torch.manual_seed(seed)
-    model = prepare_model(build_model(model_name, input_shape=dataset.input_shape,
-                                      num_classes=dataset.num_classes), recipe).to(device)
+    model = prepare_model(
+        build_model(model_name, input_shape=dataset.input_shape, num_classes=dataset.num_classes), recipe
+    ).to(device)
     if optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     elif optimizer == "adam":
@@ -147,7 +173,8 @@ def train(*, dataset, model_name, recipe, epochs, seed, batch_size=128, lr=0.05,
     if max_steps is not None:
         total_steps = min(total_steps, max_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / max(total_steps, 1))))
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / max(total_steps, 1)))
+    )
     gen = torch.Generator().manual_seed(seed)
     history, step_losses, step_seconds = [], [], []
     start_epoch, step = 0, 0
@@ -178,7 +205,7 @@ def train(*, dataset, model_name, recipe, epochs, seed, batch_size=128, lr=0.05,
         for i in range(steps_per_epoch):
             if max_steps is not None and step >= max_steps:
                 break
-            idx = perm[i * batch_size:(i + 1) * batch_size]
+            idx = perm[i * batch_size : (i + 1) * batch_size]
             xb, yb = train_x[idx], train_y[idx]
             t0 = time.perf_counter()
             try:
@@ -198,8 +225,9 @@ def train(*, dataset, model_name, recipe, epochs, seed, batch_size=128, lr=0.05,
                     raise FloatingPointError(f"non-finite loss {loss_value}")
             except FloatingPointError as e:
                 bar.close()
-                raise TrainingDiverged(f"training diverged at epoch {epoch + 1}, step {step}: {e}; "
-                                       f"{_kept(checkpoint)}") from None
+                raise TrainingDiverged(
+                    f"training diverged at epoch {epoch + 1}, step {step}: {e}; {_kept(checkpoint)}"
+                ) from None
             opt.step()
             sched.step()
             step_seconds.append(time.perf_counter() - t0)
@@ -221,23 +249,51 @@ def train(*, dataset, model_name, recipe, epochs, seed, batch_size=128, lr=0.05,
                 raise FloatingPointError(f"non-finite test loss {test_loss}")
         except FloatingPointError as e:
             raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: {e}; {_kept(checkpoint)}") from None
-        history.append({"epoch": epoch + 1, "steps": step, "train_loss": loss_sum / max(seen, 1),
-                        "train_accuracy": correct / max(seen, 1), "test_loss": test_loss,
-                        "test_accuracy": test_acc, "seconds": epoch_train})
-        log(f"epoch {epoch + 1}/{epochs}: train loss {history[-1]['train_loss']:.4f} "
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "steps": step,
+                "train_loss": loss_sum / max(seen, 1),
+                "train_accuracy": correct / max(seen, 1),
+                "test_loss": test_loss,
+                "test_accuracy": test_acc,
+                "seconds": epoch_train,
+            }
+        )
+        log(
+            f"epoch {epoch + 1}/{epochs}: train loss {history[-1]['train_loss']:.4f} "
             f"acc {100 * history[-1]['train_accuracy']:.2f}% | test loss {test_loss:.4f} "
-            f"acc {100 * test_acc:.2f}% | {epoch_train:.1f}s")
+            f"acc {100 * test_acc:.2f}% | {epoch_train:.1f}s"
+        )
         if checkpoint is not None:
-            state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                     "scheduler": sched.state_dict(), "generator": gen.get_state(),
-                     "history": history, "step_losses": step_losses, "epoch": epoch + 1, "step": step,
-                     "model_name": model_name, "recipe": recipe.name, "seed": seed}
+            state = {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "generator": gen.get_state(),
+                "history": history,
+                "step_losses": step_losses,
+                "epoch": epoch + 1,
+                "step": step,
+                "model_name": model_name,
+                "recipe": recipe.name,
+                "seed": seed,
+            }
             write_atomically(checkpoint, lambda tmp: torch.save(state, tmp), make_parents=True)
 
     if not history:
         test_loss, test_acc = _evaluate(model, test_x, test_y, 1000)
-        history.append({"epoch": 0, "steps": step, "train_loss": float("nan"), "train_accuracy": float("nan"),
-                        "test_loss": test_loss, "test_accuracy": test_acc, "seconds": 0.0})
+        history.append(
+            {
+                "epoch": 0,
+                "steps": step,
+                "train_loss": float("nan"),
+                "train_accuracy": float("nan"),
+                "test_loss": test_loss,
+                "test_accuracy": test_acc,
+                "seconds": 0.0,
+            }
+        )
     qlayers = quantized_layers(model)
     steps_sorted = sorted(step_seconds[1:] or step_seconds)
     return {
@@ -252,7 +308,10 @@ def train(*, dataset, model_name, recipe, epochs, seed, batch_size=128, lr=0.05,
         "epochs": epochs,
         "steps": step,
         "batch_size": batch_size,
-        "optimizer": optimizer, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+        "optimizer": optimizer,
+        "lr": lr,
+        "momentum": momentum,
+        "weight_decay": weight_decay,
         "step_seconds_median": steps_sorted[len(steps_sorted) // 2] if steps_sorted else None,
         "quantized_layers": [m.fourbit_name for m in qlayers],
         "inexact_grad_steps": sum(m.inexact_grad_steps for m in qlayers),
@@ -274,15 +333,23 @@ def _recipe_dict(recipe):
 
 
 def _parser():
-    p = argparse.ArgumentParser(prog="python -m golden.train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m golden.train",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--dataset", required=True, metavar="NAME", help=f"one of: {', '.join(DATASETS)}")
     p.add_argument("--data-dir", metavar="DIR", help="directory with the data set files (not for digits)")
     p.add_argument("--model", required=True, metavar="NAME", help=f"one of: {', '.join(MODELS)}")
     p.add_argument("--recipe", required=True, metavar="NAME", help=f"one of: {', '.join(RECIPES)}")
-    p.add_argument("--recipe-opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a QuantConfig field of the recipe (repeatable), e.g. tpr=0, "
-                        "sawb_c=12.68,12.80, rounding=stochastic, keep_first=1")
+    p.add_argument(
+        "--recipe-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a QuantConfig field of the recipe (repeatable), e.g. tpr=0, "
+        "sawb_c=12.68,12.80, rounding=stochastic, keep_first=1",
+    )
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--metrics", required=True, metavar="FILE.json", help="metrics JSON to write")
@@ -291,8 +358,12 @@ def _parser():
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--optimizer", default="sgd", metavar="NAME",
-                   help=f"one of: {', '.join(OPTIMIZERS)} (default sgd; adam uses --momentum as beta1)")
+    p.add_argument(
+        "--optimizer",
+        default="sgd",
+        metavar="NAME",
+        help=f"one of: {', '.join(OPTIMIZERS)} (default sgd; adam uses --momentum as beta1)",
+    )
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
     p.add_argument("--checkpoint", metavar="FILE.pt", help="checkpoint written after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
@@ -300,8 +371,12 @@ def _parser():
     p.add_argument("--capture-steps", default="0", metavar="N[,N...]", help="0-based global steps (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
-    p.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
-                   help="progress bar on stderr (auto: when stderr is a terminal)")
+    p.add_argument(
+        "--progress",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="progress bar on stderr (auto: when stderr is a terminal)",
+    )
     return p
 
 
@@ -324,7 +399,7 @@ def keep_freed_memory():
     try:
         libc = ctypes.CDLL("libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 2 ** 31 - 1))
+        return bool(libc.mallopt(m_mmap_threshold, 32 << 20) and libc.mallopt(m_trim_threshold, 2**31 - 1))
     except (OSError, AttributeError):
         return False
 
@@ -382,14 +457,31 @@ def main(argv=None):
 
         capture = TensorCapture(capture_steps)
     progress = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
-    print(f"training {args.model} on {args.dataset} ({len(dataset.train_y)} train / {len(dataset.test_y)} test) "
-          f"with recipe {recipe.name}, {args.epochs} epochs, seed {args.seed}, device {device}", file=sys.stderr)
+    print(
+        f"training {args.model} on {args.dataset} ({len(dataset.train_y)} train / {len(dataset.test_y)} test) "
+        f"with recipe {recipe.name}, {args.epochs} epochs, seed {args.seed}, device {device}",
+        file=sys.stderr,
+    )
     try:
-        metrics = train(dataset=dataset, model_name=args.model, recipe=recipe, epochs=args.epochs,
-                        seed=args.seed, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
-                        weight_decay=args.weight_decay, optimizer=args.optimizer, device=device,
-                        checkpoint=args.checkpoint, resume=args.resume, capture=capture, max_steps=args.max_steps, progress=progress,
-                        log=lambda s: print(s, file=sys.stderr))
+        metrics = train(
+            dataset=dataset,
+            model_name=args.model,
+            recipe=recipe,
+            epochs=args.epochs,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            optimizer=args.optimizer,
+            device=device,
+            checkpoint=args.checkpoint,
+            resume=args.resume,
+            capture=capture,
+            max_steps=args.max_steps,
+            progress=progress,
+            log=lambda s: print(s, file=sys.stderr),
+        )
     except TrainingDiverged as e:
         return _fail(str(e), 3)
     except (FileNotFoundError, RuntimeError, ValueError) as e:
@@ -397,13 +489,19 @@ def main(argv=None):
     metrics["command"] = ["python", "-m", "golden.train"] + list(sys.argv[1:] if argv is None else argv)
     write_text_atomically(args.metrics, json.dumps(metrics, indent=1) + "\n", make_parents=True)
     plot = args.plot or str(Path(args.metrics).with_suffix(".png"))
-    _plot(metrics["history"], metrics["step_losses"], plot,
-          f"{args.model} / {args.dataset} / {recipe.name}: test top-1 {100 * metrics['test_accuracy']:.2f}%")
+    _plot(
+        metrics["history"],
+        metrics["step_losses"],
+        plot,
+        f"{args.model} / {args.dataset} / {recipe.name}: test top-1 {100 * metrics['test_accuracy']:.2f}%",
+    )
     if capture is not None:
         capture.save(args.capture)
-    print(f"test accuracy {100 * metrics['test_accuracy']:.2f}%, {metrics['train_seconds']:.1f}s training; "
-          f"metrics -> {args.metrics}, plot -> {plot}" + (f", capture -> {args.capture}" if capture else ""),
-          file=sys.stderr)
+    print(
+        f"test accuracy {100 * metrics['test_accuracy']:.2f}%, {metrics['train_seconds']:.1f}s training; "
+        f"metrics -> {args.metrics}, plot -> {plot}" + (f", capture -> {args.capture}" if capture else ""),
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -14,8 +14,15 @@ from amaranth.hdl import Cat, Const, Mux, Value, signed, unsigned
 from golden.formats import FP4_RADIX4, INT4, UINT4, ProductRange, max_safe_k
 
 __all__ = [
-    "AmaranthOps", "AMARANTH_OPS", "int4_product", "log_product",
-    "INT_OPERAND_RANGE", "INT4_PRODUCT_RANGE", "LOG_PRODUCT_RANGE", "max_safe_k", "min_acc_width",
+    "AmaranthOps",
+    "AMARANTH_OPS",
+    "int4_product",
+    "log_product",
+    "INT_OPERAND_RANGE",
+    "INT4_PRODUCT_RANGE",
+    "LOG_PRODUCT_RANGE",
+    "max_safe_k",
+    "min_acc_width",
 ]
 
 
@@ -23,7 +30,7 @@ class AmaranthOps:
     """Evaluates format product rules on Amaranth values (combinational logic)."""
 
     def field(self, value, lo, width):
-        return Value.cast(value).as_unsigned()[lo:lo + width]
+        return Value.cast(value).as_unsigned()[lo : lo + width]
 
     def to_int(self, code, width, is_signed):
         raw = Value.cast(code).as_unsigned()[:width]
@@ -48,12 +55,14 @@ class AmaranthOps:
     def shl(self, value, amount, max_amount):
         value = Value.cast(value)
         # Only amounts 0..max_amount occur: keep just the bits that encode them.
-        amount = Value.cast(amount).as_unsigned()[:max_amount.bit_length()]
-        shifted = (value << amount)[:len(value) + max_amount]
+        amount = Value.cast(amount).as_unsigned()[: max_amount.bit_length()]
+        shifted = (value << amount)[: len(value) + max_amount]
         return shifted.as_signed() if value.shape().signed else shifted
 
     def const(self, value):
-        return Const(value, signed(max(value.bit_length() + 1, 2)) if value < 0 else unsigned(max(value.bit_length(), 1)))
+        return Const(
+            value, signed(max(value.bit_length() + 1, 2)) if value < 0 else unsigned(max(value.bit_length(), 1))
+        )
 
 
 AMARANTH_OPS = AmaranthOps()

@@ -91,17 +91,44 @@ class ArrayKind:
 
 
 #: Every array kind by name.
-ARRAY_KINDS = {kind.name: kind for kind in (
-    ArrayKind("int4", 4, 4, ("a_signed",), ("b_signed",), INT_PRODUCT_RANGE, 24,
-              "INT4/UINT4 x INT4/UINT4, wrapping signed accumulators"),
-    ArrayKind("log", 4, 4, (), ("b_signed",), LOG_PRODUCT_RANGE, 32,
-              "radix-4 FP4 (A) x INT4/UINT4 (B) shift-accumulate, wrapping signed accumulators"),
-    ArrayKind("fp16", 16, 16, (), (), None, 32,
-              "binary16 x binary16 -> binary32, one RNE add per product in ascending k"),
-    ArrayKind("train", 4, 4, ("mode", "a_signed"), ("b_signed",), TRAIN_PRODUCT_RANGE, 32,
-              "unified training PE: mode 0 INT4 x INT4 (forward), mode 1 FP4 x INT4 (backward), "
-              "one shared accumulator"),
-)}
+ARRAY_KINDS = {
+    kind.name: kind
+    for kind in (
+        ArrayKind(
+            "int4",
+            4,
+            4,
+            ("a_signed",),
+            ("b_signed",),
+            INT_PRODUCT_RANGE,
+            24,
+            "INT4/UINT4 x INT4/UINT4, wrapping signed accumulators",
+        ),
+        ArrayKind(
+            "log",
+            4,
+            4,
+            (),
+            ("b_signed",),
+            LOG_PRODUCT_RANGE,
+            32,
+            "radix-4 FP4 (A) x INT4/UINT4 (B) shift-accumulate, wrapping signed accumulators",
+        ),
+        ArrayKind(
+            "fp16", 16, 16, (), (), None, 32, "binary16 x binary16 -> binary32, one RNE add per product in ascending k"
+        ),
+        ArrayKind(
+            "train",
+            4,
+            4,
+            ("mode", "a_signed"),
+            ("b_signed",),
+            TRAIN_PRODUCT_RANGE,
+            32,
+            "unified training PE: mode 0 INT4 x INT4 (forward), mode 1 FP4 x INT4 (backward), one shared accumulator",
+        ),
+    )
+}
 
 
 def min_tile_cycles(rows):
@@ -211,28 +238,32 @@ class SystolicArray(wiring.Component):
                 raise ValueError(
                     f"{owner}: acc_width={acc_width} can overflow: it holds at most {self.max_k} "
                     f"products of {self.kind.product_range.lo}..{self.kind.product_range.hi}, fewer than "
-                    f"max_k={max_k} (needs acc_width >= {need})")
+                    f"max_k={max_k} (needs acc_width >= {need})"
+                )
 
     def manifest(self):
         """Array-specific manifest fields (dataflow, size, timing, overflow bound)."""
         return {
             "dataflow": "output-stationary",
             "pe": self.kind.name,
-            "accumulator": "binary32 (RNE per add, ascending k)" if self.kind.is_float
-                           else f"signed {self.acc_width}-bit two's complement, wraps",
+            "accumulator": "binary32 (RNE per add, ascending k)"
+            if self.kind.is_float
+            else f"signed {self.acc_width}-bit two's complement, wraps",
             "declared_max_k": self.declared_max_k,
             "port_layout": (
                 f"a_in: {self.rows} x {self.kind.a_width} bits, A[i, k] at bits i*{self.kind.a_width}; "
                 f"b_in: {self.cols} x {self.kind.b_width} bits, B[k, j] at bits j*{self.kind.b_width}; "
                 f"out_data: {self.cols} x {self.acc_width} bits, column j at bits j*{self.acc_width}; "
-                "out_valid: bit j for column j"),
+                "out_valid: bit j for column j"
+            ),
             "min_tile_cycles": min_tile_cycles(self.rows),
             "timing": (
                 "a_in/b_in/controls are presented unskewed, one k per cycle; the array skews them. "
                 "PE (i, j) applies the inputs of edge t at edge t + i + j. If `last` is sampled at "
                 "edge t, column j shows row i of the tile on out_data[j] with out_valid[j] after "
                 f"edge t + 1 + j + 2*i. Consecutive tiles need >= {min_tile_cycles(self.rows)} cycles "
-                "from one `clear` to the next (idle cycles in between otherwise)."),
+                "from one `clear` to the next (idle cycles in between otherwise)."
+            ),
         }
 
     def elaborate(self, platform):
@@ -250,8 +281,12 @@ class SystolicArray(wiring.Component):
 
         # Left edge: row i's controls are row i-1's delayed by one register
         # (a chain, not a fan-out), row i's operand is delayed by i registers.
-        a_controls = {"valid": self.valid, "clear": self.clear, "last": self.last,
-                      **{name: getattr(self, name) for name in kind.a_modes}}
+        a_controls = {
+            "valid": self.valid,
+            "clear": self.clear,
+            "last": self.last,
+            **{name: getattr(self, name) for name in kind.a_modes},
+        }
         west = []
         for i in range(rows):
             if i > 0:
@@ -310,7 +345,9 @@ class SystolicArray(wiring.Component):
                 if below_data is None:
                     m.d.sync += [data_reg.eq(Mux(caps[i][j], accs[i][j], 0)), valid_reg.eq(caps[i][j])]
                 else:
-                    m.d.sync += [data_reg.eq(Mux(caps[i][j], accs[i][j], below_data)),
-                                 valid_reg.eq(caps[i][j] | below_valid)]
+                    m.d.sync += [
+                        data_reg.eq(Mux(caps[i][j], accs[i][j], below_data)),
+                        valid_reg.eq(caps[i][j] | below_valid),
+                    ]
                 below_data, below_valid = data_reg, valid_reg
         return m

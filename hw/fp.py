@@ -26,8 +26,11 @@ from amaranth.hdl import Cat, Const, Mux, Signal, Value, unsigned
 
 
 __all__ = [
-    "FP32_CANONICAL_NAN", "FP32_NEGATIVE_ZERO",
-    "leading_zeros", "fp16_product", "fp32_add",
+    "FP32_CANONICAL_NAN",
+    "FP32_NEGATIVE_ZERO",
+    "leading_zeros",
+    "fp16_product",
+    "fp32_add",
 ]
 
 
@@ -127,8 +130,7 @@ def fp16_product(m, a, b, *, prefix="mul"):
     # value = norm * 2^(ea + eb - 50 - shift) = (norm << 2) * 2^(E - 150)
     exp32 = _named(m, f"{prefix}_exp", ua["exp"] + ub["exp"] + 98 - shift, unsigned(8))
 
-    is_nan = (ua["is_nan"] | ub["is_nan"] |
-              (ua["is_inf"] & ub["is_zero"]) | (ua["is_zero"] & ub["is_inf"]))
+    is_nan = ua["is_nan"] | ub["is_nan"] | (ua["is_inf"] & ub["is_zero"]) | (ua["is_zero"] & ub["is_inf"])
     is_inf = ua["is_inf"] | ub["is_inf"]
     is_zero = ua["is_zero"] | ub["is_zero"]
 
@@ -194,15 +196,14 @@ def fp32_add(m, x, y, *, prefix="add"):
     # Aligned significands carry three extra low bits: guard, round, sticky.
     # Shifting a 54-bit {sig, 000, 27 zeros} right keeps the lost bits below bit 27.
     clamped = Mux(distance > 27, 27, distance)
-    shifted = _named(m, f"{prefix}_shifted", Cat(Const(0, 27), Const(0, 3), small_sig) >> clamped,
-                     unsigned(54))
+    shifted = _named(m, f"{prefix}_shifted", Cat(Const(0, 27), Const(0, 3), small_sig) >> clamped, unsigned(54))
     small_aligned = Cat(shifted[27] | (shifted[0:27] != 0), shifted[28:54])
     big_aligned = Cat(Const(0, 3), big_sig)
 
     subtract = _named(m, f"{prefix}_subtract", x[31] ^ y[31])
-    total = _named(m, f"{prefix}_total",
-                   Mux(subtract, big_aligned - small_aligned, big_aligned + small_aligned),
-                   unsigned(28))
+    total = _named(
+        m, f"{prefix}_total", Mux(subtract, big_aligned - small_aligned, big_aligned + small_aligned), unsigned(28)
+    )
 
     # Normalize: the leading one goes to bit 27 unless that would push the
     # exponent below 1 (subnormal result: the shift stops at exponent 1).

@@ -45,13 +45,15 @@ class FP16MAC(wiring.Component):
         except (TypeError, ValueError):
             self._MustUse__silence = True  # a rejected component is not an unused one
             raise
-        super().__init__({
-            "a": In(16),
-            "b": In(16),
-            "valid": In(1),
-            "clear": In(1),
-            "acc": Out(32),
-        })
+        super().__init__(
+            {
+                "a": In(16),
+                "b": In(16),
+                "valid": In(1),
+                "clear": In(1),
+                "acc": Out(32),
+            }
+        )
 
     @property
     def latency(self):

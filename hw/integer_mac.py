@@ -50,12 +50,14 @@ class IntegerMAC(wiring.Component):
         except (TypeError, ValueError):
             self._MustUse__silence = True  # a rejected component is not an unused one
             raise
-        super().__init__({
-            **self.operand_ports(),
-            "valid": In(1),
-            "clear": In(1),
-            "acc": Out(signed(acc_width)),
-        })
+        super().__init__(
+            {
+                **self.operand_ports(),
+                "valid": In(1),
+                "clear": In(1),
+                "acc": Out(signed(acc_width)),
+            }
+        )
 
     def _check_parameters(self, acc_width, pipeline, min_k):
         owner = self.module_name
@@ -66,7 +68,8 @@ class IntegerMAC(wiring.Component):
         if self.max_k < min_k:
             raise ValueError(
                 f"{owner}: acc_width={acc_width} holds at most {self.max_k} products without "
-                f"overflow, fewer than min_k={min_k}")
+                f"overflow, fewer than min_k={min_k}"
+            )
 
     @property
     def latency(self):

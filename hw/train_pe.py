@@ -23,8 +23,13 @@ from .integer_mac import IntegerMAC
 
 
 __all__ = [
-    "MODE_INT", "MODE_LOG", "INT_PRODUCT_RANGE", "TRAIN_PRODUCT_RANGE",
-    "int_product", "train_product", "TrainMAC",
+    "MODE_INT",
+    "MODE_LOG",
+    "INT_PRODUCT_RANGE",
+    "TRAIN_PRODUCT_RANGE",
+    "int_product",
+    "train_product",
+    "TrainMAC",
 ]
 
 
@@ -37,7 +42,8 @@ MODE_LOG = 1
 
 #: Products of two 4-bit integers over every signedness mode of both (-120..225).
 INT_PRODUCT_RANGE = ProductRange(
-    min(x * y for x in _CORNERS for y in _CORNERS), max(x * y for x in _CORNERS for y in _CORNERS))
+    min(x * y for x in _CORNERS for y in _CORNERS), max(x * y for x in _CORNERS for y in _CORNERS)
+)
 #: Products of the train PE over both modes: the union of the two rules' ranges.
 TRAIN_PRODUCT_RANGE = INT_PRODUCT_RANGE.union(LOG_PRODUCT_RANGE)
 

@@ -28,29 +28,54 @@ def _parser():
     p = argparse.ArgumentParser(
         prog="python -m report",
         description="Area (Yosys cmos transistors; Liberty um^2), delay and energy per MAC "
-                    "(gate-level switching activity) of the fourbit PEs against FP16.")
-    p.add_argument("--liberty", metavar="PATH", default=os.environ.get("LIBERTY") or None,
-                   help="Liberty file (.lib or .lib.gz) for mapped area, delay and energy "
-                        "(default: $LIBERTY; none: technology-independent estimates only)")
-    p.add_argument("--rtl-dir", default="build/rtl", metavar="DIR",
-                   help="where `make rtl` wrote the Verilog and manifest.json (default: %(default)s)")
-    p.add_argument("--out", default="build/report", metavar="DIR",
-                   help="output directory (default: %(default)s)")
-    p.add_argument("--capture", metavar="NPZ",
-                   help="tensor capture of golden training (python -m golden.train ... --capture "
-                        "FILE.npz); default: synthetic tensors, labelled as such")
-    p.add_argument("--macs", type=int, default=3000,
-                   help="MACs simulated per unit and workload (default: %(default)s)")
-    p.add_argument("--clock-ns", type=float, default=10.0,
-                   help="clock period of the simulation; sets the leakage window (default: %(default)s)")
-    p.add_argument("--only", action="append", default=[], metavar="UNIT",
-                   help="measure only this unit (repeatable; calibration units are cal_add8, cal_mul8)")
-    p.add_argument("--max-transistors", type=int, default=400_000, metavar="N",
-                   help="skip arrays whose estimate (PEs x the standalone PE's transistor count) "
-                        "exceeds N, to bound the run time (default: %(default)s, which keeps the "
-                        "4x4/8x8 4-bit arrays and the 4x4 FP16 array; 0: no limit)")
-    p.add_argument("--jobs", "-j", type=int, default=2, metavar="N",
-                   help="units measured in parallel (default: %(default)s)")
+        "(gate-level switching activity) of the fourbit PEs against FP16.",
+    )
+    p.add_argument(
+        "--liberty",
+        metavar="PATH",
+        default=os.environ.get("LIBERTY") or None,
+        help="Liberty file (.lib or .lib.gz) for mapped area, delay and energy "
+        "(default: $LIBERTY; none: technology-independent estimates only)",
+    )
+    p.add_argument(
+        "--rtl-dir",
+        default="build/rtl",
+        metavar="DIR",
+        help="where `make rtl` wrote the Verilog and manifest.json (default: %(default)s)",
+    )
+    p.add_argument("--out", default="build/report", metavar="DIR", help="output directory (default: %(default)s)")
+    p.add_argument(
+        "--capture",
+        metavar="NPZ",
+        help="tensor capture of golden training (python -m golden.train ... --capture "
+        "FILE.npz); default: synthetic tensors, labelled as such",
+    )
+    p.add_argument("--macs", type=int, default=3000, help="MACs simulated per unit and workload (default: %(default)s)")
+    p.add_argument(
+        "--clock-ns",
+        type=float,
+        default=10.0,
+        help="clock period of the simulation; sets the leakage window (default: %(default)s)",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="UNIT",
+        help="measure only this unit (repeatable; calibration units are cal_add8, cal_mul8)",
+    )
+    p.add_argument(
+        "--max-transistors",
+        type=int,
+        default=400_000,
+        metavar="N",
+        help="skip arrays whose estimate (PEs x the standalone PE's transistor count) "
+        "exceeds N, to bound the run time (default: %(default)s, which keeps the "
+        "4x4/8x8 4-bit arrays and the 4x4 FP16 array; 0: no limit)",
+    )
+    p.add_argument(
+        "--jobs", "-j", type=int, default=2, metavar="N", help="units measured in parallel (default: %(default)s)"
+    )
     p.add_argument("--no-cache", action="store_true", help="recompute every step")
     return p
 
@@ -97,8 +122,7 @@ def main(argv=None):
                 library.write_working_copy(liberty_work)
         except LibertyError as e:
             errors.append(f"{e}; reporting technology-independent estimates only")
-            print(f"report: error: {e}; continuing with technology-independent estimates only",
-                  file=sys.stderr)
+            print(f"report: error: {e}; continuing with technology-independent estimates only", file=sys.stderr)
             library = None
 
     yosys_map = yosys_cmos = None
@@ -110,8 +134,7 @@ def main(argv=None):
         print(f"report: error: {e}", file=sys.stderr)
         try:
             yosys_cmos = synth.find_yosys(fallback=True)
-            print(f"report: using {yosys_cmos} for the technology-independent count only",
-                  file=sys.stderr)
+            print(f"report: using {yosys_cmos} for the technology-independent count only", file=sys.stderr)
         except synth.YosysError:
             pass
 
@@ -130,14 +153,26 @@ def main(argv=None):
     if args.only:
         unknown = sorted(set(args.only) - {u.name for u in todo})
         if unknown:
-            print(f"report: error: --only: unknown unit(s) {', '.join(unknown)} "
-                  f"(known: {', '.join(u.name for u in todo)})", file=sys.stderr)
+            print(
+                f"report: error: --only: unknown unit(s) {', '.join(unknown)} "
+                f"(known: {', '.join(u.name for u in todo)})",
+                file=sys.stderr,
+            )
             return 2
         todo = [u for u in todo if u.name in args.only]
 
-    ctx = flow.Context(out_dir=args.out, library=library, liberty_work=liberty_work, gemms=gemms,
-                       stimulus_source=source, macs=args.macs, clock_ns=args.clock_ns,
-                       yosys_map=yosys_map, yosys_cmos=yosys_cmos, use_cache=not args.no_cache)
+    ctx = flow.Context(
+        out_dir=args.out,
+        library=library,
+        liberty_work=liberty_work,
+        gemms=gemms,
+        stimulus_source=source,
+        macs=args.macs,
+        clock_ns=args.clock_ns,
+        yosys_map=yosys_map,
+        yosys_cmos=yosys_cmos,
+        use_cache=not args.no_cache,
+    )
     # standalone PEs first: their transistor counts size the arrays' estimates
     todo.sort(key=lambda u: (u.kind == "calibration", u.array is not None, u.pe_count, u.name))
     pe_of_array = {"int4": "int4_mac", "log": "log_mac", "fp16": "fp16_mac", "train": "train_mac"}
@@ -155,8 +190,10 @@ def main(argv=None):
         if args.max_transistors and pe.get("transistors"):
             estimate = unit.pe_count * pe["transistors"]
             if estimate > args.max_transistors:
-                skipped[unit.name] = (f"estimated {estimate:,} transistors ({unit.pe_count} x "
-                                      f"{pe['transistors']:,}) > --max-transistors {args.max_transistors:,}")
+                skipped[unit.name] = (
+                    f"estimated {estimate:,} transistors ({unit.pe_count} x "
+                    f"{pe['transistors']:,}) > --max-transistors {args.max_transistors:,}"
+                )
                 print(f"[report] {unit.name}: skipped, {skipped[unit.name]}", file=sys.stderr)
                 continue
         arrays.append(unit)
@@ -166,13 +203,15 @@ def main(argv=None):
     cal = {n: e for n, e in measured.items() if e["kind"] == "calibration"}
 
     kinds = {e["kind"] for e in pes.values()} | {u.kind for u in found}
-    missing = [f"{k} ({d})" for k, d in units_mod.EXPECTED_KINDS.items()
-               if k not in kinds and not (k == "arrays" and any(u.pe_count > 1 for u in found))]
+    missing = [
+        f"{k} ({d})"
+        for k, d in units_mod.EXPECTED_KINDS.items()
+        if k not in kinds and not (k == "arrays" and any(u.pe_count > 1 for u in found))
+    ]
     method = [
         "Register boundary: every unit input goes through a flip-flop; outputs are registers "
         "(the accumulator, or an added register for combinational circuits); area and energy include them.",
-        "Technology-independent: Yosys `synth -flatten; dffunmap; abc -g cmos2; stat -tech cmos` "
-        "(flip-flops counted).",
+        "Technology-independent: Yosys `synth -flatten; dffunmap; abc -g cmos2; stat -tech cmos` (flip-flops counted).",
         f"Liberty: decompressed working copy with `dont_use` on cells matching `{DONT_USE_PATTERN}`; "
         "`dfflibmap`, area-oriented `abc` (`&nf`), `stat -liberty`; delay = ABC `stime` critical path "
         "of the logic between registers (no clock-to-Q or setup).",
@@ -212,15 +251,19 @@ def main(argv=None):
     for p in paths:
         print(p)
     r = report["ratios"]
-    print(f"report: fp16/int4 area {render._x(r['fp16_over_int4_area'])} energy "
-          f"{render._x(r['fp16_over_int4_energy'])}; fp16/log area {render._x(r['fp16_over_log_area'])} "
-          f"energy {render._x(r['fp16_over_log_energy'])}; transistors "
-          f"{render._x(r['fp16_over_int4_transistors'])} / {render._x(r['fp16_over_log_transistors'])} "
-          f"(paper: >7x); "
-          f"{time.monotonic() - t0:.0f} s", file=sys.stderr)
+    print(
+        f"report: fp16/int4 area {render._x(r['fp16_over_int4_area'])} energy "
+        f"{render._x(r['fp16_over_int4_energy'])}; fp16/log area {render._x(r['fp16_over_log_area'])} "
+        f"energy {render._x(r['fp16_over_log_energy'])}; transistors "
+        f"{render._x(r['fp16_over_int4_transistors'])} / {render._x(r['fp16_over_log_transistors'])} "
+        f"(paper: >7x); "
+        f"{time.monotonic() - t0:.0f} s",
+        file=sys.stderr,
+    )
     unit_errors = [e for u in measured.values() for e in u["errors"] if "no operand-stream model" not in e]
     failed = (args.liberty and library is None) or yosys_map is None or problems or unit_errors
     return 1 if failed else 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

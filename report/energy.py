@@ -114,7 +114,7 @@ def netlist_energy(netlist, library, toggles, *, slew_ns=DEFAULT_SLEW_NS, wire_l
     -------
     EnergyBreakdown
     """
-    v2 = library.voltage ** 2
+    v2 = library.voltage**2
     drivers, sinks = net_drivers_and_sinks(netlist, library)
     loads = net_loads(netlist, library, wire_load=wire_load)
     out = dict(switching=0.0, internal=0.0, leakage=0.0, registers=0.0, logic=0.0)
@@ -130,10 +130,10 @@ def netlist_energy(netlist, library, toggles, *, slew_ns=DEFAULT_SLEW_NS, wire_l
         load = loads.get(bit, 0.0)
         driver = drivers.get(bit)
         if driver is None:
-            continue                      # undriven (constant) net
+            continue  # undriven (constant) net
         inst, ctype, pin = driver
         if ctype is None:
-            cls = "registers"             # primary inputs and clock feed the boundary registers
+            cls = "registers"  # primary inputs and clock feed the boundary registers
         else:
             cell = library.cell(ctype)
             cls = "registers" if cell.is_sequential else "logic"
@@ -143,19 +143,22 @@ def netlist_energy(netlist, library, toggles, *, slew_ns=DEFAULT_SLEW_NS, wire_l
             scell = library.cell(stype)
             arcs = scell.pins[spin].power
             if arcs:
-                add("internal", "registers" if scell.is_sequential else "logic",
-                    _arc_energy(arcs, r, f, slew_ns, 0.0))
+                add("internal", "registers" if scell.is_sequential else "logic", _arc_energy(arcs, r, f, slew_ns, 0.0))
     window_ns = toggles.cycles * toggles.period_ns
     for cell in netlist["cells"].values():
         lib_cell = library.cell(cell["type"])
         # nW * ns = 1e-18 J = 1e-6 pJ
-        add("leakage", "registers" if lib_cell.is_sequential else "logic",
-            lib_cell.leakage * window_ns * 1e-6)
+        add("leakage", "registers" if lib_cell.is_sequential else "logic", lib_cell.leakage * window_ns * 1e-6)
     total = out["switching"] + out["internal"] + out["leakage"]
     return EnergyBreakdown(
-        switching_pj=out["switching"], internal_pj=out["internal"], leakage_pj=out["leakage"],
-        registers_pj=out["registers"], logic_pj=out["logic"], total_pj=total,
-        cycles=toggles.cycles)
+        switching_pj=out["switching"],
+        internal_pj=out["internal"],
+        leakage_pj=out["leakage"],
+        registers_pj=out["registers"],
+        logic_pj=out["logic"],
+        total_pj=total,
+        cycles=toggles.cycles,
+    )
 
 
 def area_split(netlist, library):

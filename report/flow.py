@@ -151,39 +151,67 @@ def measure(unit, ctx):
     units_mod._write(wrapper_path, wrapper)
     sources = unit.sources + [wrapper_path]
     digest = _sources_digest(unit, wrapper)
-    entry = {"kind": unit.kind, "description": unit.description, "pe_count": unit.pe_count,
-             "array": list(unit.array) if unit.array else None,
-             "transistors": None, "area_um2": None, "area_registers_um2": None,
-             "area_logic_um2": None, "delay_ns": None, "cells": None,
-             "energy_pj_per_mac": None, "energy": {}, "errors": []}
-    cmos_key = {"step": "cmos", "flow": FLOW_ID, "design": digest, "top": unit.top,
-                "yosys": ctx.yosys_cmos}
+    entry = {
+        "kind": unit.kind,
+        "description": unit.description,
+        "pe_count": unit.pe_count,
+        "array": list(unit.array) if unit.array else None,
+        "transistors": None,
+        "area_um2": None,
+        "area_registers_um2": None,
+        "area_logic_um2": None,
+        "delay_ns": None,
+        "cells": None,
+        "energy_pj_per_mac": None,
+        "energy": {},
+        "errors": [],
+    }
+    cmos_key = {"step": "cmos", "flow": FLOW_ID, "design": digest, "top": unit.top, "yosys": ctx.yosys_cmos}
     mapped = None
     if ctx.library is not None and ctx.yosys_map:
-        map_key = {"step": "map", "flow": FLOW_ID, "design": digest, "top": unit.top,
-                   "liberty": ctx.library.sha256, "dont_use": DONT_USE_PATTERN,
-                   "clock_ns": ctx.clock_ns}
+        map_key = {
+            "step": "map",
+            "flow": FLOW_ID,
+            "design": digest,
+            "top": unit.top,
+            "liberty": ctx.library.sha256,
+            "dont_use": DONT_USE_PATTERN,
+            "clock_ns": ctx.clock_ns,
+        }
         both = ctx.yosys_cmos == ctx.yosys_map and not ctx.has(cmos_key)
 
         def do_map():
-            m = synth.map_liberty(sources, unit.top, ctx.liberty_work, clock_ns=ctx.clock_ns,
-                                  yosys=ctx.yosys_map, with_cmos=both)
+            m = synth.map_liberty(
+                sources, unit.top, ctx.liberty_work, clock_ns=ctx.clock_ns, yosys=ctx.yosys_map, with_cmos=both
+            )
             if m.cmos is not None:
                 ctx.store(cmos_key, m.cmos)
             reg, logic = area_split(m.netlist, ctx.library)
-            return {"area_um2": m.area_um2, "delay_ns": m.delay_ns, "cells": m.cells,
-                    "area_registers_um2": reg, "area_logic_um2": logic, "netlist": m.netlist}
+            return {
+                "area_um2": m.area_um2,
+                "delay_ns": m.delay_ns,
+                "cells": m.cells,
+                "area_registers_um2": reg,
+                "area_logic_um2": logic,
+                "netlist": m.netlist,
+            }
 
         try:
-            mapped = ctx.cached(map_key, do_map, f"{unit.name}: synthesis, Liberty mapping (dfflibmap + abc)"
-                                + (" and cmos transistor count" if both else ""))
+            mapped = ctx.cached(
+                map_key,
+                do_map,
+                f"{unit.name}: synthesis, Liberty mapping (dfflibmap + abc)"
+                + (" and cmos transistor count" if both else ""),
+            )
         except synth.YosysError as e:
             entry["errors"].append(str(e))
     if ctx.yosys_cmos:
         try:
-            cmos = ctx.cached(cmos_key,
-                              lambda: synth.transistor_count(sources, unit.top, yosys=ctx.yosys_cmos),
-                              f"{unit.name}: transistor count (yosys stat -tech cmos)")
+            cmos = ctx.cached(
+                cmos_key,
+                lambda: synth.transistor_count(sources, unit.top, yosys=ctx.yosys_cmos),
+                f"{unit.name}: transistor count (yosys stat -tech cmos)",
+            )
             entry["transistors"] = cmos["transistors"]
         except synth.YosysError as e:
             entry["errors"].append(str(e))
@@ -196,30 +224,44 @@ def measure(unit, ctx):
         entry["errors"].append(f"no operand-stream model for kind {unit.kind!r}: energy not measured")
         return entry
     warmup = _warmup(unit)
-    jobs = {}                   # workload -> (cache key, stimulus, valid flags)
+    jobs = {}  # workload -> (cache key, stimulus, valid flags)
     for workload in unit.workloads:
         try:
             stim, valid = _stimulus(unit, workload, ctx)
         except ValueError as e:
             entry["errors"].append(str(e))
             continue
-        key = dict(map_key, step="energy", stimulus=hashlib.sha256(str(stim.tolist()).encode()).hexdigest(),
-                   ports=unit.inputs, slew=DEFAULT_SLEW_NS, warmup=warmup)
+        key = dict(
+            map_key,
+            step="energy",
+            stimulus=hashlib.sha256(str(stim.tolist()).encode()).hexdigest(),
+            ports=unit.inputs,
+            slew=DEFAULT_SLEW_NS,
+            warmup=warmup,
+        )
         jobs[workload] = (key, stim, valid)
     todo = [w for w, (key, _, _) in jobs.items() if not ctx.has(key)]
     if todo:
         # one compilation of the netlist serves every workload of the same length
         lengths = {len(jobs[w][1]) for w in todo}
-        label = (f"{unit.name}: gate-level simulation + energy, {', '.join(todo)} "
-                 f"({', '.join(str(n) for n in sorted(lengths))} cycles each)")
+        label = (
+            f"{unit.name}: gate-level simulation + energy, {', '.join(todo)} "
+            f"({', '.join(str(n) for n in sorted(lengths))} cycles each)"
+        )
         t0 = time.monotonic()
         _progress(f"{label} ...")
         try:
             for n in sorted(lengths):
                 group = [w for w in todo if len(jobs[w][1]) == n]
-                toggles = gatesim.simulate_many(mapped["netlist"], unit.top, ctx.library, unit.inputs,
-                                                [jobs[w][1] for w in group], period_ns=ctx.clock_ns,
-                                                warmup=warmup)
+                toggles = gatesim.simulate_many(
+                    mapped["netlist"],
+                    unit.top,
+                    ctx.library,
+                    unit.inputs,
+                    [jobs[w][1] for w in group],
+                    period_ns=ctx.clock_ns,
+                    warmup=warmup,
+                )
                 for w, t in zip(group, toggles):
                     e = netlist_energy(mapped["netlist"], ctx.library, t)
                     # MACs whose operands entered during the window (one per PE per valid cycle)
@@ -239,10 +281,15 @@ def measure(unit, ctx):
         if workload not in todo:
             _progress(f"{unit.name}: energy, {workload}: cached")
         entry["energy"][workload] = {
-            "pj_per_mac": energy["total_pj"], "registers_pj": energy["registers_pj"],
-            "logic_pj": energy["logic_pj"], "switching_pj": energy["switching_pj"],
-            "internal_pj": energy["internal_pj"], "leakage_pj": energy["leakage_pj"],
-            "cycles": energy["cycles"], "macs": energy["macs"]}
+            "pj_per_mac": energy["total_pj"],
+            "registers_pj": energy["registers_pj"],
+            "logic_pj": energy["logic_pj"],
+            "switching_pj": energy["switching_pj"],
+            "internal_pj": energy["internal_pj"],
+            "leakage_pj": energy["leakage_pj"],
+            "cycles": energy["cycles"],
+            "macs": energy["macs"],
+        }
         totals.append(energy["total_pj"])
     if totals:
         entry["energy_pj_per_mac"] = float(np.mean(totals))

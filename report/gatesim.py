@@ -18,8 +18,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SimError", "function_to_verilog", "netlist_verilog",
-           "Toggles", "simulate", "simulate_many", "count_vcd_toggles", "net_drivers_and_sinks"]
+__all__ = [
+    "SimError",
+    "function_to_verilog",
+    "netlist_verilog",
+    "Toggles",
+    "simulate",
+    "simulate_many",
+    "count_vcd_toggles",
+    "net_drivers_and_sinks",
+]
 
 
 class SimError(Exception):
@@ -124,7 +132,7 @@ def _cell_lines(k, cell, lib_cell):
     state, a ``reg s<k>`` updated by an ``always`` block, all derived from the
     Liberty ``function`` / ``ff`` / ``latch`` attributes."""
     names = {pin: _bit(conn[0]) for pin, conn in cell["connections"].items()}
-    for pin in lib_cell.pins.values():          # unconnected inputs read as 0
+    for pin in lib_cell.pins.values():  # unconnected inputs read as 0
         if pin.direction == "input":
             names.setdefault(pin.name, "1'b0")
     lines = []
@@ -368,7 +376,7 @@ module tb;
     rst = 1'b0;
     fo = $fopen("outputs.txt", "w");
     for (i = 0; i < {cycles}; i = i + 1) begin
-      $fdisplay(fo, "{' '.join('%h' for _ in outs)}"{''.join(', o_' + n for n, _ in outs)});
+      $fdisplay(fo, "{" ".join("%h" for _ in outs)}"{"".join(", o_" + n for n, _ in outs)});
       v = mem[i];
       // the window ends a quarter period after the last rising edge: exactly
       // {cycles - warmup} clock periods from its start
@@ -409,8 +417,9 @@ def simulate(netlist, module, library, ports, stimulus, *, period_ns=10.0, warmu
     -------
     Toggles
     """
-    return simulate_many(netlist, module, library, ports, [stimulus], period_ns=period_ns,
-                         warmup=warmup, workdir=workdir)[0]
+    return simulate_many(
+        netlist, module, library, ports, [stimulus], period_ns=period_ns, warmup=warmup, workdir=workdir
+    )[0]
 
 
 def simulate_many(netlist, module, library, ports, stimuli, *, period_ns=10.0, warmup=4, workdir=None):
@@ -434,8 +443,12 @@ def simulate_many(netlist, module, library, ports, stimuli, *, period_ns=10.0, w
         for fname, text in (("netlist.v", netlist_verilog(netlist, module, library)), ("tb.v", tb)):
             with open(os.path.join(workdir, fname), "w") as f:
                 f.write(text)
-        comp = subprocess.run([iverilog, "-g2012", "-o", "sim.vvp", "-s", "tb", "tb.v", "netlist.v"],
-                              capture_output=True, text=True, cwd=workdir)
+        comp = subprocess.run(
+            [iverilog, "-g2012", "-o", "sim.vvp", "-s", "tb", "tb.v", "netlist.v"],
+            capture_output=True,
+            text=True,
+            cwd=workdir,
+        )
         if comp.returncode != 0:
             raise SimError("iverilog failed: " + comp.stderr.strip()[-500:])
         for k, st in enumerate(stimuli):
@@ -443,8 +456,9 @@ def simulate_many(netlist, module, library, ports, stimuli, *, period_ns=10.0, w
             os.makedirs(run_dir, exist_ok=True)
             with open(os.path.join(run_dir, "stim.hex"), "w") as f:
                 f.write("\n".join(_pack_words(ports, st)) + "\n")
-            run = subprocess.run([vvp, "-n", os.path.join(workdir, "sim.vvp")],
-                                 capture_output=True, text=True, cwd=run_dir)
+            run = subprocess.run(
+                [vvp, "-n", os.path.join(workdir, "sim.vvp")], capture_output=True, text=True, cwd=run_dir
+            )
             if run.returncode != 0:
                 raise SimError("vvp failed: " + (run.stderr or run.stdout).strip()[-500:])
             rises, falls = count_vcd_toggles(os.path.join(run_dir, "toggles.vcd"), "dut")
@@ -454,7 +468,7 @@ def simulate_many(netlist, module, library, ports, stimuli, *, period_ns=10.0, w
                     for (n, _), word in zip(outs, line.split()):
                         outputs[n].append(int(word, 16) if re.fullmatch(r"[0-9a-fA-F]+", word) else None)
             if own:
-                shutil.rmtree(run_dir, ignore_errors=True)      # VCDs are large
+                shutil.rmtree(run_dir, ignore_errors=True)  # VCDs are large
             results.append(Toggles(rises, falls, cycles - warmup, period_ns, outputs))
     finally:
         if own:

@@ -22,8 +22,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = [
-    "LibertyError", "Table", "PowerArc", "Pin", "Sequential", "Cell", "Library",
-    "DONT_USE_PATTERN", "parse_groups",
+    "LibertyError",
+    "Table",
+    "PowerArc",
+    "Pin",
+    "Sequential",
+    "Cell",
+    "Library",
+    "DONT_USE_PATTERN",
+    "parse_groups",
 ]
 
 #: Cell families excluded from mapping (see the SKY130 README): power-gating
@@ -36,18 +43,19 @@ class LibertyError(Exception):
 
 
 _TOKEN = re.compile(
-    r'"((?:[^"\\]|\\.)*)"'          # 1: quoted string
-    r'|([(){}:;,])'                 # 2: punctuation
-    r'|([^\s(){}:;,"\\]+)'          # 3: bare word / number
-    r'|/\*.*?\*/|\\\s*\n|\s+|\\',   # comments, line continuations, blanks
-    re.S)
+    r'"((?:[^"\\]|\\.)*)"'  # 1: quoted string
+    r"|([(){}:;,])"  # 2: punctuation
+    r'|([^\s(){}:;,"\\]+)'  # 3: bare word / number
+    r"|/\*.*?\*/|\\\s*\n|\s+|\\",  # comments, line continuations, blanks
+    re.S,
+)
 
 
 @dataclass
 class _Group:
     name: str
     args: list
-    attrs: dict = field(default_factory=dict)      # name -> list of values (simple or complex)
+    attrs: dict = field(default_factory=dict)  # name -> list of values (simple or complex)
     groups: list = field(default_factory=list)
 
     def attr(self, name, default=None):
@@ -86,7 +94,7 @@ def parse_groups(text, limit=None):
     toks = _tokens(text)
     top = _Group("<top>", [])
     stack = [top]
-    pending = []       # tokens of the statement being read
+    pending = []  # tokens of the statement being read
     done = 0
     for kind, val in toks:
         if kind == "p" and val == "{":
@@ -187,16 +195,16 @@ class Pin:
     capacitance: float = 0.0
     function: str | None = None
     power: list = field(default_factory=list)
-    transitions: list = field(default_factory=list)   # (rise_transition, fall_transition) tables
+    transitions: list = field(default_factory=list)  # (rise_transition, fall_transition) tables
 
 
 @dataclass
 class Sequential:
     """An ``ff`` or ``latch`` group (state variables and their controls)."""
 
-    kind: str                 # "ff" or "latch"
-    state: str                # e.g. "IQ"
-    state_n: str | None       # e.g. "IQ_N"
+    kind: str  # "ff" or "latch"
+    state: str  # e.g. "IQ"
+    state_n: str | None  # e.g. "IQ_N"
     clocked_on: str | None = None
     next_state: str | None = None
     enable: str | None = None
@@ -283,8 +291,7 @@ class Library:
         first = min(self._cell_pos.values())
         header = self.text[:first]
         self.time_unit_ns = self._unit(header, "time_unit", {"ps": 1e-3, "ns": 1.0, "us": 1e3})
-        self.leakage_unit_nw = self._unit(
-            header, "leakage_power_unit", {"pw": 1e-3, "nw": 1.0, "uw": 1e3, "mw": 1e6})
+        self.leakage_unit_nw = self._unit(header, "leakage_power_unit", {"pw": 1e-3, "nw": 1.0, "uw": 1e3, "mw": 1e6})
         cm = re.search(r'capacitive_load_unit\s*\(\s*([\d.eE+-]+)\s*,\s*"?(\w+)"?\s*\)', header)
         if not cm:
             raise LibertyError(f"Liberty library lacks capacitive_load_unit: {self.path}")
@@ -292,8 +299,7 @@ class Library:
         if scale is None:
             raise LibertyError(f"unknown capacitance unit {cm.group(2)!r} in {self.path}")
         self.cap_unit_pf = float(cm.group(1)) * scale
-        vm = (re.search(r'nom_voltage\s*:\s*([\d.eE+-]+)', header)
-              or re.search(r'\bvoltage\s*:\s*([\d.eE+-]+)', header))
+        vm = re.search(r"nom_voltage\s*:\s*([\d.eE+-]+)", header) or re.search(r"\bvoltage\s*:\s*([\d.eE+-]+)", header)
         if not vm:
             raise LibertyError(f"Liberty library has no nom_voltage: {self.path}")
         self.voltage = float(vm.group(1))
@@ -302,18 +308,22 @@ class Library:
 
     def _wire_load(self, header):
         """The default wire-load model as ``(name, cap_per_length_pf, slope, {fanout: length})``."""
-        groups = {g.args[0]: g for g in parse_groups(
-            "\n".join(m.group(0) for m in re.finditer(
-                r'wire_load\s*\(\s*"?[^"\s)]+"?\s*\)\s*\{.*?\}', header, re.S)))
-            if g.name == "wire_load" and g.args}
+        groups = {
+            g.args[0]: g
+            for g in parse_groups(
+                "\n".join(
+                    m.group(0) for m in re.finditer(r'wire_load\s*\(\s*"?[^"\s)]+"?\s*\)\s*\{.*?\}', header, re.S)
+                )
+            )
+            if g.name == "wire_load" and g.args
+        }
         default = re.search(r'default_wire_load\s*:\s*"?([^";\s]+)"?', header)
         name = default.group(1) if default else None
         g = groups.get(name)
         if g is None:
             return None
         lengths = {int(float(v[0])): float(v[1]) for v in g.attrs.get("fanout_length", [])}
-        return (name, float(g.attr("capacitance", 0.0)) * self.cap_unit_pf,
-                float(g.attr("slope", 0.0)), lengths)
+        return (name, float(g.attr("capacitance", 0.0)) * self.cap_unit_pf, float(g.attr("slope", 0.0)), lengths)
 
     def wire_cap(self, fanout):
         """Wire capacitance (pF) of a net with ``fanout`` sinks from the default wire-load model.
@@ -353,7 +363,7 @@ class Library:
         if name not in self._cells:
             if name not in self._cell_pos:
                 raise KeyError(f"cell {name!r} not in Liberty library {self.name}")
-            (group,) = parse_groups(self.text[self._cell_pos[name]:], limit=1)
+            (group,) = parse_groups(self.text[self._cell_pos[name] :], limit=1)
             self._cells[name] = self._make_cell(group)
         return self._cells[name]
 
@@ -386,15 +396,19 @@ class Library:
                 scaled.append(idx * self.cap_unit_pf)
             else:
                 scaled.append(idx)
-        return Table(tuple(variables[:len(index)]), tuple(scaled), vals)
+        return Table(tuple(variables[: len(index)]), tuple(scaled), vals)
 
     def _template_vars(self, template):
         if template is None or template == "scalar":
             return ()
         if not hasattr(self, "_templates"):
             self._templates = {}
-            for m in re.finditer(r'(?:power_lut_template|lu_table_template)\s*\(\s*"?([^"\s)]+)"?\s*\)'
-                                 r'\s*\{(.*?)\}', self.text[:min(self._cell_pos.values())], re.S):
+            for m in re.finditer(
+                r'(?:power_lut_template|lu_table_template)\s*\(\s*"?([^"\s)]+)"?\s*\)'
+                r"\s*\{(.*?)\}",
+                self.text[: min(self._cell_pos.values())],
+                re.S,
+            ):
                 names = re.findall(r'variable_(\d)\s*:\s*"?(\w+)"?', m.group(2))
                 self._templates[m.group(1)] = tuple(n for _, n in sorted(names))
         return self._templates.get(template, ())
@@ -410,17 +424,24 @@ class Library:
                     both = ip.subgroups("power")
                     rise = ip.subgroups("rise_power") or both
                     fall = ip.subgroups("fall_power") or both
-                    arcs.append(PowerArc(
-                        ip.attr("related_pin"),
-                        self._table(rise[0], energy) if rise else None,
-                        self._table(fall[0], energy) if fall else None,
-                        ip.attr("when")))
+                    arcs.append(
+                        PowerArc(
+                            ip.attr("related_pin"),
+                            self._table(rise[0], energy) if rise else None,
+                            self._table(fall[0], energy) if fall else None,
+                            ip.attr("when"),
+                        )
+                    )
                 transitions = []
                 for tg in pg.subgroups("timing"):
                     rt, ft = tg.subgroups("rise_transition"), tg.subgroups("fall_transition")
                     if rt or ft:
-                        transitions.append((self._table(rt[0], self.time_unit_ns) if rt else None,
-                                            self._table(ft[0], self.time_unit_ns) if ft else None))
+                        transitions.append(
+                            (
+                                self._table(rt[0], self.time_unit_ns) if rt else None,
+                                self._table(ft[0], self.time_unit_ns) if ft else None,
+                            )
+                        )
                 cap = pg.attr("capacitance")
                 pins[pname] = Pin(
                     name=pname,
@@ -428,15 +449,22 @@ class Library:
                     capacitance=float(cap) * self.cap_unit_pf if cap is not None else 0.0,
                     function=pg.attr("function"),
                     power=arcs,
-                    transitions=transitions)
+                    transitions=transitions,
+                )
         seq = None
         for kind in ("ff", "latch"):
             for sg in g.subgroups(kind):
                 seq = Sequential(
-                    kind=kind, state=sg.args[0], state_n=sg.args[1] if len(sg.args) > 1 else None,
-                    clocked_on=sg.attr("clocked_on"), next_state=sg.attr("next_state"),
-                    enable=sg.attr("enable"), data_in=sg.attr("data_in"),
-                    clear=sg.attr("clear"), preset=sg.attr("preset"))
+                    kind=kind,
+                    state=sg.args[0],
+                    state_n=sg.args[1] if len(sg.args) > 1 else None,
+                    clocked_on=sg.attr("clocked_on"),
+                    next_state=sg.attr("next_state"),
+                    enable=sg.attr("enable"),
+                    data_in=sg.attr("data_in"),
+                    clear=sg.attr("clear"),
+                    preset=sg.attr("preset"),
+                )
         if g.subgroups("statetable"):
             seq = seq or Sequential(kind="statetable", state="", state_n=None)
         area = g.attr("area")
@@ -447,7 +475,8 @@ class Library:
             leakage=float(leak) * self.leakage_unit_nw if leak is not None else 0.0,
             pins=pins,
             sequential=seq,
-            dont_use=str(g.attr("dont_use", "false")).lower() == "true")
+            dont_use=str(g.attr("dont_use", "false")).lower() == "true",
+        )
 
     def write_working_copy(self, dest, dont_use=DONT_USE_PATTERN):
         """Write the decompressed library with ``dont_use : true;`` in excluded cells.

@@ -44,11 +44,9 @@ def ratios(units):
         "fp16_over_log_transistors": _ratio(fp.get("transistors"), lg.get("transistors")),
         # the arithmetic alone: combinational logic, without the (ungated) registers
         "fp16_over_int4_logic_area": _ratio(fp.get("area_logic_um2"), i4.get("area_logic_um2")),
-        "fp16_over_int4_logic_energy": _ratio(energy(fp, "forward", "logic_pj"),
-                                              energy(i4, "forward", "logic_pj")),
+        "fp16_over_int4_logic_energy": _ratio(energy(fp, "forward", "logic_pj"), energy(i4, "forward", "logic_pj")),
         "fp16_over_log_logic_area": _ratio(fp.get("area_logic_um2"), lg.get("area_logic_um2")),
-        "fp16_over_log_logic_energy": _ratio(energy(fp, "backward", "logic_pj"),
-                                             energy(lg, "backward", "logic_pj")),
+        "fp16_over_log_logic_energy": _ratio(energy(fp, "backward", "logic_pj"), energy(lg, "backward", "logic_pj")),
         "fp16_over_train_area": _ratio(fp.get("area_um2"), tr.get("area_um2")),
         "fp16_over_train_energy": _ratio(fp.get("energy_pj_per_mac"), tr.get("energy_pj_per_mac")),
     }
@@ -89,14 +87,21 @@ def calibration_rows(calibration):
         pj, um2 = HOROWITZ_45NM[name]
         e = entry.get("energy", {}).get("random", {}).get("logic_pj")
         a = entry.get("area_logic_um2")
-        rows.append({
-            "unit": name, "description": entry.get("description", ""),
-            "energy_pj": e, "area_um2": a, "transistors": entry.get("transistors"),
-            "horowitz_pj_45nm": pj, "horowitz_um2_45nm": um2,
-            "horowitz_pj_scaled": pj * SCALING["energy"], "horowitz_um2_scaled": um2 * SCALING["area"],
-            "energy_over_scaled": _ratio(e, pj * SCALING["energy"]),
-            "area_over_scaled": _ratio(a, um2 * SCALING["area"]),
-        })
+        rows.append(
+            {
+                "unit": name,
+                "description": entry.get("description", ""),
+                "energy_pj": e,
+                "area_um2": a,
+                "transistors": entry.get("transistors"),
+                "horowitz_pj_45nm": pj,
+                "horowitz_um2_45nm": um2,
+                "horowitz_pj_scaled": pj * SCALING["energy"],
+                "horowitz_um2_scaled": um2 * SCALING["area"],
+                "energy_over_scaled": _ratio(e, pj * SCALING["energy"]),
+                "area_over_scaled": _ratio(a, um2 * SCALING["area"]),
+            }
+        )
     return rows
 
 
@@ -118,14 +123,17 @@ def _fmt(v, digits=3):
 def _plots(report, out_dir):
     """Bar charts (log scale) of area and energy per unit; arrays against PE count."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     written = []
     units = report["units"]
-    for key, label, fname in (("area_um2", "area (um^2)", "area.png"),
-                              ("energy_pj_per_mac", "energy per MAC (pJ)", "energy.png"),
-                              ("transistors", "transistors (Yosys cmos estimate)", "transistors.png")):
+    for key, label, fname in (
+        ("area_um2", "area (um^2)", "area.png"),
+        ("energy_pj_per_mac", "energy per MAC (pJ)", "energy.png"),
+        ("transistors", "transistors (Yosys cmos estimate)", "transistors.png"),
+    ):
         pes = [(n, u[key]) for n, u in units.items() if u.get(key) and not u.get("array")]
         if not pes:
             continue
@@ -142,8 +150,10 @@ def _plots(report, out_dir):
         written.append(fname)
     arrays = [(n, u) for n, u in units.items() if u.get("array")]
     if arrays:
-        for key, label, fname in (("area_um2", "area (um^2)", "arrays_area.png"),
-                                  ("energy_pj_per_mac", "energy per MAC (pJ)", "arrays_energy.png")):
+        for key, label, fname in (
+            ("area_um2", "area (um^2)", "arrays_area.png"),
+            ("energy_pj_per_mac", "energy per MAC (pJ)", "arrays_energy.png"),
+        ):
             if not any(u.get(key) for _, u in arrays):
                 continue
             fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -174,21 +184,29 @@ def _calibration_md(report):
     lines = []
     lines.append("## Calibration against Horowitz (ISSCC 2014, 45 nm, 0.9 V)")
     lines.append("")
-    lines.append("Operator logic only (boundary registers excluded), uniformly random operands. "
-                 f"Scaled = Horowitz x {SCALING['energy']:.2f} (energy, C V^2 with C ~ L) and "
-                 f"x {SCALING['area']:.2f} (area, L^2) to 130 nm / 1.8 V: first-order only.")
+    lines.append(
+        "Operator logic only (boundary registers excluded), uniformly random operands. "
+        f"Scaled = Horowitz x {SCALING['energy']:.2f} (energy, C V^2 with C ~ L) and "
+        f"x {SCALING['area']:.2f} (area, L^2) to 130 nm / 1.8 V: first-order only."
+    )
     lines.append("")
-    lines.append("| circuit | energy pJ | Horowitz pJ (45 nm / scaled) | ratio to scaled | "
-                 "area um^2 | Horowitz um^2 (45 nm / scaled) | ratio to scaled |")
+    lines.append(
+        "| circuit | energy pJ | Horowitz pJ (45 nm / scaled) | ratio to scaled | "
+        "area um^2 | Horowitz um^2 (45 nm / scaled) | ratio to scaled |"
+    )
     lines.append("|---|---|---|---|---|---|---|")
     for row in report["calibration"]:
-        lines.append(f"| {row['description']} | {_fmt(row['energy_pj'])} | {_fmt(row['horowitz_pj_45nm'])} / "
-                     f"{_fmt(row['horowitz_pj_scaled'])} | {_fmt(row['energy_over_scaled'])} | "
-                     f"{_fmt(row['area_um2'])} | {_fmt(row['horowitz_um2_45nm'])} / "
-                     f"{_fmt(row['horowitz_um2_scaled'])} | {_fmt(row['area_over_scaled'])} |")
+        lines.append(
+            f"| {row['description']} | {_fmt(row['energy_pj'])} | {_fmt(row['horowitz_pj_45nm'])} / "
+            f"{_fmt(row['horowitz_pj_scaled'])} | {_fmt(row['energy_over_scaled'])} | "
+            f"{_fmt(row['area_um2'])} | {_fmt(row['horowitz_um2_45nm'])} / "
+            f"{_fmt(row['horowitz_um2_scaled'])} | {_fmt(row['area_over_scaled'])} |"
+        )
     lines.append("")
-    lines.append("Horowitz's FP figures for reference (45 nm): FP16 add 0.4 pJ / 1360 um^2, "
-                 "FP16 mult 1.1 pJ / 1640 um^2, FP32 add 0.9 pJ / 4184 um^2, FP32 mult 3.7 pJ / 7700 um^2.")
+    lines.append(
+        "Horowitz's FP figures for reference (45 nm): FP16 add 0.4 pJ / 1360 um^2, "
+        "FP16 mult 1.1 pJ / 1640 um^2, FP32 add 0.9 pJ / 4184 um^2, FP32 mult 3.7 pJ / 7700 um^2."
+    )
     lines.append("")
     return lines
 
@@ -196,62 +214,90 @@ def _calibration_md(report):
 def _markdown(report, plots):
     r = report["ratios"]
     lines = ["# fourbit: area and energy against FP16", ""]
-    lines.append(f"- Liberty: `{report['liberty'] or 'none (technology-independent estimates only)'}`"
-                 + (f", {report['voltage']} V" if report.get("voltage") else ""))
-    lines.append(f"- Operand streams: **{report['stimulus']}**, {report['macs']} MACs per workload; "
-                 f"clock {report['clock_ns']} ns (leakage window)")
-    lines.append(f"- Yosys: {report['yosys']['map'] or 'n/a'} (mapping), "
-                 f"{report['yosys']['cmos'] or 'n/a'} (cmos estimate)")
+    lines.append(
+        f"- Liberty: `{report['liberty'] or 'none (technology-independent estimates only)'}`"
+        + (f", {report['voltage']} V" if report.get("voltage") else "")
+    )
+    lines.append(
+        f"- Operand streams: **{report['stimulus']}**, {report['macs']} MACs per workload; "
+        f"clock {report['clock_ns']} ns (leakage window)"
+    )
+    lines.append(
+        f"- Yosys: {report['yosys']['map'] or 'n/a'} (mapping), {report['yosys']['cmos'] or 'n/a'} (cmos estimate)"
+    )
     lines.append(f"- Command: `{report['command']}`")
     lines.append("")
     lines.append("## FP16 over 4-bit")
     lines.append("")
-    lines.append(f"The paper claims {PAPER_CLAIM}. Measured here (same register boundary, "
-                 "same operand tensors; energy on matching workloads):")
+    lines.append(
+        f"The paper claims {PAPER_CLAIM}. Measured here (same register boundary, "
+        "same operand tensors; energy on matching workloads):"
+    )
     lines.append("")
     lines.append("| ratio | area | energy per MAC | transistors | logic-only area | logic-only energy |")
     lines.append("|---|---|---|---|---|---|")
     for pe, label in (("int4", "fp16_mac / int4_mac (forward)"), ("log", "fp16_mac / log_mac (backward)")):
-        lines.append(f"| {label} | {_x(r[f'fp16_over_{pe}_area'])} | {_x(r[f'fp16_over_{pe}_energy'])} | "
-                     f"{_x(r[f'fp16_over_{pe}_transistors'])} | {_x(r[f'fp16_over_{pe}_logic_area'])} | "
-                     f"{_x(r[f'fp16_over_{pe}_logic_energy'])} |")
+        lines.append(
+            f"| {label} | {_x(r[f'fp16_over_{pe}_area'])} | {_x(r[f'fp16_over_{pe}_energy'])} | "
+            f"{_x(r[f'fp16_over_{pe}_transistors'])} | {_x(r[f'fp16_over_{pe}_logic_area'])} | "
+            f"{_x(r[f'fp16_over_{pe}_logic_energy'])} |"
+        )
     if r.get("fp16_over_train_area") is not None:
-        lines.append(f"| fp16_mac / train_mac (both) | {_x(r['fp16_over_train_area'])} | "
-                     f"{_x(r['fp16_over_train_energy'])} | | | |")
+        lines.append(
+            f"| fp16_mac / train_mac (both) | {_x(r['fp16_over_train_area'])} | "
+            f"{_x(r['fp16_over_train_energy'])} | | | |"
+        )
     for size, row in report.get("array_ratios", {}).items():
         for pe in ("int4", "log", "train"):
             if f"fp16_over_{pe}_area" in row:
-                lines.append(f"| fp16 / {pe} array {size} | {_x(row[f'fp16_over_{pe}_area'])} | "
-                             f"{_x(row[f'fp16_over_{pe}_energy'])} | | | |")
+                lines.append(
+                    f"| fp16 / {pe} array {size} | {_x(row[f'fp16_over_{pe}_area'])} | "
+                    f"{_x(row[f'fp16_over_{pe}_energy'])} | | | |"
+                )
     lines.append("| paper claim | >7x | >7x | | | |")
     lines.append("")
-    lines.append("Logic-only: combinational cells and the nets they drive, without the flip-flops "
-                 "(operand registers, accumulators), which are clocked every cycle (no clock gating).")
+    lines.append(
+        "Logic-only: combinational cells and the nets they drive, without the flip-flops "
+        "(operand registers, accumulators), which are clocked every cycle (no clock gating)."
+    )
     lines.append("")
-    header = ["| unit | PEs | transistors | area um^2 (regs / logic) | area um^2 per PE | delay ns | "
-              "energy pJ/MAC | by workload: pJ/MAC (regs / logic) |",
-              "|---|---|---|---|---|---|---|---|"]
-    for title, pick in (("Processing elements", lambda u: not u.get("array")),
-                        ("Arrays", lambda u: u.get("array"))):
+    header = [
+        "| unit | PEs | transistors | area um^2 (regs / logic) | area um^2 per PE | delay ns | "
+        "energy pJ/MAC | by workload: pJ/MAC (regs / logic) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for title, pick in (("Processing elements", lambda u: not u.get("array")), ("Arrays", lambda u: u.get("array"))):
         chosen = [(n, u) for n, u in report["units"].items() if pick(u)]
         if not chosen:
             continue
         lines += [f"## {title}", ""] + header
         for name, u in chosen:
-            split = (f"{_fmt(u['area_um2'])} ({_fmt(u['area_registers_um2'])} / {_fmt(u['area_logic_um2'])})"
-                     if u.get("area_um2") is not None else "n/a")
+            split = (
+                f"{_fmt(u['area_um2'])} ({_fmt(u['area_registers_um2'])} / {_fmt(u['area_logic_um2'])})"
+                if u.get("area_um2") is not None
+                else "n/a"
+            )
             per_pe = u["area_um2"] / u.get("pe_count", 1) if u.get("area_um2") is not None else None
-            work = "; ".join(f"{w}: {_fmt(e['pj_per_mac'])} ({_fmt(e['registers_pj'])} / {_fmt(e['logic_pj'])})"
-                             for w, e in u.get("energy", {}).items()) or "n/a"
-            lines.append(f"| {name} | {u.get('pe_count', 1)} | {_fmt(u['transistors'])} | {split} | "
-                         f"{_fmt(per_pe)} | {_fmt(u['delay_ns'])} | {_fmt(u['energy_pj_per_mac'])} | {work} |")
+            work = (
+                "; ".join(
+                    f"{w}: {_fmt(e['pj_per_mac'])} ({_fmt(e['registers_pj'])} / {_fmt(e['logic_pj'])})"
+                    for w, e in u.get("energy", {}).items()
+                )
+                or "n/a"
+            )
+            lines.append(
+                f"| {name} | {u.get('pe_count', 1)} | {_fmt(u['transistors'])} | {split} | "
+                f"{_fmt(per_pe)} | {_fmt(u['delay_ns'])} | {_fmt(u['energy_pj_per_mac'])} | {work} |"
+            )
         lines.append("")
     if report["missing"]:
         lines.append("Not measured (not generated yet): " + "; ".join(report["missing"]))
         lines.append("")
     if report.get("skipped"):
-        lines.append("Skipped (arrays over the transistor budget are measured with `--max-transistors 0`): "
-                     + "; ".join(f"{n}: {why}" for n, why in report["skipped"].items()))
+        lines.append(
+            "Skipped (arrays over the transistor budget are measured with `--max-transistors 0`): "
+            + "; ".join(f"{n}: {why}" for n, why in report["skipped"].items())
+        )
         lines.append("")
     if report["calibration"] and report.get("liberty"):
         lines += _calibration_md(report)
@@ -274,11 +320,14 @@ def _markdown(report, plots):
 
 def _html(markdown_text, title):
     """A plain HTML rendering of the Markdown report (tables, lists, images)."""
-    out = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
-           f"<title>{html.escape(title)}</title>",
-           "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
-           "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px}"
-           "code{background:#eee}</style></head><body>"]
+    out = [
+        "<!DOCTYPE html>",
+        "<html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px}"
+        "code{background:#eee}</style></head><body>",
+    ]
     in_table = in_list = False
     for line in markdown_text.splitlines():
         esc = html.escape(line)
@@ -311,7 +360,7 @@ def _html(markdown_text, title):
         elif line.startswith("# "):
             out.append(f"<h1>{esc[2:]}</h1>")
         elif line.startswith("!["):
-            src = line[line.index("(") + 1:-1]
+            src = line[line.index("(") + 1 : -1]
             out.append(f"<p><img src='{html.escape(src)}' alt='{html.escape(src)}'></p>")
         elif line:
             out.append(f"<p>{esc}</p>")
@@ -325,6 +374,7 @@ def _html(markdown_text, title):
 
 def _inline(text):
     import re
+
     text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
     return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
 

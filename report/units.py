@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 
 from . import stimulus
 
-__all__ = ["Unit", "EXPECTED_KINDS", "discover", "calibration_units",
-           "boundary_verilog"]
+__all__ = ["Unit", "EXPECTED_KINDS", "discover", "calibration_units", "boundary_verilog"]
 
 #: Kinds a full report covers, with what each is.
 EXPECTED_KINDS = {
@@ -104,8 +103,11 @@ def discover(rtl_dir):
                 problems.append(f"{name}: {source} missing")
                 continue
             ports = entry["ports"]
-            inputs = [(p["name"], int(p["width"])) for p in ports
-                      if p["direction"] == "input" and p["name"] not in ("clk", "rst")]
+            inputs = [
+                (p["name"], int(p["width"]))
+                for p in ports
+                if p["direction"] == "input" and p["name"] not in ("clk", "rst")
+            ]
             outputs = [(p["name"], int(p["width"])) for p in ports if p["direction"] == "output"]
             kind = entry.get("kind", name)
             params = entry.get("parameters", {})
@@ -116,18 +118,24 @@ def discover(rtl_dir):
             # has a pe, rows and cols but is measured as nothing.
             is_array = kind.endswith("_array") and bool(rows and cols and pe)
             array = (pe, int(rows), int(cols)) if is_array else None
-            workloads = (stimulus.ARRAY_WORKLOADS.get(pe, ()) if array
-                         else stimulus.PE_WORKLOADS.get(kind, ()))
-            units.append(Unit(
-                name=name, kind=kind, sources=[source], inputs=inputs, outputs=outputs,
-                registered_outputs=int(entry.get("latency") or 0) >= 1,
-                has_clock=any(p["name"] == "clk" for p in ports),
-                has_reset=any(p["name"] == "rst" for p in ports),
-                workloads=workloads,
-                pe_count=int(rows) * int(cols) if array else 1,
-                array=array,
-                description=entry.get("description", ""),
-                extra={"parameters": params, "latency": entry.get("latency")}))
+            workloads = stimulus.ARRAY_WORKLOADS.get(pe, ()) if array else stimulus.PE_WORKLOADS.get(kind, ())
+            units.append(
+                Unit(
+                    name=name,
+                    kind=kind,
+                    sources=[source],
+                    inputs=inputs,
+                    outputs=outputs,
+                    registered_outputs=int(entry.get("latency") or 0) >= 1,
+                    has_clock=any(p["name"] == "clk" for p in ports),
+                    has_reset=any(p["name"] == "rst" for p in ports),
+                    workloads=workloads,
+                    pe_count=int(rows) * int(cols) if array else 1,
+                    array=array,
+                    description=entry.get("description", ""),
+                    extra={"parameters": params, "latency": entry.get("latency")},
+                )
+            )
         except (KeyError, TypeError, ValueError) as e:
             problems.append(f"{name}: malformed manifest entry ({e})")
     return units, problems
@@ -145,13 +153,22 @@ def calibration_units(workdir):
     units = []
     for name, (description, body, width) in _CALIBRATION.items():
         path = os.path.join(workdir, f"{name}.v")
-        text = (f"module {name}(input [7:0] a, input [7:0] b, output [{width - 1}:0] y);\n"
-                f"  {body}\nendmodule\n")
+        text = f"module {name}(input [7:0] a, input [7:0] b, output [{width - 1}:0] y);\n  {body}\nendmodule\n"
         _write(path, text)
-        units.append(Unit(name=name, kind="calibration", sources=[path],
-                          inputs=[("a", 8), ("b", 8)], outputs=[("y", width)],
-                          registered_outputs=False, has_clock=False, has_reset=False,
-                          workloads=("random",), description=description))
+        units.append(
+            Unit(
+                name=name,
+                kind="calibration",
+                sources=[path],
+                inputs=[("a", 8), ("b", 8)],
+                outputs=[("y", width)],
+                registered_outputs=False,
+                has_clock=False,
+                has_reset=False,
+                workloads=("random",),
+                description=description,
+            )
+        )
     return units
 
 
@@ -180,8 +197,7 @@ def boundary_verilog(unit):
     lines.append("  always @(posedge clk) begin")
     lines += [f"    {r}" for r in regs]
     lines.append("  end")
-    conns = ([".clk(clk)"] if unit.has_clock else []) + \
-            ([".rst(rst)"] if unit.has_reset else [])
+    conns = ([".clk(clk)"] if unit.has_clock else []) + ([".rst(rst)"] if unit.has_reset else [])
     conns += [f".{n}({n}_q)" for n, _ in unit.inputs] + [f".{n}({n}_d)" for n, _ in unit.outputs]
     lines.append(f"  {unit.name} u({', '.join(conns)});")
     lines.append("endmodule")

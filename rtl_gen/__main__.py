@@ -20,21 +20,28 @@ def _parser():
     parser = argparse.ArgumentParser(
         prog="python -m rtl_gen",
         description="Generate the Verilog of the fourbit processing elements and "
-                    "build/rtl/manifest.json (ports, parameters, latency, overflow bound).",
-        epilog="Designs are TOML tables [<module name>] with an optional kind = \"<unit>\" "
-               "and unit parameters; see configs/default.toml.")
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG), metavar="FILE",
-                        help="TOML design config (default: %(default)s)")
-    parser.add_argument("--out", default="build/rtl", metavar="DIR",
-                        help="output directory (default: %(default)s)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="NAME.PARAM=VALUE",
-                        help="override one parameter of one design (repeatable), "
-                             "e.g. int4_mac.acc_width=32")
-    parser.add_argument("--only", action="append", default=[], metavar="NAME",
-                        help="generate only this design (repeatable)")
-    parser.add_argument("--list", action="store_true",
-                        help="list the unit kinds with their default parameters and exit")
+        "build/rtl/manifest.json (ports, parameters, latency, overflow bound).",
+        epilog='Designs are TOML tables [<module name>] with an optional kind = "<unit>" '
+        "and unit parameters; see configs/default.toml.",
+    )
+    parser.add_argument(
+        "--config", default=str(DEFAULT_CONFIG), metavar="FILE", help="TOML design config (default: %(default)s)"
+    )
+    parser.add_argument("--out", default="build/rtl", metavar="DIR", help="output directory (default: %(default)s)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="NAME.PARAM=VALUE",
+        help="override one parameter of one design (repeatable), e.g. int4_mac.acc_width=32",
+    )
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="NAME", help="generate only this design (repeatable)"
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="list the unit kinds with their default parameters and exit"
+    )
     return parser
 
 
@@ -53,8 +60,9 @@ def main(argv=None):
             known = {design.name for design in designs}
             missing = [name for name in args.only if name not in known]
             if missing:
-                raise ValueError(f"--only: unknown design(s) {', '.join(missing)} "
-                                 f"(designs: {', '.join(sorted(known))})")
+                raise ValueError(
+                    f"--only: unknown design(s) {', '.join(missing)} (designs: {', '.join(sorted(known))})"
+                )
             designs = [design for design in designs if design.name in args.only]
         generated = generate(designs)
         paths = write_outputs(args.out, generated)

@@ -52,12 +52,14 @@ def port_list(component):
     ]
     for path, member in component.signature.members.flatten():
         shape = Shape.cast(member.shape)
-        ports.append({
-            "name": "__".join(map(str, path)),
-            "direction": "input" if member.flow == wiring.In else "output",
-            "width": shape.width,
-            "signed": shape.signed,
-        })
+        ports.append(
+            {
+                "name": "__".join(map(str, path)),
+                "direction": "input" if member.flow == wiring.In else "output",
+                "width": shape.width,
+                "signed": shape.signed,
+            }
+        )
     return ports
 
 
@@ -88,8 +90,7 @@ def generate(designs):
             message = str(error)
             prefix = f"{design.name}: "
             raise type(error)(message if message.startswith(prefix) else prefix + message) from None
-        text = verilog.convert(component, name=design.name, emit_src=False,
-                               strip_internal_attrs=True)
+        text = verilog.convert(component, name=design.name, emit_src=False, strip_internal_attrs=True)
         entry = {
             "kind": unit.kind,
             "description": unit.description,

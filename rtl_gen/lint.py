@@ -25,8 +25,7 @@ def lint_file(path, top):
     """Lint one Verilog file; returns the list of diagnostic lines (empty when clean)."""
     command = ["verilator", "--lint-only", "-Wall", "--top-module", top, str(WAIVERS), str(path)]
     result = subprocess.run(command, env=tool_env(), capture_output=True, text=True)
-    diagnostics = [line for line in (result.stdout + result.stderr).splitlines()
-                   if line.startswith("%")]
+    diagnostics = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("%")]
     if result.returncode != 0 and not diagnostics:
         diagnostics = [f"%Error: verilator exited with status {result.returncode}"]
     return diagnostics
@@ -40,8 +39,7 @@ def lint_directory(directory):
         manifest = json.loads(manifest_path.read_text())
     except OSError:
         raise ValueError(f"no {manifest_path} (run `make rtl` first)") from None
-    return {name: lint_file(directory / entry["file"], name)
-            for name, entry in manifest["modules"].items()}
+    return {name: lint_file(directory / entry["file"], name) for name, entry in manifest["modules"].items()}
 
 
 def main(argv=None):

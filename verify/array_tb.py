@@ -35,8 +35,9 @@ class RowDriver:
         self.b = [int.from_bytes(row.tobytes(), "little") for row in schedule["b_bytes"]]
         self.controls = list(zip(schedule["valid"].tolist(), schedule["clear"].tolist(), schedule["last"].tolist()))
         # Mode inputs change only between GEMMs: written when they change.
-        self.modes = [(getattr(dut, name), schedule[f"mode_{name}"].tolist())
-                      for name in schedule["mode_names"].tolist()]
+        self.modes = [
+            (getattr(dut, name), schedule[f"mode_{name}"].tolist()) for name in schedule["mode_names"].tolist()
+        ]
         self.mode_values = [None] * len(self.modes)
 
     def __len__(self):
@@ -61,8 +62,11 @@ class DrainMonitor:
     def __init__(self, dut):
         self.out_valid, self.out_data = dut.out_valid, dut.out_data
         # A one-column array has a 1-bit out_valid, whose value is a Logic, not a LogicArray.
-        self.read_valid = (lambda: int(self.out_valid.value)) if len(dut.out_valid) == 1 else \
-            (lambda: self.out_valid.value.to_unsigned())
+        self.read_valid = (
+            (lambda: int(self.out_valid.value))
+            if len(dut.out_valid) == 1
+            else (lambda: self.out_valid.value.to_unsigned())
+        )
         self.valid, self.data = [], []
         self.count = 0
 
@@ -106,13 +110,14 @@ async def run_schedule(dut):
 
     nbytes_valid = (len(dut.out_valid) + 7) // 8
     nbytes_data = (len(dut.out_data) + 7) // 8
-    valid_bytes = np.frombuffer(b"".join(v.to_bytes(nbytes_valid, "little") for v in monitor.valid),
-                                dtype=np.uint8).reshape(len(monitor.valid), nbytes_valid)
-    data_bytes = np.frombuffer(b"".join(v.to_bytes(nbytes_data, "little") for v in monitor.data),
-                               dtype=np.uint8).reshape(len(monitor.data), nbytes_data)
+    valid_bytes = np.frombuffer(
+        b"".join(v.to_bytes(nbytes_valid, "little") for v in monitor.valid), dtype=np.uint8
+    ).reshape(len(monitor.valid), nbytes_valid)
+    data_bytes = np.frombuffer(
+        b"".join(v.to_bytes(nbytes_data, "little") for v in monitor.data), dtype=np.uint8
+    ).reshape(len(monitor.data), nbytes_data)
     out = os.environ["FOURBIT_GEMM_OUT"]
     tmp = out + ".tmp.npz"
     np.savez(tmp, valid_bytes=valid_bytes, data_bytes=data_bytes, seconds=seconds, cycles=cycles)
     os.replace(tmp, out)
-    assert monitor.count == expected_results, \
-        f"drained {monitor.count} results, expected {expected_results}"
+    assert monitor.count == expected_results, f"drained {monitor.count} results, expected {expected_results}"

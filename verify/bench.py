@@ -40,6 +40,7 @@ def bench_cocotb(kind, sim, steps, seed=0):
 
 def bench_amaranth(kind, steps, seed=0):
     from rtl_gen.units import build_unit
+
     _, _, component = build_unit(kind, {})
     sequence = _random_sequence(kind, steps, seed)
     started = time.perf_counter()
@@ -55,9 +56,15 @@ def bench_amaranth(kind, steps, seed=0):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m verify.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100_000, help="steps per unit on Verilator (default %(default)s)")
-    parser.add_argument("--icarus-steps", type=int, default=20_000, help="steps per unit on Icarus (default %(default)s)")
-    parser.add_argument("--amaranth-steps", type=int, default=5_000,
-                        help="steps per unit in Amaranth's simulator, 0 to skip (default %(default)s)")
+    parser.add_argument(
+        "--icarus-steps", type=int, default=20_000, help="steps per unit on Icarus (default %(default)s)"
+    )
+    parser.add_argument(
+        "--amaranth-steps",
+        type=int,
+        default=5_000,
+        help="steps per unit in Amaranth's simulator, 0 to skip (default %(default)s)",
+    )
     args = parser.parse_args(argv)
     if min(args.steps, args.icarus_steps) <= 0 or args.amaranth_steps < 0:
         print("verify.bench: error: step counts must be positive", file=sys.stderr)

@@ -60,23 +60,34 @@ def measure(kind, rows, cols, sim, m, k, n, *, seed=0):
         raise AssertionError(f"{kind} {rows}x{cols} on {sim}: result differs from golden.reference")
     macs = m * k * n
     return {
-        "kind": kind, "rows": rows, "cols": cols, "sim": sim, "gemm": f"{m}x{k}x{n}",
-        "cycles": result.cycles, "build_s": build_seconds, "run_s": result.seconds,
-        "drive_s": result.sim_seconds, "macs_per_s": macs / result.seconds,
+        "kind": kind,
+        "rows": rows,
+        "cols": cols,
+        "sim": sim,
+        "gemm": f"{m}x{k}x{n}",
+        "cycles": result.cycles,
+        "build_s": build_seconds,
+        "run_s": result.seconds,
+        "drive_s": result.sim_seconds,
+        "macs_per_s": macs / result.seconds,
         "cycles_per_s": result.cycles / result.sim_seconds if result.sim_seconds else float("inf"),
     }
 
 
 def table(rows):
     """Markdown table of :func:`measure` rows."""
-    lines = ["| PE | array | simulator | GEMM | cycles | first build (s) | run (s) | drive loop (s) "
-             "| cycles/s (drive) | PE-MACs verified/s |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| PE | array | simulator | GEMM | cycles | first build (s) | run (s) | drive loop (s) "
+        "| cycles/s (drive) | PE-MACs verified/s |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         build = f"{r['build_s']:.1f}" if r["build_s"] else "cached"
-        lines.append(f"| {r['kind']} | {r['rows']}x{r['cols']} | {r['sim']} | {r['gemm']} | {r['cycles']} "
-                     f"| {build} | {r['run_s']:.2f} | {r['drive_s']:.3f} | {r['cycles_per_s']:,.0f} "
-                     f"| {r['macs_per_s']:,.0f} |")
+        lines.append(
+            f"| {r['kind']} | {r['rows']}x{r['cols']} | {r['sim']} | {r['gemm']} | {r['cycles']} "
+            f"| {build} | {r['run_s']:.2f} | {r['drive_s']:.3f} | {r['cycles_per_s']:,.0f} "
+            f"| {r['macs_per_s']:,.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -123,8 +134,11 @@ def main(argv=None):
             for r, c in args.sizes:
                 row = measure(kind, r, c, sim, m, k, n)
                 rows.append(row)
-                print(f"{kind:5s} {r:>2d}x{c:<2d} {sim:9s} {row['run_s']:7.2f} s  "
-                      f"{row['macs_per_s']:>12,.0f} PE-MACs/s", file=sys.stderr, flush=True)
+                print(
+                    f"{kind:5s} {r:>2d}x{c:<2d} {sim:9s} {row['run_s']:7.2f} s  {row['macs_per_s']:>12,.0f} PE-MACs/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     text = table(rows)
     print(text)
     if args.out:

@@ -41,9 +41,24 @@ def build_harness(build_dir):
     build_dir.mkdir(parents=True, exist_ok=True)
     source = build_dir / "fp16_product.v"
     source.write_text(_product_module())
-    command = ["verilator", "--cc", "--exe", "--build", "-O3", "--top-module", "fp16_product",
-               "-Mdir", str(build_dir / "obj"), "-o", "fp16_product_exhaustive",
-               "-CFLAGS", "-O2", str(WAIVERS), str(source), str(HARNESS)]
+    command = [
+        "verilator",
+        "--cc",
+        "--exe",
+        "--build",
+        "-O3",
+        "--top-module",
+        "fp16_product",
+        "-Mdir",
+        str(build_dir / "obj"),
+        "-o",
+        "fp16_product_exhaustive",
+        "-CFLAGS",
+        "-O2",
+        str(WAIVERS),
+        str(source),
+        str(HARNESS),
+    ]
     subprocess.run(command, env=tool_env(), check=True, capture_output=True, text=True)
     return build_dir / "obj" / "fp16_product_exhaustive"
 

@@ -53,8 +53,21 @@ from .cli import OneLineParser, bit_flag, positive_int
 # input is reported without paying for those imports.
 
 
-__all__ = ["PES", "SIMULATORS", "ARRAYS", "GemmError", "GemmResult", "Gemm", "array_kind",
-           "accumulator_width", "operand_bits", "ArrayBuild", "run_gemm", "run_gemms", "main"]
+__all__ = [
+    "PES",
+    "SIMULATORS",
+    "ARRAYS",
+    "GemmError",
+    "GemmResult",
+    "Gemm",
+    "array_kind",
+    "accumulator_width",
+    "operand_bits",
+    "ArrayBuild",
+    "run_gemm",
+    "run_gemms",
+    "main",
+]
 
 
 PES = ("int4", "log", "fp16")
@@ -130,8 +143,10 @@ def _integer_codes(name, matrix, signed):
         raise GemmError(f"{name} must hold integer codes, not dtype {matrix.dtype}")
     lo, hi = (-8, 7) if signed else (0, 15)
     if matrix.size and (matrix.min() < lo or matrix.max() > hi):
-        raise GemmError(f"{name} holds values outside {'INT4' if signed else 'UINT4'} range {lo}..{hi} "
-                        f"(min {matrix.min()}, max {matrix.max()})")
+        raise GemmError(
+            f"{name} holds values outside {'INT4' if signed else 'UINT4'} range {lo}..{hi} "
+            f"(min {matrix.min()}, max {matrix.max()})"
+        )
     return matrix.astype(np.int64) & 0xF
 
 
@@ -149,8 +164,7 @@ def operand_bits(pe, a, b, *, a_signed=True, b_signed=True):
         if matrix.ndim != 2:
             raise GemmError(f"{name} must be a 2-D matrix, not shape {matrix.shape}")
     if a.shape[1] != b.shape[0]:
-        raise GemmError(f"inner dimensions differ: A is {a.shape[0]} x {a.shape[1]}, "
-                        f"B is {b.shape[0]} x {b.shape[1]}")
+        raise GemmError(f"inner dimensions differ: A is {a.shape[0]} x {a.shape[1]}, B is {b.shape[0]} x {b.shape[1]}")
     if pe == "fp16":
         for name, matrix in (("A", a), ("B", b)):
             if matrix.dtype != np.float16:
@@ -162,8 +176,7 @@ def operand_bits(pe, a, b, *, a_signed=True, b_signed=True):
         if a.size and (a.min() < 0 or a.max() > 15):
             raise GemmError(f"A holds values outside the FP4 codes 0..15 (min {a.min()}, max {a.max()})")
         return a.astype(np.uint64), _integer_codes("B", b, b_signed).astype(np.uint64)
-    return (_integer_codes("A", a, a_signed).astype(np.uint64),
-            _integer_codes("B", b, b_signed).astype(np.uint64))
+    return (_integer_codes("A", a, a_signed).astype(np.uint64), _integer_codes("B", b, b_signed).astype(np.uint64))
 
 
 def _mode_inputs(pe, kind, a_signed, b_signed):
@@ -171,15 +184,23 @@ def _mode_inputs(pe, kind, a_signed, b_signed):
     from hw.train_pe import MODE_INT, MODE_LOG
 
     spec = ARRAY_KINDS[kind]
-    values = {"a_signed": int(a_signed), "b_signed": int(b_signed),
-              "mode": MODE_LOG if pe == "log" else MODE_INT}
+    values = {"a_signed": int(a_signed), "b_signed": int(b_signed), "mode": MODE_LOG if pe == "log" else MODE_INT}
     return {name: values[name] for name in spec.a_modes + spec.b_modes}
 
 
 #: The sources the array Verilog derives from: hw.array's own imports (see
 #: tests/verify/test_gemm.py::test_fingerprint_covers_the_generator) and the formats.
-GENERATOR_SOURCES = ("hw/array.py", "hw/train_pe.py", "hw/integer_mac.py", "hw/arith.py", "hw/accumulate.py",
-                     "hw/fp.py", "hw/pipeline.py", "hw/_params.py", "golden/formats/*.py")
+GENERATOR_SOURCES = (
+    "hw/array.py",
+    "hw/train_pe.py",
+    "hw/integer_mac.py",
+    "hw/arith.py",
+    "hw/accumulate.py",
+    "hw/fp.py",
+    "hw/pipeline.py",
+    "hw/_params.py",
+    "golden/formats/*.py",
+)
 
 
 def _fingerprint(kind, rows, cols, acc_width, sim):
@@ -191,8 +212,7 @@ def _fingerprint(kind, rows, cols, acc_width, sim):
     files = sorted({path for pattern in GENERATOR_SOURCES for path in REPO_ROOT.glob(pattern)})
     for path in files:
         digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0" + path.read_bytes())
-    digest.update(repr((BUILD_RECIPE, amaranth.__version__, kind, rows, cols, acc_width, sim,
-                        VERILATOR_ARGS)).encode())
+    digest.update(repr((BUILD_RECIPE, amaranth.__version__, kind, rows, cols, acc_width, sim, VERILATOR_ARGS)).encode())
     return digest.hexdigest()
 
 
@@ -240,6 +260,7 @@ class ArrayBuild:
 
     def _environment(self):
         from rtl_gen.toolchain import tool_env
+
         env = tool_env()
         # cocotb_tools.runner finds verilator / iverilog through this process's PATH.
         os.environ.update({key: env[key] for key in ("PATH", "VERILATOR_ROOT")})
@@ -262,7 +283,8 @@ class ArrayBuild:
             # Only the ports need VPI access (the runner's --public-flat-rw is
             # switched off in VERILATOR_ARGS: it would expose every signal).
             ports_vlt = "`verilator_config\n" + "".join(
-                f'public_flat_rw -module "{self.toplevel}" -var "{name}"\n' for name in ports)
+                f'public_flat_rw -module "{self.toplevel}" -var "{name}"\n' for name in ports
+            )
             source = self.directory / f"{self.toplevel}.v"
             source.write_text(text)
             sim_dir = self.directory / "sim"
@@ -275,10 +297,17 @@ class ArrayBuild:
                 sources = [WAIVERS, ports, source]
             build_args = list(VERILATOR_ARGS) if self.sim == "verilator" else []
             from rtl_gen.toolchain import verilator_make_flags
+
             with verilator_make_flags(self.sim == "verilator"):
-                runner.build(sources=sources, hdl_toplevel=self.toplevel, build_dir=sim_dir,
-                             build_args=build_args, timescale=("1ns", "1ps"), always=True,
-                             log_file=self.directory / "build.log")
+                runner.build(
+                    sources=sources,
+                    hdl_toplevel=self.toplevel,
+                    build_dir=sim_dir,
+                    build_args=build_args,
+                    timescale=("1ns", "1ps"),
+                    always=True,
+                    log_file=self.directory / "build.log",
+                )
             self.built = True
 
     def run(self, plan, *, a_width, b_width):
@@ -293,29 +322,45 @@ class ArrayBuild:
         runs.mkdir(exist_ok=True)
         workdir = pathlib.Path(tempfile.mkdtemp(dir=runs))
         schedule_path, record_path = workdir / "schedule.npz", workdir / "record.npz"
-        np.savez(schedule_path,
-                 a_bytes=tiling.pack_rows(plan.a_words, a_width),
-                 b_bytes=tiling.pack_rows(plan.b_words, b_width),
-                 valid=plan.valid, clear=plan.clear, last=plan.last,
-                 mode_names=np.array(list(plan.modes), dtype=str),
-                 **{f"mode_{name}": values for name, values in plan.modes.items()},
-                 results=plan.results_per_column * plan.cols,
-                 drain_cycles=4 * plan.rows + plan.cols + 8)
+        np.savez(
+            schedule_path,
+            a_bytes=tiling.pack_rows(plan.a_words, a_width),
+            b_bytes=tiling.pack_rows(plan.b_words, b_width),
+            valid=plan.valid,
+            clear=plan.clear,
+            last=plan.last,
+            mode_names=np.array(list(plan.modes), dtype=str),
+            **{f"mode_{name}": values for name, values in plan.modes.items()},
+            results=plan.results_per_column * plan.cols,
+            drain_cycles=4 * plan.rows + plan.cols + 8,
+        )
         runner = get_runner(self.sim)
-        env = {"FOURBIT_GEMM_IN": str(schedule_path), "FOURBIT_GEMM_OUT": str(record_path),
-               "COCOTB_LOG_LEVEL": "WARNING"}
+        env = {
+            "FOURBIT_GEMM_IN": str(schedule_path),
+            "FOURBIT_GEMM_OUT": str(record_path),
+            "COCOTB_LOG_LEVEL": "WARNING",
+        }
         try:
-            runner.test(test_module="verify.array_tb", hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
-                        build_dir=self.directory / "sim", test_dir=workdir,
-                        results_xml=str(workdir / "results.xml"), extra_env=env,
-                        timescale=("1ns", "1ps"), log_file=workdir / "sim.log")
+            runner.test(
+                test_module="verify.array_tb",
+                hdl_toplevel=self.toplevel,
+                hdl_toplevel_lang="verilog",
+                build_dir=self.directory / "sim",
+                test_dir=workdir,
+                results_xml=str(workdir / "results.xml"),
+                extra_env=env,
+                timescale=("1ns", "1ps"),
+                log_file=workdir / "sim.log",
+            )
         except SystemExit as exit_:
             status = exit_.code
         else:
             status = 0
         if not record_path.exists():
-            raise RuntimeError(f"{self.toplevel} on {self.sim}: simulation produced no record "
-                               f"(status {status}); see {workdir / 'sim.log'}")
+            raise RuntimeError(
+                f"{self.toplevel} on {self.sim}: simulation produced no record "
+                f"(status {status}); see {workdir / 'sim.log'}"
+            )
         record = np.load(record_path)
         acc = self.acc_width
         valid = tiling.unpack_rows(record["valid_bytes"], plan.cols, 1)
@@ -323,8 +368,9 @@ class ArrayBuild:
         columns = [data[valid[:, j] == 1, j] for j in range(plan.cols)]
         seconds = float(record["seconds"])
         if status:
-            raise RuntimeError(f"{self.toplevel} on {self.sim}: simulation failed (status {status}); "
-                               f"see {workdir / 'sim.log'}")
+            raise RuntimeError(
+                f"{self.toplevel} on {self.sim}: simulation failed (status {status}); see {workdir / 'sim.log'}"
+            )
         shutil.rmtree(workdir, ignore_errors=True)
         return columns, seconds
 
@@ -374,8 +420,10 @@ def run_gemms(gemms, *, rows, cols, sim="icarus", array="dedicated", build_root=
     plans = []
     for g, (a_bits, b_bits) in zip(gemms, operands):
         plan = tiling.schedule(a_bits, b_bits, rows, cols)
-        plan.modes = {name: np.full(plan.cycles, value, dtype=np.uint8)
-                      for name, value in _mode_inputs(g.pe, kind, g.a_signed, g.b_signed).items()}
+        plan.modes = {
+            name: np.full(plan.cycles, value, dtype=np.uint8)
+            for name, value in _mode_inputs(g.pe, kind, g.a_signed, g.b_signed).items()
+        }
         plans.append(plan)
     combined = tiling.concatenate(plans)
     columns, sim_seconds = build.run(combined, a_width=spec.a_width, b_width=spec.b_width)
@@ -383,13 +431,22 @@ def run_gemms(gemms, *, rows, cols, sim="icarus", array="dedicated", build_root=
     for plan, part in zip(plans, tiling.split_columns(plans, columns)):
         raw = tiling.assemble(plan, part)
         c = raw.astype(np.uint32).view(np.float32) if spec.is_float else tiling.sign_extend(raw, width)
-        results.append(GemmResult(c=c, cycles=plan.cycles, sim_seconds=sim_seconds,
-                                  seconds=time.perf_counter() - started, built=build.built, acc_width=width))
+        results.append(
+            GemmResult(
+                c=c,
+                cycles=plan.cycles,
+                sim_seconds=sim_seconds,
+                seconds=time.perf_counter() - started,
+                built=build.built,
+                acc_width=width,
+            )
+        )
     return results
 
 
-def run_gemm(pe, a, b, *, rows, cols, a_signed=True, b_signed=True, sim="icarus", array="dedicated",
-             build_root=BUILD_ROOT):
+def run_gemm(
+    pe, a, b, *, rows, cols, a_signed=True, b_signed=True, sim="icarus", array="dedicated", build_root=BUILD_ROOT
+):
     """``A @ B`` as the simulated ``rows`` x ``cols`` array computes it.
 
     Parameters
@@ -417,8 +474,14 @@ def run_gemm(pe, a, b, *, rows, cols, a_signed=True, b_signed=True, sim="icarus"
     RuntimeError
         The simulation failed.
     """
-    (result,) = run_gemms([Gemm(pe, a, b, a_signed=a_signed, b_signed=b_signed)], rows=rows, cols=cols,
-                          sim=sim, array=array, build_root=build_root)
+    (result,) = run_gemms(
+        [Gemm(pe, a, b, a_signed=a_signed, b_signed=b_signed)],
+        rows=rows,
+        cols=cols,
+        sim=sim,
+        array=array,
+        build_root=build_root,
+    )
     return result
 
 
@@ -443,21 +506,34 @@ def _save_atomic(path, matrix):
 
 
 def _parser():
-    parser = OneLineParser(prog="python -m verify.gemm", error_prefix="verify.gemm",
-                     description="Run C = A @ B on a simulated R x C systolic array and write C (.npy).")
+    parser = OneLineParser(
+        prog="python -m verify.gemm",
+        error_prefix="verify.gemm",
+        description="Run C = A @ B on a simulated R x C systolic array and write C (.npy).",
+    )
     parser.add_argument("--pe", required=True, choices=PES, help="processing-element kind")
     parser.add_argument("--rows", required=True, type=positive_int, help="array rows R")
     parser.add_argument("--cols", required=True, type=positive_int, help="array columns C")
     parser.add_argument("--a", required=True, metavar="A.npy", help="M x K left operand")
     parser.add_argument("--b", required=True, metavar="B.npy", help="K x N right operand")
     parser.add_argument("--out", required=True, metavar="C.npy", help="M x N result (written atomically)")
-    parser.add_argument("--a-signed", type=bit_flag, default=True, metavar="0|1",
-                        help="A is INT4 (1, default) or UINT4 (0); int4 only")
-    parser.add_argument("--b-signed", type=bit_flag, default=True, metavar="0|1",
-                        help="B is INT4 (1, default) or UINT4 (0); int4 and log")
+    parser.add_argument(
+        "--a-signed", type=bit_flag, default=True, metavar="0|1", help="A is INT4 (1, default) or UINT4 (0); int4 only"
+    )
+    parser.add_argument(
+        "--b-signed",
+        type=bit_flag,
+        default=True,
+        metavar="0|1",
+        help="B is INT4 (1, default) or UINT4 (0); int4 and log",
+    )
     parser.add_argument("--sim", default="icarus", choices=SIMULATORS, help="simulator (default: %(default)s)")
-    parser.add_argument("--array", default="dedicated", choices=ARRAYS,
-                        help="dedicated array of --pe (default), or the unified train array (int4, log)")
+    parser.add_argument(
+        "--array",
+        default="dedicated",
+        choices=ARRAYS,
+        help="dedicated array of --pe (default), or the unified train array (int4, log)",
+    )
     parser.add_argument("--verbose", action="store_true", help="print cycles and times to stderr")
     return parser
 
@@ -470,8 +546,17 @@ def main(argv=None):
         out_dir = pathlib.Path(args.out).parent
         if not out_dir.is_dir():
             raise GemmError(f"--out: directory {out_dir} does not exist")
-        result = run_gemm(args.pe, a, b, rows=args.rows, cols=args.cols, a_signed=args.a_signed,
-                          b_signed=args.b_signed, sim=args.sim, array=args.array)
+        result = run_gemm(
+            args.pe,
+            a,
+            b,
+            rows=args.rows,
+            cols=args.cols,
+            a_signed=args.a_signed,
+            b_signed=args.b_signed,
+            sim=args.sim,
+            array=args.array,
+        )
         _save_atomic(args.out, result.c)
     except GemmError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
@@ -480,10 +565,13 @@ def main(argv=None):
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 1
     if args.verbose:
-        print(f"{prog}: {args.pe} {a.shape[0]}x{a.shape[1]}x{b.shape[1]} on {args.rows}x{args.cols} "
-              f"({args.array}, {args.sim}, acc {result.acc_width} bits): {result.cycles} cycles, "
-              f"simulation {result.sim_seconds:.3f} s, total {result.seconds:.3f} s"
-              f"{' (built)' if result.built else ''}", file=sys.stderr)
+        print(
+            f"{prog}: {args.pe} {a.shape[0]}x{a.shape[1]}x{b.shape[1]} on {args.rows}x{args.cols} "
+            f"({args.array}, {args.sim}, acc {result.acc_width} bits): {result.cycles} cycles, "
+            f"simulation {result.sim_seconds:.3f} s, total {result.seconds:.3f} s"
+            f"{' (built)' if result.built else ''}",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -57,8 +57,10 @@ def check(observed, expected, data, width):
         family = names[np.searchsorted(starts, step, side="right") - 1]
         inputs = ", ".join(f"{key[3:]}={int(data[key][step]):#x}" for key in data.files if key.startswith("in_"))
         digits = (width + 3) // 4
-        lines.append(f"step {step} ({family}): {inputs}: acc={int(observed[step]):#0{digits + 2}x} "
-                     f"expected {int(expected[step]):#0{digits + 2}x}")
+        lines.append(
+            f"step {step} ({family}): {inputs}: acc={int(observed[step]):#0{digits + 2}x} "
+            f"expected {int(expected[step]):#0{digits + 2}x}"
+        )
     return len(bad), lines
 
 
@@ -90,7 +92,7 @@ async def sequence_matches_golden(dut):
     monitor.sample()
     seconds = time.perf_counter() - started
 
-    mismatches, lines = check(monitor.samples[latency - 1:], expected, data, width)
+    mismatches, lines = check(monitor.samples[latency - 1 :], expected, data, width)
     with open(os.environ["FOURBIT_REPORT"], "w") as report:
         json.dump({"steps": steps, "seconds": seconds, "mismatches": mismatches, "first": lines}, report)
     assert mismatches == 0, f"{mismatches} of {steps} steps differ from golden:\n" + "\n".join(lines)

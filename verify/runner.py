@@ -75,8 +75,14 @@ class PESimulation:
         # Verilator reads the waivers before the design (the runner wants the top source last).
         sources = ([WAIVERS] if self.sim == "verilator" else []) + [self.verilog]
         self.runner = get_runner(self.sim)
-        self.runner.build(sources=sources, hdl_toplevel=self.kind, build_dir=self.build_dir / "sim",
-                          timescale=("1ns", "1ps"), always=True, log_file=self.build_dir / "build.log")
+        self.runner.build(
+            sources=sources,
+            hdl_toplevel=self.kind,
+            build_dir=self.build_dir / "sim",
+            timescale=("1ns", "1ps"),
+            always=True,
+            log_file=self.build_dir / "build.log",
+        )
         self._built = True
 
     def _test(self, test_module, name, env):
@@ -85,10 +91,15 @@ class PESimulation:
         full_env = self._environment()
         full_env.update(env)
         try:
-            self.runner.test(test_module=test_module, hdl_toplevel=self.kind,
-                             build_dir=self.build_dir / "sim", test_dir=self.build_dir,
-                             results_xml=str(self.build_dir / f"{name}.xml"), extra_env=full_env,
-                             log_file=self.build_dir / f"{name}.log")
+            self.runner.test(
+                test_module=test_module,
+                hdl_toplevel=self.kind,
+                build_dir=self.build_dir / "sim",
+                test_dir=self.build_dir,
+                results_xml=str(self.build_dir / f"{name}.xml"),
+                extra_env=full_env,
+                log_file=self.build_dir / f"{name}.log",
+            )
         except SystemExit as exit_:
             # cocotb_tools' runner exits on failing tests when run under pytest.
             return exit_
@@ -104,8 +115,10 @@ class PESimulation:
         """
         failure = self._test(test_module, name, env or {})
         if failure is not None:
-            raise SimulationMismatch(f"{test_module} failed on {self.kind} ({self.sim}, exit {failure.code}); "
-                                     f"see {self.build_dir / (name + '.log')}")
+            raise SimulationMismatch(
+                f"{test_module} failed on {self.kind} ({self.sim}, exit {failure.code}); "
+                f"see {self.build_dir / (name + '.log')}"
+            )
 
     def run(self, sequence, *, name="run"):
         """Simulate ``sequence`` and check every cycle against golden.
@@ -132,16 +145,25 @@ class PESimulation:
         sequence.save(stimulus_path, expected)
         if report_path.exists():
             report_path.unlink()
-        failure = self._test("verify.pe_tb", name,
-                             {"FOURBIT_STIMULUS": str(stimulus_path), "FOURBIT_REPORT": str(report_path),
-                              "FOURBIT_LATENCY": str(self.entry["latency"])})
+        failure = self._test(
+            "verify.pe_tb",
+            name,
+            {
+                "FOURBIT_STIMULUS": str(stimulus_path),
+                "FOURBIT_REPORT": str(report_path),
+                "FOURBIT_LATENCY": str(self.entry["latency"]),
+            },
+        )
         if not report_path.exists():
-            raise SimulationMismatch(f"{self.kind} on {self.sim}: simulation produced no report "
-                                     f"(exit {failure.code if failure else 0}); see {self.build_dir / (name + '.log')}")
+            raise SimulationMismatch(
+                f"{self.kind} on {self.sim}: simulation produced no report "
+                f"(exit {failure.code if failure else 0}); see {self.build_dir / (name + '.log')}"
+            )
         report = json.loads(report_path.read_text())
         report["golden_seconds"] = golden_seconds
         if report["mismatches"] or failure is not None:
             raise SimulationMismatch(
                 f"{self.kind} on {self.sim}: {report['mismatches']} of {report['steps']} steps differ "
-                f"from golden:\n" + "\n".join(report["first"]))
+                f"from golden:\n" + "\n".join(report["first"])
+            )
         return report

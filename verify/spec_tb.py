@@ -78,8 +78,9 @@ class Model:
 def _fp16_operand(rng):
     kind = rng.random()
     if kind < 0.15:
-        return rng.choice([0x0000, 0x8000, 0x0001, 0x83FF, 0x0400, 0x7BFF, 0xFBFF,
-                           0x7C00, 0xFC00, 0x7E00, 0x7C01, 0x3C00, 0xBC00])
+        return rng.choice(
+            [0x0000, 0x8000, 0x0001, 0x83FF, 0x0400, 0x7BFF, 0xFBFF, 0x7C00, 0xFC00, 0x7E00, 0x7C01, 0x3C00, 0xBC00]
+        )
     if kind < 0.6:
         # Exponents near 1 so that long sums keep rounding.
         return (rng.getrandbits(1) << 15) | (rng.randint(10, 20) << 10) | rng.getrandbits(10)
@@ -87,8 +88,7 @@ def _fp16_operand(rng):
 
 
 def _stimulus(name, rng):
-    ins = {"valid": int(rng.random() < 0.8), "clear": int(rng.random() < 0.08),
-           "rst": int(rng.random() < 0.01)}
+    ins = {"valid": int(rng.random() < 0.8), "clear": int(rng.random() < 0.08), "rst": int(rng.random() < 0.01)}
     if name == "int4_mac":
         ins.update(a=rng.getrandbits(4), b=rng.getrandbits(4), a_signed=rng.getrandbits(1))
     elif name == "log_mac":

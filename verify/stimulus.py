@@ -21,9 +21,21 @@ from golden.reference import int_products, log_products
 
 
 __all__ = [
-    "UNIT_PORTS", "Sequence", "concat", "expected", "expected_integer", "expected_fp32",
-    "int_exhaustive", "int_random", "int_wrap", "fp16_classes", "fp16_random",
-    "fp16_cancellation", "fp16_ties", "default_sequence", "FP16_CLASS_VALUES",
+    "UNIT_PORTS",
+    "Sequence",
+    "concat",
+    "expected",
+    "expected_integer",
+    "expected_fp32",
+    "int_exhaustive",
+    "int_random",
+    "int_wrap",
+    "fp16_classes",
+    "fp16_random",
+    "fp16_cancellation",
+    "fp16_ties",
+    "default_sequence",
+    "FP16_CLASS_VALUES",
 ]
 
 
@@ -75,10 +87,14 @@ class Sequence:
 
     def save(self, path, expected):
         """Write inputs and ``expected`` raw acc bits to an ``.npz`` for the cocotb side."""
-        np.savez(path, kind=self.kind, expected=np.asarray(expected, dtype=np.uint64),
-                 family_names=np.array([f for f, _ in self.families]),
-                 family_starts=np.array([s for _, s in self.families], dtype=np.int64),
-                 **{f"in_{name}": column for name, column in self.inputs.items()})
+        np.savez(
+            path,
+            kind=self.kind,
+            expected=np.asarray(expected, dtype=np.uint64),
+            family_names=np.array([f for f, _ in self.families]),
+            family_starts=np.array([s for _, s in self.families], dtype=np.int64),
+            **{f"in_{name}": column for name, column in self.inputs.items()},
+        )
 
 
 def concat(*sequences):
@@ -95,6 +111,7 @@ def concat(*sequences):
 
 
 # -- expected accumulator values -------------------------------------------------------------
+
 
 def _segments(valid, clear, rst):
     """Per step: index of the step that (re)started its accumulation, and the kind of start.
@@ -162,7 +179,7 @@ def expected_fp32(product_bits, valid, clear, rst):
     order = np.argsort(position, kind="stable")
     bounds = np.searchsorted(position[order], np.arange(position.max() + 2))
     for i in range(position.max() + 1):
-        steps = order[bounds[i]:bounds[i + 1]]
+        steps = order[bounds[i] : bounds[i + 1]]
         segs = torch.from_numpy(segment[steps])
         state[segs] = fp32_add_bits(state[segs], torch.from_numpy(addend[steps]))
         expected[steps] = state[segs].numpy()
@@ -173,18 +190,21 @@ def expected(sequence, *, acc_width=None):
     """Expected raw acc bits of ``sequence`` (``acc_width`` for the integer units)."""
     i = sequence.inputs
     if sequence.kind == "int4_mac":
-        products = int_products(torch.from_numpy(i["a"]), torch.from_numpy(i["b"]),
-                                a_signed=torch.from_numpy(i["a_signed"]), b_signed=True).numpy()
+        products = int_products(
+            torch.from_numpy(i["a"]), torch.from_numpy(i["b"]), a_signed=torch.from_numpy(i["a_signed"]), b_signed=True
+        ).numpy()
         return expected_integer(products, i["valid"], i["clear"], i["rst"], acc_width)
     if sequence.kind == "log_mac":
-        products = log_products(torch.from_numpy(i["g"]), torch.from_numpy(i["x"]),
-                                x_signed=torch.from_numpy(i["x_signed"])).numpy()
+        products = log_products(
+            torch.from_numpy(i["g"]), torch.from_numpy(i["x"]), x_signed=torch.from_numpy(i["x_signed"])
+        ).numpy()
         return expected_integer(products, i["valid"], i["clear"], i["rst"], acc_width)
     products = fp16_product_bits(torch.from_numpy(i["a"]), torch.from_numpy(i["b"])).numpy()
     return expected_fp32(products, i["valid"], i["clear"], i["rst"])
 
 
 # -- families --------------------------------------------------------------------------------
+
 
 def _controls(rng, n, *, p_valid, p_clear, p_rst):
     valid = (rng.random(n) < p_valid).astype(np.int64)
@@ -205,8 +225,9 @@ def _sequence(kind, name, operands, valid, clear, rst, *, reset_first=True):
     if reset_first and n:
         rst[0] = 1
     inputs = dict(operands, valid=valid, clear=clear, rst=rst)
-    return Sequence(kind=kind, inputs={k: np.asarray(v, dtype=np.int64) for k, v in inputs.items()},
-                    families=[(name, 0)])
+    return Sequence(
+        kind=kind, inputs={k: np.asarray(v, dtype=np.int64) for k, v in inputs.items()}, families=[(name, 0)]
+    )
 
 
 def int_exhaustive(kind):
@@ -215,12 +236,18 @@ def int_exhaustive(kind):
     a, b, mode = np.meshgrid(np.arange(16), np.arange(16), np.arange(2), indexing="ij")
     a, b, mode = a.ravel(), b.ravel(), mode.ravel()
     n = len(a)
-    alone = _sequence(kind, "exhaustive-products", _int_operands(kind, a, b, mode),
-                      np.ones(n), np.ones(n), np.zeros(n))
+    alone = _sequence(kind, "exhaustive-products", _int_operands(kind, a, b, mode), np.ones(n), np.ones(n), np.zeros(n))
     clear = np.zeros(n)
     clear[0] = 1
-    summed = _sequence(kind, "exhaustive-accumulate", _int_operands(kind, a, b, mode),
-                       np.ones(n), clear, np.zeros(n), reset_first=False)
+    summed = _sequence(
+        kind,
+        "exhaustive-accumulate",
+        _int_operands(kind, a, b, mode),
+        np.ones(n),
+        clear,
+        np.zeros(n),
+        reset_first=False,
+    )
     return concat(alone, summed)
 
 
@@ -244,8 +271,9 @@ def int_wrap(kind, steps):
         a, b, mode = np.full(steps, 15), np.r_[np.full(half, 0xF), np.full(steps - half, 0x7)], np.zeros(steps)
     clear = np.zeros(steps)
     clear[0] = 1
-    return _sequence(kind, "wrap", _int_operands(kind, a, b, mode), np.ones(steps), clear,
-                     np.zeros(steps), reset_first=False)
+    return _sequence(
+        kind, "wrap", _int_operands(kind, a, b, mode), np.ones(steps), clear, np.zeros(steps), reset_first=False
+    )
 
 
 #: Binary16 representatives of every operand class (both signs are added).
@@ -282,8 +310,9 @@ def fp16_classes(rng):
     a2 = np.stack([values[first[:, 0]], a], axis=1).ravel()
     b2 = np.stack([values[first[:, 1]], b], axis=1).ravel()
     clear = np.tile([1, 0], n)
-    added = _sequence("fp16_mac", "classes-accumulate", {"a": a2, "b": b2}, np.ones(2 * n), clear,
-                      np.zeros(2 * n), reset_first=False)
+    added = _sequence(
+        "fp16_mac", "classes-accumulate", {"a": a2, "b": b2}, np.ones(2 * n), clear, np.zeros(2 * n), reset_first=False
+    )
     return concat(alone, added)
 
 
@@ -311,8 +340,9 @@ def fp16_cancellation(rng, pairs):
     a_steps = np.stack([a, a ^ 0x8000], axis=1).ravel()
     b_steps = np.stack([b, b2], axis=1).ravel()
     clear = np.tile([1, 0], pairs)
-    return _sequence("fp16_mac", "cancellation", {"a": a_steps, "b": b_steps},
-                     np.ones(2 * pairs), clear, np.zeros(2 * pairs))
+    return _sequence(
+        "fp16_mac", "cancellation", {"a": a_steps, "b": b_steps}, np.ones(2 * pairs), clear, np.zeros(2 * pairs)
+    )
 
 
 def fp16_ties(rng, runs):
@@ -340,6 +370,7 @@ def default_sequence(kind, *, seed=0, random_steps=2000, wrap_steps=0):
             parts.append(int_wrap(kind, wrap_steps))
         return concat(*parts)
     if kind == "fp16_mac":
-        return concat(fp16_classes(rng), fp16_cancellation(rng, 200), fp16_ties(rng, 20),
-                      fp16_random(rng, random_steps))
+        return concat(
+            fp16_classes(rng), fp16_cancellation(rng, 200), fp16_ties(rng, 20), fp16_random(rng, random_steps)
+        )
     raise ValueError(f"unknown unit kind {kind!r}")

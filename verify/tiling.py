@@ -22,8 +22,18 @@ import numpy as np
 from hw.array import min_tile_cycles
 
 
-__all__ = ["Schedule", "schedule", "concatenate", "split_columns", "pack_rows", "pack_words", "unpack_rows", "unpack_words",
-           "sign_extend", "assemble"]
+__all__ = [
+    "Schedule",
+    "schedule",
+    "concatenate",
+    "split_columns",
+    "pack_rows",
+    "pack_words",
+    "unpack_rows",
+    "unpack_words",
+    "sign_extend",
+    "assemble",
+]
 
 
 @dataclasses.dataclass
@@ -103,9 +113,9 @@ def schedule(a_bits, b_bits, rows, cols):
         start = t * spacing
         if k:
             # Cycle start + kk carries A[r0:r0+R, kk] and B[kk, c0:c0+C].
-            a_words[start:start + k] = a_pad[r0:r0 + rows].T
-            b_words[start:start + k] = b_pad[:, c0:c0 + cols]
-            valid[start:start + k] = 1
+            a_words[start : start + k] = a_pad[r0 : r0 + rows].T
+            b_words[start : start + k] = b_pad[:, c0 : c0 + cols]
+            valid[start : start + k] = 1
         clear[start] = 1
         last[start + steps - 1] = 1
     return Schedule(a_words, b_words, valid, clear, last, tiles, m, n, rows, cols)
@@ -131,8 +141,12 @@ def concatenate(plans):
         clear=np.concatenate([p.clear for p in plans]),
         last=np.concatenate([p.last for p in plans]),
         tiles=[tile for p in plans for tile in p.tiles],
-        m=None, n=None, rows=first.rows, cols=first.cols,
-        modes={name: np.concatenate([p.modes[name] for p in plans]) for name in names})
+        m=None,
+        n=None,
+        rows=first.rows,
+        cols=first.cols,
+        modes={name: np.concatenate([p.modes[name] for p in plans]) for name in names},
+    )
 
 
 def split_columns(plans, column_values):
@@ -169,7 +183,7 @@ def unpack_rows(byte_rows, count, width):
         raise ValueError(f"word width {width} > 64")
     byte_rows = np.asarray(byte_rows, dtype=np.uint8).reshape(-1, (count * width + 7) // 8)
     n = len(byte_rows)
-    bits = np.unpackbits(byte_rows, axis=1, bitorder="little")[:, :count * width]
+    bits = np.unpackbits(byte_rows, axis=1, bitorder="little")[:, : count * width]
     bits = bits.reshape(n, count, width).astype(np.uint64)
     return (bits << np.arange(width, dtype=np.uint64)).sum(axis=2, dtype=np.uint64)
 
@@ -205,8 +219,9 @@ def assemble(plan, column_values):
             raise RuntimeError(f"column {j} drained {len(values)} results, expected {plan.results_per_column}")
     stacked = np.stack(column_values, axis=1)  # (tiles * R) x C
     per_tile = stacked.reshape(len(plan.tiles), rows, cols)
-    out = np.zeros((max(1, math.ceil(plan.m / rows)) * rows, max(1, math.ceil(plan.n / cols)) * cols),
-                   dtype=stacked.dtype)
+    out = np.zeros(
+        (max(1, math.ceil(plan.m / rows)) * rows, max(1, math.ceil(plan.n / cols)) * cols), dtype=stacked.dtype
+    )
     for t, (r0, c0) in enumerate(plan.tiles):
-        out[r0:r0 + rows, c0:c0 + cols] = per_tile[t]
-    return out[:plan.m, :plan.n]
+        out[r0 : r0 + rows, c0 : c0 + cols] = per_tile[t]
+    return out[: plan.m, : plan.n]

@@ -15,17 +15,49 @@ its multipliers from the same objects (see :mod:`golden.formats.base`).
 from .base import IntegerFormat, NumberFormat, Ops, ProductRange, ScaleFormat, max_safe_k
 from .fp4 import FP4_RADIX2, FP4_RADIX4, LogFormat, fp4_decode, fp4_quantize, grad_scale_exponent
 from .fp16 import FP16, FP32, BinaryFloatFormat, CANONICAL_NAN32
-from .integer import (INT4, SAWB_COEFFICIENTS, UINT4, PactQuantize, pact, quantize_input,
-                      quantize_pact, quantize_weight, sawb_step)
+from .integer import (
+    INT4,
+    SAWB_COEFFICIENTS,
+    UINT4,
+    PactQuantize,
+    pact,
+    quantize_input,
+    quantize_pact,
+    quantize_weight,
+    sawb_step,
+)
 from .ops import TORCH_OPS, TorchOps
 
 #: Every format by name.
 FORMATS = {f.name: f for f in (INT4, UINT4, FP4_RADIX4, FP4_RADIX2, FP16, FP32)}
 
 __all__ = [
-    "quantize_input", "sawb_step", "quantize_weight", "quantize_pact", "PactQuantize", "pact",
-    "fp4_quantize", "fp4_decode", "grad_scale_exponent", "SAWB_COEFFICIENTS",
-    "NumberFormat", "IntegerFormat", "ScaleFormat", "LogFormat", "BinaryFloatFormat",
-    "Ops", "TorchOps", "TORCH_OPS", "ProductRange", "max_safe_k",
-    "INT4", "UINT4", "FP4_RADIX4", "FP4_RADIX2", "FP16", "FP32", "CANONICAL_NAN32", "FORMATS",
+    "quantize_input",
+    "sawb_step",
+    "quantize_weight",
+    "quantize_pact",
+    "PactQuantize",
+    "pact",
+    "fp4_quantize",
+    "fp4_decode",
+    "grad_scale_exponent",
+    "SAWB_COEFFICIENTS",
+    "NumberFormat",
+    "IntegerFormat",
+    "ScaleFormat",
+    "LogFormat",
+    "BinaryFloatFormat",
+    "Ops",
+    "TorchOps",
+    "TORCH_OPS",
+    "ProductRange",
+    "max_safe_k",
+    "INT4",
+    "UINT4",
+    "FP4_RADIX4",
+    "FP4_RADIX2",
+    "FP16",
+    "FP32",
+    "CANONICAL_NAN32",
+    "FORMATS",
 ]

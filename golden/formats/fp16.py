@@ -20,9 +20,17 @@ from ._checks import code_tensor
 from .base import NumberFormat
 
 __all__ = [
-    "FP16", "FP32", "BinaryFloatFormat", "CANONICAL_NAN32",
-    "fp16_bits_to_float", "fp32_bits_to_float", "float_to_fp32_bits", "float_to_fp16_bits",
-    "fp16_product_bits", "fp32_add_bits", "canonicalize_nan32",
+    "FP16",
+    "FP32",
+    "BinaryFloatFormat",
+    "CANONICAL_NAN32",
+    "fp16_bits_to_float",
+    "fp32_bits_to_float",
+    "float_to_fp32_bits",
+    "float_to_fp16_bits",
+    "fp16_product_bits",
+    "fp32_add_bits",
+    "canonicalize_nan32",
 ]
 
 CANONICAL_NAN32 = 0x7FC00000

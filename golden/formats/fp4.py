@@ -44,8 +44,15 @@ from ._checks import choice, code_tensor, positive_scalar, tensor_arg
 from .base import ScaleFormat
 
 __all__ = [
-    "LogFormat", "FP4_RADIX4", "FP4_RADIX2", "ROUNDING_MODES", "TIE_RULES",
-    "fp4_quantize", "fp4_decode", "grad_scale_exponent", "lfsr16_states",
+    "LogFormat",
+    "FP4_RADIX4",
+    "FP4_RADIX2",
+    "ROUNDING_MODES",
+    "TIE_RULES",
+    "fp4_quantize",
+    "fp4_decode",
+    "grad_scale_exponent",
+    "lfsr16_states",
 ]
 
 ROUNDING_MODES = ("nearest", "log", "stochastic")
@@ -121,8 +128,16 @@ class LogFormat(ScaleFormat):
             between = [(lo + hi) / 2 for lo, hi in zip(levels, levels[1:])]
         return np.array([levels[0] / 2] + between, dtype=np.float64)
 
-    def quantize(self, v: torch.Tensor, *, phase: int = 0, unit: float = 1.0,
-                 rounding: str = "nearest", ties: str = "away", seed: int = 1):
+    def quantize(
+        self,
+        v: torch.Tensor,
+        *,
+        phase: int = 0,
+        unit: float = 1.0,
+        rounding: str = "nearest",
+        ties: str = "away",
+        seed: int = 1,
+    ):
         """Codes and scale of ``v``; see :func:`fp4_quantize`."""
         func = "fp4_quantize"
         tensor_arg(func, "v", v, allow_int=True)
@@ -153,8 +168,9 @@ class LogFormat(ScaleFormat):
         return codes, math.ldexp(unit, k)
 
     def _stochastic_exponent(self, m: torch.Tensor, seed: int) -> torch.Tensor:
-        levels = torch.tensor([0.0] + [self.level(e) for e in range(1, self.max_exponent + 1)],
-                              dtype=torch.float64, device=m.device)
+        levels = torch.tensor(
+            [0.0] + [self.level(e) for e in range(1, self.max_exponent + 1)], dtype=torch.float64, device=m.device
+        )
         # Index of the level at or below m (levels[0] = 0), saturating at the top.
         lower = (torch.bucketize(m, levels, right=True) - 1).clamp_(0, self.max_exponent)
         upper = (lower + 1).clamp_(max=self.max_exponent)
@@ -173,8 +189,9 @@ class LogFormat(ScaleFormat):
         raw = codes.to(torch.int64)
         if bool(((raw < 0) | (raw >= self.num_codes)).any()):
             raise ValueError(f"{func}: codes must be in 0..{self.num_codes - 1}")
-        table = torch.tensor([self.code_value(c, scale, phase) for c in self.codes()],
-                             dtype=torch.float64, device=codes.device)
+        table = torch.tensor(
+            [self.code_value(c, scale, phase) for c in self.codes()], dtype=torch.float64, device=codes.device
+        )
         return table[raw]
 
     def code_value(self, code: int, scale: float, phase: int = 0) -> float:
@@ -192,8 +209,9 @@ FP4_RADIX4 = LogFormat(name="fp4r4", radix=4, exponent_bits=3, phases=2)
 FP4_RADIX2 = LogFormat(name="fp4r2", radix=2, exponent_bits=3, phases=1)
 
 
-def fp4_quantize(v: torch.Tensor, phase: int = 0, unit: float = 1.0, *,
-                 rounding: str = "nearest", ties: str = "away", seed: int = 1):
+def fp4_quantize(
+    v: torch.Tensor, phase: int = 0, unit: float = 1.0, *, rounding: str = "nearest", ties: str = "away", seed: int = 1
+):
     """Quantize a gradient tensor to radix-4 FP4 codes with GradScale and TPR phase ``phase``.
 
     Parameters

@@ -16,8 +16,16 @@ from ._checks import positive_scalar, tensor_arg
 from .base import IntegerFormat
 
 __all__ = [
-    "INT4", "UINT4", "SAWB_COEFFICIENTS", "SAWB_EPS",
-    "quantize_input", "sawb_step", "quantize_weight", "quantize_pact", "PactQuantize", "pact",
+    "INT4",
+    "UINT4",
+    "SAWB_COEFFICIENTS",
+    "SAWB_EPS",
+    "quantize_input",
+    "sawb_step",
+    "quantize_weight",
+    "quantize_pact",
+    "PactQuantize",
+    "pact",
 ]
 
 INT4 = IntegerFormat(name="int4", bits=4, signed=True)

@@ -38,7 +38,7 @@ def grad_exponent(m, amax, width):
     below = Signal(unsigned(len(amax)), name="gs_below")
     m.d.comb += below.eq(Mux(amax == 0, 0, amax - 1))
     k = Signal(unsigned(width), name="gs_k")
-    for i in range(len(amax)):   # later assignments win: the highest set bit decides
+    for i in range(len(amax)):  # later assignments win: the highest set bit decides
         with m.If(below[i]):
             m.d.comb += k.eq(i + 1)
     return k
@@ -91,16 +91,25 @@ class FP4Encoder(wiring.Component):
         try:
             self.value_width = check_int("fp4_encoder", "value_width", value_width, minimum=2)
         except (TypeError, ValueError):
-            self._MustUse__silence = True   # refused, not unused
+            self._MustUse__silence = True  # refused, not unused
             raise
         self.k_bits = k_width(self.value_width)
-        super().__init__({"value": In(signed(self.value_width)), "amax": In(self.value_width),
-                          "k": Out(self.k_bits), "code0": Out(4), "code1": Out(4)})
+        super().__init__(
+            {
+                "value": In(signed(self.value_width)),
+                "amax": In(self.value_width),
+                "k": Out(self.k_bits),
+                "code0": Out(4),
+                "code1": Out(4),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()
         k = grad_exponent(m, self.amax, self.k_bits)
-        m.d.comb += [self.k.eq(k),
-                     self.code0.eq(fp4_encode(m, self.value, k, 0, name="p0")),
-                     self.code1.eq(fp4_encode(m, self.value, k, 1, name="p1"))]
+        m.d.comb += [
+            self.k.eq(k),
+            self.code0.eq(fp4_encode(m, self.value, k, 0, name="p0")),
+            self.code1.eq(fp4_encode(m, self.value, k, 1, name="p1")),
+        ]
         return m

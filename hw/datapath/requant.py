@@ -78,10 +78,18 @@ class Requantizer(wiring.Component):
         try:
             self.total_width = check_int("requantizer", "total_width", total_width, minimum=2)
         except (TypeError, ValueError):
-            self._MustUse__silence = True   # refused, not unused
+            self._MustUse__silence = True  # refused, not unused
             raise
-        super().__init__({"total": In(signed(self.total_width)), "m0": In(M0_BITS), "shift": In(SHIFT_BITS),
-                          "code": Out(4), "inside": Out(1), "saturated": Out(1)})
+        super().__init__(
+            {
+                "total": In(signed(self.total_width)),
+                "m0": In(M0_BITS),
+                "shift": In(SHIFT_BITS),
+                "code": Out(4),
+                "inside": Out(1),
+                "saturated": Out(1),
+            }
+        )
 
     def elaborate(self, platform):
         m = Module()

@@ -42,8 +42,17 @@ from .._params import check_int
 from .fp4_encoder import fp4_encode, grad_exponent, k_width
 from .requant import M0_BITS, SHIFT_BITS, requantize
 
-__all__ = ["CMD_NOP", "CMD_GEMM", "CMD_ENCODE", "CMD_CLEAR", "POST_NONE", "POST_MASK", "POST_GRAD",
-           "TOTAL_WIDTH", "TrainDatapath"]
+__all__ = [
+    "CMD_NOP",
+    "CMD_GEMM",
+    "CMD_ENCODE",
+    "CMD_CLEAR",
+    "POST_NONE",
+    "POST_MASK",
+    "POST_GRAD",
+    "TOTAL_WIDTH",
+    "TrainDatapath",
+]
 
 CMD_NOP, CMD_GEMM, CMD_ENCODE, CMD_CLEAR = 0, 1, 2, 3
 POST_NONE, POST_MASK, POST_GRAD = 0, 1, 2
@@ -143,21 +152,49 @@ class TrainDatapath(wiring.Component):
         addr = max(_bits(grad_depth), _bits(mask_depth))
         self.addr_bits = addr
         self.k_bits = k_width(grad_width)
-        super().__init__({
-            "cmd": In(2), "start": In(1), "busy": Out(1), "cycles": Out(32),
-            "k": In(range(k_depth + 1)), "mode": In(1), "a_signed": In(1), "b_signed": In(1),
-            "post": In(2), "use_mask": In(1), "m0": In(M0_BITS), "shift": In(SHIFT_BITS),
-            "rows_valid": In(range(rows + 1)), "cols_valid": In(range(cols + 1)),
-            "base": In(addr), "offset": In(addr), "stride": In(addr), "count": In(range(grad_depth + 1)),
-            "a_we": In(1), "a_addr": In(_bits(k_depth)), "a_data": In(4 * rows),
-            "b_we": In(1), "b_addr": In(_bits(k_depth)), "b_data": In(4 * cols),
-            "bias_we": In(1), "bias_addr": In(_bits(cols)), "bias_data": In(signed(TOTAL_WIDTH)),
-            "g_we": In(1), "g_addr": In(_bits(grad_depth)), "g_data": In(signed(grad_width)),
-            "res_row": In(_bits(rows)), "res_total": Out(TOTAL_WIDTH * cols), "res_code": Out(4 * cols),
-            "res_inside": Out(cols), "res_saturated": Out(cols),
-            "c_addr": In(_bits(grad_depth)), "c_data": Out(8),
-            "amax": Out(grad_width), "grad_k": Out(self.k_bits),
-        })
+        super().__init__(
+            {
+                "cmd": In(2),
+                "start": In(1),
+                "busy": Out(1),
+                "cycles": Out(32),
+                "k": In(range(k_depth + 1)),
+                "mode": In(1),
+                "a_signed": In(1),
+                "b_signed": In(1),
+                "post": In(2),
+                "use_mask": In(1),
+                "m0": In(M0_BITS),
+                "shift": In(SHIFT_BITS),
+                "rows_valid": In(range(rows + 1)),
+                "cols_valid": In(range(cols + 1)),
+                "base": In(addr),
+                "offset": In(addr),
+                "stride": In(addr),
+                "count": In(range(grad_depth + 1)),
+                "a_we": In(1),
+                "a_addr": In(_bits(k_depth)),
+                "a_data": In(4 * rows),
+                "b_we": In(1),
+                "b_addr": In(_bits(k_depth)),
+                "b_data": In(4 * cols),
+                "bias_we": In(1),
+                "bias_addr": In(_bits(cols)),
+                "bias_data": In(signed(TOTAL_WIDTH)),
+                "g_we": In(1),
+                "g_addr": In(_bits(grad_depth)),
+                "g_data": In(signed(grad_width)),
+                "res_row": In(_bits(rows)),
+                "res_total": Out(TOTAL_WIDTH * cols),
+                "res_code": Out(4 * cols),
+                "res_inside": Out(cols),
+                "res_saturated": Out(cols),
+                "c_addr": In(_bits(grad_depth)),
+                "c_data": Out(8),
+                "amax": Out(grad_width),
+                "grad_k": Out(self.k_bits),
+            }
+        )
 
     def _check(self, rows, cols, k_depth, grad_depth, mask_depth, acc_width, grad_width):
         owner = "train_datapath"
@@ -179,14 +216,22 @@ class TrainDatapath(wiring.Component):
     def manifest(self):
         """Datapath-specific manifest fields (geometry, command and post-operation encodings)."""
         return {
-            "timing": ("command interface: configuration latched with `start`; `busy` high until done. "
-                       "CMD_GEMM takes k + drain (C - 1 + 2(R - 1) + 2) cycles, plus one per valid element "
-                       "with a post-operation; CMD_ENCODE count + 1 cycles"),
-            "rows": self.rows, "cols": self.cols, "k_depth": self.k_depth, "grad_depth": self.grad_depth,
-            "mask_depth": self.mask_depth, "acc_width": self.acc_width, "grad_width": self.grad_width,
+            "timing": (
+                "command interface: configuration latched with `start`; `busy` high until done. "
+                "CMD_GEMM takes k + drain (C - 1 + 2(R - 1) + 2) cycles, plus one per valid element "
+                "with a post-operation; CMD_ENCODE count + 1 cycles"
+            ),
+            "rows": self.rows,
+            "cols": self.cols,
+            "k_depth": self.k_depth,
+            "grad_depth": self.grad_depth,
+            "mask_depth": self.mask_depth,
+            "acc_width": self.acc_width,
+            "grad_width": self.grad_width,
             "commands": {"nop": CMD_NOP, "gemm": CMD_GEMM, "encode": CMD_ENCODE, "clear": CMD_CLEAR},
             "post": {"none": POST_NONE, "mask": POST_MASK, "grad": POST_GRAD},
-            "total_width": TOTAL_WIDTH, "max_k_no_overflow": self.array.max_k,
+            "total_width": TOTAL_WIDTH,
+            "max_k_no_overflow": self.array.max_k,
         }
 
     def elaborate(self, platform):
@@ -199,8 +244,14 @@ class TrainDatapath(wiring.Component):
         m.submodules.b_buf = b_buf = Memory(shape=unsigned(4 * C), depth=self.k_depth, init=[])
         a_wr, b_wr = a_buf.write_port(), b_buf.write_port()
         a_rd, b_rd = a_buf.read_port(), b_buf.read_port()
-        m.d.comb += [a_wr.en.eq(self.a_we), a_wr.addr.eq(self.a_addr), a_wr.data.eq(self.a_data),
-                     b_wr.en.eq(self.b_we), b_wr.addr.eq(self.b_addr), b_wr.data.eq(self.b_data)]
+        m.d.comb += [
+            a_wr.en.eq(self.a_we),
+            a_wr.addr.eq(self.a_addr),
+            a_wr.data.eq(self.a_data),
+            b_wr.en.eq(self.b_we),
+            b_wr.addr.eq(self.b_addr),
+            b_wr.data.eq(self.b_data),
+        ]
 
         # Gradient words, their FP4 codes, and the straight-through mask.
         m.submodules.grad_mem = grad_mem = Memory(shape=signed(self.grad_width), depth=self.grad_depth, init=[])
@@ -234,7 +285,7 @@ class TrainDatapath(wiring.Component):
         m.d.comb += self.grad_k.eq(gk)
 
         def magnitude(value):
-            return Mux(value < 0, -value, value)[:self.grad_width]
+            return Mux(value < 0, -value, value)[: self.grad_width]
 
         # Configuration latched at start, so the host may change its inputs meanwhile.
         k_reg = Signal.like(self.k)
@@ -256,9 +307,15 @@ class TrainDatapath(wiring.Component):
         kk = Signal.like(self.k)
         issue, first, final = Signal(), Signal(), Signal()
         m.d.sync += [issue.eq(0), first.eq(0), final.eq(0)]
-        m.d.comb += [a_rd.addr.eq(kk), b_rd.addr.eq(kk),
-                     array.a_in.eq(a_rd.data), array.b_in.eq(b_rd.data),
-                     array.valid.eq(issue), array.clear.eq(first), array.last.eq(final)]
+        m.d.comb += [
+            a_rd.addr.eq(kk),
+            b_rd.addr.eq(kk),
+            array.a_in.eq(a_rd.data),
+            array.b_in.eq(b_rd.data),
+            array.valid.eq(issue),
+            array.clear.eq(first),
+            array.last.eq(final),
+        ]
 
         # Drain collector: column j emits rows 0..R-1 in order; bias add + requantizer per column.
         row_of = [Signal(range(R + 1), name=f"drained{j}") for j in range(C)]
@@ -273,15 +330,19 @@ class TrainDatapath(wiring.Component):
                 m.d.sync += row_of[j].eq(row_of[j] + 1)
                 for i in range(R):
                     with m.If(row_of[j] == i):
-                        m.d.sync += [total[i][j].eq(col_total), code[i][j].eq(rq_code),
-                                     inside[i][j].eq(rq_inside), sat[i][j].eq(rq_sat)]
+                        m.d.sync += [
+                            total[i][j].eq(col_total),
+                            code[i][j].eq(rq_code),
+                            inside[i][j].eq(rq_inside),
+                            sat[i][j].eq(rq_sat),
+                        ]
 
         # Post-operation / encoder: stage A issues a memory read, stage B writes.
         flat_total = _padded((total[i][j] for i in range(R) for j in range(C)), 0)
         flat_inside = _padded((inside[i][j] for i in range(R) for j in range(C)), 0)
         pi, pj = Signal(range(R + 1)), Signal(range(C + 1))
-        row_addr, row_rel = Signal(self.addr_bits), Signal(self.addr_bits)   # start of the tile row
-        cur_addr, cur_rel = Signal(self.addr_bits), Signal(self.addr_bits)   # element issued now
+        row_addr, row_rel = Signal(self.addr_bits), Signal(self.addr_bits)  # start of the tile row
+        cur_addr, cur_rel = Signal(self.addr_bits), Signal(self.addr_bits)  # element issued now
         idx = Signal(range(self.grad_depth + 1))
         st_valid = Signal()
         st_elem = Signal(range(R * C))
@@ -325,8 +386,14 @@ class TrainDatapath(wiring.Component):
                 m.d.sync += state.eq(_DRAIN)
         with m.Elif(state == _DRAIN):
             m.d.comb += self.busy.eq(1)
-            m.d.sync += [pi.eq(0), pj.eq(0), row_addr.eq(base + offset), row_rel.eq(offset),
-                         cur_addr.eq(base + offset), cur_rel.eq(offset)]
+            m.d.sync += [
+                pi.eq(0),
+                pj.eq(0),
+                row_addr.eq(base + offset),
+                row_rel.eq(offset),
+                cur_addr.eq(base + offset),
+                cur_rel.eq(offset),
+            ]
             with m.If(all_drained):
                 m.d.sync += state.eq(Mux(post == POST_NONE, _IDLE, _POST))
         with m.Elif(state == _POST):
@@ -334,9 +401,14 @@ class TrainDatapath(wiring.Component):
             with m.If(pi < rows_valid):
                 m.d.sync += [st_valid.eq(1), st_elem.eq(pi * C + pj), st_addr.eq(cur_addr), st_rel.eq(cur_rel)]
                 with m.If(pj + 1 >= cols_valid):
-                    m.d.sync += [pj.eq(0), pi.eq(pi + 1), row_addr.eq(row_addr + stride),
-                                 row_rel.eq(row_rel + stride), cur_addr.eq(row_addr + stride),
-                                 cur_rel.eq(row_rel + stride)]
+                    m.d.sync += [
+                        pj.eq(0),
+                        pi.eq(pi + 1),
+                        row_addr.eq(row_addr + stride),
+                        row_rel.eq(row_rel + stride),
+                        cur_addr.eq(row_addr + stride),
+                        cur_rel.eq(row_rel + stride),
+                    ]
                 with m.Else():
                     m.d.sync += [pj.eq(pj + 1), cur_addr.eq(cur_addr + 1), cur_rel.eq(cur_rel + 1)]
             with m.Else():
@@ -347,15 +419,26 @@ class TrainDatapath(wiring.Component):
                 m.d.sync += [enc_valid.eq(1), enc_addr.eq(idx), idx.eq(idx + 1)]
             with m.Else():
                 m.d.sync += state.eq(_IDLE)
-        with m.Else():   # IDLE
+        with m.Else():  # IDLE
             with m.If(self.start):
                 m.d.sync += [
-                    k_reg.eq(self.k), post.eq(self.post), use_mask.eq(self.use_mask),
-                    rows_valid.eq(self.rows_valid), cols_valid.eq(self.cols_valid),
-                    base.eq(self.base), offset.eq(self.offset), stride.eq(self.stride), count.eq(self.count),
-                    m0.eq(self.m0), shift.eq(self.shift),
-                    mode.eq(self.mode), a_signed.eq(self.a_signed), b_signed.eq(self.b_signed),
-                    cycles.eq(1), kk.eq(0), idx.eq(0),
+                    k_reg.eq(self.k),
+                    post.eq(self.post),
+                    use_mask.eq(self.use_mask),
+                    rows_valid.eq(self.rows_valid),
+                    cols_valid.eq(self.cols_valid),
+                    base.eq(self.base),
+                    offset.eq(self.offset),
+                    stride.eq(self.stride),
+                    count.eq(self.count),
+                    m0.eq(self.m0),
+                    shift.eq(self.shift),
+                    mode.eq(self.mode),
+                    a_signed.eq(self.a_signed),
+                    b_signed.eq(self.b_signed),
+                    cycles.eq(1),
+                    kk.eq(0),
+                    idx.eq(0),
                 ]
                 m.d.sync += [row_of[j].eq(0) for j in range(C)]
                 m.d.sync += state.eq(Mux(self.cmd == CMD_GEMM, _STREAM, Mux(self.cmd == CMD_ENCODE, _ENCODE, _IDLE)))

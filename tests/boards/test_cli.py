@@ -29,15 +29,20 @@ def _run(main, *args, capsys):
 
 def test_unknown_board_lists_supported(capsys):
     assert _run(synth_main, "--board", "arty", capsys=capsys) == (
-        2, ["python -m boards.synth: error: unknown board 'arty' (supported: icebreaker, ulx3s)"])
+        2,
+        ["python -m boards.synth: error: unknown board 'arty' (supported: icebreaker, ulx3s)"],
+    )
     with pytest.raises(ValueError, match="supported: icebreaker, ulx3s"):
         synthesize("arty")
 
 
-@pytest.mark.parametrize("args,message", [
-    (("--pe", "bf16"), "unknown PE kind 'bf16'"),
-    (("--rows", "0"), "expected a positive integer"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("--pe", "bf16"), "unknown PE kind 'bf16'"),
+        (("--rows", "0"), "expected a positive integer"),
+    ],
+)
 def test_synth_bad_input(args, message, capsys):
     status, err = _run(synth_main, "--board", "icebreaker", *args, capsys=capsys)
     assert status == 2 and len(err) == 1 and message in err[0]
@@ -70,10 +75,13 @@ def test_board_top_validates_eagerly():
         BoardTop(kind="int4", rows=1, cols=1, clock_div=2.0)
 
 
-@pytest.mark.parametrize("board,constraint", [
-    ("icebreaker", "set_frequency core.divided_clk 6.0"),
-    ("ulx3s", 'FREQUENCY NET "core.divided_clk" 12500000.0 HZ;'),
-])
+@pytest.mark.parametrize(
+    "board,constraint",
+    [
+        ("icebreaker", "set_frequency core.divided_clk 6.0"),
+        ("ulx3s", 'FREQUENCY NET "core.divided_clk" 12500000.0 HZ;'),
+    ],
+)
 def test_divided_engine_clock_is_constrained(board, constraint):
     """fp16 runs at half the board clock by default, and nextpnr is told so."""
     spec = BOARDS[board]
@@ -83,8 +91,9 @@ def test_divided_engine_clock_is_constrained(board, constraint):
     assert constraint in constraints
     # The UART divisor follows the engine's clock: 6 MHz / 115200 = 52.1, 12.5 MHz / 115200 = 108.5 (109).
     assert uart_divisor(spec.platform().default_clk_frequency, 2) == {"icebreaker": 52, "ulx3s": 109}[board]
-    assert "divided_clk" not in spec.platform().prepare(BoardTop(kind="int4", rows=1, cols=1),
-                                                         name="top").files.get("top.pcf", "")
+    assert "divided_clk" not in spec.platform().prepare(BoardTop(kind="int4", rows=1, cols=1), name="top").files.get(
+        "top.pcf", ""
+    )
 
 
 # nextpnr-ice40 0.11 on int4 6x6 (build/boards/sweep/icebreaker/int4_6x6/top.tim), abridged.
@@ -113,7 +122,8 @@ def test_overfull_build_is_stopped(tmp_path):
     (tmp_path / "build_top.sh").write_text(
         "printf 'Info: Device utilisation:\\n' > top.tim\n"
         "printf 'Info: \\t        TRELLIS_COMB:  112120/  83640   134%%\\n' >> top.tim\n"
-        "sleep 600\n")
+        "sleep 600\n"
+    )
     status, over = _run_build(tmp_path, "build_top", dict(os.environ), poll_seconds=0.1)
     assert (status, over) == (None, {"TRELLIS_COMB": (112120, 83640)})
     (tmp_path / "build_top.sh").write_text("echo fine; exit 3\n")
@@ -122,23 +132,52 @@ def test_overfull_build_is_stopped(tmp_path):
 
 
 def test_netlist_resources():
-    cells = {f"c{i}": {"type": kind} for i, kind in enumerate(
-        ["LUT4", "LUT4", "CCU2C", "TRELLIS_FF", "TRELLIS_FF", "MULT18X18D", "DP16KD", "TRELLIS_DPR16X4"])}
+    cells = {
+        f"c{i}": {"type": kind}
+        for i, kind in enumerate(
+            ["LUT4", "LUT4", "CCU2C", "TRELLIS_FF", "TRELLIS_FF", "MULT18X18D", "DP16KD", "TRELLIS_DPR16X4"]
+        )
+    }
     netlist = {"modules": {"top": {"cells": cells}, "LUT4": {"attributes": {"blackbox": 1}, "cells": cells}}}
     assert netlist_resources(netlist, "ecp5") == {"luts": 5, "ffs": 2, "dsps": 1, "brams": 1}
-    ice = {f"c{i}": {"type": kind} for i, kind in enumerate(
-        ["SB_LUT4", "SB_CARRY", "SB_DFF", "SB_DFFESR", "SB_MAC16", "SB_RAM40_4K"])}
-    assert netlist_resources({"modules": {"top": {"cells": ice}}}, "ice40") == \
-        {"luts": 1, "ffs": 2, "dsps": 1, "brams": 1}
+    ice = {
+        f"c{i}": {"type": kind}
+        for i, kind in enumerate(["SB_LUT4", "SB_CARRY", "SB_DFF", "SB_DFFESR", "SB_MAC16", "SB_RAM40_4K"])
+    }
+    assert netlist_resources({"modules": {"top": {"cells": ice}}}, "ice40") == {
+        "luts": 1,
+        "ffs": 2,
+        "dsps": 1,
+        "brams": 1,
+    }
 
 
 def test_sweep_table_and_headline():
     results = [
-        {"board": "icebreaker", "pe": "int4", "rows": 2, "cols": 2, "macs": 4, "fits": True, "luts": 900,
-         "ffs": 600, "dsps": 0, "brams": 2, "fmax_mhz": 30.0, "clock_mhz": 12.0,
-         "utilization": {"ICESTORM_LC": {"used": 1000, "available": 5280}}},
-        {"board": "icebreaker", "pe": "int4", "rows": 3, "cols": 3, "macs": 9, "fits": False,
-         "utilization": {"ICESTORM_LC": {"used": 7364, "available": 5280}}},
+        {
+            "board": "icebreaker",
+            "pe": "int4",
+            "rows": 2,
+            "cols": 2,
+            "macs": 4,
+            "fits": True,
+            "luts": 900,
+            "ffs": 600,
+            "dsps": 0,
+            "brams": 2,
+            "fmax_mhz": 30.0,
+            "clock_mhz": 12.0,
+            "utilization": {"ICESTORM_LC": {"used": 1000, "available": 5280}},
+        },
+        {
+            "board": "icebreaker",
+            "pe": "int4",
+            "rows": 3,
+            "cols": 3,
+            "macs": 9,
+            "fits": False,
+            "utilization": {"ICESTORM_LC": {"used": 7364, "available": 5280}},
+        },
     ]
     best = headline(results)
     assert list(best) == [("icebreaker", "int4")] and best[("icebreaker", "int4")]["gmacs"] == pytest.approx(0.12)
@@ -151,6 +190,7 @@ def test_sweep_table_and_headline():
 def test_sweep_refines_to_the_largest_fit(tmp_path, monkeypatch):
     """Ladder 1, 2, 4, 8 then bisection by packing: 6 packs but does not route, so 5 is the largest."""
     import boards.sweep as sweep
+
     calls = []
 
     def fake_synthesize(board, *, pe, rows, cols, out, pack_only):
@@ -159,21 +199,28 @@ def test_sweep_refines_to_the_largest_fit(tmp_path, monkeypatch):
             if pack_only or rows == 8:
                 raise sweep.DoesNotFit("too big", {"ICESTORM_LC": (6000, 5280)})
             raise sweep.SynthError("ulx3s: the build failed; see top.tim\nERROR: Failed to route arcs")
-        report = {"device": "d", "luts": 100 * rows * rows, "ffs": 1, "dsps": 0, "brams": 1, "seconds": 1.0,
-                  "utilization": {"ICESTORM_LC": {"used": 100 * rows * rows, "available": 5280}}}
+        report = {
+            "device": "d",
+            "luts": 100 * rows * rows,
+            "ffs": 1,
+            "dsps": 0,
+            "brams": 1,
+            "seconds": 1.0,
+            "utilization": {"ICESTORM_LC": {"used": 100 * rows * rows, "available": 5280}},
+        }
         if not pack_only:
             report.update(fmax_mhz=30.0, clock_mhz=12.0, board_clock_mhz=12.0, clock_div=1, timing_met=True)
         return report
 
     monkeypatch.setattr(sweep, "synthesize", fake_synthesize)
     results = sweep.run_sweep(["icebreaker"], ["int4"], [1, 2, 4, 8], tmp_path, log=lambda line: None)
-    assert calls == [(1, "pnr"), (2, "pnr"), (4, "pnr"), (8, "pnr"), (6, "pack"), (7, "pack"),
-                     (6, "pnr"), (5, "pnr")]
+    assert calls == [(1, "pnr"), (2, "pnr"), (4, "pnr"), (8, "pnr"), (6, "pack"), (7, "pack"), (6, "pnr"), (5, "pnr")]
     assert headline(results)[("icebreaker", "int4")]["rows"] == 5
     text = table(results)
     assert "| icebreaker | int4 | 6x6 | 36 | | | | | | | | no: ERROR: Failed to route arcs |" in text
     assert "| icebreaker | int4 | 7x7 | 49 | | | | | | | | no (packing): ICESTORM_LC 6000/5280 |" in text
     assert "| icebreaker | int4 | 5x5 | 25 | 2500 of 5280 | 30.0 | 0.750 | 6x6 does not fit |" in text
+
     # A killed tool is not a result: nothing is recorded, the sweep stops.
     def killed(board, **kwargs):
         raise sweep.SynthInterrupted("killed")
@@ -191,13 +238,53 @@ def test_sweep_refines_to_the_largest_fit(tmp_path, monkeypatch):
 
 def test_sweep_table_pack_only_and_divided_clock():
     results = [
-        {"board": "ulx3s", "pe": "fp16", "rows": 2, "cols": 2, "macs": 4, "fits": True, "stage": "pnr",
-         "luts": 5000, "ffs": 800, "dsps": 4, "brams": 4, "fmax_mhz": 17.6, "clock_mhz": 12.5,
-         "board_clock_mhz": 25.0, "clock_div": 2, "timing_met": True, "utilization": {}},
-        {"board": "ulx3s", "pe": "fp16", "rows": 3, "cols": 3, "macs": 9, "fits": True, "stage": "pack",
-         "luts": 12000, "ffs": 1500, "dsps": 9, "brams": 5, "utilization": {}},
-        {"board": "ulx3s", "pe": "fp16", "rows": 2, "cols": 2, "macs": 4, "fits": True, "stage": "pack",
-         "luts": 5000, "ffs": 800, "dsps": 4, "brams": 4, "utilization": {}},
+        {
+            "board": "ulx3s",
+            "pe": "fp16",
+            "rows": 2,
+            "cols": 2,
+            "macs": 4,
+            "fits": True,
+            "stage": "pnr",
+            "luts": 5000,
+            "ffs": 800,
+            "dsps": 4,
+            "brams": 4,
+            "fmax_mhz": 17.6,
+            "clock_mhz": 12.5,
+            "board_clock_mhz": 25.0,
+            "clock_div": 2,
+            "timing_met": True,
+            "utilization": {},
+        },
+        {
+            "board": "ulx3s",
+            "pe": "fp16",
+            "rows": 3,
+            "cols": 3,
+            "macs": 9,
+            "fits": True,
+            "stage": "pack",
+            "luts": 12000,
+            "ffs": 1500,
+            "dsps": 9,
+            "brams": 5,
+            "utilization": {},
+        },
+        {
+            "board": "ulx3s",
+            "pe": "fp16",
+            "rows": 2,
+            "cols": 2,
+            "macs": 4,
+            "fits": True,
+            "stage": "pack",
+            "luts": 5000,
+            "ffs": 800,
+            "dsps": 4,
+            "brams": 4,
+            "utilization": {},
+        },
     ]
     text = table(results)
     assert "| 17.6 | yes (12.5 MHz = 25/2) | 0.070 | yes |" in text

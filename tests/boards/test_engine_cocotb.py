@@ -25,7 +25,7 @@ from rtl_gen.toolchain import tool_env, verilator_make_flags
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = REPO_ROOT / "build" / "boards" / "sim"
-DIVISOR = 8    # engine clock cycles per UART bit
+DIVISOR = 8  # engine clock cycles per UART bit
 DEPTH = 8
 
 
@@ -34,8 +34,12 @@ def case(pe, m, k, n, *, a_signed=True, b_signed=True, seed=0):
 
 
 CASES = {
-    "int4": [case("int4", 5, 11, 4, seed=1), case("int4", 3, 3, 2, a_signed=False, seed=2),
-             case("int4", 2, 17, 5, b_signed=False, seed=3), case("int4", 2, 0, 3)],
+    "int4": [
+        case("int4", 5, 11, 4, seed=1),
+        case("int4", 3, 3, 2, a_signed=False, seed=2),
+        case("int4", 2, 17, 5, b_signed=False, seed=3),
+        case("int4", 2, 0, 3),
+    ],
     "log": [case("log", 4, 9, 4, seed=4), case("log", 3, 5, 3, b_signed=False, seed=5)],
     "fp16": [case("fp16", 3, 10, 4, seed=6)],
     "train": [case("int4", 3, 9, 4, a_signed=False, seed=7), case("log", 3, 9, 4, seed=8)],
@@ -54,8 +58,9 @@ def _simulate(kind, sim, rows, cols, tmp_path, host_cli=None):
     clock_div = BOARDS["icebreaker"].clock_div(kind)
     directory = BUILD / f"{kind}_{rows}x{cols}_d{DEPTH}_div{clock_div}" / sim
     directory.mkdir(parents=True, exist_ok=True)
-    top = ClockedEngine(kind=kind, rows=rows, cols=cols, board_hz=DIVISOR * clock_div * BAUD, depth=DEPTH,
-                        clock_div=clock_div)
+    top = ClockedEngine(
+        kind=kind, rows=rows, cols=cols, board_hz=DIVISOR * clock_div * BAUD, depth=DEPTH, clock_div=clock_div
+    )
     assert top.engine.divisor == DIVISOR
     source = directory / "gemm_engine.v"
     text = verilog.convert(top, name="gemm_engine", emit_src=False, strip_internal_attrs=True)
@@ -69,22 +74,41 @@ def _simulate(kind, sim, rows, cols, tmp_path, host_cli=None):
         shutil.rmtree(directory / "sim", ignore_errors=True)
         source.write_text(text)
         with verilator_make_flags(sim == "verilator"):
-            runner.build(sources=sources, hdl_toplevel="gemm_engine", build_dir=directory / "sim",
-                         build_args=["-Wno-fatal"] if sim == "verilator" else [], always=True,
-                         timescale=("1ns", "1ps"), log_file=directory / "build.log")
+            runner.build(
+                sources=sources,
+                hdl_toplevel="gemm_engine",
+                build_dir=directory / "sim",
+                build_args=["-Wno-fatal"] if sim == "verilator" else [],
+                always=True,
+                timescale=("1ns", "1ps"),
+                log_file=directory / "build.log",
+            )
         stamp.touch()
-    extra_env = {"FOURBIT_UART_BIT_CLOCKS": str(DIVISOR * clock_div), "FOURBIT_ENGINE_CASES": json.dumps(CASES[kind]),
-                 "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    extra_env = {
+        "FOURBIT_UART_BIT_CLOCKS": str(DIVISOR * clock_div),
+        "FOURBIT_ENGINE_CASES": json.dumps(CASES[kind]),
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     if host_cli is not None:
         extra_env["FOURBIT_HOST_CLI"] = json.dumps(host_cli)
     log = tmp_path / "sim.log"
     try:
-        runner.test(test_module="boards.engine_tb", hdl_toplevel="gemm_engine", hdl_toplevel_lang="verilog",
-                    build_dir=directory / "sim", test_dir=tmp_path, results_xml=str(tmp_path / "results.xml"),
-                    extra_env=extra_env, timescale=("1ns", "1ps"), log_file=log)
+        runner.test(
+            test_module="boards.engine_tb",
+            hdl_toplevel="gemm_engine",
+            hdl_toplevel_lang="verilog",
+            build_dir=directory / "sim",
+            test_dir=tmp_path,
+            results_xml=str(tmp_path / "results.xml"),
+            extra_env=extra_env,
+            timescale=("1ns", "1ps"),
+            log_file=log,
+        )
     except SystemExit as exit_:
-        pytest.fail(f"boards.engine_tb failed on {kind} ({sim}, exit {exit_.code}):\n"
-                    + "\n".join(log.read_text().splitlines()[-40:]))
+        pytest.fail(
+            f"boards.engine_tb failed on {kind} ({sim}, exit {exit_.code}):\n"
+            + "\n".join(log.read_text().splitlines()[-40:])
+        )
     text = (tmp_path / "results.xml").read_text()
     assert "<failure" not in text and "<error" not in text, log.read_text()[-4000:]
     assert text.count("<testcase") == 3

@@ -21,9 +21,12 @@ def _engine_config():
 def engines(tmp_path_factory):
     sections = _engine_config()
     path = tmp_path_factory.mktemp("cfg") / "engines.toml"
-    path.write_text("".join(
-        f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in table.items())
-        for name, table in sections.items()))
+    path.write_text(
+        "".join(
+            f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in table.items())
+            for name, table in sections.items()
+        )
+    )
     out = tmp_path_factory.mktemp("rtl")
     assert rtl_main(["--config", str(path), "--out", str(out)]) == 0
     return out, sections
@@ -39,10 +42,14 @@ def test_manifest_entry(engines):
     assert list(modules) == list(sections)
     entry = modules["int4_engine_4x4"]
     assert [(p["name"], p["direction"], p["width"]) for p in entry["ports"]] == [
-        ("clk", "input", 1), ("rst", "input", 1), ("rx", "input", 1), ("tx", "output", 1)]
+        ("clk", "input", 1),
+        ("rst", "input", 1),
+        ("rx", "input", 1),
+        ("tx", "output", 1),
+    ]
     assert entry["parameters"] == {"pe": "int4", "rows": 4, "cols": 4, "divisor": 104, "depth": 256}
     # The array takes UINT4 x UINT4 too: products up to 225, 2**23 // 225 = 37282.
-    assert entry["max_k_no_overflow"] == 2 ** 23 // 225 and entry["latency"] is None
+    assert entry["max_k_no_overflow"] == 2**23 // 225 and entry["latency"] is None
     # INFO: status 0, "F4", version 1, kind 0, rows 4, cols 4, acc 24 bits, depth 256.
     assert bytes.fromhex(entry["info_reply"]) == bytes([0, 0x46, 0x34, 1, 0, 4, 0, 4, 0, 24, 0, 1])
     assert modules["fp16_engine_2x2"]["max_k_no_overflow"] is None

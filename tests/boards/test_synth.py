@@ -13,15 +13,35 @@ from verify.runner import REPO_ROOT
 REPORT_FIELDS = {"device": str, "luts": int, "ffs": int, "dsps": int, "brams": int, "fmax_mhz": float}
 
 
-@pytest.mark.parametrize("board,device,lut_bel,suffix", [
-    ("icebreaker", "iCE40UP5K-SG48", "ICESTORM_LC", "bin"),
-    ("ulx3s", "LFE5U-85F-BG381", "TRELLIS_COMB", "bit"),
-])
+@pytest.mark.parametrize(
+    "board,device,lut_bel,suffix",
+    [
+        ("icebreaker", "iCE40UP5K-SG48", "ICESTORM_LC", "bin"),
+        ("ulx3s", "LFE5U-85F-BG381", "TRELLIS_COMB", "bit"),
+    ],
+)
 def test_small_build_cli(board, device, lut_bel, suffix, tmp_path):
     """What `make synth BOARD=...` runs, on a 1x1 array: bitstream and report.json."""
-    result = subprocess.run([sys.executable, "-m", "boards.synth", "--board", board, "--pe", "int4",
-                             "--rows", "1", "--cols", "1", "--out", str(tmp_path)],
-                            cwd=REPO_ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "boards.synth",
+            "--board",
+            board,
+            "--pe",
+            "int4",
+            "--rows",
+            "1",
+            "--cols",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     assert f"{board} ({device}): int4 1x1 array" in result.stdout
     report = json.loads((tmp_path / "report.json").read_text())
@@ -42,8 +62,9 @@ def test_fp16_runs_from_the_divided_clock(tmp_path):
     assert report["timing_met"] and report["clock_mhz"] < report["fmax_mhz"] < report["board_clock_mhz"]
 
 
-@pytest.mark.parametrize("board,lut_bel,available", [("icebreaker", "ICESTORM_LC", 5280),
-                                                     ("ulx3s", "TRELLIS_COMB", 83640)])
+@pytest.mark.parametrize(
+    "board,lut_bel,available", [("icebreaker", "ICESTORM_LC", 5280), ("ulx3s", "TRELLIS_COMB", 83640)]
+)
 def test_pack_only_fit_check(board, lut_bel, available, tmp_path):
     report = synthesize(board, pe="int4", rows=1, cols=1, out=tmp_path, pack_only=True)
     assert report["stage"] == "pack" and "fmax_mhz" not in report

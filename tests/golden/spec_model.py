@@ -14,7 +14,7 @@ def round_half_even(q: Fraction) -> int:
 
 def fp4_exponent(m: Fraction) -> int:
     """Exponent field e for magnitude m (relative to S 2^-p), nearest, ties away."""
-    if m < Fraction(1, 2) * Fraction(1, 4 ** 6):
+    if m < Fraction(1, 2) * Fraction(1, 4**6):
         return 0
     for e in range(1, 7):
         if m < Fraction(5, 2) * Fraction(4) ** (e - 7):
@@ -45,4 +45,4 @@ def fp4_value(code, scale, phase):
     if e == 0:
         return Fraction(0)
     sign = -1 if code & 8 else 1
-    return sign * scale * Fraction(1, 2 ** phase) * Fraction(4) ** (e - 7)
+    return sign * scale * Fraction(1, 2**phase) * Fraction(4) ** (e - 7)

@@ -15,7 +15,7 @@ def _capture(tmp_path, **kwargs):
 
 def test_float_operands_match_the_codes(tmp_path):
     path, records = _capture(tmp_path)
-    assert verify_capture(path) == len(records)             # integer records unchanged
+    assert verify_capture(path) == len(records)  # integer records unchanged
     gemms = [r for r in records if r["op"] in ("fwd", "dx", "dw")]
     assert gemms
     for r in gemms:
@@ -29,15 +29,16 @@ def test_float_operands_match_the_codes(tmp_path):
         fwd, dw = by[layer, "fwd"], by[layer, "dw"]
         # weights: SAWB INT4 of the float master weights, exactly
         w = torch.from_numpy(fwd["b_float"].T.astype(np.float64))
-        assert torch.equal(quantize_weight(w, fwd["scale_b"]).to(torch.int64),
-                           torch.from_numpy(fwd["b"].T.astype(np.int64))), layer
+        assert torch.equal(
+            quantize_weight(w, fwd["scale_b"]).to(torch.int64), torch.from_numpy(fwd["b"].T.astype(np.int64))
+        ), layer
         a = torch.from_numpy(fwd["a_float"].astype(np.float64))
-        if n == 0:      # the image layer: INT4 input quantization of the float pixels, exactly
+        if n == 0:  # the image layer: INT4 input quantization of the float pixels, exactly
             #             (im2col padding is 0 in both, while a real 0.0 pixel is code -8)
             codes = quantize_input(a).to(torch.int64).numpy()
             padding = (fwd["a_float"] == 0) & (fwd["a"] == 0)
             assert np.array_equal(codes[~padding], fwd["a"][~padding]) and padding.mean() < 0.5
-        else:           # PACT of the float pre-activation; the integer requantization rounds the exact
+        else:  # PACT of the float pre-activation; the integer requantization rounds the exact
             #             accumulator, so a code may differ by one where float rounding lands on a boundary
             codes = quantize_pact(a, alphas[order[n - 1]]).to(torch.int64).numpy()
             diff = codes - fwd["a"].astype(np.int64)

@@ -4,18 +4,29 @@ import numpy as np
 import pytest
 import torch
 
-from golden.formats import (FP4_RADIX4, PactQuantize, fp4_decode, fp4_quantize, quantize_input, quantize_pact,
-                            quantize_weight, sawb_step)
+from golden.formats import (
+    FP4_RADIX4,
+    PactQuantize,
+    fp4_decode,
+    fp4_quantize,
+    quantize_input,
+    quantize_pact,
+    quantize_weight,
+    sawb_step,
+)
 from golden.formats.fp4 import lfsr16_states
 
 
-@pytest.mark.parametrize("call, arg", [
-    (lambda t: quantize_input(t), "p"),
-    (lambda t: sawb_step(t), "w"),
-    (lambda t: quantize_weight(t, 0.1), "w"),
-    (lambda t: quantize_pact(t, 1.0), "x"),
-    (lambda t: fp4_quantize(t), "v"),
-])
+@pytest.mark.parametrize(
+    "call, arg",
+    [
+        (lambda t: quantize_input(t), "p"),
+        (lambda t: sawb_step(t), "w"),
+        (lambda t: quantize_weight(t, 0.1), "w"),
+        (lambda t: quantize_pact(t, 1.0), "x"),
+        (lambda t: fp4_quantize(t), "v"),
+    ],
+)
 def test_non_finite_names_argument_and_count(call, arg):
     t = torch.tensor([1.0, float("nan"), float("inf"), -float("inf"), 0.5])
     with pytest.raises(ValueError, match=rf"argument '{arg}' has 3 non-finite value"):
@@ -86,7 +97,7 @@ def test_pact_autograd_gradients():
 
 
 def test_rounding_options():
-    v = torch.tensor([1.0, 2.0 * 4.0 ** -3, 2.5 * 4.0 ** -3], dtype=torch.float64)
+    v = torch.tensor([1.0, 2.0 * 4.0**-3, 2.5 * 4.0**-3], dtype=torch.float64)
     # nearest: 2 * 4^-3 < 2.5 * 4^-3 stays at e=4; log-midpoint (2 * 4^-3) goes up.
     assert fp4_quantize(v)[0].tolist() == [7, 4, 5]
     assert fp4_quantize(v, rounding="log")[0].tolist() == [7, 5, 5]

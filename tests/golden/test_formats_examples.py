@@ -15,7 +15,7 @@ def test_input_quantizer_example():
 
 
 def test_fp4_phase0_examples():
-    v = torch.tensor([1.0, 0.3, -0.3, 0.05, 0.0001, 0.6, 2.0 ** -13], dtype=torch.float64)
+    v = torch.tensor([1.0, 0.3, -0.3, 0.05, 0.0001, 0.6, 2.0**-13], dtype=torch.float64)
     c, scale = fp4_quantize(v, phase=0)
     assert scale == 1.0
     assert codes(c) == [0x7, 0x6, 0xE, 0x5, 0x0, 0x6, 0x1]

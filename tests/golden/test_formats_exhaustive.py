@@ -5,8 +5,17 @@ from fractions import Fraction
 import pytest
 import torch
 
-from golden.formats import (FP4_RADIX4, INT4, TORCH_OPS, UINT4, fp4_decode, fp4_quantize, quantize_input,
-                            quantize_pact, quantize_weight)
+from golden.formats import (
+    FP4_RADIX4,
+    INT4,
+    TORCH_OPS,
+    UINT4,
+    fp4_decode,
+    fp4_quantize,
+    quantize_input,
+    quantize_pact,
+    quantize_weight,
+)
 from tests.golden.spec_model import fp4_quantize_scalar, fp4_value, round_half_even
 
 
@@ -18,7 +27,7 @@ def test_integer_codes_decode(fmt, expected):
 
 
 @pytest.mark.parametrize("phase", [0, 1])
-@pytest.mark.parametrize("scale", [1.0, 1.28, 2.0 ** -20, 3e5])
+@pytest.mark.parametrize("scale", [1.0, 1.28, 2.0**-20, 3e5])
 def test_fp4_every_code_decodes(phase, scale):
     values = fp4_decode(torch.arange(16, dtype=torch.uint8), scale, phase=phase)
     assert values.dtype == torch.float64
@@ -39,12 +48,12 @@ def test_fp4_every_code_round_trips(phase):
 
 def _boundaries(phase):
     """Every threshold of m, as real values with S = 1, and points just below and above."""
-    points = [Fraction(1, 2) * Fraction(1, 4 ** 6)] + [Fraction(5, 2) * Fraction(4) ** (e - 7) for e in range(1, 7)]
+    points = [Fraction(1, 2) * Fraction(1, 4**6)] + [Fraction(5, 2) * Fraction(4) ** (e - 7) for e in range(1, 7)]
     points += [Fraction(4) ** (e - 7) for e in range(1, 8)]  # the levels themselves
     values = []
     for m in points:
-        x = m / 2 ** phase  # real value whose m equals the threshold
-        for nudge in (Fraction(0), Fraction(1, 2 ** 50), -Fraction(1, 2 ** 50)):
+        x = m / 2**phase  # real value whose m equals the threshold
+        for nudge in (Fraction(0), Fraction(1, 2**50), -Fraction(1, 2**50)):
             values.append(x * (1 + nudge))
     return values
 
@@ -109,23 +118,28 @@ def test_fp4_product_rule_every_code():
     g = torch.arange(16).repeat(24)
     got = FP4_RADIX4.scale(g, x, TORCH_OPS)
     e, s = g & 7, (g >> 3) & 1
-    expected = [0 if ei == 0 else (-1) ** si * xi * 4 ** (ei - 1) for xi, ei, si in zip(x.tolist(), e.tolist(), s.tolist())]
+    expected = [
+        0 if ei == 0 else (-1) ** si * xi * 4 ** (ei - 1) for xi, ei, si in zip(x.tolist(), e.tolist(), s.tolist())
+    ]
     assert got.tolist() == expected
 
 
 def test_radix2_format_levels_and_boundaries():
     # A new format is one object: radix-2 FP4 levels 2^(e-7), nearest boundaries 1.5 * 2^(e-7).
     from golden.formats import FP4_RADIX2
+
     levels = FP4_RADIX2.decode(torch.arange(16, dtype=torch.uint8), 1.0)
     assert levels[:8].tolist() == [0.0] + [2.0 ** (e - 7) for e in range(1, 8)]
     assert levels[8:].tolist() == [0.0] + [-(2.0 ** (e - 7)) for e in range(1, 8)]
-    thresholds = [0.5 * 2.0 ** -6] + [1.5 * 2.0 ** (e - 7) for e in range(1, 7)]
-    v = torch.tensor([1.0] + thresholds + [t * (1 - 2 ** -40) for t in thresholds], dtype=torch.float64)
+    thresholds = [0.5 * 2.0**-6] + [1.5 * 2.0 ** (e - 7) for e in range(1, 7)]
+    v = torch.tensor([1.0] + thresholds + [t * (1 - 2**-40) for t in thresholds], dtype=torch.float64)
     codes, scale = FP4_RADIX2.quantize(v)
     assert scale == 1.0
     assert codes.tolist() == [7] + list(range(1, 8)) + list(range(0, 7))
     x = torch.arange(-8, 16).repeat_interleave(16)
     g = torch.arange(16).repeat(24)
     e, s = g & 7, (g >> 3) & 1
-    expected = [0 if ei == 0 else (-1) ** si * xi * 2 ** (ei - 1) for xi, ei, si in zip(x.tolist(), e.tolist(), s.tolist())]
+    expected = [
+        0 if ei == 0 else (-1) ** si * xi * 2 ** (ei - 1) for xi, ei, si in zip(x.tolist(), e.tolist(), s.tolist())
+    ]
     assert FP4_RADIX2.scale(g, x, TORCH_OPS).tolist() == expected

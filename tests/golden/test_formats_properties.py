@@ -8,10 +8,12 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 import numpy as np
 
-from golden.formats import (fp4_decode, fp4_quantize, quantize_input, quantize_pact, quantize_weight, sawb_step)
+from golden.formats import fp4_decode, fp4_quantize, quantize_input, quantize_pact, quantize_weight, sawb_step
 from tests.golden.spec_model import fp4_quantize_scalar
 
-finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False, allow_subnormal=False, width=64)
+finite = st.floats(
+    min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False, allow_subnormal=False, width=64
+)
 vectors = arrays(np.float64, st.integers(1, 64), elements=finite)
 positive = st.floats(min_value=1e-6, max_value=1e6, allow_nan=False, allow_infinity=False)
 

@@ -24,6 +24,7 @@ def _same(a, b):
 
 # --- masked -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_masked_equals_where_bitwise(dtype):
     gen = torch.Generator().manual_seed(0)
@@ -44,11 +45,12 @@ def test_masked_equals_where_bitwise(dtype):
 
 # --- requantization ---------------------------------------------------------------------------
 
+
 def _requant_cases():
     gen = torch.Generator().manual_seed(1)
-    for r in (1.0, 0.5, 0.013, 3.7e-3, 2.0 ** -20, 1e-9, 1000.0, 0.999999):
+    for r in (1.0, 0.5, 0.013, 3.7e-3, 2.0**-20, 1e-9, 1000.0, 0.999999):
         m0, shift = requant_params(r)
-        acc = torch.randint(-(2 ** 22), 2 ** 22, (3000,), generator=gen)
+        acc = torch.randint(-(2**22), 2**22, (3000,), generator=gen)
         # On and next to every rounding and saturation boundary: acc * M0 = (2j - 1) * 2^(shift-1).
         for j in range(0, 17):
             edge = -((-(2 * j - 1) << (shift - 1)) // m0)
@@ -62,7 +64,7 @@ def _requant_cases():
 def test_requantize_pact_equals_integer_definition(dtype):
     for acc, m0, shift in _requant_cases():
         if dtype == torch.float32:
-            acc = acc[acc.abs() < 2 ** 24]
+            acc = acc[acc.abs() < 2**24]
         ref = requantize_pact(acc, m0, shift)
         codes, inside, saturated = fused.requantize_pact(acc.to(dtype), m0, shift)
         assert codes.dtype == torch.float64 and inside.dtype == saturated.dtype == torch.float32
@@ -73,28 +75,34 @@ def test_requantize_pact_equals_integer_definition(dtype):
 def test_requantize_pact_large_accumulators_and_errors():
     m0, shift = requant_params(1e-9)
     # |acc| * M0 near 2^53 and beyond: the float64 path must hand over to int64.
-    acc = torch.tensor([2 ** 38 - 1, -(2 ** 38), 2 ** 37 + 12345, 0, 5], dtype=torch.int64)
+    acc = torch.tensor([2**38 - 1, -(2**38), 2**37 + 12345, 0, 5], dtype=torch.int64)
     ref = requantize_pact(acc, m0, shift)
     codes, inside, saturated = fused.requantize_pact(acc.to(torch.float64), m0, shift)
     assert torch.equal(codes.to(torch.uint8), ref[0])
     assert torch.equal(inside.bool(), ref[1]) and torch.equal(saturated.bool(), ref[2])
     with pytest.raises(ValueError):
-        fused.requantize_pact(torch.tensor([2.0 ** 45]), m0, shift)
+        fused.requantize_pact(torch.tensor([2.0**45]), m0, shift)
     empty = fused.requantize_pact(torch.zeros(0), m0, shift)
     assert all(t.numel() == 0 for t in empty)
 
 
 # --- PACT float path --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("alpha", [4.0, 1.0, 0.3, 6.123])
 def test_pact_quantize_equals_quantize_pact(alpha):
     a = float(torch.tensor(alpha, dtype=torch.float32))
     gen = torch.Generator().manual_seed(2)
     y = torch.randn(5000, generator=gen) * a
-    edges = torch.tensor([(j - 0.5) * a / 15 for j in range(1, 16)] + [0.0, -0.0, a, 2 * a, -a],
-                         dtype=torch.float32)
-    y = torch.cat([y, edges, torch.nextafter(edges, torch.full_like(edges, 1e9)),
-                   torch.nextafter(edges, torch.full_like(edges, -1e9))])
+    edges = torch.tensor([(j - 0.5) * a / 15 for j in range(1, 16)] + [0.0, -0.0, a, 2 * a, -a], dtype=torch.float32)
+    y = torch.cat(
+        [
+            y,
+            edges,
+            torch.nextafter(edges, torch.full_like(edges, 1e9)),
+            torch.nextafter(edges, torch.full_like(edges, -1e9)),
+        ]
+    )
     codes, inside, saturated = fused.pact_quantize(y, a)
     assert torch.equal(codes.to(torch.uint8), quantize_pact(y, a))
     assert torch.equal(inside.bool(), (y > 0) & (y < a)) and torch.equal(saturated.bool(), y >= a)
@@ -107,17 +115,18 @@ def test_pact_quantize_rejects_non_finite_like_the_definition():
 
 # --- FP4 encoding by table lookup -------------------------------------------------------------
 
+
 def _fp4_inputs(gen, trial):
     scale = 10.0 ** (torch.rand(1, generator=gen).item() * 40 - 30)
     v = (torch.randn(700, generator=gen) * scale * torch.exp(3 * torch.randn(700, generator=gen))).float()
     amax = float(v.abs().max())
     k = math.frexp(amax)[1]
-    levels = [0.5 * 4.0 ** -6] + [2.5 * 4.0 ** (e - 7) for e in range(1, 7)] + [4.0 ** (e - 7) for e in range(1, 8)]
+    levels = [0.5 * 4.0**-6] + [2.5 * 4.0 ** (e - 7) for e in range(1, 7)] + [4.0 ** (e - 7) for e in range(1, 8)]
     b = torch.tensor([t * 2.0 ** (k - p) for t in levels for p in (0, 1)], dtype=torch.float32)
     b = b[b.abs() <= amax]
     v = torch.cat([v, b, -b, torch.nextafter(b, torch.zeros_like(b)), torch.zeros(3), -torch.zeros(2)])
-    if trial % 3 == 0:      # amax exactly a power of two
-        v[0] = 2.0 ** (k - 1) if trial % 2 else -(2.0 ** k)
+    if trial % 3 == 0:  # amax exactly a power of two
+        v[0] = 2.0 ** (k - 1) if trial % 2 else -(2.0**k)
     return v
 
 
@@ -136,13 +145,13 @@ def test_fp4_encode_equals_format_quantizer(fmt, rounding):
         for p, (codes, scale) in out.items():
             ref, ref_scale = fmt.quantize(v, phase=p, rounding=rounding)
             assert torch.equal(codes, ref) and scale == ref_scale, (trial, p)
-    assert hits >= 35       # only thresholds among float32 subnormals are refused
+    assert hits >= 35  # only thresholds among float32 subnormals are refused
 
 
 def test_fp4_encode_integer_counts_and_refusals():
     gen = torch.Generator().manual_seed(4)
-    ints = torch.randint(-(2 ** 23), 2 ** 23, (3000,), generator=gen)
-    ints[:6] = torch.tensor([0, 1, -1, 2 ** 22, 3, 7])
+    ints = torch.randint(-(2**23), 2**23, (3000,), generator=gen)
+    ints[:6] = torch.tensor([0, 1, -1, 2**22, 3, 7])
     counts = ints.to(torch.float32)
     out = fused.fp4_encode(counts, float(counts.abs().max()), 0.0123, (0, 1), FP4_RADIX4)
     for p, (codes, scale) in out.items():
@@ -167,6 +176,7 @@ def test_quantize_counts_all_paths_equal_format(ties):
 
 
 # --- exact log GEMMs split by exponent ranges taken from the data --------------------------------
+
 
 def test_data_groups_are_minimal_and_exact():
     gen = torch.Generator().manual_seed(6)

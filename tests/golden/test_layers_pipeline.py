@@ -1,15 +1,13 @@
 """The quantized layers train with exactly the integer pipeline: checked against an explicit
 re-implementation built from golden.formats, golden.reference and golden.requant only."""
 
-
 import pytest
 import torch
 from torch import nn
 
 from golden import pipeline
 from golden.capture import verify_capture
-from golden.formats import (FP4_RADIX4, fp4_quantize, quantize_input, quantize_pact, quantize_weight,
-                            sawb_step)
+from golden.formats import FP4_RADIX4, fp4_quantize, quantize_input, quantize_pact, quantize_weight, sawb_step
 from golden.layers import PACT, QConv2d, QLinear, QuantConfig, convert
 from golden.formats import FP4_RADIX2
 from golden.recipes import get_recipe
@@ -20,24 +18,25 @@ from golden.requant import pact_masks, requant_params, requantize, requantize_pa
 
 # --- requantization -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("r", [1.0, 0.5, 0.75, 1e-3, 0.0123456, 3.999, 2.0 ** -20, 1000.0])
+
+@pytest.mark.parametrize("r", [1.0, 0.5, 0.75, 1e-3, 0.0123456, 3.999, 2.0**-20, 1000.0])
 def test_requant_params_normalized_and_accurate(r):
     m0, shift = requant_params(r)
-    assert 2 ** 15 <= m0 < 2 ** 16 and 1 <= shift <= 62
-    assert abs(m0 * 2.0 ** -shift - r) <= r * 2.0 ** -16
+    assert 2**15 <= m0 < 2**16 and 1 <= shift <= 62
+    assert abs(m0 * 2.0**-shift - r) <= r * 2.0**-16
 
 
 def test_requant_params_carry_and_errors():
     # f * 2^16 rounds up to 2^16: M0 renormalizes.
-    m0, shift = requant_params(1.0 - 2.0 ** -20)
-    assert (m0, shift) == (2 ** 15, 15)
-    for bad in (0.0, -1.0, float("nan"), float("inf"), 2.0 ** 20):
+    m0, shift = requant_params(1.0 - 2.0**-20)
+    assert (m0, shift) == (2**15, 15)
+    for bad in (0.0, -1.0, float("nan"), float("inf"), 2.0**20):
         with pytest.raises(ValueError):
             requant_params(bad)
 
 
 def test_requantize_rounds_half_up_and_clamps():
-    m0, shift = 1 << 15, 16           # multiplier 0.5
+    m0, shift = 1 << 15, 16  # multiplier 0.5
     acc = torch.tensor([-3, -1, 0, 1, 2, 3, 5, 29, 30, 31, 1000])
     codes = requantize(acc, m0, shift)
     assert codes.tolist() == [0, 0, 0, 1, 1, 2, 3, 15, 15, 15, 15]
@@ -54,20 +53,21 @@ def test_requantize_rounds_half_up_and_clamps():
 
 # --- fast paths equal the definitions ---------------------------------------------------------
 
+
 def test_quantize_grad_fast_path_equals_fp4_quantize():
     gen = torch.Generator().manual_seed(1)
     fmt = FP4_RADIX4
-    levels = [0.5 * 4.0 ** -6] + [2.5 * 4.0 ** (e - 7) for e in range(1, 7)]
+    levels = [0.5 * 4.0**-6] + [2.5 * 4.0 ** (e - 7) for e in range(1, 7)]
     for trial in range(60):
         scale = 10.0 ** (torch.rand(1, generator=gen).item() * 30 - 25)
         v = (torch.randn(500, generator=gen) * scale * torch.exp(3 * torch.randn(500, generator=gen))).float()
-        if trial % 4 == 0:   # exact boundaries and their neighbours
+        if trial % 4 == 0:  # exact boundaries and their neighbours
             b = torch.tensor(levels + [1.0, 0.5, 0.25], dtype=torch.float32) * 2.0 ** (trial % 9 - 4)
             v = torch.cat([b, -b, torch.nextafter(b, torch.zeros_like(b)), v[:100]])
         unit = 1.0
         if trial % 3 == 0:
-            v, unit = torch.randint(-(2 ** 23), 2 ** 23, (400,), generator=gen), 0.0123
-            v[:7] = torch.tensor([0, 1, -1, 2 ** 22, 3, 7, 2 ** 10])
+            v, unit = torch.randint(-(2**23), 2**23, (400,), generator=gen), 0.0123
+            v[:7] = torch.tensor([0, 1, -1, 2**22, 3, 7, 2**10])
         for rounding in ("nearest", "log"):
             for ties in ("away", "zero"):
                 out = pipeline.quantize_grad(v, unit, (0, 1), fmt, rounding=rounding, ties=ties)
@@ -117,10 +117,11 @@ def test_forward_gemm_equals_reference_and_checks_bound():
     assert got.dtype == torch.float32
     assert torch.equal(got.to(torch.int64), int_gemm(x, w.t(), a_signed=False, b_signed=True))
     with pytest.raises(OverflowError):
-        pipeline.exact_matmul(torch.zeros(1, 4), torch.zeros(4, 1), 2.0 ** 52, 2.0)
+        pipeline.exact_matmul(torch.zeros(1, 4), torch.zeros(4, 1), 2.0**52, 2.0)
 
 
 # --- layers: forward and backward against the explicit pipeline ------------------------------
+
 
 def _mlp(config):
     torch.manual_seed(0)
@@ -137,8 +138,9 @@ def _explicit_mlp_step(model, x, y):
     s1 = sawb_step(l1.weight, cfg.sawb_c)
     w1 = quantize_weight(l1.weight, s1).to(torch.int64)
     u1 = s1 / 15
-    acc1 = int_gemm(x1, w1.t(), a_signed=True, b_signed=True) + torch.round(
-        l1.bias.detach().double() / u1).to(torch.int64)
+    acc1 = int_gemm(x1, w1.t(), a_signed=True, b_signed=True) + torch.round(l1.bias.detach().double() / u1).to(
+        torch.int64
+    )
     a1 = float(p1.alpha.detach()) / 15
     m0, sh = requant_params(u1 / a1)
     x2 = requantize(acc1, m0, sh).to(torch.int64)
@@ -146,8 +148,9 @@ def _explicit_mlp_step(model, x, y):
     s2 = sawb_step(l2.weight, cfg.sawb_c)
     w2 = quantize_weight(l2.weight, s2).to(torch.int64)
     u2 = a1 * s2
-    acc2 = int_gemm(x2, w2.t(), a_signed=False, b_signed=True) + torch.round(
-        l2.bias.detach().double() / u2).to(torch.int64)
+    acc2 = int_gemm(x2, w2.t(), a_signed=False, b_signed=True) + torch.round(l2.bias.detach().double() / u2).to(
+        torch.int64
+    )
     a2 = float(p2.alpha.detach()) / 15
     m0b, shb = requant_params(u2 / a2)
     x3 = requantize(acc2, m0b, shb)
@@ -160,16 +163,21 @@ def _explicit_mlp_step(model, x, y):
     c0, sg0 = fp4_quantize(gy2, phase=0)
     c1, sg1 = fp4_quantize(gy2, phase=1)
     dx2 = log_gemm(c0, w2, x_signed=True)
-    dx2_unit = sg0 * 4.0 ** -6 * s2
+    dx2_unit = sg0 * 4.0**-6 * s2
     dw2 = log_gemm(c1.t().contiguous(), x2, x_signed=False)
-    grad_w2 = (dw2.double() * (sg1 * 2.0 ** -1 * 4.0 ** -6 * a1)).float()
+    grad_w2 = (dw2.double() * (sg1 * 2.0**-1 * 4.0**-6 * a1)).float()
     # PACT 1 on the integer dX accumulator, then layer 1's dW (no dX: image input)
     dacc1 = torch.where(in1, dx2, torch.zeros((), dtype=torch.int64))
     d0, t0 = fp4_quantize(dacc1, phase=1, unit=dx2_unit)
     dw1 = log_gemm(d0.t().contiguous(), x1, x_signed=True)
-    grad_w1 = (dw1.double() * (t0 * 2.0 ** -1 * 4.0 ** -6 / 15)).float()
-    return {"x3": x3, "loss": loss.detach(), "grad_w1": grad_w1, "grad_w2": grad_w2,
-            "grad_alpha2": torch.where(sat2, gz2, torch.zeros(())).sum()}
+    grad_w1 = (dw1.double() * (t0 * 2.0**-1 * 4.0**-6 / 15)).float()
+    return {
+        "x3": x3,
+        "loss": loss.detach(),
+        "grad_w1": grad_w1,
+        "grad_w2": grad_w2,
+        "grad_alpha2": torch.where(sat2, gz2, torch.zeros(())).sum(),
+    }
 
 
 def test_qlinear_chain_matches_explicit_pipeline_bit_for_bit():
@@ -200,7 +208,7 @@ def test_qconv_matches_explicit_im2col_pipeline():
     gy = torch.randn_like(y)
     y.backward(gy)
     xc = quantize_input(x).to(torch.int64)
-    cols = nn.functional.unfold(xc.double(), 3, padding=1, stride=2).to(torch.int64)    # B x K x L
+    cols = nn.functional.unfold(xc.double(), 3, padding=1, stride=2).to(torch.int64)  # B x K x L
     xm = cols.transpose(1, 2).reshape(-1, cols.shape[1])
     s = sawb_step(conv.weight)
     wm = quantize_weight(conv.weight, s).to(torch.int64).reshape(5, -1)
@@ -210,7 +218,7 @@ def test_qconv_matches_explicit_im2col_pipeline():
     gm = gy.reshape(2, 5, -1).transpose(1, 2).reshape(-1, 5)
     c1, s1 = fp4_quantize(gm, phase=1)
     dw = log_gemm(c1.t().contiguous(), xm, x_signed=True)
-    want_gw = (dw.double() * (s1 * 2.0 ** -1 * 4.0 ** -6 / 15)).float().reshape(conv.weight.shape)
+    want_gw = (dw.double() * (s1 * 2.0**-1 * 4.0**-6 / 15)).float().reshape(conv.weight.shape)
     assert torch.equal(conv.weight.grad, want_gw)
 
 
@@ -258,6 +266,7 @@ def test_recipes_and_options():
 
 # --- capture -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("recipe", ["ibm4-full", "luq"])
 def test_capture_file_reverifies_against_reference(tmp_path, recipe):
     path, records = captured_lenet_run(tmp_path, recipe)
@@ -273,6 +282,7 @@ def test_capture_file_reverifies_against_reference(tmp_path, recipe):
     assert fwd["a"].dtype.name == "int8" and fwd["c"].dtype.name == "int64" and fwd["a_signed"] is True
     # a tampered file fails verification
     import numpy as np
+
     with np.load(path) as f:
         arrays = dict(f)
     key = next(k for k in arrays if k.endswith("/fwd/c"))

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from golden.formats.fp16 import (CANONICAL_NAN32, float_to_fp32_bits, fp16_bits_to_float, fp16_product_bits, fp32_add_bits)
+from golden.formats.fp16 import (
+    CANONICAL_NAN32,
+    float_to_fp32_bits,
+    fp16_bits_to_float,
+    fp16_product_bits,
+    fp32_add_bits,
+)
 from golden.reference import fp16_gemm, int_gemm, log_gemm
 
 
@@ -98,8 +104,27 @@ def brute_fp16_gemm(a, b):
     return out
 
 
-SPECIALS16 = np.array([0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x0400, 0x7BFF, 0xFBFF, 0x7C00, 0xFC00,
-                       0x7E00, 0x7D00, 0x3C00, 0xBC00, 0x3555, 0x0200], dtype=np.uint16)
+SPECIALS16 = np.array(
+    [
+        0x0000,
+        0x8000,
+        0x0001,
+        0x8001,
+        0x03FF,
+        0x0400,
+        0x7BFF,
+        0xFBFF,
+        0x7C00,
+        0xFC00,
+        0x7E00,
+        0x7D00,
+        0x3C00,
+        0xBC00,
+        0x3555,
+        0x0200,
+    ],
+    dtype=np.uint16,
+)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -108,7 +133,7 @@ def test_fp16_gemm_random_and_special(seed):
     m, k, n = 3, 17, 4
     bits_a = rng.integers(0, 1 << 16, (m, k), dtype=np.uint16)
     bits_b = rng.integers(0, 1 << 16, (k, n), dtype=np.uint16)
-    bits_a[0, :len(SPECIALS16[:k])] = SPECIALS16[:k]
+    bits_a[0, : len(SPECIALS16[:k])] = SPECIALS16[:k]
     a, b = bits_a.view(np.float16), bits_b.view(np.float16)
     got = fp16_gemm(torch.from_numpy(a.copy()), torch.from_numpy(b.copy()))
     got_bits = float_to_fp32_bits(got).numpy().astype(np.uint32)
@@ -119,12 +144,14 @@ def test_fp16_gemm_random_and_special(seed):
 
 def test_fp16_signed_zero_and_nan_rules():
     z, nz, inf, one = 0x0000, 0x8000, 0x7C00, 0x3C00
+
     def gemm(row, col):
         a = fp16_bits_to_float(torch.tensor([row]))
         b = fp16_bits_to_float(torch.tensor([col])).T.contiguous()
         return float_to_fp32_bits(fp16_gemm(a, b)).item()
-    assert gemm([nz], [one]) == 0x80000000           # first product passes through: -0 survives
-    assert gemm([nz, z], [one, one]) == 0x00000000    # -0 + +0 = +0
+
+    assert gemm([nz], [one]) == 0x80000000  # first product passes through: -0 survives
+    assert gemm([nz, z], [one, one]) == 0x00000000  # -0 + +0 = +0
     assert gemm([inf], [z]) == CANONICAL_NAN32  # inf * 0
     assert gemm([inf, 0xFC00], [one, one]) == CANONICAL_NAN32  # inf + -inf
     empty = fp16_gemm(torch.zeros(2, 0, dtype=torch.float16), torch.zeros(0, 3, dtype=torch.float16))
@@ -147,6 +174,7 @@ def fp4r2_times(g, x):
 
 def test_log_gemm_radix2_format():
     from golden.formats import FP4_RADIX2
+
     gen = torch.Generator().manual_seed(5)
     g = torch.randint(0, 16, (4, 21), generator=gen, dtype=torch.uint8)
     x = torch.randint(0, 16, (21, 3), generator=gen)

@@ -18,16 +18,39 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "golden.train", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "golden.train", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_smoke_digits_writes_metrics_plot_checkpoint_capture(tmp_path):
     metrics = tmp_path / "m.json"
-    r = _cli("--dataset", "digits", "--model", "mlp", "--recipe", "ibm4", "--epochs", "2", "--seed", "3",
-             "--metrics", str(metrics), "--max-steps", "15", "--checkpoint", str(tmp_path / "ck.pt"),
-             "--capture", str(tmp_path / "cap.npz"), "--capture-steps", "0,13", "--threads", "1",
-             "--recipe-opt", "keep_first=0")
+    r = _cli(
+        "--dataset",
+        "digits",
+        "--model",
+        "mlp",
+        "--recipe",
+        "ibm4",
+        "--epochs",
+        "2",
+        "--seed",
+        "3",
+        "--metrics",
+        str(metrics),
+        "--max-steps",
+        "15",
+        "--checkpoint",
+        str(tmp_path / "ck.pt"),
+        "--capture",
+        str(tmp_path / "cap.npz"),
+        "--capture-steps",
+        "0,13",
+        "--threads",
+        "1",
+        "--recipe-opt",
+        "keep_first=0",
+    )
     assert r.returncode == 0, r.stderr
     m = json.loads(metrics.read_text())
     assert 0.0 <= m["test_accuracy"] <= 1.0 and m["train_seconds"] > 0 and m["recipe"] == "ibm4"
@@ -37,32 +60,57 @@ def test_cli_smoke_digits_writes_metrics_plot_checkpoint_capture(tmp_path):
     state = torch.load(tmp_path / "ck.pt", weights_only=False)
     assert state["epoch"] == 2 and state["step"] == 15
     from golden.capture import load_capture, verify_capture
+
     assert {r["step"] for r in load_capture(tmp_path / "cap.npz")} == {0, 13}
     assert verify_capture(tmp_path / "cap.npz") > 0
 
 
 def _digits_run(recipe, **kw):
     ds = load_dataset("digits")
-    return train(dataset=ds, model_name="mlp", recipe=get_recipe(recipe), epochs=1, seed=11, batch_size=64,
-                 max_steps=6, log=lambda s: None, **kw)
+    return train(
+        dataset=ds,
+        model_name="mlp",
+        recipe=get_recipe(recipe),
+        epochs=1,
+        seed=11,
+        batch_size=64,
+        max_steps=6,
+        log=lambda s: None,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("recipe", ["ibm4", "luq"])
 def test_same_seed_same_metrics(recipe):
     a, b = _digits_run(recipe), _digits_run(recipe)
-    assert a["step_losses"] == b["step_losses"] and a["history"][0]["test_accuracy"] == b["history"][0][
-        "test_accuracy"]
+    assert a["step_losses"] == b["step_losses"] and a["history"][0]["test_accuracy"] == b["history"][0]["test_accuracy"]
     ds = load_dataset("digits")
-    c = train(dataset=ds, model_name="mlp", recipe=get_recipe(recipe), epochs=1, seed=12, batch_size=64,
-              max_steps=6, log=lambda s: None)
+    c = train(
+        dataset=ds,
+        model_name="mlp",
+        recipe=get_recipe(recipe),
+        epochs=1,
+        seed=12,
+        batch_size=64,
+        max_steps=6,
+        log=lambda s: None,
+    )
     assert c["step_losses"] != a["step_losses"]
 
 
 def test_divergence_keeps_last_good_checkpoint(tmp_path):
     ds = load_dataset("digits")
     ck = tmp_path / "ck.pt"
-    train(dataset=ds, model_name="mlp", recipe=get_recipe("fp32"), epochs=1, seed=0, batch_size=512,
-          checkpoint=ck, log=lambda s: None)
+    train(
+        dataset=ds,
+        model_name="mlp",
+        recipe=get_recipe("fp32"),
+        epochs=1,
+        seed=0,
+        batch_size=512,
+        checkpoint=ck,
+        log=lambda s: None,
+    )
     state = torch.load(ck, weights_only=False)
     for group in state["optimizer"]["param_groups"]:
         group["lr"] = 1e30
@@ -70,37 +118,85 @@ def test_divergence_keeps_last_good_checkpoint(tmp_path):
     torch.save(state, ck)
     before = ck.read_bytes()
     with pytest.raises(TrainingDiverged, match="last good checkpoint kept"):
-        train(dataset=ds, model_name="mlp", recipe=get_recipe("fp32"), epochs=4, seed=0, batch_size=512,
-              checkpoint=ck, resume=True, log=lambda s: None)
+        train(
+            dataset=ds,
+            model_name="mlp",
+            recipe=get_recipe("fp32"),
+            epochs=4,
+            seed=0,
+            batch_size=512,
+            checkpoint=ck,
+            resume=True,
+            log=lambda s: None,
+        )
     assert ck.read_bytes() == before
 
 
 def test_cli_divergence_exits_3(tmp_path, capsys):
-    r = main(["--dataset", "digits", "--model", "mlp", "--recipe", "ibm4", "--epochs", "2", "--seed", "0",
-              "--batch-size", "2000", "--lr", "1e30", "--metrics", str(tmp_path / "m.json")])
+    r = main(
+        [
+            "--dataset",
+            "digits",
+            "--model",
+            "mlp",
+            "--recipe",
+            "ibm4",
+            "--epochs",
+            "2",
+            "--seed",
+            "0",
+            "--batch-size",
+            "2000",
+            "--lr",
+            "1e30",
+            "--metrics",
+            str(tmp_path / "m.json"),
+        ]
+    )
     assert r == 3
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: training diverged")
     assert not (tmp_path / "m.json").exists()
 
 
-@pytest.mark.parametrize("flag,value,valid", [
-    ("--recipe", "int2", "fp32, ibm4, ibm4-full, ibm4-notpr, luq"),
-    ("--model", "vgg", "mlp, lenet5, resnet"),
-    ("--dataset", "imagenet", "digits, mnist, fashion-mnist, cifar10"),
-])
+@pytest.mark.parametrize(
+    "flag,value,valid",
+    [
+        ("--recipe", "int2", "fp32, ibm4, ibm4-full, ibm4-notpr, luq"),
+        ("--model", "vgg", "mlp, lenet5, resnet"),
+        ("--dataset", "imagenet", "digits, mnist, fashion-mnist, cifar10"),
+    ],
+)
 def test_unknown_names_list_valid_ones(tmp_path, capsys, flag, value, valid):
     args = {"--dataset": "digits", "--model": "mlp", "--recipe": "fp32"}
     args[flag] = value
-    r = main([a for kv in args.items() for a in kv] + ["--epochs", "1", "--seed", "0",
-                                                         "--metrics", str(tmp_path / "m.json")])
+    r = main(
+        [a for kv in args.items() for a in kv] + ["--epochs", "1", "--seed", "0", "--metrics", str(tmp_path / "m.json")]
+    )
     assert r == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: unknown") and err.endswith(f"valid: {valid}") and "\n" not in err
 
 
 def test_missing_and_incomplete_data_dir(tmp_path, capsys):
-    assert main(["--dataset", "mnist", "--model", "mlp", "--recipe", "fp32", "--epochs", "1", "--seed", "0",
-                 "--metrics", str(tmp_path / "m.json")]) == 2
+    assert (
+        main(
+            [
+                "--dataset",
+                "mnist",
+                "--model",
+                "mlp",
+                "--recipe",
+                "fp32",
+                "--epochs",
+                "1",
+                "--seed",
+                "0",
+                "--metrics",
+                str(tmp_path / "m.json"),
+            ]
+        )
+        == 2
+    )
     assert "needs --data-dir" in capsys.readouterr().err
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"\0\0\x08\x03"))
     with pytest.raises(DataError, match=r"lacks train-labels-idx1-ubyte\[.gz\], t10k-images"):
@@ -117,6 +213,7 @@ def test_idx_loader_reads_a_small_set(tmp_path):
     def idx(arr, magic_dims):
         header = bytes([0, 0, 8, len(magic_dims)]) + b"".join(int(d).to_bytes(4, "big") for d in magic_dims)
         return header + arr.astype(np.uint8).tobytes()
+
     imgs = np.arange(2 * 4 * 4).reshape(2, 4, 4) % 256
     for prefix in ("train", "t10k"):
         (tmp_path / f"{prefix}-images-idx3-ubyte").write_bytes(idx(imgs, imgs.shape))
@@ -131,12 +228,21 @@ def test_resnet_trains_with_capture_checked_against_matrix_gemms(tmp_path):
 
     ds = load_dataset("digits")
     cap = TensorCapture([1])
-    m = train(dataset=ds, model_name="resnet", recipe=get_recipe("ibm4"), epochs=1, seed=0, batch_size=32,
-              max_steps=2, capture=cap, log=lambda s: None)
+    m = train(
+        dataset=ds,
+        model_name="resnet",
+        recipe=get_recipe("ibm4"),
+        epochs=1,
+        seed=0,
+        batch_size=32,
+        max_steps=2,
+        capture=cap,
+        log=lambda s: None,
+    )
     assert len(m["quantized_layers"]) == 8 and math.isfinite(m["history"][-1]["test_loss"])
     cap.save(tmp_path / "r.npz")
     # stride-2 convs and 1x1 shortcuts: every fast GEMM was checked against its im2col form while capturing
-    assert verify_capture(tmp_path / "r.npz") == 3 * 8   # fwd, dx, dw; BatchNorm follows every conv
+    assert verify_capture(tmp_path / "r.npz") == 3 * 8  # fwd, dx, dw; BatchNorm follows every conv
 
 
 def test_bench_speed_smoke(tmp_path):

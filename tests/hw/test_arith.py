@@ -9,8 +9,7 @@ from amaranth.sim import Simulator
 
 from golden.formats import ProductRange
 from golden.reference import int_products, log_products
-from hw.arith import (INT4_PRODUCT_RANGE, LOG_PRODUCT_RANGE, int4_product, log_product, max_safe_k,
-                      min_acc_width)
+from hw.arith import INT4_PRODUCT_RANGE, LOG_PRODUCT_RANGE, int4_product, log_product, max_safe_k, min_acc_width
 
 
 def simulate_products():
@@ -50,8 +49,8 @@ def test_every_operand_pair_both_modes():
 
 def test_overflow_bounds():
     # SPEC default widths: int4_mac 24 bits, log_mac 32 bits.
-    assert max_safe_k(INT4_PRODUCT_RANGE, 24) == 2 ** 23 // 120
-    assert max_safe_k(LOG_PRODUCT_RANGE, 32) == (2 ** 31 - 1) // 61440
+    assert max_safe_k(INT4_PRODUCT_RANGE, 24) == 2**23 // 120
+    assert max_safe_k(LOG_PRODUCT_RANGE, 32) == (2**31 - 1) // 61440
     assert min_acc_width(INT4_PRODUCT_RANGE, 1) == 8
     for k in (1, 7, 512, 69905):
         w = min_acc_width(INT4_PRODUCT_RANGE, k)

@@ -66,10 +66,12 @@ def test_int4_random(rows, cols, a_signed, b_signed):
     m, k, n = 5, 6, 4
     a = rng.integers(-8, 8, (m, k)) if a_signed else rng.integers(0, 16, (m, k))
     b = rng.integers(-8, 8, (k, n)) if b_signed else rng.integers(0, 16, (k, n))
-    raw, width = simulate("int4", a & 15, b & 15, rows=rows, cols=cols,
-                          modes={"a_signed": a_signed, "b_signed": b_signed})
-    expected = int_gemm(torch.from_numpy(a), torch.from_numpy(b), a_signed=bool(a_signed),
-                        b_signed=bool(b_signed)).numpy()
+    raw, width = simulate(
+        "int4", a & 15, b & 15, rows=rows, cols=cols, modes={"a_signed": a_signed, "b_signed": b_signed}
+    )
+    expected = int_gemm(
+        torch.from_numpy(a), torch.from_numpy(b), a_signed=bool(a_signed), b_signed=bool(b_signed)
+    ).numpy()
     assert np.array_equal(int_result(raw, width), expected)
 
 
@@ -78,7 +80,7 @@ def test_int4_random(rows, cols, a_signed, b_signed):
 def test_log_random(kind, b_signed):
     rng = np.random.default_rng(7 + b_signed)
     g = rng.integers(0, 16, (4, 7)).astype(np.uint8)
-    g[0] = 7   # e = 7: the largest shift
+    g[0] = 7  # e = 7: the largest shift
     g[1] = 15
     x = rng.integers(-8, 8, (7, 5)) if b_signed else rng.integers(0, 16, (7, 5))
     modes = {"b_signed": b_signed}
@@ -92,8 +94,7 @@ def test_log_random(kind, b_signed):
 def test_train_forward_mode():
     rng = np.random.default_rng(3)
     a, b = rng.integers(0, 16, (3, 9)), rng.integers(-8, 8, (9, 4))
-    raw, width = simulate("train", a, b & 15, rows=3, cols=2,
-                          modes={"mode": MODE_INT, "a_signed": 0, "b_signed": 1})
+    raw, width = simulate("train", a, b & 15, rows=3, cols=2, modes={"mode": MODE_INT, "a_signed": 0, "b_signed": 1})
     assert np.array_equal(int_result(raw, width), a @ b)
 
 
@@ -101,18 +102,24 @@ def test_fp16_random_and_specials():
     rng = np.random.default_rng(5)
     a = (rng.standard_normal((3, 6)) * 50).astype(np.float16)
     b = (rng.standard_normal((6, 4)) * 50).astype(np.float16)
-    a[0, :] = np.float16(60000.0)          # products overflow to inf
-    b[:, 0] = np.float16(-6e-8)            # subnormal operand
+    a[0, :] = np.float16(60000.0)  # products overflow to inf
+    b[:, 0] = np.float16(-6e-8)  # subnormal operand
     a[2, 3] = np.float16(np.inf)
-    b[3, 2] = np.float16(0.0)              # inf * 0 = NaN
+    b[3, 2] = np.float16(0.0)  # inf * 0 = NaN
     raw, _ = simulate("fp16", a.view(np.uint16), b.view(np.uint16), rows=2, cols=3, modes={})
     expected = float_to_fp32_bits(fp16_gemm(torch.from_numpy(a), torch.from_numpy(b))).numpy()
     assert np.array_equal(raw.astype(np.int64), expected)
 
 
 def test_k_zero_gives_zeros():
-    raw, width = simulate("int4", np.zeros((3, 0), np.int64), np.zeros((0, 2), np.int64), rows=2, cols=2,
-                          modes={"a_signed": 1, "b_signed": 1})
+    raw, width = simulate(
+        "int4",
+        np.zeros((3, 0), np.int64),
+        np.zeros((0, 2), np.int64),
+        rows=2,
+        cols=2,
+        modes={"a_signed": 1, "b_signed": 1},
+    )
     assert raw.shape == (3, 2) and not raw.any()
 
 
@@ -130,8 +137,7 @@ def test_accumulator_wraps_at_declared_width():
     k = 40
     width = min_acc_width(INT_PRODUCT_RANGE, 4)
     a, b = np.full((1, k), 15), np.full((k, 1), 15)
-    dut_raw, _ = simulate("int4", a, b, rows=1, cols=1, modes={"a_signed": 0, "b_signed": 0},
-                          acc_width=width, max_k=4)
+    dut_raw, _ = simulate("int4", a, b, rows=1, cols=1, modes={"a_signed": 0, "b_signed": 0}, acc_width=width, max_k=4)
     total = 225 * k
     assert int(dut_raw[0, 0]) == total % (1 << width)
 
@@ -148,14 +154,17 @@ def test_overflow_refused():
             SystolicArray(kind=kind, rows=1, cols=1, acc_width=width - 1, max_k=512)
 
 
-@pytest.mark.parametrize("params,error", [
-    (dict(kind="int8", rows=2, cols=2), ValueError),
-    (dict(kind="int4", rows=0, cols=2), ValueError),
-    (dict(kind="int4", rows=2, cols="2"), TypeError),
-    (dict(kind="int4", rows=2, cols=2, max_k=0), ValueError),
-    (dict(kind="fp16", rows=2, cols=2, acc_width=24), ValueError),
-    (dict(kind="log", rows=2, cols=2, acc_width=True), TypeError),
-])
+@pytest.mark.parametrize(
+    "params,error",
+    [
+        (dict(kind="int8", rows=2, cols=2), ValueError),
+        (dict(kind="int4", rows=0, cols=2), ValueError),
+        (dict(kind="int4", rows=2, cols="2"), TypeError),
+        (dict(kind="int4", rows=2, cols=2, max_k=0), ValueError),
+        (dict(kind="fp16", rows=2, cols=2, acc_width=24), ValueError),
+        (dict(kind="log", rows=2, cols=2, acc_width=True), TypeError),
+    ],
+)
 def test_bad_parameters(params, error):
     with pytest.raises(error):
         SystolicArray(**params)
@@ -165,8 +174,10 @@ def test_bad_parameters(params, error):
 def test_no_broadcast_growing_with_the_array(kind):
     """Every input port drives a fixed number of loads, whatever the array size:
     controls and mode bits travel through registers instead of fanning out."""
+
     def port_uses(rows, cols):
         text = verilog.convert(SystolicArray(kind=kind, rows=rows, cols=cols), name="top", emit_src=False)
         ports = ["valid", "clear", "last"] + list(ARRAY_KINDS[kind].a_modes + ARRAY_KINDS[kind].b_modes)
         return {p: len(re.findall(rf"(?<![\w$.]){p}(?![\w\[])", text)) for p in ports}
+
     assert port_uses(2, 2) == port_uses(5, 4)

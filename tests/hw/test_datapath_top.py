@@ -21,7 +21,7 @@ def test_parameter_errors():
     with pytest.raises(ValueError, match="k_depth"):
         TrainDatapath(**{**SMALL, "k_depth": 0})
     with pytest.raises(ValueError, match="acc_width"):
-        TrainDatapath(**{**SMALL, "acc_width": 12, "k_depth": 4096})   # accumulator could overflow
+        TrainDatapath(**{**SMALL, "acc_width": 12, "k_depth": 4096})  # accumulator could overflow
 
 
 def test_verilog_deterministic_and_lint_clean(tmp_path):
@@ -33,8 +33,12 @@ def test_verilog_deterministic_and_lint_clean(tmp_path):
 
     src = tmp_path / "train_datapath.v"
     src.write_text(text)
-    run = subprocess.run(["verilator", "--lint-only", "-Wall", str(WAIVERS), str(src), "--top-module",
-                          "train_datapath"], env=tool_env(), capture_output=True, text=True)
+    run = subprocess.run(
+        ["verilator", "--lint-only", "-Wall", str(WAIVERS), str(src), "--top-module", "train_datapath"],
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
 
 

@@ -23,7 +23,7 @@ def _run(dut, bench):
     sim.run()
 
 
-@pytest.mark.parametrize("real", [0.0123, 1 / 3, 2.0 ** -20 * 1.7, 7.9, 0.5])
+@pytest.mark.parametrize("real", [0.0123, 1 / 3, 2.0**-20 * 1.7, 7.9, 0.5])
 def test_requantizer_exhaustive_window(real):
     m0, shift = requant_params(real)
     acc = torch.arange(-(1 << 12), 1 << 12, dtype=torch.int64)

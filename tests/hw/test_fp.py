@@ -32,16 +32,23 @@ def _evaluate(build, columns):
 
 def _assert_bits_equal(got, want, *operands):
     bad = np.flatnonzero(got != want)
-    detail = [" ".join(f"{int(o[i]):#x}" for o in operands) + f" -> {int(got[i]):#010x}, golden {int(want[i]):#010x}"
-              for i in bad[:5]]
+    detail = [
+        " ".join(f"{int(o[i]):#x}" for o in operands) + f" -> {int(got[i]):#010x}, golden {int(want[i]):#010x}"
+        for i in bad[:5]
+    ]
     assert not len(bad), f"{len(bad)} mismatches:\n" + "\n".join(detail)
 
 
 @pytest.mark.parametrize("width", [1, 2, 3, 8, 10, 22, 28])
 def test_leading_zeros(width):
     rng = np.random.default_rng(width)
-    values = np.arange(1 << width) if width <= 10 else np.concatenate(
-        [[0], 1 << np.arange(width), rng.integers(0, 1 << width, 300) >> rng.integers(0, width, 300)])
+    values = (
+        np.arange(1 << width)
+        if width <= 10
+        else np.concatenate(
+            [[0], 1 << np.arange(width), rng.integers(0, 1 << width, 300) >> rng.integers(0, width, 300)]
+        )
+    )
     got = _evaluate(lambda m, v: leading_zeros(v), [(width, values)])
     want = np.array([width - int(v).bit_length() for v in values])
     np.testing.assert_array_equal(got, want)
@@ -74,7 +81,11 @@ def test_fp16_product_all_subnormal_significands():
 
 
 def _fp32(sign, exp, frac):
-    return (np.asarray(sign, dtype=np.int64) << 31) | (np.asarray(exp, dtype=np.int64) << 23) | np.asarray(frac, dtype=np.int64)
+    return (
+        (np.asarray(sign, dtype=np.int64) << 31)
+        | (np.asarray(exp, dtype=np.int64) << 23)
+        | np.asarray(frac, dtype=np.int64)
+    )
 
 
 def _adder_corner_operands(rng):
@@ -82,26 +93,48 @@ def _adder_corner_operands(rng):
     n = 600
     pairs = []
     # Subnormal + subnormal (exact, or carrying into the smallest normal), both signs.
-    pairs.append((_fp32(rng.integers(0, 2, n), 0, rng.integers(0, 1 << 23, n)),
-                  _fp32(rng.integers(0, 2, n), 0, rng.integers(0, 1 << 23, n))))
+    pairs.append(
+        (
+            _fp32(rng.integers(0, 2, n), 0, rng.integers(0, 1 << 23, n)),
+            _fp32(rng.integers(0, 2, n), 0, rng.integers(0, 1 << 23, n)),
+        )
+    )
     # Smallest normals minus nearby values: results that become subnormal.
-    pairs.append((_fp32(0, rng.integers(1, 3, n), rng.integers(0, 1 << 23, n)),
-                  _fp32(1, rng.integers(0, 3, n), rng.integers(0, 1 << 23, n))))
+    pairs.append(
+        (
+            _fp32(0, rng.integers(1, 3, n), rng.integers(0, 1 << 23, n)),
+            _fp32(1, rng.integers(0, 3, n), rng.integers(0, 1 << 23, n)),
+        )
+    )
     # Near the top: overflow to infinity (incl. a tie at the max finite value).
-    pairs.append((_fp32(rng.integers(0, 2, n) * 0, rng.integers(252, 255, n), rng.integers(0, 1 << 23, n)),
-                  _fp32(0, rng.integers(200, 255, n), rng.integers(0, 1 << 23, n))))
-    pairs.append((np.array([0x7F7FFFFF, 0x7F7FFFFF, 0xFF7FFFFF, 0x7F7FFFFF]),
-                  np.array([0x73000000, 0x72FFFFFF, 0xF3000000, 0x7F7FFFFF])))
+    pairs.append(
+        (
+            _fp32(rng.integers(0, 2, n) * 0, rng.integers(252, 255, n), rng.integers(0, 1 << 23, n)),
+            _fp32(0, rng.integers(200, 255, n), rng.integers(0, 1 << 23, n)),
+        )
+    )
+    pairs.append(
+        (
+            np.array([0x7F7FFFFF, 0x7F7FFFFF, 0xFF7FFFFF, 0x7F7FFFFF]),
+            np.array([0x73000000, 0x72FFFFFF, 0xF3000000, 0x7F7FFFFF]),
+        )
+    )
     # Cancellation: x + (-x nudged by a few ulps), all exponents.
     x = _fp32(rng.integers(0, 2, n), rng.integers(0, 255, n), rng.integers(0, 1 << 23, n))
     pairs.append((x, (x ^ (1 << 31)) + rng.integers(-4, 5, n).clip(-(x & 0x7FFFFFFF), None)))
     # Exponent distances 0..30 with random significands: guard/round/sticky cases and ties.
     e = rng.integers(30, 220, n)
     d = rng.integers(0, 31, n)
-    pairs.append((_fp32(rng.integers(0, 2, n), e, rng.integers(0, 1 << 23, n)),
-                  _fp32(rng.integers(0, 2, n), e - d, rng.integers(0, 1 << 23, n) & ~((1 << rng.integers(0, 23, n)) - 1))))
+    pairs.append(
+        (
+            _fp32(rng.integers(0, 2, n), e, rng.integers(0, 1 << 23, n)),
+            _fp32(rng.integers(0, 2, n), e - d, rng.integers(0, 1 << 23, n) & ~((1 << rng.integers(0, 23, n)) - 1)),
+        )
+    )
     # Signed zeros, infinities, NaNs against everything.
-    specials = np.array([0, 1 << 31, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001, 0x7F800001, 0x00000001, 0x3F800000])
+    specials = np.array(
+        [0, 1 << 31, 0x7F800000, 0xFF800000, 0x7FC00000, 0xFFC00001, 0x7F800001, 0x00000001, 0x3F800000]
+    )
     sa, sb = (v.ravel() for v in np.meshgrid(specials, specials, indexing="ij"))
     pairs.append((sa, sb))
     # Fully random patterns.

@@ -17,8 +17,10 @@ def _check(component, sequence):
     observed = simulate_sequence(component, sequence)
     expected = st.expected(sequence, acc_width=len(component.acc))
     bad = np.flatnonzero(observed != expected)
-    assert not len(bad), (f"{len(bad)} mismatches, first at step {bad[0]} "
-                          f"({sequence.family_of(bad[0])}): {int(observed[bad[0]]):#x} != {int(expected[bad[0]]):#x}")
+    assert not len(bad), (
+        f"{len(bad)} mismatches, first at step {bad[0]} "
+        f"({sequence.family_of(bad[0])}): {int(observed[bad[0]]):#x} != {int(expected[bad[0]]):#x}"
+    )
 
 
 def _without_resets(sequence):
@@ -37,20 +39,36 @@ def _inspected(component):
 
 def _ports(component):
     _inspected(component)
-    return {name: (member.flow.name, Shape.cast(member.shape).width, Shape.cast(member.shape).signed)
-            for name, member in component.signature.members.items()}
+    return {
+        name: (member.flow.name, Shape.cast(member.shape).width, Shape.cast(member.shape).signed)
+        for name, member in component.signature.members.items()
+    }
 
 
 def test_spec_ports():
     assert _ports(Int4MAC()) == {
-        "a": ("In", 4, False), "b": ("In", 4, False), "a_signed": ("In", 1, False),
-        "valid": ("In", 1, False), "clear": ("In", 1, False), "acc": ("Out", 24, True)}
+        "a": ("In", 4, False),
+        "b": ("In", 4, False),
+        "a_signed": ("In", 1, False),
+        "valid": ("In", 1, False),
+        "clear": ("In", 1, False),
+        "acc": ("Out", 24, True),
+    }
     assert _ports(LogMAC()) == {
-        "x": ("In", 4, False), "x_signed": ("In", 1, False), "g": ("In", 4, False),
-        "valid": ("In", 1, False), "clear": ("In", 1, False), "acc": ("Out", 32, True)}
+        "x": ("In", 4, False),
+        "x_signed": ("In", 1, False),
+        "g": ("In", 4, False),
+        "valid": ("In", 1, False),
+        "clear": ("In", 1, False),
+        "acc": ("Out", 32, True),
+    }
     assert _ports(FP16MAC()) == {
-        "a": ("In", 16, False), "b": ("In", 16, False),
-        "valid": ("In", 1, False), "clear": ("In", 1, False), "acc": ("Out", 32, False)}
+        "a": ("In", 16, False),
+        "b": ("In", 16, False),
+        "valid": ("In", 1, False),
+        "clear": ("In", 1, False),
+        "acc": ("Out", 32, False),
+    }
 
 
 @pytest.mark.parametrize("cls,kind", [(Int4MAC, "int4_mac"), (LogMAC, "log_mac")])
@@ -85,8 +103,8 @@ def test_fp16_pipelined():
 
 
 def test_max_k():
-    assert _inspected(Int4MAC()).max_k == 69905     # 2^23 // 120 (UINT4 15 x INT4 -8)
-    assert _inspected(LogMAC()).max_k == 34952      # 2^31 // 61440 (15 x 4^6)
+    assert _inspected(Int4MAC()).max_k == 69905  # 2^23 // 120 (UINT4 15 x INT4 -8)
+    assert _inspected(LogMAC()).max_k == 34952  # 2^31 // 61440 (15 x 4^6)
     assert _inspected(Int4MAC(acc_width=32)).max_k == 2**31 // 120
     assert _inspected(LogMAC(acc_width=17)).max_k == 1
     assert _inspected(LogMAC(acc_width=18)).max_k == 2
@@ -110,8 +128,14 @@ def test_parameter_errors(cls):
 def test_reset_cancels_products_in_flight():
     """Pipelined variant: a reset clears the accumulator and the pipeline registers."""
     n = 8
-    inputs = {"a": np.full(n, 3), "b": np.full(n, 2), "a_signed": np.ones(n),
-              "valid": np.ones(n), "clear": np.zeros(n), "rst": np.zeros(n)}
+    inputs = {
+        "a": np.full(n, 3),
+        "b": np.full(n, 2),
+        "a_signed": np.ones(n),
+        "valid": np.ones(n),
+        "clear": np.zeros(n),
+        "rst": np.zeros(n),
+    }
     inputs["rst"][[0, 4]] = 1
     sequence = st.Sequence(kind="int4_mac", inputs=inputs, families=[("manual", 0)])
     # Steps 1..3 add 6 each; the reset at step 4 also drops step 3's product (in flight).

@@ -16,6 +16,7 @@ def sky130():
     if not SKY130.is_file():
         pytest.skip(f"{SKY130} not present")
     from report.liberty import Library
+
     return Library(SKY130)
 
 

@@ -13,16 +13,16 @@ from report.gatesim import Toggles, simulate
 
 V = 1.8
 SLEW = 0.01
-WIRE_FANOUT1 = 1.42e-05 * 23.2746          # wire_load("Small"): capacitance * fanout_length(1)
-INV_A_CAP = 0.0023020                       # inv_1 pin A capacitance
-INV_LEAK = 0.0053266820                     # inv_1 cell_leakage_power (nW)
-INV_LOADS = (0.0005, 0.0013351650, 0.0035653330)      # index_2 of inv_1 Y power tables
-INV_RISE = (0.0077341, 0.0092285, 0.0130076)          # rise_power, row index_1 = 0.01
-INV_FALL = (-0.0020153, -0.0032337, -0.0066826)       # fall_power, row index_1 = 0.01
+WIRE_FANOUT1 = 1.42e-05 * 23.2746  # wire_load("Small"): capacitance * fanout_length(1)
+INV_A_CAP = 0.0023020  # inv_1 pin A capacitance
+INV_LEAK = 0.0053266820  # inv_1 cell_leakage_power (nW)
+INV_LOADS = (0.0005, 0.0013351650, 0.0035653330)  # index_2 of inv_1 Y power tables
+INV_RISE = (0.0077341, 0.0092285, 0.0130076)  # rise_power, row index_1 = 0.01
+INV_FALL = (-0.0020153, -0.0032337, -0.0066826)  # fall_power, row index_1 = 0.01
 DFF_CLK_CAP, DFF_D_CAP = 0.0017940, 0.0016780
-DFF_CLK_RISE, DFF_CLK_FALL = 0.0178184, 0.0227158      # CLK pin internal power at 0.01 ns
-DFF_D_RISE, DFF_D_FALL = -0.0004267, 0.0054714         # D pin internal power at 0.01 ns
-DFF_Q_RISE, DFF_Q_FALL = 0.0177646, 0.0190634          # Q internal power at (0.01 ns, 0.0005 pF)
+DFF_CLK_RISE, DFF_CLK_FALL = 0.0178184, 0.0227158  # CLK pin internal power at 0.01 ns
+DFF_D_RISE, DFF_D_FALL = -0.0004267, 0.0054714  # D pin internal power at 0.01 ns
+DFF_Q_RISE, DFF_Q_FALL = 0.0177646, 0.0190634  # Q internal power at (0.01 ns, 0.0005 pF)
 DFF_LEAK = 0.0084386350
 
 
@@ -43,10 +43,12 @@ def inverter_chain():
 def register():
     """clk, d -> dfxtp -> q (net bits 2 = clk, 3 = d, 4 = q)."""
     return {
-        "ports": {"clk": {"direction": "input", "bits": [2]}, "d": {"direction": "input", "bits": [3]},
-                  "q": {"direction": "output", "bits": [4]}},
-        "cells": {"r": {"type": "sky130_fd_sc_hd__dfxtp_1",
-                        "connections": {"CLK": [2], "D": [3], "Q": [4]}}},
+        "ports": {
+            "clk": {"direction": "input", "bits": [2]},
+            "d": {"direction": "input", "bits": [3]},
+            "q": {"direction": "output", "bits": [4]},
+        },
+        "cells": {"r": {"type": "sky130_fd_sc_hd__dfxtp_1", "connections": {"CLK": [2], "D": [3], "Q": [4]}}},
         "netnames": {},
     }
 
@@ -65,10 +67,10 @@ def test_inverter_chain_energy_by_hand(sky130):
     e = netlist_energy(inverter_chain(), sky130, toggles, slew_ns=SLEW)
 
     c = INV_A_CAP + WIRE_FANOUT1
-    switching = 3 * 0.5 * c * V * V * (r + f)                 # nets 2, 3, 4; the output net has no load
+    switching = 3 * 0.5 * c * V * V * (r + f)  # nets 2, 3, 4; the output net has no load
     e_rise = lerp(c, INV_LOADS[1], INV_LOADS[2], INV_RISE[1], INV_RISE[2])
     e_fall = lerp(c, INV_LOADS[1], INV_LOADS[2], INV_FALL[1], INV_FALL[2])
-    internal = 2 * (r * e_rise + f * e_fall) + (r * INV_RISE[0] + f * INV_FALL[0])   # last one: load 0 -> 0.0005
+    internal = 2 * (r * e_rise + f * e_fall) + (r * INV_RISE[0] + f * INV_FALL[0])  # last one: load 0 -> 0.0005
     leakage = 3 * INV_LEAK * cycles * period * 1e-6
     assert e.switching_pj == pytest.approx(switching, rel=1e-9)
     assert e.internal_pj == pytest.approx(internal, rel=1e-9)
@@ -96,8 +98,7 @@ def test_register_energy_by_hand(sky130):
 def test_simulated_inverter_chain_toggles(sky130, tmp_path):
     """Icarus on the Liberty-derived models: a square wave on ``a`` toggles every net once per cycle."""
     stim = (np.arange(40) % 2)[:, None]
-    t = simulate(inverter_chain(), "chain", sky130, [("a", 1)], stim, period_ns=10.0, warmup=4,
-                 workdir=str(tmp_path))
+    t = simulate(inverter_chain(), "chain", sky130, [("a", 1)], stim, period_ns=10.0, warmup=4, workdir=str(tmp_path))
     assert t.cycles == 36
     for bit in (2, 3, 4, 5):
         assert t.rises[bit] + t.falls[bit] == 36

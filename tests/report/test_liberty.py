@@ -38,13 +38,16 @@ def _eval(expr, env):
     return bool(eval(py, {}, env))
 
 
-@pytest.mark.parametrize("liberty, truth", [
-    ("(A&B) | (!C)", lambda A, B, C: (A and B) or not C),
-    ("A B + C'", lambda A, B, C: (A and B) or not C),
-    ("!(A*B) ^ C", lambda A, B, C: (not (A and B)) != C),
-    ("(A&!B&!C) | (!A&B&!C) | (!A&!B&C) | (A&B&C)", lambda A, B, C: (A + B + C) % 2 == 1),
-    ("(A0&!S) | (A1&S)", None),
-])
+@pytest.mark.parametrize(
+    "liberty, truth",
+    [
+        ("(A&B) | (!C)", lambda A, B, C: (A and B) or not C),
+        ("A B + C'", lambda A, B, C: (A and B) or not C),
+        ("!(A*B) ^ C", lambda A, B, C: (not (A and B)) != C),
+        ("(A&!B&!C) | (!A&B&!C) | (!A&!B&C) | (A&B&C)", lambda A, B, C: (A + B + C) % 2 == 1),
+        ("(A0&!S) | (A1&S)", None),
+    ],
+)
 def test_function_to_verilog(liberty, truth):
     verilog = function_to_verilog(liberty)
     if truth is None:
@@ -68,12 +71,12 @@ def test_small_library_units_and_cells(tmp_path):
     assert (lib.name, lib.voltage, lib.cap_unit_pf, lib.time_unit_ns) == ("tiny", 1.2, 1e-3, 1.0)
     nand = lib.cell("tiny__nand2_1")
     assert nand.area == 4.5 and nand.leakage == 2.0 and not nand.is_sequential
-    assert nand.pins["B"].capacitance == pytest.approx(2.5e-3)         # fF -> pF
+    assert nand.pins["B"].capacitance == pytest.approx(2.5e-3)  # fF -> pF
     arc = nand.pins["Y"].power[0]
     # energies are in cap unit * V^2: fF * V^2 = 1e-3 pJ
     assert arc.rise.lookup(transition=0.1, load=0.01) == pytest.approx(3e-3)
     assert arc.fall.lookup() == pytest.approx(1e-3)
-    assert lib.wire_cap(3) == 0.0                                          # no wire-load model
+    assert lib.wire_cap(3) == 0.0  # no wire-load model
     with pytest.raises(KeyError):
         lib.cell("tiny__nor2_1")
 

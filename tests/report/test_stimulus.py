@@ -6,8 +6,7 @@ import torch
 
 from golden.capture import TensorCapture
 from golden.formats.fp16 import fp16_bits_to_float
-from report.stimulus import (array_stream, capture_gemms, fp16_source, loss_scale, stream,
-                             synthetic_gemms)
+from report.stimulus import array_stream, capture_gemms, fp16_source, loss_scale, stream, synthetic_gemms
 
 
 @pytest.fixture(scope="module")
@@ -18,13 +17,13 @@ def gemms():
 def test_synthetic_codes_look_like_training(gemms):
     fwd, dx, dw = gemms
     assert (fwd.op, dx.op, dw.op) == ("fwd", "dx", "dw")
-    assert fwd.a.min() >= 0 and fwd.a.max() <= 15 and (fwd.a == 0).mean() > 0.45   # PACT, ReLU zeros
+    assert fwd.a.min() >= 0 and fwd.a.max() <= 15 and (fwd.a == 0).mean() > 0.45  # PACT, ReLU zeros
     assert fwd.b.min() >= -7 and fwd.b.max() <= 7
     for g in (dx.a, dw.a):
         assert g.min() >= 0 and g.max() <= 15
-        assert not np.any(g == 8)                           # sign bit only on non-zero codes
+        assert not np.any(g == 8)  # sign bit only on non-zero codes
         exponents = np.unique(g & 7)
-        assert len(exponents) >= 6                          # gradients spread over the radix-4 range
+        assert len(exponents) >= 6  # gradients spread over the radix-4 range
     assert fwd.a.shape[1] == fwd.b.shape[0] and dx.a.shape[1] == dx.b.shape[0]
     assert dw.a.shape[1] == dw.b.shape[0]
 
@@ -34,10 +33,10 @@ def test_pe_streams(gemms):
     assert set(s) == {"a", "b", "a_signed", "valid", "clear"}
     assert all(len(v) == 600 for v in s.values())
     k = gemms[0].a.shape[1]
-    assert list(np.flatnonzero(s["clear"])) == list(range(0, 600, k))   # whole dot products
+    assert list(np.flatnonzero(s["clear"])) == list(range(0, 600, k))  # whole dot products
     assert s["valid"].all() and not s["a_signed"].any()
     log = stream("log_mac", "backward", gemms, 600)
-    assert list(log["x_signed"][:300]) == [1] * 300 and not log["x_signed"][300:].any()   # dx, then dw
+    assert list(log["x_signed"][:300]) == [1] * 300 and not log["x_signed"][300:].any()  # dx, then dw
     fp = stream("fp16_mac", "forward", gemms, 600)
     values = fp16_bits_to_float(torch.from_numpy(fp["a"])).to(torch.float64).numpy()
     assert np.isfinite(values).all() and (values >= 0).all()
@@ -79,10 +78,23 @@ def test_capture_gemms(tmp_path):
     w = torch.from_numpy(rng.integers(-7, 8, (5, 3)))
     g = torch.from_numpy(rng.integers(0, 16, (6, 3)).astype(np.uint8))
     with cap.step(5):
-        cap.record("l1", "fwd", kind="int4", a=x, b=w, c=x @ w, a_signed=False, b_signed=True,
-                   scale_a=0.5, scale_b=0.25)
-        cap.record("l1", "dx", kind="log", a=g, b=w.t(), c=torch.zeros(6, 5), b_signed=True,
-                   scale_g=2.0, phase=0, unit_g=1.0, scale_b=0.25, radix=4)
+        cap.record(
+            "l1", "fwd", kind="int4", a=x, b=w, c=x @ w, a_signed=False, b_signed=True, scale_a=0.5, scale_b=0.25
+        )
+        cap.record(
+            "l1",
+            "dx",
+            kind="log",
+            a=g,
+            b=w.t(),
+            c=torch.zeros(6, 5),
+            b_signed=True,
+            scale_g=2.0,
+            phase=0,
+            unit_g=1.0,
+            scale_b=0.25,
+            radix=4,
+        )
     path = tmp_path / "cap.npz"
     cap.save(path)
     fwd, dx = capture_gemms(path)
@@ -105,10 +117,36 @@ def test_capture_float_operands_feed_fp16(tmp_path):
     gf = torch.from_numpy((rng.standard_normal((6, 3)) * 1e-6).astype(np.float32))
     codes = torch.zeros(6, 3, dtype=torch.uint8)
     with cap.step(0):
-        cap.record("l", "fwd", kind="int4", a=torch.zeros(6, 5), b=torch.zeros(5, 3), c=torch.zeros(6, 3),
-                   a_signed=False, b_signed=True, scale_a=0.5, scale_b=0.25, a_float=xf, b_float=wf)
-        cap.record("l", "dx", kind="log", a=codes, b=torch.zeros(3, 5), c=torch.zeros(6, 5), b_signed=True,
-                   scale_g=2.0, phase=0, unit_g=1.0, scale_b=0.25, radix=4, a_float=gf, b_float=wf.t())
+        cap.record(
+            "l",
+            "fwd",
+            kind="int4",
+            a=torch.zeros(6, 5),
+            b=torch.zeros(5, 3),
+            c=torch.zeros(6, 3),
+            a_signed=False,
+            b_signed=True,
+            scale_a=0.5,
+            scale_b=0.25,
+            a_float=xf,
+            b_float=wf,
+        )
+        cap.record(
+            "l",
+            "dx",
+            kind="log",
+            a=codes,
+            b=torch.zeros(3, 5),
+            c=torch.zeros(6, 5),
+            b_signed=True,
+            scale_g=2.0,
+            phase=0,
+            unit_g=1.0,
+            scale_b=0.25,
+            radix=4,
+            a_float=gf,
+            b_float=wf.t(),
+        )
     cap.save(tmp_path / "cap.npz")
     fwd, dx = capture_gemms(tmp_path / "cap.npz")
     assert fwd.real_kind == dx.real_kind == "float" and fp16_source([fwd, dx]) == "unquantized float operands"
@@ -116,7 +154,7 @@ def test_capture_float_operands_feed_fp16(tmp_path):
     # gradients: loss-scaled by a power of two, largest magnitude in [2^14, 2^15), mantissas kept
     scale = loss_scale(gf.numpy().astype(np.float64))
     assert np.log2(scale) == int(np.log2(scale)) and np.array_equal(dx.a_real, gf.numpy() * scale)
-    assert 2.0 ** 14 <= np.abs(dx.a_real).max() < 2.0 ** 15 and loss_scale(np.zeros(3)) == 1.0
+    assert 2.0**14 <= np.abs(dx.a_real).max() < 2.0**15 and loss_scale(np.zeros(3)) == 1.0
     fp = stream("fp16_mac", "forward", [fwd], 50)
     values = fp16_bits_to_float(torch.from_numpy(fp["a"])).to(torch.float32).numpy()
     assert np.isin(values, xf.numpy().astype(np.float16).astype(np.float32)).all()

@@ -23,13 +23,35 @@ pipeline = 0
 """
 
 SPEC_PORTS = {
-    "int4_mac": [("clk", "input", 1), ("rst", "input", 1), ("a", "input", 4), ("b", "input", 4),
-                 ("a_signed", "input", 1), ("valid", "input", 1), ("clear", "input", 1),
-                 ("acc", "output", 24)],
-    "log_mac": [("clk", "input", 1), ("rst", "input", 1), ("x", "input", 4), ("x_signed", "input", 1),
-                ("g", "input", 4), ("valid", "input", 1), ("clear", "input", 1), ("acc", "output", 32)],
-    "fp16_mac": [("clk", "input", 1), ("rst", "input", 1), ("a", "input", 16), ("b", "input", 16),
-                 ("valid", "input", 1), ("clear", "input", 1), ("acc", "output", 32)],
+    "int4_mac": [
+        ("clk", "input", 1),
+        ("rst", "input", 1),
+        ("a", "input", 4),
+        ("b", "input", 4),
+        ("a_signed", "input", 1),
+        ("valid", "input", 1),
+        ("clear", "input", 1),
+        ("acc", "output", 24),
+    ],
+    "log_mac": [
+        ("clk", "input", 1),
+        ("rst", "input", 1),
+        ("x", "input", 4),
+        ("x_signed", "input", 1),
+        ("g", "input", 4),
+        ("valid", "input", 1),
+        ("clear", "input", 1),
+        ("acc", "output", 32),
+    ],
+    "fp16_mac": [
+        ("clk", "input", 1),
+        ("rst", "input", 1),
+        ("a", "input", 16),
+        ("b", "input", 16),
+        ("valid", "input", 1),
+        ("clear", "input", 1),
+        ("acc", "output", 32),
+    ],
 }
 
 
@@ -48,8 +70,9 @@ def generated(tmp_path_factory, pe_config):
 
 
 def _cli(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "rtl_gen", *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "rtl_gen", *args], cwd=REPO_ROOT, capture_output=True, text=True, **kwargs
+    )
 
 
 def test_help():
@@ -59,8 +82,7 @@ def test_help():
 
 
 def test_outputs_and_manifest(generated):
-    assert sorted(p.name for p in generated.iterdir()) == [
-        "fp16_mac.v", "int4_mac.v", "log_mac.v", "manifest.json"]
+    assert sorted(p.name for p in generated.iterdir()) == ["fp16_mac.v", "int4_mac.v", "log_mac.v", "manifest.json"]
     manifest = json.loads((generated / "manifest.json").read_text())
     modules = manifest["modules"]
     assert list(modules) == ["int4_mac", "log_mac", "fp16_mac"]
@@ -97,8 +119,23 @@ def test_byte_identical_across_runs(tmp_path, pe_config):
 
 def test_overrides_and_pipelined_variant(tmp_path, pe_config):
     out = tmp_path / "o"
-    assert main(["--config", str(pe_config), "--out", str(out), "--only", "int4_mac",
-                 "--set", "int4_mac.acc_width=32", "--set", "int4_mac.pipeline=1"]) == 0
+    assert (
+        main(
+            [
+                "--config",
+                str(pe_config),
+                "--out",
+                str(out),
+                "--only",
+                "int4_mac",
+                "--set",
+                "int4_mac.acc_width=32",
+                "--set",
+                "int4_mac.pipeline=1",
+            ]
+        )
+        == 0
+    )
     entry = json.loads((out / "manifest.json").read_text())["modules"]["int4_mac"]
     assert entry["latency"] == 2
     assert entry["parameters"]["acc_width"] == 32
@@ -106,18 +143,21 @@ def test_overrides_and_pipelined_variant(tmp_path, pe_config):
     assert sorted(p.name for p in out.iterdir()) == ["int4_mac.v", "manifest.json"]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--set", "int4_mac.kind=\"int9_mac\""], "unknown unit kind 'int9_mac'"),
-    (["--set", "int4_mac.acc_width=0"], "acc_width must be >= 1"),
-    (["--set", "log_mac.acc_width=-4"], "acc_width must be >= 1"),
-    (["--set", "int4_mac.min_k=100000"], "holds at most 69905 products"),
-    (["--set", "fp16_mac.pipeline=-1"], "pipeline must be >= 0"),
-    (["--set", "int4_mac.acc_width=\"wide\""], "acc_width must be an integer"),
-    (["--set", "int4_mac.depth=3"], "unknown parameter(s) depth"),
-    (["--set", "nosuch.acc_width=3"], "unknown design 'nosuch'"),
-    (["--set", "int4_mac"], "not NAME.PARAM=VALUE"),
-    (["--only", "nosuch"], "unknown design(s) nosuch"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--set", 'int4_mac.kind="int9_mac"'], "unknown unit kind 'int9_mac'"),
+        (["--set", "int4_mac.acc_width=0"], "acc_width must be >= 1"),
+        (["--set", "log_mac.acc_width=-4"], "acc_width must be >= 1"),
+        (["--set", "int4_mac.min_k=100000"], "holds at most 69905 products"),
+        (["--set", "fp16_mac.pipeline=-1"], "pipeline must be >= 0"),
+        (["--set", 'int4_mac.acc_width="wide"'], "acc_width must be an integer"),
+        (["--set", "int4_mac.depth=3"], "unknown parameter(s) depth"),
+        (["--set", "nosuch.acc_width=3"], "unknown design 'nosuch'"),
+        (["--set", "int4_mac"], "not NAME.PARAM=VALUE"),
+        (["--only", "nosuch"], "unknown design(s) nosuch"),
+    ],
+)
 def test_bad_parameters(tmp_path, capsys, pe_config, args, message):
     out = tmp_path / "out"
     assert main(["--config", str(pe_config), "--out", str(out), *args]) != 0
@@ -150,8 +190,9 @@ def test_lint_clean(generated):
 
 def test_lint_catches_unwaived_warning(tmp_path):
     bad = tmp_path / "bad.v"
-    bad.write_text("module bad(input clk, output reg q);\n  wire spare = ~clk;\n"
-                   "  always @(posedge clk) q = ~q;\nendmodule\n")
+    bad.write_text(
+        "module bad(input clk, output reg q);\n  wire spare = ~clk;\n  always @(posedge clk) q = ~q;\nendmodule\n"
+    )
     diagnostics = lint_file(bad, "bad")
     assert any("UNUSEDSIGNAL" in line and "'spare'" in line for line in diagnostics)
     assert any("BLKSEQ" in line for line in diagnostics)

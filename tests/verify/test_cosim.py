@@ -20,8 +20,7 @@ def test_tiny_mlp_bit_exact():
     for r in report["steps"]:
         assert r["match"], f"step {r['step']}: master weights differ from golden"
         assert r["loss"] == r["loss_golden"]
-        assert r["compute_cycles"] > 0 and {g["name"] for g in r["gemms"]} == {
-            "1.fwd", "3.fwd", "3.dx", "3.dw", "1.dw"}
+        assert r["compute_cycles"] > 0 and {g["name"] for g in r["gemms"]} == {"1.fwd", "3.fwd", "3.dx", "3.dw", "1.dw"}
 
 
 def test_same_bits_sees_one_ulp():

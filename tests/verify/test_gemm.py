@@ -19,8 +19,7 @@ def _ints(rng, shape, signed):
 
 
 def check_int4(a, b, *, rows, cols, sim, a_signed=True, b_signed=True, array="dedicated"):
-    result = run_gemm("int4", a, b, rows=rows, cols=cols, sim=sim, a_signed=a_signed, b_signed=b_signed,
-                      array=array)
+    result = run_gemm("int4", a, b, rows=rows, cols=cols, sim=sim, a_signed=a_signed, b_signed=b_signed, array=array)
     expected = int_gemm(torch.from_numpy(a), torch.from_numpy(b), a_signed=a_signed, b_signed=b_signed)
     assert result.c.dtype == np.int64
     assert np.array_equal(result.c, expected.numpy())
@@ -45,8 +44,14 @@ def check_fp16(a, b, *, rows, cols, sim):
 
 # -- int4 ---------------------------------------------------------------------------------------
 
-INT4_SIZES = [("icarus", 1, 1), ("icarus", 2, 3), ("icarus", 3, 2), ("icarus", 4, 4), ("icarus", 8, 8),
-              ("verilator", 3, 2)]
+INT4_SIZES = [
+    ("icarus", 1, 1),
+    ("icarus", 2, 3),
+    ("icarus", 3, 2),
+    ("icarus", 4, 4),
+    ("icarus", 8, 8),
+    ("verilator", 3, 2),
+]
 
 
 @pytest.mark.parametrize("sim,rows,cols", INT4_SIZES)
@@ -55,8 +60,15 @@ def test_int4_random(sim, rows, cols):
     # Partial tiles on both edges; every signedness combination across the sizes.
     a_signed, b_signed = bool(rows % 2), bool((rows + cols) % 2 == 0)
     m, k, n = 2 * rows + 1, 13, 2 * cols + 1
-    check_int4(_ints(rng, (m, k), a_signed), _ints(rng, (k, n), b_signed), rows=rows, cols=cols, sim=sim,
-               a_signed=a_signed, b_signed=b_signed)
+    check_int4(
+        _ints(rng, (m, k), a_signed),
+        _ints(rng, (k, n), b_signed),
+        rows=rows,
+        cols=cols,
+        sim=sim,
+        a_signed=a_signed,
+        b_signed=b_signed,
+    )
 
 
 def golden_of(gemm):
@@ -74,8 +86,10 @@ def check_batch(gemms, *, rows, cols, sim, array="dedicated"):
     for index, (gemm, result) in enumerate(zip(gemms, results)):
         expected = golden_of(gemm)
         assert result.c.dtype == expected.dtype, index
-        assert np.array_equal(result.c.view(np.uint32) if gemm.pe == "fp16" else result.c,
-                              expected.view(np.uint32) if gemm.pe == "fp16" else expected), f"GEMM {index}"
+        assert np.array_equal(
+            result.c.view(np.uint32) if gemm.pe == "fp16" else result.c,
+            expected.view(np.uint32) if gemm.pe == "fp16" else expected,
+        ), f"GEMM {index}"
     return results
 
 
@@ -88,13 +102,18 @@ def test_int4_extremes_k512(sim):
     a[3] = _ints(rng, k, True)
     b = np.full((k, 3), -8, np.int8)
     b[:, 2] = 7
-    results = check_batch([
-        Gemm("int4", a, b),
-        # All 15 unsigned: 225 per product, 115200 per output.
-        Gemm("int4", np.full((3, k), 15, np.int8), np.full((k, 2), 15, np.int8), a_signed=False, b_signed=False),
-        # UINT4 15 x INT4 -8: the most negative product.
-        Gemm("int4", np.full((3, k), 15, np.int8), np.full((k, 2), -8, np.int8), a_signed=False),
-    ], rows=3, cols=2, sim=sim)
+    results = check_batch(
+        [
+            Gemm("int4", a, b),
+            # All 15 unsigned: 225 per product, 115200 per output.
+            Gemm("int4", np.full((3, k), 15, np.int8), np.full((k, 2), 15, np.int8), a_signed=False, b_signed=False),
+            # UINT4 15 x INT4 -8: the most negative product.
+            Gemm("int4", np.full((3, k), 15, np.int8), np.full((k, 2), -8, np.int8), a_signed=False),
+        ],
+        rows=3,
+        cols=2,
+        sim=sim,
+    )
     assert (results[0].c[:3, :2] == 64 * k).all()
     assert (results[1].c == 225 * k).all() and (results[2].c == -120 * k).all()
 
@@ -102,12 +121,12 @@ def test_int4_extremes_k512(sim):
 def test_k_zero():
     result = run_gemm("int4", np.zeros((3, 0), np.int8), np.zeros((0, 4), np.int8), rows=2, cols=3, sim="icarus")
     assert result.c.shape == (3, 4) and result.c.dtype == np.int64 and not result.c.any()
-    result = run_gemm("fp16", np.zeros((2, 0), np.float16), np.zeros((0, 2), np.float16), rows=2, cols=3,
-                      sim="icarus")
+    result = run_gemm("fp16", np.zeros((2, 0), np.float16), np.zeros((0, 2), np.float16), rows=2, cols=3, sim="icarus")
     assert result.c.shape == (2, 2) and not result.c.view(np.uint32).any()  # +0.0
 
 
 # -- log (FP4 x INT4) ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("sim,rows,cols", [("icarus", 2, 3), ("icarus", 3, 2), ("verilator", 2, 3)])
 def test_log_random_and_e7(sim, rows, cols):
@@ -116,26 +135,32 @@ def test_log_random_and_e7(sim, rows, cols):
     k = 512
     g = np.where(rng.random((3, k)) < 0.5, 0x7, 0xF).astype(np.uint8)
     g[0] = 0x7
-    results = check_batch([
-        Gemm("log", rng.integers(0, 16, (7, 11)).astype(np.uint8), _ints(rng, (11, 5), True)),
-        Gemm("log", g, np.full((k, 4), 15, np.int8), b_signed=False),
-        Gemm("log", g, np.full((k, 4), -8, np.int8)),
-    ], rows=rows, cols=cols, sim=sim)
+    results = check_batch(
+        [
+            Gemm("log", rng.integers(0, 16, (7, 11)).astype(np.uint8), _ints(rng, (11, 5), True)),
+            Gemm("log", g, np.full((k, 4), 15, np.int8), b_signed=False),
+            Gemm("log", g, np.full((k, 4), -8, np.int8)),
+        ],
+        rows=rows,
+        cols=cols,
+        sim=sim,
+    )
     assert (results[1].c[0] == 15 * 4096 * k).all() and (results[2].c[0] == -8 * 4096 * k).all()
 
 
 # -- fp16 ----------------------------------------------------------------------------------------
 
+
 def _fp16_operands(rng):
     a = (rng.standard_normal((5, 17)) * 30).astype(np.float16)
     b = (rng.standard_normal((17, 4)) * 30).astype(np.float16)
-    a[0] = np.float16(65504.0)                                    # max normal: the largest products
+    a[0] = np.float16(65504.0)  # max normal: the largest products
     b[:, 0] = np.float16(65504.0)
-    a[0, 6], b[6, 3] = np.float16(np.inf), np.float16(2.0)        # overflowed operand: inf
-    a[1] = rng.integers(1, 0x400, 17).astype(np.uint16).view(np.float16)   # subnormals
+    a[0, 6], b[6, 3] = np.float16(np.inf), np.float16(2.0)  # overflowed operand: inf
+    a[1] = rng.integers(1, 0x400, 17).astype(np.uint16).view(np.float16)  # subnormals
     b[:, 1] = rng.integers(0x8001, 0x8400, 17).astype(np.uint16).view(np.float16)
-    a[2, 4], b[4, 2] = np.float16(np.inf), np.float16(0.0)        # inf * 0 -> NaN
-    a[3, 5], b[5, 3] = np.float16(-0.0), np.float16(3.0)          # signed zero first
+    a[2, 4], b[4, 2] = np.float16(np.inf), np.float16(0.0)  # inf * 0 -> NaN
+    a[3, 5], b[5, 3] = np.float16(-0.0), np.float16(3.0)  # signed zero first
     a[4, 0], b[0, 3] = np.float16(np.nan), np.float16(1.0)
     return a, b
 
@@ -145,11 +170,12 @@ def test_fp16_random_and_specials(sim, rows, cols):
     a, b = _fp16_operands(np.random.default_rng(16))
     result = check_fp16(a, b, rows=rows, cols=cols, sim=sim)
     bits = result.c.view(np.uint32)
-    assert bits[0, 3] == 0x7F800000                      # inf propagates
-    assert bits[2, 2] == 0x7FC00000                      # inf * 0: canonical NaN
+    assert bits[0, 3] == 0x7F800000  # inf propagates
+    assert bits[2, 2] == 0x7FC00000  # inf * 0: canonical NaN
 
 
 # -- one real golden training step ---------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def training_step(tmp_path_factory):
@@ -163,8 +189,9 @@ def training_step(tmp_path_factory):
 
     data = load_dataset("digits")
     torch.manual_seed(0)
-    model = prepare_model(MLP(input_shape=data.input_shape, num_classes=data.num_classes, hidden=16, depth=2),
-                          get_recipe("ibm4"))
+    model = prepare_model(
+        MLP(input_shape=data.input_shape, num_classes=data.num_classes, hidden=16, depth=2), get_recipe("ibm4")
+    )
     capture = TensorCapture([0])
     attach_capture(model, capture)
     with capture.step(0):
@@ -176,20 +203,25 @@ def training_step(tmp_path_factory):
     ops = {(r["op"], r["kind"]) for r in records}
     assert {("fwd", "int4"), ("dx", "log"), ("dw", "log")} <= ops, ops
     phases = {r["op"]: r["phase"] for r in records if r["kind"] == "log"}
-    assert phases == {"dx": 0, "dw": 1}   # TPR: phase 0 feeds dX, phase 1 feeds dW
+    assert phases == {"dx": 0, "dw": 1}  # TPR: phase 0 feeds dX, phase 1 feeds dW
     return records
 
 
 def _golden(record):
     if record["kind"] == "int4":
-        return int_gemm(torch.from_numpy(record["a"]), torch.from_numpy(record["b"]),
-                        a_signed=record["a_signed"], b_signed=record["b_signed"]).numpy()
+        return int_gemm(
+            torch.from_numpy(record["a"]),
+            torch.from_numpy(record["b"]),
+            a_signed=record["a_signed"],
+            b_signed=record["b_signed"],
+        ).numpy()
     return log_gemm(torch.from_numpy(record["a"]), torch.from_numpy(record["b"]), x_signed=record["b_signed"]).numpy()
 
 
 def _gemm(record):
-    return Gemm(record["kind"], record["a"], record["b"], a_signed=record.get("a_signed", True),
-                b_signed=record["b_signed"])
+    return Gemm(
+        record["kind"], record["a"], record["b"], a_signed=record.get("a_signed", True), b_signed=record["b_signed"]
+    )
 
 
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
@@ -213,6 +245,7 @@ def test_training_step_on_dedicated_arrays(training_step):
 
 # -- longer sweeps (make verify-arrays-long) -----------------------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
 @pytest.mark.parametrize("rows,cols", [(1, 1), (2, 3), (3, 2), (4, 4), (8, 8)])
@@ -220,12 +253,17 @@ def test_sizes_all_kinds_long(sim, rows, cols):
     rng = np.random.default_rng(1000 + rows * 17 + cols)
     for k in (1, 2, 2 * rows - 2, 2 * rows - 1, 37):
         m, n = rows * 2 + 1, cols + 2
-        check_int4(_ints(rng, (m, k), True), _ints(rng, (k, n), False), rows=rows, cols=cols, sim=sim,
-                   b_signed=False)
-        check_log(rng.integers(0, 16, (m, k)).astype(np.uint8), _ints(rng, (k, n), True),
-                  rows=rows, cols=cols, sim=sim)
-        check_int4(_ints(rng, (m, k), False), _ints(rng, (k, n), True), rows=rows, cols=cols, sim=sim,
-                   a_signed=False, array="train")
+        check_int4(_ints(rng, (m, k), True), _ints(rng, (k, n), False), rows=rows, cols=cols, sim=sim, b_signed=False)
+        check_log(rng.integers(0, 16, (m, k)).astype(np.uint8), _ints(rng, (k, n), True), rows=rows, cols=cols, sim=sim)
+        check_int4(
+            _ints(rng, (m, k), False),
+            _ints(rng, (k, n), True),
+            rows=rows,
+            cols=cols,
+            sim=sim,
+            a_signed=False,
+            array="train",
+        )
     a, b = _fp16_operands(rng)
     check_fp16(a, b, rows=rows, cols=cols, sim=sim)
 
@@ -236,8 +274,14 @@ def test_k_sweep_long(sim):
     rng = np.random.default_rng(77)
     for k in (1, 3, 64, 255, 512, 1024):
         check_int4(_ints(rng, (5, k), True), _ints(rng, (k, 3), True), rows=4, cols=4, sim=sim)
-        check_log(rng.integers(0, 16, (5, k)).astype(np.uint8), _ints(rng, (k, 3), False), rows=4, cols=4,
-                  sim=sim, b_signed=False)
+        check_log(
+            rng.integers(0, 16, (5, k)).astype(np.uint8),
+            _ints(rng, (k, 3), False),
+            rows=4,
+            cols=4,
+            sim=sim,
+            b_signed=False,
+        )
         a = (rng.standard_normal((3, k)) * 4).astype(np.float16)
         b = (rng.standard_normal((k, 2)) * 4).astype(np.float16)
         check_fp16(a, b, rows=2, cols=3, sim=sim)
@@ -247,8 +291,15 @@ def test_k_sweep_long(sim):
 def test_wide_accumulator_for_large_k():
     """K beyond the default 24-bit overflow bound (37282) selects a wider accumulator."""
     k = 40000
-    result = check_int4(np.full((1, k), 15, np.int8), np.full((k, 1), 15, np.int8), rows=1, cols=1,
-                        sim="verilator", a_signed=False, b_signed=False)
+    result = check_int4(
+        np.full((1, k), 15, np.int8),
+        np.full((k, 1), 15, np.int8),
+        rows=1,
+        cols=1,
+        sim="verilator",
+        a_signed=False,
+        b_signed=False,
+    )
     assert result.acc_width > 24 and result.c[0, 0] == 225 * k
 
 
@@ -262,11 +313,21 @@ def test_fingerprint_covers_the_generator():
     from verify.gemm import GENERATOR_SOURCES, REPO_ROOT
 
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, hw.array; print('\\n'.join(m.__file__ for m in list(sys.modules.values()) "
-         "if getattr(m, '__file__', None)))"], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+        [
+            sys.executable,
+            "-c",
+            "import sys, hw.array; print('\\n'.join(m.__file__ for m in list(sys.modules.values()) "
+            "if getattr(m, '__file__', None)))",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     hashed = {path.resolve() for pattern in GENERATOR_SOURCES for path in REPO_ROOT.glob(pattern)}
-    re_exported = {(REPO_ROOT / "hw" / name).resolve() for name in
-                   ("__init__.py", "int4_mac.py", "log_mac.py", "fp16_mac.py")}
+    re_exported = {
+        (REPO_ROOT / "hw" / name).resolve() for name in ("__init__.py", "int4_mac.py", "log_mac.py", "fp16_mac.py")
+    }
     for line in loaded.splitlines():
         path = pathlib.Path(line).resolve()
         if path.is_relative_to(REPO_ROOT / "hw") or path.is_relative_to(REPO_ROOT / "golden" / "formats"):

@@ -20,6 +20,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 # -- the independent reference ---------------------------------------------------------------------
 
+
 def ref_int(a, b):
     return a.astype(np.int64) @ b.astype(np.int64)
 
@@ -40,7 +41,7 @@ def ref_fp16(a, b):
     acc = np.zeros((m, b.shape[1]), np.float32)
     with np.errstate(all="ignore"):
         for i in range(k):
-            product = a32[:, i:i + 1] * b32[i:i + 1, :]
+            product = a32[:, i : i + 1] * b32[i : i + 1, :]
             acc = product if i == 0 else (acc + product).astype(np.float32)
     bits = acc.view(np.uint32).copy()
     bits[np.isnan(acc)] = 0x7FC00000
@@ -50,6 +51,7 @@ def ref_fp16(a, b):
 def random_operands(pe, rng, m, k, n, *, a_signed=True, b_signed=True):
     def ints(shape, signed):
         return (rng.integers(-8, 8, shape) if signed else rng.integers(0, 16, shape)).astype(np.int8)
+
     if pe == "int4":
         return ints((m, k), a_signed), ints((k, n), b_signed)
     if pe == "log":
@@ -65,8 +67,9 @@ def random_operands(pe, rng, m, k, n, *, a_signed=True, b_signed=True):
 
 
 def run_cli(tmp, *args):
-    return subprocess.run([sys.executable, "-m", "verify.gemm", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "verify.gemm", *map(str, args)], cwd=REPO, capture_output=True, text=True
+    )
 
 
 def check_cli(tmp, pe, rows, cols, sim, rng, m, k, n, *, a_signed=True, b_signed=True):
@@ -76,8 +79,27 @@ def check_cli(tmp, pe, rows, cols, sim, rng, m, k, n, *, a_signed=True, b_signed
     np.save(tmp / "b.npy", b)
     out = tmp / "c.npy"
     out.unlink(missing_ok=True)
-    result = run_cli(tmp, "--pe", pe, "--rows", rows, "--cols", cols, "--a", tmp / "a.npy", "--b", tmp / "b.npy",
-                     "--out", out, "--a-signed", int(a_signed), "--b-signed", int(b_signed), "--sim", sim)
+    result = run_cli(
+        tmp,
+        "--pe",
+        pe,
+        "--rows",
+        rows,
+        "--cols",
+        cols,
+        "--a",
+        tmp / "a.npy",
+        "--b",
+        tmp / "b.npy",
+        "--out",
+        out,
+        "--a-signed",
+        int(a_signed),
+        "--b-signed",
+        int(b_signed),
+        "--sim",
+        sim,
+    )
     assert result.returncode == 0, result.stderr
     c = np.load(out)
     if pe == "fp16":
@@ -88,8 +110,7 @@ def check_cli(tmp, pe, rows, cols, sim, rng, m, k, n, *, a_signed=True, b_signed
 
 
 # Non-square arrays, partial tiles on both edges; builds shared with tests/verify/test_gemm.py.
-CASES = [("int4", 3, 2, dict(a_signed=False, b_signed=True)), ("log", 2, 3, dict(b_signed=False)),
-         ("fp16", 2, 3, {})]
+CASES = [("int4", 3, 2, dict(a_signed=False, b_signed=True)), ("log", 2, 3, dict(b_signed=False)), ("fp16", 2, 3, {})]
 
 
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
@@ -101,12 +122,27 @@ def test_cli_matches_independent_reference(tmp_path, sim, pe, rows, cols, modes)
 
 # -- bad input ------------------------------------------------------------------------------------
 
+
 def _bad(tmp_path, a, b, *extra, pe="int4"):
     np.save(tmp_path / "a.npy", a)
     np.save(tmp_path / "b.npy", b)
     out = tmp_path / "c.npy"
-    result = run_cli(tmp_path, "--pe", pe, "--rows", 2, "--cols", 2, "--a", tmp_path / "a.npy",
-                     "--b", tmp_path / "b.npy", "--out", out, *extra)
+    result = run_cli(
+        tmp_path,
+        "--pe",
+        pe,
+        "--rows",
+        2,
+        "--cols",
+        2,
+        "--a",
+        tmp_path / "a.npy",
+        "--b",
+        tmp_path / "b.npy",
+        "--out",
+        out,
+        *extra,
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("verify.gemm: error:"), result.stderr
@@ -117,33 +153,79 @@ def _bad(tmp_path, a, b, *extra, pe="int4"):
 I8 = np.zeros((2, 3), np.int8)
 
 
-@pytest.mark.parametrize("case,match", [
-    (lambda t: _bad(t, I8, np.zeros((4, 2), np.int8)), "inner dimensions differ"),
-    (lambda t: _bad(t, np.full((2, 3), 9, np.int8), np.zeros((3, 2), np.int8)), "outside INT4 range"),
-    (lambda t: _bad(t, np.full((2, 3), -1, np.int8), np.zeros((3, 2), np.int8), "--a-signed", 0), "UINT4"),
-    (lambda t: _bad(t, I8.astype(np.float32), np.zeros((3, 2), np.int8)), "integer codes"),
-    (lambda t: _bad(t, np.zeros(3, np.int8), np.zeros((3, 2), np.int8)), "2-D"),
-    (lambda t: _bad(t, np.full((2, 3), 16, np.uint8), np.zeros((3, 2), np.int8), pe="log"), "FP4 codes"),
-    (lambda t: _bad(t, I8, np.zeros((3, 2), np.int8), pe="fp16"), "float16"),
-    (lambda t: _bad(t, np.zeros((2, 3), np.float16), np.zeros((3, 2), np.float16), "--array", "train",
-                    pe="fp16"), "train array"),
-    (lambda t: _bad(t, I8, I8.T, "--sim", "xsim"), "invalid choice"),
-    (lambda t: _bad(t, I8, I8.T, "--a-signed", 2), "expected 0 or 1"),
-])
+@pytest.mark.parametrize(
+    "case,match",
+    [
+        (lambda t: _bad(t, I8, np.zeros((4, 2), np.int8)), "inner dimensions differ"),
+        (lambda t: _bad(t, np.full((2, 3), 9, np.int8), np.zeros((3, 2), np.int8)), "outside INT4 range"),
+        (lambda t: _bad(t, np.full((2, 3), -1, np.int8), np.zeros((3, 2), np.int8), "--a-signed", 0), "UINT4"),
+        (lambda t: _bad(t, I8.astype(np.float32), np.zeros((3, 2), np.int8)), "integer codes"),
+        (lambda t: _bad(t, np.zeros(3, np.int8), np.zeros((3, 2), np.int8)), "2-D"),
+        (lambda t: _bad(t, np.full((2, 3), 16, np.uint8), np.zeros((3, 2), np.int8), pe="log"), "FP4 codes"),
+        (lambda t: _bad(t, I8, np.zeros((3, 2), np.int8), pe="fp16"), "float16"),
+        (
+            lambda t: _bad(
+                t, np.zeros((2, 3), np.float16), np.zeros((3, 2), np.float16), "--array", "train", pe="fp16"
+            ),
+            "train array",
+        ),
+        (lambda t: _bad(t, I8, I8.T, "--sim", "xsim"), "invalid choice"),
+        (lambda t: _bad(t, I8, I8.T, "--a-signed", 2), "expected 0 or 1"),
+    ],
+)
 def test_bad_input(tmp_path, case, match):
     assert match in case(tmp_path)
 
 
 def test_missing_file_and_directory(tmp_path):
-    result = run_cli(tmp_path, "--pe", "int4", "--rows", 2, "--cols", 2, "--a", tmp_path / "nope.npy",
-                     "--b", tmp_path / "nope.npy", "--out", tmp_path / "c.npy")
+    result = run_cli(
+        tmp_path,
+        "--pe",
+        "int4",
+        "--rows",
+        2,
+        "--cols",
+        2,
+        "--a",
+        tmp_path / "nope.npy",
+        "--b",
+        tmp_path / "nope.npy",
+        "--out",
+        tmp_path / "c.npy",
+    )
     assert result.returncode == 2 and "no such file" in result.stderr
     np.save(tmp_path / "a.npy", I8)
-    result = run_cli(tmp_path, "--pe", "int4", "--rows", 0, "--cols", 2, "--a", tmp_path / "a.npy",
-                     "--b", tmp_path / "a.npy", "--out", tmp_path / "c.npy")
+    result = run_cli(
+        tmp_path,
+        "--pe",
+        "int4",
+        "--rows",
+        0,
+        "--cols",
+        2,
+        "--a",
+        tmp_path / "a.npy",
+        "--b",
+        tmp_path / "a.npy",
+        "--out",
+        tmp_path / "c.npy",
+    )
     assert result.returncode == 2 and "positive integer" in result.stderr
-    result = run_cli(tmp_path, "--pe", "int4", "--rows", 2, "--cols", 2, "--a", tmp_path / "a.npy",
-                     "--b", tmp_path / "a.npy", "--out", tmp_path / "no" / "c.npy")
+    result = run_cli(
+        tmp_path,
+        "--pe",
+        "int4",
+        "--rows",
+        2,
+        "--cols",
+        2,
+        "--a",
+        tmp_path / "a.npy",
+        "--b",
+        tmp_path / "a.npy",
+        "--out",
+        tmp_path / "no" / "c.npy",
+    )
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
@@ -153,6 +235,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     import tempfile
+
     rng = np.random.default_rng(args.seed)
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:

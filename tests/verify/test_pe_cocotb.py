@@ -37,20 +37,23 @@ def test_default_build(kind, sim):
     assert report["steps"] == len(sequence)
     # Same build (one build directory per design and simulator): the independent
     # SPEC-section-3 testbench (verify/spec_tb.py), which knows nothing of golden.
-    simulation.run_module("verify.spec_tb", name="spec",
-                          env={"FOURBIT_SPEC_STEPS": "1500", "FOURBIT_SPEC_SEED": "3"})
+    simulation.run_module("verify.spec_tb", name="spec", env={"FOURBIT_SPEC_STEPS": "1500", "FOURBIT_SPEC_SEED": "3"})
 
 
-@pytest.mark.parametrize("sim", [
-    "icarus",
-    # One more Verilator C++ build per unit: `make verify-long` only.
-    pytest.param("verilator", marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "sim",
+    [
+        "icarus",
+        # One more Verilator C++ build per unit: `make verify-long` only.
+        pytest.param("verilator", marks=pytest.mark.slow),
+    ],
+)
 @pytest.mark.parametrize("kind,acc_width", [("int4_mac", 9), ("log_mac", 18)])
 def test_narrow_accumulator_wraps(kind, acc_width, sim):
     """A narrow accumulator wraps within a few steps: random sequences wrap constantly."""
-    simulation = PESimulation(kind=kind, sim=sim, build_dir=BUILD / sim / f"{kind}-w{acc_width}",
-                              params={"acc_width": acc_width})
+    simulation = PESimulation(
+        kind=kind, sim=sim, build_dir=BUILD / sim / f"{kind}-w{acc_width}", params={"acc_width": acc_width}
+    )
     rng = np.random.default_rng(7)
     sequence = st.concat(st.int_wrap(kind, 40), st.int_random(kind, rng, 1500, p_clear=0.01))
     expected = st.expected(sequence, acc_width=acc_width)
@@ -62,8 +65,9 @@ def test_narrow_accumulator_wraps(kind, acc_width, sim):
 def test_pipelined_variant(kind):
     """``pipeline=1`` (latency 2) on Icarus; only the initial reset, since a reset
     also cancels the products in flight (tested in tests/hw/test_pe.py)."""
-    simulation = PESimulation(kind=kind, sim="icarus", build_dir=BUILD / "icarus" / f"{kind}-p1",
-                              params={"pipeline": 1})
+    simulation = PESimulation(
+        kind=kind, sim="icarus", build_dir=BUILD / "icarus" / f"{kind}-p1", params={"pipeline": 1}
+    )
     assert simulation.entry["latency"] == 2
     sequence = st.default_sequence(kind, seed=4, random_steps=1000)
     inputs = dict(sequence.inputs, rst=np.r_[1, np.zeros(len(sequence) - 1, dtype=np.int64)])
@@ -95,8 +99,12 @@ def test_fp16_long_random(sim):
     """At least 10^6 random FP16 MAC steps (``FOURBIT_FP16_STEPS``), bit-exact."""
     simulation = PESimulation(kind="fp16_mac", sim=sim, build_dir=BUILD / "long" / sim / "fp16_mac")
     rng = np.random.default_rng(2024)
-    sequence = st.concat(st.fp16_classes(rng), st.fp16_cancellation(rng, 5000),
-                         st.fp16_ties(rng, 500), st.fp16_random(rng, LONG_FP16_STEPS))
+    sequence = st.concat(
+        st.fp16_classes(rng),
+        st.fp16_cancellation(rng, 5000),
+        st.fp16_ties(rng, 500),
+        st.fp16_random(rng, LONG_FP16_STEPS),
+    )
     report = simulation.run(sequence, name="long")
     assert report["steps"] >= LONG_FP16_STEPS
 
@@ -108,6 +116,7 @@ def test_integer_long(kind, sim):
     """Full-width wrap-around both ways plus 2 * 10^5 random steps."""
     simulation = PESimulation(kind=kind, sim=sim, build_dir=BUILD / "long" / sim / kind)
     rng = np.random.default_rng(99)
-    sequence = st.concat(st.int_exhaustive(kind), st.int_wrap(kind, FULL_WRAP_STEPS[kind]),
-                         st.int_random(kind, rng, 200_000))
+    sequence = st.concat(
+        st.int_exhaustive(kind), st.int_wrap(kind, FULL_WRAP_STEPS[kind]), st.int_random(kind, rng, 200_000)
+    )
     simulation.run(sequence, name="long")

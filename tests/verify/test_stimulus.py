@@ -43,8 +43,9 @@ def test_fp32_expectation_matches_sequential(seed):
 @pytest.mark.parametrize("kind,width", [("int4_mac", 24), ("log_mac", 32), ("int4_mac", 9), ("log_mac", 18)])
 def test_integer_expectation_matches_sequential(kind, width):
     rng = np.random.default_rng(width)
-    sequence = st.concat(st.int_exhaustive(kind), st.int_random(kind, rng, 3000, p_clear=0.02, p_rst=0.01),
-                         st.int_wrap(kind, 300))
+    sequence = st.concat(
+        st.int_exhaustive(kind), st.int_random(kind, rng, 3000, p_clear=0.02, p_rst=0.01), st.int_wrap(kind, 300)
+    )
     mask = (1 << width) - 1
     # Products of the exhaustive family: the acc right after each `valid & clear` step.
     i = sequence.inputs
@@ -64,8 +65,7 @@ def test_integer_expectation_matches_sequential(kind, width):
     for row in range(512):
         key = tuple(int(i[name][row]) for name in st.UNIT_PORTS[kind])
         lookup[key] = int(products_alone[row])
-    products = np.array([lookup[tuple(int(i[name][k]) for name in st.UNIT_PORTS[kind])]
-                         for k in range(len(sequence))])
+    products = np.array([lookup[tuple(int(i[name][k]) for name in st.UNIT_PORTS[kind])] for k in range(len(sequence))])
     want = [v & mask for v in _sequential(products, i["valid"], i["clear"], i["rst"], lambda a, b: a + b)]
     assert got.tolist() == want
 

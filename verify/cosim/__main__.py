@@ -69,14 +69,19 @@ def main(argv=None):
     if fmax_mhz is None:
         fmax_mhz, fmax_source = measured_fmax(args.preset, params["geometry"])
     g = params["geometry"]
-    print(f"co-simulation: {params['dataset']} MLP {params.get('hidden')} hidden x {params.get('depth', 1)}, "
-          f"batch {params['batch']}, {params['steps']} steps on a {g['rows']}x{g['cols']} datapath (Verilator)",
-          flush=True)
+    print(
+        f"co-simulation: {params['dataset']} MLP {params.get('hidden')} hidden x {params.get('depth', 1)}, "
+        f"batch {params['batch']}, {params['steps']} steps on a {g['rows']}x{g['cols']} datapath (Verilator)",
+        flush=True,
+    )
 
     def on_step(r):
-        print(f"step {r['step']:3d}  loss {r['loss']:.6f}  golden {r['loss_golden']:.6f}  "
-              f"cycles {r['compute_cycles']:8d}  host-io {r['io_cycles']:8d}  "
-              f"match {'yes' if r['match'] else 'NO'}", flush=True)
+        print(
+            f"step {r['step']:3d}  loss {r['loss']:.6f}  golden {r['loss_golden']:.6f}  "
+            f"cycles {r['compute_cycles']:8d}  host-io {r['io_cycles']:8d}  "
+            f"match {'yes' if r['match'] else 'NO'}",
+            flush=True,
+        )
 
     try:
         report = run_cosim(**params, on_step=on_step)
@@ -87,21 +92,31 @@ def main(argv=None):
         print(f"verify.cosim: simulation failed: {e}", file=sys.stderr)
         return 1
     rows, summary = performance(report, fmax_mhz)
-    print(f"\nperformance model (last step, {g['rows']}x{g['cols']} = {g['rows'] * g['cols']} PEs; "
-          "cycles = datapath busy cycles incl. drain and post-operations):")
+    print(
+        f"\nperformance model (last step, {g['rows']}x{g['cols']} = {g['rows'] * g['cols']} PEs; "
+        "cycles = datapath busy cycles incl. drain and post-operations):"
+    )
     print(f"  {'GEMM':<12} {'M x K x N':>14} {'tiles':>6} {'MACs':>9} {'cycles':>8} {'MAC/cyc':>8} {'util':>7}")
     for r in rows:
-        print(f"  {r['name']:<12} {r['shape']:>14} {r['tiles']:>6} {r['macs']:>9} {r['cycles']:>8} "
-              f"{r['macs_per_cycle']:>8.2f} {100 * r['utilization']:>6.1f}%")
-    print(f"  FP4 encode: {summary['encode_cycles']} cycles; step total {summary['compute_cycles']} cycles "
-          f"({summary['macs']} MACs, {summary['macs'] / summary['compute_cycles']:.2f} MAC/cycle); "
-          f"host port transfers {summary['io_cycles']} cycles")
+        print(
+            f"  {r['name']:<12} {r['shape']:>14} {r['tiles']:>6} {r['macs']:>9} {r['cycles']:>8} "
+            f"{r['macs_per_cycle']:>8.2f} {100 * r['utilization']:>6.1f}%"
+        )
+    print(
+        f"  FP4 encode: {summary['encode_cycles']} cycles; step total {summary['compute_cycles']} cycles "
+        f"({summary['macs']} MACs, {summary['macs'] / summary['compute_cycles']:.2f} MAC/cycle); "
+        f"host port transfers {summary['io_cycles']} cycles"
+    )
     if fmax_mhz:
-        print(f"  projected training step at {fmax_mhz:.1f} MHz ({fmax_source}): "
-              f"{summary['step_us_compute']:.1f} us compute, {summary['step_us_with_io']:.1f} us with host transfers")
+        print(
+            f"  projected training step at {fmax_mhz:.1f} MHz ({fmax_source}): "
+            f"{summary['step_us_compute']:.1f} us compute, {summary['step_us_with_io']:.1f} us with host transfers"
+        )
     else:
-        print("  projected step time: no Fmax measured for this geometry (run `python -m verify.cosim.fmax "
-              f"--preset {args.preset}` or pass --fmax-mhz)")
+        print(
+            "  projected step time: no Fmax measured for this geometry (run `python -m verify.cosim.fmax "
+            f"--preset {args.preset}` or pass --fmax-mhz)"
+        )
     losses = [r["loss"] for r in report["steps"]]
     k = max(1, len(losses) // 4)
     print(f"  loss: first {k} steps mean {sum(losses[:k]) / k:.4f} -> last {k} steps mean {sum(losses[-k:]) / k:.4f}")

@@ -43,9 +43,10 @@ class DatapathBuild:
             raise TypeError("geometry must be a verify.cosim.driver.Geometry")
         self.geometry = geometry
         g = geometry
-        self.directory = (pathlib.Path(build_root).resolve() /
-                          f"dp_{g.rows}x{g.cols}_k{g.k_depth}_g{g.grad_depth}_m{g.mask_depth}"
-                          f"_a{g.acc_width}_w{g.grad_width}")
+        self.directory = (
+            pathlib.Path(build_root).resolve() / f"dp_{g.rows}x{g.cols}_k{g.k_depth}_g{g.grad_depth}_m{g.mask_depth}"
+            f"_a{g.acc_width}_w{g.grad_width}"
+        )
         self.built = False
         self.manifest = None
 
@@ -68,7 +69,8 @@ class DatapathBuild:
             return
         text, ports, self.manifest = datapath_verilog(self.geometry)
         ports_vlt = "`verilator_config\n" + "".join(
-            f'public_flat_rw -module "{TOPLEVEL}" -var "{name}"\n' for name in ports)
+            f'public_flat_rw -module "{TOPLEVEL}" -var "{name}"\n' for name in ports
+        )
         stamp = hashlib.sha256("\n".join([text, ports_vlt, *VERILATOR_ARGS]).encode()).hexdigest()
         with cached_build(self.directory, stamp) as stale:
             if not stale:
@@ -81,10 +83,17 @@ class DatapathBuild:
             shutil.rmtree(sim_dir, ignore_errors=True)
             runner = get_runner("verilator")
             from rtl_gen.toolchain import verilator_make_flags
+
             with verilator_make_flags():
-                runner.build(sources=[WAIVERS, ports_file, source], hdl_toplevel=TOPLEVEL, build_dir=sim_dir,
-                             build_args=list(VERILATOR_ARGS), timescale=("1ns", "1ps"), always=True,
-                             log_file=self.directory / "build.log")
+                runner.build(
+                    sources=[WAIVERS, ports_file, source],
+                    hdl_toplevel=TOPLEVEL,
+                    build_dir=sim_dir,
+                    build_args=list(VERILATOR_ARGS),
+                    timescale=("1ns", "1ps"),
+                    always=True,
+                    log_file=self.directory / "build.log",
+                )
             self.built = True
 
     def run(self, test_module, *, workdir, env):
@@ -99,10 +108,17 @@ class DatapathBuild:
         workdir = pathlib.Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         try:
-            runner.test(test_module=test_module, hdl_toplevel=TOPLEVEL, hdl_toplevel_lang="verilog",
-                        build_dir=self.directory / "sim", test_dir=workdir,
-                        results_xml=str(workdir / "results.xml"), extra_env=full,
-                        timescale=("1ns", "1ps"), log_file=workdir / "sim.log")
+            runner.test(
+                test_module=test_module,
+                hdl_toplevel=TOPLEVEL,
+                hdl_toplevel_lang="verilog",
+                build_dir=self.directory / "sim",
+                test_dir=workdir,
+                results_xml=str(workdir / "results.xml"),
+                extra_env=full,
+                timescale=("1ns", "1ps"),
+                log_file=workdir / "sim.log",
+            )
         except SystemExit as exit_:
             return exit_.code or 1
         return 0

@@ -39,18 +39,24 @@ class Geometry:
         if min(m, k, n) < 1:
             raise ValueError(f"{name}: empty GEMM {m}x{k}x{n}")
         if k > self.k_depth:
-            raise ValueError(f"{name}: K = {k} exceeds the operand buffer depth k_depth = {self.k_depth} "
-                             f"of this datapath ({self.rows}x{self.cols} array); regenerate with a larger k_depth")
+            raise ValueError(
+                f"{name}: K = {k} exceeds the operand buffer depth k_depth = {self.k_depth} "
+                f"of this datapath ({self.rows}x{self.cols} array); regenerate with a larger k_depth"
+            )
 
     def check_grad(self, name, count):
         if count > self.grad_depth:
-            raise ValueError(f"{name}: gradient tensor of {count} elements exceeds grad_depth = "
-                             f"{self.grad_depth} of this datapath; regenerate with a larger grad_depth")
+            raise ValueError(
+                f"{name}: gradient tensor of {count} elements exceeds grad_depth = "
+                f"{self.grad_depth} of this datapath; regenerate with a larger grad_depth"
+            )
 
     def check_mask(self, name, end):
         if end > self.mask_depth:
-            raise ValueError(f"{name}: straight-through masks need {end} bits, more than mask_depth = "
-                             f"{self.mask_depth} of this datapath; regenerate with a larger mask_depth")
+            raise ValueError(
+                f"{name}: straight-through masks need {end} bits, more than mask_depth = "
+                f"{self.mask_depth} of this datapath; regenerate with a larger mask_depth"
+            )
 
 
 @dataclasses.dataclass
@@ -160,8 +166,24 @@ class DatapathDriver:
             await self.tick()
         d.bias_we.value = 0
 
-    async def gemm(self, stats, a, b, *, mode, a_signed, b_signed, bias=None, post=0,
-                   m0=1 << 15, shift=1, base=0, stride=0, use_mask=False, want_codes=False):
+    async def gemm(
+        self,
+        stats,
+        a,
+        b,
+        *,
+        mode,
+        a_signed,
+        b_signed,
+        bias=None,
+        post=0,
+        m0=1 << 15,
+        shift=1,
+        base=0,
+        stride=0,
+        use_mask=False,
+        want_codes=False,
+    ):
         """``a @ b`` (+ bias) of code matrices on the array, tile by tile.
 
         Returns ``total`` (int64 M x N) and, with ``want_codes``, ``(codes, inside, saturated)``.
@@ -187,22 +209,35 @@ class DatapathDriver:
         for m0_ in range(0, m_, R):
             rows = min(R, m_ - m0_)
             a_tile = np.zeros((R, k_), dtype=np.int64)
-            a_tile[:rows] = a[m0_:m0_ + rows]
+            a_tile[:rows] = a[m0_ : m0_ + rows]
             await self._write_words(d.a_we, d.a_addr, d.a_data, pack_codes(a_tile.T))
             for n0 in range(0, n_, C):
                 cols = min(C, n_ - n0)
                 b_tile = np.zeros((k_, C), dtype=np.int64)
-                b_tile[:, :cols] = b[:, n0:n0 + cols]
+                b_tile[:, :cols] = b[:, n0 : n0 + cols]
                 await self._write_words(d.b_we, d.b_addr, d.b_data, pack_codes(b_tile))
                 bias_tile = np.zeros(C, dtype=np.int64)
-                bias_tile[:cols] = bias[n0:n0 + cols]
+                bias_tile[:cols] = bias[n0 : n0 + cols]
                 key = tuple(bias_tile.tolist())
                 if key != self._bias_key:
                     await self._write_bias(bias_tile)
                     self._bias_key = key
-                await self.command(self.cmd["gemm"], k=k_, mode=mode, a_signed=a_signed, b_signed=b_signed, post=post,
-                                   use_mask=use_mask, m0=m0, shift=shift, rows_valid=rows, cols_valid=cols,
-                                   base=base, offset=m0_ * stride + n0, stride=stride)
+                await self.command(
+                    self.cmd["gemm"],
+                    k=k_,
+                    mode=mode,
+                    a_signed=a_signed,
+                    b_signed=b_signed,
+                    post=post,
+                    use_mask=use_mask,
+                    m0=m0,
+                    shift=shift,
+                    rows_valid=rows,
+                    cols_valid=cols,
+                    base=base,
+                    offset=m0_ * stride + n0,
+                    stride=stride,
+                )
                 stats.tiles += 1
                 # Read back row by row: row i is shown while row i + 1 is addressed.
                 d.res_row.value = 0
@@ -216,8 +251,9 @@ class DatapathDriver:
                     if i + 1 < rows:
                         d.res_row.value = i + 1
                     for j in range(cols):
-                        total[m0_ + i, n0 + j] = _signed((word >> (self.total_width * j)) & ((1 << self.total_width) - 1),
-                                                         self.total_width)
+                        total[m0_ + i, n0 + j] = _signed(
+                            (word >> (self.total_width * j)) & ((1 << self.total_width) - 1), self.total_width
+                        )
                         if want_codes:
                             codes[m0_ + i, n0 + j] = (cw >> (4 * j)) & 0xF
                             inside[m0_ + i, n0 + j] = (iw >> j) & 1

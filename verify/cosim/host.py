@@ -40,8 +40,15 @@ from hw.datapath.top import POST_GRAD, POST_MASK, POST_NONE
 from hw.train_pe import MODE_INT, MODE_LOG
 
 
-__all__ = ["LOSS_FRACTION_BITS", "COSIM_CONFIG", "build_models", "loss_gradient_fixed", "HostTrainer",
-           "GoldenTrainer", "same_bits"]
+__all__ = [
+    "LOSS_FRACTION_BITS",
+    "COSIM_CONFIG",
+    "build_models",
+    "loss_gradient_fixed",
+    "HostTrainer",
+    "GoldenTrainer",
+    "same_bits",
+]
 
 #: Fraction bits of the loss gradient's fixed-point entry into the gradient memory.
 LOSS_FRACTION_BITS = 45
@@ -59,7 +66,8 @@ def build_models(*, n_in, hidden, n_out, depth=1, seed=0):
 def _make_optimizer(model, lr, momentum, weight_decay, total_steps):
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / max(total_steps, 1))))
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / max(total_steps, 1)))
+    )
     return opt, sched
 
 
@@ -68,7 +76,8 @@ def same_bits(a, b):
     pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
     return pa.keys() == pb.keys() and all(
         pa[n].dtype == pb[n].dtype and torch.equal(pa[n].detach().view(torch.int32), pb[n].detach().view(torch.int32))
-        for n in pa)
+        for n in pa
+    )
 
 
 class GoldenTrainer:
@@ -94,11 +103,11 @@ def loss_gradient_fixed(g):
     if v.numel() and float(v.abs().max()) > 1.0:
         raise ValueError("loss gradient outside [-1, 1]: not representable in the gradient memory")
     amax = float(v.abs().max()) if v.numel() else 0.0
-    if 0.0 < amax < 2.0 ** -30:
+    if 0.0 < amax < 2.0**-30:
         raise ValueError(f"loss gradient amax {amax!r} below 2^-30: the fixed-point entry would not be exact")
-    scaled = v.abs() * 2.0 ** LOSS_FRACTION_BITS           # exact: a power-of-two scaling
+    scaled = v.abs() * 2.0**LOSS_FRACTION_BITS  # exact: a power-of-two scaling
     floor = torch.floor(scaled)
-    odd = (floor.to(torch.int64) | (scaled != floor).to(torch.int64))
+    odd = floor.to(torch.int64) | (scaled != floor).to(torch.int64)
     return (torch.where(v < 0, -odd, odd)).tolist()
 
 
@@ -169,19 +178,36 @@ class HostTrainer:
                 step = alpha / QMAX
                 m0, shift = requant_params(unit / step)
                 (total, codes, inside, sat), st = dp.gemm(
-                    name, x_codes.numpy(), w_codes.t().numpy(), post=POST_MASK, m0=m0, shift=shift,
-                    base=mask_base, stride=n, want_codes=True, **args)
-                saved.append(dict(x_codes=x_codes, x_step=x_step, x_signed=x_signed, w_codes=w_codes,
-                                  w_step=w_step, inside=torch.from_numpy(inside),
-                                  saturated=torch.from_numpy(sat), mask_base=mask_base))
+                    name,
+                    x_codes.numpy(),
+                    w_codes.t().numpy(),
+                    post=POST_MASK,
+                    m0=m0,
+                    shift=shift,
+                    base=mask_base,
+                    stride=n,
+                    want_codes=True,
+                    **args,
+                )
+                saved.append(
+                    dict(
+                        x_codes=x_codes,
+                        x_step=x_step,
+                        x_signed=x_signed,
+                        w_codes=w_codes,
+                        w_step=w_step,
+                        inside=torch.from_numpy(inside),
+                        saturated=torch.from_numpy(sat),
+                        mask_base=mask_base,
+                    )
+                )
                 stats.append(st)
                 mask_base += batch * n
                 x_codes, x_step, x_signed = torch.from_numpy(codes).to(torch.float32), step, False
             else:
                 total, st = dp.gemm(name, x_codes.numpy(), w_codes.t().numpy(), **args)
                 stats.append(st)
-                saved.append(dict(x_codes=x_codes, x_step=x_step, x_signed=x_signed, w_codes=w_codes,
-                                  w_step=w_step))
+                saved.append(dict(x_codes=x_codes, x_step=x_step, x_signed=x_signed, w_codes=w_codes, w_step=w_step))
                 logits = (torch.from_numpy(total).to(torch.float64) * unit).to(torch.float32)
         # ---- loss (host) ----
         logits.requires_grad_(True)
@@ -194,7 +220,7 @@ class HostTrainer:
         unit_g, count = 1.0, grad_y.numel()
         dp.clear_amax()
         dp.load_grad(loss_gradient_fixed(grad_y))
-        from_loss = True   # the gradient memory holds the loss gradient in fixed point (unit 2^-F)
+        from_loss = True  # the gradient memory holds the loss gradient in fixed point (unit 2^-F)
         for i in reversed(range(len(self.layers))):
             layer, s = self.layers[i], saved[i]
             c0, c1, k_hw, amax, cyc = dp.encode(count)
@@ -212,18 +238,35 @@ class HostTrainer:
             if i > 0:
                 below = saved[i - 1]
                 dp.clear_amax()
-                dx, st = dp.gemm(f"{layer.fourbit_name}.dx", g0, s["w_codes"].numpy(), mode=MODE_LOG, a_signed=False, b_signed=True,
-                                 post=POST_GRAD, base=below["mask_base"], stride=layer.in_features,
-                                 use_mask=True)
+                dx, st = dp.gemm(
+                    f"{layer.fourbit_name}.dx",
+                    g0,
+                    s["w_codes"].numpy(),
+                    mode=MODE_LOG,
+                    a_signed=False,
+                    b_signed=True,
+                    post=POST_GRAD,
+                    base=below["mask_base"],
+                    stride=layer.in_features,
+                    use_mask=True,
+                )
                 stats.append(st)
                 dx_unit = pipeline.grad_unit(fmt, scale, phases[0]) * s["w_step"]
                 grad_x = (torch.from_numpy(dx).to(torch.float64) * dx_unit).to(torch.float32)
-            dw, st = dp.gemm(f"{layer.fourbit_name}.dw", g1.T, s["x_codes"].numpy(), mode=MODE_LOG, a_signed=False,
-                             b_signed=s["x_signed"], post=POST_NONE)
+            dw, st = dp.gemm(
+                f"{layer.fourbit_name}.dw",
+                g1.T,
+                s["x_codes"].numpy(),
+                mode=MODE_LOG,
+                a_signed=False,
+                b_signed=s["x_signed"],
+                post=POST_NONE,
+            )
             stats.append(st)
             dw_unit = pipeline.grad_unit(fmt, scale, phases[1]) * s["x_step"]
-            layer.weight.grad = (torch.from_numpy(dw).to(torch.float64) * dw_unit).to(torch.float32) \
-                .reshape(layer.weight.shape)
+            layer.weight.grad = (
+                (torch.from_numpy(dw).to(torch.float64) * dw_unit).to(torch.float32).reshape(layer.weight.shape)
+            )
             layer.bias.grad = grad_y.reshape(-1, grad_y.shape[-1]).sum(0)
             if i > 0:
                 # PACT backward (host float glue, as golden.layers._Pact.backward).
@@ -234,10 +277,14 @@ class HostTrainer:
                 # layer recovers them from the float gradient and must find them exactly.
                 hw_ints = torch.where(below["inside"], torch.from_numpy(dx), torch.zeros((), dtype=torch.int64))
                 ints = torch.round(grad_prev.to(torch.float64) / dx_unit)
-                if not (torch.equal(ints.to(torch.int64), hw_ints)
-                        and torch.equal((ints * dx_unit).to(torch.float32), grad_prev)):
-                    raise ArithmeticError(f"{layer.fourbit_name}: the golden model would not recover the integer "
-                                          "dX from its float gradient (inexact path); not comparable")
+                if not (
+                    torch.equal(ints.to(torch.int64), hw_ints)
+                    and torch.equal((ints * dx_unit).to(torch.float32), grad_prev)
+                ):
+                    raise ArithmeticError(
+                        f"{layer.fourbit_name}: the golden model would not recover the integer "
+                        "dX from its float gradient (inexact path); not comparable"
+                    )
                 grad_y, unit_g, count, from_loss = grad_prev, dx_unit, grad_prev.numel(), False
         self.opt.step()
         self.sched.step()

@@ -36,15 +36,20 @@ class RemoteDatapath:
         key = secrets.token_bytes(16)
         self._listener = Listener(("127.0.0.1", 0), authkey=key)
         host, port = self._listener.address
-        env = {"FOURBIT_COSIM_ADDR": f"{host}:{port}", "FOURBIT_COSIM_KEY": key.hex(),
-               "FOURBIT_COSIM_GEOMETRY": json.dumps(vars(self.geometry)),
-               "FOURBIT_COSIM_ENCODINGS": json.dumps(self.build.manifest), "COCOTB_LOG_LEVEL": "WARNING"}
+        env = {
+            "FOURBIT_COSIM_ADDR": f"{host}:{port}",
+            "FOURBIT_COSIM_KEY": key.hex(),
+            "FOURBIT_COSIM_GEOMETRY": json.dumps(vars(self.geometry)),
+            "FOURBIT_COSIM_ENCODINGS": json.dumps(self.build.manifest),
+            "COCOTB_LOG_LEVEL": "WARNING",
+        }
 
         def simulate():
             self.status = self.build.run("verify.cosim.server", workdir=self.workdir, env=env)
-            if not getattr(self, "_conn", None):   # the simulator never connected: unblock accept()
+            if not getattr(self, "_conn", None):  # the simulator never connected: unblock accept()
                 try:
                     from multiprocessing.connection import Client
+
                     Client((host, port), authkey=key).close()
                 except OSError:
                     pass
@@ -76,11 +81,12 @@ class RemoteDatapath:
             self._conn.send((op, kwargs))
             kind, result = self._conn.recv()
         except (EOFError, OSError) as e:
-            raise DatapathError(f"the datapath simulation ended unexpectedly ({e}); "
-                                f"see {self.workdir}/sim.log") from None
+            raise DatapathError(
+                f"the datapath simulation ended unexpectedly ({e}); see {self.workdir}/sim.log"
+            ) from None
         if kind == "error":
             if result.startswith("ValueError: "):
-                raise ValueError(result[len("ValueError: "):])
+                raise ValueError(result[len("ValueError: ") :])
             raise DatapathError(result)
         return result
 

@@ -10,17 +10,50 @@ __all__ = ["PRESETS", "run_cosim", "performance"]
 
 #: Named runs: ``make cosim`` (digits 64-32-10), ``make cosim-mnist`` (784-128-10) and the test's tiny MLP.
 PRESETS = {
-    "digits": dict(dataset="digits", hidden=32, batch=16, steps=24, lr=0.1,
-                   geometry=dict(rows=8, cols=8, k_depth=64, grad_depth=512, mask_depth=512)),
-    "mnist": dict(dataset="mnist", data_dir="/work/shared/data/mnist", hidden=128, batch=16, steps=2, lr=0.05,
-                  geometry=dict(rows=16, cols=16, k_depth=1024, grad_depth=2048, mask_depth=2048)),
-    "tiny": dict(dataset="digits", hidden=8, batch=4, steps=3, lr=0.1,
-                 geometry=dict(rows=4, cols=4, k_depth=64, grad_depth=64, mask_depth=64)),
+    "digits": dict(
+        dataset="digits",
+        hidden=32,
+        batch=16,
+        steps=24,
+        lr=0.1,
+        geometry=dict(rows=8, cols=8, k_depth=64, grad_depth=512, mask_depth=512),
+    ),
+    "mnist": dict(
+        dataset="mnist",
+        data_dir="/work/shared/data/mnist",
+        hidden=128,
+        batch=16,
+        steps=2,
+        lr=0.05,
+        geometry=dict(rows=16, cols=16, k_depth=1024, grad_depth=2048, mask_depth=2048),
+    ),
+    "tiny": dict(
+        dataset="digits",
+        hidden=8,
+        batch=4,
+        steps=3,
+        lr=0.1,
+        geometry=dict(rows=4, cols=4, k_depth=64, grad_depth=64, mask_depth=64),
+    ),
 }
 
 
-def run_cosim(*, dataset, hidden, batch, steps, geometry, lr, momentum=0.9, weight_decay=5e-4, seed=0,
-              depth=1, data_dir=None, build_root=BUILD_ROOT, on_step=None):
+def run_cosim(
+    *,
+    dataset,
+    hidden,
+    batch,
+    steps,
+    geometry,
+    lr,
+    momentum=0.9,
+    weight_decay=5e-4,
+    seed=0,
+    depth=1,
+    data_dir=None,
+    build_root=BUILD_ROOT,
+    on_step=None,
+):
     """Train in the loop and compare with the golden run after every step.
 
     Parameters
@@ -70,9 +103,20 @@ def run_cosim(*, dataset, hidden, batch, steps, geometry, lr, momentum=0.9, weig
     golden = GoldenTrainer(golden_model, **opt)
     build = DatapathBuild(geo, build_root=build_root)
     host = HostTrainer(host_model, None, **opt)
-    host.check_shapes(batch, geo)   # before anything is built or simulated
-    cfg = dict(dataset=dataset, data_dir=data_dir, hidden=hidden, depth=depth, batch=batch, steps=steps, lr=lr,
-               momentum=momentum, weight_decay=weight_decay, seed=seed, geometry=vars(geo))
+    host.check_shapes(batch, geo)  # before anything is built or simulated
+    cfg = dict(
+        dataset=dataset,
+        data_dir=data_dir,
+        hidden=hidden,
+        depth=depth,
+        batch=batch,
+        steps=steps,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        seed=seed,
+        geometry=vars(geo),
+    )
     started = time.perf_counter()
     build.ensure()
     build_seconds = time.perf_counter() - started
@@ -86,25 +130,44 @@ def run_cosim(*, dataset, hidden, batch, steps, geometry, lr, momentum=0.9, weig
         host.dp = dp
         for step in range(steps):
             lo = (step * batch) % max(len(perm) - batch + 1, 1)
-            idx = perm[lo:lo + batch]
+            idx = perm[lo : lo + batch]
             xb, yb = ds.train_x[idx], ds.train_y[idx]
             t0 = time.perf_counter()
             loss_hw, stats, enc = host.step(xb, yb)
             loss_golden = golden.step(xb, yb)
             record = {
-                "step": step, "loss": loss_hw, "loss_golden": loss_golden,
+                "step": step,
+                "loss": loss_hw,
+                "loss_golden": loss_golden,
                 "match": bool(same_bits(host_model, golden_model) and loss_hw == loss_golden),
                 "compute_cycles": sum(s.compute_cycles for s in stats) + enc,
-                "io_cycles": sum(s.io_cycles for s in stats), "encode_cycles": enc,
+                "io_cycles": sum(s.io_cycles for s in stats),
+                "encode_cycles": enc,
                 "seconds": time.perf_counter() - t0,
-                "gemms": [{"name": s.name, "m": s.m, "k": s.k, "n": s.n, "tiles": s.tiles,
-                           "compute_cycles": s.compute_cycles, "io_cycles": s.io_cycles} for s in stats],
+                "gemms": [
+                    {
+                        "name": s.name,
+                        "m": s.m,
+                        "k": s.k,
+                        "n": s.n,
+                        "tiles": s.tiles,
+                        "compute_cycles": s.compute_cycles,
+                        "io_cycles": s.io_cycles,
+                    }
+                    for s in stats
+                ],
             }
             records.append(record)
             if on_step is not None:
                 on_step(record)
-    return {"config": cfg, "steps": records, "seconds": time.perf_counter() - started,
-            "build_seconds": build_seconds, "built": build.built, "workdir": str(workdir)}
+    return {
+        "config": cfg,
+        "steps": records,
+        "seconds": time.perf_counter() - started,
+        "build_seconds": build_seconds,
+        "built": build.built,
+        "workdir": str(workdir),
+    }
 
 
 def performance(report, fmax_mhz):
@@ -119,13 +182,26 @@ def performance(report, fmax_mhz):
     rows = []
     for g in last["gemms"]:
         macs = g["m"] * g["k"] * g["n"]
-        rows.append({"name": g["name"], "shape": f"{g['m']}x{g['k']}x{g['n']}", "tiles": g["tiles"], "macs": macs,
-                     "cycles": g["compute_cycles"], "io_cycles": g["io_cycles"],
-                     "macs_per_cycle": macs / g["compute_cycles"],
-                     "utilization": macs / (g["compute_cycles"] * pes)})
+        rows.append(
+            {
+                "name": g["name"],
+                "shape": f"{g['m']}x{g['k']}x{g['n']}",
+                "tiles": g["tiles"],
+                "macs": macs,
+                "cycles": g["compute_cycles"],
+                "io_cycles": g["io_cycles"],
+                "macs_per_cycle": macs / g["compute_cycles"],
+                "utilization": macs / (g["compute_cycles"] * pes),
+            }
+        )
     compute = last["compute_cycles"]
-    summary = {"compute_cycles": compute, "io_cycles": last["io_cycles"], "encode_cycles": last["encode_cycles"],
-               "fmax_mhz": fmax_mhz, "macs": sum(r["macs"] for r in rows),
-               "step_us_compute": compute / fmax_mhz if fmax_mhz else None,
-               "step_us_with_io": (compute + last["io_cycles"]) / fmax_mhz if fmax_mhz else None}
+    summary = {
+        "compute_cycles": compute,
+        "io_cycles": last["io_cycles"],
+        "encode_cycles": last["encode_cycles"],
+        "fmax_mhz": fmax_mhz,
+        "macs": sum(r["macs"] for r in rows),
+        "step_us_compute": compute / fmax_mhz if fmax_mhz else None,
+        "step_us_with_io": (compute + last["io_cycles"]) / fmax_mhz if fmax_mhz else None,
+    }
     return rows, summary
