@@ -28,7 +28,6 @@ from hw.array import SystolicArray
 from .protocol import INFO_LENGTH, Command, Flag, Status, info_reply
 from .uart import UARTReceiver, UARTTransmitter
 
-
 __all__ = ["GemmEngine"]
 
 

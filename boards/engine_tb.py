@@ -33,9 +33,8 @@ import subprocess
 import sys
 import tty
 
-import numpy as np
-
 import cocotb
+import numpy as np
 from cocotb.clock import Clock
 from cocotb.queue import Queue
 from cocotb.task import bridge, resume
@@ -44,7 +43,6 @@ from cocotb.utils import get_sim_time
 
 from boards.host import Board, golden_gemm, random_operands, run_gemm
 from boards.protocol import INFO_LENGTH, Command, Status
-
 
 CLOCK_NS = 10
 
@@ -112,7 +110,7 @@ async def _start(dut):
 async def gemms_through_uart(dut):
     """Every configured GEMM, run by the host driver over the UART, equals golden/ bit for bit."""
     cases = json.loads(os.environ["FOURBIT_ENGINE_CASES"])
-    uart, transport = await _start(dut)
+    _uart, transport = await _start(dut)
 
     @bridge
     def host():
@@ -153,7 +151,7 @@ async def gemms_through_uart(dut):
 @cocotb.test()
 async def protocol_errors(dut):
     """Unknown commands and out-of-range counts get their status byte; the engine keeps working."""
-    uart, transport = await _start(dut)
+    uart, _transport = await _start(dut)
     timeout = 200_000 * CLOCK_NS
 
     async def command(data, length):

@@ -37,7 +37,6 @@ from verify.gemm import GemmError, array_kind, operand_bits
 
 from .protocol import INFO_LENGTH, KIND_CODES, MAGIC, VERSION, Command, Flag, Status
 
-
 __all__ = ["BoardError", "BoardInfo", "Board", "SerialTransport", "run_gemm", "golden_gemm", "main"]
 
 
@@ -203,6 +202,7 @@ def run_gemm(board, pe, a, b, *, a_signed=True, b_signed=True):
 def golden_gemm(pe, a, b, *, a_signed=True, b_signed=True):
     """The :mod:`golden.reference` result of the same GEMM, as numpy."""
     import torch
+
     from golden.reference import fp16_gemm, int_gemm, log_gemm
 
     ta, tb = torch.from_numpy(np.ascontiguousarray(a)), torch.from_numpy(np.ascontiguousarray(b))

@@ -21,7 +21,6 @@ from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from .engine import GemmEngine
 
-
 __all__ = [
     "Board",
     "BOARDS",

@@ -40,7 +40,6 @@ returns to waiting for a command, so the host must not send the payload).
 
 import enum
 
-
 __all__ = ["Command", "Status", "Flag", "KIND_CODES", "MAGIC", "VERSION", "INFO_LENGTH", "info_reply"]
 
 

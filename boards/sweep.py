@@ -33,7 +33,6 @@ from hw.array import ARRAY_KINDS
 from .platforms import BOARDS, unknown_board_message
 from .synth import DoesNotFit, SynthError, SynthInterrupted, synthesize
 
-
 __all__ = ["DEFAULT_SIZES", "run_sweep", "load_results", "table", "plot", "main"]
 
 

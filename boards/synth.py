@@ -40,7 +40,6 @@ from verify.cli import OneLineParser, positive_int
 
 from .platforms import BOARDS, BoardTop, unknown_board_message, yowasp_env
 
-
 __all__ = ["SynthError", "SynthInterrupted", "DoesNotFit", "synthesize", "netlist_resources", "main"]
 
 

@@ -23,7 +23,6 @@ from amaranth.lib.wiring import In, Out
 
 from hw._params import check_int
 
-
 __all__ = ["UARTReceiver", "UARTTransmitter"]
 
 

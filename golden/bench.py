@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 
 from .data import DataError, load_dataset
+from .files import write_text_atomically
 from .models import build_model
 from .recipes import get_recipe, prepare_model
-from .files import write_text_atomically
 from .train import keep_freed_memory, train
 
 __all__ = ["ACCURACY_RUNS", "run_accuracy", "run_speed", "main"]

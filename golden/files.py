@@ -9,7 +9,6 @@ import os
 import tempfile
 from pathlib import Path
 
-
 __all__ = ["write_atomically", "write_text_atomically"]
 
 

@@ -25,7 +25,8 @@ import math
 import torch
 
 from .formats import grad_scale_exponent, quantize_pact
-from .requant import ACC_BITS_MAX, QMAX, requantize_pact as _requantize_pact_int
+from .requant import ACC_BITS_MAX, QMAX
+from .requant import requantize_pact as _requantize_pact_int
 
 __all__ = ["masked", "gather", "requantize_pact", "pact_quantize", "fp4_encode", "FLOAT64_EXACT"]
 

@@ -97,7 +97,7 @@ def bias_codes(bias, acc_unit):
     return torch.round(bias.detach().to(torch.float64) / acc_unit)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _multiplier_table(fmt, device):
     codes = torch.arange(fmt.num_codes, dtype=torch.int64)
     # The format's own product rule applied to x = 1: (-1)^s * radix^(e-1), 0 for e = 0.
@@ -131,7 +131,7 @@ def log_matmul(g_codes, x_codes, x_max, fmt=FP4_RADIX4):
     return log_bilinear(torch.matmul, g_codes, x_codes, terms=g_codes.shape[-1], x_max=x_max, fmt=fmt, sum_dims=(-1,))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _group_table(fmt, lo, hi, device):
     """Multipliers ``(-1)^s radix^(j - lo)`` of the codes whose multiplier exponent ``j`` is in
     ``lo..hi-1``, 0 for the others."""

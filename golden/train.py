@@ -13,6 +13,7 @@ docs/golden.md.
 import argparse
 import ctypes
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -279,7 +280,7 @@ def train(
                 "recipe": recipe.name,
                 "seed": seed,
             }
-            write_atomically(checkpoint, lambda tmp: torch.save(state, tmp), make_parents=True)
+            write_atomically(checkpoint, functools.partial(torch.save, state), make_parents=True)
 
     if not history:
         test_loss, test_acc = _evaluate(model, test_x, test_y, 1000)
@@ -486,7 +487,7 @@ def main(argv=None):
         return _fail(str(e), 3)
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         return _fail(str(e))
-    metrics["command"] = ["python", "-m", "golden.train"] + list(sys.argv[1:] if argv is None else argv)
+    metrics["command"] = ["python", "-m", "golden.train", *list(sys.argv[1:] if argv is None else argv)]
     write_text_atomically(args.metrics, json.dumps(metrics, indent=1) + "\n", make_parents=True)
     plot = args.plot or str(Path(args.metrics).with_suffix(".png"))
     _plot(

@@ -16,7 +16,6 @@ from amaranth.hdl import Const, Mux, Value
 
 from .fp import FP32_NEGATIVE_ZERO, fp32_add
 
-
 __all__ = ["integer_accumulate", "fp32_accumulate"]
 
 

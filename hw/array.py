@@ -44,7 +44,6 @@ from .fp import fp16_product
 from .pipeline import delay
 from .train_pe import INT_PRODUCT_RANGE, TRAIN_PRODUCT_RANGE, int_product, train_product
 
-
 __all__ = ["ArrayKind", "ARRAY_KINDS", "SystolicArray", "min_tile_cycles"]
 
 

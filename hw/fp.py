@@ -24,7 +24,6 @@ Every NaN result is the canonical quiet NaN ``0x7FC00000``.
 
 from amaranth.hdl import Cat, Const, Mux, Signal, Value, unsigned
 
-
 __all__ = [
     "FP32_CANONICAL_NAN",
     "FP32_NEGATIVE_ZERO",

@@ -9,7 +9,6 @@ from .accumulate import fp32_accumulate
 from .fp import fp16_product
 from .pipeline import delay
 
-
 __all__ = ["FP16MAC"]
 
 

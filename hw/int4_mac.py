@@ -5,7 +5,6 @@ from amaranth.lib.wiring import In
 from .arith import INT4_PRODUCT_RANGE, int4_product
 from .integer_mac import IntegerMAC
 
-
 __all__ = ["Int4MAC"]
 
 

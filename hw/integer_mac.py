@@ -9,7 +9,6 @@ from .accumulate import integer_accumulate
 from .arith import max_safe_k
 from .pipeline import delay
 
-
 __all__ = ["IntegerMAC"]
 
 

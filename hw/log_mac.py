@@ -5,7 +5,6 @@ from amaranth.lib.wiring import In
 from .arith import LOG_PRODUCT_RANGE, log_product
 from .integer_mac import IntegerMAC
 
-
 __all__ = ["LogMAC"]
 
 

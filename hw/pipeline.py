@@ -2,7 +2,6 @@
 
 from amaranth.hdl import Signal, Value
 
-
 __all__ = ["delay"]
 
 

@@ -18,9 +18,9 @@ from amaranth.hdl import Mux
 from amaranth.lib.wiring import In
 
 from golden.formats import INT4, ProductRange
+
 from .arith import AMARANTH_OPS, INT_OPERAND_RANGE, LOG_PRODUCT_RANGE, log_product
 from .integer_mac import IntegerMAC
-
 
 __all__ = [
     "MODE_INT",

@@ -19,9 +19,10 @@ import shlex
 import sys
 import time
 
-from . import flow, render, stimulus, synth, units as units_mod
+from . import flow, render, stimulus, synth
+from . import units as units_mod
 from .energy import DEFAULT_SLEW_NS
-from .liberty import DONT_USE_PATTERN, Library, LibertyError
+from .liberty import DONT_USE_PATTERN, LibertyError, Library
 
 
 def _parser():

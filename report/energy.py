@@ -25,7 +25,7 @@ short-circuit part and the ``0.5 C V^2`` terms give the charging energy, so a
 rise/fall pair costs ``C V^2`` + short-circuit energy, as it should.
 """
 
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass
 
 from .gatesim import net_drivers_and_sinks
 
@@ -131,7 +131,7 @@ def netlist_energy(netlist, library, toggles, *, slew_ns=DEFAULT_SLEW_NS, wire_l
         driver = drivers.get(bit)
         if driver is None:
             continue  # undriven (constant) net
-        inst, ctype, pin = driver
+        _inst, ctype, pin = driver
         if ctype is None:
             cls = "registers"  # primary inputs and clock feed the boundary registers
         else:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import gatesim, stimulus, synth, units as units_mod
+from . import gatesim, stimulus, synth
+from . import units as units_mod
 from .energy import DEFAULT_SLEW_NS, area_split, netlist_energy
 from .liberty import DONT_USE_PATTERN
 
@@ -149,7 +150,7 @@ def measure(unit, ctx):
     wrapper = units_mod.boundary_verilog(unit)
     wrapper_path = os.path.join(design_dir, "bound.v")
     units_mod._write(wrapper_path, wrapper)
-    sources = unit.sources + [wrapper_path]
+    sources = [*unit.sources, wrapper_path]
     digest = _sources_digest(unit, wrapper)
     entry = {
         "kind": unit.kind,

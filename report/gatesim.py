@@ -210,7 +210,7 @@ def netlist_verilog(netlist, module, library):
                     lines.append(f"  assign n{b} = {ref};")
             else:
                 lines.append(f"  assign {ref} = {_bit(b)};")
-    for k, (inst, cell) in enumerate(sorted(netlist["cells"].items())):
+    for k, (_inst, cell) in enumerate(sorted(netlist["cells"].items())):
         ctype = cell["type"]
         if ctype not in library:
             raise SimError(f"mapped cell type {ctype} is not in the Liberty library")

@@ -55,7 +55,7 @@ def ratios(units):
 def array_ratios(units):
     """Per array size: FP16 array over each 4-bit array (area; energy per MAC on matching workloads)."""
     by_size = {}
-    for name, u in units.items():
+    for u in units.values():
         if u.get("array"):
             pe, rows, cols = u["array"]
             by_size.setdefault(f"{rows}x{cols}", {})[pe] = u
@@ -270,7 +270,7 @@ def _markdown(report, plots):
         chosen = [(n, u) for n, u in report["units"].items() if pick(u)]
         if not chosen:
             continue
-        lines += [f"## {title}", ""] + header
+        lines += [f"## {title}", "", *header]
         for name, u in chosen:
             split = (
                 f"{_fmt(u['area_um2'])} ({_fmt(u['area_registers_um2'])} / {_fmt(u['area_logic_um2'])})"

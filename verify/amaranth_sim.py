@@ -8,7 +8,6 @@ import numpy as np
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
-
 __all__ = ["simulate_sequence"]
 
 

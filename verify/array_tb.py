@@ -18,9 +18,8 @@ them), as in :mod:`verify.pe_tb`.
 import os
 import time
 
-import numpy as np
-
 import cocotb
+import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 

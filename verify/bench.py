@@ -20,7 +20,6 @@ from . import stimulus as st
 from .amaranth_sim import simulate_sequence
 from .runner import REPO_ROOT, SIMULATORS, PESimulation
 
-
 KINDS = ("int4_mac", "log_mac", "fp16_mac")
 
 

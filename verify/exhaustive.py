@@ -9,6 +9,7 @@ processes.
 
 import argparse
 import concurrent.futures
+import itertools
 import os
 import pathlib
 import re
@@ -21,7 +22,6 @@ from amaranth.hdl import Module, Signal
 from hw.fp import fp16_product
 from rtl_gen.lint import WAIVERS
 from rtl_gen.toolchain import tool_env
-
 
 __all__ = ["build_harness", "check_range", "main"]
 
@@ -86,7 +86,7 @@ def main(argv=None):
     executable = build_harness(args.build_dir)
     bounds = [args.a_begin + (args.a_end - args.a_begin) * i // args.jobs for i in range(args.jobs + 1)]
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda r: check_range(executable, *r), zip(bounds, bounds[1:])))
+        results = list(pool.map(lambda r: check_range(executable, *r), itertools.pairwise(bounds)))
     checked = sum(r[0] for r in results)
     mismatches = sum(r[1] for r in results)
     for line in [line for r in results for line in r[2]][:5]:

@@ -124,8 +124,8 @@ def array_kind(pe, array):
 
 def accumulator_width(kind, k):
     """The kind's default accumulator width, or the narrowest one that holds ``k`` products."""
-    from hw.array import ARRAY_KINDS
     from hw.arith import max_safe_k, min_acc_width
+    from hw.array import ARRAY_KINDS
 
     spec = ARRAY_KINDS[kind]
     if spec.is_float:
@@ -216,12 +216,13 @@ def _fingerprint(kind, rows, cols, acc_width, sim):
     return digest.hexdigest()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _array_verilog(kind, rows, cols, acc_width):
     """Verilog of an array (memoized: a process running many GEMMs converts each array once)."""
     from amaranth.back import verilog
-    from hw.array import ARRAY_KINDS, SystolicArray
+
     from hw.arith import max_safe_k
+    from hw.array import ARRAY_KINDS, SystolicArray
 
     spec = ARRAY_KINDS[kind]
     max_k = 1 if spec.is_float else max_safe_k(spec.product_range, acc_width)
@@ -268,6 +269,7 @@ class ArrayBuild:
     def ensure(self):
         """Generate and compile unless an identical build is cached (safe across processes)."""
         from cocotb_tools.runner import get_runner
+
         from rtl_gen.lint import WAIVERS
 
         self._environment()

@@ -19,7 +19,6 @@ from rtl_gen.toolchain import tool_env
 
 from . import stimulus as stim
 
-
 __all__ = ["SIMULATORS", "REPO_ROOT", "PESimulation", "SimulationMismatch"]
 
 

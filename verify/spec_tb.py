@@ -11,12 +11,10 @@ the model. Ports, widths, reset and ``valid``/``clear`` are exactly the SPEC's.
 import os
 import random
 
-import numpy as np
-
 import cocotb
+import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
-
 
 CANONICAL_NAN = 0x7FC00000
 

@@ -19,7 +19,6 @@ import torch
 from golden.formats.fp16 import fp16_product_bits, fp32_add_bits
 from golden.reference import int_products, log_products
 
-
 __all__ = [
     "UNIT_PORTS",
     "Sequence",

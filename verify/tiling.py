@@ -21,7 +21,6 @@ import numpy as np
 
 from hw.array import min_tile_cycles
 
-
 __all__ = [
     "Schedule",
     "schedule",

@@ -14,7 +14,7 @@ its multipliers from the same objects (see :mod:`golden.formats.base`).
 
 from .base import IntegerFormat, NumberFormat, Ops, ProductRange, ScaleFormat, max_safe_k
 from .fp4 import FP4_RADIX2, FP4_RADIX4, LogFormat, fp4_decode, fp4_quantize, grad_scale_exponent
-from .fp16 import FP16, FP32, BinaryFloatFormat, CANONICAL_NAN32
+from .fp16 import CANONICAL_NAN32, FP16, FP32, BinaryFloatFormat
 from .integer import (
     INT4,
     SAWB_COEFFICIENTS,

@@ -70,7 +70,7 @@ class ProductRange:
     def __eq__(self, other):
         return isinstance(other, ProductRange) and (self.lo, self.hi) == (other.lo, other.hi)
 
-    def union(self, other: "ProductRange") -> "ProductRange":
+    def union(self, other: ProductRange) -> ProductRange:
         return ProductRange(min(self.lo, other.lo), max(self.hi, other.hi))
 
 
@@ -196,4 +196,4 @@ class ScaleFormat(NumberFormat):
     def scale_range(self, x: ProductRange) -> ProductRange:
         top = 1 << self.max_shift
         corners = [v * m for v in (x.lo, x.hi) for m in (top, -top)]
-        return ProductRange(min(corners + [0]), max(corners + [0]))
+        return ProductRange(min([*corners, 0]), max([*corners, 0]))

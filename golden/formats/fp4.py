@@ -35,6 +35,7 @@ top level.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 
 import numpy as np
@@ -123,10 +124,10 @@ class LogFormat(ScaleFormat):
         """Values of ``m`` at which the exponent steps up: ``e = #(thresholds <= m)``."""
         levels = [self.level(e) for e in range(1, self.max_exponent + 1)]
         if rounding == "log":
-            between = [math.sqrt(lo * hi) for lo, hi in zip(levels, levels[1:])]
+            between = [math.sqrt(lo * hi) for lo, hi in itertools.pairwise(levels)]
         else:
-            between = [(lo + hi) / 2 for lo, hi in zip(levels, levels[1:])]
-        return np.array([levels[0] / 2] + between, dtype=np.float64)
+            between = [(lo + hi) / 2 for lo, hi in itertools.pairwise(levels)]
+        return np.array([levels[0] / 2, *between], dtype=np.float64)
 
     def quantize(
         self,

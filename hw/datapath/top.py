@@ -32,13 +32,13 @@ gradient) gradient words directly; a host gradient write updates amax too.
 See docs/datapath.md for the full host interface and the block diagram.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..array import SystolicArray
 from .._params import check_int
+from ..array import SystolicArray
 from .fp4_encoder import fp4_encode, grad_exponent, k_width
 from .requant import M0_BITS, SHIFT_BITS, requantize
 

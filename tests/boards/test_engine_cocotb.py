@@ -14,14 +14,12 @@ import pathlib
 import shutil
 
 import pytest
-
 from amaranth.back import verilog
 from cocotb_tools.runner import get_runner
 
 from boards.platforms import BAUD, BOARDS, ClockedEngine
 from rtl_gen.lint import WAIVERS
 from rtl_gen.toolchain import tool_env, verilator_make_flags
-
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = REPO_ROOT / "build" / "boards" / "sim"

@@ -9,7 +9,6 @@ import pytest
 from boards.synth import DoesNotFit, synthesize
 from verify.runner import REPO_ROOT
 
-
 REPORT_FIELDS = {"device": str, "luts": int, "ffs": int, "dsps": int, "brams": int, "fmax_mhz": float}
 
 

@@ -1,7 +1,7 @@
 """An independent, scalar, exact (fractions) reading of SPEC section 1, for cross-checking golden.formats."""
 
-from fractions import Fraction
 import math
+from fractions import Fraction
 
 
 def round_half_even(q: Fraction) -> int:

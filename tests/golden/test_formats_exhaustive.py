@@ -135,7 +135,7 @@ def test_radix2_format_levels_and_boundaries():
     v = torch.tensor([1.0] + thresholds + [t * (1 - 2**-40) for t in thresholds], dtype=torch.float64)
     codes, scale = FP4_RADIX2.quantize(v)
     assert scale == 1.0
-    assert codes.tolist() == [7] + list(range(1, 8)) + list(range(0, 7))
+    assert codes.tolist() == [7, *list(range(1, 8)), *list(range(0, 7))]
     x = torch.arange(-8, 16).repeat_interleave(16)
     g = torch.arange(16).repeat(24)
     e, s = g & 7, (g >> 3) & 1

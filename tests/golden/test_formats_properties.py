@@ -2,11 +2,11 @@
 
 from fractions import Fraction
 
+import numpy as np
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-import numpy as np
 
 from golden.formats import fp4_decode, fp4_quantize, quantize_input, quantize_pact, quantize_weight, sawb_step
 from tests.golden.spec_model import fp4_quantize_scalar

@@ -2,6 +2,7 @@
 edge cases included (zeros of both signs, values on and next to every threshold, amax a power
 of two, all-zero tensors, non-finite inputs, out-of-range accumulators)."""
 
+import itertools
 import math
 
 import pytest
@@ -188,7 +189,7 @@ def test_data_groups_are_minimal_and_exact():
     groups = pipeline._data_groups(codes, (1,), 15, FP4_RADIX4)
     worst = pipeline._worst_case_groups(k, 15, FP4_RADIX4)
     assert groups is not None and len(groups) < len(worst)
-    assert groups[0][0] == 0 and groups[-1][1] == 7 and all(a[1] == b[0] for a, b in zip(groups, groups[1:]))
+    assert groups[0][0] == 0 and groups[-1][1] == 7 and all(a[1] == b[0] for a, b in itertools.pairwise(groups))
     got = pipeline.log_matmul(codes, x.float(), 15)
     assert torch.equal(got.to(torch.int64), log_gemm(codes, x, x_signed=False))
     # All-top-level codes: the data cannot beat the worst case, the result is still exact.

@@ -7,14 +7,20 @@ from torch import nn
 
 from golden import pipeline
 from golden.capture import verify_capture
-from golden.formats import FP4_RADIX4, fp4_quantize, quantize_input, quantize_pact, quantize_weight, sawb_step
+from golden.formats import (
+    FP4_RADIX2,
+    FP4_RADIX4,
+    fp4_quantize,
+    quantize_input,
+    quantize_pact,
+    quantize_weight,
+    sawb_step,
+)
 from golden.layers import PACT, QConv2d, QLinear, QuantConfig, convert
-from golden.formats import FP4_RADIX2
 from golden.recipes import get_recipe
 from golden.reference import int_gemm, log_gemm
-from tests.golden.capture_run import captured_lenet_run
 from golden.requant import pact_masks, requant_params, requantize, requantize_pact
-
+from tests.golden.capture_run import captured_lenet_run
 
 # --- requantization -------------------------------------------------------------------------
 
@@ -62,7 +68,7 @@ def test_quantize_grad_fast_path_equals_fp4_quantize():
         scale = 10.0 ** (torch.rand(1, generator=gen).item() * 30 - 25)
         v = (torch.randn(500, generator=gen) * scale * torch.exp(3 * torch.randn(500, generator=gen))).float()
         if trial % 4 == 0:  # exact boundaries and their neighbours
-            b = torch.tensor(levels + [1.0, 0.5, 0.25], dtype=torch.float32) * 2.0 ** (trial % 9 - 4)
+            b = torch.tensor([*levels, 1.0, 0.5, 0.25], dtype=torch.float32) * 2.0 ** (trial % 9 - 4)
             v = torch.cat([b, -b, torch.nextafter(b, torch.zeros_like(b)), v[:100]])
         unit = 1.0
         if trial % 3 == 0:
@@ -144,7 +150,7 @@ def _explicit_mlp_step(model, x, y):
     a1 = float(p1.alpha.detach()) / 15
     m0, sh = requant_params(u1 / a1)
     x2 = requantize(acc1, m0, sh).to(torch.int64)
-    in1, sat1 = pact_masks(acc1, m0, sh)
+    in1, _sat1 = pact_masks(acc1, m0, sh)
     s2 = sawb_step(l2.weight, cfg.sawb_c)
     w2 = quantize_weight(l2.weight, s2).to(torch.int64)
     u2 = a1 * s2

@@ -1,8 +1,8 @@
 """golden.train: CLI smoke runs, determinism, checkpoints, divergence and bad-input errors."""
 
 import gzip
-import math
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path

@@ -11,8 +11,8 @@ from amaranth.sim import Simulator
 
 from golden.formats.fp16 import float_to_fp32_bits
 from golden.reference import fp16_gemm, int_gemm, log_gemm
-from hw.array import ARRAY_KINDS, SystolicArray, min_tile_cycles
 from hw.arith import max_safe_k, min_acc_width
+from hw.array import ARRAY_KINDS, SystolicArray, min_tile_cycles
 from hw.train_pe import INT_PRODUCT_RANGE, MODE_INT, MODE_LOG, TRAIN_PRODUCT_RANGE
 from verify import tiling
 
@@ -112,7 +112,7 @@ def test_fp16_random_and_specials():
 
 
 def test_k_zero_gives_zeros():
-    raw, width = simulate(
+    raw, _width = simulate(
         "int4",
         np.zeros((3, 0), np.int64),
         np.zeros((0, 2), np.int64),
@@ -177,7 +177,7 @@ def test_no_broadcast_growing_with_the_array(kind):
 
     def port_uses(rows, cols):
         text = verilog.convert(SystolicArray(kind=kind, rows=rows, cols=cols), name="top", emit_src=False)
-        ports = ["valid", "clear", "last"] + list(ARRAY_KINDS[kind].a_modes + ARRAY_KINDS[kind].b_modes)
+        ports = ["valid", "clear", "last", *list(ARRAY_KINDS[kind].a_modes + ARRAY_KINDS[kind].b_modes)]
         return {p: len(re.findall(rf"(?<![\w$.]){p}(?![\w\[])", text)) for p in ports}
 
     assert port_uses(2, 2) == port_uses(5, 4)

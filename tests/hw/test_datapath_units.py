@@ -58,7 +58,7 @@ def test_encoder_exhaustive_small_tensors():
     bad = []
     cases = list(_encoder_cases())
     expected = []
-    for amax, values in cases:
+    for _amax, values in cases:
         t = torch.tensor(values, dtype=torch.int64)
         c0, s0 = fp4_quantize(t, phase=0, unit=1.0)
         c1, s1 = fp4_quantize(t, phase=1, unit=1.0)

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from report.gatesim import SimError, function_to_verilog
-from report.liberty import Library, LibertyError
+from report.liberty import LibertyError, Library
 
 SMALL_LIB = """library (tiny) {
   time_unit : "1ns";

@@ -111,7 +111,7 @@ def test_yosys_missing_or_too_old(tmp_path, monkeypatch):
 def _mapped(unit, sky130_work, tmp_path):
     wrapper = tmp_path / f"{unit.name}_bound.v"
     wrapper.write_text(units.boundary_verilog(unit))
-    return synth.map_liberty(unit.sources + [str(wrapper)], unit.top, sky130_work)
+    return synth.map_liberty([*unit.sources, str(wrapper)], unit.top, sky130_work)
 
 
 def test_mapped_multiplier_computes_products(sky130, sky130_work, tmp_path):

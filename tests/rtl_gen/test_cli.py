@@ -11,7 +11,6 @@ from rtl_gen.__main__ import main
 from rtl_gen.lint import lint_directory, lint_file
 from verify.runner import REPO_ROOT
 
-
 #: The three SPEC section 3 tops at their defaults (what `make rtl` writes for them).
 PE_CONFIG = """
 [int4_mac]

@@ -8,14 +8,12 @@ mid-sequence, FP16 class crosses, cancellations, ties) plus wrap-around; the
 """
 
 import os
-import pathlib
 
 import numpy as np
 import pytest
 
 from verify import stimulus as st
 from verify.runner import REPO_ROOT, SIMULATORS, PESimulation
-
 
 BUILD = REPO_ROOT / "build" / "sim"
 KINDS = ("int4_mac", "log_mac", "fp16_mac")

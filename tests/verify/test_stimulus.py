@@ -85,7 +85,10 @@ def test_fp16_default_sequence_coverage():
     products = fp16_product_bits(torch.from_numpy(i["a"]), torch.from_numpy(i["b"])).numpy()
     previous = np.r_[0, acc[:-1]]
     adds = (i["valid"] == 1) & (i["clear"] == 0) & (i["rst"] == 0)
-    as_float = lambda bits: bits.astype(np.uint32).view(np.float32).astype(np.float64)
+
+    def as_float(bits):
+        return bits.astype(np.uint32).view(np.float32).astype(np.float64)
+
     result = as_float(acc)
     with np.errstate(all="ignore"):
         exact = as_float(previous) + as_float(products)  # exact in float64 when exponents are close
@@ -96,8 +99,11 @@ def test_fp16_default_sequence_coverage():
     # Exact cancellation of nonzero operands gives +0.
     cancelled = adds & (acc == 0) & ((previous & 0x7FFFFFFF) != 0)
     assert cancelled.sum() >= 20
+
     # Massive cancellation: result exponent 10+ below the larger operand's.
-    exponent = lambda bits: (bits >> 23) & 0xFF
+    def exponent(bits):
+        return (bits >> 23) & 0xFF
+
     drop = np.maximum(exponent(previous), exponent(products)) - exponent(acc)
     assert (adds & (acc != 0) & (drop >= 10)).sum() >= 20
     # Specials: infinities and canonical NaNs in the accumulator; products of subnormals (< 2^-24).

@@ -21,6 +21,7 @@ def datapath_verilog(geometry):
     """Deterministic Verilog of :class:`hw.datapath.TrainDatapath` for ``geometry``, its port names
     and its manifest."""
     from amaranth.back import verilog
+
     from hw.datapath import TrainDatapath
 
     dp = TrainDatapath(**vars(geometry))
@@ -62,6 +63,7 @@ class DatapathBuild:
     def ensure(self):
         """Generate and compile unless an identical build is cached (safe across processes)."""
         from cocotb_tools.runner import get_runner
+
         from rtl_gen.lint import WAIVERS
 
         self.env()

@@ -24,10 +24,8 @@ GradScale and codes equal the golden float ones whenever ``amax >= 2^-30``
 """
 
 import copy
-import dataclasses
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -38,7 +36,6 @@ from golden.models import MLP
 from golden.requant import QMAX, requant_params
 from hw.datapath.top import POST_GRAD, POST_MASK, POST_NONE
 from hw.train_pe import MODE_INT, MODE_LOG
-
 
 __all__ = [
     "LOSS_FRACTION_BITS",
@@ -167,7 +164,7 @@ class HostTrainer:
             w_codes, w_step = pipeline.quantize_weight_sawb(layer.weight, cfg.sawb_c)
             unit = x_step * w_step
             b_codes = pipeline.bias_codes(layer.bias, unit)
-            n, k = w_codes.shape
+            n, _k = w_codes.shape
             name = f"{layer.fourbit_name}.fwd"
             args = dict(mode=MODE_INT, a_signed=x_signed, b_signed=True, bias=b_codes.to(torch.int64).numpy())
             if i + 1 < len(self.layers):

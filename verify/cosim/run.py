@@ -85,6 +85,7 @@ def run_cosim(
     import time
 
     import torch
+
     from golden.data import load_dataset
 
     from .host import GoldenTrainer, HostTrainer, build_models, same_bits
