@@ -29,10 +29,10 @@ import time
 
 import numpy as np
 
+from fourbit.util.cli import OneLineParser, bit_flag, non_negative_int
 from hw.arith import max_safe_k
 from hw.array import ARRAY_KINDS
 from verify import tiling
-from verify.cli import OneLineParser, bit_flag, non_negative_int
 from verify.gemm import GemmError, array_kind, operand_bits
 
 from .protocol import INFO_LENGTH, KIND_CODES, MAGIC, VERSION, Command, Flag, Status

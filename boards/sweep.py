@@ -27,7 +27,7 @@ import json
 import pathlib
 import sys
 
-from golden.files import write_atomically, write_text_atomically
+from fourbit.util.files import write_atomically, write_text_atomically
 from hw.array import ARRAY_KINDS
 
 from .platforms import BOARDS, unknown_board_message

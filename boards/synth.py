@@ -34,9 +34,9 @@ import subprocess
 import sys
 import time
 
-from golden.files import write_text_atomically
+from fourbit.util.cli import OneLineParser, positive_int
+from fourbit.util.files import write_text_atomically
 from hw.array import ARRAY_KINDS
-from verify.cli import OneLineParser, positive_int
 
 from .platforms import BOARDS, BoardTop, unknown_board_message, yowasp_env
 

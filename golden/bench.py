@@ -27,8 +27,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from fourbit.util.files import write_text_atomically
+
 from .data import DataError, load_dataset
-from .files import write_text_atomically
 from .models import build_model
 from .recipes import get_recipe, prepare_model
 from .train import keep_freed_memory, train

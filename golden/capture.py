@@ -53,7 +53,7 @@ import json
 import numpy as np
 import torch
 
-from .files import write_atomically
+from fourbit.util.files import write_atomically
 
 __all__ = ["TensorCapture", "load_capture", "verify_capture", "attach_capture"]
 

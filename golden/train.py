@@ -23,8 +23,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from fourbit.util.files import write_atomically, write_text_atomically
+
 from .data import DATASETS, DataError, load_dataset
-from .files import write_atomically, write_text_atomically
 from .models import MODELS, build_model
 from .recipes import RECIPES, get_recipe, prepare_model
 

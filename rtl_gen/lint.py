@@ -10,8 +10,9 @@ import pathlib
 import subprocess
 import sys
 
+from fourbit.util.tools import tool_env
+
 from .generate import MANIFEST_NAME
-from .toolchain import tool_env
 
 __all__ = ["WAIVERS", "lint_file", "lint_directory", "main"]
 

@@ -19,9 +19,9 @@ import sys
 from amaranth.back import verilog
 from amaranth.hdl import Module, Signal
 
+from fourbit.util.tools import tool_env
 from hw.fp import fp16_product
 from rtl_gen.lint import WAIVERS
-from rtl_gen.toolchain import tool_env
 
 __all__ = ["build_harness", "check_range", "main"]
 

@@ -44,10 +44,10 @@ import time
 
 import numpy as np
 
-from golden.files import write_atomically
+from fourbit.util.cli import OneLineParser, bit_flag, positive_int
+from fourbit.util.files import write_atomically
 
 from .buildcache import cached_build
-from .cli import OneLineParser, bit_flag, positive_int
 
 # hw (and through golden.formats, torch) is imported where needed, so that bad
 # input is reported without paying for those imports.
@@ -260,7 +260,7 @@ class ArrayBuild:
         self.built = False
 
     def _environment(self):
-        from rtl_gen.toolchain import tool_env
+        from fourbit.util.tools import tool_env
 
         env = tool_env()
         # cocotb_tools.runner finds verilator / iverilog through this process's PATH.
@@ -298,7 +298,7 @@ class ArrayBuild:
                 ports.write_text(ports_vlt)
                 sources = [WAIVERS, ports, source]
             build_args = list(VERILATOR_ARGS) if self.sim == "verilator" else []
-            from rtl_gen.toolchain import verilator_make_flags
+            from fourbit.util.tools import verilator_make_flags
 
             with verilator_make_flags(self.sim == "verilator"):
                 runner.build(

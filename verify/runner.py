@@ -12,10 +12,10 @@ import time
 
 from cocotb_tools.runner import get_runner
 
+from fourbit.util.tools import tool_env
 from rtl_gen.config import Design
 from rtl_gen.generate import generate
 from rtl_gen.lint import WAIVERS
-from rtl_gen.toolchain import tool_env
 
 from . import stimulus as stim
 

@@ -18,8 +18,8 @@ from amaranth.back import verilog
 from cocotb_tools.runner import get_runner
 
 from boards.platforms import BAUD, BOARDS, ClockedEngine
+from fourbit.util.tools import tool_env, verilator_make_flags
 from rtl_gen.lint import WAIVERS
-from rtl_gen.toolchain import tool_env, verilator_make_flags
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = REPO_ROOT / "build" / "boards" / "sim"

@@ -28,8 +28,8 @@ def test_verilog_deterministic_and_lint_clean(tmp_path):
     text, ports, manifest = datapath_verilog(Geometry(**SMALL))
     assert text == datapath_verilog(Geometry(**SMALL))[0]
     assert "train_datapath" in text and manifest["rows"] == 2 and "busy" in ports
+    from fourbit.util.tools import tool_env
     from rtl_gen.lint import WAIVERS
-    from rtl_gen.toolchain import tool_env
 
     src = tmp_path / "train_datapath.v"
     src.write_text(text)

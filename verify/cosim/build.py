@@ -52,7 +52,7 @@ class DatapathBuild:
         self.manifest = None
 
     def env(self):
-        from rtl_gen.toolchain import tool_env
+        from fourbit.util.tools import tool_env
 
         env = tool_env()
         # cocotb_tools.runner finds verilator through this process's PATH.
@@ -84,7 +84,7 @@ class DatapathBuild:
             sim_dir = self.directory / "sim"
             shutil.rmtree(sim_dir, ignore_errors=True)
             runner = get_runner("verilator")
-            from rtl_gen.toolchain import verilator_make_flags
+            from fourbit.util.tools import verilator_make_flags
 
             with verilator_make_flags():
                 runner.build(

@@ -2,7 +2,7 @@
 
 A tool writes each output to a temporary name beside it and renames it into
 place, so an interrupted or failed run never leaves a half-written file. It
-lives in ``golden`` because every other package may import ``golden``.
+lives in :mod:`fourbit.util`, the bottom layer, so that every package may use it.
 """
 
 import os

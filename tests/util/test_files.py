@@ -1,11 +1,11 @@
-"""golden.files: the atomic writer every command-line tool uses."""
+"""fourbit.util.files: the atomic writer every command-line tool uses."""
 
 import stat
 
 import numpy as np
 import pytest
 
-from golden.files import write_atomically, write_text_atomically
+from fourbit.util.files import write_atomically, write_text_atomically
 
 
 def _mode(path):
