@@ -22,7 +22,8 @@ import os
 import pathlib
 import sys
 
-from ..cli import OneLineParser
+from fourbit.util.cli import OneLineParser
+
 from .driver import Geometry
 from .run import PRESETS, performance, run_cosim
 
