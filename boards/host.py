@@ -15,10 +15,10 @@ The host side is transport-agnostic: :class:`Board` talks to anything with
 ``write(bytes)`` and ``read(n) -> bytes`` (:class:`SerialTransport` opens a
 tty with plain ``termios``, no pyserial; the cocotb end-to-end test plugs in
 a simulated UART). :func:`run_gemm` tiles any M x K x N GEMM onto the
-board's R x C array with :func:`verify.tiling.schedule` (zero-padded R x C
+board's R x C array with :func:`hw.tiling.schedule` (zero-padded R x C
 output tiles), loads each tile's operands in chunks of at most ``depth`` k
 (later chunks RUN with ACCUMULATE, so the arithmetic is exactly that of one
-long tile) and reassembles C with :func:`verify.tiling.assemble`.
+long tile) and reassembles C with :func:`hw.tiling.assemble`.
 """
 
 import os
@@ -32,10 +32,10 @@ import numpy as np
 from fourbit.util.cli import OneLineParser, bit_flag, non_negative_int
 from hw.arith import max_safe_k
 from hw.array import ARRAY_KINDS
-from verify import tiling
+from hw import tiling
 from verify.gemm import GemmError, array_kind, operand_bits
 
-from .protocol import INFO_LENGTH, KIND_CODES, MAGIC, VERSION, Command, Flag, Status
+from hw.engine.protocol import INFO_LENGTH, MAGIC, VERSION, Command, Flag, Status, kind_of_code
 
 __all__ = ["BoardError", "BoardInfo", "Board", "SerialTransport", "run_gemm", "golden_gemm", "main"]
 
@@ -65,7 +65,7 @@ class BoardInfo:
 
 
 class Board:
-    """Protocol client (:mod:`boards.protocol`) over a byte transport.
+    """Protocol client (:mod:`hw.engine.protocol`) over a byte transport.
 
     Parameters
     ----------
@@ -112,7 +112,7 @@ class Board:
         self._status(command)
 
     def load_a(self, packed):
-        """LOAD_A: ``packed`` is ``count x bytes`` uint8 (:func:`verify.tiling.pack_rows`)."""
+        """LOAD_A: ``packed`` is ``count x bytes`` uint8 (:func:`hw.tiling.pack_rows`)."""
         self._load(Command.LOAD_A, packed)
 
     def load_b(self, packed):
@@ -120,7 +120,7 @@ class Board:
         self._load(Command.LOAD_B, packed)
 
     def run(self, k, flags):
-        """RUN ``k`` loaded steps with :class:`boards.protocol.Flag` ``flags``."""
+        """RUN ``k`` loaded steps with :class:`hw.engine.protocol.Flag` ``flags``."""
         if not 0 <= k <= self.info().depth:
             raise ValueError(f"RUN: K={k} outside 0..{self.info().depth}")
         self.transport.write(bytes([Command.RUN]) + k.to_bytes(2, "little") + bytes([int(flags)]))

@@ -19,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
-from .engine import GemmEngine
+from hw.engine import GemmEngine
 
 __all__ = [
     "Board",
@@ -159,7 +159,7 @@ def _check_clock_div(owner, clock_div):
 
 
 class ClockedEngine(wiring.Component):
-    """The :class:`boards.engine.GemmEngine` with the clock it runs from on a board.
+    """The :class:`hw.engine.GemmEngine` with the clock it runs from on a board.
 
     Everything of a board top but the pin buffers: the simulations run it as
     is (``tests/boards/test_engine_cocotb.py``), :class:`BoardTop` puts it on

@@ -1,14 +1,14 @@
-"""Amaranth hardware of fourbit: processing elements and their datapaths.
+"""Amaranth hardware of fourbit: processing elements, arrays and their datapaths.
 
-Standalone PEs (SPEC section 3): :class:`Int4MAC` (``int4_mac``),
-:class:`LogMAC` (``log_mac``), :class:`FP16MAC` (``fp16_mac``). Their pieces
-(:mod:`hw.arith` products, :mod:`hw.fp` IEEE datapaths, :mod:`hw.accumulate`
-update rules, :mod:`hw.pipeline` stages) are functions that add logic to a
-caller's module, so arrays reuse them without extra hierarchy.
+- :mod:`hw.kinds`: the PE-kind registry (operand formats, product and
+  accumulate rules, accumulator widths, GEMMs, standalone tops);
+- :mod:`hw.pe`: the standalone SPEC section 3 top of a kind;
+- :mod:`hw.array`: output-stationary systolic arrays of any kind, and
+  :mod:`hw.tiling`, how a GEMM is laid onto one;
+- :mod:`hw.datapath`: the training datapath; :mod:`hw.engine`: the board tops'
+  UART GEMM engine; :mod:`hw.units`: the catalog ``rtl_gen`` generates from.
+
+Their pieces (:mod:`hw.arith` products, :mod:`hw.fp` IEEE datapaths,
+:mod:`hw.accumulate` update rules, :mod:`hw.pipeline` stages) are functions
+that add logic to a caller's module, so arrays reuse them without extra hierarchy.
 """
-
-from .fp16_mac import FP16MAC
-from .int4_mac import Int4MAC
-from .log_mac import LogMAC
-
-__all__ = ["Int4MAC", "LogMAC", "FP16MAC"]

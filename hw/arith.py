@@ -2,25 +2,22 @@
 
 :class:`AmaranthOps` implements :class:`golden.formats.base.Ops` on Amaranth
 values, so the rule a format states once (in :mod:`golden.formats`) becomes
-logic here and torch arithmetic in the golden model. The helpers below build
-the products of the processing elements and give their value ranges, from
-which accumulator widths and overflow bounds follow.
+logic here and torch arithmetic in the golden model; each PE kind
+(:mod:`hw.kinds`) states its product rule against it. The helpers below give
+the operand range and the accumulator widths and overflow bounds that follow
+from a product range.
 """
 
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Mux, Value, signed, unsigned
 
-from golden.formats import FP4_RADIX4, INT4, UINT4, ProductRange, max_safe_k
+from golden.formats import INT4, UINT4, ProductRange, max_safe_k
 
 __all__ = [
     "AmaranthOps",
     "AMARANTH_OPS",
-    "int4_product",
-    "log_product",
     "INT_OPERAND_RANGE",
-    "INT4_PRODUCT_RANGE",
-    "LOG_PRODUCT_RANGE",
     "max_safe_k",
     "min_acc_width",
 ]
@@ -69,20 +66,6 @@ AMARANTH_OPS = AmaranthOps()
 
 #: Integer operand values over both modes (INT4 and UINT4): -8..15.
 INT_OPERAND_RANGE = INT4.value_range().union(UINT4.value_range())
-#: Products of the int4 MAC over both signedness modes of ``a`` (``b`` is INT4).
-INT4_PRODUCT_RANGE = INT4.scale_range(INT_OPERAND_RANGE)
-#: Products of the log MAC: FP4 codes times INT4/UINT4 operands.
-LOG_PRODUCT_RANGE = FP4_RADIX4.scale_range(INT_OPERAND_RANGE)
-
-
-def int4_product(a, b, a_signed):
-    """``a * b``: ``a`` INT4 or UINT4 per the mode bit ``a_signed``, ``b`` INT4."""
-    return INT4.scale(b, INT4.value(a, AMARANTH_OPS, signed=a_signed), AMARANTH_OPS)
-
-
-def log_product(x, g, x_signed):
-    """``(-1)^s * x * 4^(e-1)`` (0 when e = 0): ``g`` an FP4 code, ``x`` INT4/UINT4 per ``x_signed``."""
-    return FP4_RADIX4.scale(g, INT4.value(x, AMARANTH_OPS, signed=x_signed), AMARANTH_OPS)
 
 
 def min_acc_width(products: ProductRange, k: int) -> int:

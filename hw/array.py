@@ -1,4 +1,4 @@
-"""Output-stationary R x C systolic MAC arrays for the ``int4``, ``log``, ``fp16`` and ``train`` PEs.
+"""Output-stationary R x C systolic MAC arrays of every PE kind (:mod:`hw.kinds`).
 
 Dataflow (every wire between PEs is a register; nothing broadcasts across the array):
 
@@ -27,107 +27,21 @@ Dataflow (every wire between PEs is a register; nothing broadcasts across the ar
 
 Accumulators: signed, wrapping, ``acc_width`` bits for the integer kinds; the
 generator refuses a width that can overflow for ``max_k`` products of
-maximal magnitude (over every operand mode). ``fp16`` accumulates in binary32
-with one round-to-nearest-even per add, in ascending k.
+maximal magnitude (over every operand mode). A floating-point kind
+accumulates with its own rule (binary32, one round-to-nearest-even per add,
+in ascending k). The product and accumulate rules are the kind's
+(:class:`hw.kinds.base.PEKind`), the same the standalone tops use (:mod:`hw.pe`).
 """
 
-import dataclasses
-
-from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ._params import check_int
-from .accumulate import fp32_accumulate, integer_accumulate
-from .arith import LOG_PRODUCT_RANGE, log_product, max_safe_k, min_acc_width
-from .fp import fp16_product
+from .kinds import KINDS, get_kind
 from .pipeline import delay
-from .train_pe import INT_PRODUCT_RANGE, TRAIN_PRODUCT_RANGE, int_product, train_product
 
-__all__ = ["ArrayKind", "ARRAY_KINDS", "SystolicArray", "min_tile_cycles"]
-
-
-@dataclasses.dataclass(frozen=True)
-class ArrayKind:
-    """What distinguishes one PE kind inside the array.
-
-    Attributes
-    ----------
-    name : str
-        ``int4``, ``log``, ``fp16`` or ``train``.
-    a_width, b_width : int
-        Bits of one A / B operand.
-    a_modes, b_modes : tuple of str
-        Mode inputs travelling with A (rightwards) and with B (downwards).
-    product_range : ProductRange or None
-        Integer product range over every mode (None: floating point).
-    default_acc_width : int
-        Accumulator width when none is given (fixed 32 for ``fp16``).
-    description : str
-    """
-
-    name: str
-    a_width: int
-    b_width: int
-    a_modes: tuple
-    b_modes: tuple
-    product_range: object
-    default_acc_width: int
-    description: str
-
-    @property
-    def is_float(self):
-        return self.product_range is None
-
-    def product(self, m, a, b, modes, prefix):
-        if self.name == "int4":
-            return int_product(a, b, modes["a_signed"], modes["b_signed"])
-        if self.name == "log":
-            return log_product(b, a, modes["b_signed"])
-        if self.name == "train":
-            return train_product(a, b, modes["mode"], modes["a_signed"], modes["b_signed"])
-        return fp16_product(m, a, b, prefix=f"mul_{prefix}")
-
-
-#: Every array kind by name.
-ARRAY_KINDS = {
-    kind.name: kind
-    for kind in (
-        ArrayKind(
-            "int4",
-            4,
-            4,
-            ("a_signed",),
-            ("b_signed",),
-            INT_PRODUCT_RANGE,
-            24,
-            "INT4/UINT4 x INT4/UINT4, wrapping signed accumulators",
-        ),
-        ArrayKind(
-            "log",
-            4,
-            4,
-            (),
-            ("b_signed",),
-            LOG_PRODUCT_RANGE,
-            32,
-            "radix-4 FP4 (A) x INT4/UINT4 (B) shift-accumulate, wrapping signed accumulators",
-        ),
-        ArrayKind(
-            "fp16", 16, 16, (), (), None, 32, "binary16 x binary16 -> binary32, one RNE add per product in ascending k"
-        ),
-        ArrayKind(
-            "train",
-            4,
-            4,
-            ("mode", "a_signed"),
-            ("b_signed",),
-            TRAIN_PRODUCT_RANGE,
-            32,
-            "unified training PE: mode 0 INT4 x INT4 (forward), mode 1 FP4 x INT4 (backward), one shared accumulator",
-        ),
-    )
-}
+__all__ = ["SystolicArray", "min_tile_cycles"]
 
 
 def min_tile_cycles(rows):
@@ -141,25 +55,25 @@ class SystolicArray(wiring.Component):
 
     Parameters
     ----------
-    kind : str
-        ``int4``, ``log``, ``fp16`` or ``train`` (:data:`ARRAY_KINDS`).
+    kind : str or PEKind
+        A kind of the registry (:data:`hw.kinds.KINDS`).
     rows, cols : int
         Array size R x C (each >= 1).
     acc_width : int, optional
-        Accumulator bits of the integer kinds (default: 24 for ``int4``,
-        32 for ``log`` and ``train``). ``fp16`` accumulates in binary32 and
-        accepts only 32.
+        Accumulator bits of the integer kinds (default: the kind's
+        ``default_acc_width``). Floating-point kinds accumulate in binary32
+        and accept only 32.
     max_k : int
         Declared largest K (products per output) the array must support
         (default 4096). An ``acc_width`` that can overflow within ``max_k``
-        products is a ValueError. Ignored by ``fp16`` apart from the check
+        products is a ValueError. Ignored by floating-point kinds apart from the check
         that it is a positive integer.
 
     Attributes
     ----------
     a_in : Signal(rows * a_width), in
         Column k of the A tile, packed: bits ``[i*a_width, (i+1)*a_width)`` hold
-        ``A[i, k]`` (a 4-bit code, or binary16 for ``fp16``).
+        ``A[i, k]`` (a 4-bit code, or a binary16 pattern).
     b_in : Signal(cols * b_width), in
         Row k of the B tile, packed: bits ``[j*b_width, (j+1)*b_width)`` hold ``B[k, j]``.
     valid : Signal(1), in
@@ -169,20 +83,17 @@ class SystolicArray(wiring.Component):
     last : Signal(1), in
         Final k of a tile: then each PE hands its result to the drain. A tile
         with K = 0 is one cycle with ``valid = 0``, ``clear = 1``, ``last = 1``.
-    a_signed : Signal(1), in (``int4``, ``train``)
-        A is INT4 (1) or UINT4 (0); travels with A.
-    b_signed : Signal(1), in (``int4``, ``log``, ``train``)
-        B is INT4 (1) or UINT4 (0); travels with B.
-    mode : Signal(1), in (``train``)
-        0: INT4 x INT4, 1: FP4 (A) x INT4 (B); travels with A.
+    <mode inputs> : Signal(1), in
+        The kind's ``a_modes`` (travel with A, e.g. ``a_signed``: A is INT4 or
+        UINT4) and ``b_modes`` (travel with B).
     out_data : Signal(cols * acc_width), out
         Bits ``[j*acc_width, (j+1)*acc_width)``: the result leaving the top of
-        column ``j`` (two's complement, or binary32 for ``fp16``).
+        column ``j`` (two's complement, or a binary32 pattern).
     out_valid : Signal(cols), out
         Bit ``j``: ``out_data[j]`` holds a result. Column ``j`` emits each
         tile's rows in ascending order, tiles in order.
     max_k : int or None
-        Largest K that cannot overflow the accumulators (None for ``fp16``).
+        Largest K that cannot overflow the accumulators (None: floating point).
     declared_max_k : int
         The ``max_k`` parameter.
     latency : int
@@ -197,8 +108,7 @@ class SystolicArray(wiring.Component):
             # A refused array is not an unused design: no UnusedElaboratable warning.
             self._MustUse__silence = True
             raise
-        acc_width = self.acc_width
-        acc_shape = unsigned(32) if self.kind.is_float else signed(acc_width)
+        acc_shape = self.kind.acc_shape(self.acc_width)
         members = {
             "a_in": In(self.kind.a_width * rows),
             "b_in": In(self.kind.b_width * cols),
@@ -216,38 +126,24 @@ class SystolicArray(wiring.Component):
     latency = 1
 
     def _check(self, kind, rows, cols, acc_width, max_k):
-        owner = f"{kind}_array" if isinstance(kind, str) else "array"
-        if kind not in ARRAY_KINDS:
-            raise ValueError(f"unknown array kind {kind!r} (known: {', '.join(ARRAY_KINDS)})")
-        self.kind = ARRAY_KINDS[kind]
+        if isinstance(kind, str) and kind not in KINDS:
+            raise ValueError(f"unknown array kind {kind!r} (known: {', '.join(KINDS)})")
+        self.kind = get_kind(kind)
+        owner = f"{self.kind.name}_array"
         self.rows = check_int(owner, "rows", rows, minimum=1)
         self.cols = check_int(owner, "cols", cols, minimum=1)
         self.declared_max_k = check_int(owner, "max_k", max_k, minimum=1)
         if acc_width is None:
             acc_width = self.kind.default_acc_width
-        self.acc_width = check_int(owner, "acc_width", acc_width, minimum=2)
-        if self.kind.is_float:
-            if acc_width != 32:
-                raise ValueError(f"{owner}: the binary32 accumulator is 32 bits, not acc_width={acc_width}")
-            self.max_k = None
-        else:
-            self.max_k = max_safe_k(self.kind.product_range, acc_width)
-            if self.max_k < max_k:
-                need = min_acc_width(self.kind.product_range, max_k)
-                raise ValueError(
-                    f"{owner}: acc_width={acc_width} can overflow: it holds at most {self.max_k} "
-                    f"products of {self.kind.product_range.lo}..{self.kind.product_range.hi}, fewer than "
-                    f"max_k={max_k} (needs acc_width >= {need})"
-                )
+        self.acc_width = self.kind.check_acc_width(owner, acc_width, max_k)
+        self.max_k = self.kind.max_k(self.acc_width)
 
     def manifest(self):
         """Array-specific manifest fields (dataflow, size, timing, overflow bound)."""
         return {
             "dataflow": "output-stationary",
             "pe": self.kind.name,
-            "accumulator": "binary32 (RNE per add, ascending k)"
-            if self.kind.is_float
-            else f"signed {self.acc_width}-bit two's complement, wraps",
+            "accumulator": self.kind.accumulator_description(self.acc_width),
             "declared_max_k": self.declared_max_k,
             "port_layout": (
                 f"a_in: {self.rows} x {self.kind.a_width} bits, A[i, k] at bits i*{self.kind.a_width}; "
@@ -312,12 +208,9 @@ class SystolicArray(wiring.Component):
                 prefix = f"{i}_{j}"
                 modes = {name: left[name] for name in kind.a_modes}
                 modes.update({name: top[name] for name in kind.b_modes})
-                prod = kind.product(m, left["a"], top["b"], modes, prefix)
+                prod = kind.product(m, left["a"], top["b"], modes, prefix=f"mul_{prefix}")
                 acc = Signal(self._acc_shape, name=f"acc_{prefix}")
-                if kind.is_float:
-                    nxt = fp32_accumulate(m, acc, prod, left["valid"], left["clear"], prefix=f"add_{prefix}")
-                else:
-                    nxt = integer_accumulate(acc, prod, left["valid"], left["clear"])
+                nxt = kind.accumulate(m, acc, prod, left["valid"], left["clear"], prefix=f"add_{prefix}")
                 m.d.sync += acc.eq(nxt)
                 cap = Signal(name=f"cap_{prefix}")
                 m.d.sync += cap.eq(left["last"])

@@ -13,7 +13,7 @@ import sys
 
 from .config import DEFAULT_CONFIG, apply_overrides, load_config, parse_override
 from .generate import generate, write_outputs
-from .units import UNITS
+from hw.units import UNITS
 
 
 def _parser():

@@ -31,7 +31,7 @@ class Design:
     name : str
         Verilog module name (a plain identifier).
     kind : str
-        Unit kind (see :data:`rtl_gen.units.UNITS`).
+        Unit kind (see :data:`hw.units.UNITS`).
     params : dict
         Unit parameters given explicitly.
     """

@@ -14,7 +14,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 from amaranth.lib import wiring
 
-from .units import build_unit
+from hw.units import build_unit
 
 __all__ = ["Generated", "port_list", "generate", "write_outputs", "MANIFEST_NAME"]
 

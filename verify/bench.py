@@ -38,7 +38,7 @@ def bench_cocotb(kind, sim, steps, seed=0):
 
 
 def bench_amaranth(kind, steps, seed=0):
-    from rtl_gen.units import build_unit
+    from hw.units import build_unit
 
     _, _, component = build_unit(kind, {})
     sequence = _random_sequence(kind, steps, seed)

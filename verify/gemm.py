@@ -20,7 +20,7 @@ Semantics (SPEC section 5):
 unified training array instead of the dedicated one.
 
 The tool tiles the GEMM onto the R x C output-stationary array
-(:mod:`verify.tiling`), builds the array's Verilog (:mod:`hw.array`) once per
+(:mod:`hw.tiling`), builds the array's Verilog (:mod:`hw.array`) once per
 (array kind, R, C, accumulator width, simulator) under ``build/gemm/``, drives
 it through cocotb (:mod:`verify.array_tb`, via ``cocotb_tools.runner``) and
 writes what the RTL computed. It checks nothing itself. The integer
@@ -313,11 +313,11 @@ class ArrayBuild:
             self.built = True
 
     def run(self, plan, *, a_width, b_width):
-        """Simulate ``plan`` (a :class:`verify.tiling.Schedule`, per-cycle modes included);
+        """Simulate ``plan`` (a :class:`hw.tiling.Schedule`, per-cycle modes included);
         per column, the drained raw words, and the drive loop's wall time."""
         from cocotb_tools.runner import get_runner
 
-        from . import tiling
+        from hw import tiling
 
         self.ensure()
         runs = self.directory / "runs"
@@ -414,7 +414,7 @@ def run_gemms(gemms, *, rows, cols, sim="icarus", array="dedicated", build_root=
 
     from hw.array import ARRAY_KINDS
 
-    from . import tiling
+    from hw import tiling
 
     spec = ARRAY_KINDS[kind]
     width = max(accumulator_width(kind, g.a.shape[1]) for g in gemms)

@@ -42,7 +42,7 @@ class PESimulation:
     build_dir : path
         Directory of this (design, simulator) pair; nothing else may use it concurrently.
     params : dict
-        Generation parameters (defaults as in :data:`rtl_gen.units.UNITS`).
+        Generation parameters (defaults as in :data:`hw.units.UNITS`).
     """
 
     def __init__(self, *, kind, sim, build_dir, params=None):

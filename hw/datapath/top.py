@@ -39,6 +39,7 @@ from amaranth.lib.wiring import In, Out
 
 from .._params import check_int
 from ..array import SystolicArray
+from ..kinds.train import KIND as TRAIN_KIND
 from .fp4_encoder import fp4_encode, grad_exponent, k_width
 from .requant import M0_BITS, SHIFT_BITS, requantize
 
@@ -208,7 +209,7 @@ class TrainDatapath(wiring.Component):
         if acc_width > TOTAL_WIDTH:
             raise ValueError(f"{owner}: acc_width must be <= {TOTAL_WIDTH}, not {acc_width}")
         # Refuses an accumulator that can overflow within k_depth products (either mode).
-        self.array = SystolicArray(kind="train", rows=rows, cols=cols, acc_width=acc_width, max_k=k_depth)
+        self.array = SystolicArray(kind=TRAIN_KIND, rows=rows, cols=cols, acc_width=acc_width, max_k=k_depth)
 
     #: No fixed input-to-output latency: commands run until ``busy`` falls.
     latency = None

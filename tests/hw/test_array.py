@@ -14,7 +14,7 @@ from golden.reference import fp16_gemm, int_gemm, log_gemm
 from hw.arith import max_safe_k, min_acc_width
 from hw.array import ARRAY_KINDS, SystolicArray, min_tile_cycles
 from hw.train_pe import INT_PRODUCT_RANGE, MODE_INT, MODE_LOG, TRAIN_PRODUCT_RANGE
-from verify import tiling
+from hw import tiling
 
 
 def simulate(kind, a_bits, b_bits, *, rows, cols, modes, acc_width=None, max_k=4096):

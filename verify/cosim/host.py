@@ -35,7 +35,7 @@ from golden.layers import PACT, QLinear, QuantConfig, convert
 from golden.models import MLP
 from golden.requant import QMAX, requant_params
 from hw.datapath.top import POST_GRAD, POST_MASK, POST_NONE
-from hw.train_pe import MODE_INT, MODE_LOG
+from hw.kinds.train import MODE_INT, MODE_LOG
 
 __all__ = [
     "LOSS_FRACTION_BITS",

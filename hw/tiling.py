@@ -1,4 +1,5 @@
-"""Tiling any M x K x N GEMM onto an output-stationary R x C array (:mod:`hw.array`).
+"""Tiling any M x K x N GEMM onto an output-stationary R x C array (:mod:`hw.array`): the
+host side of the array's port contract.
 
 Pure numpy, shared by the cocotb driver (:mod:`verify.array_tb`), the
 Amaranth-simulator tests and :mod:`verify.gemm`:
@@ -19,7 +20,7 @@ import math
 
 import numpy as np
 
-from hw.array import min_tile_cycles
+from .array import min_tile_cycles
 
 __all__ = [
     "Schedule",

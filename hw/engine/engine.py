@@ -1,6 +1,6 @@
 """A GEMM engine behind a UART: operand buffers, one systolic array, a result buffer.
 
-The engine speaks the command protocol of :mod:`boards.protocol`. It holds
+The engine speaks the command protocol of :mod:`hw.engine.protocol`. It holds
 
 * an A buffer and a B buffer (:class:`amaranth.lib.memory.Memory`, ``depth``
   words each, one word per k: a column of the A tile, a row of the B tile,
@@ -22,10 +22,9 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw._params import check_int
-from hw.array import SystolicArray
-
-from .protocol import INFO_LENGTH, Command, Flag, Status, info_reply
+from .._params import check_int
+from ..array import SystolicArray
+from .protocol import INFO_LENGTH, MODE_FLAGS, Command, Status, info_reply
 from .uart import UARTReceiver, UARTTransmitter
 
 __all__ = ["GemmEngine"]
@@ -40,8 +39,8 @@ class GemmEngine(wiring.Component):
 
     Parameters
     ----------
-    kind : str
-        Array kind: ``int4``, ``log``, ``fp16`` or ``train``.
+    kind : str or PEKind
+        Array kind (:data:`hw.kinds.KINDS`).
     rows, cols : int
         Array size.
     divisor : int
@@ -62,7 +61,7 @@ class GemmEngine(wiring.Component):
         The MAC array.
     max_k : int or None
         Largest K whose products cannot overflow the accumulators (None for
-        ``fp16``); the host splits nothing to stay below it, it refuses.
+        floating point); the host splits nothing to stay below it, it refuses.
     """
 
     def __init__(self, *, kind, rows, cols, divisor, depth=256, acc_width=None):
@@ -75,7 +74,7 @@ class GemmEngine(wiring.Component):
         self.array = SystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=1)
         self.kind, self.rows, self.cols = self.array.kind, rows, cols
         self.acc_width = self.array.acc_width
-        # The accumulators' overflow bound (None for fp16): the host's K limit.
+        # The accumulators' overflow bound (None: floating point): the host's K limit.
         self.max_k = self.array.max_k
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
 
@@ -85,7 +84,7 @@ class GemmEngine(wiring.Component):
     def manifest(self):
         """Engine-specific manifest fields for ``make rtl`` (protocol, buffers, UART timing)."""
         return {
-            "protocol": "boards/protocol.py (docs/boards.md): INFO 'I', LOAD_A 'A', LOAD_B 'B', RUN 'R', "
+            "protocol": "hw/engine/protocol.py (docs/boards.md): INFO 'I', LOAD_A 'A', LOAD_B 'B', RUN 'R', "
             "READ_C 'C'; 8N1, LSB first, idle high",
             "uart_divisor": self.divisor,
             "buffer_depth": self.depth,
@@ -161,9 +160,8 @@ class GemmEngine(wiring.Component):
             array.clear.eq(active & issue_clear),
             array.last.eq(active & issue_last),
         ]
-        mode_flags = {"a_signed": Flag.A_SIGNED, "b_signed": Flag.B_SIGNED, "mode": Flag.MODE}
         for name in kind.a_modes + kind.b_modes:
-            m.d.comb += getattr(array, name).eq((flags & mode_flags[name]) != 0)
+            m.d.comb += getattr(array, name).eq((flags & MODE_FLAGS[name]) != 0)
 
         # Result capture: column j stores its drained rows in order.
         filled = [Signal(range(rows + 1), name=f"filled{j}") for j in range(cols)]

@@ -1,4 +1,4 @@
-"""The UART command protocol between the host (:mod:`boards.host`) and the board (:mod:`boards.engine`).
+"""The UART command protocol between the host (:mod:`boards.host`) and the board (:mod:`hw.engine`).
 
 Framing: 8N1 bytes; every multi-byte field is little-endian. The host sends
 one command and waits for its reply before the next (the board ignores
@@ -40,7 +40,9 @@ returns to waiting for a command, so the host must not send the payload).
 
 import enum
 
-__all__ = ["Command", "Status", "Flag", "KIND_CODES", "MAGIC", "VERSION", "INFO_LENGTH", "info_reply"]
+from ..kinds import KINDS, get_kind
+
+__all__ = ["Command", "Status", "Flag", "MODE_FLAGS", "kind_of_code", "MAGIC", "VERSION", "INFO_LENGTH", "info_reply"]
 
 
 class Command(enum.IntEnum):
@@ -64,8 +66,8 @@ class Flag(enum.IntFlag):
     MODE = 8
 
 
-#: Array kind <-> the INFO kind byte.
-KIND_CODES = {"int4": 0, "log": 1, "fp16": 2, "train": 3}
+#: The RUN flag of each mode input of an array (:attr:`hw.kinds.base.PEKind.a_modes`, ``b_modes``).
+MODE_FLAGS = {"a_signed": Flag.A_SIGNED, "b_signed": Flag.B_SIGNED, "mode": Flag.MODE}
 MAGIC = b"F4"
 VERSION = 1
 #: Bytes of the INFO reply, status included.
@@ -73,9 +75,17 @@ INFO_LENGTH = 12
 
 
 def info_reply(*, kind, rows, cols, acc_width, depth):
-    """The INFO reply (status included) of an engine with these parameters."""
-    reply = bytes([Status.OK]) + MAGIC + bytes([VERSION, KIND_CODES[kind]])
+    """The INFO reply (status included) of an engine with these parameters.
+
+    The kind byte is the array kind's :attr:`~hw.kinds.base.PEKind.info_code`.
+    """
+    reply = bytes([Status.OK]) + MAGIC + bytes([VERSION, get_kind(kind).info_code])
     reply += rows.to_bytes(2, "little") + cols.to_bytes(2, "little")
     reply += bytes([acc_width]) + depth.to_bytes(2, "little")
     assert len(reply) == INFO_LENGTH
     return reply
+
+
+def kind_of_code(code):
+    """The array kind (:class:`~hw.kinds.base.PEKind`) whose INFO kind byte is ``code``, or None."""
+    return next((kind for kind in KINDS.values() if kind.info_code == code), None)

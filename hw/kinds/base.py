@@ -1,0 +1,388 @@
+"""What a processing-element kind is: the registry's two abstractions.
+
+In the spirit of Gemmini's ``Arithmetic`` typeclass, each number pairing the
+hardware computes with is described once, here, and every layer above reads
+it instead of keeping its own table:
+
+:class:`GemmType`
+    A GEMM of SPEC section 5 (``verify.gemm --pe NAME``): its operand codes and
+    their checks, how they become the raw bit patterns an array takes, how the
+    raw accumulator words become the result, its golden reference and random
+    operands.
+:class:`PEKind`
+    A processing element: operand widths, the mode inputs that travel with A
+    and with B, the product rule (one rule for torch and Amaranth, through
+    :class:`golden.formats.base.Ops`), the accumulate rule, the accumulator
+    width rule, the GEMMs it runs (and the mode values that select each), the
+    SPEC section 3 standalone top where it has one (:class:`StandaloneTop`),
+    the training workloads a report runs on it, and its place on the FPGA
+    boards (:class:`FPGAFit`).
+
+A kind lives in one module of :mod:`hw.kinds`; :mod:`hw.kinds` finds every
+module there, so adding a kind is adding that module (and its tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from amaranth.hdl import signed, unsigned
+
+from .._params import check_int
+from ..accumulate import integer_accumulate
+from ..arith import AMARANTH_OPS, max_safe_k, min_acc_width
+
+__all__ = [
+    "GemmInputError",
+    "GemmType",
+    "IntegerGemm",
+    "StandaloneTop",
+    "FPGAFit",
+    "PEKind",
+    "IntegerKind",
+    "integer_codes",
+]
+
+#: Widest integer accumulator a GEMM result can come back in: results are int64.
+MAX_RESULT_BITS = 64
+
+
+class GemmInputError(ValueError):
+    """Operands (shapes, dtypes, code ranges) or a GEMM that a kind cannot run."""
+
+
+def integer_codes(name, matrix, signed):
+    """Raw 4-bit patterns (int64) of INT4 (``signed``) or UINT4 codes, checked.
+
+    Raises
+    ------
+    GemmInputError
+        Not integer, or a value outside -8..7 (INT4) / 0..15 (UINT4).
+    """
+    if not np.issubdtype(matrix.dtype, np.integer):
+        raise GemmInputError(f"{name} must hold integer codes, not dtype {matrix.dtype}")
+    lo, hi = (-8, 7) if signed else (0, 15)
+    if matrix.size and (matrix.min() < lo or matrix.max() > hi):
+        raise GemmInputError(
+            f"{name} holds values outside {'INT4' if signed else 'UINT4'} range {lo}..{hi} "
+            f"(min {matrix.min()}, max {matrix.max()})"
+        )
+    return matrix.astype(np.int64) & 0xF
+
+
+def _check_matrices(a, b):
+    for name, matrix in (("A", a), ("B", b)):
+        if not isinstance(matrix, np.ndarray):
+            raise GemmInputError(f"{name} must be a numpy array")
+        if matrix.ndim != 2:
+            raise GemmInputError(f"{name} must be a 2-D matrix, not shape {matrix.shape}")
+    if a.shape[1] != b.shape[0]:
+        raise GemmInputError(
+            f"inner dimensions differ: A is {a.shape[0]} x {a.shape[1]}, B is {b.shape[0]} x {b.shape[1]}"
+        )
+
+
+class GemmType:
+    """A GEMM ``C = A @ B`` of SPEC section 5, as a tool feeds it to an array.
+
+    Subclasses set the attributes and implement :meth:`encode`,
+    :meth:`reference`, :meth:`random_operands` and :meth:`decode`.
+
+    Attributes
+    ----------
+    name : str
+        The ``--pe`` value of ``verify.gemm`` and ``boards.host``.
+    description : str
+        What A, B and C are, one line.
+    signedness : tuple of str
+        Which of ``a_signed`` / ``b_signed`` the GEMM takes (the others do not apply).
+    is_float : bool
+        C is binary32 (compared bit for bit) rather than int64.
+    """
+
+    name: str
+    description: str
+    signedness: tuple = ()
+    is_float: bool = False
+
+    def operand_bits(self, a, b, *, a_signed=True, b_signed=True):
+        """Validate the operands and return their raw bit patterns (uint64 matrices).
+
+        Raises
+        ------
+        GemmInputError
+            Shapes, dtypes or code ranges this GEMM does not accept.
+        """
+        _check_matrices(a, b)
+        a_bits, b_bits = self.encode(a, b, a_signed=a_signed, b_signed=b_signed)
+        return a_bits.astype(np.uint64), b_bits.astype(np.uint64)
+
+    def encode(self, a, b, *, a_signed, b_signed):
+        """Checked raw patterns of 2-D operands whose inner dimensions agree."""
+        raise NotImplementedError
+
+    def reference(self, a, b, *, a_signed=True, b_signed=True):
+        """The :mod:`golden.reference` result as numpy (int64, or float32)."""
+        raise NotImplementedError
+
+    def random_operands(self, rng, m, k, n, *, a_signed=True, b_signed=True):
+        """Random operands covering every code (finite values for floating point)."""
+        raise NotImplementedError
+
+    def decode(self, raw, acc_width):
+        """The result matrix from raw accumulator words (uint64) of ``acc_width`` bits."""
+        raise NotImplementedError
+
+    def result_bits(self, c):
+        """``c`` as the integers compared bit for bit (float results: their binary32 patterns)."""
+        return c.view(np.uint32) if self.is_float else c
+
+    def __repr__(self):
+        return f"<GemmType {self.name}>"
+
+
+class IntegerGemm(GemmType):
+    """A GEMM whose result is the exact int64 sum of integer products."""
+
+    def decode(self, raw, acc_width):
+        from ..tiling import sign_extend  # tiling imports the array, which imports the registry
+
+        return sign_extend(raw, acc_width)
+
+
+@dataclasses.dataclass(frozen=True)
+class StandaloneTop:
+    """The SPEC section 3 standalone top of a kind (``<name>_mac``), if it has one.
+
+    Attributes
+    ----------
+    module : str
+        Module (and unit) name, e.g. ``int4_mac``.
+    ports : tuple of (str, str, int)
+        Operand ports in port order: ``(port, role, width)`` with ``role`` one
+        of ``a``, ``b`` or a mode input of the kind (``a_signed``, ...).
+    fixed_modes : dict
+        Mode inputs the top has no port for, with their constant value (Python
+        ``bool`` or ``int``), e.g. ``{"b_signed": True}``: ``b`` is INT4 only.
+    product_range : ProductRange or None
+        Products the top can form (its fixed modes included); None: floating point.
+    defaults : dict
+        Generation parameters with their defaults (the only accepted ones).
+    description : str
+        One line for ``rtl_gen --list`` and the manifest.
+    """
+
+    module: str
+    ports: tuple
+    fixed_modes: dict
+    product_range: object
+    defaults: dict
+    description: str
+
+    def port_of(self, role):
+        """The port that carries ``role`` (``a``, ``b`` or a mode), or None."""
+        return next((port for port, r, _ in self.ports if r == role), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class FPGAFit:
+    """How a kind's array goes on the FPGA boards (:mod:`boards`).
+
+    Attributes
+    ----------
+    largest : dict
+        ``{board: (rows, cols)}``: the largest square array the sweep placed
+        and routed on each board (docs/boards.md); ``make synth`` builds it by default.
+    clock_div : int
+        Divider of the board clock for the engine (2 where the measured Fmax
+        is below the board clock).
+    hard_multipliers : bool
+        Map products to DSP blocks (wide mantissa products); the 4-bit kinds
+        are a few LUTs per product and build without DSPs.
+    """
+
+    largest: dict
+    clock_div: int = 1
+    hard_multipliers: bool = False
+
+
+class PEKind:
+    """A processing-element kind: one entry of the registry (:mod:`hw.kinds`).
+
+    Subclasses set the class attributes below and implement :meth:`product`
+    (and :meth:`accumulate` for a non-integer accumulator).
+
+    Attributes
+    ----------
+    name : str
+        Registry key (``hw.array`` kind, ``<name>_array`` unit).
+    order : int
+        Position in listings; the first kind is the tools' default.
+    description : str
+        One line for the array's manifest entry.
+    a_width, b_width : int
+        Bits of one A / B operand as the array takes it.
+    a_modes, b_modes : tuple of str
+        Mode inputs travelling with A (rightwards) and with B (downwards).
+    product_range : ProductRange or None
+        Integer product range over every mode (None: floating point).
+    default_acc_width : int
+        Accumulator width when none is given.
+    gemms : tuple of (GemmType, dict)
+        The GEMMs the kind's array runs and the mode values that select each
+        (e.g. ``mode = 1`` for the backward GEMM of the unified training PE).
+        The first is the kind's own GEMM.
+    standalone : StandaloneTop or None
+        The SPEC section 3 top.
+    workloads : tuple of str
+        Training workloads (``forward``, ``backward``) a report runs on it.
+    baseline : bool
+        The FP16 baseline the 4-bit kinds are compared with.
+    info_code : int
+        The kind byte of the board engine's INFO reply (:mod:`hw.engine.protocol`).
+    fpga : FPGAFit
+    """
+
+    name: str
+    order: int
+    description: str
+    a_width: int
+    b_width: int
+    a_modes: tuple = ()
+    b_modes: tuple = ()
+    product_range = None
+    default_acc_width: int = 32
+    gemms: tuple = ()
+    standalone: StandaloneTop | None = None
+    workloads: tuple = ()
+    baseline: bool = False
+    info_code: int
+    fpga: FPGAFit
+
+    # -- arithmetic -------------------------------------------------------------------
+
+    @property
+    def is_float(self):
+        return self.product_range is None
+
+    def product(self, m, a, b, modes, *, prefix):
+        """Product of operands ``a`` and ``b`` (Amaranth values) under ``modes``.
+
+        Parameters
+        ----------
+        m : Module
+            Module that named intermediates (floating point) are added to.
+        modes : dict
+            Mode input name -> value (a signal, or a constant of a standalone top).
+        prefix : str
+            Name prefix of intermediate signals.
+        """
+        raise NotImplementedError
+
+    def accumulate(self, m, acc, prod, valid, clear, *, prefix):
+        """Next accumulator value under the SPEC section 3 ``valid``/``clear`` rule."""
+        return integer_accumulate(acc, prod, valid, clear)
+
+    def acc_shape(self, acc_width):
+        """Shape of an accumulator of ``acc_width`` bits (binary32 patterns are unsigned)."""
+        return unsigned(32) if self.is_float else signed(acc_width)
+
+    def max_k(self, acc_width):
+        """Largest K whose products cannot overflow ``acc_width`` bits (None: floating point)."""
+        return None if self.is_float else max_safe_k(self.product_range, acc_width)
+
+    def acc_width_for(self, k):
+        """The default accumulator width, or the narrowest one that holds ``k`` products.
+
+        Raises
+        ------
+        GemmInputError
+            ``k`` needs more than 64 bits (results are int64).
+        """
+        if self.is_float:
+            return 32
+        width = self.default_acc_width
+        if max_safe_k(self.product_range, width) < max(k, 1):
+            width = min_acc_width(self.product_range, k)
+        if width > MAX_RESULT_BITS:
+            raise GemmInputError(f"K={k} needs a {width}-bit accumulator; results are int64 (at most 64 bits)")
+        return width
+
+    def check_acc_width(self, owner, acc_width, max_k):
+        """``acc_width`` checked against the declared ``max_k``; returns the width.
+
+        Raises
+        ------
+        ValueError
+            A floating-point kind given another width than 32, or an integer
+            width that can overflow within ``max_k`` products.
+        """
+        acc_width = check_int(owner, "acc_width", acc_width, minimum=2)
+        if self.is_float:
+            if acc_width != 32:
+                raise ValueError(f"{owner}: the binary32 accumulator is 32 bits, not acc_width={acc_width}")
+            return acc_width
+        holds = max_safe_k(self.product_range, acc_width)
+        if holds < max_k:
+            need = min_acc_width(self.product_range, max_k)
+            raise ValueError(
+                f"{owner}: acc_width={acc_width} can overflow: it holds at most {holds} "
+                f"products of {self.product_range.lo}..{self.product_range.hi}, fewer than "
+                f"max_k={max_k} (needs acc_width >= {need})"
+            )
+        return acc_width
+
+    def accumulator_description(self, acc_width):
+        """The accumulator in words, for manifests."""
+        if self.is_float:
+            return "binary32 (RNE per add, ascending k)"
+        return f"signed {acc_width}-bit two's complement, wraps"
+
+    # -- GEMMs --------------------------------------------------------------------------
+
+    @property
+    def gemm(self):
+        """The kind's own GEMM (the first of :attr:`gemms`)."""
+        return self.gemms[0][0]
+
+    def runs(self, gemm):
+        """Whether the kind's array runs GEMM ``gemm`` (a :class:`GemmType` or its name)."""
+        name = getattr(gemm, "name", gemm)
+        return any(g.name == name for g, _ in self.gemms)
+
+    def mode_inputs(self, gemm, *, a_signed=True, b_signed=True):
+        """Values of the array's mode inputs for a GEMM ``gemm`` with this signedness.
+
+        Raises
+        ------
+        GemmInputError
+            The kind does not run ``gemm``.
+        """
+        name = getattr(gemm, "name", gemm)
+        for g, fixed in self.gemms:
+            if g.name == name:
+                values = {"a_signed": int(a_signed), "b_signed": int(b_signed), **fixed}
+                return {mode: values[mode] for mode in self.a_modes + self.b_modes}
+        raise GemmInputError(
+            f"the {self.name} array runs {' and '.join(g.name for g, _ in self.gemms)} GEMMs, not {name}"
+        )
+
+    def __repr__(self):
+        return f"<PEKind {self.name}>"
+
+
+class IntegerKind(PEKind):
+    """A kind whose products are small integers given by one rule over :class:`golden.formats.base.Ops`.
+
+    Subclasses implement :meth:`product_rule`; the hardware evaluates it with
+    :data:`hw.arith.AMARANTH_OPS`, the golden model with
+    :data:`golden.formats.TORCH_OPS`, so both are literally the same rule.
+    """
+
+    def product_rule(self, ops, a, b, modes):
+        """Product of codes ``a`` and ``b`` under ``modes``, evaluated with backend ``ops``."""
+        raise NotImplementedError
+
+    def product(self, m, a, b, modes, *, prefix):
+        return self.product_rule(AMARANTH_OPS, a, b, modes)

@@ -1,0 +1,81 @@
+"""The ``int4`` kind: INT4/UINT4 x INT4/UINT4 multiply-accumulate, the forward GEMMs.
+
+Product rule: ``a * b`` with each operand INT4 or UINT4 by its run-time mode
+bit (``a_signed``, ``b_signed``). The standalone top ``int4_mac`` (SPEC
+section 3) has ``a_signed`` only: its ``b`` is INT4. Wrapping two's-complement
+accumulators, 24 bits by default.
+"""
+
+import numpy as np
+
+from golden.formats import INT4, ProductRange
+
+from ..arith import INT_OPERAND_RANGE
+from .base import FPGAFit, IntegerGemm, IntegerKind, StandaloneTop, integer_codes
+
+__all__ = ["GEMM", "KIND", "PRODUCT_RANGE", "STANDALONE_PRODUCT_RANGE"]
+
+_CORNERS = (INT_OPERAND_RANGE.lo, INT_OPERAND_RANGE.hi)
+
+#: Products of two 4-bit integers over every signedness mode of both (-120..225).
+PRODUCT_RANGE = ProductRange(
+    min(x * y for x in _CORNERS for y in _CORNERS), max(x * y for x in _CORNERS for y in _CORNERS)
+)
+#: Products of ``int4_mac``: ``a`` INT4/UINT4, ``b`` INT4 (-120..105).
+STANDALONE_PRODUCT_RANGE = INT4.scale_range(INT_OPERAND_RANGE)
+
+
+class Int4Gemm(IntegerGemm):
+    name = "int4"
+    description = "A, B integer codes (INT4, or UINT4 where --*-signed is 0); C int64"
+    signedness = ("a_signed", "b_signed")
+
+    def encode(self, a, b, *, a_signed, b_signed):
+        return integer_codes("A", a, a_signed), integer_codes("B", b, b_signed)
+
+    def reference(self, a, b, *, a_signed=True, b_signed=True):
+        import torch
+
+        from golden.reference import int_gemm
+
+        ta, tb = (torch.from_numpy(np.ascontiguousarray(x)).to(torch.int64) for x in (a, b))
+        return int_gemm(ta, tb, a_signed=a_signed, b_signed=b_signed).numpy()
+
+    def random_operands(self, rng, m, k, n, *, a_signed=True, b_signed=True):
+        def codes(shape, signed):
+            return rng.integers(-8 if signed else 0, 8 if signed else 16, size=shape).astype(np.int8)
+
+        return codes((m, k), a_signed), codes((k, n), b_signed)
+
+
+GEMM = Int4Gemm()
+
+
+class Int4Kind(IntegerKind):
+    name = "int4"
+    order = 0
+    description = "INT4/UINT4 x INT4/UINT4, wrapping signed accumulators"
+    a_width = b_width = 4
+    a_modes = ("a_signed",)
+    b_modes = ("b_signed",)
+    product_range = PRODUCT_RANGE
+    default_acc_width = 24
+    gemms = ((GEMM, {}),)
+    standalone = StandaloneTop(
+        module="int4_mac",
+        ports=(("a", "a", 4), ("b", "b", 4), ("a_signed", "a_signed", 1)),
+        fixed_modes={"b_signed": True},
+        product_range=STANDALONE_PRODUCT_RANGE,
+        defaults={"acc_width": 24, "pipeline": 0, "min_k": 1},
+        description="INT4/UINT4 x INT4 multiply-accumulate, wrapping signed accumulator",
+    )
+    array_description = "output-stationary R x C array of INT4/UINT4 x INT4/UINT4 MACs"
+    workloads = ("forward",)
+    info_code = 0
+    fpga = FPGAFit(largest={"icebreaker": (5, 5), "ulx3s": (20, 20)})
+
+    def product_rule(self, ops, a, b, modes):
+        return INT4.scale(b, INT4.value(a, ops, signed=modes["a_signed"]), ops, signed=modes["b_signed"])
+
+
+KIND = Int4Kind()

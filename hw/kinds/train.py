@@ -1,0 +1,70 @@
+"""The ``train`` kind: the unified training PE, INT4 x INT4 forward and FP4 x INT4 backward.
+
+Forward GEMMs (``Y = X W``) multiply INT4/UINT4 activations by INT4/UINT4
+weights; backward GEMMs (``dX = dY W^T``, ``dW^T = dY^T X``) multiply radix-4
+FP4 gradient codes by INT4/UINT4 operands, which is a shift. Both products are
+small signed integers, so one wrapping two's-complement accumulator (and its
+adder) serves both: the run-time ``mode`` bit only selects which product feeds
+it. The two product rules are those of the :mod:`hw.kinds.int4` and
+:mod:`hw.kinds.log` kinds; the multiplexer costs one 18-bit 2:1 mux per PE,
+less than widening the 5 x 5 multiplier to take the shifted FP4 value.
+
+Operand roles (SPEC section 5, ``verify.gemm --array train``): ``a`` is the
+left operand (INT4/UINT4 per ``a_signed`` when ``mode`` is 0, an FP4 code
+when ``mode`` is 1), ``b`` the right operand (INT4/UINT4 per ``b_signed``).
+"""
+
+from . import int4, log
+from .base import FPGAFit, IntegerKind, StandaloneTop
+
+__all__ = ["MODE_INT", "MODE_LOG", "PRODUCT_RANGE", "KIND"]
+
+#: ``mode`` value of the forward pass: ``a * b``, both INT4/UINT4.
+MODE_INT = 0
+#: ``mode`` value of the backward pass: ``a`` an FP4 code, ``b`` INT4/UINT4.
+MODE_LOG = 1
+
+#: Products over both modes: the union of the two rules' ranges.
+PRODUCT_RANGE = int4.PRODUCT_RANGE.union(log.PRODUCT_RANGE)
+
+
+class TrainKind(IntegerKind):
+    name = "train"
+    order = 3
+    description = (
+        "unified training PE: mode 0 INT4 x INT4 (forward), mode 1 FP4 x INT4 (backward), one shared accumulator"
+    )
+    a_width = b_width = 4
+    a_modes = ("mode", "a_signed")
+    b_modes = ("b_signed",)
+    product_range = PRODUCT_RANGE
+    default_acc_width = 32
+    gemms = ((int4.GEMM, {"mode": MODE_INT}), (log.GEMM, {"mode": MODE_LOG}))
+    standalone = StandaloneTop(
+        module="train_mac",
+        ports=(
+            ("a", "a", 4),
+            ("b", "b", 4),
+            ("a_signed", "a_signed", 1),
+            ("b_signed", "b_signed", 1),
+            ("mode", "mode", 1),
+        ),
+        fixed_modes={},
+        product_range=PRODUCT_RANGE,
+        defaults={"acc_width": 32, "pipeline": 0, "min_k": 1},
+        description="unified training PE: mode 0 INT4/UINT4 x INT4/UINT4, mode 1 FP4 x INT4/UINT4, shared accumulator",
+    )
+    array_description = "output-stationary R x C array of unified training PEs (INT4 forward / FP4 backward by `mode`)"
+    workloads = ("forward", "backward")
+    info_code = 3
+    fpga = FPGAFit(largest={"icebreaker": (4, 4), "ulx3s": (16, 16)})
+
+    def product_rule(self, ops, a, b, modes):
+        # The forward rule when mode is 0, the backward (shift) rule when it is 1;
+        # a_signed does not apply to an FP4 code.
+        return ops.where(
+            modes["mode"], log.KIND.product_rule(ops, a, b, modes), int4.KIND.product_rule(ops, a, b, modes)
+        )
+
+
+KIND = TrainKind()
