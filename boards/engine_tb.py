@@ -1,4 +1,4 @@
-"""cocotb end-to-end testbench of the UART GEMM engine (:mod:`boards.engine`).
+"""cocotb end-to-end testbench of the UART GEMM engine (:mod:`hw.engine`).
 
 The whole board top runs in the simulator; only the serial line crosses into
 Python. The pieces, in the style of cocotb's matrix_multiplier example:
@@ -42,7 +42,8 @@ from cocotb.triggers import ClockCycles, FallingEdge, Timer, with_timeout
 from cocotb.utils import get_sim_time
 
 from boards.host import Board, golden_gemm, random_operands, run_gemm
-from boards.protocol import INFO_LENGTH, Command, Status
+from hw.engine.protocol import INFO_LENGTH, Command, Status
+from hw.kinds import get_gemm
 
 CLOCK_NS = 10
 
@@ -134,10 +135,8 @@ async def gemms_through_uart(dut):
     dut._log.info(f"{info}")
     failures = []
     for case, c, expected in runs:
-        if case["pe"] == "fp16":
-            got, want = c.view(np.uint32), expected.view(np.uint32)
-        else:
-            got, want = c, expected
+        gemm = get_gemm(case["pe"])
+        got, want = gemm.result_bits(c), gemm.result_bits(expected)
         assert c.shape == expected.shape, f"{case}: shape {c.shape} != {expected.shape}"
         bad = np.argwhere(got != want)
         if len(bad):

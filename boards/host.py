@@ -30,12 +30,10 @@ import time
 import numpy as np
 
 from fourbit.util.cli import OneLineParser, bit_flag, non_negative_int
-from hw.arith import max_safe_k
-from hw.array import ARRAY_KINDS
 from hw import tiling
-from verify.gemm import GemmError, array_kind, operand_bits
-
-from hw.engine.protocol import INFO_LENGTH, MAGIC, VERSION, Command, Flag, Status, kind_of_code
+from hw.engine.protocol import INFO_LENGTH, MAGIC, MODE_FLAGS, VERSION, Command, Flag, Status, kind_of_code
+from hw.kinds import GEMMS, get_gemm, get_kind
+from hw.kinds import GemmInputError as GemmError
 
 __all__ = ["BoardError", "BoardInfo", "Board", "SerialTransport", "run_gemm", "golden_gemm", "main"]
 
@@ -50,7 +48,7 @@ class BoardInfo:
     Attributes
     ----------
     kind : str
-        Array kind (``int4``, ``log``, ``fp16``, ``train``).
+        Array kind (:data:`hw.kinds.KINDS`).
     rows, cols, acc_width, depth : int
     """
 
@@ -91,11 +89,11 @@ class Board:
             reply = self.transport.read(INFO_LENGTH)
             if reply[0] != Status.OK or reply[1:3] != MAGIC or reply[3] != VERSION:
                 raise BoardError(f"not a fourbit GEMM engine (INFO reply {reply.hex()})")
-            kinds = {code: name for name, code in KIND_CODES.items()}
-            if reply[4] not in kinds:
+            kind = kind_of_code(reply[4])
+            if kind is None:
                 raise BoardError(f"unknown array kind code {reply[4]}")
             self._info = BoardInfo(
-                kind=kinds[reply[4]],
+                kind=kind.name,
                 rows=int.from_bytes(reply[5:7], "little"),
                 cols=int.from_bytes(reply[7:9], "little"),
                 acc_width=reply[9],
@@ -138,48 +136,43 @@ class Board:
 
 
 def run_gemm(board, pe, a, b, *, a_signed=True, b_signed=True):
-    """``A @ B`` as the board computes it (int64, or float32 for ``fp16``).
+    """``A @ B`` as the board computes it (int64, or float32 for a floating-point GEMM).
 
     Parameters
     ----------
     board : Board
-    pe : {"int4", "log", "fp16"}
-        GEMM kind (SPEC section 5); the board's array must run it (its own
-        kind, or ``train`` for ``int4`` and ``log``).
+    pe : str
+        GEMM (SPEC section 5, :data:`hw.kinds.GEMMS`); the board's array must
+        run it (its own kind's GEMM, or one its kind also runs).
     a, b : numpy.ndarray
         Operands as for ``python -m verify.gemm``.
 
     Raises
     ------
-    verify.gemm.GemmError
+    hw.kinds.GemmInputError
         Bad operands, a GEMM the board's array cannot run, or a K that could
         overflow its accumulators.
     BoardError
         The board misbehaved.
     """
     info = board.info()
-    wanted = array_kind(pe, "train" if info.kind == "train" else "dedicated")
-    if wanted != info.kind:
+    gemm, kind = get_gemm(pe), get_kind(info.kind)
+    if not kind.runs(gemm):
         raise GemmError(f"the board runs {info.kind} GEMMs, not {pe}")
-    spec = ARRAY_KINDS[info.kind]
-    a_bits, b_bits = operand_bits(pe, a, b, a_signed=a_signed, b_signed=b_signed)
+    a_bits, b_bits = gemm.operand_bits(a, b, a_signed=a_signed, b_signed=b_signed)
     k = a.shape[1]
-    if not spec.is_float and k > max_safe_k(spec.product_range, info.acc_width):
+    if not kind.is_float and k > kind.max_k(info.acc_width):
         raise GemmError(
-            f"K={k} can overflow the board's {info.acc_width}-bit accumulators "
-            f"(at most {max_safe_k(spec.product_range, info.acc_width)})"
+            f"K={k} can overflow the board's {info.acc_width}-bit accumulators (at most {kind.max_k(info.acc_width)})"
         )
     plan = tiling.schedule(a_bits, b_bits, info.rows, info.cols)
     spacing = plan.cycles // len(plan.tiles)
     flags = Flag(0)
-    if a_signed:
-        flags |= Flag.A_SIGNED
-    if b_signed:
-        flags |= Flag.B_SIGNED
-    if pe == "log":
-        flags |= Flag.MODE
-    a_packed = tiling.pack_rows(plan.a_words, spec.a_width)
-    b_packed = tiling.pack_rows(plan.b_words, spec.b_width)
+    for mode, value in kind.mode_inputs(gemm, a_signed=a_signed, b_signed=b_signed).items():
+        if value:
+            flags |= MODE_FLAGS[mode]
+    a_packed = tiling.pack_rows(plan.a_words, kind.a_width)
+    b_packed = tiling.pack_rows(plan.b_words, kind.b_width)
     tiles = []
     for t in range(len(plan.tiles)):
         start = t * spacing
@@ -194,37 +187,18 @@ def run_gemm(board, pe, a, b, *, a_signed=True, b_signed=True):
     # Per column, the values it drained: rows of each tile, tiles in order.
     stacked = np.concatenate(tiles, axis=0)
     raw = tiling.assemble(plan, [stacked[:, j] for j in range(info.cols)])
-    if spec.is_float:
-        return raw.astype(np.uint32).view(np.float32)
-    return tiling.sign_extend(raw, info.acc_width)
+    return gemm.decode(raw, info.acc_width)
 
 
 def golden_gemm(pe, a, b, *, a_signed=True, b_signed=True):
     """The :mod:`golden.reference` result of the same GEMM, as numpy."""
-    import torch
-
-    from golden.reference import fp16_gemm, int_gemm, log_gemm
-
-    ta, tb = torch.from_numpy(np.ascontiguousarray(a)), torch.from_numpy(np.ascontiguousarray(b))
-    if pe == "int4":
-        return int_gemm(ta.to(torch.int64), tb.to(torch.int64), a_signed=a_signed, b_signed=b_signed).numpy()
-    if pe == "log":
-        return log_gemm(ta.to(torch.int64), tb.to(torch.int64), x_signed=b_signed).numpy()
-    return fp16_gemm(ta, tb).numpy()
+    return get_gemm(pe).reference(a, b, a_signed=a_signed, b_signed=b_signed)
 
 
 def random_operands(pe, m, k, n, *, a_signed=True, b_signed=True, seed=0):
-    """Random operands covering every code (finite FP16 values for ``fp16``)."""
+    """Random operands covering every code (finite values for a floating-point GEMM)."""
     rng = np.random.default_rng(seed)
-
-    def codes(shape, signed):
-        return rng.integers(-8 if signed else 0, 8 if signed else 16, size=shape).astype(np.int8)
-
-    if pe == "fp16":
-        return (rng.standard_normal((m, k)).astype(np.float16), rng.standard_normal((k, n)).astype(np.float16))
-    if pe == "log":
-        return rng.integers(0, 16, size=(m, k)).astype(np.uint8), codes((k, n), b_signed)
-    return codes((m, k), a_signed), codes((k, n), b_signed)
+    return get_gemm(pe).random_operands(rng, m, k, n, a_signed=a_signed, b_signed=b_signed)
 
 
 class SerialTransport:
@@ -285,7 +259,7 @@ def _parser():
     parser.add_argument("--port", required=True, help="serial device of the board (e.g. /dev/ttyUSB1)")
     parser.add_argument("--baud", type=int, default=115200, help="line rate (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for a byte")
-    parser.add_argument("--pe", required=True, choices=("int4", "log", "fp16"), help="GEMM kind")
+    parser.add_argument("--pe", required=True, choices=tuple(GEMMS), help="GEMM kind")
     parser.add_argument("--m", type=non_negative_int, default=8, help="random GEMM: rows of A")
     parser.add_argument("--k", type=non_negative_int, default=64, help="random GEMM: inner dimension")
     parser.add_argument("--n", type=non_negative_int, default=8, help="random GEMM: columns of B")
@@ -311,7 +285,7 @@ def main(argv=None):
                 args.pe, args.m, args.k, args.n, a_signed=args.a_signed, b_signed=args.b_signed, seed=args.seed
             )
         # Validate before touching the board.
-        operand_bits(args.pe, a, b, a_signed=args.a_signed, b_signed=args.b_signed)
+        get_gemm(args.pe).operand_bits(a, b, a_signed=args.a_signed, b_signed=args.b_signed)
         transport = SerialTransport(args.port, baud=args.baud, timeout=args.timeout)
     except (GemmError, ValueError, OSError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
@@ -333,15 +307,9 @@ def main(argv=None):
     if args.out:
         np.save(args.out, c)
     expected = golden_gemm(args.pe, a, b, a_signed=args.a_signed, b_signed=args.b_signed)
-    if args.pe == "fp16":
-        same = np.array_equal(c.view(np.uint32), expected.view(np.uint32))
-    else:
-        same = np.array_equal(c, expected)
-    mismatches = (
-        int(np.count_nonzero(c.view(np.uint32) != expected.view(np.uint32)))
-        if args.pe == "fp16"
-        else int(np.count_nonzero(c != expected))
-    )
+    gemm = get_gemm(args.pe)
+    mismatches = int(np.count_nonzero(gemm.result_bits(c) != gemm.result_bits(expected)))
+    same = mismatches == 0
     print(
         f"{info}: {a.shape[0]}x{a.shape[1]}x{b.shape[1]} {args.pe} GEMM in {seconds:.2f} s: "
         + ("bit-exact against golden/" if same else f"{mismatches} of {c.size} results differ from golden/")

@@ -20,6 +20,7 @@ from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from hw.engine import GemmEngine
+from hw.kinds import default_kind, get_kind
 
 __all__ = [
     "Board",
@@ -49,47 +50,42 @@ class Board:
         amaranth-boards platform class.
     family : str
         ``ice40`` or ``ecp5`` (selects the nextpnr flavour).
-    default_pe : str
-        Array kind ``make synth`` builds by default.
-    largest : dict
-        ``{kind: (rows, cols)}``: the largest square array of each kind that
-        the sweep placed and routed on the board (docs/boards.md), the size
-        ``make synth`` builds when none is given.
-    slow_kinds : tuple of str
-        Array kinds whose engine runs from the board clock divided by
-        :attr:`SLOW_CLOCK_DIV` by default, because their measured Fmax is
-        below the board clock (FP16: a single-cycle binary32 accumulate).
+
+    Each PE kind states where its array fits on each board and at what clock
+    (:class:`hw.kinds.base.FPGAFit`); the board reads it from the registry.
     """
 
     name: str
     platform: type
     family: str
-    default_pe: str
-    largest: dict
-    slow_kinds: tuple = ("fp16",)
 
-    #: Divider of the board clock for :attr:`slow_kinds` (12 -> 6 MHz, 25 -> 12.5 MHz).
-    SLOW_CLOCK_DIV = 2
+    @property
+    def default_pe(self):
+        """Array kind ``make synth`` builds by default (the registry's first)."""
+        return default_kind().name
 
     def default_size(self, pe):
-        """``(rows, cols)`` that ``make synth`` builds for ``pe`` when no size is given."""
-        return self.largest[pe]
+        """``(rows, cols)`` that ``make synth`` builds for ``pe`` when no size is
+        given: the largest square array the sweep placed and routed (docs/boards.md)."""
+        return get_kind(pe).fpga.largest[self.name]
 
     def clock_div(self, pe):
-        """Default divider of the board clock for the engine of an array of ``pe``."""
-        return self.SLOW_CLOCK_DIV if pe in self.slow_kinds else 1
+        """Default divider of the board clock for the engine of an array of ``pe``
+        (2 for a kind whose measured Fmax is below the board clock: 12 -> 6 MHz, 25 -> 12.5 MHz)."""
+        return get_kind(pe).fpga.clock_div
 
     def synth_opts(self, pe):
         """``synth_<family>`` options for an array of ``pe``.
 
-        Hard multipliers take the FP16 mantissa products (iCE40: ``-dsp``
+        Hard multipliers take the wide (FP16) mantissa products of a kind
+        whose :class:`~hw.kinds.base.FPGAFit` asks for them (iCE40: ``-dsp``
         enables the UP5K's eight SB_MAC16; ECP5 maps to MULT18X18D by
         default). A 4-bit product is a few LUTs, and Yosys would put each
         one in a whole 18x18 DSP (more PEs than DSPs then fail to place),
         so the 4-bit kinds build with ``-nodsp`` on ECP5 and without
         ``-dsp`` on iCE40: their arrays are pure LUT logic.
         """
-        if pe == "fp16":
+        if get_kind(pe).fpga.hard_multipliers:
             return "-dsp" if self.family == "ice40" else ""
         return "-nodsp" if self.family == "ecp5" else ""
 
@@ -105,15 +101,11 @@ BOARDS = {
             "icebreaker",
             ICEBreakerPlatform,
             "ice40",
-            "int4",
-            {"int4": (5, 5), "log": (4, 4), "fp16": (2, 2), "train": (4, 4)},
         ),
         Board(
             "ulx3s",
             ULX3S_85F_Platform,
             "ecp5",
-            "int4",
-            {"int4": (20, 20), "log": (20, 20), "fp16": (7, 7), "train": (16, 16)},
         ),
     )
 }

@@ -28,7 +28,7 @@ import pathlib
 import sys
 
 from fourbit.util.files import write_atomically, write_text_atomically
-from hw.array import ARRAY_KINDS
+from hw.kinds import KINDS
 
 from .platforms import BOARDS, unknown_board_message
 from .synth import DoesNotFit, SynthError, SynthInterrupted, synthesize
@@ -201,7 +201,7 @@ def table(results):
         "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|",
     ]
     order = {name: i for i, name in enumerate(BOARDS)}
-    kinds = {name: i for i, name in enumerate(ARRAY_KINDS)}
+    kinds = {name: i for i, name in enumerate(KINDS)}
     for entry in sorted(shown, key=lambda e: (order.get(e["board"], 99), kinds.get(e["pe"], 99), e["macs"])):
         cells = [entry["board"], entry["pe"], f"{entry['rows']}x{entry['cols']}", str(entry["macs"])]
         if not entry["fits"]:
@@ -285,7 +285,7 @@ def main(argv=None):
         prog="python -m boards.sweep", description="FPGA resource / Fmax sweep of the UART GEMM engine."
     )
     parser.add_argument("--boards", nargs="+", default=list(BOARDS))
-    parser.add_argument("--pes", nargs="+", default=list(ARRAY_KINDS))
+    parser.add_argument("--pes", nargs="+", default=list(KINDS))
     parser.add_argument(
         "--sizes", nargs="+", type=int, default=None, help="square sizes to try (default: per board, see DEFAULT_SIZES)"
     )
@@ -303,8 +303,8 @@ def main(argv=None):
             print(f"{prog}: error: {unknown_board_message(board)}", file=sys.stderr)
             return 2
     for pe in args.pes:
-        if pe not in ARRAY_KINDS:
-            print(f"{prog}: error: unknown PE kind {pe!r} (known: {', '.join(ARRAY_KINDS)})", file=sys.stderr)
+        if pe not in KINDS:
+            print(f"{prog}: error: unknown PE kind {pe!r} (known: {', '.join(KINDS)})", file=sys.stderr)
             return 2
     if args.sizes and min(args.sizes) < 1:
         print(f"{prog}: error: sizes must be positive", file=sys.stderr)

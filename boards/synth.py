@@ -36,7 +36,7 @@ import time
 
 from fourbit.util.cli import OneLineParser, positive_int
 from fourbit.util.files import write_text_atomically
-from hw.array import ARRAY_KINDS
+from hw.kinds import KINDS
 
 from .platforms import BOARDS, BoardTop, unknown_board_message, yowasp_env
 
@@ -213,8 +213,8 @@ def synthesize(
         raise ValueError(unknown_board_message(board))
     spec = BOARDS[board]
     pe = spec.default_pe if pe is None else pe
-    if pe not in ARRAY_KINDS:
-        raise ValueError(f"unknown PE kind {pe!r} (known: {', '.join(ARRAY_KINDS)})")
+    if pe not in KINDS:
+        raise ValueError(f"unknown PE kind {pe!r} (known: {', '.join(KINDS)})")
     default_rows, default_cols = spec.default_size(pe)
     rows = default_rows if rows is None else rows
     cols = default_cols if cols is None else cols
@@ -311,7 +311,7 @@ def synthesize(
 
 
 def top_acc_width(pe):
-    return ARRAY_KINDS[pe].default_acc_width
+    return KINDS[pe].default_acc_width
 
 
 def _optional_positive(text):
@@ -323,7 +323,7 @@ def main(argv=None):
         prog="python -m boards.synth", description="Build the UART GEMM engine for a board: bitstream + report.json."
     )
     parser.add_argument("--board", required=True, help=f"one of: {', '.join(BOARDS)}")
-    parser.add_argument("--pe", default="", help=f"array kind ({', '.join(ARRAY_KINDS)}; default: the board's)")
+    parser.add_argument("--pe", default="", help=f"array kind ({', '.join(KINDS)}; default: the board's)")
     parser.add_argument(
         "--rows",
         type=_optional_positive,

@@ -20,12 +20,13 @@ from . import stimulus as st
 from .amaranth_sim import simulate_sequence
 from .runner import REPO_ROOT, SIMULATORS, PESimulation
 
-KINDS = ("int4_mac", "log_mac", "fp16_mac")
+#: The standalone tops of the PE-kind registry.
+KINDS = tuple(st.TOP_KINDS)
 
 
 def _random_sequence(kind, steps, seed):
     rng = np.random.default_rng(seed)
-    if kind == "fp16_mac":
+    if st.TOP_KINDS[kind].is_float:
         return st.fp16_random(rng, steps)
     return st.int_random(kind, rng, steps)
 

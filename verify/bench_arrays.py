@@ -21,42 +21,22 @@ import time
 
 import numpy as np
 
-
-def _operands(kind, rng, m, k, n):
-    if kind == "fp16":
-        return (rng.standard_normal((m, k)).astype(np.float16), rng.standard_normal((k, n)).astype(np.float16))
-    if kind == "log":
-        return rng.integers(0, 16, (m, k)).astype(np.uint8), rng.integers(-8, 8, (k, n)).astype(np.int8)
-    return rng.integers(-8, 8, (m, k)).astype(np.int8), rng.integers(-8, 8, (k, n)).astype(np.int8)
-
-
-def _golden(kind, a, b):
-    import torch
-
-    from golden.formats.fp16 import float_to_fp32_bits
-    from golden.reference import fp16_gemm, int_gemm, log_gemm
-
-    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    if kind == "int4":
-        return int_gemm(ta, tb).numpy()
-    if kind == "log":
-        return log_gemm(ta, tb).numpy()
-    return float_to_fp32_bits(fp16_gemm(ta, tb)).numpy().astype(np.uint32)
+from hw.kinds import GEMMS
 
 
 def measure(kind, rows, cols, sim, m, k, n, *, seed=0):
     """One benchmark row (dict); the first run builds if needed, the second is timed."""
     from verify.gemm import run_gemm
 
+    gemm = GEMMS[kind]
     rng = np.random.default_rng(seed)
-    a, b = _operands(kind, rng, m, k, n)
+    a, b = gemm.random_operands(rng, m, k, n)
     started = time.perf_counter()
     first = run_gemm(kind, a, b, rows=rows, cols=cols, sim=sim)
     build_seconds = time.perf_counter() - started - first.sim_seconds if first.built else 0.0
     result = run_gemm(kind, a, b, rows=rows, cols=cols, sim=sim) if first.built else first
-    expected = _golden(kind, a, b)
-    got = result.c.view(np.uint32) if kind == "fp16" else result.c
-    if not np.array_equal(got, expected):
+    expected = gemm.reference(a, b)
+    if not np.array_equal(gemm.result_bits(result.c), gemm.result_bits(expected)):
         raise AssertionError(f"{kind} {rows}x{cols} on {sim}: result differs from golden.reference")
     macs = m * k * n
     return {
@@ -106,8 +86,8 @@ def _size(text):
 
 
 def _kind(text):
-    if text.strip() not in ("int4", "log", "fp16"):
-        raise ValueError(f"unknown PE kind {text!r} (int4, log, fp16)")
+    if text.strip() not in GEMMS:
+        raise ValueError(f"unknown PE kind {text!r} ({', '.join(GEMMS)})")
     return text.strip()
 
 
@@ -119,7 +99,7 @@ def _sim(text):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m verify.bench_arrays", description=__doc__.splitlines()[0])
-    parser.add_argument("--kinds", default="int4,log,fp16", type=lambda t: _list(t, _kind))
+    parser.add_argument("--kinds", default=",".join(GEMMS), type=lambda t: _list(t, _kind))
     parser.add_argument("--sizes", default="2x2,4x4,8x8,16x16", type=lambda t: _list(t, _size))
     parser.add_argument("--sims", default="icarus,verilator", type=lambda t: _list(t, _sim))
     parser.add_argument("--mkn", default="64,64,64", type=lambda t: _list(t, int))

@@ -3,30 +3,23 @@
 Example::
 
     python -m verify.gemm --pe int4 --rows 4 --cols 4 --a A.npy --b B.npy --out C.npy \\
-        [--a-signed 0|1] [--b-signed 0|1] [--sim icarus|verilator] [--array dedicated|train]
+        [--a-signed 0|1] [--b-signed 0|1] [--sim icarus|verilator] [--array dedicated|KIND]
 
-Semantics (SPEC section 5):
-
-* ``int4``: A (M x K) and B (K x N) integer codes, INT4 (-8..7) or UINT4
-  (0..15) per ``--a-signed`` / ``--b-signed`` (default 1); C int64.
-* ``log``: A uint8 radix-4 FP4 codes (0..15), B INT4/UINT4 codes per
-  ``--b-signed``; C int64, the exact shift-accumulate ``sum_k (-1)^s b 4^(e-1)``
-  without scale (``dW = X^T dY`` runs as ``dW^T = dY^T X``). ``--a-signed`` is
-  ignored.
-* ``fp16``: A, B float16; C float32, accumulated in ascending k per output with
-  one round-to-nearest-even per add.
-
-``--array train`` runs ``int4`` (mode 0) or ``log`` (mode 1) GEMMs on the
-unified training array instead of the dedicated one.
+Semantics (SPEC section 5): ``--pe`` names a GEMM of the PE-kind registry
+(:data:`hw.kinds.GEMMS`; ``--help`` lists each with its operands and result),
+which checks the operands, encodes them for the array and decodes the result.
+``--array dedicated`` (the default) runs it on the array of the kind whose own
+GEMM it is; ``--array KIND`` on another kind's array that runs it too (the
+unified training array runs the forward and the backward GEMMs, selected by
+its ``mode`` input).
 
 The tool tiles the GEMM onto the R x C output-stationary array
 (:mod:`hw.tiling`), builds the array's Verilog (:mod:`hw.array`) once per
 (array kind, R, C, accumulator width, simulator) under ``build/gemm/``, drives
 it through cocotb (:mod:`verify.array_tb`, via ``cocotb_tools.runner``) and
 writes what the RTL computed. It checks nothing itself. The integer
-accumulator is the kind's default width (24 bits ``int4``, 32 bits ``log``
-and ``train``) unless K exceeds its overflow bound; then the narrowest width
-that cannot overflow for this K is generated instead.
+accumulator is the kind's default width unless K exceeds its overflow bound;
+then the narrowest width that cannot overflow for this K is generated instead.
 
 Bad input (missing or unreadable files, shapes, dtypes, code ranges) prints
 one ``verify.gemm: error: ...`` line and exits with status 2 without writing
@@ -46,12 +39,9 @@ import numpy as np
 
 from fourbit.util.cli import OneLineParser, bit_flag, positive_int
 from fourbit.util.files import write_atomically
+from hw.kinds import GEMMS, KINDS, GemmInputError, dedicated_kind, get_gemm, get_kind
 
 from .buildcache import cached_build
-
-# hw (and through golden.formats, torch) is imported where needed, so that bad
-# input is reported without paying for those imports.
-
 
 __all__ = [
     "PES",
@@ -70,9 +60,12 @@ __all__ = [
 ]
 
 
-PES = ("int4", "log", "fp16")
+#: The GEMMs of SPEC section 5 (``--pe``), from the PE-kind registry.
+PES = tuple(GEMMS)
 SIMULATORS = ("icarus", "verilator")
-ARRAYS = ("dedicated", "train")
+#: ``--array``: the GEMM's dedicated array, or any kind's array that runs it.
+DEDICATED = "dedicated"
+ARRAYS = (DEDICATED, *KINDS)
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 BUILD_ROOT = REPO_ROOT / "build" / "gemm"
 #: Verilator options: no per-signal VPI access (only the top ports are driven),
@@ -82,8 +75,8 @@ VERILATOR_ARGS = ("--no-public-flat-rw", "--x-assign", "fast", "--x-initial", "f
 BUILD_RECIPE = 2
 
 
-class GemmError(ValueError):
-    """Bad GEMM input (the CLI prints it as one line)."""
+#: Bad GEMM input (the CLI prints it as one line): the registry's operand error.
+GemmError = GemmInputError
 
 
 class GemmResult:
@@ -92,7 +85,7 @@ class GemmResult:
     Attributes
     ----------
     c : numpy.ndarray
-        M x N result (int64, or float32 for ``fp16``).
+        M x N result (int64, or float32 for a floating-point GEMM).
     cycles : int
         Scheduled input cycles (the drain tail excluded).
     sim_seconds : float
@@ -110,44 +103,21 @@ class GemmResult:
 
 
 def array_kind(pe, array):
-    """Array kind (:data:`hw.array.ARRAY_KINDS`) that runs ``pe`` GEMMs on ``array``."""
-    if pe not in PES:
-        raise GemmError(f"unknown --pe {pe!r} (choose from {', '.join(PES)})")
+    """Name of the array kind (:data:`hw.kinds.KINDS`) that runs ``pe`` GEMMs on ``array``.
+
+    ``array`` is ``dedicated`` (the kind whose own GEMM is ``pe``) or a kind's name.
+    """
+    gemm = get_gemm(pe)
     if array not in ARRAYS:
         raise GemmError(f"unknown --array {array!r} (choose from {', '.join(ARRAYS)})")
-    if array == "train":
-        if pe == "fp16":
-            raise GemmError("the train array runs int4 and log GEMMs, not fp16")
-        return "train"
-    return pe
+    kind = dedicated_kind(gemm) if array == DEDICATED else get_kind(array)
+    kind.mode_inputs(gemm)  # raises GemmError when the kind does not run this GEMM
+    return kind.name
 
 
 def accumulator_width(kind, k):
     """The kind's default accumulator width, or the narrowest one that holds ``k`` products."""
-    from hw.arith import max_safe_k, min_acc_width
-    from hw.array import ARRAY_KINDS
-
-    spec = ARRAY_KINDS[kind]
-    if spec.is_float:
-        return 32
-    width = spec.default_acc_width
-    if max_safe_k(spec.product_range, width) < max(k, 1):
-        width = min_acc_width(spec.product_range, k)
-    if width > 64:
-        raise GemmError(f"K={k} needs a {width}-bit accumulator; results are int64 (at most 64 bits)")
-    return width
-
-
-def _integer_codes(name, matrix, signed):
-    if not np.issubdtype(matrix.dtype, np.integer):
-        raise GemmError(f"{name} must hold integer codes, not dtype {matrix.dtype}")
-    lo, hi = (-8, 7) if signed else (0, 15)
-    if matrix.size and (matrix.min() < lo or matrix.max() > hi):
-        raise GemmError(
-            f"{name} holds values outside {'INT4' if signed else 'UINT4'} range {lo}..{hi} "
-            f"(min {matrix.min()}, max {matrix.max()})"
-        )
-    return matrix.astype(np.int64) & 0xF
+    return get_kind(kind).acc_width_for(k)
 
 
 def operand_bits(pe, a, b, *, a_signed=True, b_signed=True):
@@ -158,42 +128,14 @@ def operand_bits(pe, a, b, *, a_signed=True, b_signed=True):
     GemmError
         Shapes, dtypes or code ranges that ``pe`` does not accept.
     """
-    for name, matrix in (("A", a), ("B", b)):
-        if not isinstance(matrix, np.ndarray):
-            raise GemmError(f"{name} must be a numpy array")
-        if matrix.ndim != 2:
-            raise GemmError(f"{name} must be a 2-D matrix, not shape {matrix.shape}")
-    if a.shape[1] != b.shape[0]:
-        raise GemmError(f"inner dimensions differ: A is {a.shape[0]} x {a.shape[1]}, B is {b.shape[0]} x {b.shape[1]}")
-    if pe == "fp16":
-        for name, matrix in (("A", a), ("B", b)):
-            if matrix.dtype != np.float16:
-                raise GemmError(f"{name} must be float16 for --pe fp16, not dtype {matrix.dtype}")
-        return a.view(np.uint16).astype(np.uint64), b.view(np.uint16).astype(np.uint64)
-    if pe == "log":
-        if not np.issubdtype(a.dtype, np.integer):
-            raise GemmError(f"A must hold FP4 codes (uint8), not dtype {a.dtype}")
-        if a.size and (a.min() < 0 or a.max() > 15):
-            raise GemmError(f"A holds values outside the FP4 codes 0..15 (min {a.min()}, max {a.max()})")
-        return a.astype(np.uint64), _integer_codes("B", b, b_signed).astype(np.uint64)
-    return (_integer_codes("A", a, a_signed).astype(np.uint64), _integer_codes("B", b, b_signed).astype(np.uint64))
-
-
-def _mode_inputs(pe, kind, a_signed, b_signed):
-    from hw.array import ARRAY_KINDS
-    from hw.train_pe import MODE_INT, MODE_LOG
-
-    spec = ARRAY_KINDS[kind]
-    values = {"a_signed": int(a_signed), "b_signed": int(b_signed), "mode": MODE_LOG if pe == "log" else MODE_INT}
-    return {name: values[name] for name in spec.a_modes + spec.b_modes}
+    return get_gemm(pe).operand_bits(a, b, a_signed=a_signed, b_signed=b_signed)
 
 
 #: The sources the array Verilog derives from: hw.array's own imports (see
 #: tests/verify/test_gemm.py::test_fingerprint_covers_the_generator) and the formats.
 GENERATOR_SOURCES = (
     "hw/array.py",
-    "hw/train_pe.py",
-    "hw/integer_mac.py",
+    "hw/kinds/*.py",
     "hw/arith.py",
     "hw/accumulate.py",
     "hw/fp.py",
@@ -221,11 +163,9 @@ def _array_verilog(kind, rows, cols, acc_width):
     """Verilog of an array (memoized: a process running many GEMMs converts each array once)."""
     from amaranth.back import verilog
 
-    from hw.arith import max_safe_k
-    from hw.array import ARRAY_KINDS, SystolicArray
+    from hw.array import SystolicArray
 
-    spec = ARRAY_KINDS[kind]
-    max_k = 1 if spec.is_float else max_safe_k(spec.product_range, acc_width)
+    max_k = get_kind(kind).max_k(acc_width) or 1
     array = SystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=max_k)
     ports = ("clk", "rst", *array.signature.members)
     return verilog.convert(array, name=f"{kind}_array", emit_src=False, strip_internal_attrs=True), ports
@@ -237,7 +177,7 @@ class ArrayBuild:
     Parameters
     ----------
     kind : str
-        Array kind (``int4``, ``log``, ``fp16``, ``train``).
+        Array kind (:data:`hw.kinds.KINDS`).
     rows, cols : int
     acc_width : int
     sim : str
@@ -412,11 +352,9 @@ def run_gemms(gemms, *, rows, cols, sim="icarus", array="dedicated", build_root=
         raise GemmError(f"unknown --sim {sim!r} (choose from {', '.join(SIMULATORS)})")
     operands = [operand_bits(g.pe, g.a, g.b, a_signed=g.a_signed, b_signed=g.b_signed) for g in gemms]
 
-    from hw.array import ARRAY_KINDS
-
     from hw import tiling
 
-    spec = ARRAY_KINDS[kind]
+    spec = get_kind(kind)
     width = max(accumulator_width(kind, g.a.shape[1]) for g in gemms)
     build = ArrayBuild(kind=kind, rows=rows, cols=cols, acc_width=width, sim=sim, build_root=build_root)
     plans = []
@@ -424,7 +362,7 @@ def run_gemms(gemms, *, rows, cols, sim="icarus", array="dedicated", build_root=
         plan = tiling.schedule(a_bits, b_bits, rows, cols)
         plan.modes = {
             name: np.full(plan.cycles, value, dtype=np.uint8)
-            for name, value in _mode_inputs(g.pe, kind, g.a_signed, g.b_signed).items()
+            for name, value in spec.mode_inputs(g.pe, a_signed=g.a_signed, b_signed=g.b_signed).items()
         }
         plans.append(plan)
     combined = tiling.concatenate(plans)
@@ -432,7 +370,7 @@ def run_gemms(gemms, *, rows, cols, sim="icarus", array="dedicated", build_root=
     results = []
     for plan, part in zip(plans, tiling.split_columns(plans, columns)):
         raw = tiling.assemble(plan, part)
-        c = raw.astype(np.uint32).view(np.float32) if spec.is_float else tiling.sign_extend(raw, width)
+        c = get_gemm(g.pe).decode(raw, width)
         results.append(
             GemmResult(
                 c=c,
@@ -453,7 +391,8 @@ def run_gemm(
 
     Parameters
     ----------
-    pe : {"int4", "log", "fp16"}
+    pe : str
+        A GEMM of :data:`PES`.
     a, b : numpy.ndarray
         Operands (see the module docstring for dtypes and ranges).
     rows, cols : int
@@ -461,7 +400,8 @@ def run_gemm(
     a_signed, b_signed : bool
         Signedness of the integer operands.
     sim : {"icarus", "verilator"}
-    array : {"dedicated", "train"}
+    array : str
+        ``dedicated`` or a kind of :data:`hw.kinds.KINDS` that runs ``pe``.
     build_root : path
         Build cache root.
 
@@ -513,28 +453,42 @@ def _parser():
         error_prefix="verify.gemm",
         description="Run C = A @ B on a simulated R x C systolic array and write C (.npy).",
     )
-    parser.add_argument("--pe", required=True, choices=PES, help="processing-element kind")
+    gemms = "; ".join(f"{gemm.name}: {gemm.description}" for gemm in GEMMS.values())
+    parser.add_argument("--pe", required=True, choices=PES, help=f"the GEMM ({gemms})")
     parser.add_argument("--rows", required=True, type=positive_int, help="array rows R")
     parser.add_argument("--cols", required=True, type=positive_int, help="array columns C")
     parser.add_argument("--a", required=True, metavar="A.npy", help="M x K left operand")
     parser.add_argument("--b", required=True, metavar="B.npy", help="K x N right operand")
     parser.add_argument("--out", required=True, metavar="C.npy", help="M x N result (written atomically)")
+
+    def takes(mode):
+        return ", ".join(gemm.name for gemm in GEMMS.values() if mode in gemm.signedness)
+
     parser.add_argument(
-        "--a-signed", type=bit_flag, default=True, metavar="0|1", help="A is INT4 (1, default) or UINT4 (0); int4 only"
+        "--a-signed",
+        type=bit_flag,
+        default=True,
+        metavar="0|1",
+        help=f"A is INT4 (1, default) or UINT4 (0); {takes('a_signed')} only",
     )
     parser.add_argument(
         "--b-signed",
         type=bit_flag,
         default=True,
         metavar="0|1",
-        help="B is INT4 (1, default) or UINT4 (0); int4 and log",
+        help=f"B is INT4 (1, default) or UINT4 (0); {takes('b_signed')} only",
     )
     parser.add_argument("--sim", default="icarus", choices=SIMULATORS, help="simulator (default: %(default)s)")
     parser.add_argument(
         "--array",
-        default="dedicated",
+        default=DEDICATED,
         choices=ARRAYS,
-        help="dedicated array of --pe (default), or the unified train array (int4, log)",
+        help="the dedicated array of --pe (default), or the array of a kind that also runs it "
+        + "("
+        + "; ".join(
+            f"{kind.name}: {', '.join(g.name for g, _ in kind.gemms)}" for kind in KINDS.values() if len(kind.gemms) > 1
+        )
+        + ")",
     )
     parser.add_argument("--verbose", action="store_true", help="print cycles and times to stderr")
     return parser

@@ -1,4 +1,4 @@
-"""cocotb testbench of the standalone PEs (``int4_mac``, ``log_mac``, ``fp16_mac``).
+"""cocotb testbench of the standalone PEs (the SPEC section 3 tops of every PE kind).
 
 In the style of cocotb's ``examples/matrix_multiplier``: a driver applies one
 step of a :class:`verify.stimulus.Sequence` per clock cycle, a monitor samples

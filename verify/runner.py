@@ -105,7 +105,7 @@ class PESimulation:
         return None
 
     def run_module(self, test_module, *, name, env=None):
-        """Run another cocotb test module (e.g. :mod:`verify.spec_tb`) on this build.
+        """Run another cocotb test module (e.g. :mod:`tests.verify.spec_tb`) on this build.
 
         Raises
         ------

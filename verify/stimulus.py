@@ -3,10 +3,12 @@
 A :class:`Sequence` is a table of per-cycle inputs (one numpy column per
 input port, plus ``rst``) and the raw ``acc`` bits expected after each rising
 edge. The expected values are computed vectorized from :mod:`golden`:
-products by the shared format rules (:func:`golden.reference.int_products`,
-:func:`golden.reference.log_products`, :func:`golden.formats.fp16.fp16_product_bits`)
-and FP32 sums by :func:`golden.formats.fp16.fp32_add_bits`, under the
-``valid``/``clear``/``rst`` rules of SPEC section 3.
+integer products by the kind's own product rule (:mod:`hw.kinds`) evaluated
+with :data:`golden.formats.TORCH_OPS`, binary16 products by
+:func:`golden.formats.fp16.fp16_product_bits` and FP32 sums by
+:func:`golden.formats.fp16.fp32_add_bits`, under the ``valid``/``clear``/``rst``
+rules of SPEC section 3. A sequence belongs to a standalone top (its
+``kind`` is the top's module name, e.g. ``int4_mac``).
 
 Sequences are built from *families* (exhaustive operand pairs, random
 ``valid``/``clear``, resets mid-sequence, wrap-around, FP16 class crosses,
@@ -16,8 +18,8 @@ cancellations, ties) and concatenated, so one simulator run checks them all.
 import numpy as np
 import torch
 
-from golden.formats.fp16 import fp16_product_bits, fp32_add_bits
-from golden.reference import int_products, log_products
+from golden.formats.fp16 import fp32_add_bits
+from hw.kinds import KINDS
 
 __all__ = [
     "UNIT_PORTS",
@@ -38,12 +40,10 @@ __all__ = [
 ]
 
 
-#: Operand input ports of each unit kind, in drive order (``valid``, ``clear``, ``rst`` follow).
-UNIT_PORTS = {
-    "int4_mac": ("a", "b", "a_signed"),
-    "log_mac": ("x", "x_signed", "g"),
-    "fp16_mac": ("a", "b"),
-}
+#: The PE kind of each standalone top (module name -> :class:`hw.kinds.base.PEKind`).
+TOP_KINDS = {kind.standalone.module: kind for kind in KINDS.values() if kind.standalone is not None}
+#: Operand input ports of each standalone top, in drive order (``valid``, ``clear``, ``rst`` follow).
+UNIT_PORTS = {module: tuple(port for port, _, _ in kind.standalone.ports) for module, kind in TOP_KINDS.items()}
 _CONTROLS = ("valid", "clear", "rst")
 
 
@@ -185,21 +185,23 @@ def expected_fp32(product_bits, valid, clear, rst):
     return expected.astype(np.uint64)
 
 
+def _roles(module, inputs):
+    """A top's per-step inputs by role (``a``, ``b``, mode names), fixed modes as constants."""
+    top = TOP_KINDS[module].standalone
+    roles = {role: torch.from_numpy(np.asarray(inputs[port])) for port, role, _ in top.ports}
+    roles.update(top.fixed_modes)
+    return roles
+
+
 def expected(sequence, *, acc_width=None):
     """Expected raw acc bits of ``sequence`` (``acc_width`` for the integer units)."""
     i = sequence.inputs
-    if sequence.kind == "int4_mac":
-        products = int_products(
-            torch.from_numpy(i["a"]), torch.from_numpy(i["b"]), a_signed=torch.from_numpy(i["a_signed"]), b_signed=True
-        ).numpy()
-        return expected_integer(products, i["valid"], i["clear"], i["rst"], acc_width)
-    if sequence.kind == "log_mac":
-        products = log_products(
-            torch.from_numpy(i["g"]), torch.from_numpy(i["x"]), x_signed=torch.from_numpy(i["x_signed"])
-        ).numpy()
-        return expected_integer(products, i["valid"], i["clear"], i["rst"], acc_width)
-    products = fp16_product_bits(torch.from_numpy(i["a"]), torch.from_numpy(i["b"])).numpy()
-    return expected_fp32(products, i["valid"], i["clear"], i["rst"])
+    kind = TOP_KINDS[sequence.kind]
+    roles = _roles(sequence.kind, i)
+    products = kind.golden_products(roles["a"], roles["b"], roles).numpy()
+    if kind.is_float:
+        return expected_fp32(products, i["valid"], i["clear"], i["rst"])
+    return expected_integer(products, i["valid"], i["clear"], i["rst"], acc_width)
 
 
 # -- families --------------------------------------------------------------------------------
@@ -212,10 +214,17 @@ def _controls(rng, n, *, p_valid, p_clear, p_rst):
     return valid, clear, rst
 
 
-def _int_operands(kind, a, b, mode):
-    if kind == "int4_mac":
-        return {"a": a, "b": b, "a_signed": mode}
-    return {"x": a, "x_signed": mode, "g": b}
+def _operand_and_mode_ports(kind):
+    """A top's operand ports (``a``/``b`` roles) and its 1-bit mode ports, each in port order."""
+    ports = TOP_KINDS[kind].standalone.ports
+    return [port for port, role, _ in ports if role in ("a", "b")], [
+        port for port, role, _ in ports if role not in ("a", "b")
+    ]
+
+
+def _binary16_top():
+    """Module name of the floating-point standalone top (binary16 operands ``a``, ``b``)."""
+    return next(module for module, kind in TOP_KINDS.items() if kind.is_float)
 
 
 def _sequence(kind, name, operands, valid, clear, rst, *, reset_first=True):
@@ -229,50 +238,52 @@ def _sequence(kind, name, operands, valid, clear, rst, *, reset_first=True):
     )
 
 
+def _int_grid(kind):
+    """Every combination of 4-bit operand codes and mode bits of an integer top, by port."""
+    operands, modes = _operand_and_mode_ports(kind)
+    grid = np.meshgrid(*([np.arange(16)] * len(operands) + [np.arange(2)] * len(modes)), indexing="ij")
+    return {port: axis.ravel() for port, axis in zip(operands + modes, grid)}
+
+
 def int_exhaustive(kind):
-    """Every 4-bit operand pair in both signedness modes, each as ``valid & clear``
-    (the product alone), then the same 512 products accumulated in one run."""
-    a, b, mode = np.meshgrid(np.arange(16), np.arange(16), np.arange(2), indexing="ij")
-    a, b, mode = a.ravel(), b.ravel(), mode.ravel()
-    n = len(a)
-    alone = _sequence(kind, "exhaustive-products", _int_operands(kind, a, b, mode), np.ones(n), np.ones(n), np.zeros(n))
+    """Every 4-bit operand pair in every signedness/mode combination, each as
+    ``valid & clear`` (the product alone), then the same products accumulated in one run."""
+    grid = _int_grid(kind)
+    n = len(next(iter(grid.values())))
+    alone = _sequence(kind, "exhaustive-products", grid, np.ones(n), np.ones(n), np.zeros(n))
     clear = np.zeros(n)
     clear[0] = 1
-    summed = _sequence(
-        kind,
-        "exhaustive-accumulate",
-        _int_operands(kind, a, b, mode),
-        np.ones(n),
-        clear,
-        np.zeros(n),
-        reset_first=False,
-    )
+    summed = _sequence(kind, "exhaustive-accumulate", grid, np.ones(n), clear, np.zeros(n), reset_first=False)
     return concat(alone, summed)
 
 
 def int_random(kind, rng, n, *, p_valid=0.75, p_clear=0.05, p_rst=0.005):
     """Random operands, modes and ``valid``/``clear``, with resets mid-sequence
     (the operands and controls on a reset cycle must be ignored)."""
-    operands = _int_operands(kind, rng.integers(0, 16, n), rng.integers(0, 16, n), rng.integers(0, 2, n))
+    operand_ports, mode_ports = _operand_and_mode_ports(kind)
+    operands = {port: rng.integers(0, 16, n) for port in operand_ports}
+    operands.update({port: rng.integers(0, 2, n) for port in mode_ports})
     valid, clear, rst = _controls(rng, n, p_valid=p_valid, p_clear=p_clear, p_rst=p_rst)
     return _sequence(kind, "random", operands, valid, clear, rst)
 
 
 def int_wrap(kind, steps):
     """``steps`` products of maximal magnitude: most negative then most positive,
-    enough to wrap the accumulator both ways when ``steps`` exceeds the safe K."""
+    enough to wrap the accumulator both ways when ``steps`` exceeds the safe K.
+
+    The two operand combinations are found by the golden product over every
+    combination of codes and modes (e.g. UINT4 15 x INT4 -8 = -120 and
+    UINT4 15 x INT4 7 = 105 for ``int4_mac``)."""
+    grid = _int_grid(kind)
+    roles = _roles(kind, grid)
+    products = TOP_KINDS[kind].golden_products(roles["a"], roles["b"], roles).numpy()
+    lowest, highest = int(np.argmin(products)), int(np.argmax(products))
     half = steps // 2
-    if kind == "int4_mac":
-        # UINT4 15 * INT4 -8 = -120, then UINT4 15 * INT4 7 = 105.
-        a, b, mode = np.full(steps, 15), np.r_[np.full(half, 8), np.full(steps - half, 7)], np.zeros(steps)
-    else:
-        # UINT4 15 * 4^6 with sign 1 (-61440), then sign 0 (+61440).
-        a, b, mode = np.full(steps, 15), np.r_[np.full(half, 0xF), np.full(steps - half, 0x7)], np.zeros(steps)
+    pick = np.r_[np.full(half, lowest), np.full(steps - half, highest)]
+    operands = {port: values[pick] for port, values in grid.items()}
     clear = np.zeros(steps)
     clear[0] = 1
-    return _sequence(
-        kind, "wrap", _int_operands(kind, a, b, mode), np.ones(steps), clear, np.zeros(steps), reset_first=False
-    )
+    return _sequence(kind, "wrap", operands, np.ones(steps), clear, np.zeros(steps), reset_first=False)
 
 
 #: Binary16 representatives of every operand class (both signs are added).
@@ -303,14 +314,20 @@ def fp16_classes(rng):
     a, b = np.meshgrid(values, values, indexing="ij")
     a, b = a.ravel(), b.ravel()
     n = len(a)
-    alone = _sequence("fp16_mac", "classes-products", {"a": a, "b": b}, np.ones(n), np.ones(n), np.zeros(n))
+    alone = _sequence(_binary16_top(), "classes-products", {"a": a, "b": b}, np.ones(n), np.ones(n), np.zeros(n))
     # Pairs of steps: clear with a random class product, then add the crossed product.
     first = rng.integers(0, len(values), (n, 2))
     a2 = np.stack([values[first[:, 0]], a], axis=1).ravel()
     b2 = np.stack([values[first[:, 1]], b], axis=1).ravel()
     clear = np.tile([1, 0], n)
     added = _sequence(
-        "fp16_mac", "classes-accumulate", {"a": a2, "b": b2}, np.ones(2 * n), clear, np.zeros(2 * n), reset_first=False
+        _binary16_top(),
+        "classes-accumulate",
+        {"a": a2, "b": b2},
+        np.ones(2 * n),
+        clear,
+        np.zeros(2 * n),
+        reset_first=False,
     )
     return concat(alone, added)
 
@@ -326,7 +343,7 @@ def fp16_random(rng, n, *, p_valid=0.8, p_clear=0.06, p_rst=0.002):
     a = np.where(moderate, (rng.integers(0, 2, n) << 15) | (rng.integers(8, 23, n) << 10) | rng.integers(0, 1024, n), a)
     b = np.where(moderate, (rng.integers(0, 2, n) << 15) | (rng.integers(8, 23, n) << 10) | rng.integers(0, 1024, n), b)
     valid, clear, rst = _controls(rng, n, p_valid=p_valid, p_clear=p_clear, p_rst=p_rst)
-    return _sequence("fp16_mac", "random", {"a": a, "b": b}, valid, clear, rst)
+    return _sequence(_binary16_top(), "random", {"a": a, "b": b}, valid, clear, rst)
 
 
 def fp16_cancellation(rng, pairs):
@@ -340,7 +357,7 @@ def fp16_cancellation(rng, pairs):
     b_steps = np.stack([b, b2], axis=1).ravel()
     clear = np.tile([1, 0], pairs)
     return _sequence(
-        "fp16_mac", "cancellation", {"a": a_steps, "b": b_steps}, np.ones(2 * pairs), clear, np.zeros(2 * pairs)
+        _binary16_top(), "cancellation", {"a": a_steps, "b": b_steps}, np.ones(2 * pairs), clear, np.zeros(2 * pairs)
     )
 
 
@@ -357,19 +374,19 @@ def fp16_ties(rng, runs):
     n = len(pairs)
     clear = np.zeros(n)
     clear[::10] = 1
-    return _sequence("fp16_mac", "ties", {"a": pairs[:, 0], "b": pairs[:, 1]}, np.ones(n), clear, np.zeros(n))
+    return _sequence(_binary16_top(), "ties", {"a": pairs[:, 0], "b": pairs[:, 1]}, np.ones(n), clear, np.zeros(n))
 
 
 def default_sequence(kind, *, seed=0, random_steps=2000, wrap_steps=0):
-    """The family mix the default test suite runs for ``kind``."""
+    """The family mix the default test suite runs for the standalone top ``kind``."""
+    if kind not in TOP_KINDS:
+        raise ValueError(f"unknown unit kind {kind!r}")
     rng = np.random.default_rng(seed)
-    if kind in ("int4_mac", "log_mac"):
-        parts = [int_exhaustive(kind), int_random(kind, rng, random_steps)]
-        if wrap_steps:
-            parts.append(int_wrap(kind, wrap_steps))
-        return concat(*parts)
-    if kind == "fp16_mac":
+    if TOP_KINDS[kind].is_float:
         return concat(
             fp16_classes(rng), fp16_cancellation(rng, 200), fp16_ties(rng, 20), fp16_random(rng, random_steps)
         )
-    raise ValueError(f"unknown unit kind {kind!r}")
+    parts = [int_exhaustive(kind), int_random(kind, rng, random_steps)]
+    if wrap_steps:
+        parts.append(int_wrap(kind, wrap_steps))
+    return concat(*parts)

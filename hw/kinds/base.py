@@ -280,6 +280,16 @@ class PEKind:
         """
         raise NotImplementedError
 
+    def golden_products(self, a, b, modes):
+        """The golden model's element-wise products (torch tensors) of codes ``a`` and ``b``.
+
+        Computed by :mod:`golden` itself (:mod:`golden.reference`,
+        :mod:`golden.formats.fp16`), not by this kind's hardware rule, so that
+        the testbenches compare the RTL with an independent composition of the
+        format rules. Binary32 bit patterns for a floating-point kind.
+        """
+        raise NotImplementedError
+
     def accumulate(self, m, acc, prod, valid, clear, *, prefix):
         """Next accumulator value under the SPEC section 3 ``valid``/``clear`` rule."""
         return integer_accumulate(acc, prod, valid, clear)

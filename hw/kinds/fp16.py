@@ -68,6 +68,11 @@ class FP16Kind(PEKind):
     # with the mantissa products in DSP blocks.
     fpga = FPGAFit(largest={"icebreaker": (2, 2), "ulx3s": (7, 7)}, clock_div=2, hard_multipliers=True)
 
+    def golden_products(self, a, b, modes):
+        from golden.formats.fp16 import fp16_product_bits
+
+        return fp16_product_bits(a, b)
+
     def product(self, m, a, b, modes, *, prefix):
         return fp16_product(m, a, b, prefix=prefix)
 

@@ -74,6 +74,11 @@ class Int4Kind(IntegerKind):
     info_code = 0
     fpga = FPGAFit(largest={"icebreaker": (5, 5), "ulx3s": (20, 20)})
 
+    def golden_products(self, a, b, modes):
+        from golden.reference import int_products
+
+        return int_products(a, b, a_signed=modes["a_signed"], b_signed=modes["b_signed"])
+
     def product_rule(self, ops, a, b, modes):
         return INT4.scale(b, INT4.value(a, ops, signed=modes["a_signed"]), ops, signed=modes["b_signed"])
 

@@ -73,6 +73,11 @@ class LogKind(IntegerKind):
     info_code = 1
     fpga = FPGAFit(largest={"icebreaker": (4, 4), "ulx3s": (20, 20)})
 
+    def golden_products(self, a, b, modes):
+        from golden.reference import log_products
+
+        return log_products(a, b, x_signed=modes["b_signed"])
+
     def product_rule(self, ops, a, b, modes):
         return FP4_RADIX4.scale(a, INT4.value(b, ops, signed=modes["b_signed"]), ops)
 

@@ -14,6 +14,8 @@ left operand (INT4/UINT4 per ``a_signed`` when ``mode`` is 0, an FP4 code
 when ``mode`` is 1), ``b`` the right operand (INT4/UINT4 per ``b_signed``).
 """
 
+import torch
+
 from . import int4, log
 from .base import FPGAFit, IntegerKind, StandaloneTop
 
@@ -58,6 +60,11 @@ class TrainKind(IntegerKind):
     workloads = ("forward", "backward")
     info_code = 3
     fpga = FPGAFit(largest={"icebreaker": (4, 4), "ulx3s": (16, 16)})
+
+    def golden_products(self, a, b, modes):
+        forward = int4.KIND.golden_products(a, b, modes)
+        backward = log.KIND.golden_products(a, b, modes)
+        return torch.where(torch.as_tensor(modes["mode"]).bool(), backward, forward)
 
     def product_rule(self, ops, a, b, modes):
         # The forward rule when mode is 0, the backward (shift) rule when it is 1;

@@ -34,8 +34,8 @@ def test_default_build(kind, sim):
     report = simulation.run(sequence)
     assert report["steps"] == len(sequence)
     # Same build (one build directory per design and simulator): the independent
-    # SPEC-section-3 testbench (verify/spec_tb.py), which knows nothing of golden.
-    simulation.run_module("verify.spec_tb", name="spec", env={"FOURBIT_SPEC_STEPS": "1500", "FOURBIT_SPEC_SEED": "3"})
+    # SPEC-section-3 testbench (tests/verify/spec_tb.py), which knows nothing of golden.
+    simulation.run_module("tests.verify.spec_tb", name="spec", env={"FOURBIT_SPEC_STEPS": "1500", "FOURBIT_SPEC_SEED": "3"})
 
 
 @pytest.mark.parametrize(
