@@ -19,6 +19,8 @@ import shlex
 import sys
 import time
 
+from hw.kinds import KINDS
+
 from . import flow, render, stimulus, synth
 from . import units as units_mod
 from .energy import DEFAULT_SLEW_NS
@@ -88,6 +90,12 @@ def _measure_one(unit):
     return unit.name, flow.measure(unit, _CTX)
 
 
+def _is_float(unit):
+    """A floating-point unit (its gate-level simulation is the slowest)."""
+    kind = KINDS.get(unit.array[0]) if unit.array else stimulus.TOP_KINDS.get(unit.kind)
+    return kind is not None and kind.is_float
+
+
 def _measure_all(units, ctx, jobs):
     """Measure units, ``jobs`` at a time (forked workers share ``ctx``)."""
     global _CTX
@@ -95,7 +103,7 @@ def _measure_all(units, ctx, jobs):
     if jobs <= 1 or len(units) <= 1:
         return dict(_measure_one(u) for u in units)
     # largest first, so that the longest job does not start last
-    ordered = sorted(units, key=lambda u: -u.pe_count * (16 if "fp16" in (u.array[0] if u.array else u.kind) else 1))
+    ordered = sorted(units, key=lambda u: -u.pe_count * (16 if _is_float(u) else 1))
     with multiprocessing.get_context("fork").Pool(min(jobs, len(units))) as pool:
         return dict(pool.imap_unordered(_measure_one, ordered))
 
@@ -176,7 +184,7 @@ def main(argv=None):
     )
     # standalone PEs first: their transistor counts size the arrays' estimates
     todo.sort(key=lambda u: (u.kind == "calibration", u.array is not None, u.pe_count, u.name))
-    pe_of_array = {"int4": "int4_mac", "log": "log_mac", "fp16": "fp16_mac", "train": "train_mac"}
+    pe_of_array = {kind.name: kind.standalone.module for kind in KINDS.values() if kind.standalone}
     measured, skipped = {}, {}
     # Only MAC units and arrays have a per-MAC figure; other generated modules
     # (the training datapath with its buffers) are listed, not measured.
@@ -222,11 +230,14 @@ def main(argv=None):
         f"transition (averaged over arcs, input transition {DEFAULT_SLEW_NS} ns) and per input-pin "
         "transition (flip-flop CLK/D); cell_leakage_power over the simulated time; ideal clock "
         "(no clock tree, no clock gating).",
-        "Workloads: int4_mac runs the forward GEMMs (activation codes x SAWB INT4 weights), log_mac the two backward "
-        "GEMMs (INT4 W x FP4 dY phase 0; UINT4 X x FP4 dY phase 1), fp16_mac both on the same float "
-        "tensors in binary16; every cycle is a MAC, dot products of full length K with `clear` at "
-        "their start.",
-        "Ratios compare fp16_mac with int4_mac on the forward stream and with log_mac on the backward stream.",
+        "Workloads: forward = the forward GEMMs (activation codes x SAWB INT4 weights), backward = the two "
+        "backward GEMMs (INT4 W x FP4 dY phase 0; UINT4 X x FP4 dY phase 1); each unit runs its PE kind's "
+        "workloads ("
+        + ", ".join(f"{m}: {' + '.join(k.workloads)}" for m, k in stimulus.TOP_KINDS.items())
+        + "), a floating-point kind on the same float tensors in binary16; every cycle is a MAC, dot "
+        "products of full length K with `clear` at their start.",
+        "Ratios compare the baseline with each 4-bit unit on that unit's workload (both workloads: energy "
+        "per MAC over all of them).",
     ]
     report = {
         "units": pes,
@@ -253,12 +264,7 @@ def main(argv=None):
         print(p)
     r = report["ratios"]
     print(
-        f"report: fp16/int4 area {render._x(r['fp16_over_int4_area'])} energy "
-        f"{render._x(r['fp16_over_int4_energy'])}; fp16/log area {render._x(r['fp16_over_log_area'])} "
-        f"energy {render._x(r['fp16_over_log_energy'])}; transistors "
-        f"{render._x(r['fp16_over_int4_transistors'])} / {render._x(r['fp16_over_log_transistors'])} "
-        f"(paper: >7x); "
-        f"{time.monotonic() - t0:.0f} s",
+        f"report: {render.headline(r)} (paper: >7x); {time.monotonic() - t0:.0f} s",
         file=sys.stderr,
     )
     unit_errors = [e for u in measured.values() for e in u["errors"] if "no operand-stream model" not in e]

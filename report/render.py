@@ -4,6 +4,8 @@ import html
 import json
 import os
 
+from hw.kinds import KINDS, baseline_kind
+
 __all__ = ["HOROWITZ_45NM", "SCALING", "ratios", "calibration_rows", "write_all"]
 
 #: Horowitz, "Computing's energy problem", ISSCC 2014 (45 nm, 0.9 V): (pJ, um^2).
@@ -27,33 +29,72 @@ def _ratio(num, den):
     return num / den if num is not None and den else None
 
 
+def _compared():
+    """The baseline kind and the kinds compared with it: ``(baseline, [(kind, workload or None)])``.
+
+    A kind that runs one workload is compared on it; one that runs several
+    (the unified training PE) on its energy over all of them (workload None).
+    """
+    baseline = baseline_kind()
+    others = [
+        (kind, kind.workloads[0] if len(kind.workloads) == 1 else None)
+        for kind in KINDS.values()
+        if kind is not baseline and kind.workloads
+    ]
+    return baseline, others
+
+
+def _energy(entry, workload, part="pj_per_mac"):
+    if workload is None:
+        return entry.get("energy_pj_per_mac") if part == "pj_per_mac" else None
+    return entry.get("energy", {}).get(workload, {}).get(part)
+
+
 def ratios(units):
-    """FP16 over INT4 / log ratios of area, energy and transistors (matching workloads)."""
-    fp, i4, lg = (units.get(n, {}) for n in ("fp16_mac", "int4_mac", "log_mac"))
+    """Baseline (FP16) over each 4-bit standalone PE: area, energy (matching workloads), transistors.
 
-    def energy(entry, workload, part="pj_per_mac"):
-        return entry.get("energy", {}).get(workload, {}).get(part)
+    Keys are ``<baseline>_over_<kind>_<metric>``, e.g. ``fp16_over_int4_energy``;
+    kinds compared on one workload also get the transistor and logic-only ratios.
+    """
+    baseline, others = _compared()
+    if baseline is None:
+        return {}
+    fp = units.get(baseline.standalone.module, {})
+    out = {}
+    for kind, workload in others:
+        if kind.standalone is None:
+            continue
+        other = units.get(kind.standalone.module, {})
+        key = f"{baseline.name}_over_{kind.name}"
+        out[f"{key}_area"] = _ratio(fp.get("area_um2"), other.get("area_um2"))
+        out[f"{key}_energy"] = _ratio(_energy(fp, workload), _energy(other, workload))
+        if workload is not None:
+            out[f"{key}_transistors"] = _ratio(fp.get("transistors"), other.get("transistors"))
+            # the arithmetic alone: combinational logic, without the (ungated) registers
+            out[f"{key}_logic_area"] = _ratio(fp.get("area_logic_um2"), other.get("area_logic_um2"))
+            out[f"{key}_logic_energy"] = _ratio(_energy(fp, workload, "logic_pj"), _energy(other, workload, "logic_pj"))
+    return out
 
-    tr = units.get("train_mac", {})
-    return {
-        "fp16_over_int4_area": _ratio(fp.get("area_um2"), i4.get("area_um2")),
-        "fp16_over_int4_energy": _ratio(energy(fp, "forward"), energy(i4, "forward")),
-        "fp16_over_log_area": _ratio(fp.get("area_um2"), lg.get("area_um2")),
-        "fp16_over_log_energy": _ratio(energy(fp, "backward"), energy(lg, "backward")),
-        "fp16_over_int4_transistors": _ratio(fp.get("transistors"), i4.get("transistors")),
-        "fp16_over_log_transistors": _ratio(fp.get("transistors"), lg.get("transistors")),
-        # the arithmetic alone: combinational logic, without the (ungated) registers
-        "fp16_over_int4_logic_area": _ratio(fp.get("area_logic_um2"), i4.get("area_logic_um2")),
-        "fp16_over_int4_logic_energy": _ratio(energy(fp, "forward", "logic_pj"), energy(i4, "forward", "logic_pj")),
-        "fp16_over_log_logic_area": _ratio(fp.get("area_logic_um2"), lg.get("area_logic_um2")),
-        "fp16_over_log_logic_energy": _ratio(energy(fp, "backward", "logic_pj"), energy(lg, "backward", "logic_pj")),
-        "fp16_over_train_area": _ratio(fp.get("area_um2"), tr.get("area_um2")),
-        "fp16_over_train_energy": _ratio(fp.get("energy_pj_per_mac"), tr.get("energy_pj_per_mac")),
-    }
+
+def headline(r):
+    """One line of the main ratios (the report's closing message)."""
+    baseline, others = _compared()
+    if baseline is None:
+        return "no baseline kind"
+    parts = []
+    for kind, workload in others:
+        key = f"{baseline.name}_over_{kind.name}"
+        if workload is not None and f"{key}_area" in r:
+            parts.append(
+                f"{baseline.name}/{kind.name} area {_x(r[f'{key}_area'])} energy {_x(r[f'{key}_energy'])} "
+                f"transistors {_x(r[f'{key}_transistors'])}"
+            )
+    return "; ".join(parts)
 
 
 def array_ratios(units):
-    """Per array size: FP16 array over each 4-bit array (area; energy per MAC on matching workloads)."""
+    """Per array size: the baseline array over each 4-bit array (area; energy per MAC on matching workloads)."""
+    baseline, others = _compared()
     by_size = {}
     for u in units.values():
         if u.get("array"):
@@ -61,21 +102,16 @@ def array_ratios(units):
             by_size.setdefault(f"{rows}x{cols}", {})[pe] = u
     out = {}
     for size, kinds in sorted(by_size.items(), key=lambda kv: int(kv[0].split("x")[0])):
-        fp = kinds.get("fp16")
+        fp = kinds.get(baseline.name) if baseline else None
         if not fp:
             continue
         row = {}
-        for pe, workload in (("int4", "forward"), ("log", "backward"), ("train", None)):
-            other = kinds.get(pe)
+        for kind, workload in others:
+            other = kinds.get(kind.name)
             if not other:
                 continue
-            if workload:
-                e_fp = fp.get("energy", {}).get(workload, {}).get("pj_per_mac")
-                e_o = other.get("energy", {}).get(workload, {}).get("pj_per_mac")
-            else:
-                e_fp, e_o = fp.get("energy_pj_per_mac"), other.get("energy_pj_per_mac")
-            row[f"fp16_over_{pe}_area"] = _ratio(fp.get("area_um2"), other.get("area_um2"))
-            row[f"fp16_over_{pe}_energy"] = _ratio(e_fp, e_o)
+            row[f"{baseline.name}_over_{kind.name}_area"] = _ratio(fp.get("area_um2"), other.get("area_um2"))
+            row[f"{baseline.name}_over_{kind.name}_energy"] = _ratio(_energy(fp, workload), _energy(other, workload))
         out[size] = row
     return out
 
@@ -236,23 +272,27 @@ def _markdown(report, plots):
     lines.append("")
     lines.append("| ratio | area | energy per MAC | transistors | logic-only area | logic-only energy |")
     lines.append("|---|---|---|---|---|---|")
-    for pe, label in (("int4", "fp16_mac / int4_mac (forward)"), ("log", "fp16_mac / log_mac (backward)")):
-        lines.append(
-            f"| {label} | {_x(r[f'fp16_over_{pe}_area'])} | {_x(r[f'fp16_over_{pe}_energy'])} | "
-            f"{_x(r[f'fp16_over_{pe}_transistors'])} | {_x(r[f'fp16_over_{pe}_logic_area'])} | "
-            f"{_x(r[f'fp16_over_{pe}_logic_energy'])} |"
-        )
-    if r.get("fp16_over_train_area") is not None:
-        lines.append(
-            f"| fp16_mac / train_mac (both) | {_x(r['fp16_over_train_area'])} | "
-            f"{_x(r['fp16_over_train_energy'])} | | | |"
-        )
+    baseline, others = _compared()
+    for kind, workload in others if baseline else ():
+        key = f"{baseline.name}_over_{kind.name}"
+        if kind.standalone is None or (r.get(f"{key}_area") is None and workload is None):
+            continue
+        label = f"{baseline.standalone.module} / {kind.standalone.module} ({workload or 'both'})"
+        if workload is None:
+            lines.append(f"| {label} | {_x(r[f'{key}_area'])} | {_x(r[f'{key}_energy'])} | | | |")
+        else:
+            lines.append(
+                f"| {label} | {_x(r.get(f'{key}_area'))} | {_x(r.get(f'{key}_energy'))} | "
+                f"{_x(r.get(f'{key}_transistors'))} | {_x(r.get(f'{key}_logic_area'))} | "
+                f"{_x(r.get(f'{key}_logic_energy'))} |"
+            )
     for size, row in report.get("array_ratios", {}).items():
-        for pe in ("int4", "log", "train"):
-            if f"fp16_over_{pe}_area" in row:
+        for kind, _ in others if baseline else ():
+            key = f"{baseline.name}_over_{kind.name}"
+            if f"{key}_area" in row:
                 lines.append(
-                    f"| fp16 / {pe} array {size} | {_x(row[f'fp16_over_{pe}_area'])} | "
-                    f"{_x(row[f'fp16_over_{pe}_energy'])} | | | |"
+                    f"| {baseline.name} / {kind.name} array {size} | {_x(row[f'{key}_area'])} | "
+                    f"{_x(row[f'{key}_energy'])} | | | |"
                 )
     lines.append("| paper claim | >7x | >7x | | | |")
     lines.append("")

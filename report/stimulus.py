@@ -14,16 +14,17 @@ backward   ``dx``: dX = dY W (TPR phase 0)      A: FP4 gradient codes, B: INT4 w
            ``dw``: dW = dY^T X (TPR phase 1)    A: FP4 gradient codes, B: UINT4 codes
 =========  ===================================  ====================================
 
-``int4_mac`` runs *forward* (``a`` = A, ``b`` = B), ``log_mac`` runs *backward*
-(``g`` = A, ``x`` = B), ``fp16_mac`` runs both on the same tensors' real
-values converted to binary16.  The backward stream is half ``dx`` and half
-``dw`` MACs.
+Each unit runs the workloads its PE kind lists (:attr:`hw.kinds.base.PEKind.workloads`),
+A and B on the ports of the kind's ``a`` and ``b`` roles and the mode inputs
+set as the kind runs that workload's GEMM; a floating-point kind runs every
+workload on the same tensors' real values converted to binary16.  The
+backward stream is half ``dx`` and half ``dw`` MACs.
 
 Tensors come from
 
 * a **capture** written by golden training (``python -m golden.train ...
   --capture FILE.npz``, format in :mod:`golden.capture`): the ``fwd``, ``dx``
-  and ``dw`` records (``int4``/``log`` kinds) of every captured step and layer;
+  and ``dw`` records (radix-4 gradients) of every captured step and layer;
   FP16 gets the records' unquantized float operands (``a_float``,
   ``b_float``: float activations, master weights and upstream gradients, as
   an FP16 training baseline multiplies them).  A capture without them (made
@@ -52,6 +53,7 @@ import torch
 
 from golden.formats import fp4_decode, fp4_quantize, quantize_pact, quantize_weight, sawb_step
 from golden.formats.fp16 import float_to_fp16_bits
+from hw.kinds import KINDS, get_kind
 
 __all__ = [
     "Gemm",
@@ -70,21 +72,14 @@ __all__ = [
 #: Workload -> the GEMM ops it is made of.
 WORKLOADS = {"forward": ("fwd",), "backward": ("dx", "dw")}
 
-#: Standalone PE kind -> the workloads it runs.
-PE_WORKLOADS = {
-    "int4_mac": ("forward",),
-    "log_mac": ("backward",),
-    "fp16_mac": ("forward", "backward"),
-    "train_mac": ("forward", "backward"),
-}
+#: The PE kind of each standalone top (module name, e.g. ``int4_mac``).
+TOP_KINDS = {kind.standalone.module: kind for kind in KINDS.values() if kind.standalone is not None}
+
+#: Standalone PE (module name) -> the workloads it runs.
+PE_WORKLOADS = {module: kind.workloads for module, kind in TOP_KINDS.items()}
 
 #: Array PE kind (manifest ``pe``) -> the workloads it runs.
-ARRAY_WORKLOADS = {
-    "int4": ("forward",),
-    "log": ("backward",),
-    "fp16": ("forward", "backward"),
-    "train": ("forward", "backward"),
-}
+ARRAY_WORKLOADS = {kind.name: kind.workloads for kind in KINDS.values()}
 
 
 @dataclass
@@ -170,11 +165,11 @@ def capture_gemms(path):
     gemms = []
     for r in records:
         where = f"{path} step {r['step']} layer {r['layer']}"
-        if r["kind"] == "int4" and r["op"] == "fwd":
+        if r["op"] == "fwd":
             a, b = r["a"].astype(np.int64), r["b"].astype(np.int64)
             a_real, b_real, real_kind = _floats(r, a * r["scale_a"], b * r["scale_b"])
             gemms.append(Gemm("fwd", a, b, a_real, b_real, bool(r["a_signed"]), bool(r["b_signed"]), where, real_kind))
-        elif r["kind"] == "log" and r["op"] in ("dx", "dw") and r.get("radix") == 4:
+        elif r["op"] in ("dx", "dw") and r.get("radix") == 4:
             a, b = r["a"].astype(np.int64), r["b"].astype(np.int64)
             if "a_float" in r:
                 g = None
@@ -211,7 +206,7 @@ def _floats(record, a_deq, b_deq):
                 f"{a.shape}/{b.shape} do not match the codes {record['a'].shape}/{record['b'].shape}"
             )
         a = a.astype(np.float64)
-        if record["kind"] == "log":
+        if record["op"] != "fwd":
             a = a * loss_scale(a)
         return a, b.astype(np.float64), "float"
     return a_deq, b_deq, "dequantized"
@@ -240,7 +235,8 @@ def stream(kind, workload, gemms, macs, *, seed=0):
 
     Parameters
     ----------
-    kind : {"int4_mac", "log_mac", "fp16_mac"}
+    kind : str
+        A standalone top (:data:`PE_WORKLOADS`), e.g. ``int4_mac``.
     workload : {"forward", "backward"}
     gemms : list of Gemm
     macs : int
@@ -262,6 +258,7 @@ def stream(kind, workload, gemms, macs, *, seed=0):
         raise ValueError(f"unknown workload {workload!r} (expected one of {', '.join(WORKLOADS)})")
     if workload not in PE_WORKLOADS.get(kind, ()):
         raise ValueError(f"workload {workload!r} is not run on {kind}")
+    pe = TOP_KINDS[kind]
     rng = np.random.default_rng(seed)
     ops = WORKLOADS[workload]
     parts = []
@@ -276,21 +273,13 @@ def stream(kind, workload, gemms, macs, *, seed=0):
                 continue
             m, k = g.a.shape
             i, j, kk, first = _dot_products(rng, m, g.b.shape[1], k, count)
-            if kind == "fp16_mac":
-                part = {"a": _fp16_bits(g.a_real[i, kk]), "b": _fp16_bits(g.b_real[kk, j])}
-            elif kind == "train_mac":
-                log = op != "fwd"
-                part = {
-                    "a": g.a[i, kk],
-                    "b": g.b[kk, j],
-                    "a_signed": np.full(count, int(g.a_signed and not log), np.int64),
-                    "b_signed": np.full(count, int(g.b_signed), np.int64),
-                    "mode": np.full(count, int(log), np.int64),
-                }
-            elif kind == "int4_mac":
-                part = {"a": g.a[i, kk], "b": g.b[kk, j], "a_signed": np.full(count, int(g.a_signed), np.int64)}
+            if pe.is_float:
+                roles = {"a": _fp16_bits(g.a_real[i, kk]), "b": _fp16_bits(g.b_real[kk, j])}
             else:
-                part = {"g": g.a[i, kk], "x": g.b[kk, j], "x_signed": np.full(count, int(g.b_signed), np.int64)}
+                roles = {"a": g.a[i, kk], "b": g.b[kk, j]}
+                modes = pe.mode_inputs(pe.gemm_for(workload), a_signed=g.a_signed, b_signed=g.b_signed)
+                roles.update({mode: np.full(count, value, np.int64) for mode, value in modes.items()})
+            part = {port: roles[role] for port, role, _ in pe.standalone.ports}
             part["valid"] = np.ones(count, np.int64)
             part["clear"] = first
             parts.append(part)
@@ -323,7 +312,8 @@ def array_stream(pe, rows, cols, workload, gemms, cycles, *, seed=0):
     """
     if workload not in ARRAY_WORKLOADS.get(pe, ()):
         raise ValueError(f"workload {workload!r} is not run on a {pe} array")
-    width = 16 if pe == "fp16" else 4
+    kind = get_kind(pe)
+    width = kind.a_width
     rng = np.random.default_rng(seed)
     ops = WORKLOADS[workload]
     spacing = 2 * rows - 1
@@ -340,7 +330,7 @@ def array_stream(pe, rows, cols, workload, gemms, cycles, *, seed=0):
             n = g.b.shape[1]
             ii = (rng.integers(m) + np.arange(rows)) % m
             jj = (rng.integers(n) + np.arange(cols)) % n
-            if pe == "fp16":
+            if kind.is_float:
                 a = _fp16_bits(g.a_real[np.ix_(ii, np.arange(k))]).T  # k x rows
                 b = _fp16_bits(g.b_real[np.ix_(np.arange(k), jj)])  # k x cols
             else:
@@ -354,10 +344,9 @@ def array_stream(pe, rows, cols, workload, gemms, cycles, *, seed=0):
                 "clear": np.r_[1, np.zeros(t - 1, np.int64)],
                 "last": np.r_[np.zeros(k - 1, np.int64), 1, np.zeros(idle, np.int64)],
             }
-            log = op != "fwd"
-            part["a_signed"] = np.full(t, int(g.a_signed and not log), np.int64)
-            part["b_signed"] = np.full(t, int(g.b_signed), np.int64)
-            part["mode"] = np.full(t, int(log), np.int64)
+            if not kind.is_float:
+                modes = kind.mode_inputs(kind.gemm_for(workload), a_signed=g.a_signed, b_signed=g.b_signed)
+                part.update({mode: np.full(t, value, np.int64) for mode, value in modes.items()})
             parts.append(part)
             used += t
     out = {p: np.concatenate([part[p] for part in parts])[:cycles] for p in parts[0]}

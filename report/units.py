@@ -17,16 +17,16 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from hw.kinds import KINDS
+
 from . import stimulus
 
 __all__ = ["Unit", "EXPECTED_KINDS", "discover", "calibration_units", "boundary_verilog"]
 
-#: Kinds a full report covers, with what each is.
+#: Kinds a full report covers, with what each is: every standalone top of the
+#: PE-kind registry, and the arrays.
 EXPECTED_KINDS = {
-    "int4_mac": "INT4/UINT4 x INT4 MAC (forward GEMM)",
-    "log_mac": "INT4/UINT4 x FP4 shift-accumulate MAC (backward GEMMs)",
-    "fp16_mac": "FP16 x FP16 MAC with FP32 accumulation (baseline)",
-    "train_mac": "unified training PE: forward and both backward GEMMs",
+    **{kind.standalone.module: kind.standalone.description for kind in KINDS.values() if kind.standalone},
     "arrays": "R x C arrays of each PE kind (4x4, 8x8, 16x16)",
 }
 
@@ -116,7 +116,7 @@ def discover(rtl_dir):
             pe = entry.get("pe", params.get("pe", params.get("kind")))
             # Only arrays run per-PE operand streams; an engine (gemm_engine) also
             # has a pe, rows and cols but is measured as nothing.
-            is_array = kind.endswith("_array") and bool(rows and cols and pe)
+            is_array = kind == f"{pe}_array" and pe in KINDS and bool(rows and cols)
             array = (pe, int(rows), int(cols)) if is_array else None
             workloads = stimulus.ARRAY_WORKLOADS.get(pe, ()) if array else stimulus.PE_WORKLOADS.get(kind, ())
             units.append(

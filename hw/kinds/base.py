@@ -99,12 +99,17 @@ class GemmType:
         Which of ``a_signed`` / ``b_signed`` the GEMM takes (the others do not apply).
     is_float : bool
         C is binary32 (compared bit for bit) rather than int64.
+    workload : str or None
+        The training workload whose GEMMs this is (``forward``: Y = X W;
+        ``backward``: dX and dW), or None for a GEMM that runs both (the
+        floating-point baseline takes every GEMM's real values).
     """
 
     name: str
     description: str
     signedness: tuple = ()
     is_float: bool = False
+    workload: str | None = None
 
     def operand_bits(self, a, b, *, a_signed=True, b_signed=True):
         """Validate the operands and return their raw bit patterns (uint64 matrices).
@@ -360,6 +365,19 @@ class PEKind:
         """Whether the kind's array runs GEMM ``gemm`` (a :class:`GemmType` or its name)."""
         name = getattr(gemm, "name", gemm)
         return any(g.name == name for g, _ in self.gemms)
+
+    def gemm_for(self, workload):
+        """The kind's GEMM that runs ``workload`` (``forward`` / ``backward``).
+
+        Raises
+        ------
+        ValueError
+            The kind runs no GEMM of that workload.
+        """
+        for gemm, _ in self.gemms:
+            if gemm.workload in (workload, None):
+                return gemm
+        raise ValueError(f"workload {workload!r} is not run on the {self.name} kind")
 
     def mode_inputs(self, gemm, *, a_signed=True, b_signed=True):
         """Values of the array's mode inputs for a GEMM ``gemm`` with this signedness.

@@ -29,6 +29,7 @@ class Int4Gemm(IntegerGemm):
     name = "int4"
     description = "A, B integer codes (INT4, or UINT4 where --*-signed is 0); C int64"
     signedness = ("a_signed", "b_signed")
+    workload = "forward"
 
     def encode(self, a, b, *, a_signed, b_signed):
         return integer_codes("A", a, a_signed), integer_codes("B", b, b_signed)

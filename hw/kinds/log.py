@@ -27,6 +27,7 @@ class LogGemm(IntegerGemm):
         "(no scale applied; dW = X^T dY runs as dW^T = dY^T X)"
     )
     signedness = ("b_signed",)
+    workload = "backward"
 
     def encode(self, a, b, *, a_signed, b_signed):
         if not np.issubdtype(a.dtype, np.integer):

@@ -14,7 +14,7 @@ from boards.sweep import headline, table
 from boards.sweep import main as sweep_main
 from boards.synth import _log_utilization, _run_build, netlist_resources, synthesize
 from boards.synth import main as synth_main
-from hw.array import ARRAY_KINDS
+from hw.kinds import KINDS as ARRAY_KINDS
 from verify.gemm import GemmError
 
 

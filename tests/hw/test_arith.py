@@ -9,13 +9,21 @@ from amaranth.sim import Simulator
 
 from golden.formats import ProductRange
 from golden.reference import int_products, log_products
-from hw.arith import INT4_PRODUCT_RANGE, LOG_PRODUCT_RANGE, int4_product, log_product, max_safe_k, min_acc_width
+from hw.arith import max_safe_k, min_acc_width
+from hw.kinds import int4, log
+
+INT4_PRODUCT_RANGE = int4.STANDALONE_PRODUCT_RANGE
+LOG_PRODUCT_RANGE = log.PRODUCT_RANGE
 
 
 def simulate_products():
     a, b, mode = Signal(4), Signal(4), Signal()
-    exprs = {"int4": int4_product(a, b, mode), "log": log_product(a, b, mode)}
     m = Module()
+    # int4_mac's product (b is INT4) and log_mac's (x = a with x_signed = mode, g = b).
+    exprs = {
+        "int4": int4.KIND.product(m, a, b, {"a_signed": mode, "b_signed": True}, prefix="mul"),
+        "log": log.KIND.product(m, b, a, {"b_signed": mode}, prefix="mul"),
+    }
     outs = {}
     for name, expr in exprs.items():
         outs[name] = Signal(expr.shape(), name=name)

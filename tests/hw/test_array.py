@@ -12,8 +12,11 @@ from amaranth.sim import Simulator
 from golden.formats.fp16 import float_to_fp32_bits
 from golden.reference import fp16_gemm, int_gemm, log_gemm
 from hw.arith import max_safe_k, min_acc_width
-from hw.array import ARRAY_KINDS, SystolicArray, min_tile_cycles
-from hw.train_pe import INT_PRODUCT_RANGE, MODE_INT, MODE_LOG, TRAIN_PRODUCT_RANGE
+from hw.array import SystolicArray, min_tile_cycles
+from hw.kinds import KINDS as ARRAY_KINDS
+from hw.kinds.int4 import PRODUCT_RANGE as INT_PRODUCT_RANGE
+from hw.kinds.train import MODE_INT, MODE_LOG
+from hw.kinds.train import PRODUCT_RANGE as TRAIN_PRODUCT_RANGE
 from hw import tiling
 
 

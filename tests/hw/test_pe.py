@@ -8,9 +8,25 @@ import numpy as np
 import pytest
 from amaranth.hdl import Shape
 
-from hw import FP16MAC, Int4MAC, LogMAC
+from hw.pe import ProcessingElement
 from verify import stimulus as st
 from verify.amaranth_sim import simulate_sequence
+
+
+def Int4MAC(**params):
+    return ProcessingElement(kind="int4", **params)
+
+
+def LogMAC(**params):
+    return ProcessingElement(kind="log", **params)
+
+
+def FP16MAC(**params):
+    return ProcessingElement(kind="fp16", **params)
+
+
+def TrainMAC(**params):
+    return ProcessingElement(kind="train", **params)
 
 
 def _check(component, sequence):
@@ -71,7 +87,7 @@ def test_spec_ports():
     }
 
 
-@pytest.mark.parametrize("cls,kind", [(Int4MAC, "int4_mac"), (LogMAC, "log_mac")])
+@pytest.mark.parametrize("cls,kind", [(Int4MAC, "int4_mac"), (LogMAC, "log_mac"), (TrainMAC, "train_mac")])
 def test_integer_default(cls, kind):
     _check(cls(), st.default_sequence(kind, seed=3, random_steps=3000))
 
@@ -148,3 +164,10 @@ def test_fp16_parameter_errors():
         FP16MAC(pipeline=True)
     with pytest.raises(ValueError, match="pipeline must be >= 0"):
         FP16MAC(pipeline=-2)
+
+
+def test_unknown_parameter_and_kind_without_top():
+    with pytest.raises(TypeError, match="unknown parameter"):
+        FP16MAC(acc_width=32)
+    with pytest.raises(ValueError, match="unknown PE kind"):
+        ProcessingElement(kind="int8")
