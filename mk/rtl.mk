@@ -10,7 +10,7 @@ RTL_ARGS ?=
 rtl:  ## Verilog of every configured unit + manifest.json -> build/rtl (RTL_CONFIG=..., RTL_ARGS="--set int4_mac.acc_width=32")
 	$(PYTHON) -m rtl_gen --config $(RTL_CONFIG) --out $(RTL_DIR) $(RTL_ARGS)
 
-lint: rtl  ## verilator --lint-only -Wall on every generated module (waivers: rtl_gen/lint_waivers.vlt)
+lint: lint-python rtl  ## ruff, import-linter (layer contract), then verilator --lint-only -Wall on every generated module (waivers: rtl_gen/lint_waivers.vlt)
 	$(PYTHON) -m rtl_gen.lint --dir $(RTL_DIR)
 
 verify-long:  ## slow checks: 10^6 random FP16 MAC steps, full-width wrap (Icarus + Verilator), FP16 product on all 2^32 pairs

@@ -11,9 +11,10 @@ Examples::
 import argparse
 import sys
 
+from hw.units import UNITS
+
 from .config import DEFAULT_CONFIG, apply_overrides, load_config, parse_override
 from .generate import generate, write_outputs
-from hw.units import UNITS
 
 
 def _parser():

@@ -5,15 +5,15 @@ import os
 import numpy as np
 import pytest
 
-from hw.engine import GemmEngine
 from boards.host import Board, BoardError, run_gemm
 from boards.host import main as host_main
 from boards.platforms import BOARDS, BoardTop, uart_divisor
-from hw.engine.protocol import Command, Status, info_reply
 from boards.sweep import headline, table
 from boards.sweep import main as sweep_main
 from boards.synth import _log_utilization, _run_build, netlist_resources, synthesize
 from boards.synth import main as synth_main
+from hw.engine import GemmEngine
+from hw.engine.protocol import Command, Status, info_reply
 from hw.kinds import KINDS as ARRAY_KINDS
 from verify.gemm import GemmError
 

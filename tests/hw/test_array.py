@@ -11,13 +11,13 @@ from amaranth.sim import Simulator
 
 from golden.formats.fp16 import float_to_fp32_bits
 from golden.reference import fp16_gemm, int_gemm, log_gemm
+from hw import tiling
 from hw.arith import max_safe_k, min_acc_width
 from hw.array import SystolicArray, min_tile_cycles
 from hw.kinds import KINDS as ARRAY_KINDS
 from hw.kinds.int4 import PRODUCT_RANGE as INT_PRODUCT_RANGE
 from hw.kinds.train import MODE_INT, MODE_LOG
 from hw.kinds.train import PRODUCT_RANGE as TRAIN_PRODUCT_RANGE
-from hw import tiling
 
 
 def simulate(kind, a_bits, b_bits, *, rows, cols, modes, acc_width=None, max_k=4096):

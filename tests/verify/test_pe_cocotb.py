@@ -35,7 +35,9 @@ def test_default_build(kind, sim):
     assert report["steps"] == len(sequence)
     # Same build (one build directory per design and simulator): the independent
     # SPEC-section-3 testbench (tests/verify/spec_tb.py), which knows nothing of golden.
-    simulation.run_module("tests.verify.spec_tb", name="spec", env={"FOURBIT_SPEC_STEPS": "1500", "FOURBIT_SPEC_SEED": "3"})
+    simulation.run_module(
+        "tests.verify.spec_tb", name="spec", env={"FOURBIT_SPEC_STEPS": "1500", "FOURBIT_SPEC_SEED": "3"}
+    )
 
 
 @pytest.mark.parametrize(
