@@ -17,6 +17,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from fourbit.util.files import write_text_atomically
+
 from . import stimulus
 
 __all__ = ["Unit", "EXPECTED_KINDS", "discover", "calibration_units", "boundary_verilog"]
@@ -209,7 +211,4 @@ def _write(path, text):
         with open(path) as f:
             if f.read() == text:
                 return
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_text_atomically(path, text)
