@@ -19,9 +19,18 @@ board's R x C array with :func:`hw.tiling.schedule` (zero-padded R x C
 output tiles), loads each tile's operands in chunks of at most ``depth`` k
 (later chunks RUN with ACCUMULATE, so the arithmetic is exactly that of one
 long tile) and reassembles C with :func:`hw.tiling.assemble`.
+
+Limits: M, K and N are at most :data:`MAX_DIMENSION`, each of the element
+counts M*K, K*N and M*N at most :data:`MAX_ELEMENTS`, and the MACs M*K*N at
+most :data:`MAX_MACS`. The host builds the whole tiled schedule in memory
+(up to two words per MAC on a 1x1 array), and at 115200 baud a GEMM at these
+limits already streams for hours; larger ones are refused before anything is
+generated or sent.
 """
 
+import math
 import os
+import re
 import select
 import sys
 import termios
@@ -30,12 +39,33 @@ import time
 import numpy as np
 
 from fourbit.util.cli import OneLineParser, bit_flag, non_negative_int
+from fourbit.util.files import write_atomically
 from hw import tiling
 from hw.engine.protocol import INFO_LENGTH, MAGIC, MODE_FLAGS, VERSION, Command, Flag, Status, kind_of_code
 from hw.kinds import GEMMS, get_gemm, get_kind
 from hw.kinds import GemmInputError as GemmError
 
-__all__ = ["BoardError", "BoardInfo", "Board", "SerialTransport", "run_gemm", "golden_gemm", "main"]
+__all__ = [
+    "BoardError",
+    "BoardInfo",
+    "Board",
+    "SerialTransport",
+    "run_gemm",
+    "golden_gemm",
+    "check_gemm_size",
+    "standard_baud_rates",
+    "MAX_DIMENSION",
+    "MAX_ELEMENTS",
+    "MAX_MACS",
+    "main",
+]
+
+#: Largest M, K or N (see the module docstring for why there are limits).
+MAX_DIMENSION = 1 << 16
+#: Largest element count of A (M*K), B (K*N) and C (M*N).
+MAX_ELEMENTS = 1 << 24
+#: Largest M*K*N.
+MAX_MACS = 1 << 27
 
 
 class BoardError(RuntimeError):
@@ -201,6 +231,38 @@ def random_operands(pe, m, k, n, *, a_signed=True, b_signed=True, seed=0):
     return get_gemm(pe).random_operands(rng, m, k, n, a_signed=a_signed, b_signed=b_signed)
 
 
+def check_gemm_size(m, k, n):
+    """Refuse an ``m x k x n`` GEMM beyond :data:`MAX_DIMENSION`, :data:`MAX_ELEMENTS` or :data:`MAX_MACS`.
+
+    Raises
+    ------
+    verify.gemm.GemmError
+        Naming the limit and why it exists.
+    """
+    why = "the host holds the tiled schedule in memory and the UART would stream for hours"
+    for name, value in (("M", m), ("K", k), ("N", n)):
+        if value > MAX_DIMENSION:
+            raise GemmError(f"{name}={value} exceeds the limit of {MAX_DIMENSION} ({why})")
+    for name, value in (("M*K", m * k), ("K*N", k * n), ("M*N", m * n)):
+        if value > MAX_ELEMENTS:
+            raise GemmError(f"{name}={value} elements exceed the limit of {MAX_ELEMENTS} ({why})")
+    if m * k * n > MAX_MACS:
+        raise GemmError(f"M*K*N={m * k * n} MACs exceed the limit of {MAX_MACS} ({why})")
+
+
+def standard_baud_rates():
+    """The line rates this system's ``termios`` knows (``B<rate>`` constants), ascending."""
+    return sorted(int(name[1:]) for name in dir(termios) if re.fullmatch(r"B[1-9][0-9]*", name))
+
+
+def _speed(baud):
+    speed = getattr(termios, f"B{baud}", None) if baud > 0 else None
+    if speed is None:
+        rates = ", ".join(map(str, standard_baud_rates()))
+        raise ValueError(f"unsupported baud rate {baud} (standard rates: {rates})")
+    return speed
+
+
 class SerialTransport:
     """A tty in raw 8N1 mode, opened with ``termios`` (no pyserial).
 
@@ -215,12 +277,12 @@ class SerialTransport:
     """
 
     def __init__(self, port, *, baud=115200, timeout=5.0):
-        speed = getattr(termios, f"B{baud}", None)
-        if speed is None:
-            raise ValueError(f"unsupported baud rate {baud}")
+        speed = _speed(baud)
         self.timeout = timeout
         self.fd = os.open(port, os.O_RDWR | os.O_NOCTTY)
         try:
+            if not os.isatty(self.fd):
+                raise ValueError(f"{port} is not a serial port (not a terminal device)")
             attrs = termios.tcgetattr(self.fd)
             iflag, oflag, cflag, lflag = 0, 0, termios.CS8 | termios.CREAD | termios.CLOCAL, 0
             cc = attrs[6]
@@ -276,16 +338,22 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     prog = "python -m boards.host"
     try:
+        # Every argument is checked before operands are made or the port is opened.
+        _speed(args.baud)
+        if not (math.isfinite(args.timeout) and args.timeout > 0):
+            raise ValueError(f"--timeout must be a positive number of seconds, not {args.timeout}")
         if (args.a is None) != (args.b is None):
             raise GemmError("give both --a and --b, or neither (random GEMM)")
         if args.a is not None:
             a, b = np.load(args.a, allow_pickle=False), np.load(args.b, allow_pickle=False)
         else:
+            check_gemm_size(args.m, args.k, args.n)
             a, b = random_operands(
                 args.pe, args.m, args.k, args.n, a_signed=args.a_signed, b_signed=args.b_signed, seed=args.seed
             )
         # Validate before touching the board.
         get_gemm(args.pe).operand_bits(a, b, a_signed=args.a_signed, b_signed=args.b_signed)
+        check_gemm_size(a.shape[0], a.shape[1], b.shape[1])
         transport = SerialTransport(args.port, baud=args.baud, timeout=args.timeout)
     except (GemmError, ValueError, OSError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
@@ -305,7 +373,9 @@ def main(argv=None):
     finally:
         transport.close()
     if args.out:
-        np.save(args.out, c)
+        # As np.save would: a name without .npy gets it.
+        out = args.out if args.out.endswith(".npy") else args.out + ".npy"
+        write_atomically(out, lambda tmp: np.save(tmp, c), suffix=".tmp.npy")
     expected = golden_gemm(args.pe, a, b, a_signed=args.a_signed, b_signed=args.b_signed)
     gemm = get_gemm(args.pe)
     mismatches = int(np.count_nonzero(gemm.result_bits(c) != gemm.result_bits(expected)))

@@ -137,8 +137,9 @@ def _overfull(log_path):
 def _run_build(out, script, env, poll_seconds=2.0):
     """Run Amaranth's build script in ``out``; ``(exit status, overfull)``.
 
-    The tools' console output (progress, and with --pack-only one warning per
-    unplaced cell) goes to ``build.log``; their own logs are top.rpt/top.tim.
+    The tools run quietly: their logs are top.rpt (Yosys) and top.tim
+    (nextpnr); their console output (warnings, errors, and with --pack-only
+    one warning per unplaced cell) goes to ``build.log``, empty after a clean build.
     nextpnr-ecp5 does not give up on a design larger than the device: its
     placer retries for hours. So nextpnr's log is watched, and once packing
     reports a resource over capacity the build is stopped and ``overfull``
@@ -179,8 +180,8 @@ def synthesize(
     pe : str, optional
         Array kind (default: the board's).
     rows, cols : int, optional
-        Array size (default: the largest of ``pe`` that fits the board,
-        :meth:`boards.platforms.Board.default_size`).
+        Array size, both or neither (default: the largest of ``pe`` that
+        fits the board, :meth:`boards.platforms.Board.default_size`).
     out : path, optional
         Build directory (default ``build/boards/<board>``).
     depth : int
@@ -203,7 +204,7 @@ def synthesize(
     Raises
     ------
     ValueError
-        Unknown board or array kind, bad sizes.
+        Unknown board or array kind, bad sizes, only one of ``rows`` and ``cols``.
     DoesNotFit
         nextpnr ran out of a resource.
     SynthError
@@ -215,6 +216,9 @@ def synthesize(
     pe = spec.default_pe if pe is None else pe
     if pe not in KINDS:
         raise ValueError(f"unknown PE kind {pe!r} (known: {', '.join(KINDS)})")
+    if (rows is None) != (cols is None):
+        # Half a size would silently take the other half from the default and overwrite the last build.
+        raise ValueError("give both --rows and --cols (make: ROWS= and COLS=), or neither for the board's default size")
     default_rows, default_cols = spec.default_size(pe)
     rows = default_rows if rows is None else rows
     cols = default_cols if cols is None else cols
@@ -229,7 +233,8 @@ def synthesize(
         clock_mhz = platform.default_clk_frequency / 1e6 / clock_div
         progress(
             f"{board}: {'packing' if pack_only else 'building'} the {pe} {rows}x{cols} engine "
-            f"({clock_mhz:g} MHz); tool output in {out / 'build.log'}"
+            f"({clock_mhz:g} MHz); tool logs in {out / (NAME + '.rpt')} (Yosys) and {out / (NAME + '.tim')} "
+            "(nextpnr), their warnings and errors in build.log"
         )
     started = time.perf_counter()
     env = yowasp_env()

@@ -7,16 +7,19 @@ Examples::
     python -m report --liberty LIB --capture build/report/capture.npz --macs 5000
 
 Writes ``<out>/report.json``, ``report.md``, ``report.html`` and PNG plots.
-Exit status: 0 when everything asked for was measured; 1 when the Liberty,
-Yosys, or a unit's measurement failed (the rest of the report is still
-written); 2 on bad arguments.
+Exit status: 0 when everything asked for was measured; 1 when Yosys or a
+unit's measurement failed (the rest of the report is still written); 2 on
+bad input (arguments, a missing, unreadable or incomplete Liberty, a bad
+capture), refused before anything is written, so an earlier report stays.
 """
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import shlex
 import sys
+import tempfile
 import time
 
 from hw.kinds import KINDS
@@ -108,6 +111,23 @@ def _measure_all(units, ctx, jobs):
         return dict(pool.imap_unordered(_measure_one, ordered))
 
 
+@contextlib.contextmanager
+def _scratch_root():
+    """Make every temporary file of the run (ours, Yosys's, the workers') go under one directory, removed at the end.
+
+    The measuring workers are forked and, on Ctrl-C, terminated by the pool
+    before their own clean-up can finish; removing their scratch from here,
+    after the pool is gone, leaves nothing in the temporary directory.
+    """
+    previous = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="fourbit-report-", ignore_cleanup_errors=True) as root:
+        tempfile.tempdir = root
+        try:
+            yield root
+        finally:
+            tempfile.tempdir = previous
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     if args.macs < 16:
@@ -122,17 +142,14 @@ def main(argv=None):
     t0 = time.monotonic()
     errors = []
 
-    library = liberty_work = None
+    # Every input is checked before anything is written: a bad one leaves an earlier report as it was.
+    library = None
     if args.liberty:
         try:
             library = Library(args.liberty)
-            liberty_work = os.path.join(args.out, "liberty", f"{library.sha256[:16]}.lib")
-            if not os.path.isfile(liberty_work):
-                library.write_working_copy(liberty_work)
         except LibertyError as e:
-            errors.append(f"{e}; reporting technology-independent estimates only")
-            print(f"report: error: {e}; continuing with technology-independent estimates only", file=sys.stderr)
-            library = None
+            print(f"report: error: {e}", file=sys.stderr)
+            return 2
 
     yosys_map = yosys_cmos = None
     try:
@@ -170,6 +187,12 @@ def main(argv=None):
             return 2
         todo = [u for u in todo if u.name in args.only]
 
+    liberty_work = None
+    if library is not None:
+        liberty_work = os.path.join(args.out, "liberty", f"{library.sha256[:16]}.lib")
+        if not os.path.isfile(liberty_work):
+            library.write_working_copy(liberty_work)
+
     ctx = flow.Context(
         out_dir=args.out,
         library=library,
@@ -191,22 +214,23 @@ def main(argv=None):
     for unit in [u for u in todo if not u.array and not u.workloads and u.kind != "calibration"]:
         skipped[unit.name] = "not a MAC unit or array (no per-MAC operand stream)"
         todo.remove(unit)
-    # phase 1: standalone units; phase 2: arrays (their size estimate needs phase 1)
-    measured.update(_measure_all([u for u in todo if not u.array], ctx, args.jobs))
-    arrays = []
-    for unit in (u for u in todo if u.array):
-        pe = measured.get(pe_of_array.get(unit.array[0], ""), {})
-        if args.max_transistors and pe.get("transistors"):
-            estimate = unit.pe_count * pe["transistors"]
-            if estimate > args.max_transistors:
-                skipped[unit.name] = (
-                    f"estimated {estimate:,} transistors ({unit.pe_count} x "
-                    f"{pe['transistors']:,}) > --max-transistors {args.max_transistors:,}"
-                )
-                print(f"[report] {unit.name}: skipped, {skipped[unit.name]}", file=sys.stderr)
-                continue
-        arrays.append(unit)
-    measured.update(_measure_all(arrays, ctx, args.jobs))
+    with _scratch_root():
+        # phase 1: standalone units; phase 2: arrays (their size estimate needs phase 1)
+        measured.update(_measure_all([u for u in todo if not u.array], ctx, args.jobs))
+        arrays = []
+        for unit in (u for u in todo if u.array):
+            pe = measured.get(pe_of_array.get(unit.array[0], ""), {})
+            if args.max_transistors and pe.get("transistors"):
+                estimate = unit.pe_count * pe["transistors"]
+                if estimate > args.max_transistors:
+                    skipped[unit.name] = (
+                        f"estimated {estimate:,} transistors ({unit.pe_count} x "
+                        f"{pe['transistors']:,}) > --max-transistors {args.max_transistors:,}"
+                    )
+                    print(f"[report] {unit.name}: skipped, {skipped[unit.name]}", file=sys.stderr)
+                    continue
+            arrays.append(unit)
+        measured.update(_measure_all(arrays, ctx, args.jobs))
     measured = {u.name: measured[u.name] for u in todo if u.name in measured}
     pes = {n: e for n, e in measured.items() if e["kind"] != "calibration"}
     cal = {n: e for n, e in measured.items() if e["kind"] == "calibration"}
@@ -268,7 +292,7 @@ def main(argv=None):
         file=sys.stderr,
     )
     unit_errors = [e for u in measured.values() for e in u["errors"] if "no operand-stream model" not in e]
-    failed = (args.liberty and library is None) or yosys_map is None or problems or unit_errors
+    failed = yosys_map is None or problems or unit_errors
     return 1 if failed else 0
 
 

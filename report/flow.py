@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fourbit.util.files import write_text_atomically
+
 from . import gatesim, stimulus, synth
 from . import units as units_mod
 from .energy import DEFAULT_SLEW_NS, area_split, netlist_energy
@@ -84,11 +86,7 @@ class Context:
     def store(self, parts, value):
         path = self._path(parts)
         self._fresh.add(path)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(value, f)
-        os.replace(tmp, path)
+        write_text_atomically(path, json.dumps(value), make_parents=True)
 
     def cached(self, parts, compute, label):
         path = self._path(parts)
@@ -183,7 +181,13 @@ def measure(unit, ctx):
 
         def do_map():
             m = synth.map_liberty(
-                sources, unit.top, ctx.liberty_work, clock_ns=ctx.clock_ns, yosys=ctx.yosys_map, with_cmos=both
+                sources,
+                unit.top,
+                ctx.liberty_work,
+                clock_ns=ctx.clock_ns,
+                yosys=ctx.yosys_map,
+                with_cmos=both,
+                log_dir=design_dir,
             )
             if m.cmos is not None:
                 ctx.store(cmos_key, m.cmos)
@@ -210,7 +214,7 @@ def measure(unit, ctx):
         try:
             cmos = ctx.cached(
                 cmos_key,
-                lambda: synth.transistor_count(sources, unit.top, yosys=ctx.yosys_cmos),
+                lambda: synth.transistor_count(sources, unit.top, yosys=ctx.yosys_cmos, log_dir=design_dir),
                 f"{unit.name}: transistor count (yosys stat -tech cmos)",
             )
             entry["transistors"] = cmos["transistors"]

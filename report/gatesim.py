@@ -9,6 +9,7 @@ zero-delay cell models: the counted transitions are the functional ones
 (one per net per changed settled value; glitches are not modelled).
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -436,9 +437,13 @@ def simulate_many(netlist, module, library, ports, stimuli, *, period_ns=10.0, w
         raise SimError(f"stimulus has {cycles} cycles; need more than the {warmup} warm-up cycles")
     tb, outs = _testbench(netlist, module, ports, cycles, period_ns, warmup)
     own = workdir is None
-    workdir = workdir or tempfile.mkdtemp(prefix="fourbit-gatesim-")
     results = []
-    try:
+    # A temporary directory of our own goes on any exit, Ctrl-C included.
+    if own:
+        scratch = tempfile.TemporaryDirectory(prefix="fourbit-gatesim-", ignore_cleanup_errors=True)
+    else:
+        scratch = contextlib.nullcontext(workdir)
+    with scratch as workdir:
         os.makedirs(workdir, exist_ok=True)
         for fname, text in (("netlist.v", netlist_verilog(netlist, module, library)), ("tb.v", tb)):
             with open(os.path.join(workdir, fname), "w") as f:
@@ -470,7 +475,4 @@ def simulate_many(netlist, module, library, ports, stimuli, *, period_ns=10.0, w
             if own:
                 shutil.rmtree(run_dir, ignore_errors=True)  # VCDs are large
             results.append(Toggles(rises, falls, cycles - warmup, period_ns, outputs))
-    finally:
-        if own:
-            shutil.rmtree(workdir, ignore_errors=True)
     return results

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fourbit.util.files import write_text_atomically
+
 __all__ = [
     "LibertyError",
     "Table",
@@ -237,6 +239,28 @@ class Cell:
         return self.sequential is not None
 
 
+_STRINGS_AND_COMMENTS = re.compile(r'"(?:[^"\\]|\\.)*"|/\*.*?\*/', re.S)
+
+
+def _check_complete(text, path):
+    """Raise :class:`LibertyError` unless ``text`` ends with the close of its balanced ``library`` group."""
+
+    def complete(source):
+        return source.count("{") == source.count("}") and source.rstrip().endswith("}")
+
+    # Counting the raw text is quick and settles a whole file; braces inside
+    # strings or comments could mislead it, so a doubt is settled without them.
+    if complete(text):
+        return
+    code = _STRINGS_AND_COMMENTS.sub("", text)
+    if not complete(code):
+        opened, closed = code.count("{"), code.count("}")
+        raise LibertyError(
+            f"Liberty file {path} is incomplete (truncated?): {opened} groups opened, {closed} closed, "
+            "and the library group does not end the file"
+        )
+
+
 class Library:
     """A Liberty library, loaded from a ``.lib`` or ``.lib.gz`` path.
 
@@ -263,7 +287,8 @@ class Library:
     Raises
     ------
     LibertyError
-        The file is missing, unreadable, not Liberty, or lacks units/voltage.
+        The file is missing, unreadable, not Liberty, incomplete (truncated),
+        or lacks units/voltage.
     """
 
     _CELL = re.compile(r'^[ \t]*cell\s*\(\s*"?([^"\s)]+)"?\s*\)\s*\{', re.M)
@@ -284,6 +309,9 @@ class Library:
         if not m:
             raise LibertyError(f"not a Liberty library (no 'library (...) {{'): {self.path}")
         self.name = m.group(1)
+        # A truncated file (an interrupted copy or download) would otherwise
+        # pass: Yosys then reads it for minutes and runs out of memory.
+        _check_complete(self.text, self.path)
         self.sha256 = hashlib.sha256(raw).hexdigest()
         self._cell_pos = {c.group(1): c.start() for c in self._CELL.finditer(self.text)}
         if not self._cell_pos:
@@ -503,9 +531,5 @@ class Library:
             return m.group(0)
 
         out = self._CELL.sub(mark, self.text)
-        os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
-        tmp = f"{dest}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(out)
-        os.replace(tmp, dest)
+        write_text_atomically(os.path.abspath(dest), out, make_parents=True)
         return marked

@@ -4,6 +4,7 @@ import html
 import json
 import os
 
+from fourbit.util.files import write_atomically, write_files_atomically
 from hw.kinds import KINDS, baseline_kind
 
 __all__ = ["HOROWITZ_45NM", "SCALING", "ratios", "calibration_rows", "write_all"]
@@ -211,9 +212,7 @@ def _plots(report, out_dir):
 
 
 def _save(fig, path):
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110), suffix=".tmp.png")
 
 
 def _calibration_md(report):
@@ -419,21 +418,16 @@ def _inline(text):
     return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", text)
 
 
-def _write_text(path, text):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_all(report, out_dir):
     """Write ``report.json``, the PNG plots, ``report.md`` and ``report.html``; returns the paths."""
     os.makedirs(out_dir, exist_ok=True)
     plots = _plots(report, out_dir)
     report = dict(report, plots=plots)
     md = _markdown(report, plots)
-    paths = [os.path.join(out_dir, n) for n in ("report.json", "report.md", "report.html")]
-    _write_text(paths[0], json.dumps(report, indent=2) + "\n")
-    _write_text(paths[1], md)
-    _write_text(paths[2], _html(md, "fourbit report"))
+    texts = {
+        "report.json": json.dumps(report, indent=2) + "\n",
+        "report.md": md,
+        "report.html": _html(md, "fourbit report"),
+    }
+    paths = [str(path) for path in write_files_atomically(out_dir, texts)]
     return paths + [os.path.join(out_dir, p) for p in plots]

@@ -94,7 +94,12 @@ def yosys_version(binary):
     return int(m.group(1)), int(m.group(2))
 
 
-def _run(binary, script, workdir, logname):
+def _run(binary, script, workdir, logname, log_dir=None):
+    """Run a Yosys ``script`` in ``workdir``; returns its log.
+
+    ``workdir`` is temporary: when Yosys fails, its log is copied to
+    ``log_dir`` (when given) so that the error names a file that still exists.
+    """
     script_path = os.path.join(workdir, logname + ".ys")
     with open(script_path, "w") as f:
         f.write(script)
@@ -104,7 +109,14 @@ def _run(binary, script, workdir, logname):
     )
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise YosysError(f"yosys failed ({log_path}): " + " | ".join(tail))
+        status = f"exit status {proc.returncode}" if proc.returncode > 0 else f"killed by signal {-proc.returncode}"
+        where = "log not kept"
+        if log_dir is not None and os.path.isfile(log_path):
+            os.makedirs(log_dir, exist_ok=True)
+            kept = os.path.join(log_dir, f"yosys-{logname}.log")
+            shutil.copyfile(log_path, kept)
+            where = f"log: {kept}"
+        raise YosysError(f"yosys failed ({status}; {where})" + (": " + " | ".join(tail) if tail else ""))
     with open(log_path) as f:
         return f.read()
 
@@ -120,7 +132,7 @@ def _quote(path):
     return '"' + os.path.abspath(path).replace('"', '\\"') + '"'
 
 
-def transistor_count(sources, top, *, yosys=None):
+def transistor_count(sources, top, *, yosys=None, log_dir=None):
     """Technology-independent CMOS transistor count (flip-flops included).
 
     Parameters
@@ -131,6 +143,8 @@ def transistor_count(sources, top, *, yosys=None):
         Top module.
     yosys : str or None
         Yosys binary (default :func:`find_yosys`).
+    log_dir : str or None
+        Where a failed run's Yosys log is kept (else it is not).
 
     Returns
     -------
@@ -140,7 +154,7 @@ def transistor_count(sources, top, *, yosys=None):
     yosys = yosys or find_yosys()
     with tempfile.TemporaryDirectory(prefix="fourbit-cmos-") as tmp:
         script = [*_read(sources, top), "dffunmap", "abc -g cmos2", "opt_clean", "tee -o cmos_stat.txt stat -tech cmos"]
-        _run(yosys, "\n".join(script) + "\n", tmp, "cmos")
+        _run(yosys, "\n".join(script) + "\n", tmp, "cmos", log_dir)
         with open(os.path.join(tmp, "cmos_stat.txt")) as f:
             return _parse_cmos(f.read())
 
@@ -193,7 +207,7 @@ class MappedDesign:
     cmos: dict | None = None
 
 
-def map_liberty(sources, top, liberty_path, *, clock_ns=10.0, yosys=None, with_cmos=False):
+def map_liberty(sources, top, liberty_path, *, clock_ns=10.0, yosys=None, with_cmos=False, log_dir=None):
     """Map a design onto the cells of a Liberty working copy.
 
     Parameters
@@ -213,6 +227,8 @@ def map_liberty(sources, top, liberty_path, *, clock_ns=10.0, yosys=None, with_c
     with_cmos : bool
         Also run :func:`transistor_count`'s flow on the same synthesized
         design (one ``synth`` for both); its result goes to ``MappedDesign.cmos``.
+    log_dir : str or None
+        Where a failed run's Yosys log is kept (else it is not).
 
     Returns
     -------
@@ -267,7 +283,7 @@ def map_liberty(sources, top, liberty_path, *, clock_ns=10.0, yosys=None, with_c
                 "write_json mapped.json",
             ]
         )
-        log = _run(yosys, "\n".join(script) + "\n", tmp, "map")
+        log = _run(yosys, "\n".join(script) + "\n", tmp, "map", log_dir)
         with open(os.path.join(tmp, "lib_stat.txt")) as f:
             stat = f.read()
         with open(os.path.join(tmp, "mapped.json")) as f:

@@ -17,6 +17,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from fourbit.util.files import write_text_atomically
 from hw.kinds import KINDS
 
 from . import stimulus
@@ -209,7 +210,4 @@ def _write(path, text):
         with open(path) as f:
             if f.read() == text:
                 return
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_text_atomically(path, text)

@@ -6,14 +6,13 @@ renamed, so a failed or interrupted run leaves no partial files.
 """
 
 import json
-import os
 import pathlib
-import tempfile
 
 from amaranth.back import verilog
 from amaranth.hdl import Shape
 from amaranth.lib import wiring
 
+from fourbit.util.files import write_files_atomically
 from hw.units import build_unit
 
 __all__ = ["Generated", "port_list", "generate", "write_outputs", "MANIFEST_NAME"]
@@ -108,24 +107,6 @@ def generate(designs):
     return results
 
 
-def _write_atomic_all(out_dir, files):
-    """Write ``{name: text}`` under ``out_dir``: temporaries first, then renames."""
-    temporaries = []
-    try:
-        for name, text in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir)
-            temporaries.append((tmp, out_dir / name))
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(text)
-            os.chmod(tmp, 0o644)
-        for tmp, final in temporaries:
-            os.replace(tmp, final)
-    finally:
-        for tmp, _ in temporaries:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-
 def write_outputs(out_dir, generated):
     """Write ``<name>.v`` per design and ``manifest.json`` into ``out_dir``.
 
@@ -142,5 +123,5 @@ def write_outputs(out_dir, generated):
     }
     files = {g.filename: g.verilog for g in generated}
     files[MANIFEST_NAME] = json.dumps(manifest, indent=2) + "\n"
-    _write_atomic_all(out_dir, files)
+    write_files_atomically(out_dir, files)
     return [out_dir / name for name in files]

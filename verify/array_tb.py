@@ -23,6 +23,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
+from fourbit.util.files import write_atomically
+
 
 class RowDriver:
     """Presents one scheduled cycle (A column, B row, controls) per clock."""
@@ -115,8 +117,9 @@ async def run_schedule(dut):
     data_bytes = np.frombuffer(
         b"".join(v.to_bytes(nbytes_data, "little") for v in monitor.data), dtype=np.uint8
     ).reshape(len(monitor.data), nbytes_data)
-    out = os.environ["FOURBIT_GEMM_OUT"]
-    tmp = out + ".tmp.npz"
-    np.savez(tmp, valid_bytes=valid_bytes, data_bytes=data_bytes, seconds=seconds, cycles=cycles)
-    os.replace(tmp, out)
+    write_atomically(
+        os.environ["FOURBIT_GEMM_OUT"],
+        lambda tmp: np.savez(tmp, valid_bytes=valid_bytes, data_bytes=data_bytes, seconds=seconds, cycles=cycles),
+        suffix=".tmp.npz",
+    )
     assert monitor.count == expected_results, f"drained {monitor.count} results, expected {expected_results}"

@@ -15,12 +15,12 @@ Example::
 """
 
 import argparse
-import pathlib
 import sys
 import time
 
 import numpy as np
 
+from fourbit.util.files import write_text_atomically
 from hw.kinds import GEMMS
 
 
@@ -122,11 +122,7 @@ def main(argv=None):
     text = table(rows)
     print(text)
     if args.out:
-        out = pathlib.Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(text + "\n")
-        tmp.replace(out)
+        write_text_atomically(args.out, text + "\n", make_parents=True)
     return 0
 
 

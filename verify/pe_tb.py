@@ -23,6 +23,8 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
+from fourbit.util.files import write_text_atomically
+
 
 class StepDriver:
     """Drives one row of input columns per cycle."""
@@ -92,6 +94,8 @@ async def sequence_matches_golden(dut):
     seconds = time.perf_counter() - started
 
     mismatches, lines = check(monitor.samples[latency - 1 :], expected, data, width)
-    with open(os.environ["FOURBIT_REPORT"], "w") as report:
-        json.dump({"steps": steps, "seconds": seconds, "mismatches": mismatches, "first": lines}, report)
+    write_text_atomically(
+        os.environ["FOURBIT_REPORT"],
+        json.dumps({"steps": steps, "seconds": seconds, "mismatches": mismatches, "first": lines}),
+    )
     assert mismatches == 0, f"{mismatches} of {steps} steps differ from golden:\n" + "\n".join(lines)

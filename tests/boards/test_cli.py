@@ -62,6 +62,46 @@ def test_host_bad_input(tmp_path, capsys):
     assert status == 2 and "give both --a and --b" in err[0]
 
 
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("--m", "100000000"), "M=100000000 exceeds the limit of 65536"),
+        (("--m", "5000", "--k", "5000"), "M*K=25000000 elements exceed the limit of 16777216"),
+        (("--m", "512", "--k", "512", "--n", "1024"), "M*K*N=268435456 MACs exceed the limit of 134217728"),
+        (("--timeout", "-1"), "--timeout must be a positive number of seconds, not -1.0"),
+        (("--timeout", "nan"), "--timeout must be a positive number of seconds"),
+        (("--baud", "0"), "unsupported baud rate 0 (standard rates: "),
+        (("--baud", "12345"), "unsupported baud rate 12345 (standard rates: "),
+    ],
+)
+def test_host_refuses_before_making_operands(args, message, capsys):
+    """Too big a GEMM, a bad timeout or baud rate: one line, exit 2, before any operand is drawn or port opened."""
+    status, err = _run(host_main, "--port", "/nonexistent/tty", "--pe", "int4", *args, capsys=capsys)
+    assert status == 2 and len(err) == 1 and message in err[0], err
+    assert "limit" not in message or "the UART would stream for hours" in err[0]
+    assert "baud" not in message or "115200" in err[0]
+
+
+def test_host_refuses_a_port_that_is_not_a_serial_port(tmp_path, capsys):
+    regular = tmp_path / "not-a-tty"
+    regular.write_bytes(b"")
+    for port in ("/dev/null", str(regular)):
+        status, err = _run(host_main, "--port", port, "--pe", "int4", "--m", "2", "--k", "2", "--n", "2", capsys=capsys)
+        assert (status, err) == (
+            2,
+            [f"python -m boards.host: error: {port} is not a serial port (not a terminal device)"],
+        )
+
+
+@pytest.mark.parametrize("given", [("--rows", "3"), ("--cols", "3"), ("--rows", "3", "--cols", "")])
+def test_synth_refuses_half_a_size_before_building(given, tmp_path, capsys):
+    """`make synth BOARD=ulx3s ROWS=3` would build the default width and overwrite the last bitstream."""
+    (tmp_path / "top.bit").write_bytes(b"previous")
+    status, err = _run(synth_main, "--board", "ulx3s", *given, "--out", str(tmp_path), capsys=capsys)
+    assert status == 2 and len(err) == 1 and "give both --rows and --cols" in err[0]
+    assert [p.name for p in tmp_path.iterdir()] == ["top.bit"] and (tmp_path / "top.bit").read_bytes() == b"previous"
+
+
 def test_board_top_validates_eagerly():
     with pytest.raises(ValueError, match="unknown array kind"):
         BoardTop(kind="int8", rows=2, cols=2)

@@ -43,6 +43,11 @@ def test_small_build_cli(board, device, lut_bel, suffix, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert f"{board} ({device}): int4 1x1 array" in result.stdout
+    # The progress line points at the logs that hold the tools' output.
+    assert (
+        f"tool logs in {tmp_path.resolve() / 'top.rpt'} (Yosys) and {tmp_path.resolve() / 'top.tim'}" in result.stderr
+    )
+    assert (tmp_path / "top.rpt").stat().st_size > 0 and (tmp_path / "top.tim").stat().st_size > 0
     report = json.loads((tmp_path / "report.json").read_text())
     for field, kind in REPORT_FIELDS.items():
         assert isinstance(report[field], kind), field

@@ -108,3 +108,24 @@ def test_missing_and_unreadable_liberty(tmp_path):
     directory.mkdir()
     with pytest.raises(LibertyError):
         Library(directory)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_truncated_liberty_is_refused(tmp_path, compress):
+    """Half a library (an interrupted copy) is refused up front instead of sending Yosys out of memory."""
+    half = SMALL_LIB[: len(SMALL_LIB) // 2]
+    path = tmp_path / ("half.lib.gz" if compress else "half.lib")
+    path.write_bytes(gzip.compress(half.encode()) if compress else half.encode())
+    with pytest.raises(LibertyError, match="incomplete"):
+        Library(path)
+    # Closing every cell but not the library is still incomplete.
+    unclosed = tmp_path / "unclosed.lib"
+    unclosed.write_text(SMALL_LIB.rstrip()[:-1])
+    with pytest.raises(LibertyError, match="incomplete"):
+        Library(unclosed)
+
+
+def test_braces_in_strings_and_comments_do_not_count(tmp_path):
+    path = tmp_path / "quoted.lib"
+    path.write_text(SMALL_LIB.replace("nom_voltage : 1.2;", 'nom_voltage : 1.2; /* { */ comment : "}}";'))
+    assert Library(path).name == "tiny"

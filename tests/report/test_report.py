@@ -5,6 +5,7 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -70,18 +71,72 @@ def test_report_on_one_unit(rtl_dir, tmp_path, capsys, sky130):
     assert json.loads((out / "report.json").read_text())["units"] == report["units"]
 
 
-def test_missing_or_bad_liberty_keeps_the_technology_independent_part(rtl_dir, tmp_path, capsys):
+def _listing(directory):
+    return sorted((p.relative_to(directory).as_posix(), p.read_bytes()) for p in directory.rglob("*") if p.is_file())
+
+
+def test_bad_liberty_is_refused_before_writing_anything(rtl_dir, tmp_path, capsys, sky130):
+    """Missing, unreadable or truncated: one line, exit 2, an earlier report left as it was."""
     bad = tmp_path / "bad.lib.gz"
     bad.write_bytes(b"\x1f\x8b\x08\x00 not gzip at all")
-    for liberty, message in ((tmp_path / "none.lib", "Liberty file not found"), (bad, "cannot read")):
-        out = tmp_path / f"rep-{liberty.name}"
+    half = tmp_path / "half.lib"
+    half.write_text(sky130.text[: len(sky130.text) // 2])
+    out = tmp_path / "rep"
+    (out / "cache").mkdir(parents=True)
+    (out / "report.json").write_text('{"good": true}\n')
+    (out / "cache" / "step.json").write_text("{}")
+    before = _listing(out)
+    for liberty, message in (
+        (tmp_path / "none.lib", "Liberty file not found"),
+        (bad, "cannot read"),
+        (half, "is incomplete (truncated?)"),
+    ):
         rc, err = _run(capsys, "--rtl-dir", rtl_dir, "--out", str(out), "--liberty", str(liberty), "--only", "int4_mac")
-        assert rc == 1 and message in err
-        report = json.loads((out / "report.json").read_text())
-        assert report["liberty"] is None
-        assert report["units"]["int4_mac"]["transistors"] > 500
-        assert report["units"]["int4_mac"]["area_um2"] is None
-        assert any(message in e for e in report["errors"])
+        assert rc == 2 and err.splitlines() == [err.splitlines()[0]] and message in err, err
+        assert err.startswith("report: error: ")
+        assert _listing(out) == before
+
+
+def test_failed_yosys_names_a_log_that_exists(tmp_path):
+    broken = tmp_path / "broken.v"
+    broken.write_text("module broken(input a, output b); assign b = ; endmodule\n")
+    try:
+        yosys = synth.find_yosys(fallback=True)
+    except synth.YosysError as error:
+        pytest.skip(str(error))
+    with pytest.raises(synth.YosysError) as info:
+        synth.transistor_count([str(broken)], "broken", yosys=yosys, log_dir=str(tmp_path))
+    kept = tmp_path / "yosys-cmos.log"
+    assert f"log: {kept}" in str(info.value) and "broken.v" in kept.read_text()
+
+
+def test_interrupted_gate_simulation_leaves_no_temporary(tmp_path, monkeypatch):
+    """Ctrl-C while Icarus runs: the fourbit-gatesim-* directory goes too."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(gatesim, "_find_iverilog", lambda: ("iverilog", "vvp"))
+    monkeypatch.setattr(gatesim, "_testbench", lambda *args: ("module tb; endmodule\n", []))
+    monkeypatch.setattr(gatesim, "netlist_verilog", lambda *args: "")
+
+    def interrupted(*args, **kwargs):
+        assert [p.name.startswith("fourbit-gatesim-") for p in tmp_path.iterdir()] == [True]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gatesim.subprocess, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        gatesim.simulate_many({}, "m", None, [("a", 1)], [np.zeros((8, 1), np.int64)])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_report_leaves_no_temporary(tmp_path, monkeypatch):
+    """Everything under the run's scratch root goes when main is interrupted, the forked workers' leftovers too."""
+    from report.__main__ import _scratch_root
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(KeyboardInterrupt), _scratch_root():
+        leftover = tempfile.mkdtemp(prefix="fourbit-gatesim-")  # as a worker killed before its clean-up
+        assert leftover.startswith(str(tmp_path))
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == [] and tempfile.tempdir == str(tmp_path)
 
 
 def test_bad_arguments(tmp_path, capsys):

@@ -1,11 +1,12 @@
-"""fourbit.util.files: the atomic writer every command-line tool uses."""
+"""fourbit.util.files: the atomic writers every command-line tool uses."""
 
+import os
 import stat
 
 import numpy as np
 import pytest
 
-from fourbit.util.files import write_atomically, write_text_atomically
+from fourbit.util.files import write_atomically, write_files_atomically, write_text_atomically
 
 
 def _mode(path):
@@ -49,3 +50,42 @@ def test_parents_are_made_only_when_asked(tmp_path):
         write_text_atomically(nested, "x")
     write_text_atomically(nested, "x", make_parents=True)
     assert nested.read_text() == "x"
+
+
+def test_files_land_together_readable_by_all(tmp_path):
+    (tmp_path / "manifest.json").write_text("old")
+    written = write_files_atomically(tmp_path, {"a.v": "module a;\n", "manifest.json": "{}\n"})
+    assert written == [tmp_path / "a.v", tmp_path / "manifest.json"]
+    assert (tmp_path / "a.v").read_bytes() == b"module a;\n"
+    assert (tmp_path / "manifest.json").read_bytes() == b"{}\n"
+    assert all(_mode(path) == 0o644 for path in written)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.v", "manifest.json"]
+
+
+def test_failure_among_files_leaves_every_old_file_and_no_temporary(tmp_path, monkeypatch):
+    (tmp_path / "a.v").write_text("old a")
+    (tmp_path / "manifest.json").write_text("old manifest")
+    real_fdopen, calls = os.fdopen, []
+
+    def interrupted_on_second(fd, *args, **kwargs):
+        """Ctrl-C as the second temporary is opened, the first one written."""
+        calls.append(fd)
+        if len(calls) == 2:
+            os.close(fd)
+            raise KeyboardInterrupt
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fdopen", interrupted_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        write_files_atomically(tmp_path, {"a.v": "new a", "manifest.json": "new manifest"})
+    monkeypatch.undo()
+    assert (tmp_path / "a.v").read_text() == "old a"
+    assert (tmp_path / "manifest.json").read_text() == "old manifest"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.v", "manifest.json"]
+
+
+def test_files_make_their_directory_only_when_asked(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        write_files_atomically(tmp_path / "rtl", {"a.v": ""})
+    write_files_atomically(tmp_path / "rtl", {"a.v": ""}, make_parents=True)
+    assert (tmp_path / "rtl" / "a.v").read_text() == ""

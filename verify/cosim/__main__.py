@@ -18,11 +18,10 @@ or a simulation failure; 2 bad input (e.g. a network the datapath cannot hold).
 """
 
 import json
-import os
-import pathlib
 import sys
 
 from fourbit.util.cli import OneLineParser
+from fourbit.util.files import write_text_atomically
 
 from .driver import Geometry
 from .run import PRESETS, performance, run_cosim
@@ -122,11 +121,11 @@ def main(argv=None):
     k = max(1, len(losses) // 4)
     print(f"  loss: first {k} steps mean {sum(losses[:k]) / k:.4f} -> last {k} steps mean {sum(losses[-k:]) / k:.4f}")
     if args.report:
-        path = pathlib.Path(args.report)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps({**report, "performance": {"gemms": rows, "summary": summary}}, indent=1) + "\n")
-        os.replace(tmp, path)
+        write_text_atomically(
+            args.report,
+            json.dumps({**report, "performance": {"gemms": rows, "summary": summary}}, indent=1) + "\n",
+            make_parents=True,
+        )
     good = sum(r["match"] for r in report["steps"])
     print(f"bit-exact: {good}/{len(report['steps'])} steps")
     return 0 if good == len(report["steps"]) else 1

@@ -10,12 +10,13 @@ interface is wider than the package), then writes nextpnr's achieved Fmax of
 
 import argparse
 import json
-import os
 import pathlib
 import subprocess
 import sys
 import tempfile
 import time
+
+from fourbit.util.files import write_text_atomically
 
 from .build import BUILD_ROOT, TOPLEVEL, datapath_verilog
 from .driver import Geometry
@@ -97,11 +98,7 @@ def measure_fmax(preset, *, build_root=BUILD_ROOT, freq_mhz=100, seed=1):
         "utilization": util,
         "seconds": time.perf_counter() - started,
     }
-    path = fmax_path(preset, build_root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = path.with_suffix(".tmp")
-    tmp_path.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp_path, path)
+    write_text_atomically(fmax_path(preset, build_root), json.dumps(result, indent=1) + "\n", make_parents=True)
     return result
 
 
