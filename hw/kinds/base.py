@@ -42,6 +42,8 @@ __all__ = [
     "PEKind",
     "IntegerKind",
     "integer_codes",
+    "random_codes",
+    "int64_tensors",
 ]
 
 #: Widest integer accumulator a GEMM result can come back in: results are int64.
@@ -69,6 +71,18 @@ def integer_codes(name, matrix, signed):
             f"(min {matrix.min()}, max {matrix.max()})"
         )
     return matrix.astype(np.int64) & 0xF
+
+
+def random_codes(rng, shape, signed):
+    """Uniformly random INT4 (``signed``) or UINT4 codes, int8."""
+    return rng.integers(-8 if signed else 0, 8 if signed else 16, size=shape).astype(np.int8)
+
+
+def int64_tensors(*matrices):
+    """numpy code matrices as contiguous int64 torch tensors (for :mod:`golden.reference`)."""
+    import torch
+
+    return tuple(torch.from_numpy(np.ascontiguousarray(x)).to(torch.int64) for x in matrices)
 
 
 def _check_matrices(a, b):

@@ -6,12 +6,11 @@ section 3) has ``a_signed`` only: its ``b`` is INT4. Wrapping two's-complement
 accumulators, 24 bits by default.
 """
 
-import numpy as np
 
 from golden.formats import INT4, ProductRange
 
 from ..arith import INT_OPERAND_RANGE
-from .base import FPGAFit, IntegerGemm, IntegerKind, StandaloneTop, integer_codes
+from .base import FPGAFit, IntegerGemm, IntegerKind, StandaloneTop, int64_tensors, integer_codes, random_codes
 
 __all__ = ["GEMM", "KIND", "PRODUCT_RANGE", "STANDALONE_PRODUCT_RANGE"]
 
@@ -35,18 +34,12 @@ class Int4Gemm(IntegerGemm):
         return integer_codes("A", a, a_signed), integer_codes("B", b, b_signed)
 
     def reference(self, a, b, *, a_signed=True, b_signed=True):
-        import torch
-
         from golden.reference import int_gemm
 
-        ta, tb = (torch.from_numpy(np.ascontiguousarray(x)).to(torch.int64) for x in (a, b))
-        return int_gemm(ta, tb, a_signed=a_signed, b_signed=b_signed).numpy()
+        return int_gemm(*int64_tensors(a, b), a_signed=a_signed, b_signed=b_signed).numpy()
 
     def random_operands(self, rng, m, k, n, *, a_signed=True, b_signed=True):
-        def codes(shape, signed):
-            return rng.integers(-8 if signed else 0, 8 if signed else 16, size=shape).astype(np.int8)
-
-        return codes((m, k), a_signed), codes((k, n), b_signed)
+        return random_codes(rng, (m, k), a_signed), random_codes(rng, (k, n), b_signed)
 
 
 GEMM = Int4Gemm()
