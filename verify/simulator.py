@@ -280,6 +280,7 @@ class HDLBuild:
             raise FileNotFoundError(f"no Verilator waiver file {self.waivers}")
         self.built = False
         self._compiled = False
+        self._cache_key = None
 
     @staticmethod
     def _design(verilog):
@@ -315,6 +316,7 @@ class HDLBuild:
 
     @property
     def build_log(self):
+        """Output of the last compilation."""
         return self.directory / "build.log"
 
     # -- building ------------------------------------------------------------------------------------
@@ -336,6 +338,10 @@ class HDLBuild:
 
     def cache_key(self):
         """The disk cache's key: the stamp, and every build option and tool version that shapes the model."""
+        if self._cache_key is not None:
+            return self._cache_key  # fixed for the object's life; ensure() runs before every test()
+        if self.stamp is None:
+            raise ValueError(f"{self!r} has no stamp, so no disk cache")
         options = (
             BUILD_RECIPE,
             self.toplevel,
@@ -351,7 +357,8 @@ class HDLBuild:
             if self.waivers is not None:
                 digest.update(self.waivers.read_bytes())
         digest.update(b"\0" + self.stamp.encode())
-        return digest.hexdigest()
+        self._cache_key = digest.hexdigest()
+        return self._cache_key
 
     def _write_sources(self):
         """Write the generated files of a compilation; the source list for the runner (top last)."""

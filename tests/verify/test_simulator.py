@@ -52,6 +52,8 @@ def test_stamped_build_is_cached_until_the_stamp_changes(tmp_path):
 
 
 def test_build_options_are_part_of_the_cache_key(tmp_path):
+    with pytest.raises(ValueError, match="no stamp"):
+        counter(tmp_path).cache_key()
     icarus = counter(tmp_path, stamp="s")
     verilator = HDLBuild(toplevel="counter", sim="verilator", directory=tmp_path, verilog=COUNTER, stamp="s")
     fast = HDLBuild(
