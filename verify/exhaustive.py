@@ -21,7 +21,8 @@ from amaranth.hdl import Module, Signal
 
 from fourbit.util.tools import tool_env
 from hw.fp import fp16_product
-from rtl_gen.lint import WAIVERS
+
+from .simulator import VERILATOR_WAIVERS
 
 __all__ = ["build_harness", "check_range", "main"]
 
@@ -55,7 +56,7 @@ def build_harness(build_dir):
         "fp16_product_exhaustive",
         "-CFLAGS",
         "-O2",
-        str(WAIVERS),
+        str(VERILATOR_WAIVERS),
         str(source),
         str(HARNESS),
     ]

@@ -28,7 +28,6 @@ the output; a simulation failure exits with status 1.
 
 import functools
 import hashlib
-import os
 import pathlib
 import shutil
 import sys
@@ -41,7 +40,7 @@ from fourbit.util.cli import OneLineParser, bit_flag, positive_int
 from fourbit.util.files import write_atomically
 from hw.kinds import GEMMS, KINDS, GemmInputError, dedicated_kind, get_gemm, get_kind
 
-from .buildcache import cached_build
+from .simulator import SIMULATORS, HDLBuild
 
 __all__ = [
     "PES",
@@ -62,17 +61,14 @@ __all__ = [
 
 #: The GEMMs of SPEC section 5 (``--pe``), from the PE-kind registry.
 PES = tuple(GEMMS)
-SIMULATORS = ("icarus", "verilator")
 #: ``--array``: the GEMM's dedicated array, or any kind's array that runs it.
 DEDICATED = "dedicated"
 ARRAYS = (DEDICATED, *KINDS)
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 BUILD_ROOT = REPO_ROOT / "build" / "gemm"
-#: Verilator options: no per-signal VPI access (only the top ports are driven),
-#: X resolved at compile time, no tracing.
-VERILATOR_ARGS = ("--no-public-flat-rw", "--x-assign", "fast", "--x-initial", "fast", "-Wno-fatal")
-#: Bump when the way ArrayBuild compiles changes (part of the cache key).
-BUILD_RECIPE = 2
+#: Bump when the way ArrayBuild generates an array changes (part of the cache key;
+#: verify.simulator keys the compilation's own options).
+BUILD_RECIPE = 3
 
 
 #: Bad GEMM input (the CLI prints it as one line): the registry's operand error.
@@ -145,16 +141,16 @@ GENERATOR_SOURCES = (
 )
 
 
-def _fingerprint(kind, rows, cols, acc_width, sim):
+def _fingerprint(kind, rows, cols, acc_width):
     """Hash of the array generator's sources (:data:`GENERATOR_SOURCES`), Amaranth's
-    version, the parameters, the simulator and its options."""
+    version and the parameters (the simulator and its options are verify.simulator's part of the key)."""
     import amaranth
 
     digest = hashlib.sha256()
     files = sorted({path for pattern in GENERATOR_SOURCES for path in REPO_ROOT.glob(pattern)})
     for path in files:
         digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0" + path.read_bytes())
-    digest.update(repr((BUILD_RECIPE, amaranth.__version__, kind, rows, cols, acc_width, sim, VERILATOR_ARGS)).encode())
+    digest.update(repr((BUILD_RECIPE, amaranth.__version__, kind, rows, cols, acc_width)).encode())
     return digest.hexdigest()
 
 
@@ -197,66 +193,36 @@ class ArrayBuild:
         self.rows, self.cols, self.acc_width = rows, cols, acc_width
         self.toplevel = f"{kind}_array"
         self.directory = pathlib.Path(build_root).resolve() / f"{kind}_{rows}x{cols}_acc{acc_width}" / sim
-        self.built = False
+        # The cache key is a fingerprint of everything the Verilog and the model
+        # derive from (the generator's sources and the parameters here, the
+        # build options in verify.simulator), so a cache hit costs no Verilog
+        # conversion (seconds for a 16 x 16 array); a miss converts and compiles.
+        design = functools.partial(_array_verilog, kind, rows, cols, acc_width)
+        self.hdl = HDLBuild(
+            toplevel=self.toplevel,
+            sim=sim,
+            directory=self.directory,
+            verilog=lambda: design()[0],
+            stamp=_fingerprint(kind, rows, cols, acc_width),
+            # Only the ports are driven and sampled: VPI access to nothing else,
+            # X resolved at compile time, Amaranth's WIDTH warnings not fatal.
+            public_ports=lambda: design()[1],
+            x_assign="fast",
+            verilator_args=("-Wno-fatal",),
+        )
 
-    def _environment(self):
-        from fourbit.util.tools import tool_env
-
-        env = tool_env()
-        # cocotb_tools.runner finds verilator / iverilog through this process's PATH.
-        os.environ.update({key: env[key] for key in ("PATH", "VERILATOR_ROOT")})
+    @property
+    def built(self):
+        """Whether this object compiled the model (a cache miss)."""
+        return self.hdl.built
 
     def ensure(self):
         """Generate and compile unless an identical build is cached (safe across processes)."""
-        from cocotb_tools.runner import get_runner
-
-        from rtl_gen.lint import WAIVERS
-
-        self._environment()
-        # The cache key is a fingerprint of everything the Verilog and the model
-        # derive from (the generator's sources, the parameters, the build
-        # options), so a cache hit costs no Verilog conversion (seconds for a
-        # 16 x 16 array); a miss converts and compiles.
-        stamp = _fingerprint(self.kind, self.rows, self.cols, self.acc_width, self.sim)
-        with cached_build(self.directory, stamp) as stale:
-            if not stale:
-                return
-            text, ports = _array_verilog(self.kind, self.rows, self.cols, self.acc_width)
-            # Only the ports need VPI access (the runner's --public-flat-rw is
-            # switched off in VERILATOR_ARGS: it would expose every signal).
-            ports_vlt = "`verilator_config\n" + "".join(
-                f'public_flat_rw -module "{self.toplevel}" -var "{name}"\n' for name in ports
-            )
-            source = self.directory / f"{self.toplevel}.v"
-            source.write_text(text)
-            sim_dir = self.directory / "sim"
-            shutil.rmtree(sim_dir, ignore_errors=True)
-            runner = get_runner(self.sim)
-            sources = [source]
-            if self.sim == "verilator":
-                ports = self.directory / "ports.vlt"
-                ports.write_text(ports_vlt)
-                sources = [WAIVERS, ports, source]
-            build_args = list(VERILATOR_ARGS) if self.sim == "verilator" else []
-            from fourbit.util.tools import verilator_make_flags
-
-            with verilator_make_flags(self.sim == "verilator"):
-                runner.build(
-                    sources=sources,
-                    hdl_toplevel=self.toplevel,
-                    build_dir=sim_dir,
-                    build_args=build_args,
-                    timescale=("1ns", "1ps"),
-                    always=True,
-                    log_file=self.directory / "build.log",
-                )
-            self.built = True
+        self.hdl.ensure()
 
     def run(self, plan, *, a_width, b_width):
         """Simulate ``plan`` (a :class:`hw.tiling.Schedule`, per-cycle modes included);
         per column, the drained raw words, and the drive loop's wall time."""
-        from cocotb_tools.runner import get_runner
-
         from hw import tiling
 
         self.ensure()
@@ -276,43 +242,22 @@ class ArrayBuild:
             results=plan.results_per_column * plan.cols,
             drain_cycles=4 * plan.rows + plan.cols + 8,
         )
-        runner = get_runner(self.sim)
         env = {
             "FOURBIT_GEMM_IN": str(schedule_path),
             "FOURBIT_GEMM_OUT": str(record_path),
             "COCOTB_LOG_LEVEL": "WARNING",
         }
-        try:
-            runner.test(
-                test_module="verify.array_tb",
-                hdl_toplevel=self.toplevel,
-                hdl_toplevel_lang="verilog",
-                build_dir=self.directory / "sim",
-                test_dir=workdir,
-                results_xml=str(workdir / "results.xml"),
-                extra_env=env,
-                timescale=("1ns", "1ps"),
-                log_file=workdir / "sim.log",
-            )
-        except SystemExit as exit_:
-            status = exit_.code
-        else:
-            status = 0
+        result = self.hdl.test("verify.array_tb", name="sim", env=env, test_dir=workdir, check=False)
         if not record_path.exists():
-            raise RuntimeError(
-                f"{self.toplevel} on {self.sim}: simulation produced no record "
-                f"(status {status}); see {workdir / 'sim.log'}"
-            )
+            raise RuntimeError(f"{self.toplevel} on {self.sim}: simulation produced no record ({result.describe()})")
         record = np.load(record_path)
         acc = self.acc_width
         valid = tiling.unpack_rows(record["valid_bytes"], plan.cols, 1)
         data = tiling.unpack_rows(record["data_bytes"], plan.cols, acc)
         columns = [data[valid[:, j] == 1, j] for j in range(plan.cols)]
         seconds = float(record["seconds"])
-        if status:
-            raise RuntimeError(
-                f"{self.toplevel} on {self.sim}: simulation failed (status {status}); see {workdir / 'sim.log'}"
-            )
+        if not result.passed:
+            raise RuntimeError(f"{self.toplevel} on {self.sim}: simulation failed ({result.describe()})")
         shutil.rmtree(workdir, ignore_errors=True)
         return columns, seconds
 

@@ -6,7 +6,6 @@ section 3) has ``a_signed`` only: its ``b`` is INT4. Wrapping two's-complement
 accumulators, 24 bits by default.
 """
 
-
 from golden.formats import INT4, ProductRange
 
 from ..arith import INT_OPERAND_RANGE

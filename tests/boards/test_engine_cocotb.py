@@ -8,18 +8,15 @@ multiples of R and C exercise the zero-padded edge tiles), every array kind,
 on Icarus and Verilator.
 """
 
+import hashlib
 import json
-import os
 import pathlib
-import shutil
 
 import pytest
 from amaranth.back import verilog
-from cocotb_tools.runner import get_runner
 
 from boards.platforms import BAUD, BOARDS, ClockedEngine
-from fourbit.util.tools import tool_env, verilator_make_flags
-from rtl_gen.lint import WAIVERS
+from verify.simulator import HDLBuild, SimulationFailed
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = REPO_ROOT / "build" / "boards" / "sim"
@@ -50,67 +47,33 @@ HOST_CLI = ["--pe", "int4", "--m", "3", "--k", "10", "--n", "4", "--seed", "9"]
 
 
 def _simulate(kind, sim, rows, cols, tmp_path, host_cli=None):
-    env = tool_env()
-    os.environ.update({key: env[key] for key in ("PATH", "VERILATOR_ROOT")})
     # The same divider on both boards; the board clock is chosen for DIVISOR.
     clock_div = BOARDS["icebreaker"].clock_div(kind)
-    directory = BUILD / f"{kind}_{rows}x{cols}_d{DEPTH}_div{clock_div}" / sim
-    directory.mkdir(parents=True, exist_ok=True)
     top = ClockedEngine(
         kind=kind, rows=rows, cols=cols, board_hz=DIVISOR * clock_div * BAUD, depth=DEPTH, clock_div=clock_div
     )
     assert top.engine.divisor == DIVISOR
-    source = directory / "gemm_engine.v"
     text = verilog.convert(top, name="gemm_engine", emit_src=False, strip_internal_attrs=True)
-    runner = get_runner(sim)
-    sources = ([WAIVERS] if sim == "verilator" else []) + [source]
-    stamp = directory / "built"
-    if not stamp.exists() or not source.exists() or source.read_text() != text:
-        # A changed design, or a build that never finished: start from scratch
-        # (a half-built Verilator tree can lack its precompiled header).
-        stamp.unlink(missing_ok=True)
-        shutil.rmtree(directory / "sim", ignore_errors=True)
-        source.write_text(text)
-        with verilator_make_flags(sim == "verilator"):
-            runner.build(
-                sources=sources,
-                hdl_toplevel="gemm_engine",
-                build_dir=directory / "sim",
-                build_args=["-Wno-fatal"] if sim == "verilator" else [],
-                always=True,
-                timescale=("1ns", "1ps"),
-                log_file=directory / "build.log",
-            )
-        stamp.touch()
-    extra_env = {
+    build = HDLBuild(
+        toplevel="gemm_engine",
+        sim=sim,
+        directory=BUILD / f"{kind}_{rows}x{cols}_d{DEPTH}_div{clock_div}" / sim,
+        verilog=text,
+        stamp=hashlib.sha256(text.encode()).hexdigest(),  # a changed design is rebuilt
+        verilator_args=("-Wno-fatal",),
+    )
+    env = {
         "FOURBIT_UART_BIT_CLOCKS": str(DIVISOR * clock_div),
         "FOURBIT_ENGINE_CASES": json.dumps(CASES[kind]),
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     if host_cli is not None:
-        extra_env["FOURBIT_HOST_CLI"] = json.dumps(host_cli)
-    log = tmp_path / "sim.log"
+        env["FOURBIT_HOST_CLI"] = json.dumps(host_cli)
     try:
-        runner.test(
-            test_module="boards.engine_tb",
-            hdl_toplevel="gemm_engine",
-            hdl_toplevel_lang="verilog",
-            build_dir=directory / "sim",
-            test_dir=tmp_path,
-            results_xml=str(tmp_path / "results.xml"),
-            extra_env=extra_env,
-            timescale=("1ns", "1ps"),
-            log_file=log,
-        )
-    except SystemExit as exit_:
-        pytest.fail(
-            f"boards.engine_tb failed on {kind} ({sim}, exit {exit_.code}):\n"
-            + "\n".join(log.read_text().splitlines()[-40:])
-        )
-    text = (tmp_path / "results.xml").read_text()
-    assert "<failure" not in text and "<error" not in text, log.read_text()[-4000:]
-    assert text.count("<testcase") == 3
-    assert text.count("<skipped") == (0 if host_cli else 1)
+        result = build.test("boards.engine_tb", name="sim", env=env, test_dir=tmp_path)
+    except SimulationFailed as error:
+        pytest.fail(f"{error}\n{error.result.log_tail()}")
+    assert result.tests == 3
+    assert result.skipped == (0 if host_cli else 1)
 
 
 @pytest.mark.parametrize("kind,rows,cols", [("int4", 2, 3), ("log", 2, 2), ("fp16", 2, 2), ("train", 2, 3)])

@@ -1,12 +1,9 @@
 """Verilog generation and a cached Verilator build of the training datapath for co-simulation."""
 
 import hashlib
-import os
 import pathlib
-import shutil
 
-from verify.buildcache import cached_build
-from verify.gemm import VERILATOR_ARGS
+from verify.simulator import HDLBuild
 
 from .driver import Geometry
 
@@ -48,79 +45,37 @@ class DatapathBuild:
             pathlib.Path(build_root).resolve() / f"dp_{g.rows}x{g.cols}_k{g.k_depth}_g{g.grad_depth}_m{g.mask_depth}"
             f"_a{g.acc_width}_w{g.grad_width}"
         )
-        self.built = False
         self.manifest = None
+        self._hdl = None
 
-    def env(self):
-        from fourbit.util.tools import tool_env
-
-        env = tool_env()
-        # cocotb_tools.runner finds verilator through this process's PATH.
-        os.environ.update({key: env[key] for key in ("PATH", "VERILATOR_ROOT")})
-        pythonpath = [str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        return {"PYTHONPATH": os.pathsep.join(pythonpath)}
+    @property
+    def built(self):
+        """Whether this object compiled the model (a cache miss)."""
+        return self._hdl is not None and self._hdl.built
 
     def ensure(self):
         """Generate and compile unless an identical build is cached (safe across processes)."""
-        from cocotb_tools.runner import get_runner
-
-        from rtl_gen.lint import WAIVERS
-
-        self.env()
-        if self.manifest is not None:
+        if self._hdl is not None:
             return
+        # The manifest (the datapath's encodings) comes with the Verilog, so the
+        # design is converted even when the compiled model is cached.
         text, ports, self.manifest = datapath_verilog(self.geometry)
-        ports_vlt = "`verilator_config\n" + "".join(
-            f'public_flat_rw -module "{TOPLEVEL}" -var "{name}"\n' for name in ports
+        self._hdl = HDLBuild(
+            toplevel=TOPLEVEL,
+            sim="verilator",
+            directory=self.directory,
+            verilog=text,
+            stamp=hashlib.sha256(text.encode()).hexdigest(),  # the ports derive from the same design
+            # As verify.gemm's arrays: VPI access to the ports only, X resolved
+            # at compile time, Amaranth's WIDTH warnings not fatal.
+            public_ports=ports,
+            x_assign="fast",
+            verilator_args=("-Wno-fatal",),
         )
-        stamp = hashlib.sha256("\n".join([text, ports_vlt, *VERILATOR_ARGS]).encode()).hexdigest()
-        with cached_build(self.directory, stamp) as stale:
-            if not stale:
-                return
-            source = self.directory / f"{TOPLEVEL}.v"
-            source.write_text(text)
-            ports_file = self.directory / "ports.vlt"
-            ports_file.write_text(ports_vlt)
-            sim_dir = self.directory / "sim"
-            shutil.rmtree(sim_dir, ignore_errors=True)
-            runner = get_runner("verilator")
-            from fourbit.util.tools import verilator_make_flags
-
-            with verilator_make_flags():
-                runner.build(
-                    sources=[WAIVERS, ports_file, source],
-                    hdl_toplevel=TOPLEVEL,
-                    build_dir=sim_dir,
-                    build_args=list(VERILATOR_ARGS),
-                    timescale=("1ns", "1ps"),
-                    always=True,
-                    log_file=self.directory / "build.log",
-                )
-            self.built = True
+        self._hdl.ensure()
 
     def run(self, test_module, *, workdir, env):
         """Run a cocotb module on the build; returns the runner's exit status (0: passed)."""
-        from cocotb_tools.runner import get_runner
-
         self.ensure()
-        full = self.env()
-        # The simulator process reads PYTHONPATH only; it must not re-import the host's heavy modules.
-        full.update(env)
-        runner = get_runner("verilator")
-        workdir = pathlib.Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
-        try:
-            runner.test(
-                test_module=test_module,
-                hdl_toplevel=TOPLEVEL,
-                hdl_toplevel_lang="verilog",
-                build_dir=self.directory / "sim",
-                test_dir=workdir,
-                results_xml=str(workdir / "results.xml"),
-                extra_env=full,
-                timescale=("1ns", "1ps"),
-                log_file=workdir / "sim.log",
-            )
-        except SystemExit as exit_:
-            return exit_.code or 1
-        return 0
+        result = self._hdl.test(test_module, name="sim", env=env, test_dir=workdir, check=False)
+        return 0 if result.passed else result.exit_code or 1
