@@ -154,7 +154,7 @@ def test_cli_divergence_exits_3(tmp_path, capsys):
         ]
     )
     assert r == 3
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: training diverged")
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("golden.train: error: training diverged")
     assert not (tmp_path / "m.json").exists()
 
 
@@ -174,7 +174,7 @@ def test_unknown_names_list_valid_ones(tmp_path, capsys, flag, value, valid):
     )
     assert r == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: unknown") and err.endswith(f"valid: {valid}") and "\n" not in err
+    assert err.startswith("golden.train: error: unknown") and err.endswith(f"valid: {valid}") and "\n" not in err
 
 
 def test_missing_and_incomplete_data_dir(tmp_path, capsys):
