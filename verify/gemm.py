@@ -591,6 +591,12 @@ def _inapplicable_options(args):
     ]
 
 
+def _shown(path):
+    """``path`` relative to the working directory when below it (``build/gemm``), else absolute."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
 def _build_pending(args, a):
     """Where the array this run needs will be built, or None when a cached build is current."""
     kind = array_kind(args.pe, args.array)
@@ -600,6 +606,7 @@ def _build_pending(args, a):
         cols=args.cols,
         acc_width=accumulator_width(kind, a.shape[1] if a.ndim == 2 else 1),
         sim=args.sim,
+        build_root=BUILD_ROOT,
     )
     stamp_file = build.directory / "stamp"
     stamp = _fingerprint(build.kind, build.rows, build.cols, build.acc_width, build.sim)
@@ -636,7 +643,7 @@ def main(argv=None, prog=None):
         if pending is not None:
             print(
                 f"{prog}: building the {args.rows}x{args.cols} {pending} array for {args.sim} "
-                f"(first run; cached in {os.path.relpath(BUILD_ROOT)})",
+                f"(first run; cached in {_shown(BUILD_ROOT)})",
                 file=sys.stderr,
                 flush=True,
             )
@@ -650,6 +657,7 @@ def main(argv=None, prog=None):
             b_signed=b_signed,
             sim=args.sim,
             array=args.array,
+            build_root=BUILD_ROOT,
         )
         _save_atomic(args.out, result.c)
     except GemmError as error:

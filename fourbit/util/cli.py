@@ -92,7 +92,8 @@ def bounded_int(minimum, maximum, reason):
     """
 
     def parse(text):
-        value = _integer(text, minimum, f"an integer >= {minimum}")
+        what = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
+        value = _integer(text, minimum, what)
         if value > maximum:
             raise argparse.ArgumentTypeError(f"{value} is above the limit of {maximum}: {reason}")
         return value
