@@ -350,3 +350,26 @@ def test_truncated_idx_file_names_it_with_plain_sizes(tmp_path):
         "the file has 9000 (9008 in all)"
     )
     assert "np." not in message
+
+
+def test_truncated_mnist_file_is_one_line_exit_2(tmp_path, capsys):
+    import numpy as np
+
+    def idx(arr):
+        header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+        return header + arr.astype(np.uint8).tobytes()
+
+    for prefix in ("train", "t10k"):
+        (tmp_path / f"{prefix}-images-idx3-ubyte").write_bytes(idx(np.zeros((2, 4, 4))))
+        (tmp_path / f"{prefix}-labels-idx1-ubyte").write_bytes(idx(np.zeros(2)))
+    truncated = tmp_path / "t10k-images-idx3-ubyte"
+    truncated.write_bytes(truncated.read_bytes()[:-5])
+    out = tmp_path / "out"
+    args = ["--dataset", "mnist", "--data-dir", str(tmp_path), "--model", "mlp", "--recipe", "fp32", "--epochs", "1"]
+    assert main([*args, "--seed", "0", "--metrics", str(out / "m.json")]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"golden.train: error: {truncated} is truncated: its header says (2, 4, 4), 32 data bytes "
+        "(48 bytes in all), the file has 27 (43 in all)\n"
+    )
+    assert not out.exists()
