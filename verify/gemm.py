@@ -577,13 +577,18 @@ def _parser(prog=None):
     return parser
 
 
-#: The signedness options each PE kind reads (the others are ignored, with a warning).
-_SIGNEDNESS_OPTIONS = {"int4": ("a_signed", "b_signed"), "log": ("b_signed",), "fp16": ()}
-
-
 def _inapplicable_options(args):
-    """The signedness options given that ``--pe`` ignores, as ``--a-signed``."""
-    used = _SIGNEDNESS_OPTIONS.get(args.pe, ("a_signed", "b_signed"))
+    """The signedness options given that ``--pe`` ignores, as ``--a-signed``.
+
+    A kind reads the options its dedicated array has mode inputs for (``a_signed``
+    only ``int4``, ``b_signed`` ``int4`` and ``log``), whichever array runs it.
+    """
+    if args.a_signed is None and args.b_signed is None:
+        return []  # without paying for the hw import
+    from hw.array import ARRAY_KINDS
+
+    spec = ARRAY_KINDS[array_kind(args.pe, "dedicated")]
+    used = spec.a_modes + spec.b_modes
     return [
         "--" + name.replace("_", "-")
         for name in ("a_signed", "b_signed")
