@@ -38,7 +38,7 @@ import time
 
 import numpy as np
 
-from fourbit.util.cli import OneLineParser, bit_flag, non_negative_int
+from fourbit.util.cli import OneLineParser, bit_flag, check_output_file, non_negative_int, run_main
 from fourbit.util.files import write_atomically
 from hw import tiling
 from hw.engine.protocol import INFO_LENGTH, MAGIC, MODE_FLAGS, VERSION, Command, Flag, Status, kind_of_code
@@ -314,9 +314,10 @@ class SerialTransport:
         os.close(self.fd)
 
 
-def _parser():
+def _parser(prog=None):
     parser = OneLineParser(
-        prog="python -m boards.host", description="Run a GEMM on a board's UART GEMM engine; check it against golden/."
+        prog=prog or "python -m boards.host",
+        description="Run a GEMM on a board's UART GEMM engine; check it against golden/.",
     )
     parser.add_argument("--port", required=True, help="serial device of the board (e.g. /dev/ttyUSB1)")
     parser.add_argument("--baud", type=int, default=115200, help="line rate (default: %(default)s)")
@@ -334,9 +335,15 @@ def _parser():
     return parser
 
 
-def main(argv=None):
-    args = _parser().parse_args(argv)
-    prog = "python -m boards.host"
+def main(argv=None, prog=None):
+    """Entry point of ``python -m boards.host``; returns the exit status (0 bit-exact, 1 not or a board error, 2 bad
+    input)."""
+    args = _parser(prog).parse_args(argv)
+    prog = prog or "python -m boards.host"
+    problem = args.out and check_output_file(args.out, "--out")
+    if problem:
+        print(f"{prog}: error: {problem}", file=sys.stderr)
+        return 2
     try:
         # Every argument is checked before operands are made or the port is opened.
         _speed(args.baud)
@@ -388,4 +395,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "boards.host"))

@@ -22,11 +22,11 @@ peak throughput, ``MACs x Fmax`` (GMAC/s), Fmax being nextpnr's achieved
 clock.
 """
 
-import argparse
 import json
 import pathlib
 import sys
 
+from fourbit.util.cli import OneLineParser, positive_int, run_main
 from fourbit.util.files import write_atomically, write_text_atomically
 from hw.kinds import KINDS
 
@@ -280,14 +280,19 @@ def plot(results, path):
         plt.close(fig)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m boards.sweep", description="FPGA resource / Fmax sweep of the UART GEMM engine."
+def main(argv=None, prog=None):
+    """Entry point of ``python -m boards.sweep``; returns the exit status (0, 1 no results, 2 bad input)."""
+    parser = OneLineParser(
+        prog=prog or "python -m boards.sweep", description="FPGA resource / Fmax sweep of the UART GEMM engine."
     )
     parser.add_argument("--boards", nargs="+", default=list(BOARDS))
     parser.add_argument("--pes", nargs="+", default=list(KINDS))
     parser.add_argument(
-        "--sizes", nargs="+", type=int, default=None, help="square sizes to try (default: per board, see DEFAULT_SIZES)"
+        "--sizes",
+        nargs="+",
+        type=positive_int,
+        default=None,
+        help="square sizes to try (default: per board, see DEFAULT_SIZES)",
     )
     parser.add_argument("--out", default=str(REPO_ROOT / "build" / "boards" / "sweep"))
     parser.add_argument("--report-only", action="store_true", help="rewrite sweep.md/png from results.jsonl")
@@ -306,9 +311,6 @@ def main(argv=None):
         if pe not in KINDS:
             print(f"{prog}: error: unknown PE kind {pe!r} (known: {', '.join(KINDS)})", file=sys.stderr)
             return 2
-    if args.sizes and min(args.sizes) < 1:
-        print(f"{prog}: error: sizes must be positive", file=sys.stderr)
-        return 2
     out = pathlib.Path(args.out)
     if args.report_only:
         results = load_results(out / "results.jsonl")
@@ -333,4 +335,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "boards.sweep"))

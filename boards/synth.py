@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 
-from fourbit.util.cli import OneLineParser, positive_int
+from fourbit.util.cli import OneLineParser, positive_int, run_main
 from fourbit.util.files import write_text_atomically
 from hw.kinds import KINDS
 
@@ -323,9 +323,11 @@ def _optional_positive(text):
     return None if text == "" else positive_int(text)
 
 
-def main(argv=None):
+def main(argv=None, prog=None):
+    """Entry point of ``python -m boards.synth``; returns the exit status (0, 1, 2 or 3)."""
     parser = OneLineParser(
-        prog="python -m boards.synth", description="Build the UART GEMM engine for a board: bitstream + report.json."
+        prog=prog or "python -m boards.synth",
+        description="Build the UART GEMM engine for a board: bitstream + report.json.",
     )
     parser.add_argument("--board", required=True, help=f"one of: {', '.join(BOARDS)}")
     parser.add_argument("--pe", default="", help=f"array kind ({', '.join(KINDS)}; default: the board's)")
@@ -382,4 +384,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "boards.synth"))

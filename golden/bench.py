@@ -18,7 +18,6 @@
     ``--system-malloc``.
 """
 
-import argparse
 import json
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from fourbit.util.cli import OneLineParser, positive_int, run_main
 from fourbit.util.files import write_text_atomically
 
 from .data import DataError, load_dataset
@@ -238,14 +238,18 @@ def run_speed(
     return rows
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m golden.bench", description=__doc__.split("\n\n")[0])
+def main(argv=None, prog=None):
+    """Entry point of ``python -m golden.bench {accuracy,speed}``; returns the exit status."""
+    p = OneLineParser(
+        prog=prog or "python -m golden.bench", error_prefix=prog or "golden.bench", description=__doc__.split("\n\n")[0]
+    )
+    prog = p.error_prefix
     sub = p.add_subparsers(dest="what", required=True)
-    a = sub.add_parser("accuracy", help="test accuracy of every recipe against fp32")
+    a = sub.add_parser("accuracy", help="test accuracy of every recipe against fp32", error_prefix=f"{prog} accuracy")
     a.add_argument("--data-dir", required=True, help="MNIST idx directory")
     a.add_argument("--out", default="build/golden/accuracy")
     a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--threads", type=int, default=None)
+    a.add_argument("--threads", type=positive_int, default=None)
     a.add_argument(
         "--only",
         action="append",
@@ -253,11 +257,11 @@ def main(argv=None):
         help="train only these runs (repeatable); the table still lists every cached run",
     )
     a.add_argument("--fresh", action="store_true", help="retrain runs that have a cached result")
-    s = sub.add_parser("speed", help="training step time, ibm4 against fp32")
+    s = sub.add_parser("speed", help="training step time, ibm4 against fp32", error_prefix=f"{prog} speed")
     s.add_argument("--out", default="build/golden/speed")
-    s.add_argument("--batch-size", type=int, default=256)
-    s.add_argument("--steps", type=int, default=60)
-    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--batch-size", type=positive_int, default=256)
+    s.add_argument("--steps", type=positive_int, default=60)
+    s.add_argument("--threads", type=positive_int, default=1)
     s.add_argument("--device", default="cpu")
     s.add_argument(
         "--system-malloc",
@@ -266,35 +270,29 @@ def main(argv=None):
     )
     args = p.parse_args(argv)
     if args.threads is not None:
-        if args.threads < 1:
-            print("error: --threads must be >= 1", file=sys.stderr)
-            return 2
         torch.set_num_threads(args.threads)
     try:
         if args.what == "accuracy":
             valid = {f"{d}:{m}" for d, m, _, _ in ACCURACY_RUNS}
             bad = [o for o in args.only or () if o not in valid]
             if bad:
-                print(f"error: unknown --only {bad[0]!r}; valid: {', '.join(sorted(valid))}", file=sys.stderr)
+                print(f"{prog}: error: unknown --only {bad[0]!r}; valid: {', '.join(sorted(valid))}", file=sys.stderr)
                 return 2
             run_accuracy(data_dir=args.data_dir, out=args.out, seed=args.seed, only=args.only, fresh=args.fresh)
         else:
-            if args.steps < 1 or args.batch_size < 1:
-                print("error: --steps and --batch-size must be >= 1", file=sys.stderr)
-                return 2
             if args.device.startswith("cuda"):
                 if not torch.cuda.is_available():
-                    print(f"error: --device {args.device}: no CUDA device available", file=sys.stderr)
+                    print(f"{prog}: error: --device {args.device}: no CUDA device available", file=sys.stderr)
                     return 2
                 torch.backends.cuda.matmul.allow_tf32 = False
                 torch.backends.cudnn.allow_tf32 = False
             malloc = "system" if args.system_malloc or not keep_freed_memory() else "kept"
             run_speed(out=args.out, batch_size=args.batch_size, steps=args.steps, device=args.device, malloc=malloc)
     except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "golden.bench"))

@@ -212,24 +212,30 @@ def verify_capture(path):
     return n
 
 
-def main(argv=None):
+def main(argv=None, prog=None):
     """``python -m golden.capture verify FILE.npz [...]``: re-verify capture files against golden.reference."""
-    import argparse
     import sys
 
-    p = argparse.ArgumentParser(prog="python -m golden.capture", description=main.__doc__)
+    from fourbit.util.cli import OneLineParser
+
+    p = OneLineParser(
+        prog=prog or "python -m golden.capture", error_prefix=prog or "golden.capture", description=main.__doc__
+    )
+    prog = p.error_prefix
     sub = p.add_subparsers(dest="cmd", required=True)
-    v = sub.add_parser("verify", help="recompute every record with golden.reference / golden.requant")
+    v = sub.add_parser(
+        "verify", help="recompute every record with golden.reference / golden.requant", error_prefix=f"{prog} verify"
+    )
     v.add_argument("files", nargs="+")
     args = p.parse_args(argv)
     for f in args.files:
         try:
             n = verify_capture(f)
         except (OSError, ValueError, KeyError) as e:
-            print(f"error: {f}: {e}", file=sys.stderr)
+            print(f"{prog}: error: {f}: {e}", file=sys.stderr)
             return 2
         except AssertionError as e:
-            print(f"error: mismatch at {e}", file=sys.stderr)
+            print(f"{prog}: error: mismatch at {e}", file=sys.stderr)
             return 1
         print(f"{f}: {n} records verified")
     return 0
@@ -238,4 +244,6 @@ def main(argv=None):
 if __name__ == "__main__":
     import sys
 
-    sys.exit(main())
+    from fourbit.util.cli import run_main
+
+    sys.exit(run_main(main, "golden.capture"))

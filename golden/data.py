@@ -17,6 +17,7 @@ quantizer, SPEC section 1) and ``train_y``/``test_y`` int64 labels.
 
 import dataclasses
 import gzip
+import math
 import pickle
 from pathlib import Path
 
@@ -70,11 +71,20 @@ def _read_idx(path):
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path} is not an unsigned-byte idx file")
     ndim = raw[3]
-    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(np.int64)
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise DataError(f"{path} is truncated: header says {tuple(dims)}, found {data.size} bytes")
-    return data.reshape(tuple(dims))
+    header_size = 4 + 4 * ndim
+    if len(raw) < header_size:
+        raise DataError(f"{path} is truncated: {len(raw)} bytes, shorter than its {header_size}-byte idx header")
+    # Plain ints, so the message reads (10000, 28, 28), not (np.int64(10000), ...).
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=header_size)
+    expected = math.prod(dims)
+    if data.size != expected:
+        state = "truncated" if data.size < expected else "longer than its header says"
+        raise DataError(
+            f"{path} is {state}: its header says {dims}, {expected} data bytes "
+            f"({header_size + expected} bytes in all), the file has {data.size} ({len(raw)} in all)"
+        )
+    return data.reshape(dims)
 
 
 def _find(data_dir, stem, exts):

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from fourbit.util.cli import OneLineParser, check_output_file, non_negative_int, positive_int, run_main
 from fourbit.util.files import write_atomically, write_text_atomically
 
 from .data import DATASETS, DataError, load_dataset
@@ -334,9 +335,10 @@ def _recipe_dict(recipe):
     return d
 
 
-def _parser():
-    p = argparse.ArgumentParser(
-        prog="python -m golden.train",
+def _parser(prog=None):
+    p = OneLineParser(
+        prog=prog or "python -m golden.train",
+        error_prefix=prog or "golden.train",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -352,11 +354,11 @@ def _parser():
         help="override a QuantConfig field of the recipe (repeatable), e.g. tpr=0, "
         "sawb_c=12.68,12.80, rounding=stochastic, keep_first=1",
     )
-    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--epochs", type=positive_int, required=True, help="training epochs (>= 1)")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--metrics", required=True, metavar="FILE.json", help="metrics JSON to write")
     p.add_argument("--plot", metavar="FILE.png", help="loss/accuracy plot (default: metrics path with .png)")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=5e-4)
@@ -366,12 +368,17 @@ def _parser():
         metavar="NAME",
         help=f"one of: {', '.join(OPTIMIZERS)} (default sgd; adam uses --momentum as beta1)",
     )
-    p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
+    p.add_argument("--max-steps", type=non_negative_int, help="stop after this many steps in total")
     p.add_argument("--checkpoint", metavar="FILE.pt", help="checkpoint written after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--capture", metavar="FILE.npz", help="record the integer GEMMs of --capture-steps")
-    p.add_argument("--capture-steps", default="0", metavar="N[,N...]", help="0-based global steps (default 0)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--capture-steps",
+        default="0",
+        metavar="N[,N...]",
+        help="0-based global steps (default 0), each below the run's number of steps",
+    )
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     p.add_argument(
         "--progress",
@@ -382,9 +389,32 @@ def _parser():
     return p
 
 
+#: Prefix of this tool's error and warning lines (``fourbit train`` when run as that).
+_prog = "golden.train"
+
+
 def _fail(msg, code=2):
-    print(f"error: {msg}", file=sys.stderr)
+    print(f"{_prog}: error: {msg}", file=sys.stderr)
     return code
+
+
+def _parse_capture_steps(text):
+    """``"0,5"`` -> ``[0, 5]``; raises ValueError with the one-line reason."""
+    try:
+        steps = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--capture-steps {text!r}: expected comma-separated integers") from None
+    negative = [step for step in steps if step < 0]
+    if negative:
+        raise ValueError(f"--capture-steps {text!r}: steps are 0-based, not {negative[0]}")
+    return steps
+
+
+def planned_steps(n_train, batch_size, epochs, max_steps):
+    """The number of steps :func:`train` runs: ``epochs`` epochs of ``ceil(n_train / batch_size)``, at most
+    ``max_steps``."""
+    total = math.ceil(n_train / batch_size) * epochs
+    return total if max_steps is None else min(total, max_steps)
 
 
 def keep_freed_memory():
@@ -406,12 +436,12 @@ def keep_freed_memory():
         return False
 
 
-def main(argv=None):
+def main(argv=None, prog=None):
     """Entry point of ``python -m golden.train``; returns the exit status."""
-    args = _parser().parse_args(argv)
+    global _prog
+    args = _parser(prog).parse_args(argv)
+    _prog = prog or "golden.train"
     keep_freed_memory()  # the CLI trains as fast as `make bench-train` measures
-    if args.epochs < 0 or args.batch_size < 1 or (args.max_steps is not None and args.max_steps < 0):
-        return _fail("--epochs and --max-steps must be >= 0 and --batch-size >= 1")
     if args.model not in MODELS:
         return _fail(f"unknown model {args.model!r}; valid: {', '.join(MODELS)}")
     if args.optimizer not in OPTIMIZERS:
@@ -427,9 +457,14 @@ def main(argv=None):
     except (ValueError, TypeError) as e:
         return _fail(str(e))
     try:
-        capture_steps = [int(s) for s in args.capture_steps.split(",") if s.strip()]
-    except ValueError:
-        return _fail(f"--capture-steps {args.capture_steps!r}: expected comma-separated integers")
+        capture_steps = _parse_capture_steps(args.capture_steps)
+    except ValueError as e:
+        return _fail(str(e))
+    # Output paths are checked now, not after the whole run.
+    for option, path in (("--metrics", args.metrics), ("--plot", args.plot), ("--capture", args.capture)):
+        problem = path and check_output_file(path, option, make_parents=True)
+        if problem:
+            return _fail(problem)
     if args.resume and not args.checkpoint:
         return _fail("--resume needs --checkpoint")
     device = args.device
@@ -444,9 +479,10 @@ def main(argv=None):
     elif device != "cpu":
         return _fail(f"unknown device {device!r}; valid: cpu, cuda, cuda:N, auto")
     if args.threads is not None:
-        if args.threads < 1:
-            return _fail("--threads must be >= 1")
         torch.set_num_threads(args.threads)
+    if args.data_dir and args.dataset == "digits":
+        # scikit-learn ships digits: a --data-dir would be ignored without a word.
+        print(f"{_prog}: warning: --data-dir does not apply to --dataset digits (ignored)", file=sys.stderr)
     try:
         dataset = load_dataset(args.dataset, args.data_dir)
     except DataError as e:
@@ -455,6 +491,15 @@ def main(argv=None):
     if args.capture:
         if recipe.quant is None:
             return _fail("--capture needs a quantized recipe (fp32 has no integer GEMMs)")
+        steps = planned_steps(len(dataset.train_y), args.batch_size, args.epochs, args.max_steps)
+        beyond = [step for step in capture_steps if step >= steps]
+        if beyond:
+            return _fail(
+                f"--capture-steps {beyond[0]} is beyond the run: it has {steps} steps (0..{steps - 1}; "
+                f"{len(dataset.train_y)} samples / batch {args.batch_size} x {args.epochs} epochs"
+                + (f", --max-steps {args.max_steps}" if args.max_steps is not None else "")
+                + ")"
+            )
         from .capture import TensorCapture
 
         capture = TensorCapture(capture_steps)
@@ -508,4 +553,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "golden.train"))

@@ -13,7 +13,6 @@ bad input (arguments, a missing, unreadable or incomplete Liberty, a bad
 capture), refused before anything is written, so an earlier report stays.
 """
 
-import argparse
 import contextlib
 import multiprocessing
 import os
@@ -22,6 +21,7 @@ import sys
 import tempfile
 import time
 
+from fourbit.util.cli import OneLineParser, run_main
 from hw.kinds import KINDS
 
 from . import flow, render, stimulus, synth
@@ -30,9 +30,10 @@ from .energy import DEFAULT_SLEW_NS
 from .liberty import DONT_USE_PATTERN, LibertyError, Library
 
 
-def _parser():
-    p = argparse.ArgumentParser(
-        prog="python -m report",
+def _parser(prog=None):
+    p = OneLineParser(
+        prog=prog or "python -m report",
+        error_prefix=prog or "report",
         description="Area (Yosys cmos transistors; Liberty um^2), delay and energy per MAC "
         "(gate-level switching activity) of the fourbit PEs against FP16.",
     )
@@ -128,16 +129,22 @@ def _scratch_root():
             tempfile.tempdir = previous
 
 
-def main(argv=None):
-    args = _parser().parse_args(argv)
+def main(argv=None, prog=None):
+    """Entry point of ``python -m report``; returns the exit status (see the module docstring)."""
+    args = _parser(prog).parse_args(argv)
+    prefix = prog or "report"
     if args.macs < 16:
-        print("report: error: --macs must be at least 16", file=sys.stderr)
+        print(f"{prefix}: error: --macs must be at least 16", file=sys.stderr)
         return 2
     if args.jobs < 1:
-        print("report: error: --jobs must be at least 1", file=sys.stderr)
+        print(f"{prefix}: error: --jobs must be at least 1", file=sys.stderr)
         return 2
     if not args.clock_ns > 0:
-        print("report: error: --clock-ns must be positive", file=sys.stderr)
+        print(f"{prefix}: error: --clock-ns must be positive", file=sys.stderr)
+        return 2
+    # Checked before any synthesis: --out is the report's directory.
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        print(f"{prefix}: error: --out {args.out} is a file, not a directory", file=sys.stderr)
         return 2
     t0 = time.monotonic()
     errors = []
@@ -297,4 +304,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "report"))

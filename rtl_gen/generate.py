@@ -107,8 +107,17 @@ def generate(designs):
     return results
 
 
-def write_outputs(out_dir, generated):
+def write_outputs(out_dir, generated, *, kept_entries=None):
     """Write ``<name>.v`` per design and ``manifest.json`` into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : path-like
+    generated : list of Generated
+    kept_entries : dict, optional
+        Manifest entries of modules generated earlier (``rtl_gen --only``):
+        the manifest lists them too, in their order, those of ``generated``
+        replacing any of the same name.
 
     Returns
     -------
@@ -119,7 +128,7 @@ def write_outputs(out_dir, generated):
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = {
         "generator": "fourbit rtl_gen (Amaranth, emit_src=False)",
-        "modules": {g.name: g.entry for g in generated},
+        "modules": {**(kept_entries or {}), **{g.name: g.entry for g in generated}},
     }
     files = {g.filename: g.verilog for g in generated}
     files[MANIFEST_NAME] = json.dumps(manifest, indent=2) + "\n"

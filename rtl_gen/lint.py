@@ -4,12 +4,12 @@ The only waivers are those in :data:`WAIVERS` (``rtl_gen/lint_waivers.vlt``,
 each one documented there). Any other warning or error fails the run.
 """
 
-import argparse
 import json
 import pathlib
 import subprocess
 import sys
 
+from fourbit.util.cli import OneLineParser, run_main
 from fourbit.util.tools import tool_env
 
 from .generate import MANIFEST_NAME
@@ -42,14 +42,25 @@ def lint_directory(directory):
     return {name: lint_file(directory / entry["file"], name) for name, entry in manifest["modules"].items()}
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m rtl_gen.lint", description=__doc__.splitlines()[0])
+def _parser(prog=None):
+    parser = OneLineParser(
+        prog=prog or "python -m rtl_gen.lint",
+        error_prefix=prog or "rtl_gen.lint",
+        description=__doc__.splitlines()[0],
+        epilog="Lints exactly the modules the directory's manifest.json lists.",
+    )
     parser.add_argument("--dir", default="build/rtl", help="generated RTL directory (default: %(default)s)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None, prog=None):
+    """Entry point of ``python -m rtl_gen.lint``; returns 0 when every module is clean, 1 if not, 2 on bad input."""
+    args = _parser(prog).parse_args(argv)
+    prog = prog or "rtl_gen.lint"
     try:
         results = lint_directory(args.dir)
     except ValueError as error:
-        print(f"rtl_gen.lint: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     failed = 0
     for name, diagnostics in results.items():
@@ -58,10 +69,10 @@ def main(argv=None):
             print(f"  {line}")
         failed += bool(diagnostics)
     if failed:
-        print(f"rtl_gen.lint: error: {failed} module(s) not lint-clean", file=sys.stderr)
+        print(f"{prog}: error: {failed} module(s) not lint-clean", file=sys.stderr)
         return 1
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "rtl_gen.lint"))

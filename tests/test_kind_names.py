@@ -16,6 +16,10 @@ from hw.kinds import KINDS
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHECKED = ("hw", "rtl_gen", "verify", "report", "boards", "fourbit")
 SCALE_CALLS = {"set_xscale", "set_yscale", "xscale", "yscale", "loglog"}
+#: Strings that equal a kind's name but mean something else, with why.
+HOMONYMS = {
+    ("fourbit/cli.py", "train"): "the `fourbit train` subcommand (golden.train), not the train kind",
+}
 
 
 def _kind_names():
@@ -64,7 +68,10 @@ def test_only_the_registry_names_kinds():
         for path in sorted((REPO_ROOT / package).rglob("*.py")):
             if path.is_relative_to(REPO_ROOT / "hw" / "kinds"):
                 continue
-            offenders += [f"{path.relative_to(REPO_ROOT)}:{line}: {name!r}" for line, name in named_kinds(path)]
+            where = str(path.relative_to(REPO_ROOT))
+            offenders += [
+                f"{where}:{line}: {name!r}" for line, name in named_kinds(path) if (where, name) not in HOMONYMS
+            ]
     assert not offenders, "kind names outside hw/kinds:\n" + "\n".join(offenders)
 
 

@@ -10,11 +10,12 @@ Amaranth's own simulator (:mod:`verify.amaranth_sim`) is listed for comparison.
 Builds are not timed.
 """
 
-import argparse
 import sys
 import time
 
 import numpy as np
+
+from fourbit.util.cli import OneLineParser, non_negative_int, positive_int, run_main
 
 from . import stimulus as st
 from .amaranth_sim import simulate_sequence
@@ -53,22 +54,26 @@ def bench_amaranth(kind, steps, seed=0):
     return len(sequence), simulated, total
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m verify.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=100_000, help="steps per unit on Verilator (default %(default)s)")
+def main(argv=None, prog=None):
+    """Entry point of ``python -m verify.bench``; prints the table, returns the exit status."""
+    parser = OneLineParser(
+        prog=prog or "python -m verify.bench",
+        error_prefix=prog or "verify.bench",
+        description=__doc__.splitlines()[0],
+    )
     parser.add_argument(
-        "--icarus-steps", type=int, default=20_000, help="steps per unit on Icarus (default %(default)s)"
+        "--steps", type=positive_int, default=100_000, help="steps per unit on Verilator (default %(default)s)"
+    )
+    parser.add_argument(
+        "--icarus-steps", type=positive_int, default=20_000, help="steps per unit on Icarus (default %(default)s)"
     )
     parser.add_argument(
         "--amaranth-steps",
-        type=int,
+        type=non_negative_int,
         default=5_000,
         help="steps per unit in Amaranth's simulator, 0 to skip (default %(default)s)",
     )
     args = parser.parse_args(argv)
-    if min(args.steps, args.icarus_steps) <= 0 or args.amaranth_steps < 0:
-        print("verify.bench: error: step counts must be positive", file=sys.stderr)
-        return 2
     rows = []
     for kind in KINDS:
         for sim in SIMULATORS:
@@ -84,4 +89,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "verify.bench"))

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from fourbit.util.cli import OneLineParser, check_output_file, run_main
 from fourbit.util.files import write_text_atomically
 from hw.kinds import GEMMS
 
@@ -97,8 +98,13 @@ def _sim(text):
     return text.strip()
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m verify.bench_arrays", description=__doc__.splitlines()[0])
+def main(argv=None, prog=None):
+    """Entry point of ``python -m verify.bench_arrays``; prints the table, returns the exit status."""
+    parser = OneLineParser(
+        prog=prog or "python -m verify.bench_arrays",
+        error_prefix=prog or "verify.bench_arrays",
+        description=__doc__.splitlines()[0],
+    )
     parser.add_argument("--kinds", default=",".join(GEMMS), type=lambda t: _list(t, _kind))
     parser.add_argument("--sizes", default="2x2,4x4,8x8,16x16", type=lambda t: _list(t, _size))
     parser.add_argument("--sims", default="icarus,verilator", type=lambda t: _list(t, _sim))
@@ -107,6 +113,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if len(args.mkn) != 3 or min(args.mkn) < 1:
         parser.error("--mkn needs three positive integers M,K,N")
+    problem = args.out and check_output_file(args.out, "--out", make_parents=True)
+    if problem:
+        parser.error(problem)
     m, k, n = args.mkn
     rows = []
     for kind in args.kinds:
@@ -127,4 +136,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "verify.bench_arrays"))

@@ -7,7 +7,6 @@ product with canonical NaN. The 65536 values of ``a`` are split over worker
 processes.
 """
 
-import argparse
 import concurrent.futures
 import itertools
 import os
@@ -19,6 +18,7 @@ import sys
 from amaranth.back import verilog
 from amaranth.hdl import Module, Signal
 
+from fourbit.util.cli import OneLineParser, run_main
 from fourbit.util.tools import tool_env
 from hw.fp import fp16_product
 
@@ -74,8 +74,13 @@ def check_range(executable, begin, end):
     return int(match.group(1)), int(match.group(2)), lines
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m verify.exhaustive", description=__doc__.splitlines()[0])
+def main(argv=None, prog=None):
+    """Entry point of ``python -m verify.exhaustive``; returns 0 when no product mismatches."""
+    parser = OneLineParser(
+        prog=prog or "python -m verify.exhaustive",
+        error_prefix=prog or "verify.exhaustive",
+        description=__doc__.splitlines()[0],
+    )
     parser.add_argument("--a-begin", type=lambda s: int(s, 0), default=0)
     parser.add_argument("--a-end", type=lambda s: int(s, 0), default=0x10000)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
@@ -97,4 +102,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "verify.exhaustive"))

@@ -13,6 +13,9 @@ GEMM it is; ``--array KIND`` on another kind's array that runs it too (the
 unified training array runs the forward and the backward GEMMs, selected by
 its ``mode`` input).
 
+A signedness option that the GEMM does not take is ignored, with a warning
+on stderr when given.
+
 The tool tiles the GEMM onto the R x C output-stationary array
 (:mod:`hw.tiling`), builds the array's Verilog (:mod:`hw.array`) once per
 (array kind, R, C, accumulator width, simulator) under ``build/gemm/``, drives
@@ -21,13 +24,17 @@ writes what the RTL computed. It checks nothing itself. The integer
 accumulator is the kind's default width unless K exceeds its overflow bound;
 then the narrowest width that cannot overflow for this K is generated instead.
 
-Bad input (missing or unreadable files, shapes, dtypes, code ranges) prints
-one ``verify.gemm: error: ...`` line and exits with status 2 without writing
-the output; a simulation failure exits with status 1.
+Bad input (missing or unreadable files, a file that is not ``.npy``, shapes,
+dtypes, code ranges, an array above :data:`MAX_ARRAY_SIDE` rows or columns or
+:data:`MAX_ARRAY_PES` PEs) prints one ``verify.gemm: error: ...`` line and
+exits with status 2 without writing the output; a simulation failure exits
+with status 1. On success it prints one summary line on stderr (more with
+``--verbose``), and before it builds an array one progress line.
 """
 
 import functools
 import hashlib
+import os
 import pathlib
 import shutil
 import sys
@@ -36,7 +43,7 @@ import time
 
 import numpy as np
 
-from fourbit.util.cli import OneLineParser, bit_flag, positive_int
+from fourbit.util.cli import OneLineParser, bit_flag, bounded_int, run_main
 from fourbit.util.files import write_atomically
 from hw.kinds import GEMMS, KINDS, GemmInputError, dedicated_kind, get_gemm, get_kind
 
@@ -372,11 +379,34 @@ def run_gemm(
     return result
 
 
+#: Largest array side and PE count ``python -m verify.gemm`` accepts. The array's
+#: Verilog is elaborated and compiled whole, in time and memory that grow with
+#: its PE count: 16 x 16 (the largest the tests and benchmarks run) takes
+#: 1.5-3 minutes to build for Verilator; 1 x 100000 runs for minutes without
+#: output and 100000 x 100000 runs out of memory. The limits allow 4 times the
+#: tested PE count, a build of about ten minutes.
+MAX_ARRAY_SIDE = 64
+MAX_ARRAY_PES = 1024
+_SIZE_REASON = (
+    "elaboration time and memory grow with the PE count (the largest tested array is 16x16, "
+    "whose first Verilator build takes 1.5-3 minutes)"
+)
+_NPY_MAGIC = b"\x93NUMPY"
+
+
 def _load(path, name):
     try:
-        matrix = np.load(path, allow_pickle=False)
+        with open(path, "rb") as handle:
+            magic = handle.read(len(_NPY_MAGIC))
     except FileNotFoundError:
         raise GemmError(f"--{name}: no such file {path}") from None
+    except OSError as error:
+        raise GemmError(f"--{name}: cannot read {path}: {error.strerror}") from None
+    if magic != _NPY_MAGIC:
+        # Text or CSV saved under a .npy name: numpy would talk about allow_pickle.
+        raise GemmError(f"--{name}: {path} is not a .npy file (no NumPy header; save it with numpy.save)")
+    try:
+        matrix = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as error:
         raise GemmError(f"--{name}: cannot read {path} as .npy: {error}") from None
     if not isinstance(matrix, np.ndarray):
@@ -392,36 +422,40 @@ def _save_atomic(path, matrix):
     write_atomically(path, lambda tmp: np.save(tmp, matrix), suffix=".tmp.npy")
 
 
-def _parser():
+def _parser(prog=None):
+    array_side = bounded_int(1, MAX_ARRAY_SIDE, _SIZE_REASON)
     parser = OneLineParser(
-        prog="python -m verify.gemm",
-        error_prefix="verify.gemm",
+        prog=prog or "python -m verify.gemm",
+        error_prefix=prog or "verify.gemm",
         description="Run C = A @ B on a simulated R x C systolic array and write C (.npy).",
+        epilog=f"Arrays are limited to {MAX_ARRAY_SIDE} rows or columns and {MAX_ARRAY_PES} PEs: {_SIZE_REASON}. "
+        "Prints one summary line on stderr on success, and a line before it builds an array (cached in build/gemm).",
     )
     gemms = "; ".join(f"{gemm.name}: {gemm.description}" for gemm in GEMMS.values())
     parser.add_argument("--pe", required=True, choices=PES, help=f"the GEMM ({gemms})")
-    parser.add_argument("--rows", required=True, type=positive_int, help="array rows R")
-    parser.add_argument("--cols", required=True, type=positive_int, help="array columns C")
+    parser.add_argument("--rows", required=True, type=array_side, help=f"array rows R (1..{MAX_ARRAY_SIDE})")
+    parser.add_argument("--cols", required=True, type=array_side, help=f"array columns C (1..{MAX_ARRAY_SIDE})")
     parser.add_argument("--a", required=True, metavar="A.npy", help="M x K left operand")
     parser.add_argument("--b", required=True, metavar="B.npy", help="K x N right operand")
     parser.add_argument("--out", required=True, metavar="C.npy", help="M x N result (written atomically)")
 
+    # None = not given: a signedness option that does not apply to --pe is warned about only when given.
     def takes(mode):
         return ", ".join(gemm.name for gemm in GEMMS.values() if mode in gemm.signedness)
 
     parser.add_argument(
         "--a-signed",
         type=bit_flag,
-        default=True,
+        default=None,
         metavar="0|1",
-        help=f"A is INT4 (1, default) or UINT4 (0); {takes('a_signed')} only",
+        help=f"A is INT4 (1, default) or UINT4 (0); {takes('a_signed')} only (ignored with a warning otherwise)",
     )
     parser.add_argument(
         "--b-signed",
         type=bit_flag,
-        default=True,
+        default=None,
         metavar="0|1",
-        help=f"B is INT4 (1, default) or UINT4 (0); {takes('b_signed')} only",
+        help=f"B is INT4 (1, default) or UINT4 (0); {takes('b_signed')} only (ignored with a warning otherwise)",
     )
     parser.add_argument("--sim", default="icarus", choices=SIMULATORS, help="simulator (default: %(default)s)")
     parser.add_argument(
@@ -435,28 +469,85 @@ def _parser():
         )
         + ")",
     )
-    parser.add_argument("--verbose", action="store_true", help="print cycles and times to stderr")
+    parser.add_argument(
+        "--verbose", action="store_true", help="summary line with accumulator width and simulation time"
+    )
     return parser
 
 
-def main(argv=None):
-    args = _parser().parse_args(argv)
-    prog = "verify.gemm"
+def _inapplicable_options(args):
+    """The signedness options given that ``--pe`` does not take (its :attr:`GemmType.signedness`), as ``--a-signed``."""
+    takes = get_gemm(args.pe).signedness
+    return [
+        "--" + name.replace("_", "-")
+        for name in ("a_signed", "b_signed")
+        if getattr(args, name) is not None and name not in takes
+    ]
+
+
+def _shown(path):
+    """``path`` relative to the working directory when below it (``build/gemm``), else absolute."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+def _build_pending(args, a):
+    """Where the array this run needs will be built, or None when a cached build is current."""
+    kind = array_kind(args.pe, args.array)
+    build = ArrayBuild(
+        kind=kind,
+        rows=args.rows,
+        cols=args.cols,
+        acc_width=accumulator_width(kind, a.shape[1] if a.ndim == 2 else 1),
+        sim=args.sim,
+        build_root=BUILD_ROOT,
+    )
+    return None if build.hdl.is_cached() else kind
+
+
+def main(argv=None, prog=None):
+    """Entry point of ``python -m verify.gemm``; returns the exit status (0, 1 simulation failure, 2 bad input)."""
+    args = _parser(prog).parse_args(argv)
+    prog = prog or "verify.gemm"
+    if args.rows * args.cols > MAX_ARRAY_PES:
+        print(
+            f"{prog}: error: a {args.rows}x{args.cols} array has {args.rows * args.cols} PEs, above the limit of "
+            f"{MAX_ARRAY_PES}: {_SIZE_REASON}",
+            file=sys.stderr,
+        )
+        return 2
+    for option in _inapplicable_options(args):
+        print(f"{prog}: warning: {option} does not apply to --pe {args.pe} (ignored)", file=sys.stderr)
+    a_signed = True if args.a_signed is None else args.a_signed
+    b_signed = True if args.b_signed is None else args.b_signed
     try:
         a, b = _load(args.a, "a"), _load(args.b, "b")
         out_dir = pathlib.Path(args.out).parent
         if not out_dir.is_dir():
             raise GemmError(f"--out: directory {out_dir} does not exist")
+        if pathlib.Path(args.out).is_dir():
+            raise GemmError(f"--out: {args.out} is a directory, not a file")
+        # Checked before the (possibly minutes-long) build, so bad operands never wait for it.
+        operand_bits(args.pe, a, b, a_signed=a_signed, b_signed=b_signed)
+        pending = _build_pending(args, a)
+        if pending is not None:
+            print(
+                f"{prog}: building the {args.rows}x{args.cols} {pending} array for {args.sim} "
+                f"(first run; cached in {_shown(BUILD_ROOT)})",
+                file=sys.stderr,
+                flush=True,
+            )
         result = run_gemm(
             args.pe,
             a,
             b,
             rows=args.rows,
             cols=args.cols,
-            a_signed=args.a_signed,
-            b_signed=args.b_signed,
+            a_signed=a_signed,
+            b_signed=b_signed,
             sim=args.sim,
             array=args.array,
+            build_root=BUILD_ROOT,
         )
         _save_atomic(args.out, result.c)
     except GemmError as error:
@@ -465,16 +556,18 @@ def main(argv=None):
     except (RuntimeError, OSError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 1
-    if args.verbose:
-        print(
-            f"{prog}: {args.pe} {a.shape[0]}x{a.shape[1]}x{b.shape[1]} on {args.rows}x{args.cols} "
-            f"({args.array}, {args.sim}, acc {result.acc_width} bits): {result.cycles} cycles, "
-            f"simulation {result.sim_seconds:.3f} s, total {result.seconds:.3f} s"
-            f"{' (built)' if result.built else ''}",
-            file=sys.stderr,
-        )
+    details = (
+        f", acc {result.acc_width} bits, simulation {result.sim_seconds:.3f} s{' (built)' if result.built else ''}"
+        if args.verbose
+        else ""
+    )
+    print(
+        f"{prog}: {args.out}: {args.pe} {a.shape[0]}x{a.shape[1]}x{b.shape[1]} on {args.rows}x{args.cols} "
+        f"({args.array}, {args.sim}): {result.cycles} cycles, {result.seconds:.1f} s{details}",
+        file=sys.stderr,
+    )
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "verify.gemm"))

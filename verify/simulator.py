@@ -412,6 +412,16 @@ class HDLBuild:
                 ) from None
         self.built = True
 
+    def is_cached(self):
+        """Whether a completed build of this key is on disk (:meth:`ensure` would not compile).
+
+        Only a hint for progress messages: another process may build meanwhile.
+        """
+        if self.stamp is None:
+            return False
+        stamp_file = self.directory / "stamp"
+        return stamp_file.is_file() and stamp_file.read_text() == self.cache_key()
+
     def ensure(self):
         """Compile the design unless it is compiled already.
 

@@ -1,10 +1,34 @@
-"""argparse pieces shared by fourbit's command-line tools (``verify.gemm``,
-``verify.cosim``, ``boards.synth``, ``boards.host``): one-line errors with exit
-status 2, and checked integer and flag arguments."""
+"""argparse pieces shared by every fourbit command-line tool and by the ``fourbit`` command.
+
+- :class:`OneLineParser`: usage errors are one line, ``<prog>: error: ...``, exit status 2;
+- :func:`positive_int`, :func:`non_negative_int`, :func:`bit_flag`, :func:`bounded_int`:
+  checked argument types (a bound comes with its reason, shown in the error);
+- :func:`check_output_file`: the up-front check of an output path (``--out``,
+  ``--metrics``, ``--capture``, ``--report``), made before any long work;
+- :func:`run_main`: the wrapper of every ``if __name__ == "__main__"`` block:
+  Ctrl-C becomes one line, ``<prog>: interrupted``, and exit status 130.
+
+No domain code lives here: this module imports nothing from the project.
+"""
 
 import argparse
+import os
+import pathlib
+import sys
 
-__all__ = ["OneLineParser", "positive_int", "non_negative_int", "bit_flag"]
+__all__ = [
+    "OneLineParser",
+    "positive_int",
+    "non_negative_int",
+    "bit_flag",
+    "bounded_int",
+    "check_output_file",
+    "run_main",
+    "INTERRUPTED_STATUS",
+]
+
+#: Exit status after Ctrl-C: 128 + SIGINT, what shells report for a process killed by it.
+INTERRUPTED_STATUS = 130
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -49,3 +73,95 @@ def bit_flag(text):
     if text not in ("0", "1"):
         raise argparse.ArgumentTypeError(f"expected 0 or 1, not {text!r}")
     return text == "1"
+
+
+def bounded_int(minimum, maximum, reason):
+    """argparse type factory: an integer in ``minimum..maximum``.
+
+    Parameters
+    ----------
+    minimum, maximum : int
+        The accepted range, both included.
+    reason : str
+        Why ``maximum`` is the limit; part of the error message.
+
+    Returns
+    -------
+    callable
+        The argparse ``type``.
+    """
+
+    def parse(text):
+        what = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
+        value = _integer(text, minimum, what)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"{value} is above the limit of {maximum}: {reason}")
+        return value
+
+    parse.__name__ = f"integer {minimum}..{maximum}"
+    return parse
+
+
+def check_output_file(path, option, *, make_parents=False):
+    """Refuse an output file path that cannot be written, before any long work.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file the tool will write.
+    option : str
+        The option that named it (``"--out"``), for the message.
+    make_parents : bool
+        The tool creates missing parent directories itself: then a missing
+        parent is fine, as long as no existing ancestor is a plain file.
+
+    Returns
+    -------
+    str or None
+        The one-line reason the path is refused, or None when it is fine.
+    """
+    path = pathlib.Path(path)
+    if path.is_dir():
+        return f"{option} {path} is a directory, not a file"
+    parent = path.parent
+    if make_parents:
+        ancestor = parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if ancestor.exists() and not ancestor.is_dir():
+            return f"{option} {path}: {ancestor} is not a directory"
+        if ancestor.is_dir() and not os.access(ancestor, os.W_OK):
+            return f"{option} {path}: directory {ancestor} is not writable"
+        return None
+    if not parent.is_dir():
+        return f"{option} {path}: directory {parent} does not exist"
+    if not os.access(parent, os.W_OK):
+        return f"{option} {path}: directory {parent} is not writable"
+    return None
+
+
+def run_main(main, name, argv=None, **kwargs):
+    """Run a tool's ``main(argv, **kwargs)`` and return its exit status, Ctrl-C included.
+
+    Parameters
+    ----------
+    main : callable
+        The tool's entry point; returns its exit status.
+    name : str
+        Prefix of the line printed on Ctrl-C (``verify.gemm``, ``fourbit gemm``).
+    argv : list of str, optional
+        Arguments (default: ``sys.argv[1:]``, as ``main`` reads them).
+    **kwargs
+        Passed on to ``main``.
+
+    Returns
+    -------
+    int
+        ``main``'s status; 130 after ``KeyboardInterrupt``, with one line,
+        ``<name>: interrupted``, on stderr instead of a traceback.
+    """
+    try:
+        return main(argv, **kwargs)
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr, flush=True)
+        return INTERRUPTED_STATUS

@@ -102,6 +102,24 @@ def test_synth_refuses_half_a_size_before_building(given, tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["top.bit"] and (tmp_path / "top.bit").read_bytes() == b"previous"
 
 
+def test_host_out_checked_before_the_board_is_opened(tmp_path, capsys):
+    port = str(tmp_path / "ttyNONE")
+    status, err = _run(host_main, "--port", port, "--pe", "int4", "--out", str(tmp_path), capsys=capsys)
+    assert (status, err) == (2, [f"python -m boards.host: error: --out {tmp_path} is a directory, not a file"])
+    missing = tmp_path / "no" / "c.npy"
+    status, err = _run(host_main, "--port", port, "--pe", "int4", "--out", str(missing), capsys=capsys)
+    assert status == 2 and err == [
+        f"python -m boards.host: error: --out {missing}: directory {missing.parent} does not exist"
+    ]
+
+
+def test_sweep_sizes_are_checked_integers(capsys):
+    status, err = _run(sweep_main, "--sizes", "0", "--report-only", capsys=capsys)
+    assert status == 2 and err == [
+        "python -m boards.sweep: error: argument --sizes: expected a positive integer, not '0'"
+    ]
+
+
 def test_board_top_validates_eagerly():
     with pytest.raises(ValueError, match="unknown array kind"):
         BoardTop(kind="int8", rows=2, cols=2)

@@ -154,7 +154,7 @@ def test_cli_divergence_exits_3(tmp_path, capsys):
         ]
     )
     assert r == 3
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: training diverged")
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("golden.train: error: training diverged")
     assert not (tmp_path / "m.json").exists()
 
 
@@ -174,7 +174,7 @@ def test_unknown_names_list_valid_ones(tmp_path, capsys, flag, value, valid):
     )
     assert r == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: unknown") and err.endswith(f"valid: {valid}") and "\n" not in err
+    assert err.startswith("golden.train: error: unknown") and err.endswith(f"valid: {valid}") and "\n" not in err
 
 
 def test_missing_and_incomplete_data_dir(tmp_path, capsys):
@@ -273,3 +273,103 @@ def test_cifar10_loader_reads_both_batch_formats(tmp_path, kind):
     ds = load_dataset("cifar10", tmp_path)
     assert ds.train_x.shape == (10, 3, 32, 32) and ds.test_x.shape == (2, 3, 32, 32)
     assert ds.train_y.tolist()[:4] == [0, 1, 1, 2] and float(ds.test_x[0, 0, 0, 0]) == pytest.approx(5 / 255)
+
+
+# -- bad input refused up front, one line each (issue 13) ------------------------------------------
+
+
+def _train_args(tmp_path, *extra, recipe="ibm4"):
+    base = ["--dataset", "digits", "--model", "mlp", "--recipe", recipe, "--seed", "0"]
+    return [*base, "--metrics", str(tmp_path / "m.json"), *extra]
+
+
+def _refused(capsys, tmp_path, argv):
+    """Exit 2 with one ``golden.train: error:`` line, nothing trained, no file written."""
+    try:
+        status = main(argv)
+    except SystemExit as exit_:  # argparse type errors
+        status = exit_.code
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and err.startswith("golden.train: error: "), err
+    assert list(tmp_path.iterdir()) == [], "output written"
+    return err
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--epochs", "0"], "--epochs: expected a positive integer, not '0'"),
+        (["--epochs", "1", "--capture", "CAP", "--capture-steps", "-1"], "steps are 0-based, not -1"),
+        (["--epochs", "1", "--capture", "CAP", "--capture-steps", "x"], "expected comma-separated integers"),
+        # digits: 1437 training samples / batch 128 = 12 steps per epoch
+        (["--epochs", "1", "--capture", "CAP", "--capture-steps", "0,12"], "--capture-steps 12 is beyond the run"),
+        (["--epochs", "2", "--max-steps", "3", "--capture", "CAP", "--capture-steps", "3"], "it has 3 steps"),
+    ],
+)
+def test_bad_values_refused_before_training(tmp_path, capsys, extra, message):
+    out = tmp_path / "out"
+    out.mkdir()
+    extra = [str(out / "c.npz") if item == "CAP" else item for item in extra]
+    err = _refused(capsys, out, _train_args(out, *extra))
+    assert message in err
+
+
+def test_capture_steps_beyond_the_run_names_the_count(tmp_path, capsys):
+    err = _refused(
+        capsys, tmp_path, _train_args(tmp_path, "--epochs", "1", "--capture", "c.npz", "--capture-steps", "99")
+    )
+    assert "it has 12 steps (0..11; 1437 samples / batch 128 x 1 epochs)" in err
+
+
+def test_metrics_naming_a_directory_refused_before_training(tmp_path, capsys):
+    (tmp_path / "m.json").mkdir()
+    assert main(_train_args(tmp_path, "--epochs", "1")) == 2
+    err = capsys.readouterr().err
+    assert err == f"golden.train: error: --metrics {tmp_path / 'm.json'} is a directory, not a file\n"
+
+
+def test_data_dir_with_digits_warns(tmp_path, capsys):
+    args = _train_args(tmp_path, "--epochs", "1", "--max-steps", "1", "--data-dir", str(tmp_path), recipe="fp32")
+    assert main([*args, "--progress", "off"]) == 0
+    err = capsys.readouterr().err
+    assert "golden.train: warning: --data-dir does not apply to --dataset digits (ignored)" in err.splitlines()
+    assert (tmp_path / "m.json").exists()
+
+
+def test_truncated_idx_file_names_it_with_plain_sizes(tmp_path):
+    header = bytes([0, 0, 8, 1]) + (10000).to_bytes(4, "big")
+    path = tmp_path / "t10k-labels-idx1-ubyte"
+    path.write_bytes(header + bytes(9000))
+    from golden.data import _read_idx
+
+    with pytest.raises(DataError) as error:
+        _read_idx(path)
+    message = str(error.value)
+    assert message == (
+        f"{path} is truncated: its header says (10000,), 10000 data bytes (10008 bytes in all), "
+        "the file has 9000 (9008 in all)"
+    )
+    assert "np." not in message
+
+
+def test_truncated_mnist_file_is_one_line_exit_2(tmp_path, capsys):
+    import numpy as np
+
+    def idx(arr):
+        header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+        return header + arr.astype(np.uint8).tobytes()
+
+    for prefix in ("train", "t10k"):
+        (tmp_path / f"{prefix}-images-idx3-ubyte").write_bytes(idx(np.zeros((2, 4, 4))))
+        (tmp_path / f"{prefix}-labels-idx1-ubyte").write_bytes(idx(np.zeros(2)))
+    truncated = tmp_path / "t10k-images-idx3-ubyte"
+    truncated.write_bytes(truncated.read_bytes()[:-5])
+    out = tmp_path / "out"
+    args = ["--dataset", "mnist", "--data-dir", str(tmp_path), "--model", "mlp", "--recipe", "fp32", "--epochs", "1"]
+    assert main([*args, "--seed", "0", "--metrics", str(out / "m.json")]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"golden.train: error: {truncated} is truncated: its header says (2, 4, 4), 32 data bytes "
+        "(48 bytes in all), the file has 27 (43 in all)\n"
+    )
+    assert not out.exists()

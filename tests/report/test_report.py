@@ -197,3 +197,10 @@ def test_mapped_int4_mac_follows_the_spec(rtl_dir, sky130, sky130_work, tmp_path
         acc = int(prod) if clear else acc + int(prod)
         expected.append(acc % (1 << 24))
     assert t.outputs["acc"][2:] == expected[:-2]
+
+
+def test_out_naming_a_file_refused_up_front(tmp_path, capsys):
+    out = tmp_path / "report.json"
+    out.write_text("")
+    assert main(["--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"report: error: --out {out} is a file, not a directory\n"

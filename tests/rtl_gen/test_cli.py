@@ -195,3 +195,40 @@ def test_lint_catches_unwaived_warning(tmp_path):
     diagnostics = lint_file(bad, "bad")
     assert any("UNUSEDSIGNAL" in line and "'spare'" in line for line in diagnostics)
     assert any("BLKSEQ" in line for line in diagnostics)
+
+
+# -- limits and --only (issue 13) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("override", ["int4_mac.acc_width=100000", "log_mac.acc_width=129"])
+def test_width_above_the_limit_refused_before_elaborating(tmp_path, capsys, pe_config, override):
+    out = tmp_path / "out"
+    assert main(["--config", str(pe_config), "--out", str(out), "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("rtl_gen: error: ")
+    assert "above the limit of 128 bits" in err and "Amaranth" in err
+    assert not out.exists()
+
+
+def test_only_updates_the_manifest_instead_of_replacing_it(tmp_path, pe_config):
+    out = tmp_path / "o"
+    assert main(["--config", str(pe_config), "--out", str(out)]) == 0
+    before = json.loads((out / "manifest.json").read_text())["modules"]
+    args = ["--config", str(pe_config), "--out", str(out), "--only", "log_mac", "--set", "log_mac.acc_width=40"]
+    assert main(args) == 0
+    after = json.loads((out / "manifest.json").read_text())["modules"]
+    assert list(after) == ["int4_mac", "log_mac", "fp16_mac"], "--only shrank the manifest"
+    assert after["int4_mac"] == before["int4_mac"] and after["fp16_mac"] == before["fp16_mac"]
+    assert after["log_mac"]["parameters"]["acc_width"] == 40
+    # lint reads what the manifest lists: every module, not just the last one generated
+    assert set(lint_directory(out)) == {"int4_mac", "log_mac", "fp16_mac"}
+
+
+def test_only_refuses_an_unreadable_manifest(tmp_path, capsys, pe_config):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "manifest.json").write_text("not json")
+    assert main(["--config", str(pe_config), "--out", str(out), "--only", "int4_mac"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot read the existing" in err
+    assert (out / "manifest.json").read_text() == "not json" and not (out / "int4_mac.v").exists()

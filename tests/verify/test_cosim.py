@@ -61,3 +61,36 @@ def test_measured_fmax_matches_preset_geometry_with_default_widths(tmp_path):
     assert mhz == 30.2 and "ECP5" in source
     # Another geometry is not this measurement.
     assert measured_fmax("digits", {**preset_geometry, "rows": 4}, build_root=tmp_path) == (None, None)
+
+
+def test_mnist_directory_checked_up_front(tmp_path, capsys):
+    missing = tmp_path / "no-mnist"
+    assert main(["--preset", "mnist", "--data-dir", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"verify.cosim: error: mnist directory {missing} does not exist (pass --data-dir or set FOURBIT_MNIST_DIR)\n"
+    )
+
+
+def test_mnist_preset_reads_beside_the_repository_or_the_environment():
+    import os
+    import subprocess
+    import sys
+
+    from verify.runner import REPO_ROOT
+
+    def preset_dir(**env):
+        environment = {k: v for k, v in os.environ.items() if k != "FOURBIT_MNIST_DIR"} | env
+        command = "from verify.cosim.run import PRESETS; print(PRESETS['mnist']['data_dir'])"
+        result = subprocess.run(
+            [sys.executable, "-c", command], cwd=REPO_ROOT, env=environment, capture_output=True, text=True
+        )
+        return result.stdout.strip()
+
+    assert preset_dir() == str(REPO_ROOT.parent / "shared" / "data" / "mnist")
+    assert preset_dir(FOURBIT_MNIST_DIR="/elsewhere/mnist") == "/elsewhere/mnist"
+
+
+def test_report_naming_a_directory_refused_up_front(tmp_path, capsys):
+    assert main(["--preset", "tiny", "--report", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"verify.cosim: error: --report {tmp_path} is a directory, not a file\n"

@@ -229,6 +229,85 @@ def test_missing_file_and_directory(tmp_path):
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
+# -- limits, file types, inapplicable options, progress and summary lines (issue 13) ----------------
+
+
+def _gemm_args(tmp_path, *, rows=2, cols=2, pe="int4", a=None, b=None):
+    np.save(tmp_path / "a.npy", I8 if a is None else a)
+    np.save(tmp_path / "b.npy", I8.T if b is None else b)
+    return ["--pe", pe, "--rows", rows, "--cols", cols, "--a", tmp_path / "a.npy", "--b", tmp_path / "b.npy"]
+
+
+def _refused(tmp_path, result):
+    """One ``verify.gemm: error:`` line, exit 2, no output file."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("verify.gemm: error:"), result.stderr
+    assert not (tmp_path / "c.npy").exists() and not list(tmp_path.glob(".c.npy*"))
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "rows,cols,match",
+    [
+        (100000, 2, "--rows: 100000 is above the limit of 64"),
+        (1, 100000, "--cols: 100000 is above the limit of 64"),
+        (64, 64, "4096 PEs, above the limit of 1024"),
+    ],
+)
+def test_array_size_limit_refused_with_reason(tmp_path, rows, cols, match):
+    args = _gemm_args(tmp_path, rows=rows, cols=cols)
+    line = _refused(tmp_path, run_cli(tmp_path, *args, "--out", tmp_path / "c.npy"))
+    assert match in line and "largest tested array is 16x16" in line
+
+
+def test_text_file_named_npy_is_not_a_npy_file(tmp_path):
+    args = _gemm_args(tmp_path)
+    (tmp_path / "a.npy").write_text("1,2,3\n4,5,6\n")
+    line = _refused(tmp_path, run_cli(tmp_path, *args, "--out", tmp_path / "c.npy"))
+    assert "is not a .npy file" in line and "allow_pickle" not in line
+
+
+def test_out_naming_a_directory_is_refused(tmp_path):
+    (tmp_path / "c.npy").mkdir()
+    result = run_cli(tmp_path, *_gemm_args(tmp_path), "--out", tmp_path / "c.npy")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "is a directory" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "pe,option,a,b",
+    [
+        ("log", "--a-signed", np.zeros((2, 3), np.uint8), I8.T),
+        ("fp16", "--a-signed", np.zeros((2, 3), np.float16), np.zeros((3, 2), np.float16)),
+        ("fp16", "--b-signed", np.zeros((2, 3), np.float16), np.zeros((3, 2), np.float16)),
+    ],
+)
+def test_inapplicable_signedness_warns_and_still_runs(tmp_path, pe, option, a, b):
+    args = _gemm_args(tmp_path, rows=1, cols=1, pe=pe, a=a, b=b)
+    result = run_cli(tmp_path, *args, "--out", tmp_path / "c.npy", option, 0)
+    assert result.returncode == 0, result.stderr
+    assert f"verify.gemm: warning: {option} does not apply to --pe {pe} (ignored)" in result.stderr.splitlines()
+    assert (tmp_path / "c.npy").exists()
+
+
+def test_build_line_then_summary_line(tmp_path, monkeypatch, capsys):
+    """A build prints one progress line first; a cached run only the summary; C.npy as before."""
+    import verify.gemm as gemm
+
+    monkeypatch.setattr(gemm, "BUILD_ROOT", tmp_path / "cache")
+    args = [str(x) for x in _gemm_args(tmp_path, rows=1, cols=1)] + ["--out", str(tmp_path / "c.npy")]
+    assert gemm.main(args) == 0
+    first = capsys.readouterr()
+    lines = first.err.strip().splitlines()
+    assert first.out == "" and len(lines) == 2, first.err
+    assert lines[0].startswith("verify.gemm: building the 1x1 int4 array for icarus (first run; cached in ")
+    assert lines[1].startswith(f"verify.gemm: {tmp_path / 'c.npy'}: int4 2x3x2 on 1x1 (dedicated, icarus): ")
+    assert gemm.main(args) == 0
+    second = capsys.readouterr().err.strip().splitlines()
+    assert len(second) == 1 and second[0].startswith("verify.gemm: ") and "building" not in second[0]
+    assert np.array_equal(np.load(tmp_path / "c.npy"), np.zeros((2, 2), np.int64))
+
+
 def main():
     parser = argparse.ArgumentParser(description="independent bit-exact check of python -m verify.gemm")
     parser.add_argument("--sim", default="icarus", choices=["icarus", "verilator"])

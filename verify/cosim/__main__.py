@@ -18,9 +18,10 @@ or a simulation failure; 2 bad input (e.g. a network the datapath cannot hold).
 """
 
 import json
+import pathlib
 import sys
 
-from fourbit.util.cli import OneLineParser
+from fourbit.util.cli import OneLineParser, check_output_file, positive_int, run_main
 from fourbit.util.files import write_text_atomically
 
 from .driver import Geometry
@@ -39,23 +40,39 @@ def measured_fmax(preset, geometry, build_root=None):
     return None, None
 
 
-def _parser():
-    p = OneLineParser(prog="python -m verify.cosim", error_prefix="verify.cosim", description=__doc__.split("\n\n")[0])
+def _parser(prog=None):
+    p = OneLineParser(
+        prog=prog or "python -m verify.cosim",
+        error_prefix=prog or "verify.cosim",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("--preset", default="digits", help=f"one of: {', '.join(PRESETS)} (default digits)")
-    for name in ("steps", "batch", "hidden", "depth", "seed", "rows", "cols", "k-depth", "grad-depth", "mask-depth"):
-        p.add_argument(f"--{name}", type=int, help="override the preset")
+    for name in ("steps", "batch", "hidden", "depth", "rows", "cols", "k-depth", "grad-depth", "mask-depth"):
+        p.add_argument(f"--{name}", type=positive_int, help="override the preset")
+    p.add_argument("--seed", type=int, help="override the preset")
     p.add_argument("--lr", type=float, help="override the preset")
-    p.add_argument("--data-dir", help="MNIST directory (mnist preset)")
+    p.add_argument(
+        "--data-dir",
+        help="MNIST directory (mnist preset; default: $FOURBIT_MNIST_DIR, else ../shared/data/mnist beside the "
+        "repository)",
+    )
     p.add_argument("--fmax-mhz", type=float, help="clock for the projected step time (default: measured)")
     p.add_argument("--report", help="write the full report (JSON) here")
     return p
 
 
-def main(argv=None):
-    args = _parser().parse_args(argv)
+def main(argv=None, prog=None):
+    """Entry point of ``python -m verify.cosim``; returns the exit status (see the module docstring)."""
+    args = _parser(prog).parse_args(argv)
+    prog = prog or "verify.cosim"
     if args.preset not in PRESETS:
-        print(f"verify.cosim: error: unknown preset {args.preset!r}; valid: {', '.join(PRESETS)}", file=sys.stderr)
+        print(f"{prog}: error: unknown preset {args.preset!r}; valid: {', '.join(PRESETS)}", file=sys.stderr)
         return 2
+    if args.report:
+        problem = check_output_file(args.report, "--report", make_parents=True)
+        if problem:
+            print(f"{prog}: error: {problem}", file=sys.stderr)
+            return 2
     params = json.loads(json.dumps(PRESETS[args.preset]))
     for name in ("steps", "batch", "hidden", "depth", "seed", "lr"):
         if getattr(args, name) is not None:
@@ -65,6 +82,14 @@ def main(argv=None):
             params["geometry"][name] = getattr(args, name)
     if args.data_dir:
         params["data_dir"] = args.data_dir
+    if params.get("data_dir") and not pathlib.Path(params["data_dir"]).is_dir():
+        # Checked before the datapath build (minutes), not after it.
+        print(
+            f"{prog}: error: {params['dataset']} directory {params['data_dir']} does not exist "
+            "(pass --data-dir or set FOURBIT_MNIST_DIR)",
+            file=sys.stderr,
+        )
+        return 2
     fmax_mhz, fmax_source = args.fmax_mhz, "--fmax-mhz"
     if fmax_mhz is None:
         fmax_mhz, fmax_source = measured_fmax(args.preset, params["geometry"])
@@ -86,10 +111,10 @@ def main(argv=None):
     try:
         report = run_cosim(**params, on_step=on_step)
     except (ValueError, TypeError) as e:
-        print(f"verify.cosim: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:
-        print(f"verify.cosim: simulation failed: {e}", file=sys.stderr)
+        print(f"{prog}: simulation failed: {e}", file=sys.stderr)
         return 1
     rows, summary = performance(report, fmax_mhz)
     print(
@@ -132,4 +157,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "verify.cosim"))

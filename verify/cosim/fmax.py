@@ -8,7 +8,6 @@ interface is wider than the package), then writes nextpnr's achieved Fmax of
 (atomically), which ``python -m verify.cosim`` uses for its projected step time.
 """
 
-import argparse
 import json
 import pathlib
 import subprocess
@@ -16,6 +15,7 @@ import sys
 import tempfile
 import time
 
+from fourbit.util.cli import OneLineParser, run_main
 from fourbit.util.files import write_text_atomically
 from fourbit.util.tools import venv_tool
 
@@ -97,8 +97,13 @@ def measure_fmax(preset, *, build_root=BUILD_ROOT, freq_mhz=100, seed=1):
     return result
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m verify.cosim.fmax", description=__doc__.split("\n\n")[0])
+def main(argv=None, prog=None):
+    """Entry point of ``python -m verify.cosim.fmax``; returns the exit status."""
+    p = OneLineParser(
+        prog=prog or "python -m verify.cosim.fmax",
+        error_prefix=prog or "verify.cosim.fmax",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("--preset", default="digits", help=f"one of: {', '.join(PRESETS)}")
     args = p.parse_args(argv)
     if args.preset not in PRESETS:
@@ -114,4 +119,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, "verify.cosim.fmax"))

@@ -1,12 +1,20 @@
 """Running a co-simulation and its performance model."""
 
+import os
 import pathlib
 import tempfile
 
 from .build import BUILD_ROOT, DatapathBuild
 from .driver import Geometry
 
-__all__ = ["PRESETS", "run_cosim", "performance"]
+__all__ = ["PRESETS", "MNIST_DIR", "run_cosim", "performance"]
+
+#: Where the mnist preset finds MNIST: the ``FOURBIT_MNIST_DIR`` environment variable, else
+#: ``../shared/data/mnist`` beside the repository (what ``make bench-accuracy`` reads as MNIST_DIR);
+#: ``python -m verify.cosim --data-dir`` overrides both.
+MNIST_DIR = os.environ.get(
+    "FOURBIT_MNIST_DIR", str(pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist")
+)
 
 #: Named runs: ``make cosim`` (digits 64-32-10), ``make cosim-mnist`` (784-128-10) and the test's tiny MLP.
 PRESETS = {
@@ -20,7 +28,7 @@ PRESETS = {
     ),
     "mnist": dict(
         dataset="mnist",
-        data_dir="/work/shared/data/mnist",
+        data_dir=MNIST_DIR,
         hidden=128,
         batch=16,
         steps=2,
