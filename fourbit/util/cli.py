@@ -14,7 +14,9 @@ No domain code lives here: this module imports nothing from the project.
 import argparse
 import os
 import pathlib
+import signal
 import sys
+import threading
 
 __all__ = [
     "OneLineParser",
@@ -160,6 +162,10 @@ def run_main(main, name, argv=None, **kwargs):
         ``main``'s status; 130 after ``KeyboardInterrupt``, with one line,
         ``<name>: interrupted``, on stderr instead of a traceback.
     """
+    # Ctrl-C must reach the tool as KeyboardInterrupt, whatever handler the
+    # process inherited or a library installed before this point.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return main(argv, **kwargs)
     except KeyboardInterrupt:

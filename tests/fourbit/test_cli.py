@@ -93,6 +93,6 @@ def test_ctrl_c_is_one_line_and_status_130(tmp_path, command):
     finally:
         process.kill()
     prog = "fourbit train" if "fourbit" in command else "golden.train"
-    assert process.returncode == 130
+    assert process.returncode == 130, rest
     assert rest.strip().splitlines() == [f"{prog}: interrupted"], rest
     assert not metrics.exists()
