@@ -239,7 +239,9 @@ class PEKind:
     order : int
         Position in listings; the first kind is the tools' default.
     description : str
-        One line for the array's manifest entry.
+        One line: what the kind computes.
+    array_description : str
+        One line for the array unit (``rtl_gen --list``, the manifest).
     a_width, b_width : int
         Bits of one A / B operand as the array takes it.
     a_modes, b_modes : tuple of str
@@ -266,6 +268,7 @@ class PEKind:
     name: str
     order: int
     description: str
+    array_description: str
     a_width: int
     b_width: int
     a_modes: tuple = ()
