@@ -25,7 +25,7 @@ from .liberty import DONT_USE_PATTERN
 __all__ = ["Context", "measure", "FLOW_ID"]
 
 #: Version of the whole measurement flow (cache key component).
-FLOW_ID = f"{synth.FLOW_VERSION}/energy-3/gatesim-3"
+FLOW_ID = f"{synth.FLOW_VERSION}/energy-3/gatesim-4"
 
 
 def _progress(msg):

@@ -1,15 +1,17 @@
 """Gate-level simulation of a Liberty-mapped netlist, counting toggles per net.
 
-The Liberty file has no Verilog models, so :func:`netlist_verilog` derives
-each cell's behaviour from its ``function`` attributes (combinational
-outputs) and ``ff`` / ``latch`` groups (state), inlined into one flat module
-in which every net bit is a scalar wire ``n<bit>``, so a VCD value change
-names the net directly.  Icarus Verilog simulates it with
+The Liberty file has no Verilog models, so Yosys's ``read_liberty`` builds
+them from each cell's ``function`` attributes (combinational outputs) and
+``ff`` / ``latch`` groups (state); :func:`netlist_verilog` instantiates them in
+one flat module in which every net bit is a scalar wire ``n<bit>``, so a VCD
+value change names the net directly.  Icarus Verilog simulates it with
 zero-delay cell models: the counted transitions are the functional ones
-(one per net per changed settled value; glitches are not modelled).
+(one per net per changed settled value; glitches are not modelled), counted
+from the VCD by ``vcdvcd``.
 """
 
 import contextlib
+import itertools
 import os
 import re
 import shutil
@@ -18,10 +20,13 @@ import tempfile
 from dataclasses import dataclass
 
 import numpy as np
+from vcdvcd import VCDVCD
+
+from . import synth
 
 __all__ = [
     "SimError",
-    "function_to_verilog",
+    "models_liberty",
     "netlist_verilog",
     "Toggles",
     "simulate",
@@ -35,147 +40,69 @@ class SimError(Exception):
     """Gate-level simulation could not be set up or failed."""
 
 
-_FN_TOKEN = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_\[\]]*|[01]|[!'&*|+^()])")
+#: ``clock_gating_integrated_cell`` values whose behaviour the Liberty
+#: standard fixes and :func:`models_liberty` restates as a ``latch`` group:
+#: the enable (and, before the latch, the test enable) is latched while the
+#: clock is low, and the gated clock is ``clock & latched enable``.
+_LATCH_POSEDGE_ICG = ("latch_posedge", "latch_posedge_precontrol")
 
 
-def function_to_verilog(expr):
-    """Translate a Liberty boolean ``function`` into a Verilog expression.
+def _clock_gate_group(cell):
+    """A ``cell`` group Yosys can read for an integrated clock-gating cell described by a ``statetable``.
 
-    Liberty operators: ``!x`` / ``x'`` (not), ``&`` / ``*`` / juxtaposition
-    (and), ``|`` / ``+`` (or), ``^`` (xor), constants ``0``/``1``.
-
-    Raises
-    ------
-    SimError
-        On a syntax error.
+    Yosys's ``read_liberty`` models ``function``, ``ff`` and ``latch`` but not
+    ``statetable`` / ``state_function`` (SKY130's ``dlclkp``, ``sdlclkp``), so
+    the cell's standard ICG behaviour is written as a latch plus a function.
     """
-    tokens, pos, text = [], 0, expr.strip()
-    while pos < len(text):
-        m = _FN_TOKEN.match(text, pos)
-        if not m:
-            raise SimError(f"cannot parse Liberty function {expr!r}")
-        tokens.append(m.group(1))
-        pos = m.end()
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
-    i = 0
+    if cell.clock_gating not in _LATCH_POSEDGE_ICG:
+        raise SimError(
+            f"cell {cell.name} is described by a statetable Yosys cannot model"
+            + (f" (clock gating {cell.clock_gating!r})" if cell.clock_gating else "")
+        )
+    role = {r: [p.name for p in cell.pins.values() if p.clock_gate == r] for r in ("clock", "enable", "test", "out")}
+    if len(role["clock"]) != 1 or len(role["enable"]) != 1 or len(role["out"]) != 1:
+        raise SimError(f"clock-gating cell {cell.name} lacks a clock, enable or output pin")
+    (clock,), (out,) = role["clock"], role["out"]
+    lines = [f"  cell ({cell.name}) {{"]
+    lines += [f"    pin ({p.name}) {{ direction : input; }}" for p in cell.inputs]
+    lines.append(f'    pin ({out}) {{ direction : output; function : "({clock}) & IQ"; }}')
+    lines.append(
+        f'    latch (IQ, IQN) {{ enable : "!({clock})"; data_in : "{" | ".join(role["enable"] + role["test"])}"; }}'
+    )
+    lines.append("  }")
+    return "\n".join(lines)
 
-    def peek():
-        return tokens[i] if i < len(tokens) else None
 
-    def take():
-        nonlocal i
-        if i >= len(tokens):
-            raise SimError(f"truncated Liberty function {expr!r}")
-        i += 1
-        return tokens[i - 1]
+def models_liberty(library, cell_types):
+    """A Liberty library of the cells ``cell_types``, for :func:`report.synth.cell_models`.
 
-    def primary():
-        t = peek()
-        if t is None:
-            raise SimError(f"truncated Liberty function {expr!r}")
-        if t == "!":
-            take()
-            node = "~" + primary()
-        elif t == "(":
-            take()
-            node = "(" + or_expr() + ")"
-            if take() != ")":
-                raise SimError(f"unbalanced parenthesis in Liberty function {expr!r}")
-        elif t in ("0", "1"):
-            take()
-            node = "1'b" + t
-        elif re.fullmatch(r"[A-Za-z_]\w*", t):
-            take()
-            node = t
+    Each cell is its own ``cell`` group from ``library``, except integrated
+    clock-gating cells described by a ``statetable`` (see
+    :func:`_clock_gate_group`).
+    """
+    groups = []
+    for ctype in sorted(cell_types):
+        if ctype not in library:
+            raise SimError(f"mapped cell type {ctype} is not in the Liberty library")
+        cell = library.cell(ctype)
+        if cell.sequential is not None and cell.sequential.kind == "statetable":
+            groups.append(_clock_gate_group(cell))
         else:
-            raise SimError(f"unexpected {t!r} in Liberty function {expr!r}")
-        while peek() == "'":
-            take()
-            node = "~" + node
-        return node
-
-    def and_expr():
-        node = primary()
-        while peek() is not None and (peek() in ("&", "*", "!", "(") or re.fullmatch(r"[A-Za-z_]\w*|[01]", peek())):
-            if peek() in ("&", "*"):
-                take()
-            node = f"{node} & {primary()}"
-        return node
-
-    def xor_expr():
-        node = and_expr()
-        while peek() == "^":
-            take()
-            node = f"{node} ^ {and_expr()}"
-        return node
-
-    def or_expr():
-        node = xor_expr()
-        while peek() in ("|", "+"):
-            take()
-            node = f"{node} | {xor_expr()}"
-        return node
-
-    out = or_expr()
-    if i != len(tokens):
-        raise SimError(f"trailing tokens in Liberty function {expr!r}")
-    return f"({out})"
+            groups.append(library.cell_source(ctype))
+    return "library (fourbit_cell_models) {\n" + "\n".join(groups) + "\n}\n"
 
 
-def _substitute(expr, names):
-    """Replace the identifiers of a Verilog expression by ``names[identifier]``."""
-    return re.sub(r"\b[A-Za-z_]\w*\b", lambda m: names.get(m.group(0), m.group(0)), expr)
-
-
-def _cell_lines(k, cell, lib_cell):
-    """Verilog lines of one cell instance, inlined: continuous assigns and, for
-    state, a ``reg s<k>`` updated by an ``always`` block, all derived from the
-    Liberty ``function`` / ``ff`` / ``latch`` attributes."""
-    names = {pin: _bit(conn[0]) for pin, conn in cell["connections"].items()}
-    for pin in lib_cell.pins.values():  # unconnected inputs read as 0
-        if pin.direction == "input":
-            names.setdefault(pin.name, "1'b0")
-    lines = []
-    seq = lib_cell.sequential
-    if seq is not None:
-        if seq.kind == "statetable":
-            raise SimError(f"cell {lib_cell.name} uses a statetable; not supported by the gate-level models")
-        state = f"s{k}"
-        names[seq.state] = state
-        if seq.state_n:
-            names[seq.state_n] = f"(~{state})"
-        lines.append(f"  reg {state};")
-
-        def fn(attr):
-            return _substitute(function_to_verilog(attr), names)
-
-        events, body = [], []
-        if seq.kind == "ff":
-            lines.append(f"  wire k{k}_c = {fn(seq.clocked_on)};")
-            events.append(f"posedge k{k}_c")
-        if seq.clear:
-            lines.append(f"  wire k{k}_r = {fn(seq.clear)};")
-            events.append(f"posedge k{k}_r")
-            body.append(f"if (k{k}_r) {state} <= 1'b0;")
-        if seq.preset:
-            lines.append(f"  wire k{k}_s = {fn(seq.preset)};")
-            events.append(f"posedge k{k}_s")
-            body.append(f"{'else ' if body else ''}if (k{k}_s) {state} <= 1'b1;")
-        if seq.kind == "ff":
-            body.append(f"{'else ' if body else ''}{state} <= {fn(seq.next_state)};")
-            lines.append(f"  always @({' or '.join(events)}) {' '.join(body)}")
-        else:
-            body.append(f"{'else ' if body else ''}if ({fn(seq.enable)}) {state} <= {fn(seq.data_in)};")
-            lines.append(f"  always @* {' '.join(body)}")
-    for pin in lib_cell.outputs:
+def _instance_line(k, cell, lib_cell):
+    """One instance of the cell's Yosys model, its pins on the ``n<bit>`` wires."""
+    conns = []
+    for pin in lib_cell.pins.values():
         conn = cell["connections"].get(pin.name)
-        if not conn or not isinstance(conn[0], int):
-            continue
-        if pin.function is None:
-            raise SimError(f"output {lib_cell.name}.{pin.name} has no function in the Liberty")
-        lines.append(f"  assign n{conn[0]} = {_substitute(function_to_verilog(pin.function), names)};")
-    return lines
+        if pin.direction == "input":
+            net = _bit(conn[0]) if conn else "1'b0"  # unconnected inputs read as 0
+            conns.append(f".{pin.name}({net})")
+        elif pin.direction == "output" and conn and isinstance(conn[0], int):
+            conns.append(f".{pin.name}(n{conn[0]})")
+    return f"  {lib_cell.name} c{k} ({', '.join(conns)});"
 
 
 def _bit(b):
@@ -188,8 +115,9 @@ def netlist_verilog(netlist, module, library):
     """The mapped Yosys JSON module as flat Verilog with one scalar wire ``n<bit>`` per net bit.
 
     Ports keep their names (vectors as in the source); every port bit is
-    assigned to or from its ``n<bit>`` wire.  Cells are inlined (zero-delay
-    behaviour from their Liberty functions, see :func:`_cell_lines`).
+    assigned to or from its ``n<bit>`` wire.  Cells are instances of the
+    modules of :func:`report.synth.cell_models` (their ``n<bit>`` wires are
+    what the VCD records: a value change names the net directly).
     """
     bits = set()
     for cell in netlist["cells"].values():
@@ -215,7 +143,7 @@ def netlist_verilog(netlist, module, library):
         ctype = cell["type"]
         if ctype not in library:
             raise SimError(f"mapped cell type {ctype} is not in the Liberty library")
-        lines += _cell_lines(k, cell, library.cell(ctype))
+        lines.append(_instance_line(k, cell, library.cell(ctype)))
     lines.append("endmodule")
     return "\n".join(lines) + "\n"
 
@@ -276,50 +204,27 @@ class Toggles:
 
 
 def count_vcd_toggles(path, scope):
-    """Count 0->1 and 1->0 transitions of the scalar wires ``n<bit>`` in ``scope``.
+    """Count 0->1 and 1->0 transitions of the scalar wires ``n<bit>`` in ``scope``, read with ``vcdvcd``.
 
     Returns
     -------
     (rises, falls) : tuple of dict
         Keyed by net bit (int).  Transitions from or to x/z are not counted.
     """
-    ids = {}
-    with open(path) as f:
-        text = f.read()
-    head, sep, body = text.partition("$enddefinitions")
-    if not sep:
-        raise SimError(f"malformed VCD (no $enddefinitions): {path}")
-    depth_scope = []
-    for line in head.splitlines():
-        tok = line.split()
-        if not tok:
+    name = re.compile(rf"(?:.*\.)?{re.escape(scope)}\.n(\d+)")
+    try:
+        vcd = VCDVCD(path, signal_res=[name], store_tvs=True)
+    except (OSError, ValueError, IndexError, KeyError) as e:
+        raise SimError(f"cannot read VCD {path}: {e}") from None
+    rises, falls = {}, {}
+    for signal in vcd.data.values():
+        bits = [int(m.group(1)) for ref in signal.references if (m := name.fullmatch(ref))]
+        if not bits or int(signal.size) != 1:
             continue
-        if tok[0] == "$scope":
-            depth_scope.append(tok[2])
-        elif tok[0] == "$upscope":
-            depth_scope.pop()
-        elif tok[0] == "$var" and depth_scope and depth_scope[-1] == scope:
-            m = re.fullmatch(r"n(\d+)", tok[4])
-            if m and tok[2] == "1":
-                ids[tok[3]] = int(m.group(1))
-    rises = dict.fromkeys(ids.values(), 0)
-    falls = dict.fromkeys(ids.values(), 0)
-    last = {}
-    body = body.partition("$end")[2]
-    for line in body.split("\n"):
-        if not line or line[0] not in "01xzXZ":
-            continue
-        code = line[1:].strip()
-        bit = ids.get(code)
-        if bit is None:
-            continue
-        v = line[0]
-        prev = last.get(code)
-        if prev == "0" and v == "1":
-            rises[bit] += 1
-        elif prev == "1" and v == "0":
-            falls[bit] += 1
-        last[code] = v
+        steps = list(itertools.pairwise(v for _, v in signal.tv))
+        r, f = steps.count(("0", "1")), steps.count(("1", "0"))
+        for bit in bits:  # nets Icarus merged share one identifier code
+            rises[bit], falls[bit] = r, f
     return rises, falls
 
 
@@ -391,7 +296,7 @@ endmodule
     return tb, outs
 
 
-def simulate(netlist, module, library, ports, stimulus, *, period_ns=10.0, warmup=4, workdir=None):
+def simulate(netlist, module, library, ports, stimulus, *, period_ns=10.0, warmup=4, workdir=None, yosys=None):
     """Simulate a mapped netlist on a stimulus and count toggles per net.
 
     Parameters
@@ -413,17 +318,20 @@ def simulate(netlist, module, library, ports, stimulus, *, period_ns=10.0, warmu
         Cycles simulated before counting starts (registers leave x).
     workdir : str or None
         Keep the generated files there (else a temporary directory).
+    yosys : str or None
+        Yosys that writes the cell models (default
+        :func:`report.synth.model_yosys`).
 
     Returns
     -------
     Toggles
     """
     return simulate_many(
-        netlist, module, library, ports, [stimulus], period_ns=period_ns, warmup=warmup, workdir=workdir
+        netlist, module, library, ports, [stimulus], period_ns=period_ns, warmup=warmup, workdir=workdir, yosys=yosys
     )[0]
 
 
-def simulate_many(netlist, module, library, ports, stimuli, *, period_ns=10.0, warmup=4, workdir=None):
+def simulate_many(netlist, module, library, ports, stimuli, *, period_ns=10.0, warmup=4, workdir=None, yosys=None):
     """:func:`simulate` on several stimuli of one length, compiling the netlist once."""
     iverilog, vvp = _find_iverilog()
     stimuli = [np.asarray(st) for st in stimuli]
@@ -445,11 +353,20 @@ def simulate_many(netlist, module, library, ports, stimuli, *, period_ns=10.0, w
         scratch = contextlib.nullcontext(workdir)
     with scratch as workdir:
         os.makedirs(workdir, exist_ok=True)
-        for fname, text in (("netlist.v", netlist_verilog(netlist, module, library)), ("tb.v", tb)):
+        types = {cell["type"] for cell in netlist.get("cells", {}).values()}
+        try:
+            models = synth.cell_models(models_liberty(library, types), yosys=yosys, log_dir=None if own else workdir)
+        except synth.YosysError as e:
+            raise SimError(f"cell models: {e}") from None
+        for fname, text in (
+            ("models.v", models),
+            ("netlist.v", netlist_verilog(netlist, module, library)),
+            ("tb.v", tb),
+        ):
             with open(os.path.join(workdir, fname), "w") as f:
                 f.write(text)
         comp = subprocess.run(
-            [iverilog, "-g2012", "-o", "sim.vvp", "-s", "tb", "tb.v", "netlist.v"],
+            [iverilog, "-g2012", "-o", "sim.vvp", "-s", "tb", "tb.v", "netlist.v", "models.v"],
             capture_output=True,
             text=True,
             cwd=workdir,

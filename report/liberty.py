@@ -1,10 +1,13 @@
 """Reading a Liberty (.lib / .lib.gz) standard-cell library.
 
-Only what the area, timing and energy flow needs is modelled: library units
-and nominal voltage, and per cell its area, leakage, pin capacitances, logic
-functions, flip-flop/latch behaviour and internal-power tables.  Cells are
-parsed lazily (a 13 MB library holds hundreds of cells; a design uses a few
-dozen), so loading a library costs one decompression and one regex scan.
+The Liberty syntax is read by PyPI's ``liberty-parser``; this module keeps
+what the area, timing and energy flow needs: library units and nominal
+voltage, and per cell its area, leakage, pin capacitances, logic functions,
+flip-flop/latch behaviour and internal-power tables.  Cells are parsed lazily,
+one ``cell`` group at a time (a 13 MB library holds hundreds of cells, a
+design uses a few dozen, and liberty-parser takes tens of seconds for the
+whole file), so loading a library costs one decompression, one regex scan for
+the cell positions and the parse of the library header.
 
 The module also writes the *working copy* that Yosys reads: decompressed
 (Yosys 0.23 cannot read gzip) and with ``dont_use : true;`` added to the cell
@@ -20,6 +23,7 @@ import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+from liberty.parser import parse_liberty
 
 from fourbit.util.files import write_text_atomically
 
@@ -32,7 +36,6 @@ __all__ = [
     "Cell",
     "Library",
     "DONT_USE_PATTERN",
-    "parse_groups",
 ]
 
 #: Cell families excluded from mapping (see the SKY130 README): power-gating
@@ -44,95 +47,25 @@ class LibertyError(Exception):
     """A Liberty file is missing, unreadable or lacks something the flow needs."""
 
 
-_TOKEN = re.compile(
-    r'"((?:[^"\\]|\\.)*)"'  # 1: quoted string
-    r"|([(){}:;,])"  # 2: punctuation
-    r'|([^\s(){}:;,"\\]+)'  # 3: bare word / number
-    r"|/\*.*?\*/|\\\s*\n|\s+|\\",  # comments, line continuations, blanks
-    re.S,
-)
+def _plain(value):
+    """A liberty-parser attribute value as plain Python (quoted strings unquoted)."""
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return getattr(value, "value", value)
 
 
-@dataclass
-class _Group:
-    name: str
-    args: list
-    attrs: dict = field(default_factory=dict)  # name -> list of values (simple or complex)
-    groups: list = field(default_factory=list)
-
-    def attr(self, name, default=None):
-        values = self.attrs.get(name)
-        return values[-1] if values else default
-
-    def subgroups(self, name):
-        return [g for g in self.groups if g.name == name]
+def _attr(group, name, default=None):
+    """The last value of attribute ``name`` in ``group`` (a repeated simple attribute: the last one wins)."""
+    values = group.get_attributes(name)
+    return _plain(values[-1]) if values else default
 
 
-def _tokens(text):
-    for m in _TOKEN.finditer(text):
-        s, p, w = m.group(1), m.group(2), m.group(3)
-        if s is not None:
-            yield ("s", s)
-        elif p is not None:
-            yield ("p", p)
-        elif w is not None:
-            yield ("w", w)
-
-
-def parse_groups(text, limit=None):
-    """Parse Liberty text into top-level groups.
-
-    Parameters
-    ----------
-    text : str
-        Liberty source (a whole library or one ``cell`` group).
-    limit : int or None
-        Stop after this many complete top-level groups.
-
-    Returns
-    -------
-    list of _Group
-    """
-    toks = _tokens(text)
-    top = _Group("<top>", [])
-    stack = [top]
-    pending = []  # tokens of the statement being read
-    done = 0
-    for kind, val in toks:
-        if kind == "p" and val == "{":
-            name = pending[0][1] if pending else ""
-            args = [v for k, v in pending[2:] if not (k == "p" and v in "(),")]
-            group = _Group(name, args)
-            stack[-1].groups.append(group)
-            stack.append(group)
-            pending = []
-        elif kind == "p" and val == "}":
-            if len(stack) == 1:
-                raise LibertyError("unbalanced '}' in Liberty text")
-            stack.pop()
-            pending = []
-            if len(stack) == 1:
-                done += 1
-                if limit is not None and done >= limit:
-                    break
-        elif kind == "p" and val == ";":
-            if pending:
-                name = pending[0][1]
-                if len(pending) >= 2 and pending[1] == ("p", ":"):
-                    value = " ".join(v for _, v in pending[2:])
-                else:
-                    value = [v for k, v in pending[1:] if not (k == "p" and v in "(),")]
-                stack[-1].attrs.setdefault(name, []).append(value)
-            pending = []
-        else:
-            pending.append((kind, val))
-    if len(stack) != 1 and (limit is None or done < limit):
-        raise LibertyError("unterminated group in Liberty text")
-    return top.groups
-
-
-def _floats(text):
-    return [float(x) for x in re.split(r"[,\s]+", text.strip()) if x]
+def _parse(text, what):
+    """Parse Liberty text with liberty-parser; its exceptions become :class:`LibertyError`."""
+    try:
+        return parse_liberty(text)
+    except Exception as e:  # liberty-parser raises bare Exception subclasses and AssertionError alike
+        raise LibertyError(f"cannot parse {what}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
 @dataclass
@@ -198,13 +131,14 @@ class Pin:
     function: str | None = None
     power: list = field(default_factory=list)
     transitions: list = field(default_factory=list)  # (rise_transition, fall_transition) tables
+    clock_gate: str | None = None  # "clock", "enable", "test" or "out" on an integrated clock-gating cell
 
 
 @dataclass
 class Sequential:
     """An ``ff`` or ``latch`` group (state variables and their controls)."""
 
-    kind: str  # "ff" or "latch"
+    kind: str  # "ff", "latch" or "statetable"
     state: str  # e.g. "IQ"
     state_n: str | None  # e.g. "IQ_N"
     clocked_on: str | None = None
@@ -225,6 +159,7 @@ class Cell:
     pins: dict
     sequential: Sequential | None
     dont_use: bool = False
+    clock_gating: str | None = None  # clock_gating_integrated_cell, e.g. "latch_posedge"
 
     @property
     def inputs(self):
@@ -279,10 +214,12 @@ class Library:
     sha256 : str
         Hash of the decompressed source (cache key).
     voltage : float
-        Nominal supply voltage (``nom_voltage``, else the default operating
+        Nominal supply voltage (``nom_voltage``, else the first operating
         condition's ``voltage``), in volts.
     time_unit_ns, cap_unit_pf, leakage_unit_nw : float
         Library units converted to ns, pF and nW.
+    wire_load : tuple or None
+        The default wire-load model, see :meth:`wire_cap`.
 
     Raises
     ------
@@ -305,53 +242,54 @@ class Library:
             self.text = raw.decode("utf-8", errors="replace")
         except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
             raise LibertyError(f"cannot read Liberty file {self.path}: {e}") from None
-        m = re.search(r'^\s*library\s*\(\s*"?([^"\s)]+)"?\s*\)\s*\{', self.text, re.M)
-        if not m:
+        if not re.search(r'^\s*library\s*\(\s*"?([^"\s)]+)"?\s*\)\s*\{', self.text, re.M):
             raise LibertyError(f"not a Liberty library (no 'library (...) {{'): {self.path}")
-        self.name = m.group(1)
         # A truncated file (an interrupted copy or download) would otherwise
         # pass: Yosys then reads it for minutes and runs out of memory.
         _check_complete(self.text, self.path)
         self.sha256 = hashlib.sha256(raw).hexdigest()
-        self._cell_pos = {c.group(1): c.start() for c in self._CELL.finditer(self.text)}
-        if not self._cell_pos:
+        starts = [(c.group(1), c.start()) for c in self._CELL.finditer(self.text)]
+        if not starts:
             raise LibertyError(f"Liberty library has no cells: {self.path}")
-        first = min(self._cell_pos.values())
-        header = self.text[:first]
+        # A cell group runs to the next cell (the last one to the library's
+        # closing brace); liberty-parser then reads just that slice.
+        ends = [s for _, s in starts[1:]] + [self.text.rstrip().rindex("}")]
+        self._cell_span = {name: (start, end) for (name, start), end in zip(starts, ends)}
+        header = _parse(self.text[: starts[0][1]] + "}", f"the header of Liberty library {self.path}")
+        self.name = str(_plain(header.args[0])) if header.args else ""
         self.time_unit_ns = self._unit(header, "time_unit", {"ps": 1e-3, "ns": 1.0, "us": 1e3})
         self.leakage_unit_nw = self._unit(header, "leakage_power_unit", {"pw": 1e-3, "nw": 1.0, "uw": 1e3, "mw": 1e6})
-        cm = re.search(r'capacitive_load_unit\s*\(\s*([\d.eE+-]+)\s*,\s*"?(\w+)"?\s*\)', header)
-        if not cm:
+        cap = _attr(header, "capacitive_load_unit")
+        if not cap or len(cap) != 2:
             raise LibertyError(f"Liberty library lacks capacitive_load_unit: {self.path}")
-        scale = {"ff": 1e-3, "pf": 1.0, "nf": 1e3}.get(cm.group(2).lower())
+        scale = {"ff": 1e-3, "pf": 1.0, "nf": 1e3}.get(str(cap[1]).lower())
         if scale is None:
-            raise LibertyError(f"unknown capacitance unit {cm.group(2)!r} in {self.path}")
-        self.cap_unit_pf = float(cm.group(1)) * scale
-        vm = re.search(r"nom_voltage\s*:\s*([\d.eE+-]+)", header) or re.search(r"\bvoltage\s*:\s*([\d.eE+-]+)", header)
-        if not vm:
+            raise LibertyError(f"unknown capacitance unit {cap[1]!r} in {self.path}")
+        self.cap_unit_pf = float(cap[0]) * scale
+        voltage = _attr(header, "nom_voltage")
+        if voltage is None:
+            conditions = [_attr(g, "voltage") for g in header.get_groups("operating_conditions")]
+            voltage = next((v for v in conditions if v is not None), None)
+        if voltage is None:
             raise LibertyError(f"Liberty library has no nom_voltage: {self.path}")
-        self.voltage = float(vm.group(1))
+        self.voltage = float(voltage)
+        self._templates = {}
+        for kind in ("power_lut_template", "lu_table_template"):
+            for g in header.get_groups(kind):
+                names = sorted((a.name, _plain(a.value)) for a in g.attributes if re.fullmatch(r"variable_\d", a.name))
+                self._templates[str(_plain(g.args[0]))] = tuple(str(v) for _, v in names)
         self._cells = {}
         self.wire_load = self._wire_load(header)
 
     def _wire_load(self, header):
         """The default wire-load model as ``(name, cap_per_length_pf, slope, {fanout: length})``."""
-        groups = {
-            g.args[0]: g
-            for g in parse_groups(
-                "\n".join(
-                    m.group(0) for m in re.finditer(r'wire_load\s*\(\s*"?[^"\s)]+"?\s*\)\s*\{.*?\}', header, re.S)
-                )
-            )
-            if g.name == "wire_load" and g.args
-        }
-        default = re.search(r'default_wire_load\s*:\s*"?([^";\s]+)"?', header)
-        name = default.group(1) if default else None
+        name = _attr(header, "default_wire_load")
+        groups = {str(_plain(g.args[0])): g for g in header.get_groups("wire_load") if g.args}
         g = groups.get(name)
         if g is None:
             return None
-        lengths = {int(float(v[0])): float(v[1]) for v in g.attrs.get("fanout_length", [])}
-        return (name, float(g.attr("capacitance", 0.0)) * self.cap_unit_pf, float(g.attr("slope", 0.0)), lengths)
+        lengths = {int(float(v[0])): float(v[1]) for v in _plain(g.get_attributes("fanout_length"))}
+        return (name, float(_attr(g, "capacitance", 0.0)) * self.cap_unit_pf, float(_attr(g, "slope", 0.0)), lengths)
 
     def wire_cap(self, fanout):
         """Wire capacitance (pF) of a net with ``fanout`` sinks from the default wire-load model.
@@ -369,11 +307,10 @@ class Library:
             length = (lengths[top] if lengths else 0.0) + slope * (fanout - top)
         return cap * length
 
-    @staticmethod
-    def _unit(header, attr, table):
-        m = re.search(attr + r'\s*:\s*"?\s*([\d.]+)\s*([a-zA-Z]+)"?', header)
+    def _unit(self, header, attr, table):
+        m = re.fullmatch(r"\s*([\d.]+)\s*([a-zA-Z]+)\s*", str(_attr(header, attr, "")))
         if not m:
-            raise LibertyError(f"Liberty library lacks {attr}")
+            raise LibertyError(f"Liberty library lacks {attr}: {self.path}")
         scale = table.get(m.group(2).lower())
         if scale is None:
             raise LibertyError(f"unknown unit {m.group(2)!r} for {attr}")
@@ -381,38 +318,42 @@ class Library:
 
     @property
     def cell_names(self):
-        return list(self._cell_pos)
+        return list(self._cell_span)
 
     def __contains__(self, name):
-        return name in self._cell_pos
+        return name in self._cell_span
+
+    def cell_source(self, name):
+        """The Liberty text of the ``cell`` group called ``name`` (KeyError if absent)."""
+        if name not in self._cell_span:
+            raise KeyError(f"cell {name!r} not in Liberty library {self.name}")
+        start, end = self._cell_span[name]
+        return self.text[start:end]
 
     def cell(self, name):
         """The parsed :class:`Cell` called ``name`` (KeyError if absent)."""
         if name not in self._cells:
-            if name not in self._cell_pos:
-                raise KeyError(f"cell {name!r} not in Liberty library {self.name}")
-            (group,) = parse_groups(self.text[self._cell_pos[name] :], limit=1)
-            self._cells[name] = self._make_cell(group)
+            groups = _parse(self.cell_source(name), f"cell {name} of Liberty library {self.path}")
+            if groups.group_name != "cell":
+                raise LibertyError(f"cell {name} of Liberty library {self.path} is not a cell group")
+            self._cells[name] = self._make_cell(groups)
         return self._cells[name]
 
     def _table(self, group, scale):
-        if group is None:
+        if group is None or not group.get_attributes("values"):
             return None
-        values = group.attr("values")
-        if values is None:
-            return None
-        rows = [_floats(r) for r in (values if isinstance(values, list) else [values])]
-        if group.attr("index_2") is not None:
-            vals = np.array(rows, dtype=float) * scale
+        rows = group.get_array("values")
+        if group.get_attributes("index_2"):
+            vals = np.asarray(rows, dtype=float) * scale
         else:
-            vals = np.array([x for r in rows for x in r], dtype=float) * scale
-        index = []
-        for key in ("index_1", "index_2"):
-            v = group.attr(key)
-            if v is not None:
-                index.append(np.array(_floats(v[0] if isinstance(v, list) else v)))
-        template = group.args[0] if group.args else None
-        variables = self._template_vars(template)
+            vals = np.asarray(rows, dtype=float).reshape(-1) * scale
+        index = [
+            np.asarray(group.get_array(key), dtype=float).reshape(-1)
+            for key in ("index_1", "index_2")
+            if group.get_attributes(key)
+        ]
+        template = str(_plain(group.args[0])) if group.args else None
+        variables = self._templates.get(template, ()) if template != "scalar" else ()
         if len(variables) < len(index):
             variables = variables + ("",) * (len(index) - len(variables))
         # convert index units: transitions in ns, loads in pF
@@ -426,43 +367,29 @@ class Library:
                 scaled.append(idx)
         return Table(tuple(variables[: len(index)]), tuple(scaled), vals)
 
-    def _template_vars(self, template):
-        if template is None or template == "scalar":
-            return ()
-        if not hasattr(self, "_templates"):
-            self._templates = {}
-            for m in re.finditer(
-                r'(?:power_lut_template|lu_table_template)\s*\(\s*"?([^"\s)]+)"?\s*\)'
-                r"\s*\{(.*?)\}",
-                self.text[: min(self._cell_pos.values())],
-                re.S,
-            ):
-                names = re.findall(r'variable_(\d)\s*:\s*"?(\w+)"?', m.group(2))
-                self._templates[m.group(1)] = tuple(n for _, n in sorted(names))
-        return self._templates.get(template, ())
-
     def _make_cell(self, g):
         # Liberty power tables are energies in cap_unit * V^2; express in pJ.
         energy = self.cap_unit_pf
         pins = {}
-        for pg in g.subgroups("pin"):
+        for pg in g.get_groups("pin"):
             for pname in pg.args:
+                pname = str(_plain(pname))
                 arcs = []
-                for ip in pg.subgroups("internal_power"):
-                    both = ip.subgroups("power")
-                    rise = ip.subgroups("rise_power") or both
-                    fall = ip.subgroups("fall_power") or both
+                for ip in pg.get_groups("internal_power"):
+                    both = ip.get_groups("power")
+                    rise = ip.get_groups("rise_power") or both
+                    fall = ip.get_groups("fall_power") or both
                     arcs.append(
                         PowerArc(
-                            ip.attr("related_pin"),
+                            _attr(ip, "related_pin"),
                             self._table(rise[0], energy) if rise else None,
                             self._table(fall[0], energy) if fall else None,
-                            ip.attr("when"),
+                            _attr(ip, "when"),
                         )
                     )
                 transitions = []
-                for tg in pg.subgroups("timing"):
-                    rt, ft = tg.subgroups("rise_transition"), tg.subgroups("fall_transition")
+                for tg in pg.get_groups("timing"):
+                    rt, ft = tg.get_groups("rise_transition"), tg.get_groups("fall_transition")
                     if rt or ft:
                         transitions.append(
                             (
@@ -470,40 +397,46 @@ class Library:
                                 self._table(ft[0], self.time_unit_ns) if ft else None,
                             )
                         )
-                cap = pg.attr("capacitance")
+                cap = _attr(pg, "capacitance")
+                role = next(
+                    (r for r in ("clock", "enable", "test", "out") if _is_true(_attr(pg, f"clock_gate_{r}_pin"))), None
+                )
                 pins[pname] = Pin(
                     name=pname,
-                    direction=pg.attr("direction", "internal"),
+                    direction=str(_attr(pg, "direction", "internal")),
                     capacitance=float(cap) * self.cap_unit_pf if cap is not None else 0.0,
-                    function=pg.attr("function"),
+                    function=_attr(pg, "function"),
                     power=arcs,
                     transitions=transitions,
+                    clock_gate=role,
                 )
         seq = None
         for kind in ("ff", "latch"):
-            for sg in g.subgroups(kind):
+            for sg in g.get_groups(kind):
+                args = [str(_plain(a)) for a in sg.args]
                 seq = Sequential(
                     kind=kind,
-                    state=sg.args[0],
-                    state_n=sg.args[1] if len(sg.args) > 1 else None,
-                    clocked_on=sg.attr("clocked_on"),
-                    next_state=sg.attr("next_state"),
-                    enable=sg.attr("enable"),
-                    data_in=sg.attr("data_in"),
-                    clear=sg.attr("clear"),
-                    preset=sg.attr("preset"),
+                    state=args[0],
+                    state_n=args[1] if len(args) > 1 else None,
+                    clocked_on=_attr(sg, "clocked_on"),
+                    next_state=_attr(sg, "next_state"),
+                    enable=_attr(sg, "enable"),
+                    data_in=_attr(sg, "data_in"),
+                    clear=_attr(sg, "clear"),
+                    preset=_attr(sg, "preset"),
                 )
-        if g.subgroups("statetable"):
+        if g.get_groups("statetable"):
             seq = seq or Sequential(kind="statetable", state="", state_n=None)
-        area = g.attr("area")
-        leak = g.attr("cell_leakage_power")
+        area = _attr(g, "area")
+        leak = _attr(g, "cell_leakage_power")
         return Cell(
-            name=g.args[0] if g.args else "",
+            name=str(_plain(g.args[0])) if g.args else "",
             area=float(area) if area is not None else 0.0,
             leakage=float(leak) * self.leakage_unit_nw if leak is not None else 0.0,
             pins=pins,
             sequential=seq,
-            dont_use=str(g.attr("dont_use", "false")).lower() == "true",
+            dont_use=_is_true(_attr(g, "dont_use")),
+            clock_gating=_attr(g, "clock_gating_integrated_cell"),
         )
 
     def write_working_copy(self, dest, dont_use=DONT_USE_PATTERN):
@@ -533,3 +466,8 @@ class Library:
         out = self._CELL.sub(mark, self.text)
         write_text_atomically(os.path.abspath(dest), out, make_parents=True)
         return marked
+
+
+def _is_true(value):
+    """A Liberty boolean attribute (``true``, ``"true"``, or absent)."""
+    return str(value).lower() == "true"

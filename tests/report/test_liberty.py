@@ -1,13 +1,16 @@
-"""Liberty reading, Liberty functions as Verilog, the dont_use working copy, bad input."""
+"""Liberty reading, cell models of Liberty functions, the dont_use working copy, bad input."""
 
 import gzip
 import itertools
 import re
 
+import numpy as np
 import pytest
 
-from report.gatesim import SimError, function_to_verilog
+from report.gatesim import simulate
 from report.liberty import LibertyError, Library
+
+from .conftest import need
 
 SMALL_LIB = """library (tiny) {
   time_unit : "1ns";
@@ -32,36 +35,49 @@ SMALL_LIB = """library (tiny) {
 """
 
 
-def _eval(expr, env):
-    py = expr.replace("~", " not ").replace("&", " and ").replace("|", " or ").replace("^", " != ")
-    py = py.replace("1'b0", "False").replace("1'b1", "True")
-    return bool(eval(py, {}, env))
+FUNCTIONS = [
+    ("(A&B) | (!C)", lambda A, B, C: (A and B) or not C),
+    ("A B + C'", lambda A, B, C: (A and B) or not C),
+    ("!(A*B) ^ C", lambda A, B, C: (not (A and B)) != C),
+    ("(A&!B&!C) | (!A&B&!C) | (!A&!B&C) | (A&B&C)", lambda A, B, C: (A + B + C) % 2 == 1),
+    ("(A&!C) | (B&C)", lambda A, B, C: B if C else A),
+]
 
 
-@pytest.mark.parametrize(
-    "liberty, truth",
-    [
-        ("(A&B) | (!C)", lambda A, B, C: (A and B) or not C),
-        ("A B + C'", lambda A, B, C: (A and B) or not C),
-        ("!(A*B) ^ C", lambda A, B, C: (not (A and B)) != C),
-        ("(A&!B&!C) | (!A&B&!C) | (!A&!B&C) | (A&B&C)", lambda A, B, C: (A + B + C) % 2 == 1),
-        ("(A0&!S) | (A1&S)", None),
-    ],
-)
-def test_function_to_verilog(liberty, truth):
-    verilog = function_to_verilog(liberty)
-    if truth is None:
-        for a0, a1, s in itertools.product((False, True), repeat=3):
-            assert _eval(verilog, {"A0": a0, "A1": a1, "S": s}) == (a1 if s else a0)
-        return
-    for a, b, c in itertools.product((False, True), repeat=3):
-        assert _eval(verilog, {"A": a, "B": b, "C": c}) == truth(a, b, c), (liberty, verilog)
+def test_cell_models_follow_liberty_functions(tmp_path):
+    """Yosys's read_liberty models, simulated by Icarus, compute the Liberty ``function`` of each output."""
+    need("iverilog")
+    cells = "".join(
+        f'  cell ("tiny__f{k}") {{ area : 1.0;\n'
+        + "".join(f'    pin ("{p}") {{ direction : "input"; capacitance : 1.0; }}\n' for p in "ABC")
+        + f'    pin ("Y") {{ direction : "output"; function : "{expr}"; }}\n  }}\n'
+        for k, (expr, _) in enumerate(FUNCTIONS)
+    )
+    path = tmp_path / "functions.lib"
+    path.write_text(SMALL_LIB.rstrip()[:-1] + cells + "}\n")
+    lib = Library(path)
+    ports = {p: {"direction": "input", "bits": [2 + i]} for i, p in enumerate("abc")}
+    ports.update({f"y{k}": {"direction": "output", "bits": [10 + k]} for k in range(len(FUNCTIONS))})
+    net = {
+        "ports": ports,
+        "cells": {
+            f"u{k}": {"type": f"tiny__f{k}", "connections": {"A": [2], "B": [3], "C": [4], "Y": [10 + k]}}
+            for k in range(len(FUNCTIONS))
+        },
+    }
+    rows = np.array(list(itertools.product((0, 1), repeat=3)) * 2)
+    t = simulate(net, "functions", lib, [("a", 1), ("b", 1), ("c", 1)], rows, warmup=2)
+    for k, (expr, truth) in enumerate(FUNCTIONS):
+        # the sample before row i + 1 shows row i's value
+        assert t.outputs[f"y{k}"][1:] == [int(truth(*map(bool, r))) for r in rows[:-1]], expr
 
 
-@pytest.mark.parametrize("bad", ["A &", "(A | B", "A $ B"])
-def test_function_syntax_errors(bad):
-    with pytest.raises(SimError, match="Liberty function"):
-        function_to_verilog(bad)
+def test_unparsable_cell_is_a_liberty_error(tmp_path):
+    path = tmp_path / "bad_cell.lib"
+    path.write_text(SMALL_LIB.replace("area : 4.5;", "area : 4.5 : 3 (;"))
+    lib = Library(path)
+    with pytest.raises(LibertyError, match="cannot parse cell tiny__nand2_1"):
+        lib.cell("tiny__nand2_1")
 
 
 def test_small_library_units_and_cells(tmp_path):

@@ -116,6 +116,7 @@ def test_interrupted_gate_simulation_leaves_no_temporary(tmp_path, monkeypatch):
     monkeypatch.setattr(gatesim, "_find_iverilog", lambda: ("iverilog", "vvp"))
     monkeypatch.setattr(gatesim, "_testbench", lambda *args: ("module tb; endmodule\n", []))
     monkeypatch.setattr(gatesim, "netlist_verilog", lambda *args: "")
+    monkeypatch.setattr(gatesim.synth, "cell_models", lambda *args, **kwargs: "")
 
     def interrupted(*args, **kwargs):
         assert [p.name.startswith("fourbit-gatesim-") for p in tmp_path.iterdir()] == [True]
