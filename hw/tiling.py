@@ -127,8 +127,12 @@ def schedule(a_bits, b_bits, rows, cols):
 def concatenate(plans):
     """One schedule running ``plans`` (same array) back to back, modes included.
 
-    Every plan already ends each tile with the drain spacing, so tiles of
-    consecutive GEMMs never collide. The result's ``tiles`` is the
+    Within a plan, consecutive tiles' ``last`` cycles are at least the drain
+    spacing (:func:`hw.array.min_tile_cycles`) apart. Between plans they can be
+    closer (a long-K tile ends right before a short-K tile, whose ``last``
+    follows its ``clear`` at once), and the drain chains would collide, so
+    idle cycles (``valid = clear = last = 0``, the previous plan's mode
+    values) are inserted where needed. The result's ``tiles`` is the
     concatenation; split the drained streams with :func:`split_columns`.
     """
     first = plans[0]
@@ -140,18 +144,42 @@ def concatenate(plans):
     names = set(first.modes)
     if any(set(p.modes) != names for p in plans):
         raise ValueError("plans drive different mode inputs")
+    spacing = min_tile_cycles(first.rows)
+    parts = []  # (plan, idle cycles before it)
+    previous_last = None  # cycles from the previous plan's final last to the first cycle after it
+    for plan in plans:
+        lasts = np.flatnonzero(plan.last)  # every tile has one, every plan a tile
+        gap = 0 if previous_last is None else max(0, spacing - (previous_last + int(lasts[0])))
+        parts.append((plan, gap))
+        previous_last = plan.cycles - int(lasts[-1])
+
+    def joined(column, fill=None):
+        pieces = []
+        for index, (plan, gap) in enumerate(parts):
+            values = column(plan)
+            if gap:
+                idle = np.zeros((gap, *values.shape[1:]), dtype=values.dtype)
+                if fill is not None:
+                    idle[:] = fill(parts[index - 1][0])
+                pieces.append(idle)
+            pieces.append(values)
+        return np.concatenate(pieces)
+
     return Schedule(
-        a_words=np.concatenate([p.a_words for p in plans]),
-        b_words=np.concatenate([p.b_words for p in plans]),
-        valid=np.concatenate([p.valid for p in plans]),
-        clear=np.concatenate([p.clear for p in plans]),
-        last=np.concatenate([p.last for p in plans]),
+        a_words=joined(lambda p: p.a_words),
+        b_words=joined(lambda p: p.b_words),
+        valid=joined(lambda p: p.valid),
+        clear=joined(lambda p: p.clear),
+        last=joined(lambda p: p.last),
         tiles=[tile for p in plans for tile in p.tiles],
         m=None,
         n=None,
         rows=first.rows,
         cols=first.cols,
-        modes={name: np.concatenate([p.modes[name] for p in plans]) for name in names},
+        modes={
+            name: joined(lambda p, name=name: p.modes[name], fill=lambda p, name=name: p.modes[name][-1])
+            for name in names
+        },
     )
 
 

@@ -77,3 +77,24 @@ def test_schedule_matches_the_tile_loop(m, k, n, rows, cols):
     (single,) = [tiling.concatenate([plan])]
     assert single.m is None and single.tiles == plan.tiles and single.tiles is not plan.tiles
     assert np.array_equal(single.a_words, plan.a_words) and set(single.modes) == {"mode"}
+
+
+@pytest.mark.parametrize("ks", [(13, 1), (1, 13, 1), (40, 2, 3), (0, 5)])
+def test_concatenate_keeps_the_drain_spacing_between_plans(ks):
+    """A long-K GEMM followed by a short-K one: idle cycles keep consecutive lasts 2R - 1 apart."""
+    rows, cols = 4, 3
+    rng = np.random.default_rng(len(ks))
+    plans = []
+    for index, k in enumerate(ks):
+        a, b = rng.integers(0, 16, (5, k)).astype(np.uint64), rng.integers(0, 16, (k, 4)).astype(np.uint64)
+        plan = tiling.schedule(a, b, rows, cols)
+        plan.modes = {"mode": np.full(plan.cycles, index % 2, np.uint8)}
+        plans.append(plan)
+    joined = tiling.concatenate(plans)
+    lasts = np.flatnonzero(joined.last)
+    assert len(lasts) == sum(len(p.tiles) for p in plans) and np.diff(lasts).min() >= min_tile_cycles(rows)
+    assert joined.valid.sum() == sum(p.valid.sum() for p in plans)
+    # The idle cycles hold the previous plan's mode and no data.
+    idle = joined.cycles - sum(p.cycles for p in plans)
+    assert idle > 0 or ks == (0, 5)
+    assert not joined.a_words[joined.valid == 0].any()
