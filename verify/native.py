@@ -29,12 +29,15 @@ buffers) and stores the number of drained results in ``*results``.
 """
 
 import ctypes
+import itertools
+import os
 import pathlib
+import threading
 import time
 
 import numpy as np
 
-__all__ = ["ABI", "HARNESS", "FIXED_PORTS", "harness_config", "ArrayHarness", "load"]
+__all__ = ["ABI", "HARNESS", "FIXED_PORTS", "harness_config", "default_threads", "ArrayHarness", "load"]
 
 #: The ABI version this module speaks (``fourbit_harness_abi``).
 ABI = 1
@@ -110,13 +113,28 @@ class ArrayHarness:
         self.mode_names = tuple(
             lib.fourbit_harness_mode_name(i).decode() for i in range(lib.fourbit_harness_mode_count())
         )
-        self._handle = lib.fourbit_harness_new()
+        # One model per concurrent part of a run (see run's threads); the first serves serial runs.
+        self._handles = [lib.fourbit_harness_new()]
         self.port_bytes = {
-            name: lib.fourbit_harness_port_bytes(self._handle, index)
+            name: lib.fourbit_harness_port_bytes(self._handles[0], index)
             for index, name in enumerate(("a_in", "b_in", "out_valid", "out_data"))
         }
 
-    def run(self, *, a_bytes, b_bytes, valid, clear, last, modes, drain_cycles, expected_results, valid_len, data_len):
+    def run(
+        self,
+        *,
+        a_bytes,
+        b_bytes,
+        valid,
+        clear,
+        last,
+        modes,
+        drain_cycles,
+        expected_results,
+        valid_len,
+        data_len,
+        threads=None,
+    ):
         """Simulate one schedule from reset.
 
         Parameters
@@ -125,15 +143,25 @@ class ArrayHarness:
             ``cycles x bytes`` uint8: the packed ``a_in`` / ``b_in`` of each cycle
             (:func:`hw.tiling.pack_rows`).
         valid, clear, last : numpy.ndarray
-            ``cycles`` control bits.
+            ``cycles`` control bits; every tile starts with one ``clear``.
         modes : dict of str -> numpy.ndarray
             ``cycles`` values of each mode input; exactly the model's (:attr:`mode_names`).
         drain_cycles : int
             Most idle cycles after the schedule (fewer once ``expected_results`` are out).
         expected_results : int
-            Results the schedule drains in all.
+            Results the schedule drains in all (the same number per tile).
         valid_len, data_len : int
             Bytes of a recorded ``out_valid`` / ``out_data`` row (ceil(width / 8)).
+        threads : int, optional
+            Split the schedule at tile starts into this many parts, each run
+            from reset on its own model in its own thread (``ctypes`` releases
+            the GIL), and join their records in order. Each column drains the
+            same values in the same order as in one serial run (no state
+            crosses a tile start but the drain, which each part runs to its
+            end); only a cycle on which the drains of a part's last tile and
+            the next part's first tile overlap becomes two records, so callers
+            read the record per column (as :mod:`verify.gemm` does). Default:
+            :func:`default_threads`.
 
         Returns
         -------
@@ -142,7 +170,7 @@ class ArrayHarness:
         results : int
             Results drained (the caller compares with ``expected_results``).
         seconds : float
-            Wall time of the C++ loop.
+            Wall time of the C++ loop(s).
         """
         cycles = len(valid)
         if set(modes) != set(self.mode_names):
@@ -158,44 +186,116 @@ class ArrayHarness:
             raise ValueError(f"out_data: {data_len}-byte rows for a port of {self.port_bytes['out_data']} bytes")
         controls = [np.ascontiguousarray(x, dtype=np.uint8).reshape(cycles) for x in (valid, clear, last)]
         mode_rows = [np.ascontiguousarray(modes[name], dtype=np.uint8).reshape(cycles) for name in self.mode_names]
-        mode_pointers = (_u8p * max(1, len(mode_rows)))(*map(_pointer, mode_rows))
-        # At most one record per clock: the schedule and the drain tail.
-        capacity = cycles + int(drain_cycles)
-        valid_out = np.empty((capacity, valid_len), dtype=np.uint8)
-        data_out = np.empty((capacity, data_len), dtype=np.uint8)
-        results = ctypes.c_uint64(0)
+        inputs = [rows["a_in"], rows["b_in"], *controls, *mode_rows]
+        starts = np.flatnonzero(controls[1])
+        parts = _split(cycles, starts, default_threads(cycles) if threads is None else threads)
+        per_tile = expected_results // len(starts) if len(starts) else 0
+        if per_tile * len(starts) != expected_results:
+            raise ValueError(f"{expected_results} results do not divide into {len(starts)} tiles")
+        while len(self._handles) < len(parts):
+            self._handles.append(self._lib.fourbit_harness_new())
+        outcomes = [None] * len(parts)
+
+        def run_part(index):
+            begin, end = parts[index]
+            tiles = int(np.count_nonzero(controls[1][begin:end]))
+            outcomes[index] = self._run_part(
+                self._handles[index],
+                [x[begin:end] for x in inputs],
+                drain_cycles,
+                tiles * per_tile,
+                valid_len,
+                data_len,
+            )
+
         started = time.perf_counter()
-        records = self._lib.fourbit_harness_run(
-            self._handle,
-            cycles,
-            _pointer(rows["a_in"]),
-            rows["a_in"].shape[1],
-            _pointer(rows["b_in"]),
-            rows["b_in"].shape[1],
-            *map(_pointer, controls),
-            mode_pointers,
-            int(drain_cycles),
-            int(expected_results),
-            _pointer(valid_out),
-            valid_len,
-            _pointer(data_out),
-            data_len,
-            capacity,
-            ctypes.byref(results),
-        )
+        if len(parts) == 1:
+            run_part(0)
+        else:
+            workers = [threading.Thread(target=run_part, args=(index,)) for index in range(len(parts))]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
         seconds = time.perf_counter() - started
-        if records < 0:
-            raise RuntimeError(f"{self.library.name}: more than {capacity} output records")
-        return valid_out[:records], data_out[:records], results.value, seconds
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        valid_out = np.concatenate([o[0] for o in outcomes])
+        data_out = np.concatenate([o[1] for o in outcomes])
+        return valid_out, data_out, sum(o[2] for o in outcomes), seconds
+
+    def _run_part(self, handle, inputs, drain_cycles, expected_results, valid_len, data_len):
+        """One ``fourbit_harness_run`` call on ``handle``: (valid rows, data rows, results), or the exception."""
+        try:
+            a_in, b_in, valid, clear, last, *mode_rows = (np.ascontiguousarray(x) for x in inputs)
+            cycles = len(valid)
+            mode_pointers = (_u8p * max(1, len(mode_rows)))(*map(_pointer, mode_rows))
+            # At most one record per clock: the schedule and the drain tail.
+            capacity = cycles + int(drain_cycles)
+            valid_out = np.empty((capacity, valid_len), dtype=np.uint8)
+            data_out = np.empty((capacity, data_len), dtype=np.uint8)
+            results = ctypes.c_uint64(0)
+            records = self._lib.fourbit_harness_run(
+                handle,
+                cycles,
+                _pointer(a_in),
+                a_in.shape[1],
+                _pointer(b_in),
+                b_in.shape[1],
+                _pointer(valid),
+                _pointer(clear),
+                _pointer(last),
+                mode_pointers,
+                int(drain_cycles),
+                int(expected_results),
+                _pointer(valid_out),
+                valid_len,
+                _pointer(data_out),
+                data_len,
+                capacity,
+                ctypes.byref(results),
+            )
+            if records < 0:
+                raise RuntimeError(f"{self.library.name}: more than {capacity} output records")
+            return valid_out[:records], data_out[:records], results.value
+        except BaseException as error:  # re-raised by run, in the calling thread
+            return error
 
     def close(self):
-        """Free the model (the library stays loaded: ctypes cannot unload it safely)."""
-        if self._handle:
-            self._lib.fourbit_harness_free(self._handle)
-            self._handle = None
+        """Free the models (the library stays loaded: ctypes cannot unload it safely)."""
+        for handle in getattr(self, "_handles", ()):
+            self._lib.fourbit_harness_free(handle)
+        self._handles = []
 
     def __del__(self):
         self.close()
+
+
+#: Fewest cycles per part of a threaded run: below this a thread's start-up and a model's reset outweigh it.
+MIN_CYCLES_PER_THREAD = 1 << 16
+
+
+def default_threads(cycles):
+    """Threads of a run of ``cycles``: one per usable CPU, at most 4, each with at least
+    :data:`MIN_CYCLES_PER_THREAD` cycles; ``FOURBIT_SIM_THREADS`` overrides the CPU count."""
+    try:
+        cpus = int(os.environ.get("FOURBIT_SIM_THREADS", "0")) or len(os.sched_getaffinity(0))
+    except ValueError:
+        cpus = 1
+    return max(1, min(cpus, 4, cycles // MIN_CYCLES_PER_THREAD))
+
+
+def _split(cycles, starts, parts):
+    """``parts`` (at most) [begin, end) ranges covering ``cycles``, each beginning at a tile start."""
+    if parts <= 1 or len(starts) < 2:
+        return [(0, cycles)]
+    # Cut at the tile start nearest each equal share of the cycles.
+    cuts = sorted(
+        {int(starts[min(len(starts) - 1, starts.searchsorted(cycles * i // parts))]) for i in range(1, parts)}
+    )
+    bounds = [0, *(cut for cut in cuts if cut > 0), cycles]
+    return [(begin, end) for begin, end in itertools.pairwise(bounds) if end > begin]
 
 
 _LOADED = {}
