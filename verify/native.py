@@ -212,7 +212,8 @@ class ArrayHarness:
         if len(parts) == 1:
             run_part(0)
         else:
-            workers = [threading.Thread(target=run_part, args=(index,)) for index in range(len(parts))]
+            # Daemons: on Ctrl-C the main thread leaves join() and the process exits without them.
+            workers = [threading.Thread(target=run_part, args=(index,), daemon=True) for index in range(len(parts))]
             for worker in workers:
                 worker.start()
             for worker in workers:
