@@ -14,6 +14,7 @@ bench-sim-arrays:  ## PE-MACs verified per second vs array size: Icarus, Verilat
 verify-arrays-long:  ## slow array checks: every size and kind on both simulators, K up to 1024, wide accumulators
 	$(PYTHON) -m pytest -q -n 2 -m slow tests/verify/test_gemm.py
 
-gemm-check:  ## independent check: random .npy -> python -m verify.gemm (subprocess) vs its own numpy reference, both simulators
+gemm-check:  ## independent check: random .npy -> python -m verify.gemm (subprocess) vs its own numpy reference: Icarus, native Verilator, Verilator via cocotb
 	$(PYTHON) tests/verify/test_gemm_cli.py --sim icarus
 	$(PYTHON) tests/verify/test_gemm_cli.py --sim verilator
+	$(PYTHON) tests/verify/test_gemm_cli.py --sim verilator-cocotb
