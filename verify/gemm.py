@@ -233,6 +233,8 @@ class ArrayBuild:
         if self.native:
             from . import native
 
+            # The harness source is in NativeBuild's key; the header generator's recipe in the stamp.
+            options["stamp"] += f"\0native-config-{native.CONFIG_RECIPE}"
             self.hdl = NativeBuild(
                 harness=native.HARNESS, config=lambda: native.harness_config(self.toplevel, design()[1]), **options
             )

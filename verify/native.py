@@ -37,12 +37,23 @@ import time
 
 import numpy as np
 
-__all__ = ["ABI", "HARNESS", "FIXED_PORTS", "harness_config", "default_threads", "ArrayHarness", "load"]
+__all__ = [
+    "ABI",
+    "HARNESS",
+    "CONFIG_RECIPE",
+    "FIXED_PORTS",
+    "harness_config",
+    "default_threads",
+    "ArrayHarness",
+    "load",
+]
 
 #: The ABI version this module speaks (``fourbit_harness_abi``).
 ABI = 1
 #: The harness's C++ source (part of every native build's cache key).
 HARNESS = pathlib.Path(__file__).resolve().parent / "cpp" / "array_harness.cpp"
+#: Bump when :func:`harness_config` writes a different header: part of the native builds' stamps.
+CONFIG_RECIPE = 1
 #: The array ports the harness drives or reads by name; every other input is a mode input.
 FIXED_PORTS = ("clk", "rst", "a_in", "b_in", "valid", "clear", "last", "out_data", "out_valid")
 
