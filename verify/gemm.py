@@ -23,8 +23,8 @@ it and writes what the RTL computed. ``--sim verilator`` (:data:`NATIVE`)
 compiles the array with a C++ driver into a shared library that runs the
 whole schedule in one call (:mod:`verify.native`); ``icarus`` and
 ``verilator-cocotb`` drive it through cocotb (:mod:`verify.array_tb`, via
-``cocotb_tools.runner``), one Python step per clock. Both record the same raw
-outputs, so the results are bit-identical. It checks nothing itself. The integer
+``cocotb_tools.runner``), one Python step per clock. Every column drains the
+same raw outputs on both, so the results are bit-identical. It checks nothing itself. The integer
 accumulator is the kind's default width unless K exceeds its overflow bound;
 then the narrowest width that cannot overflow for this K is generated instead.
 
@@ -524,7 +524,13 @@ def _parser(prog=None):
         metavar="0|1",
         help=f"B is INT4 (1, default) or UINT4 (0); {takes('b_signed')} only (ignored with a warning otherwise)",
     )
-    parser.add_argument("--sim", default="icarus", choices=SIMULATORS, help="simulator (default: %(default)s)")
+    parser.add_argument(
+        "--sim",
+        default="icarus",
+        choices=SIMULATORS,
+        help=f"simulator (default: %(default)s): {NATIVE} runs a compiled C++ driver (no Python per cycle), "
+        f"{COCOTB_VERILATOR} the cocotb driver on Verilator, icarus cocotb on Icarus",
+    )
     parser.add_argument(
         "--array",
         default=DEDICATED,
