@@ -24,11 +24,13 @@
 #include "harness_config.h"
 #include "verilated.h"
 
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the packed rows are copied as little-endian words");
+
 namespace {
 
 // Narrow ports are CData/SData/IData/QData integers, wide ones VlWide word
 // arrays. The host is little-endian (x86-64, aarch64), so both are plain byte
-// copies; bytes above the port width are zero in the packed rows and stay so.
+// copies; bits above the port width are zero in the packed rows.
 template <typename T>
 void put(T &port, const uint8_t *src, size_t nbytes) {
     uint64_t value = 0;
@@ -38,6 +40,9 @@ void put(T &port, const uint8_t *src, size_t nbytes) {
 
 template <std::size_t N>
 void put(VlWide<N> &port, const uint8_t *src, size_t nbytes) {
+    // Verilator relies on the bits above a port's width being zero: clear what the row does not cover
+    // rather than trust the model's initial value.
+    if (nbytes < sizeof port) std::memset(reinterpret_cast<uint8_t *>(port.data()) + nbytes, 0, sizeof port - nbytes);
     std::memcpy(port.data(), src, nbytes);
 }
 
