@@ -109,43 +109,77 @@ def schedule(a_bits, b_bits, rows, cols):
     a_words = np.zeros((total, rows), dtype=np.uint64)
     b_words = np.zeros((total, cols), dtype=np.uint64)
     valid, clear, last = (np.zeros(total, dtype=np.uint8) for _ in range(3))
-    for t, (r0, c0) in enumerate(tiles):
-        start = t * spacing
-        if k:
-            # Cycle start + kk carries A[r0:r0+R, kk] and B[kk, c0:c0+C].
-            a_words[start : start + k] = a_pad[r0 : r0 + rows].T
-            b_words[start : start + k] = b_pad[:, c0 : c0 + cols]
-            valid[start : start + k] = 1
-        clear[start] = 1
-        last[start + steps - 1] = 1
+    # Tile (ti, tj) occupies cycles [t * spacing, t * spacing + spacing), t = ti * tile_cols + tj; its
+    # cycle start + kk carries A[r0:r0+R, kk] and B[kk, c0:c0+C]. One broadcast assignment per operand
+    # (a large GEMM has thousands of tiles).
+    if k:
+        # Contiguous once (the operands' size), so the broadcasts below copy whole rows.
+        a_blocks = np.ascontiguousarray(a_pad.reshape(tile_rows, rows, k).transpose(0, 2, 1))  # ti, kk, i
+        b_blocks = np.ascontiguousarray(b_pad.reshape(k, tile_cols, cols).transpose(1, 0, 2))  # tj, kk, j
+        a_words.reshape(tile_rows, tile_cols, spacing, rows)[:, :, :k] = a_blocks[:, None]
+        b_words.reshape(tile_rows, tile_cols, spacing, cols)[:, :, :k] = b_blocks[None]
+        valid.reshape(len(tiles), spacing)[:, :k] = 1
+    clear.reshape(len(tiles), spacing)[:, 0] = 1
+    last.reshape(len(tiles), spacing)[:, steps - 1] = 1
     return Schedule(a_words, b_words, valid, clear, last, tiles, m, n, rows, cols)
 
 
 def concatenate(plans):
     """One schedule running ``plans`` (same array) back to back, modes included.
 
-    Every plan already ends each tile with the drain spacing, so tiles of
-    consecutive GEMMs never collide. The result's ``tiles`` is the
+    Within a plan, consecutive tiles' ``last`` cycles are at least the drain
+    spacing (:func:`hw.array.min_tile_cycles`) apart. Between plans they can be
+    closer (a long-K tile ends right before a short-K tile, whose ``last``
+    follows its ``clear`` at once), and the drain chains would collide, so
+    idle cycles (``valid = clear = last = 0``, the previous plan's mode
+    values) are inserted where needed. The result's ``tiles`` is the
     concatenation; split the drained streams with :func:`split_columns`.
     """
     first = plans[0]
+    if len(plans) == 1:
+        # Nothing to join: the same arrays (a large GEMM's schedule is hundreds of MB).
+        return dataclasses.replace(first, tiles=list(first.tiles), m=None, n=None, modes=dict(first.modes))
     if any((p.rows, p.cols) != (first.rows, first.cols) for p in plans):
         raise ValueError("plans for different array sizes")
     names = set(first.modes)
     if any(set(p.modes) != names for p in plans):
         raise ValueError("plans drive different mode inputs")
+    spacing = min_tile_cycles(first.rows)
+    parts = []  # (plan, idle cycles before it)
+    previous_last = None  # cycles from the previous plan's final last to the first cycle after it
+    for plan in plans:
+        lasts = np.flatnonzero(plan.last)  # every tile has one, every plan a tile
+        gap = 0 if previous_last is None else max(0, spacing - (previous_last + int(lasts[0])))
+        parts.append((plan, gap))
+        previous_last = plan.cycles - int(lasts[-1])
+
+    def joined(column, fill=None):
+        pieces = []
+        for index, (plan, gap) in enumerate(parts):
+            values = column(plan)
+            if gap:
+                idle = np.zeros((gap, *values.shape[1:]), dtype=values.dtype)
+                if fill is not None:
+                    idle[:] = fill(parts[index - 1][0])
+                pieces.append(idle)
+            pieces.append(values)
+        return np.concatenate(pieces)
+
     return Schedule(
-        a_words=np.concatenate([p.a_words for p in plans]),
-        b_words=np.concatenate([p.b_words for p in plans]),
-        valid=np.concatenate([p.valid for p in plans]),
-        clear=np.concatenate([p.clear for p in plans]),
-        last=np.concatenate([p.last for p in plans]),
+        a_words=joined(lambda p: p.a_words),
+        b_words=joined(lambda p: p.b_words),
+        valid=joined(lambda p: p.valid),
+        clear=joined(lambda p: p.clear),
+        last=joined(lambda p: p.last),
         tiles=[tile for p in plans for tile in p.tiles],
         m=None,
         n=None,
         rows=first.rows,
         cols=first.cols,
-        modes={name: np.concatenate([p.modes[name] for p in plans]) for name in names},
+        modes={
+            name: joined(lambda p, name=name: p.modes[name], fill=lambda p, name=name: p.modes[name][-1])
+            for name in names
+        },
     )
 
 
@@ -165,9 +199,27 @@ def split_columns(plans, column_values):
 
 def pack_rows(words, width):
     """Each row of ``words`` (``n x count`` uint64, ``width`` bits each) packed
-    little-endian, word ``i`` at bits ``[i*width, (i+1)*width)``: ``n x bytes`` uint8."""
+    little-endian, word ``i`` at bits ``[i*width, (i+1)*width)``: ``n x bytes`` uint8.
+
+    Bits of a word above ``width`` are dropped. Widths that divide 8 or are
+    whole bytes take byte-level shortcuts (a schedule of a large GEMM has
+    millions of rows); any other width goes bit by bit.
+    """
     words = np.asarray(words, dtype=np.uint64)
     n, count = words.shape
+    nbytes = (count * width + 7) // 8
+    if 8 % width == 0:
+        per = 8 // width
+        padded = np.zeros((n, nbytes * per), dtype=np.uint8)
+        padded[:, :count] = words  # the low byte of each word (unsafe cast: truncation is the point)
+        padded &= np.uint8((1 << width) - 1)
+        lanes = padded.reshape(n, nbytes, per)
+        packed = lanes[:, :, 0].copy()
+        for i in range(1, per):
+            packed |= lanes[:, :, i] << np.uint8(i * width)
+        return packed
+    if width % 8 == 0:
+        return np.ascontiguousarray(words.view(np.uint8).reshape(n, count, 8)[:, :, : width // 8]).reshape(n, nbytes)
     bits = ((words[:, :, None] >> np.arange(width, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
     return np.packbits(bits.reshape(n, count * width), axis=1, bitorder="little")
 
@@ -181,8 +233,24 @@ def unpack_rows(byte_rows, count, width):
     """Inverse of :func:`pack_rows`: ``n x count`` uint64 words (``width <= 64``)."""
     if width > 64:
         raise ValueError(f"word width {width} > 64")
-    byte_rows = np.asarray(byte_rows, dtype=np.uint8).reshape(-1, (count * width + 7) // 8)
+    nbytes = (count * width + 7) // 8
+    byte_rows = np.asarray(byte_rows, dtype=np.uint8).reshape(-1, nbytes)
     n = len(byte_rows)
+    if 8 % width == 0:
+        per = 8 // width
+        lanes = (byte_rows[:, :, None] >> (np.arange(per, dtype=np.uint8) * width)) & np.uint8((1 << width) - 1)
+        return lanes.reshape(n, nbytes * per)[:, :count].astype(np.uint64)
+    if width % 8 == 0:
+        wide = np.zeros((n, count, 8), dtype=np.uint8)
+        wide[:, :, : width // 8] = byte_rows.reshape(n, count, width // 8)
+        return wide.view(np.uint64).reshape(n, count)
+    if width <= 57:
+        # Word j starts at bit j*width: the 8 bytes from its first byte hold it whole (shift <= 7).
+        start = np.arange(count) * width
+        padded = np.zeros((n, nbytes + 8), dtype=np.uint8)
+        padded[:, :nbytes] = byte_rows
+        window = np.ascontiguousarray(padded[:, (start // 8)[:, None] + np.arange(8)]).view(np.uint64).reshape(n, count)
+        return (window >> (start % 8).astype(np.uint64)) & np.uint64((1 << width) - 1)
     bits = np.unpackbits(byte_rows, axis=1, bitorder="little")[:, : count * width]
     bits = bits.reshape(n, count, width).astype(np.uint64)
     return (bits << np.arange(width, dtype=np.uint64)).sum(axis=2, dtype=np.uint64)

@@ -1,7 +1,9 @@
 """``python -m verify.bench_arrays``: simulation speed of the systolic arrays (``make bench-sim``).
 
 For each (PE kind, array size, simulator) it runs one M x K x N GEMM through
-:func:`verify.gemm.run_gemm` (cocotb, whole rows per cycle), checks the result
+:func:`verify.gemm.run_gemm` (``verilator``: the native harness of
+:mod:`verify.native`; ``icarus`` and ``verilator-cocotb``: cocotb, whole rows
+per cycle), checks the result
 bit for bit against :mod:`golden.reference`, and reports PE-MACs verified per
 second: ``M * K * N`` divided by the wall time of the run without the one-off
 compile (Python and simulator start-up, Verilog conversion, drive loop and
@@ -11,7 +13,14 @@ a separate column.
 Example::
 
     python -m verify.bench_arrays --kinds int4,log,fp16 --sizes 2x2,4x4,8x8,16x16 \\
-        --sims icarus,verilator --mkn 64,64,64 --out build/bench/arrays.md
+        --sims icarus,verilator-cocotb,verilator --mkn 64,64,64 --native-mkn 512,1024,512 \\
+        --out build/bench/arrays.md
+
+A 64^3 GEMM is a few thousand cycles, which the native path runs in
+milliseconds (its time is Python's: the schedule and the assembly), so the
+native rows run the larger ``--native-mkn`` GEMM as well, on the sizes where
+it takes at most :data:`MAX_NATIVE_CYCLES` cycles (its schedule is held in
+memory whole: 16 bytes per cycle per array row and column).
 """
 
 import argparse
@@ -23,6 +32,14 @@ import numpy as np
 from fourbit.util.cli import OneLineParser, check_output_file, run_main
 from fourbit.util.files import write_text_atomically
 from hw.kinds import GEMMS
+from verify.gemm import NATIVE, SIMULATORS
+
+#: Largest schedule (cycles) of a ``--native-mkn`` row: 512x1024x512 on 16x16 is 2^20.
+MAX_NATIVE_CYCLES = 1 << 20
+
+
+def _cycles(rows, cols, m, k, n):
+    return -(-m // rows) * -(-n // cols) * max(k, 2 * rows - 1)
 
 
 def measure(kind, rows, cols, sim, m, k, n, *, seed=0):
@@ -93,8 +110,8 @@ def _kind(text):
 
 
 def _sim(text):
-    if text.strip() not in ("icarus", "verilator"):
-        raise ValueError(f"unknown simulator {text!r} (icarus, verilator)")
+    if text.strip() not in SIMULATORS:
+        raise ValueError(f"unknown simulator {text!r} ({', '.join(SIMULATORS)})")
     return text.strip()
 
 
@@ -107,27 +124,38 @@ def main(argv=None, prog=None):
     )
     parser.add_argument("--kinds", default=",".join(GEMMS), type=lambda t: _list(t, _kind))
     parser.add_argument("--sizes", default="2x2,4x4,8x8,16x16", type=lambda t: _list(t, _size))
-    parser.add_argument("--sims", default="icarus,verilator", type=lambda t: _list(t, _sim))
+    parser.add_argument("--sims", default=",".join(SIMULATORS), type=lambda t: _list(t, _sim))
     parser.add_argument("--mkn", default="64,64,64", type=lambda t: _list(t, int))
+    parser.add_argument(
+        "--native-mkn",
+        default="512,1024,512",
+        type=lambda t: _list(t, int),
+        help=f"a second GEMM for --sims {NATIVE}, on sizes where it is at most 2^20 cycles (empty: none)",
+    )
     parser.add_argument("--out", metavar="FILE.md", help="also write the table here (atomically)")
     args = parser.parse_args(argv)
-    if len(args.mkn) != 3 or min(args.mkn) < 1:
-        parser.error("--mkn needs three positive integers M,K,N")
+    for option, mkn in (("--mkn", args.mkn), ("--native-mkn", args.native_mkn)):
+        if (len(mkn) != 3 or min(mkn) < 1) and not (option == "--native-mkn" and not mkn):
+            parser.error(f"{option} needs three positive integers M,K,N")
     problem = args.out and check_output_file(args.out, "--out", make_parents=True)
     if problem:
         parser.error(problem)
-    m, k, n = args.mkn
     rows = []
     for kind in args.kinds:
         for sim in args.sims:
             for r, c in args.sizes:
-                row = measure(kind, r, c, sim, m, k, n)
-                rows.append(row)
-                print(
-                    f"{kind:5s} {r:>2d}x{c:<2d} {sim:9s} {row['run_s']:7.2f} s  {row['macs_per_s']:>12,.0f} PE-MACs/s",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                gemms = [args.mkn]
+                if sim == NATIVE and args.native_mkn and _cycles(r, c, *args.native_mkn) <= MAX_NATIVE_CYCLES:
+                    gemms.append(args.native_mkn)
+                for m, k, n in gemms:
+                    row = measure(kind, r, c, sim, m, k, n)
+                    rows.append(row)
+                    print(
+                        f"{kind:5s} {r:>2d}x{c:<2d} {sim:16s} {m}x{k}x{n} {row['run_s']:7.2f} s  "
+                        f"{row['macs_per_s']:>14,.0f} PE-MACs/s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     text = table(rows)
     print(text)
     if args.out:

@@ -3,7 +3,7 @@
 Example::
 
     python -m verify.gemm --pe int4 --rows 4 --cols 4 --a A.npy --b B.npy --out C.npy \\
-        [--a-signed 0|1] [--b-signed 0|1] [--sim icarus|verilator] [--array dedicated|KIND]
+        [--a-signed 0|1] [--b-signed 0|1] [--sim icarus|verilator|verilator-cocotb] [--array dedicated|KIND]
 
 Semantics (SPEC section 5): ``--pe`` names a GEMM of the PE-kind registry
 (:data:`hw.kinds.GEMMS`; ``--help`` lists each with its operands and result),
@@ -19,8 +19,12 @@ on stderr when given.
 The tool tiles the GEMM onto the R x C output-stationary array
 (:mod:`hw.tiling`), builds the array's Verilog (:mod:`hw.array`) once per
 (array kind, R, C, accumulator width, simulator) under ``build/gemm/``, drives
-it through cocotb (:mod:`verify.array_tb`, via ``cocotb_tools.runner``) and
-writes what the RTL computed. It checks nothing itself. The integer
+it and writes what the RTL computed. ``--sim verilator`` (:data:`NATIVE`)
+compiles the array with a C++ driver into a shared library that runs the
+whole schedule in one call (:mod:`verify.native`); ``icarus`` and
+``verilator-cocotb`` drive it through cocotb (:mod:`verify.array_tb`, via
+``cocotb_tools.runner``), one Python step per clock. Every column drains the
+same raw outputs on both, so the results are bit-identical. It checks nothing itself. The integer
 accumulator is the kind's default width unless K exceeds its overflow bound;
 then the narrowest width that cannot overflow for this K is generated instead.
 
@@ -47,11 +51,14 @@ from fourbit.util.cli import OneLineParser, bit_flag, bounded_int, run_main
 from fourbit.util.files import write_atomically
 from hw.kinds import GEMMS, KINDS, GemmInputError, dedicated_kind, get_gemm, get_kind
 
-from .simulator import SIMULATORS, HDLBuild
+from . import simulator
+from .simulator import HDLBuild, NativeBuild
 
 __all__ = [
     "PES",
     "SIMULATORS",
+    "NATIVE",
+    "COCOTB_VERILATOR",
     "ARRAYS",
     "GemmError",
     "GemmResult",
@@ -66,6 +73,12 @@ __all__ = [
 ]
 
 
+#: ``--sim``: the simulator layer's simulators (SPEC section 5: icarus, verilator), then the cocotb
+#: driver on Verilator. Icarus always runs through cocotb.
+COCOTB_VERILATOR = "verilator-cocotb"
+SIMULATORS = (*simulator.SIMULATORS, COCOTB_VERILATOR)
+#: The ``--sim`` that runs the native harness (:mod:`verify.native`) instead of cocotb.
+NATIVE = "verilator"
 #: The GEMMs of SPEC section 5 (``--pe``), from the PE-kind registry.
 PES = tuple(GEMMS)
 #: ``--array``: the GEMM's dedicated array, or any kind's array that runs it.
@@ -92,7 +105,7 @@ class GemmResult:
     cycles : int
         Scheduled input cycles (the drain tail excluded).
     sim_seconds : float
-        Wall time of the cocotb drive loop.
+        Wall time of the drive loop (cocotb's, or the native harness's C++ call).
     seconds : float
         Wall time of the whole run, build included.
     built : bool
@@ -184,7 +197,9 @@ class ArrayBuild:
     rows, cols : int
     acc_width : int
     sim : str
-        ``icarus`` or ``verilator``.
+        One of :data:`SIMULATORS`: ``verilator`` the native library
+        (:class:`verify.simulator.NativeBuild`), ``icarus`` or
+        ``verilator-cocotb`` a cocotb model (:class:`verify.simulator.HDLBuild`).
     build_root : path
         Cache root (default ``build/gemm``); the build lives in
         ``<root>/<kind>_<R>x<C>_acc<W>/<sim>``.
@@ -205,18 +220,29 @@ class ArrayBuild:
         # build options in verify.simulator), so a cache hit costs no Verilog
         # conversion (seconds for a 16 x 16 array); a miss converts and compiles.
         design = functools.partial(_array_verilog, kind, rows, cols, acc_width)
-        self.hdl = HDLBuild(
+        # X resolved at compile time and Amaranth's WIDTH warnings not fatal, on both Verilator paths.
+        options = dict(
             toplevel=self.toplevel,
-            sim=sim,
             directory=self.directory,
             verilog=lambda: design()[0],
             stamp=_fingerprint(kind, rows, cols, acc_width),
-            # Only the ports are driven and sampled: VPI access to nothing else,
-            # X resolved at compile time, Amaranth's WIDTH warnings not fatal.
-            public_ports=lambda: design()[1],
             x_assign="fast",
             verilator_args=("-Wno-fatal",),
         )
+        self.native = sim == NATIVE
+        if self.native:
+            from . import native
+
+            # The harness source is in NativeBuild's key; the header generator's recipe in the stamp.
+            options["stamp"] += f"\0native-config-{native.CONFIG_RECIPE}"
+            self.hdl = NativeBuild(
+                harness=native.HARNESS, config=lambda: native.harness_config(self.toplevel, design()[1]), **options
+            )
+        else:
+            # Only the ports are driven and sampled: VPI access to nothing else.
+            self.hdl = HDLBuild(
+                sim="icarus" if sim == "icarus" else "verilator", public_ports=lambda: design()[1], **options
+            )
 
     @property
     def built(self):
@@ -233,21 +259,65 @@ class ArrayBuild:
         from hw import tiling
 
         self.ensure()
-        runs = self.directory / "runs"
-        runs.mkdir(exist_ok=True)
-        workdir = pathlib.Path(tempfile.mkdtemp(dir=runs))
-        schedule_path, record_path = workdir / "schedule.npz", workdir / "record.npz"
-        np.savez(
-            schedule_path,
+        schedule = dict(
             a_bytes=tiling.pack_rows(plan.a_words, a_width),
             b_bytes=tiling.pack_rows(plan.b_words, b_width),
             valid=plan.valid,
             clear=plan.clear,
             last=plan.last,
-            mode_names=np.array(list(plan.modes), dtype=str),
-            **{f"mode_{name}": values for name, values in plan.modes.items()},
+            modes=plan.modes,
             results=plan.results_per_column * plan.cols,
             drain_cycles=4 * plan.rows + plan.cols + 8,
+        )
+        simulate = self._run_native if self.native else self._run_cocotb
+        valid_bytes, data_bytes, seconds = simulate(schedule, plan.cols)
+        valid = tiling.unpack_rows(valid_bytes, plan.cols, 1)
+        data = tiling.unpack_rows(data_bytes, plan.cols, self.acc_width)
+        columns = [data[valid[:, j] == 1, j] for j in range(plan.cols)]
+        return columns, seconds
+
+    def _run_native(self, schedule, cols):
+        """The record of :meth:`_run_cocotb`, from the native harness (:mod:`verify.native`)."""
+        from . import native
+
+        harness = native.load(self.hdl.library)
+        valid_bytes, data_bytes, drained, seconds = harness.run(
+            a_bytes=schedule["a_bytes"],
+            b_bytes=schedule["b_bytes"],
+            valid=schedule["valid"],
+            clear=schedule["clear"],
+            last=schedule["last"],
+            modes=schedule["modes"],
+            drain_cycles=schedule["drain_cycles"],
+            expected_results=schedule["results"],
+            valid_len=(cols + 7) // 8,
+            data_len=(cols * self.acc_width + 7) // 8,
+        )
+        if drained != schedule["results"]:
+            raise RuntimeError(
+                f"{self.toplevel} on {self.sim}: drained {drained} results, expected {schedule['results']}"
+            )
+        return valid_bytes, data_bytes, seconds
+
+    def _run_cocotb(self, schedule, cols):
+        """Run :mod:`verify.array_tb` on the schedule: its record (``out_valid`` and
+        ``out_data`` byte rows of every cycle that drained a result) and the drive loop's time."""
+        runs = self.directory / "runs"
+        runs.mkdir(exist_ok=True)
+        workdir = pathlib.Path(tempfile.mkdtemp(dir=runs))
+        schedule_path, record_path = workdir / "schedule.npz", workdir / "record.npz"
+        modes = schedule["modes"]
+        np.savez(
+            schedule_path,
+            a_bytes=schedule["a_bytes"],
+            b_bytes=schedule["b_bytes"],
+            valid=schedule["valid"],
+            clear=schedule["clear"],
+            last=schedule["last"],
+            mode_names=np.array(list(modes), dtype=str),
+            **{f"mode_{name}": values for name, values in modes.items()},
+            results=schedule["results"],
+            drain_cycles=schedule["drain_cycles"],
         )
         env = {
             "FOURBIT_GEMM_IN": str(schedule_path),
@@ -258,15 +328,11 @@ class ArrayBuild:
         if not record_path.exists():
             raise RuntimeError(f"{self.toplevel} on {self.sim}: simulation produced no record ({result.describe()})")
         record = np.load(record_path)
-        acc = self.acc_width
-        valid = tiling.unpack_rows(record["valid_bytes"], plan.cols, 1)
-        data = tiling.unpack_rows(record["data_bytes"], plan.cols, acc)
-        columns = [data[valid[:, j] == 1, j] for j in range(plan.cols)]
-        seconds = float(record["seconds"])
+        valid_bytes, data_bytes, seconds = record["valid_bytes"], record["data_bytes"], float(record["seconds"])
         if not result.passed:
             raise RuntimeError(f"{self.toplevel} on {self.sim}: simulation failed ({result.describe()})")
         shutil.rmtree(workdir, ignore_errors=True)
-        return columns, seconds
+        return valid_bytes, data_bytes, seconds
 
 
 class Gemm:
@@ -351,7 +417,8 @@ def run_gemm(
         Array size.
     a_signed, b_signed : bool
         Signedness of the integer operands.
-    sim : {"icarus", "verilator"}
+    sim : {"icarus", "verilator", "verilator-cocotb"}
+        ``verilator`` runs the native harness (:mod:`verify.native`), the others cocotb.
     array : str
         ``dedicated`` or a kind of :data:`hw.kinds.KINDS` that runs ``pe``.
     build_root : path
@@ -457,7 +524,13 @@ def _parser(prog=None):
         metavar="0|1",
         help=f"B is INT4 (1, default) or UINT4 (0); {takes('b_signed')} only (ignored with a warning otherwise)",
     )
-    parser.add_argument("--sim", default="icarus", choices=SIMULATORS, help="simulator (default: %(default)s)")
+    parser.add_argument(
+        "--sim",
+        default="icarus",
+        choices=SIMULATORS,
+        help=f"simulator (default: %(default)s): {NATIVE} runs a compiled C++ driver (no Python per cycle), "
+        f"{COCOTB_VERILATOR} the cocotb driver on Verilator, icarus cocotb on Icarus",
+    )
     parser.add_argument(
         "--array",
         default=DEDICATED,

@@ -18,6 +18,11 @@ GEMM engine of ``tests/boards``) goes through :class:`HDLBuild`, which owns:
   :class:`SimulationFailed` (``cocotb_tools.runner`` itself calls
   ``sys.exit`` on failing tests, and only under pytest).
 
+:class:`NativeBuild` is the same build (stamp, cache, lock, waivers, options,
+``build.log``) compiled by Verilator to C++ and linked with a C++ harness into
+a shared library that Python drives through ``ctypes``, with no cocotb and no
+Python per cycle (:mod:`verify.native`).
+
 Layout of a build directory::
 
     <directory>/<toplevel>.v    the Verilog, when given as text
@@ -25,6 +30,7 @@ Layout of a build directory::
     <directory>/sim/            the simulator's build tree
     <directory>/build.log       the last compilation's output
     <directory>/stamp, lock     the disk cache (builds with a stamp only)
+    <directory>/harness_config.h  NativeBuild: the generated header the harness includes
 """
 
 import hashlib
@@ -32,6 +38,7 @@ import importlib.metadata
 import os
 import pathlib
 import shutil
+import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
 
@@ -50,6 +57,7 @@ __all__ = [
     "SimulationFailed",
     "SimulationResult",
     "HDLBuild",
+    "NativeBuild",
     "check_simulator",
 ]
 
@@ -64,6 +72,8 @@ VERILATOR_WAIVERS = WAIVERS
 X_ASSIGN_MODES = ("0", "fast", "unique")
 #: Bump when the way HDLBuild compiles changes: it is part of every cache key.
 BUILD_RECIPE = 1
+#: Bump when the way NativeBuild compiles and links changes: part of its cache keys.
+NATIVE_RECIPE = 1
 #: Lines of a log quoted by :meth:`SimulationResult.log_tail`'s default.
 LOG_TAIL_LINES = 40
 
@@ -519,3 +529,136 @@ class HDLBuild:
 
     def __repr__(self):
         return f"<HDLBuild {self.toplevel} ({self.sim}) in {self.directory}>"
+
+
+class NativeBuild(HDLBuild):
+    """A Verilog top compiled by Verilator to C++ and linked with a C++ harness into a shared library.
+
+    The library (:attr:`library`) is what Python loads with ``ctypes``; the
+    harness defines the C ABI (e.g. ``verify/cpp/array_harness.cpp``, driven
+    by :mod:`verify.native`). Everything else is :class:`HDLBuild`'s: the
+    stamp and disk cache, the lock, the waivers, ``x_assign`` and
+    ``verilator_args``, ``build.log``. The simulator is always Verilator, and
+    no port needs VPI access (the harness reads and writes the model's members).
+
+    Parameters
+    ----------
+    toplevel, directory, verilog, stamp, verilator_args, x_assign, waivers
+        As for :class:`HDLBuild`.
+    harness : path-like
+        The C++ source of the harness; its text is part of the cache key.
+    config : str or callable
+        Text of ``harness_config.h``, which the harness includes (the model's
+        class and ports), or a function returning it, called only when the
+        design is compiled. Derived from the design, so covered by the stamp.
+    cflags : sequence of str
+        C++ compiler options of the model and the harness (``-fPIC`` is added).
+    jobs : int
+        Parallel compile jobs of the build.
+    """
+
+    def __init__(
+        self,
+        *,
+        toplevel,
+        directory,
+        verilog,
+        harness,
+        config,
+        stamp=None,
+        verilator_args=(),
+        x_assign=None,
+        waivers=VERILATOR_WAIVERS,
+        cflags=("-O2",),
+        jobs=2,
+    ):
+        super().__init__(
+            toplevel=toplevel,
+            sim="verilator",
+            directory=directory,
+            verilog=verilog,
+            stamp=stamp,
+            verilator_args=verilator_args,
+            x_assign=x_assign,
+            waivers=waivers,
+        )
+        self.harness = pathlib.Path(harness).resolve()
+        if not self.harness.is_file():
+            raise FileNotFoundError(f"no harness source {self.harness}")
+        if not (isinstance(config, str) or callable(config)):
+            raise TypeError("config must be the text of harness_config.h or a function returning it")
+        self._config = config
+        if isinstance(cflags, str) or not all(isinstance(flag, str) for flag in cflags):
+            raise TypeError("cflags must be a sequence of str")
+        self.cflags = tuple(cflags)
+        self.jobs = int(jobs)
+        self._native_key = None
+
+    @property
+    def library(self):
+        """The shared library (in the simulator's build tree)."""
+        return self.sim_dir / f"lib{self.toplevel}_harness.so"
+
+    def native_args(self):
+        """The complete Verilator command line after ``verilator`` (sources last)."""
+        # The model and Verilator's runtime are compiled into the library, so all of it is
+        # position-independent; -Bsymbolic keeps two loaded libraries (two arrays of one
+        # kind, hence one class name) each bound to its own copy.
+        cflags = ["-fPIC", *self.cflags, f"-I{self.directory}"]
+        return [
+            "--cc",
+            "--exe",
+            "--build",
+            "-j",
+            str(self.jobs),
+            "--top-module",
+            self.toplevel,
+            "--timescale",
+            "/".join(TIMESCALE),
+            "-Mdir",
+            str(self.sim_dir),
+            "-o",
+            self.library.name,
+            "-CFLAGS",
+            " ".join(cflags),
+            "-LDFLAGS",
+            "-shared -Wl,-Bsymbolic",
+            *self.build_args(),
+        ]
+
+    def cache_key(self):
+        """:meth:`HDLBuild.cache_key`, the harness source and the native compile options."""
+        if self._native_key is None:
+            digest = hashlib.sha256(super().cache_key().encode())
+            digest.update(repr((NATIVE_RECIPE, self.native_args(), self.jobs)).encode())
+            digest.update(b"\0" + self.harness.read_bytes())
+            self._native_key = digest.hexdigest()
+        return self._native_key
+
+    def _compile(self, *, clean):
+        sources = self._write_sources()
+        config = self._config() if callable(self._config) else self._config
+        (self.directory / "harness_config.h").write_text(config)
+        if clean:
+            shutil.rmtree(self.sim_dir, ignore_errors=True)
+        command = ["verilator", *self.native_args(), *map(str, sources), str(self.harness)]
+        with verilator_make_flags(True):
+            env = tool_env()
+            with open(self.build_log, "w") as log:
+                log.write(" ".join(command) + "\n")
+                log.flush()
+                status = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+        if status != 0 or not self.library.is_file():
+            raise BuildFailed(
+                f"building {self.toplevel} as a native library failed (exit {status}); see {self.build_log}:\n"
+                + _tail(self.build_log, LOG_TAIL_LINES),
+                log=self.build_log,
+            )
+        self.built = True
+
+    def test(self, test_module, **options):
+        """Not available: a native build has no cocotb model (use :class:`HDLBuild`)."""
+        raise SimulatorError(f"{self!r} is a native library, not a cocotb model: it cannot run {test_module}")
+
+    def __repr__(self):
+        return f"<NativeBuild {self.toplevel} (verilator, native) in {self.directory}>"

@@ -3,7 +3,7 @@ subprocess, results compared bit for bit with this file's own numpy reference
 (no golden, no hw code), on non-square arrays and both simulators. Also the
 CLI's bad-input behaviour.
 
-Standalone: ``python tests/verify/test_gemm_cli.py [--sim icarus|verilator] [--seed N]``.
+Standalone: ``python tests/verify/test_gemm_cli.py [--sim icarus|verilator|verilator-cocotb] [--seed N]``.
 """
 
 import argparse
@@ -310,7 +310,7 @@ def test_build_line_then_summary_line(tmp_path, monkeypatch, capsys):
 
 def main():
     parser = argparse.ArgumentParser(description="independent bit-exact check of python -m verify.gemm")
-    parser.add_argument("--sim", default="icarus", choices=["icarus", "verilator"])
+    parser.add_argument("--sim", default="icarus", choices=["icarus", "verilator", "verilator-cocotb"])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     import tempfile
