@@ -386,7 +386,7 @@ def run_gemms(gemms, *, rows, cols, sim="icarus", array="dedicated", build_root=
     combined = tiling.concatenate(plans)
     columns, sim_seconds = build.run(combined, a_width=spec.a_width, b_width=spec.b_width)
     results = []
-    for plan, part in zip(plans, tiling.split_columns(plans, columns)):
+    for g, plan, part in zip(gemms, plans, tiling.split_columns(plans, columns)):
         raw = tiling.assemble(plan, part)
         c = get_gemm(g.pe).decode(raw, width)
         results.append(
