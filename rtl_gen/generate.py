@@ -11,6 +11,7 @@ combinational signal comes out as a continuous assignment, never as an
 
 import json
 import pathlib
+import re
 
 from amaranth._toolchain.yosys import find_yosys
 from amaranth.back import rtlil
@@ -55,6 +56,14 @@ YOSYS_SCRIPT = (
     "attrmap -modattr " + " ".join(f"-remove {name}" for name in _STRIPPED_ATTRS),
     "write_verilog -norename -noparallelcase",
 )
+
+#: write_verilog names a ``$pmux``'s function after the cell, ``\$procmux$N``
+#: (an escaped identifier: it ends at the next space); Icarus Verilog takes a
+#: call of an escaped name that starts with ``$`` for a system function call
+#: ("System function $procmux$455 not defined"). The ``$mux`` cells proc_mux
+#: names the same way are printed as expressions, so only these functions
+#: appear under such a name (their wires are ``\$procmux$N_Y``, ``..._CMP``).
+_PMUX_FUNCTION = re.compile(r"\\\$(procmux\$\d+) ")
 
 
 class Generated:
@@ -125,7 +134,12 @@ def to_verilog(elaboratable, name, *, ports=None):
     yosys = find_yosys(lambda version: version >= (0, 40))
     script = [f"read_rtlil <<rtlil\n{text}\nrtlil", *YOSYS_SCRIPT]
     # As in amaranth.back.verilog: Yosys's warnings about processes do not apply here.
-    return yosys.run(["-q", "-"], "\n".join(script), ignore_warnings=True)
+    verilog = yosys.run(["-q", "-"], "\n".join(script), ignore_warnings=True)
+    renamed = {f"\\{match} " for match in _PMUX_FUNCTION.findall(verilog)}
+    clashes = sorted(function for function in renamed if function in verilog)
+    if clashes:
+        raise ValueError(f"{name}: the design already has a signal named {clashes[0].strip()}")
+    return _PMUX_FUNCTION.sub(r"\\\1 ", verilog)
 
 
 def generate(designs):
