@@ -211,6 +211,9 @@ def test_verilator(name, tmp_path):
         "verilator",
         "--binary",
         "--timing",
+        # The testbench's delays need C++20 coroutines, which g++ 12 enables only with this flag.
+        "-CFLAGS",
+        "-fcoroutines",
         "-Wno-fatal",
         "--top-module",
         "tb",
