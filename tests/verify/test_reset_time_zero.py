@@ -32,7 +32,7 @@ from amaranth.hdl import ClockDomain, Module
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from fourbit.util.tools import tool_env
+from fourbit.util.tools import tool_env, verilator_make_flags
 from hw.units import UNITS, build_unit
 from rtl_gen.config import load_config
 from rtl_gen.generate import port_list, to_verilog
@@ -179,6 +179,14 @@ def _prepare(name, directory, style, seed=1):
     return design, testbench, outputs, expected
 
 
+def _run(command, **kwargs):
+    """Run ``command``; a failure shows the end of its output."""
+    result = subprocess.run(command, capture_output=True, text=True, **kwargs)
+    if result.returncode:
+        pytest.fail(f"{command[0]} exited with status {result.returncode}:\n{(result.stdout + result.stderr)[-3000:]}")
+    return result
+
+
 def _params(names, slow):
     return [pytest.param(name, marks=pytest.mark.slow) if name in slow else name for name in names]
 
@@ -192,13 +200,8 @@ def test_icarus(name, tmp_path):
         design, testbench, outputs, expected = _prepare(name, tmp_path / style, style)
         for generation in ICARUS_GENERATIONS:
             binary = tmp_path / style / f"tb{generation}.vvp"
-            subprocess.run(
-                ["iverilog", generation, "-o", str(binary), "-s", "tb", str(testbench), str(design)],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            run = subprocess.run(["vvp", "-n", str(binary)], check=True, capture_output=True, text=True)
+            _run(["iverilog", generation, "-o", str(binary), "-s", "tb", str(testbench), str(design)])
+            run = _run(["vvp", "-n", str(binary)])
             errors += [f"{style} {generation}: {error}" for error in _check(run.stdout, outputs, expected)]
     assert not errors, "\n".join(errors[:20])
 
@@ -225,7 +228,8 @@ def test_verilator(name, tmp_path):
         str(testbench),
         str(design),
     ]
-    subprocess.run(command, check=True, capture_output=True, text=True, env=tool_env())
-    run = subprocess.run([str(tmp_path / "obj" / "tb")], check=True, capture_output=True, text=True)
+    with verilator_make_flags():  # the precompiled-header flag of the larger designs' makefiles
+        _run(command, env=tool_env())
+    run = _run([str(tmp_path / "obj" / "tb")])
     errors = _check(run.stdout, outputs, expected)
     assert not errors, "\n".join(errors[:20])
