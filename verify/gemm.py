@@ -88,7 +88,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 BUILD_ROOT = REPO_ROOT / "build" / "gemm"
 #: Bump when the way ArrayBuild generates an array changes (part of the cache key;
 #: verify.simulator keys the compilation's own options).
-BUILD_RECIPE = 3
+BUILD_RECIPE = 4  # 4: rtl_gen.generate.to_verilog (no always @*)
 
 
 #: Bad GEMM input (the CLI prints it as one line): the registry's operand error.
@@ -148,7 +148,8 @@ def operand_bits(pe, a, b, *, a_signed=True, b_signed=True):
 
 
 #: The sources the array Verilog derives from: hw.array's own imports (see
-#: tests/verify/test_gemm.py::test_fingerprint_covers_the_generator) and the formats.
+#: tests/verify/test_gemm.py::test_fingerprint_covers_the_generator), the formats, and
+#: the conversion to Verilog (rtl_gen.generate.to_verilog).
 GENERATOR_SOURCES = (
     "hw/array.py",
     "hw/kinds/*.py",
@@ -158,6 +159,7 @@ GENERATOR_SOURCES = (
     "hw/pipeline.py",
     "hw/_params.py",
     "golden/formats/*.py",
+    "rtl_gen/generate.py",
 )
 
 
@@ -177,14 +179,13 @@ def _fingerprint(kind, rows, cols, acc_width):
 @functools.cache
 def _array_verilog(kind, rows, cols, acc_width):
     """Verilog of an array (memoized: a process running many GEMMs converts each array once)."""
-    from amaranth.back import verilog
-
     from hw.array import SystolicArray
+    from rtl_gen.generate import to_verilog
 
     max_k = get_kind(kind).max_k(acc_width) or 1
     array = SystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=max_k)
     ports = ("clk", "rst", *array.signature.members)
-    return verilog.convert(array, name=f"{kind}_array", emit_src=False, strip_internal_attrs=True), ports
+    return to_verilog(array, f"{kind}_array"), ports
 
 
 class ArrayBuild:

@@ -13,9 +13,9 @@ import json
 import pathlib
 
 import pytest
-from amaranth.back import verilog
 
 from boards.platforms import BAUD, BOARDS, ClockedEngine
+from rtl_gen.generate import to_verilog
 from verify.simulator import HDLBuild, SimulationFailed
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ def _simulate(kind, sim, rows, cols, tmp_path, host_cli=None):
         kind=kind, rows=rows, cols=cols, board_hz=DIVISOR * clock_div * BAUD, depth=DEPTH, clock_div=clock_div
     )
     assert top.engine.divisor == DIVISOR
-    text = verilog.convert(top, name="gemm_engine", emit_src=False, strip_internal_attrs=True)
+    text = to_verilog(top, "gemm_engine")
     build = HDLBuild(
         toplevel="gemm_engine",
         sim=sim,

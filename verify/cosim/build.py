@@ -17,13 +17,12 @@ BUILD_ROOT = REPO_ROOT / "build" / "cosim"
 def datapath_verilog(geometry):
     """Deterministic Verilog of :class:`hw.datapath.TrainDatapath` for ``geometry``, its port names
     and its manifest."""
-    from amaranth.back import verilog
-
     from hw.datapath import TrainDatapath
+    from rtl_gen.generate import to_verilog
 
     dp = TrainDatapath(**vars(geometry))
     manifest = dp.manifest()
-    text = verilog.convert(dp, name=TOPLEVEL, emit_src=False, strip_internal_attrs=True)
+    text = to_verilog(dp, TOPLEVEL)
     return text, ("clk", "rst", *dp.signature.members), manifest
 
 
