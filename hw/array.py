@@ -129,7 +129,7 @@ class SystolicArray(wiring.Component):
         if isinstance(kind, str) and kind not in KINDS:
             raise ValueError(f"unknown array kind {kind!r} (known: {', '.join(KINDS)})")
         self.kind = get_kind(kind)
-        owner = f"{self.kind.name}_array"
+        owner = self.kind.array_module
         self.rows = check_int(owner, "rows", rows, minimum=1)
         self.cols = check_int(owner, "cols", cols, minimum=1)
         self.declared_max_k = check_int(owner, "max_k", max_k, minimum=1)

@@ -17,7 +17,7 @@ from .engine import GemmEngine
 from .kinds import KINDS, default_kind
 from .pe import ProcessingElement
 
-__all__ = ["Unit", "UNITS", "ARRAY_DEFAULTS", "build_unit", "array_unit_name"]
+__all__ = ["Unit", "UNITS", "ARRAY_DEFAULTS", "build_unit"]
 
 #: Default size and declared largest K of the arrays in the catalog.
 ARRAY_DEFAULTS = {"rows": 4, "cols": 4, "max_k": 4096}
@@ -47,11 +47,6 @@ class Unit:
     def max_k(self, component):
         """Largest K with no accumulator overflow, or None (floating point)."""
         return getattr(component, "max_k", None)
-
-
-def array_unit_name(kind):
-    """Catalog name of the array of PE kind ``kind``."""
-    return f"{kind.name}_array"
 
 
 def _array_defaults(kind):
@@ -84,7 +79,7 @@ def _catalog():
     ]
     arrays = [
         Unit(
-            array_unit_name(kind),
+            kind.array_module,
             functools.partial(SystolicArray, kind=kind),
             _array_defaults(kind),
             kind.array_description,

@@ -22,7 +22,7 @@ import tempfile
 import time
 
 from fourbit.util.cli import OneLineParser, run_main
-from hw.kinds import KINDS
+from hw.kinds import KINDS, TOPS
 
 from . import flow, render, stimulus, synth
 from . import units as units_mod
@@ -96,7 +96,7 @@ def _measure_one(unit):
 
 def _is_float(unit):
     """A floating-point unit (its gate-level simulation is the slowest)."""
-    kind = KINDS.get(unit.array[0]) if unit.array else stimulus.TOP_KINDS.get(unit.kind)
+    kind = KINDS.get(unit.array[0]) if unit.array else TOPS.get(unit.kind)
     return kind is not None and kind.is_float
 
 
@@ -214,7 +214,7 @@ def main(argv=None, prog=None):
     )
     # standalone PEs first: their transistor counts size the arrays' estimates
     todo.sort(key=lambda u: (u.kind == "calibration", u.array is not None, u.pe_count, u.name))
-    pe_of_array = {kind.name: kind.standalone.module for kind in KINDS.values() if kind.standalone}
+    pe_of_array = {kind.name: module for module, kind in TOPS.items()}
     measured, skipped = {}, {}
     # Only MAC units and arrays have a per-MAC figure; other generated modules
     # (the training datapath with its buffers) are listed, not measured.

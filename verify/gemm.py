@@ -185,7 +185,7 @@ def _array_verilog(kind, rows, cols, acc_width):
     max_k = get_kind(kind).max_k(acc_width) or 1
     array = SystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=max_k)
     ports = ("clk", "rst", *array.signature.members)
-    return to_verilog(array, f"{kind}_array"), ports
+    return to_verilog(array, get_kind(kind).array_module), ports
 
 
 class ArrayBuild:
@@ -214,7 +214,7 @@ class ArrayBuild:
                 raise GemmError(f"--{name} must be a positive integer, not {value!r}")
         self.kind, self.sim = kind, sim
         self.rows, self.cols, self.acc_width = rows, cols, acc_width
-        self.toplevel = f"{kind}_array"
+        self.toplevel = get_kind(kind).array_module
         self.directory = pathlib.Path(build_root).resolve() / f"{kind}_{rows}x{cols}_acc{acc_width}" / sim
         # The cache key is a fingerprint of everything the Verilog and the model
         # derive from (the generator's sources and the parameters here, the

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from golden.formats.fp16 import fp32_add_bits
-from hw.kinds import KINDS
+from hw.kinds import TOPS
 
 __all__ = [
     "UNIT_PORTS",
@@ -41,7 +41,7 @@ __all__ = [
 
 
 #: The PE kind of each standalone top (module name -> :class:`hw.kinds.base.PEKind`).
-TOP_KINDS = {kind.standalone.module: kind for kind in KINDS.values() if kind.standalone is not None}
+TOP_KINDS = TOPS
 #: Operand input ports of each standalone top, in drive order (``valid``, ``clear``, ``rst`` follow).
 UNIT_PORTS = {module: tuple(port for port, _, _ in kind.standalone.ports) for module, kind in TOP_KINDS.items()}
 _CONTROLS = ("valid", "clear", "rst")

@@ -17,6 +17,7 @@ from .base import FPGAFit, GemmInputError, GemmType, IntegerGemm, IntegerKind, P
 __all__ = [
     "KINDS",
     "GEMMS",
+    "TOPS",
     "get_kind",
     "get_gemm",
     "dedicated_kind",
@@ -50,6 +51,9 @@ def _discover():
 
 #: Every kind by name, in listing order (:attr:`PEKind.order`).
 KINDS = _discover()
+
+#: The kind of each standalone SPEC section 3 top, by module name (e.g. ``int4_mac``).
+TOPS = {kind.standalone.module: kind for kind in KINDS.values() if kind.standalone is not None}
 
 #: Every GEMM type by name, in the order of the kinds that introduce them.
 GEMMS = {}

@@ -282,6 +282,11 @@ class PEKind:
     info_code: int
     fpga: FPGAFit
 
+    @property
+    def array_module(self):
+        """Module (and unit) name of the kind's systolic array, e.g. ``int4_array``."""
+        return f"{self.name}_array"
+
     # -- arithmetic -------------------------------------------------------------------
 
     @property
