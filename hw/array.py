@@ -60,14 +60,24 @@ class SystolicArray(wiring.Component):
     rows, cols : int
         Array size R x C (each >= 1).
     acc_width : int, optional
-        Accumulator bits of the integer kinds (default: the kind's
-        ``default_acc_width``). Floating-point kinds accumulate in binary32
-        and accept only 32.
+        Accumulator bits of the integer kinds (default: the narrowest that
+        cannot overflow within ``max_k`` products). Floating-point kinds
+        accumulate in binary32 and accept only 32.
     max_k : int
         Declared largest K (products per output) the array must support
         (default 4096). An ``acc_width`` that can overflow within ``max_k``
-        products is a ValueError. Ignored by floating-point kinds apart from the check
-        that it is a positive integer.
+        products is a ValueError; without ``acc_width`` the accumulators are
+        the narrowest that hold ``max_k`` products
+        (:meth:`~hw.kinds.base.PEKind.lean_acc_width`). Ignored by
+        floating-point kinds apart from the check that it is a positive integer.
+    gated : bool
+        Lean registers (default True): an operand register between PEs loads
+        only when the ``valid`` travelling with it is set, and a drain register
+        only when a result enters it. The results are the same; idle operands
+        and an empty drain chain are not clocked (a synthesis flow maps the
+        enables to clock gates, :mod:`report.synth`), and ``out_data`` keeps
+        its last value while ``out_valid`` is 0. False: every register loads
+        every cycle and an empty drain chain shifts zeros.
 
     Attributes
     ----------
@@ -88,7 +98,8 @@ class SystolicArray(wiring.Component):
         UINT4) and ``b_modes`` (travel with B).
     out_data : Signal(cols * acc_width), out
         Bits ``[j*acc_width, (j+1)*acc_width)``: the result leaving the top of
-        column ``j`` (two's complement, or a binary32 pattern).
+        column ``j`` (two's complement, or a binary32 pattern); meaningful
+        only where ``out_valid`` is set.
     out_valid : Signal(cols), out
         Bit ``j``: ``out_data[j]`` holds a result. Column ``j`` emits each
         tile's rows in ascending order, tiles in order.
@@ -101,9 +112,9 @@ class SystolicArray(wiring.Component):
         row 0 of that tile (1); row ``i`` of column ``j`` follows ``j + 2 i`` later.
     """
 
-    def __init__(self, *, kind, rows, cols, acc_width=None, max_k=4096):
+    def __init__(self, *, kind, rows, cols, acc_width=None, max_k=4096, gated=True):
         try:
-            self._check(kind, rows, cols, acc_width, max_k)
+            self._check(kind, rows, cols, acc_width, max_k, gated)
         except (TypeError, ValueError):
             # A refused array is not an unused design: no UnusedElaboratable warning.
             self._MustUse__silence = True
@@ -125,7 +136,7 @@ class SystolicArray(wiring.Component):
 
     latency = 1
 
-    def _check(self, kind, rows, cols, acc_width, max_k):
+    def _check(self, kind, rows, cols, acc_width, max_k, gated):
         if isinstance(kind, str) and kind not in KINDS:
             raise ValueError(f"unknown array kind {kind!r} (known: {', '.join(KINDS)})")
         self.kind = get_kind(kind)
@@ -133,8 +144,11 @@ class SystolicArray(wiring.Component):
         self.rows = check_int(owner, "rows", rows, minimum=1)
         self.cols = check_int(owner, "cols", cols, minimum=1)
         self.declared_max_k = check_int(owner, "max_k", max_k, minimum=1)
+        if not isinstance(gated, bool):
+            raise TypeError(f"{owner}: gated must be a bool, not {gated!r}")
+        self.gated = gated
         if acc_width is None:
-            acc_width = self.kind.default_acc_width
+            acc_width = self.kind.lean_acc_width(max_k)
         self.acc_width = self.kind.check_acc_width(owner, acc_width, max_k)
         self.max_k = self.kind.max_k(self.acc_width)
 
@@ -142,6 +156,7 @@ class SystolicArray(wiring.Component):
         """Array-specific manifest fields (dataflow, size, timing, overflow bound)."""
         return {
             "dataflow": "output-stationary",
+            "gated": self.gated,
             "pe": self.kind.name,
             "accumulator": self.kind.accumulator_description(self.acc_width),
             "declared_max_k": self.declared_max_k,
@@ -164,13 +179,24 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         kind, rows, cols = self.kind, self.rows, self.cols
+        gated = self.gated
 
-        def register(values, name):
-            """Registered copies of a dict of values (the hop to the next PE)."""
+        def register(values, name, *, operand=None, enable=None):
+            """Registered copies of a dict of values (the hop to the next PE).
+
+            In a gated array the ``operand`` entry loads only when ``enable``
+            (the ``valid`` travelling with it) is set: an operand that no PE
+            multiplies is not clocked in, so the product logic downstream does
+            not switch either. Controls and mode bits load every cycle.
+            """
             out = {}
             for key, value in values.items():
                 reg = Signal(Value.cast(value).shape(), name=f"{name}_{key}")
-                m.d.sync += reg.eq(value)
+                if gated and key == operand:
+                    with m.If(enable):
+                        m.d.sync += reg.eq(value)
+                else:
+                    m.d.sync += reg.eq(value)
                 out[key] = reg
             return out
 
@@ -186,6 +212,8 @@ class SystolicArray(wiring.Component):
         for i in range(rows):
             if i > 0:
                 a_controls = register(a_controls, f"west{i}")
+            # The skew registers are not gated: their enables would be `valid`
+            # delayed by each stage, a net whose fanout grows with the array.
             a_operand = delay(m, self.a_in.word_select(i, kind.a_width), i, name=f"a_skew{i}")
             west.append({"a": a_operand, **a_controls})
         b_controls = {name: getattr(self, name) for name in kind.b_modes}
@@ -215,15 +243,19 @@ class SystolicArray(wiring.Component):
                 cap = Signal(name=f"cap_{prefix}")
                 m.d.sync += cap.eq(left["last"])
                 accs[i][j], caps[i][j] = acc, cap
-                if j + 1 < cols:
-                    left = register(left, f"east_{prefix}")
+                here_valid = left["valid"]  # B of PE (i, j) arrives with the valid of its A
                 if i + 1 < rows:
-                    below_inputs.append(register(top, f"south_{prefix}"))
+                    below_inputs.append(register(top, f"south_{prefix}", operand="b", enable=here_valid))
+                if j + 1 < cols:
+                    left = register(left, f"east_{prefix}", operand="a", enable=here_valid)
             from_north = below_inputs
 
         # Drain: per column, output registers shifting up one row per cycle;
         # a PE loads its result the cycle after its `last` (from its register,
-        # so the accumulator's adder is not on the drain path).
+        # so the accumulator's adder is not on the drain path). Gated, a drain
+        # register loads only when a result enters it (its PE's or the one
+        # below's), so between tiles the chain is not clocked; its data is then
+        # stale and only `out_valid` tells a result.
         for j in range(cols):
             below_data, below_valid = None, None
             for i in reversed(range(rows)):
@@ -234,12 +266,13 @@ class SystolicArray(wiring.Component):
                 else:
                     data_reg = Signal(self._acc_shape, name=f"drain{i}_{j}")
                     valid_reg = Signal(name=f"drain{i}_{j}_valid")
-                if below_data is None:
-                    m.d.sync += [data_reg.eq(Mux(caps[i][j], accs[i][j], 0)), valid_reg.eq(caps[i][j])]
+                incoming = caps[i][j] if below_valid is None else caps[i][j] | below_valid
+                data = Mux(caps[i][j], accs[i][j], 0 if below_data is None else below_data)
+                if gated:
+                    with m.If(incoming):
+                        m.d.sync += data_reg.eq(data)
                 else:
-                    m.d.sync += [
-                        data_reg.eq(Mux(caps[i][j], accs[i][j], below_data)),
-                        valid_reg.eq(caps[i][j] | below_valid),
-                    ]
+                    m.d.sync += data_reg.eq(data)
+                m.d.sync += valid_reg.eq(incoming)
                 below_data, below_valid = data_reg, valid_reg
         return m

@@ -51,12 +51,13 @@ class Unit:
 
 def _array_defaults(kind):
     if kind.is_float:
-        return {"rows": ARRAY_DEFAULTS["rows"], "cols": ARRAY_DEFAULTS["cols"]}
+        return {"rows": ARRAY_DEFAULTS["rows"], "cols": ARRAY_DEFAULTS["cols"], "gated": True}
     return {
         "rows": ARRAY_DEFAULTS["rows"],
         "cols": ARRAY_DEFAULTS["cols"],
-        "acc_width": kind.default_acc_width,
+        "acc_width": kind.lean_acc_width(ARRAY_DEFAULTS["max_k"]),
         "max_k": ARRAY_DEFAULTS["max_k"],
+        "gated": True,
     }
 
 

@@ -346,6 +346,14 @@ class PEKind:
             raise GemmInputError(f"K={k} needs a {width}-bit accumulator; results are int64 (at most 64 bits)")
         return width
 
+    def lean_acc_width(self, max_k):
+        """The narrowest accumulator that cannot overflow within ``max_k`` products (32 for floating point).
+
+        What a lean array is generated with when no width is given: a wider
+        accumulator only adds flip-flops and adder bits that a declared K never uses.
+        """
+        return 32 if self.is_float else min_acc_width(self.product_range, max(max_k, 1))
+
     def check_acc_width(self, owner, acc_width, max_k):
         """``acc_width`` checked against the declared ``max_k``; returns the width.
 

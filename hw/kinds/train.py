@@ -7,7 +7,8 @@ small signed integers, so one wrapping two's-complement accumulator (and its
 adder) serves both: the run-time ``mode`` bit only selects which product feeds
 it. The two product rules are those of the :mod:`hw.kinds.int4` and
 :mod:`hw.kinds.log` kinds; the multiplexer costs one 18-bit 2:1 mux per PE,
-less than widening the 5 x 5 multiplier to take the shifted FP4 value.
+less than widening the 5 x 5 multiplier to take the shifted FP4 value. Each
+rule's operands are isolated (forced to zero codes) while the other runs.
 
 Operand roles (SPEC section 5, ``verify.gemm --array train``): ``a`` is the
 left operand (INT4/UINT4 per ``a_signed`` when ``mode`` is 0, an FP4 code
@@ -68,10 +69,14 @@ class TrainKind(IntegerKind):
 
     def product_rule(self, ops, a, b, modes):
         # The forward rule when mode is 0, the backward (shift) rule when it is 1;
-        # a_signed does not apply to an FP4 code.
-        return ops.where(
-            modes["mode"], log.KIND.product_rule(ops, a, b, modes), int4.KIND.product_rule(ops, a, b, modes)
-        )
+        # a_signed does not apply to an FP4 code. Operand isolation: the idle
+        # rule sees zero codes (INT4 0, FP4 0x0: product 0), so its logic does
+        # not switch with operands it does not multiply -- four AND gates per
+        # operand and rule, against a multiplier or shifter toggling for nothing.
+        mode, zero = modes["mode"], ops.const(0)
+        forward = int4.KIND.product_rule(ops, ops.where(mode, zero, a), ops.where(mode, zero, b), modes)
+        backward = log.KIND.product_rule(ops, ops.where(mode, a, zero), ops.where(mode, b, zero), modes)
+        return ops.where(mode, backward, forward)
 
 
 KIND = TrainKind()
