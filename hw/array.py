@@ -239,7 +239,16 @@ class SystolicArray(wiring.Component):
                 prod = kind.product(m, left["a"], top["b"], modes, prefix=f"mul_{prefix}")
                 acc = Signal(self._acc_shape, name=f"acc_{prefix}")
                 nxt = kind.accumulate(m, acc, prod, left["valid"], left["clear"], prefix=f"add_{prefix}")
-                m.d.sync += acc.eq(nxt)
+                if gated:
+                    # SPEC section 3: the accumulator holds unless valid or clear, so
+                    # it loads only then (an explicit enable a flow can clock-gate),
+                    # and not for a product that cannot change it (a zero operand).
+                    skip = kind.skip_rule(left["a"], top["b"], modes, acc)
+                    use = left["valid"] if skip is None else left["valid"] & ~skip
+                    with m.If(use | left["clear"]):
+                        m.d.sync += acc.eq(nxt)
+                else:
+                    m.d.sync += acc.eq(nxt)
                 cap = Signal(name=f"cap_{prefix}")
                 m.d.sync += cap.eq(left["last"])
                 accs[i][j], caps[i][j] = acc, cap

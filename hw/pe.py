@@ -103,5 +103,13 @@ class ProcessingElement(wiring.Component):
         prod = delay(m, product, self.pipeline, name="prod")
         valid = delay(m, self.valid, self.pipeline, name="valid")
         clear = delay(m, self.clear, self.pipeline, name="clear")
-        m.d.sync += self.acc.eq(kind.accumulate(m, self.acc, prod, valid, clear, prefix="add"))
+        # SPEC section 3: the accumulator holds unless valid or clear, so it loads
+        # only then: an explicit enable that a synthesis flow can map to a clock
+        # gate. Unpipelined, it does not load either for a product that cannot
+        # change it (the kind's skip rule: a zero operand); with pipeline stages
+        # the rule would see operands and an accumulator of different cycles.
+        skip = kind.skip_rule(self._operand("a"), self._operand("b"), modes, self.acc) if not self.pipeline else None
+        use = valid if skip is None else valid & ~skip
+        with m.If(use | clear):
+            m.d.sync += self.acc.eq(kind.accumulate(m, self.acc, prod, valid, clear, prefix="add"))
         return m

@@ -83,6 +83,14 @@ def _parser(prog=None):
     p.add_argument(
         "--jobs", "-j", type=int, default=2, metavar="N", help="units measured in parallel (default: %(default)s)"
     )
+    p.add_argument(
+        "--clock-gating",
+        choices=("both", "on", "off"),
+        default="both",
+        help="with a Liberty: measure with flip-flop enables mapped to the library's integrated clock "
+        "gates (on), without (off: every flip-flop is clocked every cycle), or both, the gated "
+        "figures being the headline (default: %(default)s)",
+    )
     p.add_argument("--no-cache", action="store_true", help="recompute every step")
     return p
 
@@ -127,6 +135,32 @@ def _scratch_root():
             yield root
         finally:
             tempfile.tempdir = previous
+
+
+def _measure_variant(todo, ctx, args, skipped):
+    """Measure every unit of ``todo`` with one flow context: standalone units, then arrays."""
+    # standalone PEs first: their transistor counts size the arrays' estimates
+    todo = sorted(todo, key=lambda u: (u.kind == "calibration", u.array is not None, u.pe_count, u.name))
+    pe_of_array = {kind.name: module for module, kind in TOPS.items()}
+    measured = {}
+    with _scratch_root():
+        # phase 1: standalone units; phase 2: arrays (their size estimate needs phase 1)
+        measured.update(_measure_all([u for u in todo if not u.array], ctx, args.jobs))
+        arrays = []
+        for unit in (u for u in todo if u.array):
+            pe = measured.get(pe_of_array.get(unit.array[0], ""), {})
+            if args.max_transistors and pe.get("transistors"):
+                estimate = unit.pe_count * pe["transistors"]
+                if estimate > args.max_transistors:
+                    skipped[unit.name] = (
+                        f"estimated {estimate:,} transistors ({unit.pe_count} x "
+                        f"{pe['transistors']:,}) > --max-transistors {args.max_transistors:,}"
+                    )
+                    print(f"[report] {unit.name}: skipped, {skipped[unit.name]}", file=sys.stderr)
+                    continue
+            arrays.append(unit)
+        measured.update(_measure_all(arrays, ctx, args.jobs))
+    return measured
 
 
 def main(argv=None, prog=None):
@@ -200,45 +234,31 @@ def main(argv=None, prog=None):
         if not os.path.isfile(liberty_work):
             library.write_working_copy(liberty_work)
 
-    ctx = flow.Context(
-        out_dir=args.out,
-        library=library,
-        liberty_work=liberty_work,
-        gemms=gemms,
-        stimulus_source=source,
-        macs=args.macs,
-        clock_ns=args.clock_ns,
-        yosys_map=yosys_map,
-        yosys_cmos=yosys_cmos,
-        use_cache=not args.no_cache,
-    )
-    # standalone PEs first: their transistor counts size the arrays' estimates
-    todo.sort(key=lambda u: (u.kind == "calibration", u.array is not None, u.pe_count, u.name))
-    pe_of_array = {kind.name: module for module, kind in TOPS.items()}
-    measured, skipped = {}, {}
+    variants = {"off": (False,), "on": (True,), "both": (True, False)}[args.clock_gating] if library else (False,)
     # Only MAC units and arrays have a per-MAC figure; other generated modules
     # (the training datapath with its buffers) are listed, not measured.
+    skipped = {}
     for unit in [u for u in todo if not u.array and not u.workloads and u.kind != "calibration"]:
         skipped[unit.name] = "not a MAC unit or array (no per-MAC operand stream)"
         todo.remove(unit)
-    with _scratch_root():
-        # phase 1: standalone units; phase 2: arrays (their size estimate needs phase 1)
-        measured.update(_measure_all([u for u in todo if not u.array], ctx, args.jobs))
-        arrays = []
-        for unit in (u for u in todo if u.array):
-            pe = measured.get(pe_of_array.get(unit.array[0], ""), {})
-            if args.max_transistors and pe.get("transistors"):
-                estimate = unit.pe_count * pe["transistors"]
-                if estimate > args.max_transistors:
-                    skipped[unit.name] = (
-                        f"estimated {estimate:,} transistors ({unit.pe_count} x "
-                        f"{pe['transistors']:,}) > --max-transistors {args.max_transistors:,}"
-                    )
-                    print(f"[report] {unit.name}: skipped, {skipped[unit.name]}", file=sys.stderr)
-                    continue
-            arrays.append(unit)
-        measured.update(_measure_all(arrays, ctx, args.jobs))
-    measured = {u.name: measured[u.name] for u in todo if u.name in measured}
+    by_variant = {}
+    for gating in variants:
+        ctx = flow.Context(
+            out_dir=args.out,
+            library=library,
+            liberty_work=liberty_work,
+            gemms=gemms,
+            stimulus_source=source,
+            macs=args.macs,
+            clock_ns=args.clock_ns,
+            yosys_map=yosys_map,
+            yosys_cmos=yosys_cmos,
+            use_cache=not args.no_cache,
+            clock_gating=gating,
+        )
+        measured = _measure_variant(todo, ctx, args, skipped)
+        by_variant[gating] = {u.name: measured[u.name] for u in todo if u.name in measured}
+    measured = by_variant[variants[0]]
     pes = {n: e for n, e in measured.items() if e["kind"] != "calibration"}
     cal = {n: e for n, e in measured.items() if e["kind"] == "calibration"}
 
@@ -260,7 +280,14 @@ def main(argv=None, prog=None):
         "capacitances + the Liberty default wire-load model; cell internal_power tables per output "
         f"transition (averaged over arcs, input transition {DEFAULT_SLEW_NS} ns) and per input-pin "
         "transition (flip-flop CLK/D); cell_leakage_power over the simulated time; ideal clock "
-        "(no clock tree, no clock gating).",
+        "(no clock tree).",
+        "Clock gating (the headline where measured; both sides alike): the PyPI Yosys's `clockgate -liberty` "
+        f"puts every group of >= {synth.MIN_GATED_FLOPS} flip-flops that share an enable (an accumulator "
+        "holding while `valid` and `clear` are low, a gated array's operand and drain registers) behind one "
+        "integrated clock gate of the library, after `dfflegalize` lets the enable cover a synchronous reset; "
+        "the gates' latches and their clock pins are simulated and counted like any cell. The boundary "
+        "registers load every cycle. Without clock gating, every flip-flop is clocked every cycle and an "
+        "enable is a multiplexer.",
         "Workloads: forward = the forward GEMMs (activation codes x SAWB INT4 weights), backward = the two "
         "backward GEMMs (INT4 W x FP4 dY phase 0; UINT4 X x FP4 dY phase 1); each unit runs its PE kind's "
         "workloads ("
@@ -270,7 +297,17 @@ def main(argv=None, prog=None):
         "Ratios compare the baseline with each 4-bit unit on that unit's workload (both workloads: energy "
         "per MAC over all of them).",
     ]
+    other = {}
+    for gating in variants[1:]:
+        units = {n: e for n, e in by_variant[gating].items() if e["kind"] != "calibration"}
+        other["gated" if gating else "ungated"] = {
+            "units": units,
+            "ratios": render.ratios(units),
+            "array_ratios": render.array_ratios(units),
+        }
     report = {
+        "clock_gating": bool(variants[0]),
+        "variants": other,
         "units": pes,
         "ratios": render.ratios(pes),
         "liberty": args.liberty if library is not None else None,
@@ -298,7 +335,13 @@ def main(argv=None, prog=None):
         f"report: {render.headline(r)} (paper: >7x); {time.monotonic() - t0:.0f} s",
         file=sys.stderr,
     )
-    unit_errors = [e for u in measured.values() for e in u["errors"] if "no operand-stream model" not in e]
+    unit_errors = [
+        e
+        for results in by_variant.values()
+        for u in results.values()
+        for e in u["errors"]
+        if "no operand-stream model" not in e
+    ]
     failed = yosys_map is None or problems or unit_errors
     return 1 if failed else 0
 

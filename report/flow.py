@@ -53,6 +53,8 @@ class Context:
     yosys_cmos : str or None
         Yosys for the technology-independent count.
     use_cache : bool
+    clock_gating : bool
+        Map flip-flop enables to integrated clock gates (:func:`report.synth.insert_clock_gates`).
     errors : list of str
     """
 
@@ -66,6 +68,7 @@ class Context:
     yosys_map: str | None = None
     yosys_cmos: str | None = None
     use_cache: bool = True
+    clock_gating: bool = False
     errors: list = field(default_factory=list)
     _fresh: set = field(default_factory=set)
 
@@ -176,8 +179,9 @@ def measure(unit, ctx):
             "liberty": ctx.library.sha256,
             "dont_use": DONT_USE_PATTERN,
             "clock_ns": ctx.clock_ns,
+            "clock_gating": ctx.clock_gating,
         }
-        both = ctx.yosys_cmos == ctx.yosys_map and not ctx.has(cmos_key)
+        both = ctx.yosys_cmos == ctx.yosys_map and not ctx.clock_gating and not ctx.has(cmos_key)
 
         def do_map():
             m = synth.map_liberty(
@@ -187,6 +191,7 @@ def measure(unit, ctx):
                 clock_ns=ctx.clock_ns,
                 yosys=ctx.yosys_map,
                 with_cmos=both,
+                clock_gating=ctx.clock_gating,
                 log_dir=design_dir,
             )
             if m.cmos is not None:
@@ -205,7 +210,7 @@ def measure(unit, ctx):
             mapped = ctx.cached(
                 map_key,
                 do_map,
-                f"{unit.name}: synthesis, Liberty mapping (dfflibmap + abc)"
+                f"{unit.name}: synthesis, Liberty mapping ({'clockgate + ' if ctx.clock_gating else ''}dfflibmap + abc)"
                 + (" and cmos transistor count" if both else ""),
             )
         except synth.YosysError as e:

@@ -157,8 +157,29 @@ def _fmt(v, digits=3):
     return f"{v:.{digits}g}"
 
 
+def _energy_parts(entry):
+    """(registers, logic) pJ per MAC averaged over the unit's workloads, or None."""
+    energy = entry.get("energy") or {}
+    if not energy:
+        return None
+    return tuple(sum(e[part] for e in energy.values()) / len(energy) for part in ("registers_pj", "logic_pj"))
+
+
+def _stacked(ax, names, parts, labels):
+    """Stacked bars on a linear axis from 0: bar heights are the values, so ratios read true."""
+    bottom = [0.0] * len(names)
+    for values, label, color in zip(parts, labels, ("#cc6677", "#4477aa")):
+        ax.bar(names, values, bottom=bottom, label=label, color=color)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    for i, total in enumerate(bottom):
+        ax.annotate(_fmt(total), (i, total), ha="center", va="bottom", fontsize=8)
+    ax.set_ylim(0, max(bottom) * 1.15 if bottom and max(bottom) > 0 else 1)
+    ax.legend(fontsize=8)
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+
+
 def _plots(report, out_dir):
-    """Bar charts (log scale) of area and energy per unit; arrays against PE count."""
+    """Stacked bar charts (linear scale, registers/clock vs logic) of area and energy per unit."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,48 +187,57 @@ def _plots(report, out_dir):
 
     written = []
     units = report["units"]
-    for key, label, fname in (
-        ("area_um2", "area (um^2)", "area.png"),
-        ("energy_pj_per_mac", "energy per MAC (pJ)", "energy.png"),
-        ("transistors", "transistors (Yosys cmos estimate)", "transistors.png"),
+    library = report["liberty_name"] or "technology-independent"
+    gating = "clock-gated" if report.get("clock_gating") else "no clock gating"
+    labels = ("registers + clock", "logic (arithmetic + control)")
+    for title, pick, prefix in (
+        ("processing elements", lambda u: not u.get("array"), ""),
+        ("arrays, per PE", lambda u: u.get("array"), "arrays_"),
     ):
-        pes = [(n, u[key]) for n, u in units.items() if u.get(key) and not u.get("array")]
-        if not pes:
-            continue
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.bar([n for n, _ in pes], [v for _, v in pes], color="#4477aa")
-        ax.set_yscale("log")
-        ax.set_ylabel(label)
-        ax.set_title(f"{label} per unit ({report['liberty_name'] or 'technology-independent'})")
-        for i, (_, v) in enumerate(pes):
-            ax.annotate(_fmt(v), (i, v), ha="center", va="bottom", fontsize=8)
-        fig.tight_layout()
-        _save(fig, os.path.join(out_dir, fname))
-        plt.close(fig)
-        written.append(fname)
-    arrays = [(n, u) for n, u in units.items() if u.get("array")]
-    if arrays:
-        for key, label, fname in (
-            ("area_um2", "area (um^2)", "arrays_area.png"),
-            ("energy_pj_per_mac", "energy per MAC (pJ)", "arrays_energy.png"),
-        ):
-            if not any(u.get(key) for _, u in arrays):
-                continue
-            fig, ax = plt.subplots(figsize=(6, 3.5))
-            kinds = sorted({u["array"][0] for _, u in arrays})
-            for kind in kinds:
-                pts = sorted((u["pe_count"], u[key]) for _, u in arrays if u["array"][0] == kind and u.get(key))
-                if pts:
-                    ax.plot([p for p, _ in pts], [v for _, v in pts], marker="o", label=kind)
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_xlabel("PEs in the array")
-            ax.set_ylabel(label)
-            ax.legend()
+        chosen = [(n, u) for n, u in units.items() if pick(u)]
+        areas = [(n, u) for n, u in chosen if u.get("area_um2") is not None]
+        if areas:
+            fig, ax = plt.subplots(figsize=(7, 4))
+            per = [u.get("pe_count", 1) for _, u in areas]
+            _stacked(
+                ax,
+                [n for n, _ in areas],
+                [
+                    [u["area_registers_um2"] / p for (_, u), p in zip(areas, per)],
+                    [u["area_logic_um2"] / p for (_, u), p in zip(areas, per)],
+                ],
+                ("registers", "logic"),
+            )
+            ax.set_ylabel("area per PE (um^2)" if prefix else "area (um^2)")
+            ax.set_title(f"Area, {title} ({library})", fontsize=10)
             fig.tight_layout()
-            _save(fig, os.path.join(out_dir, fname))
+            _save(fig, os.path.join(out_dir, f"{prefix}area.png"))
             plt.close(fig)
-            written.append(fname)
+            written.append(f"{prefix}area.png")
+        energies = [(n, _energy_parts(u)) for n, u in chosen if _energy_parts(u)]
+        if energies:
+            fig, ax = plt.subplots(figsize=(7, 4))
+            _stacked(ax, [n for n, _ in energies], [[e[0] for _, e in energies], [e[1] for _, e in energies]], labels)
+            ax.set_ylabel("energy per MAC (pJ)")
+            ax.set_title(f"Energy per MAC, {title} ({library}, {gating})", fontsize=10)
+            fig.tight_layout()
+            _save(fig, os.path.join(out_dir, f"{prefix}energy.png"))
+            plt.close(fig)
+            written.append(f"{prefix}energy.png")
+    counts = [(n, u["transistors"]) for n, u in units.items() if u.get("transistors") and not u.get("array")]
+    if counts:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ax.bar([n for n, _ in counts], [v for _, v in counts], color="#4477aa")
+        for i, (_, v) in enumerate(counts):
+            ax.annotate(_fmt(v), (i, v), ha="center", va="bottom", fontsize=8)
+        ax.set_ylim(0, max(v for _, v in counts) * 1.15)
+        ax.set_ylabel("transistors")
+        ax.set_title("Transistors (Yosys cmos estimate)", fontsize=10)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+        fig.tight_layout()
+        _save(fig, os.path.join(out_dir, "transistors.png"))
+        plt.close(fig)
+        written.append("transistors.png")
     return written
 
 
@@ -246,6 +276,36 @@ def _calibration_md(report):
     return lines
 
 
+def _ratio_table(r, array_ratios):
+    """Markdown rows of the baseline-over-4-bit ratios (PEs, then arrays by size)."""
+    lines = []
+    lines.append("| ratio | area | energy per MAC | transistors | logic-only area | logic-only energy |")
+    lines.append("|---|---|---|---|---|---|")
+    baseline, others = _compared()
+    for kind, workload in others if baseline else ():
+        key = f"{baseline.name}_over_{kind.name}"
+        if kind.standalone is None or (r.get(f"{key}_area") is None and workload is None):
+            continue
+        label = f"{baseline.standalone.module} / {kind.standalone.module} ({workload or 'both'})"
+        if workload is None:
+            lines.append(f"| {label} | {_x(r[f'{key}_area'])} | {_x(r[f'{key}_energy'])} | | | |")
+        else:
+            lines.append(
+                f"| {label} | {_x(r.get(f'{key}_area'))} | {_x(r.get(f'{key}_energy'))} | "
+                f"{_x(r.get(f'{key}_transistors'))} | {_x(r.get(f'{key}_logic_area'))} | "
+                f"{_x(r.get(f'{key}_logic_energy'))} |"
+            )
+    for size, row in array_ratios.items():
+        for kind, _ in others if baseline else ():
+            key = f"{baseline.name}_over_{kind.name}"
+            if f"{key}_area" in row:
+                lines.append(
+                    f"| {baseline.name} / {kind.name} array {size} | {_x(row[f'{key}_area'])} | "
+                    f"{_x(row[f'{key}_energy'])} | | | |"
+                )
+    return lines
+
+
 def _markdown(report, plots):
     r = report["ratios"]
     lines = ["# fourbit: area and energy against FP16", ""]
@@ -269,37 +329,47 @@ def _markdown(report, plots):
         "same operand tensors; energy on matching workloads):"
     )
     lines.append("")
-    lines.append("| ratio | area | energy per MAC | transistors | logic-only area | logic-only energy |")
-    lines.append("|---|---|---|---|---|---|")
-    baseline, others = _compared()
-    for kind, workload in others if baseline else ():
-        key = f"{baseline.name}_over_{kind.name}"
-        if kind.standalone is None or (r.get(f"{key}_area") is None and workload is None):
-            continue
-        label = f"{baseline.standalone.module} / {kind.standalone.module} ({workload or 'both'})"
-        if workload is None:
-            lines.append(f"| {label} | {_x(r[f'{key}_area'])} | {_x(r[f'{key}_energy'])} | | | |")
-        else:
-            lines.append(
-                f"| {label} | {_x(r.get(f'{key}_area'))} | {_x(r.get(f'{key}_energy'))} | "
-                f"{_x(r.get(f'{key}_transistors'))} | {_x(r.get(f'{key}_logic_area'))} | "
-                f"{_x(r.get(f'{key}_logic_energy'))} |"
-            )
-    for size, row in report.get("array_ratios", {}).items():
-        for kind, _ in others if baseline else ():
-            key = f"{baseline.name}_over_{kind.name}"
-            if f"{key}_area" in row:
-                lines.append(
-                    f"| {baseline.name} / {kind.name} array {size} | {_x(row[f'{key}_area'])} | "
-                    f"{_x(row[f'{key}_energy'])} | | | |"
-                )
+    lines += _ratio_table(r, report.get("array_ratios", {}))
     lines.append("| paper claim | >7x | >7x | | | |")
     lines.append("")
+    gating = report.get("clock_gating")
     lines.append(
         "Logic-only: combinational cells and the nets they drive, without the flip-flops "
-        "(operand registers, accumulators), which are clocked every cycle (no clock gating)."
+        "(operand registers, accumulators) and clock gates. "
+        + (
+            "Flip-flops that share an enable are clock-gated (see Method), on every unit alike."
+            if gating
+            else "Every flip-flop is clocked every cycle (no clock gating)."
+        )
     )
     lines.append("")
+    ungated = report.get("variants", {}).get("ungated")
+    if ungated:
+        lines.append("### Without clock gating")
+        lines.append("")
+        lines.append(
+            "The same units mapped without clock gates: every flip-flop is clocked every cycle and an "
+            "enable is a multiplexer in front of it."
+        )
+        lines.append("")
+        lines += _ratio_table(ungated["ratios"], ungated["array_ratios"])
+        lines.append("| paper claim | >7x | >7x | | | |")
+        lines.append("")
+        lines.append("| unit | energy pJ/MAC gated | ungated | gated / ungated | registers pJ/MAC gated | ungated |")
+        lines.append("|---|---|---|---|---|---|")
+        for name, u in report["units"].items():
+            v = ungated["units"].get(name, {})
+            g_e, u_e = u.get("energy_pj_per_mac"), v.get("energy_pj_per_mac")
+            regs = [
+                sum(e["registers_pj"] for e in x.get("energy", {}).values()) / len(x["energy"])
+                if x.get("energy")
+                else None
+                for x in (u, v)
+            ]
+            lines.append(
+                f"| {name} | {_fmt(g_e)} | {_fmt(u_e)} | {_fmt(_ratio(g_e, u_e))} | {_fmt(regs[0])} | {_fmt(regs[1])} |"
+            )
+        lines.append("")
     header = [
         "| unit | PEs | transistors | area um^2 (regs / logic) | area um^2 per PE | delay ns | "
         "energy pJ/MAC | by workload: pJ/MAC (regs / logic) |",

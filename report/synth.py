@@ -211,7 +211,58 @@ class MappedDesign:
     cmos: dict | None = None
 
 
-def map_liberty(sources, top, liberty_path, *, clock_ns=10.0, yosys=None, with_cmos=False, log_dir=None):
+#: Flip-flops that must share an enable before they get a clock gate: an
+#: integrated clock gate's own clock pin costs about what one or two
+#: flip-flops' clock pins do, so gating fewer than this would not pay.
+MIN_GATED_FLOPS = 4
+
+
+def insert_clock_gates(sources, top, liberty_path, workdir, *, log_dir=None):
+    """Replace flip-flop enables with the Liberty's integrated clock gates (Yosys ``clockgate``).
+
+    Debian's Yosys 0.23 has no ``clockgate`` pass, so the PyPI Yosys
+    (:func:`model_yosys`) runs it before the mapping: ``synth -noabc``
+    (coarse cells, no ABC, which the PyPI build cannot run here), then
+    ``dfflegalize`` turns a synchronous reset that overrides the enable
+    into one the enable covers (enable := enable | reset, the same
+    behaviour), so that reset registers are gated too, and ``clockgate
+    -liberty`` puts every group of at least :data:`MIN_GATED_FLOPS`
+    flip-flops sharing an enable behind one clock-gating cell of the
+    library (SKY130 HD: ``sky130_fd_sc_hd__dlclkp``), its enable latched
+    while the clock is low. What a flip-flop loads, and when, is unchanged.
+
+    Returns
+    -------
+    str
+        Path of the gated Verilog (``gated.v`` in ``workdir``); it
+        instantiates the clock-gating cells by name.
+    """
+
+    def here(path):
+        # The PyPI Yosys runs under WASI, which does not see every absolute
+        # path (not /tmp here); paths relative to its working directory it does.
+        return '"' + os.path.relpath(os.path.abspath(path), workdir).replace('"', '\\"') + '"'
+
+    lib = here(liberty_path)
+    script = [
+        *(f"read_verilog -sv {here(s)}" for s in sources),
+        f"hierarchy -check -top {top}",
+        f"synth -top {top} -flatten -noabc",
+        "dfflegalize -cell $_DFF_P_ 01 -cell $_DFFE_PP_ 01 -cell $_SDFF_PP0_ 01 -cell $_SDFF_PP1_ 01 "
+        "-cell $_SDFFCE_PP0P_ 01 -cell $_SDFFCE_PP1P_ 01",
+        "opt_merge",
+        "opt_clean",
+        f"clockgate -liberty {lib} -min_net_size {MIN_GATED_FLOPS}",
+        "opt_clean",
+        "write_verilog -noattr gated.v",
+    ]
+    _run(model_yosys(), "\n".join(script) + "\n", workdir, "clockgate", log_dir)
+    return os.path.join(workdir, "gated.v")
+
+
+def map_liberty(
+    sources, top, liberty_path, *, clock_ns=10.0, yosys=None, with_cmos=False, clock_gating=False, log_dir=None
+):
     """Map a design onto the cells of a Liberty working copy.
 
     Parameters
@@ -231,6 +282,10 @@ def map_liberty(sources, top, liberty_path, *, clock_ns=10.0, yosys=None, with_c
     with_cmos : bool
         Also run :func:`transistor_count`'s flow on the same synthesized
         design (one ``synth`` for both); its result goes to ``MappedDesign.cmos``.
+        Not with ``clock_gating``.
+    clock_gating : bool
+        Map flip-flop enables to the library's clock-gating cells first
+        (:func:`insert_clock_gates`).
     log_dir : str or None
         Where a failed run's Yosys log is kept (else it is not).
 
@@ -274,8 +329,15 @@ def map_liberty(sources, top, liberty_path, *, clock_ns=10.0, yosys=None, with_c
             if with_cmos
             else []
         )
+        if clock_gating:
+            if with_cmos:
+                raise ValueError("with_cmos counts the ungated design: not with clock_gating")
+            gated = insert_clock_gates(sources, top, liberty_path, tmp, log_dir=log_dir)
+            read = [f"read_liberty -lib {lib}", *_read([gated], top)]
+        else:
+            read = _read(sources, top)
         script = (
-            _read(sources, top)
+            read
             + cmos
             + [
                 f"dfflibmap -liberty {lib}",

@@ -321,6 +321,18 @@ class PEKind:
         """Next accumulator value under the SPEC section 3 ``valid``/``clear`` rule."""
         return integer_accumulate(acc, prod, valid, clear)
 
+    def skip_rule(self, a, b, modes, acc):
+        """When adding this cycle's product cannot change ``acc`` (bit for bit), or None.
+
+        A 1-bit Amaranth value over the operands, the mode inputs and the
+        accumulator, sound (never 1 when the product would change ``acc``) but
+        not necessarily complete. Lean PEs then leave the accumulator
+        unclocked on a valid cycle that is not a ``clear``: a product with a
+        zero operand, about half of all products in 4-bit training. The
+        default is None: no skip.
+        """
+        return None
+
     def acc_shape(self, acc_width):
         """Shape of an accumulator of ``acc_width`` bits (binary32 patterns are unsigned)."""
         return unsigned(32) if self.is_float else signed(acc_width)
@@ -444,3 +456,16 @@ class IntegerKind(PEKind):
 
     def product(self, m, a, b, modes, *, prefix):
         return self.product_rule(AMARANTH_OPS, a, b, modes)
+
+    def zero_rule(self, ops, a, b, modes):
+        """Codes whose product is 0 whatever the other operand (e.g. a zero operand), or None.
+
+        Evaluated with ``ops`` like :meth:`product_rule` (a boolean per
+        element; ``tests/hw/test_kinds.py`` checks it implies a zero product
+        for every code and mode).
+        """
+        return None
+
+    def skip_rule(self, a, b, modes, acc):
+        # acc + 0 == acc for a wrapping integer accumulator: a zero product never changes it.
+        return self.zero_rule(AMARANTH_OPS, a, b, modes)

@@ -76,6 +76,18 @@ class FP16Kind(PEKind):
     def product(self, m, a, b, modes, *, prefix):
         return fp16_product(m, a, b, prefix=prefix)
 
+    def skip_rule(self, a, b, modes, acc):
+        # A zero operand times a finite one is +-0, and x + (+-0) == x bit for bit
+        # for every binary32 x (infinities, the canonical NaN, +0: +0 + -0 = +0)
+        # except x = -0, where -0 + +0 = +0. A zero times inf/NaN is NaN: no skip.
+        def zero(x):
+            return x[:15] == 0
+
+        def finite(x):
+            return x[10:15] != 0x1F
+
+        return ((zero(a) & finite(b)) | (zero(b) & finite(a))) & (acc != 0x8000_0000)
+
     def accumulate(self, m, acc, prod, valid, clear, *, prefix):
         return fp32_accumulate(m, acc, prod, valid, clear, prefix=prefix)
 

@@ -86,6 +86,10 @@ class LogKind(IntegerKind):
 
         return log_products(a, b, x_signed=modes["b_signed"])
 
+    def zero_rule(self, ops, a, b, modes):
+        # An FP4 code with exponent field 0 is zero (0x0, and 0x8 if it occurs); B code 0 is 0.
+        return ops.eq(ops.field(a, 0, 3), 0) | ops.eq(ops.field(b, 0, 4), 0)
+
     def product_rule(self, ops, a, b, modes):
         return FP4_RADIX4.scale(a, INT4.value(b, ops, signed=modes["b_signed"]), ops)
 

@@ -67,6 +67,10 @@ class TrainKind(IntegerKind):
         backward = log.KIND.golden_products(a, b, modes)
         return torch.where(torch.as_tensor(modes["mode"]).bool(), backward, forward)
 
+    def zero_rule(self, ops, a, b, modes):
+        # Each mode's own zero rule: in mode 0 code 8 of A is -8 (INT4) or 8 (UINT4), not zero.
+        return ops.where(modes["mode"], log.KIND.zero_rule(ops, a, b, modes), int4.KIND.zero_rule(ops, a, b, modes))
+
     def product_rule(self, ops, a, b, modes):
         # The forward rule when mode is 0, the backward (shift) rule when it is 1;
         # a_signed does not apply to an FP4 code. Operand isolation: the idle

@@ -80,6 +80,31 @@ def test_hardware_product_is_the_golden_product(kind):
     assert (int(golden.min()), int(golden.max())) == (kind.product_range.lo, kind.product_range.hi)
 
 
+@pytest.mark.parametrize("kind", INTEGER_KINDS, ids=lambda kind: kind.name)
+def test_zero_rule_is_sound_and_finds_every_zero_operand(kind):
+    """The lean PEs skip the accumulator where the zero rule holds: it must imply a zero product.
+
+    And it must catch every operand that zeroes the product whatever the other
+    is (the point of the rule): an A code whose products are all 0 under some
+    modes, and likewise for B.
+    """
+    from golden.formats import TORCH_OPS
+
+    a, b, modes = _combinations(kind)
+    zero = kind.zero_rule(TORCH_OPS, a, b, {name: values.bool() for name, values in modes.items()})
+    assert zero is not None, f"{kind.name}: an integer kind needs a zero rule for the lean PEs"
+    golden = kind.golden_products(a, b, modes)
+    assert not torch.any(zero & (golden != 0))
+    for operand in (a, b):
+        for code in range(16):
+            for mode_values in itertools.product(*[range(2)] * len(modes)):
+                pick = operand == code
+                for values, value in zip(modes.values(), mode_values):
+                    pick &= values == value
+                if torch.all(golden[pick] == 0):
+                    assert torch.all(zero[pick]), f"{kind.name}: code {code} always gives 0 but is not skipped"
+
+
 @pytest.mark.parametrize("kind", [k for k in INTEGER_KINDS if k.standalone], ids=lambda kind: kind.name)
 def test_standalone_product_range(kind):
     a, b, modes = _combinations(kind)
