@@ -4,10 +4,17 @@ The Liberty file has no Verilog models, so Yosys's ``read_liberty`` builds
 them from each cell's ``function`` attributes (combinational outputs) and
 ``ff`` / ``latch`` groups (state); :func:`netlist_verilog` instantiates them in
 one flat module in which every net bit is a scalar wire ``n<bit>``, so a VCD
-value change names the net directly.  Icarus Verilog simulates it with
-zero-delay cell models: the counted transitions are the functional ones
-(one per net per changed settled value; glitches are not modelled), counted
-from the VCD by ``vcdvcd``.
+value change names the net directly.  Icarus Verilog simulates it, and ``vcdvcd`` counts the transitions in the VCD:
+
+* *zero-delay* (the default): the counted transitions are the functional
+  ones (one per net per changed settled value; glitches are not modelled);
+* *glitch-aware* (``delays``, from :func:`output_delays`): every cell output
+  drives its net through a continuous assignment with the cell's Liberty
+  propagation delay (``cell_rise`` / ``cell_fall`` at the net's load), so
+  unequal path delays produce the hazards real logic has, and each hazard's
+  transitions are counted. Verilog's delays are inertial: a pulse shorter
+  than the driving cell's delay is swallowed, as a real gate mostly
+  swallows it (the Liberty/SDF default pulse rejection).
 """
 
 import contextlib
@@ -92,8 +99,9 @@ def models_liberty(library, cell_types):
     return "library (fourbit_cell_models) {\n" + "\n".join(groups) + "\n}\n"
 
 
-def _instance_line(k, cell, lib_cell):
-    """One instance of the cell's Yosys model, its pins on the ``n<bit>`` wires."""
+def _instance_line(k, cell, lib_cell, delayed=()):
+    """One instance of the cell's Yosys model, its pins on the ``n<bit>`` wires
+    (outputs in ``delayed`` on ``d<bit>``, which a delayed assignment drives onto ``n<bit>``)."""
     conns = []
     for pin in lib_cell.pins.values():
         conn = cell["connections"].get(pin.name)
@@ -101,8 +109,37 @@ def _instance_line(k, cell, lib_cell):
             net = _bit(conn[0]) if conn else "1'b0"  # unconnected inputs read as 0
             conns.append(f".{pin.name}({net})")
         elif pin.direction == "output" and conn and isinstance(conn[0], int):
-            conns.append(f".{pin.name}(n{conn[0]})")
+            conns.append(f".{pin.name}({'d' if conn[0] in delayed else 'n'}{conn[0]})")
     return f"  {lib_cell.name} c{k} ({', '.join(conns)});"
+
+
+def output_delays(netlist, library, loads, slew_ns):
+    """Propagation delay (ns, rise and fall) of every cell-driven net bit, from the Liberty timing arcs.
+
+    Per driving output pin: the mean over its timing arcs of ``cell_rise``
+    and ``cell_fall`` at input transition ``slew_ns`` and the net's load
+    (``loads``, pF, as :func:`report.energy.net_loads` computes). A pin with
+    no timing arcs gets no delay (it is absent from the result).
+
+    Returns
+    -------
+    dict
+        bit -> ``(rise_ns, fall_ns)``.
+    """
+    delays = {}
+    for cell in netlist["cells"].values():
+        lib_cell = library.cell(cell["type"])
+        for pin, conn in cell["connections"].items():
+            b = conn[0]
+            p = lib_cell.pins.get(pin)
+            if p is None or p.direction != "output" or not isinstance(b, int) or not p.delays:
+                continue
+            point = {"transition": slew_ns, "load": loads.get(b, 0.0)}
+            rise = [r.lookup(**point) for r, _ in p.delays if r is not None]
+            fall = [f.lookup(**point) for _, f in p.delays if f is not None]
+            if rise and fall:
+                delays[b] = (sum(rise) / len(rise), sum(fall) / len(fall))
+    return delays
 
 
 def _bit(b):
@@ -111,14 +148,17 @@ def _bit(b):
     return {"0": "1'b0", "1": "1'b1"}.get(b, "1'bx")
 
 
-def netlist_verilog(netlist, module, library):
+def netlist_verilog(netlist, module, library, delays=None):
     """The mapped Yosys JSON module as flat Verilog with one scalar wire ``n<bit>`` per net bit.
 
     Ports keep their names (vectors as in the source); every port bit is
     assigned to or from its ``n<bit>`` wire.  Cells are instances of the
     modules of :func:`report.synth.cell_models` (their ``n<bit>`` wires are
-    what the VCD records: a value change names the net directly).
+    what the VCD records: a value change names the net directly). With
+    ``delays`` (:func:`output_delays`), a cell output drives ``d<bit>`` and
+    ``assign #(rise, fall) n<bit> = d<bit>;`` carries it to the net.
     """
+    delays = delays or {}
     bits = set()
     for cell in netlist["cells"].values():
         for conn in cell["connections"].values():
@@ -131,6 +171,9 @@ def netlist_verilog(netlist, module, library):
         rng = f" [{width - 1}:0]" if width > 1 else ""
         lines.append(f"  {port['direction']}{rng} {name};")
     lines += [f"  wire n{b};" for b in sorted(bits)]
+    lines += [f"  wire d{b};" for b in sorted(delays) if b in bits]
+    # picoseconds: the testbench's timescale is 1ns/1ps
+    lines += [f"  assign #({r:.3f}, {f:.3f}) n{b} = d{b};" for b, (r, f) in sorted(delays.items()) if b in bits]
     for name, port in netlist["ports"].items():
         for k, b in enumerate(port["bits"]):
             ref = f"{name}[{k}]" if len(port["bits"]) > 1 else name
@@ -143,7 +186,7 @@ def netlist_verilog(netlist, module, library):
         ctype = cell["type"]
         if ctype not in library:
             raise SimError(f"mapped cell type {ctype} is not in the Liberty library")
-        lines.append(_instance_line(k, cell, library.cell(ctype)))
+        lines.append(_instance_line(k, cell, library.cell(ctype), delays))
     lines.append("endmodule")
     return "\n".join(lines) + "\n"
 
@@ -296,7 +339,9 @@ endmodule
     return tb, outs
 
 
-def simulate(netlist, module, library, ports, stimulus, *, period_ns=10.0, warmup=4, workdir=None, yosys=None):
+def simulate(
+    netlist, module, library, ports, stimulus, *, period_ns=10.0, warmup=4, workdir=None, yosys=None, delays=None
+):
     """Simulate a mapped netlist on a stimulus and count toggles per net.
 
     Parameters
@@ -321,17 +366,31 @@ def simulate(netlist, module, library, ports, stimulus, *, period_ns=10.0, warmu
     yosys : str or None
         Yosys that writes the cell models (default
         :func:`report.synth.model_yosys`).
+    delays : dict or None
+        Cell output delays (:func:`output_delays`) for a glitch-aware
+        simulation; None: zero delay. The period must exceed the longest path.
 
     Returns
     -------
     Toggles
     """
     return simulate_many(
-        netlist, module, library, ports, [stimulus], period_ns=period_ns, warmup=warmup, workdir=workdir, yosys=yosys
+        netlist,
+        module,
+        library,
+        ports,
+        [stimulus],
+        period_ns=period_ns,
+        warmup=warmup,
+        workdir=workdir,
+        yosys=yosys,
+        delays=delays,
     )[0]
 
 
-def simulate_many(netlist, module, library, ports, stimuli, *, period_ns=10.0, warmup=4, workdir=None, yosys=None):
+def simulate_many(
+    netlist, module, library, ports, stimuli, *, period_ns=10.0, warmup=4, workdir=None, yosys=None, delays=None
+):
     """:func:`simulate` on several stimuli of one length, compiling the netlist once."""
     iverilog, vvp = _find_iverilog()
     stimuli = [np.asarray(st) for st in stimuli]
@@ -360,7 +419,7 @@ def simulate_many(netlist, module, library, ports, stimuli, *, period_ns=10.0, w
             raise SimError(f"cell models: {e}") from None
         for fname, text in (
             ("models.v", models),
-            ("netlist.v", netlist_verilog(netlist, module, library)),
+            ("netlist.v", netlist_verilog(netlist, module, library, delays)),
             ("tb.v", tb),
         ):
             with open(os.path.join(workdir, fname), "w") as f:

@@ -131,6 +131,7 @@ class Pin:
     function: str | None = None
     power: list = field(default_factory=list)
     transitions: list = field(default_factory=list)  # (rise_transition, fall_transition) tables
+    delays: list = field(default_factory=list)  # (cell_rise, cell_fall) tables of the pin's timing arcs
     clock_gate: str | None = None  # "clock", "enable", "test" or "out" on an integrated clock-gating cell
 
 
@@ -387,8 +388,16 @@ class Library:
                             _attr(ip, "when"),
                         )
                     )
-                transitions = []
+                transitions, delays = [], []
                 for tg in pg.get_groups("timing"):
+                    cr, cf = tg.get_groups("cell_rise"), tg.get_groups("cell_fall")
+                    if cr or cf:
+                        delays.append(
+                            (
+                                self._table(cr[0], self.time_unit_ns) if cr else None,
+                                self._table(cf[0], self.time_unit_ns) if cf else None,
+                            )
+                        )
                     rt, ft = tg.get_groups("rise_transition"), tg.get_groups("fall_transition")
                     if rt or ft:
                         transitions.append(
@@ -408,6 +417,7 @@ class Library:
                     function=_attr(pg, "function"),
                     power=arcs,
                     transitions=transitions,
+                    delays=delays,
                     clock_gate=role,
                 )
         seq = None

@@ -58,8 +58,9 @@ def test_report_on_one_unit(rtl_dir, tmp_path, capsys, sky130):
         "fp16_over_log_energy",
     }
     assert report["ratios"]["fp16_over_int4_area"] is None  # no fp16_mac measured: no ratio
-    # clock-gated headline, the ungated figures beside it
+    # clock-gated headline, the ungated figures beside it; glitch-aware energy beside zero-delay
     assert report["clock_gating"] is True
+    assert unit["energy_glitch"]["forward"]["logic_pj"] > forward["logic_pj"]
     assert report["variants"]["ungated"]["units"]["int4_mac"]["energy"]["forward"]["pj_per_mac"] > 0
     assert report["liberty"] == str(SKY130) and report["stimulus"].startswith("synthetic")
     md = (out / "report.md").read_text()
@@ -181,6 +182,29 @@ def test_mapped_multiplier_computes_products(sky130, sky130_work, tmp_path):
     t = gatesim.simulate(m.netlist, mul.top, sky130, mul.inputs, ops)
     # input register, output register: row i is visible two samples later
     assert t.outputs["y"][2:] == [int(a) * int(b) for a, b in ops[:-2]]
+
+
+def test_glitch_aware_simulation_counts_hazards(sky130, sky130_work, tmp_path):
+    """With Liberty cell delays the multiplier computes the same products and its nets toggle more.
+
+    An array multiplier's partial-product paths have unequal delays, so its
+    nets see hazards a zero-delay simulation cannot: more transitions in total.
+    """
+    from report.energy import DEFAULT_SLEW_NS, net_loads
+
+    (mul,) = [u for u in units.calibration_units(str(tmp_path)) if u.name == "cal_mul8"]
+    m = _mapped(mul, sky130_work, tmp_path)
+    delays = gatesim.output_delays(m.netlist, sky130, net_loads(m.netlist, sky130), DEFAULT_SLEW_NS)
+    driven = {c["connections"][p][0] for c in m.netlist["cells"].values() for p in c["connections"]}
+    assert delays and all(0 < r < 5 and 0 < f < 5 for r, f in delays.values())
+    ops = np.random.default_rng(3).integers(0, 256, (64, 2))
+    flat = gatesim.simulate(m.netlist, mul.top, sky130, mul.inputs, ops)
+    timed = gatesim.simulate(m.netlist, mul.top, sky130, mul.inputs, ops, delays=delays, period_ns=20.0)
+    assert timed.outputs == flat.outputs
+    assert timed.outputs["y"][2:] == [int(a) * int(b) for a, b in ops[:-2]]
+    logic = [b for b in delays if b in driven]
+    count = lambda t, b: t.rises.get(b, 0) + t.falls.get(b, 0)  # noqa: E731
+    assert sum(count(timed, b) for b in logic) > sum(count(flat, b) for b in logic)
 
 
 def test_mapped_int4_mac_follows_the_spec(rtl_dir, sky130, sky130_work, tmp_path):
