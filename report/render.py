@@ -85,6 +85,11 @@ def ratios(units):
             # the arithmetic alone: combinational logic, without the (ungated) registers
             out[f"{key}_logic_area"] = _ratio(fp.get("area_logic_um2"), other.get("area_logic_um2"))
             out[f"{key}_logic_energy"] = _ratio(_energy(fp, workload, "logic_pj"), _energy(other, workload, "logic_pj"))
+        # pipelined variants of the baseline top (e.g. fp16_mac_p1) against the same 4-bit top
+        for name, variant in sorted(units.items()):
+            if variant.get("kind") == baseline.standalone.module and name != baseline.standalone.module:
+                out[f"{name}_over_{kind.name}_area"] = _ratio(variant.get("area_um2"), other.get("area_um2"))
+                out[f"{name}_over_{kind.name}_energy"] = _ratio(_energy(variant, workload), _energy(other, workload))
     return out
 
 
@@ -306,6 +311,16 @@ def _ratio_table(r, array_ratios):
                 f"{_x(r.get(f'{key}_transistors'))} | {_x(r.get(f'{key}_logic_area'))} | "
                 f"{_x(r.get(f'{key}_logic_energy'))} |"
             )
+    for kind, workload in others if baseline else ():
+        if kind.standalone is None:
+            continue
+        for key in sorted(r):
+            variant = key.removesuffix(f"_over_{kind.name}_energy")
+            if key.endswith(f"_over_{kind.name}_energy") and variant != baseline.name and r[key] is not None:
+                lines.append(
+                    f"| {variant} (pipelined) / {kind.standalone.module} ({workload or 'both'}) | "
+                    f"{_x(r.get(f'{variant}_over_{kind.name}_area'))} | {_x(r[key])} | | | |"
+                )
     for size, row in array_ratios.items():
         for kind, _ in others if baseline else ():
             key = f"{baseline.name}_over_{kind.name}"
