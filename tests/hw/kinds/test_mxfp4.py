@@ -66,7 +66,7 @@ def test_operand_checks():
         GEMM.operand_bits(a, b, a_scales=sa[:, :1], b_scales=sb)
     with pytest.raises(GemmInputError, match="NaN e8m0 code 0xff"):
         GEMM.operand_bits(a, b, a_scales=sa, b_scales=sb + 128)
-    with pytest.raises(GemmInputError, match="outside 0..15"):
+    with pytest.raises(GemmInputError, match=r"outside 0\.\.15"):
         GEMM.operand_bits(a + 16, b, a_scales=sa, b_scales=sb)
     with pytest.raises(GemmInputError, match="integer"):
         GEMM.operand_bits(a.astype(np.float32), b, a_scales=sa, b_scales=sb)
