@@ -256,6 +256,14 @@ class BlockKind(PEKind):
         return E2M1.int_value(a & 0xF, TORCH_OPS) * E2M1.int_value(b & 0xF, TORCH_OPS)
 
     def accumulate(self, m, acc, prod, valid, clear, *, prefix):
+        """Next binary32 accumulator under the block rule.
+
+        On a valid cycle the product joins the block sum; on a block's last
+        element (count ``bs - 1``) the block's term, rounded once, is added to
+        the accumulator (to +0.0 on the first block) and the block restarts.
+        ``clear`` restarts the count, the block sum and the accumulator (+0.0);
+        without ``valid`` and ``clear`` everything holds.
+        """
         sig_width, exp_width = self.scale_significand_bits, self.scale_exponent_bits
         prod = Value.cast(prod)
         product = prod[:9].as_signed()
@@ -268,7 +276,7 @@ class BlockKind(PEKind):
         count = Signal(range(bs), name=f"{prefix}_count")
         block_sum = Signal(signed(self.block_sum_width), name=f"{prefix}_block_sum")
         position = Mux(clear, 0, count)
-        total = Signal(signed(self.block_sum_width), name=f"{prefix}_total")
+        total = Signal(signed(self.block_sum_width), name=f"{prefix}_block_total")
         m.d.comb += total.eq(Mux(clear, 0, block_sum) + product)
         block_end = Signal(name=f"{prefix}_block_end")
         m.d.comb += block_end.eq(position == bs - 1)
@@ -277,7 +285,7 @@ class BlockKind(PEKind):
             m, total * significand, exponent, offset=self.scale_offset, negate=negate, prefix=f"{prefix}_term"
         )
         # The first block adds to +0.0 (clear), later ones to the accumulator.
-        total_fp = fp32_add(m, Mux(clear, 0, acc), term, prefix=prefix)
+        total_fp = fp32_add(m, Mux(clear, 0, acc), term, prefix=f"{prefix}_fp32")
 
         with m.If(valid):
             m.d.sync += [count.eq(Mux(block_end, 0, position + 1)), block_sum.eq(Mux(block_end, 0, total))]

@@ -100,6 +100,7 @@ def test_cli_extreme_scales_bit_exact(tmp_path, fmt, sim, rows, cols):
     assert np.array_equal(gemm_cli(tmp_path, fmt, rows, cols, sim, *operands), want)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["mxfp4", "nvfp4"])
 def test_cli_quantized_tensors_bit_exact(tmp_path, fmt):
     """Real values quantized with block_quantize (blocks along K of each operand), run on icarus."""
