@@ -64,7 +64,13 @@ class Board:
     def default_size(self, pe):
         """``(rows, cols)`` that ``make synth`` builds for ``pe`` when no size is
         given: the largest square array the sweep placed and routed (docs/boards.md)."""
-        return get_kind(pe).fpga.largest[self.name]
+        largest = get_kind(pe).fpga.largest
+        if self.name not in largest:
+            raise ValueError(
+                f"the {pe} kind has no default size on {self.name} (not placed on the boards yet): "
+                "give --rows and --cols (make: ROWS= and COLS=)"
+            )
+        return largest[self.name]
 
     def clock_div(self, pe):
         """Default divider of the board clock for the engine of an array of ``pe``

@@ -286,7 +286,8 @@ def main(argv=None, prog=None):
         prog=prog or "python -m boards.sweep", description="FPGA resource / Fmax sweep of the UART GEMM engine."
     )
     parser.add_argument("--boards", nargs="+", default=list(BOARDS))
-    parser.add_argument("--pes", nargs="+", default=list(KINDS))
+    # By default the kinds placed on the boards (a non-empty FPGAFit.largest); others only when named.
+    parser.add_argument("--pes", nargs="+", default=[name for name, kind in KINDS.items() if kind.fpga.largest])
     parser.add_argument(
         "--sizes",
         nargs="+",

@@ -219,9 +219,8 @@ def synthesize(
     if (rows is None) != (cols is None):
         # Half a size would silently take the other half from the default and overwrite the last build.
         raise ValueError("give both --rows and --cols (make: ROWS= and COLS=), or neither for the board's default size")
-    default_rows, default_cols = spec.default_size(pe)
-    rows = default_rows if rows is None else rows
-    cols = default_cols if cols is None else cols
+    if rows is None:
+        rows, cols = spec.default_size(pe)
     clock_div = spec.clock_div(pe) if clock_div is None else clock_div
     top = BoardTop(kind=pe, rows=rows, cols=cols, depth=depth, clock_div=clock_div)
     out = pathlib.Path(out if out is not None else REPO_ROOT / "build" / "boards" / board).resolve()

@@ -5,6 +5,8 @@
   (``sum_k (-1)^s * x * 4^(e-1)``, no scale applied).
 - :func:`fp16_gemm`: binary16 x binary16 -> binary32, accumulated in ascending
   k with one round-to-nearest-even per add; the first product passes through.
+- :func:`block_gemm`: MXFP4 / NVFP4 codes and block scales -> binary32 (SPEC 7):
+  exact integer block sums, one rounding per block term, FP32 adds in block order.
 
 Products come from the format objects' rules (:mod:`golden.formats.base`),
 evaluated with :data:`golden.formats.TORCH_OPS`, so these references and the
@@ -17,9 +19,20 @@ import torch
 
 from .formats import FP4_RADIX4, INT4, TORCH_OPS, UINT4, IntegerFormat, LogFormat, NumberFormat
 from .formats._checks import code_tensor
+from .formats.blockfp import E2M1, MXFP4, block_format, check_block_codes, check_scale_codes, pow2_f64
 from .formats.fp16 import canonicalize_nan32
 
-__all__ = ["int_gemm", "log_gemm", "fp16_gemm", "int_products", "log_products", "exact_integer_matmul"]
+__all__ = [
+    "int_gemm",
+    "log_gemm",
+    "fp16_gemm",
+    "block_gemm",
+    "block_sums",
+    "block_terms",
+    "int_products",
+    "log_products",
+    "exact_integer_matmul",
+]
 
 _EXACT_FLOAT64 = 1 << 53
 
@@ -134,4 +147,89 @@ def fp16_gemm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     for i in range(k):
         product = a32[:, i : i + 1] * b32[i : i + 1, :]
         acc = product if i == 0 else acc + product
+    return canonicalize_nan32(acc)
+
+
+def _block_operands(func: str, a_codes, a_scales, b_codes, b_scales, fmt):
+    bf = block_format(func, fmt)
+    a = check_block_codes(func, "a_codes", a_codes)
+    b = check_block_codes(func, "b_codes", b_codes)
+    sa = check_scale_codes(func, "a_scales", a_scales, bf)
+    sb = check_scale_codes(func, "b_scales", b_scales, bf)
+    for name, t in (("a_codes", a), ("b_codes", b), ("a_scales", sa), ("b_scales", sb)):
+        if t.dim() != 2:
+            raise ValueError(f"{func}: argument '{name}' must be a 2-D matrix, got shape {tuple(t.shape)}")
+    _check_inner(func, a, b)
+    (m, k), n = a.shape, b.shape[1]
+    blocks = bf.num_blocks(k)
+    for name, t, shape in (("a_scales", sa, (m, blocks)), ("b_scales", sb, (blocks, n))):
+        if tuple(t.shape) != shape:
+            raise ValueError(f"{func}: argument '{name}' must have shape {shape} for K = {k}, got {tuple(t.shape)}")
+    return bf, a, sa, b, sb
+
+
+def block_sums(a_codes: torch.Tensor, b_codes: torch.Tensor, block_size: int) -> torch.Tensor:
+    """Exact block sums ``P[b, m, n] = sum over block b of N_a * N_b`` (int64; ``N = 2 * E2M1 value``).
+
+    K is padded with zero codes to whole blocks.
+    """
+    na = E2M1.int_value(a_codes.to(torch.int64), TORCH_OPS)
+    nb = E2M1.int_value(b_codes.to(torch.int64), TORCH_OPS)
+    (m, k), n = na.shape, nb.shape[1]
+    pad = -k % block_size
+    na = torch.nn.functional.pad(na, (0, pad)).reshape(m, -1, block_size).transpose(0, 1)
+    nb = torch.nn.functional.pad(nb, (0, 0, 0, pad)).reshape(-1, block_size, n)
+    # |P| <= block_size * 144: every partial sum is an integer far below 2^53, so float64 is exact.
+    return torch.bmm(na.to(torch.float64), nb.to(torch.float64)).to(torch.int64)
+
+
+def block_terms(a_codes, a_scales, b_codes, b_scales, fmt) -> torch.Tensor:
+    """Block terms ``T[b, m, n]`` rounded once to binary32 (SPEC 7), before the FP32 accumulation.
+
+    The exact term ``P / 4 * 2^(Xa + Xb - 254)`` (MXFP4) or ``P / 4 * value(sa) * value(sb)``
+    (NVFP4) is a float64 without rounding: ``|P| <= 4608`` has 13 bits, an E4M3
+    significand 4, and the exponents stay within -276..252, inside float64's
+    normal range. A float64 -> float32 conversion of an exact value is one
+    correct rounding (nearest even, gradual underflow, overflow to inf).
+    """
+    bf, a, sa, b, sb = _block_operands("block_terms", a_codes, a_scales, b_codes, b_scales, fmt)
+    p = block_sums(a, b, bf.block_size).to(torch.float64)
+    if bf is MXFP4:
+        # 2^(Xa + Xb - 254) / 4 in one exact power of two.
+        exponent = sa.t().unsqueeze(-1) + sb.unsqueeze(1) - 254 - 2
+        exact = p * pow2_f64(exponent)
+    else:
+        exact = p / 4 * bf.scale_values(sa).t().unsqueeze(-1) * bf.scale_values(sb).unsqueeze(1)
+    return exact.to(torch.float32)
+
+
+def block_gemm(a_codes, a_scales, b_codes, b_scales, fmt) -> torch.Tensor:
+    """MXFP4 / NVFP4 GEMM into binary32, the block-scaled arrays' arithmetic (SPEC 7).
+
+    For every output, block ``b``'s term (see :func:`block_terms`) is rounded
+    once to binary32; the terms are added in ascending ``b`` starting from
+    +0.0, one round-to-nearest-even per add; NaNs are canonical (0x7FC00000).
+    NVFP4's tensor scales are not applied.
+
+    Parameters
+    ----------
+    a_codes : torch.Tensor or numpy.ndarray
+        M x K E2M1 codes (0..15).
+    a_scales : torch.Tensor or numpy.ndarray
+        M x ceil(K / bs) scale codes (E8M0 for MXFP4, E4M3 for NVFP4; no NaN codes).
+    b_codes : torch.Tensor or numpy.ndarray
+        K x N E2M1 codes.
+    b_scales : torch.Tensor or numpy.ndarray
+        ceil(K / bs) x N scale codes.
+    fmt : {"mxfp4", "nvfp4"}
+
+    Returns
+    -------
+    torch.Tensor
+        M x N float32.
+    """
+    terms = block_terms(a_codes, a_scales, b_codes, b_scales, fmt)
+    acc = torch.zeros(terms.shape[1:], dtype=torch.float32, device=terms.device)
+    for term in terms:
+        acc = acc + term
     return canonicalize_nan32(acc)

@@ -245,8 +245,13 @@ def main(argv=None, prog=None):
     # Only MAC units and arrays have a per-MAC figure; other generated modules
     # (the training datapath with its buffers) are listed, not measured.
     skipped = {}
-    for unit in [u for u in todo if not u.array and not u.workloads and u.kind != "calibration"]:
-        skipped[unit.name] = "not a MAC unit or array (no per-MAC operand stream)"
+    # Arrays of a kind with no report workloads (PEKind.workloads empty: not in the report yet) likewise.
+    for unit in [u for u in todo if not u.workloads and u.kind != "calibration"]:
+        skipped[unit.name] = (
+            "array of a kind without report workloads (not in the report yet)"
+            if unit.array
+            else "not a MAC unit or array (no per-MAC operand stream)"
+        )
         todo.remove(unit)
     by_variant = {}
     for gating in variants:

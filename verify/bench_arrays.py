@@ -48,12 +48,12 @@ def measure(kind, rows, cols, sim, m, k, n, *, seed=0):
 
     gemm = GEMMS[kind]
     rng = np.random.default_rng(seed)
-    a, b = gemm.random_operands(rng, m, k, n)
+    inputs = gemm.random_inputs(rng, m, k, n)
     started = time.perf_counter()
-    first = run_gemm(kind, a, b, rows=rows, cols=cols, sim=sim)
+    first = run_gemm(kind, **inputs, rows=rows, cols=cols, sim=sim)
     build_seconds = time.perf_counter() - started - first.sim_seconds if first.built else 0.0
-    result = run_gemm(kind, a, b, rows=rows, cols=cols, sim=sim) if first.built else first
-    expected = gemm.reference(a, b)
+    result = run_gemm(kind, **inputs, rows=rows, cols=cols, sim=sim) if first.built else first
+    expected = gemm.reference(**inputs)
     if not np.array_equal(gemm.result_bits(result.c), gemm.result_bits(expected)):
         raise AssertionError(f"{kind} {rows}x{cols} on {sim}: result differs from golden.reference")
     macs = m * k * n

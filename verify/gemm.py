@@ -4,6 +4,8 @@ Example::
 
     python -m verify.gemm --pe int4 --rows 4 --cols 4 --a A.npy --b B.npy --out C.npy \\
         [--a-signed 0|1] [--b-signed 0|1] [--sim icarus|verilator|verilator-cocotb] [--array dedicated|KIND]
+    python -m verify.gemm --pe mxfp4 --rows 4 --cols 4 --a A.npy --a-scales AS.npy --b B.npy --b-scales BS.npy \\
+        --out C.npy [--sim ...]
 
 Semantics (SPEC section 5): ``--pe`` names a GEMM of the PE-kind registry
 (:data:`hw.kinds.GEMMS`; ``--help`` lists each with its operands and result),
@@ -14,7 +16,10 @@ unified training array runs the forward and the backward GEMMs, selected by
 its ``mode`` input).
 
 A signedness option that the GEMM does not take is ignored, with a warning
-on stderr when given.
+on stderr when given. The block-scaled GEMMs (SPEC section 7: ``mxfp4``,
+``nvfp4``, :attr:`hw.kinds.GemmType.scaled`) need ``--a-scales`` and
+``--b-scales`` (uint8 scale codes, M x ceil(K/bs) and ceil(K/bs) x N); the
+other GEMMs refuse them.
 
 The tool tiles the GEMM onto the R x C output-stationary array
 (:mod:`hw.tiling`), builds the array's Verilog (:mod:`hw.array`) once per
@@ -136,15 +141,16 @@ def accumulator_width(kind, k):
     return get_kind(kind).acc_width_for(k)
 
 
-def operand_bits(pe, a, b, *, a_signed=True, b_signed=True):
-    """Validate the operands of a ``pe`` GEMM and return their raw bit patterns (uint64).
+def operand_bits(pe, a, b, *, a_signed=True, b_signed=True, a_scales=None, b_scales=None):
+    """Validate the operands of a ``pe`` GEMM (with its block scales, if it is scaled) and return
+    their raw bit patterns (uint64).
 
     Raises
     ------
     GemmError
-        Shapes, dtypes or code ranges that ``pe`` does not accept.
+        Shapes, dtypes or code ranges that ``pe`` does not accept, scales missing or not applicable.
     """
-    return get_gemm(pe).operand_bits(a, b, a_signed=a_signed, b_signed=b_signed)
+    return get_gemm(pe).operand_bits(a, b, a_signed=a_signed, b_signed=b_signed, a_scales=a_scales, b_scales=b_scales)
 
 
 #: The sources the array Verilog derives from: hw.array's own imports (see
@@ -337,10 +343,11 @@ class ArrayBuild:
 
 
 class Gemm:
-    """One GEMM to run: ``pe``, operands and signedness (see :func:`run_gemm`)."""
+    """One GEMM to run: ``pe``, operands, signedness and block scales (see :func:`run_gemm`)."""
 
-    def __init__(self, pe, a, b, *, a_signed=True, b_signed=True):
+    def __init__(self, pe, a, b, *, a_signed=True, b_signed=True, a_scales=None, b_scales=None):
         self.pe, self.a, self.b, self.a_signed, self.b_signed = pe, a, b, bool(a_signed), bool(b_signed)
+        self.a_scales, self.b_scales = a_scales, b_scales
 
 
 def run_gemms(gemms, *, rows, cols, sim="icarus", array="dedicated", build_root=BUILD_ROOT):
@@ -369,7 +376,10 @@ def run_gemms(gemms, *, rows, cols, sim="icarus", array="dedicated", build_root=
     (kind,) = kinds
     if sim not in SIMULATORS:
         raise GemmError(f"unknown --sim {sim!r} (choose from {', '.join(SIMULATORS)})")
-    operands = [operand_bits(g.pe, g.a, g.b, a_signed=g.a_signed, b_signed=g.b_signed) for g in gemms]
+    operands = [
+        operand_bits(g.pe, g.a, g.b, a_signed=g.a_signed, b_signed=g.b_signed, a_scales=g.a_scales, b_scales=g.b_scales)
+        for g in gemms
+    ]
 
     from hw import tiling
 
@@ -404,7 +414,19 @@ def run_gemms(gemms, *, rows, cols, sim="icarus", array="dedicated", build_root=
 
 
 def run_gemm(
-    pe, a, b, *, rows, cols, a_signed=True, b_signed=True, sim="icarus", array="dedicated", build_root=BUILD_ROOT
+    pe,
+    a,
+    b,
+    *,
+    rows,
+    cols,
+    a_signed=True,
+    b_signed=True,
+    a_scales=None,
+    b_scales=None,
+    sim="icarus",
+    array="dedicated",
+    build_root=BUILD_ROOT,
 ):
     """``A @ B`` as the simulated ``rows`` x ``cols`` array computes it.
 
@@ -418,6 +440,8 @@ def run_gemm(
         Array size.
     a_signed, b_signed : bool
         Signedness of the integer operands.
+    a_scales, b_scales : numpy.ndarray, optional
+        Block-scale codes of a scaled GEMM (SPEC section 7), required there and refused elsewhere.
     sim : {"icarus", "verilator", "verilator-cocotb"}
         ``verilator`` runs the native harness (:mod:`verify.native`), the others cocotb.
     array : str
@@ -437,7 +461,7 @@ def run_gemm(
         The simulation failed.
     """
     (result,) = run_gemms(
-        [Gemm(pe, a, b, a_signed=a_signed, b_signed=b_signed)],
+        [Gemm(pe, a, b, a_signed=a_signed, b_signed=b_signed, a_scales=a_scales, b_scales=b_scales)],
         rows=rows,
         cols=cols,
         sim=sim,
@@ -505,6 +529,13 @@ def _parser(prog=None):
     parser.add_argument("--cols", required=True, type=array_side, help=f"array columns C (1..{MAX_ARRAY_SIDE})")
     parser.add_argument("--a", required=True, metavar="A.npy", help="M x K left operand")
     parser.add_argument("--b", required=True, metavar="B.npy", help="K x N right operand")
+    scaled = ", ".join(gemm.name for gemm in GEMMS.values() if gemm.scaled)
+    parser.add_argument(
+        "--a-scales", metavar="AS.npy", help=f"M x ceil(K/bs) block-scale codes of A (uint8); {scaled} only (required)"
+    )
+    parser.add_argument(
+        "--b-scales", metavar="BS.npy", help=f"ceil(K/bs) x N block-scale codes of B (uint8); {scaled} only (required)"
+    )
     parser.add_argument("--out", required=True, metavar="C.npy", help="M x N result (written atomically)")
 
     # None = not given: a signedness option that does not apply to --pe is warned about only when given.
@@ -595,14 +626,23 @@ def main(argv=None, prog=None):
     a_signed = True if args.a_signed is None else args.a_signed
     b_signed = True if args.b_signed is None else args.b_signed
     try:
+        gemm = get_gemm(args.pe)
+        given = [f"--{name}" for name in ("a-scales", "b-scales") if getattr(args, name.replace("-", "_")) is not None]
+        if gemm.scaled and len(given) < 2:
+            raise GemmError(f"--pe {args.pe} needs --a-scales and --b-scales (its block-scale codes)")
+        if given and not gemm.scaled:
+            raise GemmError(f"{' and '.join(given)} apply only to the block-scaled GEMMs, not to --pe {args.pe}")
         a, b = _load(args.a, "a"), _load(args.b, "b")
+        scales = {}
+        if gemm.scaled:
+            scales = {"a_scales": _load(args.a_scales, "a-scales"), "b_scales": _load(args.b_scales, "b-scales")}
         out_dir = pathlib.Path(args.out).parent
         if not out_dir.is_dir():
             raise GemmError(f"--out: directory {out_dir} does not exist")
         if pathlib.Path(args.out).is_dir():
             raise GemmError(f"--out: {args.out} is a directory, not a file")
         # Checked before the (possibly minutes-long) build, so bad operands never wait for it.
-        operand_bits(args.pe, a, b, a_signed=a_signed, b_signed=b_signed)
+        operand_bits(args.pe, a, b, a_signed=a_signed, b_signed=b_signed, **scales)
         pending = _build_pending(args, a)
         if pending is not None:
             print(
@@ -622,6 +662,7 @@ def main(argv=None, prog=None):
             sim=args.sim,
             array=args.array,
             build_root=BUILD_ROOT,
+            **scales,
         )
         _save_atomic(args.out, result.c)
     except GemmError as error:

@@ -5,7 +5,8 @@ The public API of SPEC section 5 (torch tensors in, torch tensors out, CPU or CU
 - :func:`quantize_input` (images -> INT4), :func:`sawb_step` and
   :func:`quantize_weight` (SAWB -> INT4), :func:`quantize_pact` (PACT -> UINT4)
   and the autograd function :class:`PactQuantize` / :func:`pact`;
-- :func:`fp4_quantize` and :func:`fp4_decode` (radix-4 FP4 with GradScale and TPR).
+- :func:`fp4_quantize` and :func:`fp4_decode` (radix-4 FP4 with GradScale and TPR);
+- :func:`block_quantize` and :func:`block_decode` (MXFP4 and NVFP4, SPEC section 7).
 
 The format objects (:data:`INT4`, :data:`UINT4`, :data:`FP4_RADIX4`,
 :data:`FP16`) carry codes, value ranges and product rules; the hardware builds
@@ -13,6 +14,19 @@ its multipliers from the same objects (see :mod:`golden.formats.base`).
 """
 
 from .base import IntegerFormat, NumberFormat, Ops, ProductRange, ScaleFormat, max_safe_k
+from .blockfp import (
+    BLOCK_FORMATS,
+    E2M1,
+    E4M3,
+    E8M0,
+    MXFP4,
+    NVFP4,
+    BlockFormat,
+    MiniFloatFormat,
+    PowerOfTwoFormat,
+    block_decode,
+    block_quantize,
+)
 from .fp4 import FP4_RADIX2, FP4_RADIX4, LogFormat, fp4_decode, fp4_quantize, grad_scale_exponent
 from .fp16 import CANONICAL_NAN32, FP16, FP32, BinaryFloatFormat
 from .integer import (
@@ -29,7 +43,7 @@ from .integer import (
 from .ops import TORCH_OPS, TorchOps
 
 #: Every format by name.
-FORMATS = {f.name: f for f in (INT4, UINT4, FP4_RADIX4, FP4_RADIX2, FP16, FP32)}
+FORMATS = {f.name: f for f in (INT4, UINT4, FP4_RADIX4, FP4_RADIX2, FP16, FP32, E2M1, E4M3, E8M0)}
 
 __all__ = [
     "quantize_input",
@@ -41,6 +55,17 @@ __all__ = [
     "fp4_quantize",
     "fp4_decode",
     "grad_scale_exponent",
+    "block_quantize",
+    "block_decode",
+    "BlockFormat",
+    "MiniFloatFormat",
+    "PowerOfTwoFormat",
+    "E2M1",
+    "E4M3",
+    "E8M0",
+    "MXFP4",
+    "NVFP4",
+    "BLOCK_FORMATS",
     "SAWB_COEFFICIENTS",
     "NumberFormat",
     "IntegerFormat",

@@ -117,6 +117,11 @@ class GemmType:
         The training workload whose GEMMs this is (``forward``: Y = X W;
         ``backward``: dX and dW), or None for a GEMM that runs both (the
         floating-point baseline takes every GEMM's real values).
+    scaled : bool
+        The GEMM takes block-scale matrices ``a_scales`` and ``b_scales`` with
+        its code matrices (SPEC section 7): keyword arguments of
+        :meth:`operand_bits`, :meth:`encode` and :meth:`reference`, and keys of
+        :meth:`random_inputs`. Other GEMMs refuse them.
     """
 
     name: str
@@ -124,8 +129,26 @@ class GemmType:
     signedness: tuple = ()
     is_float: bool = False
     workload: str | None = None
+    scaled: bool = False
 
-    def operand_bits(self, a, b, *, a_signed=True, b_signed=True):
+    def scale_arguments(self, a_scales=None, b_scales=None):
+        """The block-scale keyword arguments this GEMM takes (``{}`` for an unscaled one).
+
+        Raises
+        ------
+        GemmInputError
+            Scales missing for a scaled GEMM, or given to an unscaled one.
+        """
+        given = a_scales is not None or b_scales is not None
+        if not self.scaled:
+            if given:
+                raise GemmInputError(f"--pe {self.name} takes no block scales (--a-scales, --b-scales)")
+            return {}
+        if a_scales is None or b_scales is None:
+            raise GemmInputError(f"--pe {self.name} needs the block scales of A and B (--a-scales, --b-scales)")
+        return {"a_scales": a_scales, "b_scales": b_scales}
+
+    def operand_bits(self, a, b, *, a_signed=True, b_signed=True, a_scales=None, b_scales=None):
         """Validate the operands and return their raw bit patterns (uint64 matrices).
 
         Raises
@@ -134,12 +157,20 @@ class GemmType:
             Shapes, dtypes or code ranges this GEMM does not accept.
         """
         _check_matrices(a, b)
-        a_bits, b_bits = self.encode(a, b, a_signed=a_signed, b_signed=b_signed)
+        scales = self.scale_arguments(a_scales, b_scales)
+        a_bits, b_bits = self.encode(a, b, a_signed=a_signed, b_signed=b_signed, **scales)
         return a_bits.astype(np.uint64), b_bits.astype(np.uint64)
 
     def encode(self, a, b, *, a_signed, b_signed):
-        """Checked raw patterns of 2-D operands whose inner dimensions agree."""
+        """Checked raw patterns of 2-D operands whose inner dimensions agree (a scaled GEMM also
+        takes ``a_scales`` and ``b_scales``)."""
         raise NotImplementedError
+
+    def random_inputs(self, rng, m, k, n, *, a_signed=True, b_signed=True):
+        """Random operands as keyword arguments of :meth:`operand_bits` / :meth:`reference`:
+        ``a`` and ``b`` (:meth:`random_operands`), plus the scales of a scaled GEMM."""
+        a, b = self.random_operands(rng, m, k, n, a_signed=a_signed, b_signed=b_signed)
+        return {"a": a, "b": b}
 
     def reference(self, a, b, *, a_signed=True, b_signed=True):
         """The :mod:`golden.reference` result as numpy (int64, or float32)."""

@@ -118,11 +118,11 @@ def test_standalone_product_range(kind):
     assert roles == {"a", "b", *kind.a_modes, *kind.b_modes}
 
 
-def _simulate_gemm(kind, gemm, a, b, *, a_signed, b_signed, rows=2, cols=3):
-    """``gemm`` on an Amaranth-simulated array of ``kind``; the decoded result."""
+def _simulate_gemm(kind, gemm, a, b, *, a_signed, b_signed, rows=2, cols=3, **scales):
+    """``gemm`` on an Amaranth-simulated array of ``kind``; the decoded result (``scales``: a scaled GEMM's)."""
     from hw import tiling
 
-    a_bits, b_bits = gemm.operand_bits(a, b, a_signed=a_signed, b_signed=b_signed)
+    a_bits, b_bits = gemm.operand_bits(a, b, a_signed=a_signed, b_signed=b_signed, **scales)
     width = kind.acc_width_for(a.shape[1])
     dut = SystolicArray(kind=kind, rows=rows, cols=cols, acc_width=width, max_k=kind.max_k(width) or 1)
     plan = tiling.schedule(a_bits, b_bits, rows, cols)
@@ -161,22 +161,30 @@ def _simulate_gemm(kind, gemm, a, b, *, a_signed, b_signed, rows=2, cols=3):
 def test_every_gemm_on_every_array_that_runs_it(kind, gemm):
     rng = np.random.default_rng(kind.order * 10 + list(GEMMS).index(gemm.name))
     for a_signed, b_signed in ((True, True), (False, False)):
-        a, b = gemm.random_operands(rng, 3, 5, 4, a_signed=a_signed, b_signed=b_signed)
-        got = _simulate_gemm(kind, gemm, a, b, a_signed=a_signed, b_signed=b_signed)
-        want = gemm.reference(a, b, a_signed=a_signed, b_signed=b_signed)
+        inputs = gemm.random_inputs(rng, 3, 5, 4, a_signed=a_signed, b_signed=b_signed)
+        got = _simulate_gemm(kind, gemm, **inputs, a_signed=a_signed, b_signed=b_signed)
+        want = gemm.reference(**inputs, a_signed=a_signed, b_signed=b_signed)
         assert np.array_equal(gemm.result_bits(got), gemm.result_bits(want))
 
 
 @pytest.mark.parametrize("gemm", list(GEMMS.values()), ids=lambda gemm: gemm.name)
 def test_operand_errors(gemm):
-    a, b = gemm.random_operands(np.random.default_rng(0), 2, 3, 2)
+    inputs = gemm.random_inputs(np.random.default_rng(0), 2, 3, 2)
+    a, b = inputs.pop("a"), inputs.pop("b")
     with pytest.raises(GemmInputError, match="inner dimensions differ"):
-        gemm.operand_bits(a, b[:2])
+        gemm.operand_bits(a, b[:2], **inputs)
     with pytest.raises(GemmInputError, match="2-D matrix"):
-        gemm.operand_bits(a[0], b)
-    wrong = np.full(a.shape, 99, dtype=np.int64) if not gemm.is_float else a.astype(np.float32)
+        gemm.operand_bits(a[0], b, **inputs)
+    wrong = np.full(a.shape, 99, dtype=np.int64) if not gemm.is_float or gemm.scaled else a.astype(np.float32)
     with pytest.raises(GemmInputError):
-        gemm.operand_bits(wrong, b)
+        gemm.operand_bits(wrong, b, **inputs)
+    # Block scales go with the scaled GEMMs only, and those need both.
+    if gemm.scaled:
+        with pytest.raises(GemmInputError, match="needs the block scales"):
+            gemm.operand_bits(a, b, a_scales=inputs["a_scales"])
+    else:
+        with pytest.raises(GemmInputError, match="takes no block scales"):
+            gemm.operand_bits(a, b, a_scales=np.zeros((2, 1), np.uint8), b_scales=np.zeros((1, 2), np.uint8))
 
 
 def test_a_kind_refuses_a_gemm_it_does_not_run():

@@ -24,9 +24,15 @@ def _batch(pe, rng, k_values=(13, 1, 40)):
     batch = []
     for index, k in enumerate(k_values):
         signs = {name: bool(index % 2) for name in gemm.signedness}
-        a, b = gemm.random_operands(rng, 5 + index, k, 7 - index, **signs)
-        batch.append(Gemm(pe, a, b, **signs))
+        batch.append(Gemm(pe, **gemm.random_inputs(rng, 5 + index, k, 7 - index, **signs), **signs))
     return batch
+
+
+def _reference(gemm):
+    """The golden result of a :class:`Gemm` (with its block scales where the GEMM is scaled)."""
+    gemm_type = get_gemm(gemm.pe)
+    signs = {name: getattr(gemm, name) for name in gemm_type.signedness}
+    return gemm_type.reference(gemm.a, gemm.b, **signs, **gemm_type.scale_arguments(gemm.a_scales, gemm.b_scales))
 
 
 def _same(pe, x, y):
@@ -40,8 +46,7 @@ def check_native_equals_cocotb_and_golden(pe, array, rows, cols):
     slow = run_gemms(gemms, rows=rows, cols=cols, sim=COCOTB_VERILATOR, array=array)
     for index, (gemm, x, y) in enumerate(zip(gemms, fast, slow)):
         assert _same(pe, x.c, y.c), f"GEMM {index}: native and cocotb differ"
-        signs = {name: getattr(gemm, name) for name in get_gemm(pe).signedness}
-        assert _same(pe, x.c, get_gemm(pe).reference(gemm.a, gemm.b, **signs)), f"GEMM {index}: differs from golden"
+        assert _same(pe, x.c, _reference(gemm)), f"GEMM {index}: differs from golden"
         assert x.cycles == y.cycles
 
 
