@@ -323,6 +323,8 @@ class WSSchedule:
         GEMM and array sizes.
     n_tiles : int
         C-column blocks of B; each column drains ``m`` results per block.
+    results_per_column : int
+        Values each column drains: ``n_tiles * m`` (the sum over the GEMMs of a concatenation).
     modes : dict of str -> numpy.ndarray
         Per-cycle values of the mode inputs; filled by the caller.
     """
@@ -341,6 +343,7 @@ class WSSchedule:
     cols: int
     depth: int
     n_tiles: int
+    results_per_column: int
     modes: dict = dataclasses.field(default_factory=dict)
 
     #: The 1-bit control ports the schedule drives (besides the modes), all idle at 0.
@@ -349,11 +352,6 @@ class WSSchedule:
     @property
     def cycles(self):
         return len(self.valid)
-
-    @property
-    def results_per_column(self):
-        """Values each column drains: M per block of C columns."""
-        return self.n_tiles * self.m
 
 
 def ws_schedule(a_bits, b_bits, rows, cols, depth):
@@ -412,7 +410,8 @@ def ws_schedule(a_bits, b_bits, rows, cols, depth):
     w_load[loads].reshape(grid)[..., :rows] = 1
     inside = (np.arange(k_chunks * rows) < k).reshape(k_chunks, rows)[:, ::-1]
     w_valid[loads].reshape(grid)[..., :rows] = inside[None, None]
-    return WSSchedule(a_words, w_words, valid, swap, first, last, w_load, w_valid, m, n, rows, cols, depth, n_tiles)
+    controls = (valid, swap, first, last, w_load, w_valid)
+    return WSSchedule(a_words, w_words, *controls, m, n, rows, cols, depth, n_tiles, n_tiles * m)
 
 
 def ws_concatenate(plans):
@@ -440,6 +439,7 @@ def ws_concatenate(plans):
         cols=first.cols,
         depth=first.depth,
         n_tiles=None,
+        results_per_column=sum(p.results_per_column for p in plans),
         modes={name: np.concatenate([p.modes[name] for p in plans]) for name in names},
     )
 

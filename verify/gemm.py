@@ -28,8 +28,8 @@ whole schedule in one call (:mod:`verify.native`); ``icarus`` and
 same raw outputs on both, so the results are bit-identical. ``--dataflow ws``
 runs the GEMM on the kind's weight-stationary array instead (:mod:`hw.ws_array`,
 chunk depth :func:`hw.ws_array.default_depth`, :func:`hw.tiling.ws_schedule`),
-through cocotb only (``icarus``, ``verilator-cocotb``): the native harness
-drives output-stationary arrays. It checks nothing itself. The integer
+on every simulator (the native harness runs a weight-stationary schedule in
+one thread). It checks nothing itself. The integer
 accumulator is the kind's default width unless K exceeds its overflow bound;
 then the narrowest width that cannot overflow for this K is generated instead.
 
@@ -238,7 +238,7 @@ class ArrayBuild:
         Cache root (default ``build/gemm``); the build lives in
         ``<root>/<kind>_<R>x<C>_acc<W>/<sim>`` (``<kind>_ws<depth>_<R>x<C>_acc<W>`` weight-stationary).
     dataflow : {"os", "ws"}
-        Output-stationary (:mod:`hw.array`) or weight-stationary (:mod:`hw.ws_array`, cocotb only).
+        Output-stationary (:mod:`hw.array`) or weight-stationary (:mod:`hw.ws_array`).
     """
 
     def __init__(self, *, kind, rows, cols, acc_width, sim, build_root=BUILD_ROOT, dataflow=OUTPUT_STATIONARY):
@@ -246,15 +246,16 @@ class ArrayBuild:
             raise GemmError(f"unknown --sim {sim!r} (choose from {', '.join(SIMULATORS)})")
         if dataflow not in DATAFLOWS:
             raise GemmError(f"unknown --dataflow {dataflow!r} (choose from {', '.join(DATAFLOWS)})")
-        if dataflow == WEIGHT_STATIONARY and sim == NATIVE:
-            raise GemmError(
-                f"--sim {NATIVE} (the native harness) drives output-stationary arrays only: "
-                f"run --dataflow {WEIGHT_STATIONARY} with --sim icarus or --sim {COCOTB_VERILATOR}"
-            )
         for name, value in (("rows", rows), ("cols", cols)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise GemmError(f"--{name} must be a positive integer, not {value!r}")
         self.kind, self.sim, self.dataflow = kind, sim, dataflow
+        if dataflow == WEIGHT_STATIONARY:
+            from hw.tiling import WSSchedule
+
+            self.b_port, self.controls = "w_in", WSSchedule.CONTROLS
+        else:
+            self.b_port, self.controls = "b_in", ("valid", "clear", "last")
         self.rows, self.cols, self.acc_width = rows, cols, acc_width
         self.toplevel = _toplevel(kind, dataflow)
         shape = f"{rows}x{cols}" if dataflow == OUTPUT_STATIONARY else f"ws{_ws_depth(rows)}_{rows}x{cols}"
@@ -280,7 +281,11 @@ class ArrayBuild:
             # The harness source is in NativeBuild's key; the header generator's recipe in the stamp.
             options["stamp"] += f"\0native-config-{native.CONFIG_RECIPE}"
             self.hdl = NativeBuild(
-                harness=native.HARNESS, config=lambda: native.harness_config(self.toplevel, design()[1]), **options
+                harness=native.HARNESS,
+                config=lambda: native.harness_config(
+                    self.toplevel, design()[1], b_port=self.b_port, controls=self.controls
+                ),
+                **options,
             )
         else:
             # Only the ports are driven and sampled: VPI access to nothing else.
@@ -304,16 +309,10 @@ class ArrayBuild:
         from hw import tiling
 
         self.ensure()
-        if self.dataflow == WEIGHT_STATIONARY:
-            buses = {"a_in": plan.a_words, "w_in": plan.w_words}
-            controls = {name: getattr(plan, name) for name in plan.CONTROLS}
-        else:
-            buses = {"a_in": plan.a_words, "b_in": plan.b_words}
-            controls = {"valid": plan.valid, "clear": plan.clear, "last": plan.last}
-        widths = {"a_in": a_width, "b_in": b_width, "w_in": b_width}
+        b_words = plan.w_words if self.dataflow == WEIGHT_STATIONARY else plan.b_words
         schedule = dict(
-            buses={name: tiling.pack_rows(words, widths[name]) for name, words in buses.items()},
-            controls=controls,
+            buses={"a_in": tiling.pack_rows(plan.a_words, a_width), self.b_port: tiling.pack_rows(b_words, b_width)},
+            controls={name: getattr(plan, name) for name in self.controls},
             modes=plan.modes,
             results=plan.results_per_column * plan.cols,
             drain_cycles=4 * plan.rows + plan.cols + 8,
@@ -331,12 +330,11 @@ class ArrayBuild:
 
         harness = native.load(self.hdl.library)
         buses, controls = schedule["buses"], schedule["controls"]
+        # A weight-stationary schedule has no `clear`: the harness runs it in one part (one thread).
         valid_bytes, data_bytes, drained, seconds = harness.run(
             a_bytes=buses["a_in"],
-            b_bytes=buses["b_in"],
-            valid=controls["valid"],
-            clear=controls["clear"],
-            last=controls["last"],
+            b_bytes=buses[self.b_port],
+            **controls,
             modes=schedule["modes"],
             drain_cycles=schedule["drain_cycles"],
             expected_results=schedule["results"],
@@ -490,8 +488,7 @@ def run_gemm(
     build_root : path
         Build cache root.
     dataflow : {"os", "ws"}
-        Output-stationary array (:mod:`hw.array`) or weight-stationary (:mod:`hw.ws_array`; not on
-        the native ``verilator``).
+        Output-stationary array (:mod:`hw.array`) or weight-stationary (:mod:`hw.ws_array`).
 
     Returns
     -------
@@ -617,7 +614,7 @@ def _parser(prog=None):
         default=OUTPUT_STATIONARY,
         choices=DATAFLOWS,
         help="os: output-stationary array (default); ws: weight-stationary array (weights held in the PEs, "
-        f"A streamed, partial sums down the columns; --sim icarus or {COCOTB_VERILATOR})",
+        "A streamed, partial sums down the columns)",
     )
     parser.add_argument(
         "--verbose", action="store_true", help="summary line with accumulator width and simulation time"

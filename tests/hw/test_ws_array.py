@@ -165,3 +165,21 @@ def test_manifest_and_defaults():
     assert manifest["dataflow"] == "weight-stationary" and manifest["weight_load_cycles"] == 3
     assert "t + 2 + j" in manifest["timing"]
     Fragment.get(array, None)
+
+
+def test_gemms_back_to_back():
+    """Concatenated schedules (every GEMM of a kind, both signedness modes, different shapes) in one run."""
+    kind = max(KINDS.values(), key=lambda kind: len(kind.gemms))
+    rng = np.random.default_rng(21)
+    plans, expected = [], []
+    for index, (gemm, _) in enumerate(kind.gemms * 2):
+        signed = bool(index % 2)
+        a, b = gemm.random_operands(rng, 3 + index, 2 + 2 * index, 4 - index % 2, a_signed=signed, b_signed=signed)
+        plans.append(plan_for(kind, gemm, a, b, a_signed=signed, b_signed=signed, rows=2, cols=3, depth=4))
+        expected.append((gemm, gemm.reference(a, b, a_signed=signed, b_signed=signed)))
+    combined = tiling.ws_concatenate(plans)
+    width = kind.default_acc_width
+    columns = simulate(kind, combined, acc_width=width, depth=4)
+    for plan, part, (gemm, want) in zip(plans, tiling.split_columns(plans, columns), expected):
+        got = gemm.decode(tiling.ws_assemble(plan, part), width)
+        assert np.array_equal(gemm.result_bits(got), gemm.result_bits(want))
