@@ -1,8 +1,9 @@
-"""Register stages that pipelined PE variants insert between product and accumulator."""
+"""Register stages: the ones pipelined PE variants insert between product and accumulator, and the
+hops between the PEs of an array."""
 
 from amaranth.hdl import Signal, Value
 
-__all__ = ["delay"]
+__all__ = ["delay", "register_all"]
 
 
 def delay(m, value, stages, *, name):
@@ -31,3 +32,29 @@ def delay(m, value, stages, *, name):
         m.d.sync += register.eq(value)
         value = register
     return value
+
+
+def register_all(m, values, *, name):
+    """Registered copies (one ``sync`` register each) of a dict of values: the hop to the next PE.
+
+    Parameters
+    ----------
+    m : Module
+        Module the registers are added to.
+    values : dict of str -> Value
+        Values to register, by key.
+    name : str
+        Base name of the registers (``<name>_<key>``).
+
+    Returns
+    -------
+    dict of str -> Signal
+        The registers, by the same keys (reset to 0 with the domain).
+    """
+    out = {}
+    for key, value in values.items():
+        value = Value.cast(value)
+        register = Signal(value.shape(), name=f"{name}_{key}")
+        m.d.sync += register.eq(value)
+        out[key] = register
+    return out

@@ -13,6 +13,11 @@ Amaranth-simulator tests and :mod:`verify.gemm`:
 * :func:`pack_words` / :func:`unpack_words` convert between numpy rows of
   fixed-width words and the wide integers the packed ports carry.
 * :func:`assemble` puts the drained column streams back into an M x N matrix.
+
+The weight-stationary arrays (:mod:`hw.ws_array`) have their own schedule
+(:func:`ws_schedule`: weights loaded per K chunk and block of columns, A
+streamed, partial sums summed in ascending k), :func:`ws_concatenate` and
+:func:`ws_assemble`; :func:`split_columns` serves both.
 """
 
 import dataclasses
@@ -33,6 +38,10 @@ __all__ = [
     "unpack_words",
     "sign_extend",
     "assemble",
+    "WSSchedule",
+    "ws_schedule",
+    "ws_concatenate",
+    "ws_assemble",
 ]
 
 
@@ -293,3 +302,159 @@ def assemble(plan, column_values):
     for t, (r0, c0) in enumerate(plan.tiles):
         out[r0 : r0 + rows, c0 : c0 + cols] = per_tile[t]
     return out[: plan.m, : plan.n]
+
+
+# -- weight-stationary arrays (hw.ws_array) ------------------------------------------------------
+
+
+@dataclasses.dataclass
+class WSSchedule:
+    """Per-cycle inputs of one GEMM on one weight-stationary array (:mod:`hw.ws_array`).
+
+    Attributes
+    ----------
+    a_words : numpy.ndarray
+        ``cycles x rows`` raw A operand bits (``a_in``).
+    w_words : numpy.ndarray
+        ``cycles x cols`` raw B operand bits (``w_in``).
+    valid, swap, first, last, w_load, w_valid : numpy.ndarray
+        ``cycles`` control bits (uint8) of the ports of the same names.
+    m, n, rows, cols, depth : int
+        GEMM and array sizes.
+    n_tiles : int
+        C-column blocks of B; each column drains ``m`` results per block.
+    results_per_column : int
+        Values each column drains: ``n_tiles * m`` (the sum over the GEMMs of a concatenation).
+    modes : dict of str -> numpy.ndarray
+        Per-cycle values of the mode inputs; filled by the caller.
+    """
+
+    a_words: np.ndarray
+    w_words: np.ndarray
+    valid: np.ndarray
+    swap: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    w_load: np.ndarray
+    w_valid: np.ndarray
+    m: int
+    n: int
+    rows: int
+    cols: int
+    depth: int
+    n_tiles: int
+    results_per_column: int
+    modes: dict = dataclasses.field(default_factory=dict)
+
+    #: The 1-bit control ports the schedule drives (besides the modes), all idle at 0.
+    CONTROLS = ("valid", "swap", "first", "last", "w_load", "w_valid")
+
+    @property
+    def cycles(self):
+        return len(self.valid)
+
+
+def ws_schedule(a_bits, b_bits, rows, cols, depth):
+    """The cycle-by-cycle schedule of ``A @ B`` on a weight-stationary ``rows`` x ``cols`` array.
+
+    A is cut into blocks of ``depth`` rows, K into chunks of ``rows``, B into
+    blocks of ``cols`` columns (zero-padded; padding rows of A have
+    ``valid = 0``, padding values of k ``w_valid = 0``). For each column block,
+    each row block, each K chunk in ascending order, one chunk of ``depth``
+    cycles streams the row block's A values of the chunk; its weights are
+    loaded in the ``rows`` cycles before its ``swap`` (descending k), which
+    lie under the previous chunk's rows. The first chunk's loads take the
+    schedule's first ``rows`` cycles. K = 0 runs one chunk with no valid weight:
+    the RTL reports zeros (+0.0 for a floating-point kind).
+    """
+    from .ws_array import min_depth
+
+    if depth < min_depth(rows):
+        raise ValueError(f"depth {depth} < {min_depth(rows)}: the weight loads would not fit between chunks")
+    a_bits = np.asarray(a_bits, dtype=np.uint64)
+    b_bits = np.asarray(b_bits, dtype=np.uint64)
+    m, k = a_bits.shape
+    k2, n = b_bits.shape
+    if k != k2:
+        raise ValueError(f"inner dimensions differ: {a_bits.shape} @ {b_bits.shape}")
+    m_blocks, k_chunks, n_tiles = max(1, math.ceil(m / depth)), max(1, math.ceil(k / rows)), max(1, math.ceil(n / cols))
+    a_pad = np.zeros((m_blocks * depth, k_chunks * rows), dtype=np.uint64)
+    a_pad[:m, :k] = a_bits
+    b_pad = np.zeros((k_chunks * rows, n_tiles * cols), dtype=np.uint64)
+    b_pad[:k, :n] = b_bits
+    chunks = n_tiles * m_blocks * k_chunks
+    total = rows + chunks * depth
+    grid = (n_tiles, m_blocks, k_chunks, depth)  # chunk c = (tj, bi, kc) streams cycles rows + c * depth + r
+
+    def streamed(width=None):
+        values = np.zeros((total, width) if width else total, dtype=np.uint64 if width else np.uint8)
+        return values, values[rows:].reshape(*grid, *((width,) if width else ()))
+
+    a_words, a_grid = streamed(rows)
+    a_grid[:] = a_pad.reshape(m_blocks, depth, k_chunks, rows).transpose(0, 2, 1, 3)[None]
+    valid, valid_grid = streamed()
+    valid_grid[:] = (np.arange(m_blocks * depth) < m).reshape(m_blocks, depth)[None, :, None, :]
+    swap, swap_grid = streamed()
+    swap_grid[..., 0] = 1
+    first, first_grid = streamed()
+    first_grid[:, :, 0] = 1
+    last, last_grid = streamed()
+    last_grid[:, :, -1] = 1
+    # Chunk c's loads take the rows cycles before its swap: cycles c * depth + i, i = 0..rows-1,
+    # presenting row k0 + rows-1-i of its K chunk (the deepest first).
+    w_words = np.zeros((total, cols), dtype=np.uint64)
+    w_load, w_valid = (np.zeros(total, dtype=np.uint8) for _ in range(2))
+    loads = slice(0, chunks * depth)
+    w_grid = w_words[loads].reshape(*grid, cols)[..., :rows, :]
+    w_grid[:] = b_pad.reshape(k_chunks, rows, n_tiles, cols)[:, ::-1].transpose(2, 0, 1, 3)[:, None]
+    w_load[loads].reshape(grid)[..., :rows] = 1
+    inside = (np.arange(k_chunks * rows) < k).reshape(k_chunks, rows)[:, ::-1]
+    w_valid[loads].reshape(grid)[..., :rows] = inside[None, None]
+    controls = (valid, swap, first, last, w_load, w_valid)
+    return WSSchedule(a_words, w_words, *controls, m, n, rows, cols, depth, n_tiles, n_tiles * m)
+
+
+def ws_concatenate(plans):
+    """One schedule running weight-stationary ``plans`` (same array) back to back, modes included.
+
+    Each plan starts with its own first chunk's weight loads, after the
+    previous plan's last chunk: nothing of one plan overlaps the next. Split
+    the drained streams with :func:`split_columns`.
+    """
+    first = plans[0]
+    if any((p.rows, p.cols, p.depth) != (first.rows, first.cols, first.depth) for p in plans):
+        raise ValueError("plans for different array sizes")
+    names = set(first.modes)
+    if any(set(p.modes) != names for p in plans):
+        raise ValueError("plans drive different mode inputs")
+    if len(plans) == 1:
+        return dataclasses.replace(first, modes=dict(first.modes))
+    fields = ("a_words", "w_words", *WSSchedule.CONTROLS)
+    joined = {name: np.concatenate([getattr(p, name) for p in plans]) for name in fields}
+    return WSSchedule(
+        **joined,
+        m=None,
+        n=None,
+        rows=first.rows,
+        cols=first.cols,
+        depth=first.depth,
+        n_tiles=None,
+        results_per_column=sum(p.results_per_column for p in plans),
+        modes={name: np.concatenate([p.modes[name] for p in plans]) for name in names},
+    )
+
+
+def ws_assemble(plan, column_values):
+    """M x N result from the drained streams of a weight-stationary schedule.
+
+    Parameters
+    ----------
+    plan : WSSchedule
+    column_values : list of numpy.ndarray
+        Per column, the values it emitted in order (M per block of C columns, blocks in order).
+    """
+    for j, values in enumerate(column_values):
+        if len(values) != plan.results_per_column:
+            raise RuntimeError(f"column {j} drained {len(values)} results, expected {plan.results_per_column}")
+    stacked = np.stack(column_values, axis=1).reshape(plan.n_tiles, plan.m, plan.cols)
+    return stacked.transpose(1, 0, 2).reshape(plan.m, plan.n_tiles * plan.cols)[:, : plan.n]

@@ -2,7 +2,8 @@
 
 Every PE kind of the registry (:mod:`hw.kinds`) contributes its standalone
 SPEC section 3 top (``<module>``, e.g. ``int4_mac``) where it has one and its
-systolic array (``<kind>_array``); the training datapath and the board tops'
+systolic arrays, output-stationary (``<kind>_array``, :mod:`hw.array`) and
+weight-stationary (``<kind>_ws_array``, :mod:`hw.ws_array`); the training datapath and the board tops'
 UART GEMM engine complete the catalog. A design in an ``rtl_gen`` config
 names a unit kind from :data:`UNITS` and sets some of its parameters;
 :func:`build_unit` checks them and returns the component.
@@ -16,6 +17,7 @@ from .datapath import TrainDatapath
 from .engine import GemmEngine
 from .kinds import KINDS, default_kind
 from .pe import ProcessingElement
+from .ws_array import WeightStationaryArray, default_depth
 
 __all__ = ["Unit", "UNITS", "ARRAY_DEFAULTS", "build_unit"]
 
@@ -61,6 +63,12 @@ def _array_defaults(kind):
     }
 
 
+def _ws_array_defaults(kind):
+    defaults = _array_defaults(kind)
+    rows, cols = defaults.pop("rows"), defaults.pop("cols")
+    return {"rows": rows, "cols": cols, "depth": default_depth(rows), **defaults}
+
+
 def _engine_factory(*, pe, **params):
     """Constructor of the :class:`hw.engine.GemmEngine` around an array of ``pe``."""
     return GemmEngine(kind=pe, **params)
@@ -84,6 +92,15 @@ def _catalog():
             functools.partial(SystolicArray, kind=kind),
             _array_defaults(kind),
             kind.array_description,
+        )
+        for kind in kinds
+    ]
+    ws_arrays = [
+        Unit(
+            kind.ws_array_module,
+            functools.partial(WeightStationaryArray, kind=kind),
+            _ws_array_defaults(kind),
+            kind.ws_array_description,
         )
         for kind in kinds
     ]
@@ -111,7 +128,7 @@ def _catalog():
             "block-RAM operand and result buffers, one systolic array of `pe`",
         ),
     ]
-    return {unit.kind: unit for unit in standalone + arrays + others}
+    return {unit.kind: unit for unit in standalone + arrays + ws_arrays + others}
 
 
 #: Every unit kind by name: standalone PEs, arrays, the datapath, the engine.

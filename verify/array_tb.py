@@ -1,16 +1,21 @@
 """cocotb driver and monitor of the systolic arrays (:mod:`hw.array`), used by :mod:`verify.gemm`.
 
 The runner passes a schedule file in ``FOURBIT_GEMM_IN`` (``.npz``: the
-packed per-cycle ``a_in``/``b_in`` words as little-endian byte rows, the
-``valid``/``clear``/``last`` columns, per-cycle mode inputs (one run may hold
-several GEMMs, e.g. a forward and a backward GEMM on the train array) and the
-number of results to collect) and reads the monitor's record from ``FOURBIT_GEMM_OUT``
+names of the packed operand ports (``buses``: ``a_in``/``b_in`` of an
+output-stationary array, ``a_in``/``w_in`` of a weight-stationary one) and
+their per-cycle words as little-endian byte rows (``bus_<port>``), the names
+and per-cycle columns of the 1-bit control ports (``controls``, ``control_<port>``:
+``valid``/``clear``/``last``, or the weight-stationary array's
+``valid``/``swap``/``first``/``last``/``w_load``/``w_valid``), per-cycle mode
+inputs (one run may hold several GEMMs, e.g. a forward and a backward GEMM on
+the train array) and the number of results to collect) and reads the
+monitor's record from ``FOURBIT_GEMM_OUT``
 (``.npz``: the raw ``out_valid`` and ``out_data`` of every cycle that had a
 result, as byte rows). Nothing golden happens here: the testbench only drives
 and records; :mod:`verify.gemm` assembles the matrix, and the tests compare.
 
-Whole rows go in and out per cycle through the packed ports: five handle
-writes and at most two reads per clock. Inputs change on the falling edge and
+Whole rows go in and out per cycle through the packed ports: a handle write
+per operand port and per control that changes, and at most two reads per clock. Inputs change on the falling edge and
 outputs are sampled on the falling edge (after the rising edge that updated
 them), as in :mod:`verify.pe_tb`.
 """
@@ -27,34 +32,36 @@ from fourbit.util.files import write_atomically
 
 
 class RowDriver:
-    """Presents one scheduled cycle (A column, B row, controls) per clock."""
+    """Presents one scheduled cycle (operand rows, controls, modes) per clock."""
 
     def __init__(self, dut, schedule):
-        self.a_in, self.b_in = dut.a_in, dut.b_in
-        self.valid, self.clear, self.last = dut.valid, dut.clear, dut.last
-        self.a = [int.from_bytes(row.tobytes(), "little") for row in schedule["a_bytes"]]
-        self.b = [int.from_bytes(row.tobytes(), "little") for row in schedule["b_bytes"]]
-        self.controls = list(zip(schedule["valid"].tolist(), schedule["clear"].tolist(), schedule["last"].tolist()))
-        # Mode inputs change only between GEMMs: written when they change.
+        self.buses = [
+            (getattr(dut, name), [int.from_bytes(row.tobytes(), "little") for row in schedule[f"bus_{name}"]])
+            for name in schedule["buses"].tolist()
+        ]
+        # Controls and mode inputs are written when they change; the controls go idle (0) after the schedule.
+        self.controls = [
+            (getattr(dut, name), schedule[f"control_{name}"].tolist()) for name in schedule["controls"].tolist()
+        ]
         self.modes = [
             (getattr(dut, name), schedule[f"mode_{name}"].tolist()) for name in schedule["mode_names"].tolist()
         ]
-        self.mode_values = [None] * len(self.modes)
+        self.bits = self.controls + self.modes
+        self.bit_values = [None] * len(self.bits)
 
     def __len__(self):
-        return len(self.controls)
+        return len(self.buses[0][1])
 
     def drive(self, cycle):
-        self.a_in.value = self.a[cycle]
-        self.b_in.value = self.b[cycle]
-        valid, clear, last = self.controls[cycle]
-        self.valid.value, self.clear.value, self.last.value = valid, clear, last
-        for index, (port, values) in enumerate(self.modes):
-            if values[cycle] != self.mode_values[index]:
-                port.value = self.mode_values[index] = values[cycle]
+        for port, words in self.buses:
+            port.value = words[cycle]
+        for index, (port, values) in enumerate(self.bits):
+            if values[cycle] != self.bit_values[index]:
+                port.value = self.bit_values[index] = values[cycle]
 
     def idle(self):
-        self.valid.value = self.clear.value = self.last.value = 0
+        for index, (port, _) in enumerate(self.controls):
+            port.value = self.bit_values[index] = 0
 
 
 class DrainMonitor:

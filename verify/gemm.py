@@ -3,7 +3,8 @@
 Example::
 
     python -m verify.gemm --pe int4 --rows 4 --cols 4 --a A.npy --b B.npy --out C.npy \\
-        [--a-signed 0|1] [--b-signed 0|1] [--sim icarus|verilator|verilator-cocotb] [--array dedicated|KIND]
+        [--a-signed 0|1] [--b-signed 0|1] [--sim icarus|verilator|verilator-cocotb] [--array dedicated|KIND] \\
+        [--dataflow os|ws]
     python -m verify.gemm --pe mxfp4 --rows 4 --cols 4 --a A.npy --a-scales AS.npy --b B.npy --b-scales BS.npy \\
         --out C.npy [--sim ...]
 
@@ -29,7 +30,11 @@ compiles the array with a C++ driver into a shared library that runs the
 whole schedule in one call (:mod:`verify.native`); ``icarus`` and
 ``verilator-cocotb`` drive it through cocotb (:mod:`verify.array_tb`, via
 ``cocotb_tools.runner``), one Python step per clock. Every column drains the
-same raw outputs on both, so the results are bit-identical. It checks nothing itself. The integer
+same raw outputs on both, so the results are bit-identical. ``--dataflow ws``
+runs the GEMM on the kind's weight-stationary array instead (:mod:`hw.ws_array`,
+chunk depth :func:`hw.ws_array.default_depth`, :func:`hw.tiling.ws_schedule`),
+on every simulator (the native harness runs a weight-stationary schedule in
+one thread). It checks nothing itself. The integer
 accumulator is the kind's default width unless K exceeds its overflow bound;
 then the narrowest width that cannot overflow for this K is generated instead.
 
@@ -65,6 +70,7 @@ __all__ = [
     "NATIVE",
     "COCOTB_VERILATOR",
     "ARRAYS",
+    "DATAFLOWS",
     "GemmError",
     "GemmResult",
     "Gemm",
@@ -89,6 +95,9 @@ PES = tuple(GEMMS)
 #: ``--array``: the GEMM's dedicated array, or any kind's array that runs it.
 DEDICATED = "dedicated"
 ARRAYS = (DEDICATED, *KINDS)
+#: ``--dataflow``: output-stationary (:mod:`hw.array`, the default) or weight-stationary (:mod:`hw.ws_array`).
+OUTPUT_STATIONARY, WEIGHT_STATIONARY = "os", "ws"
+DATAFLOWS = (OUTPUT_STATIONARY, WEIGHT_STATIONARY)
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 BUILD_ROOT = REPO_ROOT / "build" / "gemm"
 #: Bump when the way ArrayBuild generates an array changes (part of the cache key;
@@ -158,6 +167,7 @@ def operand_bits(pe, a, b, *, a_signed=True, b_signed=True, a_scales=None, b_sca
 #: the conversion to Verilog (rtl_gen.generate.to_verilog).
 GENERATOR_SOURCES = (
     "hw/array.py",
+    "hw/ws_array.py",
     "hw/kinds/*.py",
     "hw/arith.py",
     "hw/accumulate.py",
@@ -169,7 +179,7 @@ GENERATOR_SOURCES = (
 )
 
 
-def _fingerprint(kind, rows, cols, acc_width):
+def _fingerprint(kind, rows, cols, acc_width, dataflow=OUTPUT_STATIONARY):
     """Hash of the array generator's sources (:data:`GENERATOR_SOURCES`), Amaranth's
     version and the parameters (the simulator and its options are verify.simulator's part of the key)."""
     import amaranth
@@ -178,20 +188,43 @@ def _fingerprint(kind, rows, cols, acc_width):
     files = sorted({path for pattern in GENERATOR_SOURCES for path in REPO_ROOT.glob(pattern)})
     for path in files:
         digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0" + path.read_bytes())
-    digest.update(repr((BUILD_RECIPE, amaranth.__version__, kind, rows, cols, acc_width)).encode())
+    parameters = (BUILD_RECIPE, amaranth.__version__, kind, rows, cols, acc_width)
+    if dataflow != OUTPUT_STATIONARY:  # the output-stationary key as it always was: its caches stay valid
+        parameters += (dataflow, _ws_depth(rows))
+    digest.update(repr(parameters).encode())
     return digest.hexdigest()
 
 
+def _ws_depth(rows):
+    """Chunk depth of the weight-stationary arrays verify.gemm builds."""
+    from hw.ws_array import default_depth
+
+    return default_depth(rows)
+
+
+def _toplevel(kind, dataflow):
+    spec = get_kind(kind)
+    return spec.ws_array_module if dataflow == WEIGHT_STATIONARY else spec.array_module
+
+
 @functools.cache
-def _array_verilog(kind, rows, cols, acc_width):
+def _array_verilog(kind, rows, cols, acc_width, dataflow=OUTPUT_STATIONARY):
     """Verilog of an array (memoized: a process running many GEMMs converts each array once)."""
-    from hw.array import SystolicArray
     from rtl_gen.generate import to_verilog
 
     max_k = get_kind(kind).max_k(acc_width) or 1
-    array = SystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=max_k)
+    if dataflow == WEIGHT_STATIONARY:
+        from hw.ws_array import WeightStationaryArray
+
+        array = WeightStationaryArray(
+            kind=kind, rows=rows, cols=cols, depth=_ws_depth(rows), acc_width=acc_width, max_k=max_k
+        )
+    else:
+        from hw.array import SystolicArray
+
+        array = SystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=max_k)
     ports = ("clk", "rst", *array.signature.members)
-    return to_verilog(array, get_kind(kind).array_module), ports
+    return to_verilog(array, _toplevel(kind, dataflow)), ports
 
 
 class ArrayBuild:
@@ -209,30 +242,41 @@ class ArrayBuild:
         ``verilator-cocotb`` a cocotb model (:class:`verify.simulator.HDLBuild`).
     build_root : path
         Cache root (default ``build/gemm``); the build lives in
-        ``<root>/<kind>_<R>x<C>_acc<W>/<sim>``.
+        ``<root>/<kind>_<R>x<C>_acc<W>/<sim>`` (``<kind>_ws<depth>_<R>x<C>_acc<W>`` weight-stationary).
+    dataflow : {"os", "ws"}
+        Output-stationary (:mod:`hw.array`) or weight-stationary (:mod:`hw.ws_array`).
     """
 
-    def __init__(self, *, kind, rows, cols, acc_width, sim, build_root=BUILD_ROOT):
+    def __init__(self, *, kind, rows, cols, acc_width, sim, build_root=BUILD_ROOT, dataflow=OUTPUT_STATIONARY):
         if sim not in SIMULATORS:
             raise GemmError(f"unknown --sim {sim!r} (choose from {', '.join(SIMULATORS)})")
+        if dataflow not in DATAFLOWS:
+            raise GemmError(f"unknown --dataflow {dataflow!r} (choose from {', '.join(DATAFLOWS)})")
         for name, value in (("rows", rows), ("cols", cols)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise GemmError(f"--{name} must be a positive integer, not {value!r}")
-        self.kind, self.sim = kind, sim
+        self.kind, self.sim, self.dataflow = kind, sim, dataflow
+        if dataflow == WEIGHT_STATIONARY:
+            from hw.tiling import WSSchedule
+
+            self.b_port, self.controls = "w_in", WSSchedule.CONTROLS
+        else:
+            self.b_port, self.controls = "b_in", ("valid", "clear", "last")
         self.rows, self.cols, self.acc_width = rows, cols, acc_width
-        self.toplevel = get_kind(kind).array_module
-        self.directory = pathlib.Path(build_root).resolve() / f"{kind}_{rows}x{cols}_acc{acc_width}" / sim
+        self.toplevel = _toplevel(kind, dataflow)
+        shape = f"{rows}x{cols}" if dataflow == OUTPUT_STATIONARY else f"ws{_ws_depth(rows)}_{rows}x{cols}"
+        self.directory = pathlib.Path(build_root).resolve() / f"{kind}_{shape}_acc{acc_width}" / sim
         # The cache key is a fingerprint of everything the Verilog and the model
         # derive from (the generator's sources and the parameters here, the
         # build options in verify.simulator), so a cache hit costs no Verilog
         # conversion (seconds for a 16 x 16 array); a miss converts and compiles.
-        design = functools.partial(_array_verilog, kind, rows, cols, acc_width)
+        design = functools.partial(_array_verilog, kind, rows, cols, acc_width, dataflow)
         # X resolved at compile time and Amaranth's WIDTH warnings not fatal, on both Verilator paths.
         options = dict(
             toplevel=self.toplevel,
             directory=self.directory,
             verilog=lambda: design()[0],
-            stamp=_fingerprint(kind, rows, cols, acc_width),
+            stamp=_fingerprint(kind, rows, cols, acc_width, dataflow),
             x_assign="fast",
             verilator_args=("-Wno-fatal",),
         )
@@ -243,7 +287,11 @@ class ArrayBuild:
             # The harness source is in NativeBuild's key; the header generator's recipe in the stamp.
             options["stamp"] += f"\0native-config-{native.CONFIG_RECIPE}"
             self.hdl = NativeBuild(
-                harness=native.HARNESS, config=lambda: native.harness_config(self.toplevel, design()[1]), **options
+                harness=native.HARNESS,
+                config=lambda: native.harness_config(
+                    self.toplevel, design()[1], b_port=self.b_port, controls=self.controls
+                ),
+                **options,
             )
         else:
             # Only the ports are driven and sampled: VPI access to nothing else.
@@ -261,17 +309,16 @@ class ArrayBuild:
         self.hdl.ensure()
 
     def run(self, plan, *, a_width, b_width):
-        """Simulate ``plan`` (a :class:`hw.tiling.Schedule`, per-cycle modes included);
-        per column, the drained raw words, and the drive loop's wall time."""
+        """Simulate ``plan`` (a :class:`hw.tiling.Schedule`, or a :class:`hw.tiling.WSSchedule` on a
+        weight-stationary array; per-cycle modes included); per column, the drained raw words, and the
+        drive loop's wall time."""
         from hw import tiling
 
         self.ensure()
+        b_words = plan.w_words if self.dataflow == WEIGHT_STATIONARY else plan.b_words
         schedule = dict(
-            a_bytes=tiling.pack_rows(plan.a_words, a_width),
-            b_bytes=tiling.pack_rows(plan.b_words, b_width),
-            valid=plan.valid,
-            clear=plan.clear,
-            last=plan.last,
+            buses={"a_in": tiling.pack_rows(plan.a_words, a_width), self.b_port: tiling.pack_rows(b_words, b_width)},
+            controls={name: getattr(plan, name) for name in self.controls},
             modes=plan.modes,
             results=plan.results_per_column * plan.cols,
             drain_cycles=4 * plan.rows + plan.cols + 8,
@@ -288,12 +335,12 @@ class ArrayBuild:
         from . import native
 
         harness = native.load(self.hdl.library)
+        buses, controls = schedule["buses"], schedule["controls"]
+        # A weight-stationary schedule has no `clear`: the harness runs it in one part (one thread).
         valid_bytes, data_bytes, drained, seconds = harness.run(
-            a_bytes=schedule["a_bytes"],
-            b_bytes=schedule["b_bytes"],
-            valid=schedule["valid"],
-            clear=schedule["clear"],
-            last=schedule["last"],
+            a_bytes=buses["a_in"],
+            b_bytes=buses[self.b_port],
+            **controls,
             modes=schedule["modes"],
             drain_cycles=schedule["drain_cycles"],
             expected_results=schedule["results"],
@@ -313,14 +360,13 @@ class ArrayBuild:
         runs.mkdir(exist_ok=True)
         workdir = pathlib.Path(tempfile.mkdtemp(dir=runs))
         schedule_path, record_path = workdir / "schedule.npz", workdir / "record.npz"
-        modes = schedule["modes"]
+        buses, controls, modes = schedule["buses"], schedule["controls"], schedule["modes"]
         np.savez(
             schedule_path,
-            a_bytes=schedule["a_bytes"],
-            b_bytes=schedule["b_bytes"],
-            valid=schedule["valid"],
-            clear=schedule["clear"],
-            last=schedule["last"],
+            buses=np.array(list(buses), dtype=str),
+            **{f"bus_{name}": rows for name, rows in buses.items()},
+            controls=np.array(list(controls), dtype=str),
+            **{f"control_{name}": values for name, values in controls.items()},
             mode_names=np.array(list(modes), dtype=str),
             **{f"mode_{name}": values for name, values in modes.items()},
             results=schedule["results"],
@@ -350,7 +396,7 @@ class Gemm:
         self.a_scales, self.b_scales = a_scales, b_scales
 
 
-def run_gemms(gemms, *, rows, cols, sim="icarus", array="dedicated", build_root=BUILD_ROOT):
+def run_gemms(gemms, *, rows, cols, sim="icarus", array="dedicated", build_root=BUILD_ROOT, dataflow=OUTPUT_STATIONARY):
     """Several GEMMs back to back in one simulation of one array (e.g. the forward
     and backward GEMMs of a training step on the train array, whose mode inputs
     travel with the data and so switch between GEMMs without a pause).
@@ -359,7 +405,7 @@ def run_gemms(gemms, *, rows, cols, sim="icarus", array="dedicated", build_root=
     ----------
     gemms : list of Gemm
         All must run on the same array kind.
-    rows, cols, sim, array, build_root
+    rows, cols, sim, array, build_root, dataflow
         As for :func:`run_gemm`.
 
     Returns
@@ -385,20 +431,26 @@ def run_gemms(gemms, *, rows, cols, sim="icarus", array="dedicated", build_root=
 
     spec = get_kind(kind)
     width = max(accumulator_width(kind, g.a.shape[1]) for g in gemms)
-    build = ArrayBuild(kind=kind, rows=rows, cols=cols, acc_width=width, sim=sim, build_root=build_root)
+    build = ArrayBuild(
+        kind=kind, rows=rows, cols=cols, acc_width=width, sim=sim, build_root=build_root, dataflow=dataflow
+    )
+    stationary_weights = dataflow == WEIGHT_STATIONARY
     plans = []
     for g, (a_bits, b_bits) in zip(gemms, operands):
-        plan = tiling.schedule(a_bits, b_bits, rows, cols)
+        if stationary_weights:
+            plan = tiling.ws_schedule(a_bits, b_bits, rows, cols, _ws_depth(rows))
+        else:
+            plan = tiling.schedule(a_bits, b_bits, rows, cols)
         plan.modes = {
             name: np.full(plan.cycles, value, dtype=np.uint8)
             for name, value in spec.mode_inputs(g.pe, a_signed=g.a_signed, b_signed=g.b_signed).items()
         }
         plans.append(plan)
-    combined = tiling.concatenate(plans)
+    combined = (tiling.ws_concatenate if stationary_weights else tiling.concatenate)(plans)
     columns, sim_seconds = build.run(combined, a_width=spec.a_width, b_width=spec.b_width)
     results = []
     for g, plan, part in zip(gemms, plans, tiling.split_columns(plans, columns)):
-        raw = tiling.assemble(plan, part)
+        raw = (tiling.ws_assemble if stationary_weights else tiling.assemble)(plan, part)
         c = get_gemm(g.pe).decode(raw, width)
         results.append(
             GemmResult(
@@ -427,6 +479,7 @@ def run_gemm(
     sim="icarus",
     array="dedicated",
     build_root=BUILD_ROOT,
+    dataflow=OUTPUT_STATIONARY,
 ):
     """``A @ B`` as the simulated ``rows`` x ``cols`` array computes it.
 
@@ -448,6 +501,8 @@ def run_gemm(
         ``dedicated`` or a kind of :data:`hw.kinds.KINDS` that runs ``pe``.
     build_root : path
         Build cache root.
+    dataflow : {"os", "ws"}
+        Output-stationary array (:mod:`hw.array`) or weight-stationary (:mod:`hw.ws_array`).
 
     Returns
     -------
@@ -467,6 +522,7 @@ def run_gemm(
         sim=sim,
         array=array,
         build_root=build_root,
+        dataflow=dataflow,
     )
     return result
 
@@ -575,6 +631,13 @@ def _parser(prog=None):
         + ")",
     )
     parser.add_argument(
+        "--dataflow",
+        default=OUTPUT_STATIONARY,
+        choices=DATAFLOWS,
+        help="os: output-stationary array (default); ws: weight-stationary array (weights held in the PEs, "
+        "A streamed, partial sums down the columns)",
+    )
+    parser.add_argument(
         "--verbose", action="store_true", help="summary line with accumulator width and simulation time"
     )
     return parser
@@ -606,6 +669,7 @@ def _build_pending(args, a):
         acc_width=accumulator_width(kind, a.shape[1] if a.ndim == 2 else 1),
         sim=args.sim,
         build_root=BUILD_ROOT,
+        dataflow=args.dataflow,
     )
     return None if build.hdl.is_cached() else kind
 
@@ -623,6 +687,8 @@ def main(argv=None, prog=None):
         return 2
     for option in _inapplicable_options(args):
         print(f"{prog}: warning: {option} does not apply to --pe {args.pe} (ignored)", file=sys.stderr)
+    # The summary and progress lines name the dataflow when it is not the default.
+    flow = "" if args.dataflow == OUTPUT_STATIONARY else f" {args.dataflow}"
     a_signed = True if args.a_signed is None else args.a_signed
     b_signed = True if args.b_signed is None else args.b_signed
     try:
@@ -646,7 +712,7 @@ def main(argv=None, prog=None):
         pending = _build_pending(args, a)
         if pending is not None:
             print(
-                f"{prog}: building the {args.rows}x{args.cols} {pending} array for {args.sim} "
+                f"{prog}: building the {args.rows}x{args.cols} {pending}{flow} array for {args.sim} "
                 f"(first run; cached in {_shown(BUILD_ROOT)})",
                 file=sys.stderr,
                 flush=True,
@@ -662,6 +728,7 @@ def main(argv=None, prog=None):
             sim=args.sim,
             array=args.array,
             build_root=BUILD_ROOT,
+            dataflow=args.dataflow,
             **scales,
         )
         _save_atomic(args.out, result.c)
@@ -678,7 +745,7 @@ def main(argv=None, prog=None):
     )
     print(
         f"{prog}: {args.out}: {args.pe} {a.shape[0]}x{a.shape[1]}x{b.shape[1]} on {args.rows}x{args.cols} "
-        f"({args.array}, {args.sim}): {result.cycles} cycles, {result.seconds:.1f} s{details}",
+        f"({args.array}{flow and ',' + flow}, {args.sim}): {result.cycles} cycles, {result.seconds:.1f} s{details}",
         file=sys.stderr,
     )
     return 0

@@ -318,6 +318,16 @@ class PEKind:
         """Module (and unit) name of the kind's systolic array, e.g. ``int4_array``."""
         return f"{self.name}_array"
 
+    @property
+    def ws_array_module(self):
+        """Module (and unit) name of the kind's weight-stationary array (:mod:`hw.ws_array`), e.g. ``int4_ws_array``."""
+        return f"{self.name}_ws_array"
+
+    @property
+    def ws_array_description(self):
+        """One line for the weight-stationary array unit (``rtl_gen --list``, the manifest)."""
+        return f"weight-stationary R x C array of {self.name} PEs: {self.description}"
+
     # -- arithmetic -------------------------------------------------------------------
 
     @property

@@ -72,7 +72,7 @@ def run_cli(tmp, *args):
     )
 
 
-def check_cli(tmp, pe, rows, cols, sim, rng, m, k, n, *, a_signed=True, b_signed=True):
+def check_cli(tmp, pe, rows, cols, sim, rng, m, k, n, *, a_signed=True, b_signed=True, dataflow=None):
     a, b = random_operands(pe, rng, m, k, n, a_signed=a_signed, b_signed=b_signed)
     tmp = pathlib.Path(tmp)
     np.save(tmp / "a.npy", a)
@@ -99,6 +99,7 @@ def check_cli(tmp, pe, rows, cols, sim, rng, m, k, n, *, a_signed=True, b_signed
         int(b_signed),
         "--sim",
         sim,
+        *(("--dataflow", dataflow) if dataflow else ()),
     )
     assert result.returncode == 0, result.stderr
     c = np.load(out)
@@ -118,6 +119,14 @@ CASES = [("int4", 3, 2, dict(a_signed=False, b_signed=True)), ("log", 2, 3, dict
 def test_cli_matches_independent_reference(tmp_path, sim, pe, rows, cols, modes):
     rng = np.random.default_rng(zlib.crc32(f"{pe} {sim}".encode()))
     assert check_cli(tmp_path, pe, rows, cols, sim, rng, 7, 19, 5, **modes)
+
+
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+@pytest.mark.parametrize("pe,rows,cols,modes", CASES)
+def test_cli_weight_stationary_matches_independent_reference(tmp_path, sim, pe, rows, cols, modes):
+    """``--dataflow ws``: the same GEMMs on the weight-stationary arrays (K = 19 > R: several chunks)."""
+    rng = np.random.default_rng(zlib.crc32(f"ws {pe} {sim}".encode()))
+    assert check_cli(tmp_path, pe, rows, cols, sim, rng, 7, 19, 5, dataflow="ws", **modes)
 
 
 # -- bad input ------------------------------------------------------------------------------------
@@ -170,6 +179,7 @@ I8 = np.zeros((2, 3), np.int8)
             "train array",
         ),
         (lambda t: _bad(t, I8, I8.T, "--sim", "xsim"), "invalid choice"),
+        (lambda t: _bad(t, I8, I8.T, "--dataflow", "rs"), "invalid choice"),
         (lambda t: _bad(t, I8, I8.T, "--a-signed", 2), "expected 0 or 1"),
     ],
 )
@@ -312,6 +322,7 @@ def main():
     parser = argparse.ArgumentParser(description="independent bit-exact check of python -m verify.gemm")
     parser.add_argument("--sim", default="icarus", choices=["icarus", "verilator", "verilator-cocotb"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dataflow", default=None, choices=["os", "ws"], help="default: verify.gemm's (os)")
     args = parser.parse_args()
     import tempfile
 
@@ -320,7 +331,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for pe, rows, cols, modes in CASES:
             m, k, n = (int(v) for v in rng.integers(1, 40, 3))
-            ok = check_cli(tmp, pe, rows, cols, args.sim, rng, m, k, n, **modes)
+            ok = check_cli(tmp, pe, rows, cols, args.sim, rng, m, k, n, dataflow=args.dataflow, **modes)
             print(f"{pe:5s} {m}x{k}x{n} on {rows}x{cols} ({args.sim}): {'bit-exact' if ok else 'MISMATCH'}")
             failures += not ok
     return 1 if failures else 0

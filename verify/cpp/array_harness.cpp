@@ -1,8 +1,10 @@
-// Native driver of a systolic array (hw.array) under Verilator, behind a C ABI for ctypes (verify/native.py).
+// Native driver of a systolic array (hw.array, hw.ws_array) under Verilator, behind a C ABI for ctypes
+// (verify/native.py).
 //
 // The same drive discipline as the cocotb driver verify/array_tb.py, without
-// Python per cycle: Python hands over a whole schedule (per-cycle a_in/b_in as
-// little-endian byte rows, valid/clear/last, one byte row per mode input) and
+// Python per cycle: Python hands over a whole schedule (per-cycle a_in and the
+// second operand port as little-endian byte rows, one byte row per control
+// input and per mode input) and
 // gets back the raw out_valid/out_data of every cycle on which out_valid != 0,
 // as byte rows: the record array_tb writes, so verify.gemm assembles both alike.
 //
@@ -15,6 +17,8 @@
 // The build (verify.simulator.NativeBuild) generates harness_config.h, which
 // includes the model's header and defines:
 //   FOURBIT_TOP             the Verilated class (e.g. Vint4_array)
+//   FOURBIT_B_PORT          the second operand port: b_in (output-stationary) or w_in (weight-stationary)
+//   FOURBIT_CONTROL_PORTS(X) X(name) for each control input (0 in reset and in the drain tail), in schedule order
 //   FOURBIT_MODE_PORTS(X)   X(name) for each mode input, in schedule order
 #include <cstddef>
 #include <cstdint>
@@ -81,14 +85,21 @@ uint64_t popcount(const VlWide<N> &port) {
     return count;
 }
 
-// The mode inputs' names, so that Python orders its mode rows by the model
-// it loaded rather than by a list of its own.
-constexpr const char *kModeNames[] = {
+// The control and mode inputs' names, so that Python orders its rows by the
+// model it loaded rather than by a list of its own.
 #define FOURBIT_NAME(port) #port,
-    FOURBIT_MODE_PORTS(FOURBIT_NAME)
+constexpr const char *kControlNames[] = {FOURBIT_CONTROL_PORTS(FOURBIT_NAME) nullptr};
+constexpr const char *kModeNames[] = {FOURBIT_MODE_PORTS(FOURBIT_NAME) nullptr};
 #undef FOURBIT_NAME
-        nullptr};
+constexpr int kControls = sizeof kControlNames / sizeof kControlNames[0] - 1;
 constexpr int kModes = sizeof kModeNames / sizeof kModeNames[0] - 1;
+
+// Every control input to 0 (reset, drain tail).
+inline void idle(FOURBIT_TOP &top) {
+#define FOURBIT_IDLE(port) top.port = 0;
+    FOURBIT_CONTROL_PORTS(FOURBIT_IDLE)
+#undef FOURBIT_IDLE
+}
 
 struct Harness {
     std::unique_ptr<VerilatedContext> context;
@@ -110,14 +121,20 @@ inline void cycle(FOURBIT_TOP &top) {
 extern "C" {
 
 // Version of this ABI; verify/native.py refuses a library of another.
-int fourbit_harness_abi(void) { return 1; }
+int fourbit_harness_abi(void) { return 2; }
 
-// Number of mode inputs and the name of each, in the order fourbit_harness_run takes them.
+// Number of control / mode inputs and the name of each, in the order fourbit_harness_run takes them.
+int fourbit_harness_control_count(void) { return kControls; }
+
+const char *fourbit_harness_control_name(int index) {
+    return index >= 0 && index < kControls ? kControlNames[index] : nullptr;
+}
+
 int fourbit_harness_mode_count(void) { return kModes; }
 
 const char *fourbit_harness_mode_name(int index) { return index >= 0 && index < kModes ? kModeNames[index] : nullptr; }
 
-// Storage bytes of a port: 0 a_in, 1 b_in, 2 out_valid, 3 out_data.
+// Storage bytes of a port: 0 a_in, 1 the second operand port (b_in / w_in), 2 out_valid, 3 out_data.
 long fourbit_harness_port_bytes(void *handle, int port) {
     const Harness *h = static_cast<Harness *>(handle);
     switch (port) {
@@ -136,7 +153,7 @@ void *fourbit_harness_new(void) {
     // The storage of each Verilated port (1, 2, 4, 8 bytes or whole 32-bit words): Python's
     // packed rows, ceil(width / 8) bytes, must fit, which it checks before a run.
     h->a_bytes = sizeof h->top->a_in;
-    h->b_bytes = sizeof h->top->b_in;
+    h->b_bytes = sizeof h->top->FOURBIT_B_PORT;
     h->valid_bytes = sizeof h->top->out_valid;
     h->data_bytes = sizeof h->top->out_data;
     return h;
@@ -156,20 +173,20 @@ void fourbit_harness_free(void *handle) {
 //
 //   cycles                 scheduled cycles
 //   a_rows, a_stride       cycles rows of a_in, a_len bytes each (a_len <= storage of a_in)
-//   b_rows, b_stride       likewise b_in
-//   valid, clear, last     cycles bytes each
+//   b_rows, b_stride       likewise the second operand port (b_in / w_in)
+//   controls               kControls pointers to cycles bytes each (the order of fourbit_harness_control_name)
 //   modes                  kModes pointers to cycles bytes each (the order of fourbit_harness_mode_name)
 //   drain_cycles           most idle cycles after the schedule
 //   valid_out, data_out    max_records rows of valid_len and data_len bytes
 long long fourbit_harness_run(void *handle, uint64_t cycles, const uint8_t *a_rows, size_t a_len,
-                              const uint8_t *b_rows, size_t b_len, const uint8_t *valid, const uint8_t *clear,
-                              const uint8_t *last, const uint8_t *const *modes, uint64_t drain_cycles,
+                              const uint8_t *b_rows, size_t b_len, const uint8_t *const *controls,
+                              const uint8_t *const *modes, uint64_t drain_cycles,
                               uint64_t expected_results, uint8_t *valid_out, size_t valid_len, uint8_t *data_out,
                               size_t data_len, uint64_t max_records, uint64_t *results) {
     Harness *h = static_cast<Harness *>(handle);
     FOURBIT_TOP &top = *h->top;
     // Reset, controls idle, for two rising edges (array_tb).
-    top.valid = top.clear = top.last = 0;
+    idle(top);
     top.rst = 1;
     cycle(top);
     cycle(top);
@@ -188,11 +205,12 @@ long long fourbit_harness_run(void *handle, uint64_t cycles, const uint8_t *a_ro
 
     for (uint64_t t = 0; t < cycles; ++t) {
         put(top.a_in, a_rows + t * a_len, a_len);
-        put(top.b_in, b_rows + t * b_len, b_len);
-        top.valid = valid[t];
-        top.clear = clear[t];
-        top.last = last[t];
+        put(top.FOURBIT_B_PORT, b_rows + t * b_len, b_len);
         int index = 0;
+#define FOURBIT_DRIVE(port) top.port = controls[index++][t];
+        FOURBIT_CONTROL_PORTS(FOURBIT_DRIVE)
+#undef FOURBIT_DRIVE
+        index = 0;
 #define FOURBIT_DRIVE(port) top.port = modes[index++][t];
         FOURBIT_MODE_PORTS(FOURBIT_DRIVE)
 #undef FOURBIT_DRIVE
@@ -200,7 +218,7 @@ long long fourbit_harness_run(void *handle, uint64_t cycles, const uint8_t *a_ro
         cycle(top);
         if (!sample()) return -1;
     }
-    top.valid = top.clear = top.last = 0;
+    idle(top);
     for (uint64_t t = 0; t < drain_cycles && drained < expected_results; ++t) {
         cycle(top);
         if (!sample()) return -1;
