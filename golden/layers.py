@@ -60,6 +60,7 @@ __all__ = [
     "convert",
     "quantized_layers",
     "fp32_modules",
+    "describe_fp32",
     "OPAQUE_MODULES",
     "INPUT_MODES",
     "HOST_FLOAT_MODULES",
@@ -936,3 +937,11 @@ def fp32_modules(model):
                 reason = "float operation"
         out.append((name, type(m).__name__, reason))
     return out
+
+
+def describe_fp32(rows):
+    """Lines ``reason: name (Type), ...`` of :func:`fp32_modules` rows, one per reason in first-seen order."""
+    by_reason = {}
+    for name, kind, reason in rows:
+        by_reason.setdefault(reason, []).append(f"{name} ({kind})")
+    return [f"{reason}: {', '.join(names)}" for reason, names in by_reason.items()]
