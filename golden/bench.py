@@ -16,6 +16,13 @@
     that other jobs on a shared machine distort it less than wall time; freed
     heap memory stays in the process (:func:`keep_freed_memory`) unless
     ``--system-malloc``.
+``python -m golden.bench gpt --steps 2000 --out build/golden/gpt``
+    Trains the character-level GPT (:mod:`golden.lm`) on Tiny Shakespeare
+    with ``fp32``, ``ibm4`` and ``luq`` at equal steps and seed and writes
+    ``gpt.json`` and ``gpt.md`` (validation loss in nats per character, its
+    difference to FP32, training time) and each run's metrics and text
+    sample under ``out/runs/``; cached runs are reused (``--fresh``
+    retrains), ``--recipes`` trains only some.
 """
 
 import json
@@ -34,7 +41,10 @@ from .models import build_model
 from .recipes import get_recipe, prepare_model
 from .train import keep_freed_memory, train
 
-__all__ = ["ACCURACY_RUNS", "run_accuracy", "run_speed", "main"]
+__all__ = ["ACCURACY_RUNS", "GPT_RECIPES", "run_accuracy", "run_speed", "run_gpt", "main"]
+
+#: Recipes of the GPT comparison.
+GPT_RECIPES = ("fp32", "ibm4", "luq")
 
 #: (dataset, model, epochs, recipes) of the accuracy benchmark.
 ACCURACY_RUNS = (
@@ -238,8 +248,45 @@ def run_speed(
     return rows
 
 
+def run_gpt(*, data_dir, out, steps, seed=0, recipes=GPT_RECIPES, fresh=False, log=print):
+    """Train the GPT with each recipe (cached per run); write gpt.json / gpt.md under ``out``; return the rows."""
+    from .lm import load_text, train_lm
+
+    out = Path(out)
+    dataset = load_text("tinyshakespeare", data_dir)
+    for r in recipes:
+        path = out / "runs" / f"gpt-{r}-n{steps}-s{seed}.json"
+        if path.is_file() and not fresh:
+            continue
+        log(f"[bench gpt] training {r}, {steps} steps, seed {seed}")
+        metrics, sample = train_lm(dataset=dataset, recipe=get_recipe(r), steps=steps, seed=seed, log=log)
+        metrics["sample"] = str(path.with_suffix(".txt"))
+        _write(path.with_suffix(".txt"), sample)
+        _write(path, json.dumps(metrics, indent=1) + "\n")
+    rows = []
+    for r in GPT_RECIPES:
+        path = out / "runs" / f"gpt-{r}-n{steps}-s{seed}.json"
+        if path.is_file():
+            m = json.loads(path.read_text())
+            rows.append({k: m[k] for k in ("recipe", "steps", "seed", "val_loss", "train_loss", "train_seconds")})
+    fp32 = next((row["val_loss"] for row in rows if row["recipe"] == "fp32"), None)
+    lines = ["| recipe | steps | seed | val loss (nats/char) | vs fp32 | train loss | training time (s) |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for row in rows:
+        diff = "" if fp32 is None or row["recipe"] == "fp32" else f"{row['val_loss'] - fp32:+.3f}"
+        lines.append(
+            f"| {row['recipe']} | {row['steps']} | {row['seed']} | {row['val_loss']:.3f} | {diff} | "
+            f"{row['train_loss']:.3f} | {row['train_seconds']:.0f} |"
+        )
+    table = "\n".join(lines) + f"\n\n({torch.get_num_threads()} torch thread(s), torch {torch.__version__})\n"
+    _write(out / "gpt.json", json.dumps({"rows": rows}, indent=1) + "\n")
+    _write(out / "gpt.md", table)
+    print(table)
+    return rows
+
+
 def main(argv=None, prog=None):
-    """Entry point of ``python -m golden.bench {accuracy,speed}``; returns the exit status."""
+    """Entry point of ``python -m golden.bench {accuracy,speed,gpt}``; returns the exit status."""
     p = OneLineParser(
         prog=prog or "python -m golden.bench", error_prefix=prog or "golden.bench", description=__doc__.split("\n\n")[0]
     )
@@ -268,6 +315,14 @@ def main(argv=None, prog=None):
         action="store_true",
         help="leave glibc's heap trimming on (freed tensors page-fault again when re-allocated)",
     )
+    g = sub.add_parser("gpt", help="GPT on Tiny Shakespeare: fp32, ibm4, luq", error_prefix=f"{prog} gpt")
+    g.add_argument("--data-dir", default=None, help="Tiny Shakespeare directory or input.txt")
+    g.add_argument("--out", default="build/golden/gpt")
+    g.add_argument("--steps", type=positive_int, default=2000)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--threads", type=positive_int, default=1)
+    g.add_argument("--recipes", default=",".join(GPT_RECIPES), help="comma-separated subset to train")
+    g.add_argument("--fresh", action="store_true", help="retrain runs that have a cached result")
     args = p.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -279,6 +334,23 @@ def main(argv=None, prog=None):
                 print(f"{prog}: error: unknown --only {bad[0]!r}; valid: {', '.join(sorted(valid))}", file=sys.stderr)
                 return 2
             run_accuracy(data_dir=args.data_dir, out=args.out, seed=args.seed, only=args.only, fresh=args.fresh)
+        elif args.what == "gpt":
+            recipes = [r for r in args.recipes.split(",") if r]
+            bad = [r for r in recipes if r not in GPT_RECIPES]
+            if bad or not recipes:
+                choose = ", ".join(GPT_RECIPES)
+                print(f"{prog}: error: --recipes {args.recipes!r}: choose from {choose}", file=sys.stderr)
+                return 2
+            keep_freed_memory()
+            run_gpt(
+                data_dir=args.data_dir,
+                out=args.out,
+                steps=args.steps,
+                seed=args.seed,
+                recipes=recipes,
+                fresh=args.fresh,
+                log=lambda line: print(line, file=sys.stderr),
+            )
         else:
             if args.device.startswith("cuda"):
                 if not torch.cuda.is_available():
