@@ -40,6 +40,7 @@ requantization; its gradient is the host-side sum of the upstream gradient.
 
 import collections
 import dataclasses
+import zlib
 
 import torch
 import torch.nn.functional as F
@@ -389,9 +390,10 @@ class _QuantLayer:
         self._out_tag = None
 
     def _next_seed(self):
-        # A deterministic LFSR start state (1..65535) per backward pass; only stochastic rounding uses it.
+        # A deterministic 32-bit seed per (layer, backward pass) for the counter-based generator of
+        # stochastic rounding (formats.fp4.uniform16): crc32(name) xor counter * 0x9E3779B9 (mod 2^32).
         self._seed_counter += 1
-        return (self._seed_counter * 40503 + sum(map(ord, self.fourbit_name))) % 0xFFFF + 1
+        return (zlib.crc32(self.fourbit_name.encode()) ^ (self._seed_counter * 0x9E3779B9)) & 0xFFFFFFFF
 
 
 class QLinear(nn.Linear, _QuantLayer):
