@@ -219,6 +219,7 @@ class LogFormat(ScaleFormat):
             [0.0] + [self.level(e) for e in range(1, self.max_exponent + 1)], dtype=torch.float64, device=m.device
         )
         # Index of the level at or below m (levels[0] = 0), saturating at the top.
+        m = m.contiguous()
         lower = (torch.bucketize(m, levels, right=True) - 1).clamp_(0, self.max_exponent)
         upper = (lower + 1).clamp_(max=self.max_exponent)
         lo, hi = levels[lower], levels[upper]
