@@ -41,7 +41,7 @@ from .models import build_model
 from .recipes import get_recipe, prepare_model
 from .train import keep_freed_memory, train
 
-__all__ = ["ACCURACY_RUNS", "GPT_RECIPES", "run_accuracy", "run_speed", "run_gpt", "main"]
+__all__ = ["ACCURACY_RUNS", "GPT_RECIPES", "SPEED_MODELS", "run_accuracy", "run_speed", "run_gpt", "main"]
 
 #: Recipes of the GPT comparison.
 GPT_RECIPES = ("fp32", "ibm4", "luq")
@@ -152,9 +152,29 @@ def write_accuracy_table(*, out, seed=0, runs=ACCURACY_RUNS):
     return rows
 
 
+#: Models of the speed benchmark: the image models on MNIST-shaped batches, a 2048-wide MLP, the GPT.
+SPEED_MODELS = ("mlp", "lenet5", "resnet", "mlp2048", "gpt")
+
+
+def _speed_case(name, batch_size, gen):
+    """(constructor, input batch, targets) of one speed-benchmark model."""
+    from .models import GPT, MLP
+
+    if name == "gpt":
+        vocab, context = 65, 64
+        x = torch.randint(0, vocab, (batch_size, context), generator=gen)
+        return (lambda: GPT(vocab=vocab, context=context)), x, torch.randint(0, vocab, x.shape, generator=gen)
+    x = torch.rand(batch_size, 1, 28, 28, generator=gen)
+    y = torch.randint(0, 10, (batch_size,), generator=gen)
+    if name == "mlp2048":
+        return (lambda: MLP(input_shape=(1, 28, 28), num_classes=10, hidden=2048, depth=2)), x, y
+    return (lambda: build_model(name, input_shape=(1, 28, 28), num_classes=10)), x, y
+
+
 def _step_fn(model, opt, x, y):
     def step():
-        loss = F.cross_entropy(model(x), y)
+        out = model(x)
+        loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -165,8 +185,9 @@ def _step_fn(model, opt, x, y):
 def run_speed(
     *,
     out,
-    models=("mlp", "lenet5"),
+    models=SPEED_MODELS,
     batch_size=256,
+    gpt_batch_size=12,
     steps=60,
     warmup=5,
     seed=0,
@@ -179,17 +200,16 @@ def run_speed(
     ``malloc`` only labels the results (``"kept"`` after :func:`keep_freed_memory`).
     """
     out = Path(out)
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.rand(batch_size, 1, 28, 28, generator=gen).to(device)
-    y = torch.randint(0, 10, (batch_size,), generator=gen).to(device)
     rows = []
     for model_name in models:
+        gen = torch.Generator().manual_seed(seed)
+        batch = gpt_batch_size if model_name == "gpt" else batch_size
+        build, x, y = _speed_case(model_name, batch, gen)
+        x, y = x.to(device), y.to(device)
         fns = {}
         for r in recipes:
             torch.manual_seed(seed)
-            model = prepare_model(build_model(model_name, input_shape=(1, 28, 28), num_classes=10), get_recipe(r)).to(
-                device
-            )
+            model = prepare_model(build(), get_recipe(r)).to(device)
             fns[r] = _step_fn(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), x, y)
         times = {r: [] for r in recipes}
         for i in range(warmup + steps):
@@ -206,7 +226,7 @@ def run_speed(
         med = {r: sorted(t)[len(t) // 2] for r, t in times.items()}
         row = {
             "model": model_name,
-            "batch_size": batch_size,
+            "batch_size": batch,
             "steps": steps,
             **{f"{r}_ms": 1e3 * med[r] for r in recipes},
         }
@@ -308,6 +328,9 @@ def main(argv=None, prog=None):
     s.add_argument("--out", default="build/golden/speed")
     s.add_argument("--batch-size", type=positive_int, default=256)
     s.add_argument("--steps", type=positive_int, default=60)
+    s.add_argument(
+        "--models", default=",".join(SPEED_MODELS), help=f"comma-separated subset of {', '.join(SPEED_MODELS)}"
+    )
     s.add_argument("--threads", type=positive_int, default=1)
     s.add_argument("--device", default="cpu")
     s.add_argument(
@@ -358,8 +381,21 @@ def main(argv=None, prog=None):
                     return 2
                 torch.backends.cuda.matmul.allow_tf32 = False
                 torch.backends.cudnn.allow_tf32 = False
+            models = [m for m in args.models.split(",") if m]
+            bad = [m for m in models if m not in SPEED_MODELS]
+            if bad or not models:
+                choose = ", ".join(SPEED_MODELS)
+                print(f"{prog}: error: --models {args.models!r}: choose from {choose}", file=sys.stderr)
+                return 2
             malloc = "system" if args.system_malloc or not keep_freed_memory() else "kept"
-            run_speed(out=args.out, batch_size=args.batch_size, steps=args.steps, device=args.device, malloc=malloc)
+            run_speed(
+                out=args.out,
+                models=models,
+                batch_size=args.batch_size,
+                steps=args.steps,
+                device=args.device,
+                malloc=malloc,
+            )
     except DataError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2

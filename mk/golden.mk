@@ -7,7 +7,7 @@ MNIST_DIR ?= ../shared/data/mnist
 bench-accuracy:  ## golden: accuracy table, every recipe vs fp32 (MNIST + digits, MLP and LeNet-5; about an hour on 2 busy cores; cached per run)
 	$(PYTHON) -m golden.bench accuracy --data-dir $(MNIST_DIR) --out build/golden/accuracy --threads 1
 
-bench-train:  ## golden: training step time ibm4 vs fp32 on CPU (MLP, LeNet-5; 60 interleaved steps, ~30 s)
+bench-train:  ## golden: training step time ibm4 vs fp32 on CPU, one thread (MLP, LeNet-5, ResNet, 2048-wide MLP, GPT; 60 interleaved steps, minutes)
 	$(PYTHON) -m golden.bench speed --out build/golden/speed
 
 TINYSHAKESPEARE_DIR ?= ../shared/data/tinyshakespeare
