@@ -16,6 +16,13 @@
     that other jobs on a shared machine distort it less than wall time; freed
     heap memory stays in the process (:func:`keep_freed_memory`) unless
     ``--system-malloc``.
+``python -m golden.bench gpt --steps 2000 --out build/golden/gpt``
+    Trains the character-level GPT (:mod:`golden.lm`) on Tiny Shakespeare
+    with ``fp32``, ``ibm4`` and ``luq`` at equal steps and seed and writes
+    ``gpt.json`` and ``gpt.md`` (validation loss in nats per character, its
+    difference to FP32, training time) and each run's metrics and text
+    sample under ``out/runs/``; cached runs are reused (``--fresh``
+    retrains), ``--recipes`` trains only some.
 """
 
 import json
@@ -34,7 +41,10 @@ from .models import build_model
 from .recipes import get_recipe, prepare_model
 from .train import keep_freed_memory, train
 
-__all__ = ["ACCURACY_RUNS", "run_accuracy", "run_speed", "main"]
+__all__ = ["ACCURACY_RUNS", "GPT_RECIPES", "SPEED_MODELS", "run_accuracy", "run_speed", "run_gpt", "main"]
+
+#: Recipes of the GPT comparison.
+GPT_RECIPES = ("fp32", "ibm4", "luq")
 
 #: (dataset, model, epochs, recipes) of the accuracy benchmark.
 ACCURACY_RUNS = (
@@ -142,9 +152,29 @@ def write_accuracy_table(*, out, seed=0, runs=ACCURACY_RUNS):
     return rows
 
 
+#: Models of the speed benchmark: the image models on MNIST-shaped batches, a 2048-wide MLP, the GPT.
+SPEED_MODELS = ("mlp", "lenet5", "resnet", "mlp2048", "gpt")
+
+
+def _speed_case(name, batch_size, gen):
+    """(constructor, input batch, targets) of one speed-benchmark model."""
+    from .models import GPT, MLP
+
+    if name == "gpt":
+        vocab, context = 65, 64
+        x = torch.randint(0, vocab, (batch_size, context), generator=gen)
+        return (lambda: GPT(vocab=vocab, context=context)), x, torch.randint(0, vocab, x.shape, generator=gen)
+    x = torch.rand(batch_size, 1, 28, 28, generator=gen)
+    y = torch.randint(0, 10, (batch_size,), generator=gen)
+    if name == "mlp2048":
+        return (lambda: MLP(input_shape=(1, 28, 28), num_classes=10, hidden=2048, depth=2)), x, y
+    return (lambda: build_model(name, input_shape=(1, 28, 28), num_classes=10)), x, y
+
+
 def _step_fn(model, opt, x, y):
     def step():
-        loss = F.cross_entropy(model(x), y)
+        out = model(x)
+        loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -155,8 +185,9 @@ def _step_fn(model, opt, x, y):
 def run_speed(
     *,
     out,
-    models=("mlp", "lenet5"),
+    models=SPEED_MODELS,
     batch_size=256,
+    gpt_batch_size=12,
     steps=60,
     warmup=5,
     seed=0,
@@ -169,17 +200,16 @@ def run_speed(
     ``malloc`` only labels the results (``"kept"`` after :func:`keep_freed_memory`).
     """
     out = Path(out)
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.rand(batch_size, 1, 28, 28, generator=gen).to(device)
-    y = torch.randint(0, 10, (batch_size,), generator=gen).to(device)
     rows = []
     for model_name in models:
+        gen = torch.Generator().manual_seed(seed)
+        batch = gpt_batch_size if model_name == "gpt" else batch_size
+        build, x, y = _speed_case(model_name, batch, gen)
+        x, y = x.to(device), y.to(device)
         fns = {}
         for r in recipes:
             torch.manual_seed(seed)
-            model = prepare_model(build_model(model_name, input_shape=(1, 28, 28), num_classes=10), get_recipe(r)).to(
-                device
-            )
+            model = prepare_model(build(), get_recipe(r)).to(device)
             fns[r] = _step_fn(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), x, y)
         times = {r: [] for r in recipes}
         for i in range(warmup + steps):
@@ -196,7 +226,7 @@ def run_speed(
         med = {r: sorted(t)[len(t) // 2] for r, t in times.items()}
         row = {
             "model": model_name,
-            "batch_size": batch_size,
+            "batch_size": batch,
             "steps": steps,
             **{f"{r}_ms": 1e3 * med[r] for r in recipes},
         }
@@ -238,8 +268,45 @@ def run_speed(
     return rows
 
 
+def run_gpt(*, data_dir, out, steps, seed=0, recipes=GPT_RECIPES, fresh=False, log=print):
+    """Train the GPT with each recipe (cached per run); write gpt.json / gpt.md under ``out``; return the rows."""
+    from .lm import load_text, train_lm
+
+    out = Path(out)
+    dataset = load_text("tinyshakespeare", data_dir)
+    for r in recipes:
+        path = out / "runs" / f"gpt-{r}-n{steps}-s{seed}.json"
+        if path.is_file() and not fresh:
+            continue
+        log(f"[bench gpt] training {r}, {steps} steps, seed {seed}")
+        metrics, sample = train_lm(dataset=dataset, recipe=get_recipe(r), steps=steps, seed=seed, log=log)
+        metrics["sample"] = str(path.with_suffix(".txt"))
+        _write(path.with_suffix(".txt"), sample)
+        _write(path, json.dumps(metrics, indent=1) + "\n")
+    rows = []
+    for r in GPT_RECIPES:
+        path = out / "runs" / f"gpt-{r}-n{steps}-s{seed}.json"
+        if path.is_file():
+            m = json.loads(path.read_text())
+            rows.append({k: m[k] for k in ("recipe", "steps", "seed", "val_loss", "train_loss", "train_seconds")})
+    fp32 = next((row["val_loss"] for row in rows if row["recipe"] == "fp32"), None)
+    lines = ["| recipe | steps | seed | val loss (nats/char) | vs fp32 | train loss | training time (s) |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for row in rows:
+        diff = "" if fp32 is None or row["recipe"] == "fp32" else f"{row['val_loss'] - fp32:+.3f}"
+        lines.append(
+            f"| {row['recipe']} | {row['steps']} | {row['seed']} | {row['val_loss']:.3f} | {diff} | "
+            f"{row['train_loss']:.3f} | {row['train_seconds']:.0f} |"
+        )
+    table = "\n".join(lines) + f"\n\n({torch.get_num_threads()} torch thread(s), torch {torch.__version__})\n"
+    _write(out / "gpt.json", json.dumps({"rows": rows}, indent=1) + "\n")
+    _write(out / "gpt.md", table)
+    print(table)
+    return rows
+
+
 def main(argv=None, prog=None):
-    """Entry point of ``python -m golden.bench {accuracy,speed}``; returns the exit status."""
+    """Entry point of ``python -m golden.bench {accuracy,speed,gpt}``; returns the exit status."""
     p = OneLineParser(
         prog=prog or "python -m golden.bench", error_prefix=prog or "golden.bench", description=__doc__.split("\n\n")[0]
     )
@@ -261,6 +328,9 @@ def main(argv=None, prog=None):
     s.add_argument("--out", default="build/golden/speed")
     s.add_argument("--batch-size", type=positive_int, default=256)
     s.add_argument("--steps", type=positive_int, default=60)
+    s.add_argument(
+        "--models", default=",".join(SPEED_MODELS), help=f"comma-separated subset of {', '.join(SPEED_MODELS)}"
+    )
     s.add_argument("--threads", type=positive_int, default=1)
     s.add_argument("--device", default="cpu")
     s.add_argument(
@@ -268,6 +338,14 @@ def main(argv=None, prog=None):
         action="store_true",
         help="leave glibc's heap trimming on (freed tensors page-fault again when re-allocated)",
     )
+    g = sub.add_parser("gpt", help="GPT on Tiny Shakespeare: fp32, ibm4, luq", error_prefix=f"{prog} gpt")
+    g.add_argument("--data-dir", default=None, help="Tiny Shakespeare directory or input.txt")
+    g.add_argument("--out", default="build/golden/gpt")
+    g.add_argument("--steps", type=positive_int, default=2000)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--threads", type=positive_int, default=1)
+    g.add_argument("--recipes", default=",".join(GPT_RECIPES), help="comma-separated subset to train")
+    g.add_argument("--fresh", action="store_true", help="retrain runs that have a cached result")
     args = p.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -279,6 +357,23 @@ def main(argv=None, prog=None):
                 print(f"{prog}: error: unknown --only {bad[0]!r}; valid: {', '.join(sorted(valid))}", file=sys.stderr)
                 return 2
             run_accuracy(data_dir=args.data_dir, out=args.out, seed=args.seed, only=args.only, fresh=args.fresh)
+        elif args.what == "gpt":
+            recipes = [r for r in args.recipes.split(",") if r]
+            bad = [r for r in recipes if r not in GPT_RECIPES]
+            if bad or not recipes:
+                choose = ", ".join(GPT_RECIPES)
+                print(f"{prog}: error: --recipes {args.recipes!r}: choose from {choose}", file=sys.stderr)
+                return 2
+            keep_freed_memory()
+            run_gpt(
+                data_dir=args.data_dir,
+                out=args.out,
+                steps=args.steps,
+                seed=args.seed,
+                recipes=recipes,
+                fresh=args.fresh,
+                log=lambda line: print(line, file=sys.stderr),
+            )
         else:
             if args.device.startswith("cuda"):
                 if not torch.cuda.is_available():
@@ -286,8 +381,21 @@ def main(argv=None, prog=None):
                     return 2
                 torch.backends.cuda.matmul.allow_tf32 = False
                 torch.backends.cudnn.allow_tf32 = False
+            models = [m for m in args.models.split(",") if m]
+            bad = [m for m in models if m not in SPEED_MODELS]
+            if bad or not models:
+                choose = ", ".join(SPEED_MODELS)
+                print(f"{prog}: error: --models {args.models!r}: choose from {choose}", file=sys.stderr)
+                return 2
             malloc = "system" if args.system_malloc or not keep_freed_memory() else "kept"
-            run_speed(out=args.out, batch_size=args.batch_size, steps=args.steps, device=args.device, malloc=malloc)
+            run_speed(
+                out=args.out,
+                models=models,
+                batch_size=args.batch_size,
+                steps=args.steps,
+                device=args.device,
+                malloc=malloc,
+            )
     except DataError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2

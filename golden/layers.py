@@ -38,7 +38,9 @@ A quantized layer's bias is quantized to accumulator units
 requantization; its gradient is the host-side sum of the upstream gradient.
 """
 
+import collections
 import dataclasses
+import zlib
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +50,47 @@ from . import fused, pipeline
 from .formats import quantize_input
 from .requant import QMAX, requant_params, requantize_pact
 
-__all__ = ["QuantConfig", "QLinear", "QConv2d", "PACT", "CodePreserving", "GradLink", "convert", "quantized_layers"]
+__all__ = [
+    "QuantConfig",
+    "QLinear",
+    "QConv2d",
+    "QMatMul",
+    "PACT",
+    "CodePreserving",
+    "GradLink",
+    "convert",
+    "quantized_layers",
+    "fp32_modules",
+    "describe_fp32",
+    "OPAQUE_MODULES",
+    "INPUT_MODES",
+    "HOST_FLOAT_MODULES",
+]
+
+#: Input quantizers of a quantized layer (see :class:`QLinear`).
+INPUT_MODES = ("image", "codes", "signed", "auto")
+#: Operand quantizers of a :class:`QMatMul`.
+OPERAND_KINDS = ("signed", "probability")
+
+#: Operations a hardware host computes in float next to the 4-bit GEMMs: :func:`convert` leaves them as they
+#: are and :func:`fp32_modules` lists them.
+HOST_FLOAT_MODULES = (
+    nn.LayerNorm,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.GroupNorm,
+    nn.GELU,
+    nn.SiLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Softmax,
+    nn.LogSoftmax,
+    nn.Embedding,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.Dropout,
+    nn.LeakyReLU,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,13 +203,22 @@ class _QGemm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, layer):
         cfg = layer.config
+        tag = _tag(x)
+        has_codes = isinstance(tag, _CodeTag) and tag.codes.shape == x.shape
         if layer.input_mode == "image":
             x_codes = quantize_input(x.detach()).to(torch.float32)
             x_step, x_max, x_signed, link_in = 1.0 / 15, 8, True, None
             x_real = x.detach()
+            layer.input_paths["image"] += 1
+        elif layer.input_mode == "signed" or (layer.input_mode == "auto" and not has_codes):
+            # A float activation of either sign (LayerNorm, GELU, a residual sum): the signed INT4
+            # activation quantizer, formats.quantize_activation (the same float64 SAWB operations).
+            x_codes, x_step = pipeline.quantize_weight_sawb(x, cfg.sawb_c)
+            x_max, x_signed, link_in = 7, True, None
+            x_real = x.detach()
+            layer.input_paths["signed"] += 1
         else:
-            tag = _tag(x)
-            if not isinstance(tag, _CodeTag) or tag.codes.shape != x.shape:
+            if not has_codes:
                 raise RuntimeError(
                     f"quantized layer {layer.fourbit_name!r} expects UINT4 codes from a PACT activation "
                     "(through MaxPool2d/Flatten only); its input comes from another operation"
@@ -177,6 +228,7 @@ class _QGemm(torch.autograd.Function):
             x_max = 8 if x_signed else QMAX
             if link_in is not None:
                 link_in.consumers += 1
+            layer.input_paths["codes"] += 1
         w_codes, w_step = pipeline.quantize_weight_sawb(weight, cfg.sawb_c)
         acc = layer._fwd(x_codes, w_codes, x_max)
         unit = x_step * w_step
@@ -325,20 +377,23 @@ class _QuantLayer:
     def _init_quant(self, config, input_mode, name):
         if not isinstance(config, QuantConfig):
             raise TypeError("config must be a QuantConfig")
-        if input_mode not in ("image", "codes"):
-            raise ValueError(f"input_mode must be 'image' or 'codes', not {input_mode!r}")
+        if input_mode not in INPUT_MODES:
+            raise ValueError(f"input_mode must be one of {', '.join(INPUT_MODES)}, not {input_mode!r}")
         self.config = config
         self.input_mode = input_mode
         self.fourbit_name = name
         self.capture = None
         self.inexact_grad_steps = 0
+        # Forward passes per input quantizer ("image", "codes", "signed"): which path each layer took.
+        self.input_paths = collections.Counter()
         self._seed_counter = 0
         self._out_tag = None
 
     def _next_seed(self):
-        # A deterministic LFSR start state (1..65535) per backward pass; only stochastic rounding uses it.
+        # A deterministic 32-bit seed per (layer, backward pass) for the counter-based generator of
+        # stochastic rounding (formats.fp4.uniform16): crc32(name) xor counter * 0x9E3779B9 (mod 2^32).
         self._seed_counter += 1
-        return (self._seed_counter * 40503 + sum(map(ord, self.fourbit_name))) % 0xFFFF + 1
+        return (zlib.crc32(self.fourbit_name.encode()) ^ (self._seed_counter * 0x9E3779B9)) & 0xFFFFFFFF
 
 
 class QLinear(nn.Linear, _QuantLayer):
@@ -349,9 +404,13 @@ class QLinear(nn.Linear, _QuantLayer):
     in_features, out_features : int
     bias : bool
     config : QuantConfig
-    input_mode : {"image", "codes"}
+    input_mode : {"image", "codes", "signed", "auto"}
         ``"image"``: quantize the float input with the INT4 input quantizer;
-        ``"codes"``: read the UINT4 codes tagged by the preceding :class:`PACT`.
+        ``"codes"``: read the UINT4 codes tagged by the preceding :class:`PACT`
+        (a ``RuntimeError`` without them); ``"signed"``: quantize the float
+        input with the signed INT4 activation quantizer
+        (:func:`golden.formats.quantize_activation`); ``"auto"``: ``"codes"``
+        when the input carries them, else ``"signed"`` (what :func:`convert` uses).
     name : str
         Name used in captures and error messages.
     """
@@ -625,82 +684,266 @@ class CodePreserving(nn.Module):
         return y
 
 
+def _quantize_operand(x, kind, cfg):
+    """Integer codes (float32), step and largest magnitude of one QMatMul operand."""
+    if kind == "signed":
+        codes, step = pipeline.quantize_weight_sawb(x, cfg.sawb_c)  # == formats.quantize_activation
+        return codes, step, 7
+    # formats.quantize_probability: round_half_even(15 p) in float64, saturating to 0..15.
+    codes = torch.round(x.detach().to(torch.float64) * QMAX).clamp_(0, QMAX).to(torch.float32)
+    return codes, 1.0 / QMAX, QMAX
+
+
+class _QMatMulFn(torch.autograd.Function):
+    """``a @ b`` of two activations: an exact integer GEMM forward, FP4 log GEMMs backward."""
+
+    @staticmethod
+    def forward(ctx, a, b, layer):
+        cfg = layer.config
+        cap = layer.capture
+        if cap is not None and cap.active:
+            raise RuntimeError(f"{layer.fourbit_name}: tensor capture does not record attention matmuls")
+        a_codes, a_step, a_max = _quantize_operand(a, layer.a_kind, cfg)
+        b_codes, b_step, b_max = _quantize_operand(b, layer.b_kind, cfg)
+        acc = pipeline.exact_matmul(a_codes, b_codes, a_max, b_max)
+        ctx.layer = layer
+        ctx.state = (a_codes, b_codes, a_step, b_step, a_max, b_max)
+        return (acc.to(torch.float64) * (a_step * b_step)).to(a.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        layer, cfg = ctx.layer, ctx.layer.config
+        a_codes, b_codes, a_step, b_step, a_max, b_max = ctx.state
+        fmt = cfg.grad_format
+        phases = (cfg.dx_phase, cfg.dw_phase) if cfg.tpr else (cfg.dx_phase, cfg.dx_phase)
+        codes = pipeline.quantize_grad(
+            grad_y.to(torch.float32), 1.0, phases, fmt, rounding=cfg.rounding, ties=cfg.ties, seed=layer._next_seed()
+        )
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            # dA = dY B^T: each output sums over dY's last dim (phase dx_phase, as a layer's dX).
+            g0, s0 = codes[phases[0]]
+            da = pipeline.log_bilinear(
+                lambda m, x: m @ x.transpose(-1, -2),
+                g0,
+                b_codes,
+                terms=g0.shape[-1],
+                x_max=b_max,
+                fmt=fmt,
+                sum_dims=(-1,),
+            )
+            grad_a = (da.to(torch.float64) * (pipeline.grad_unit(fmt, s0, phases[0]) * b_step)).to(grad_y.dtype)
+        if ctx.needs_input_grad[1]:
+            # dB = A^T dY: each output sums over dY's rows (phase dw_phase, as a layer's dW).
+            g1, s1 = codes[phases[1]]
+            db = pipeline.log_bilinear(
+                lambda m, x: x.transpose(-1, -2) @ m,
+                g1,
+                a_codes,
+                terms=g1.shape[-2],
+                x_max=a_max,
+                fmt=fmt,
+                sum_dims=(-2,),
+            )
+            grad_b = (db.to(torch.float64) * (pipeline.grad_unit(fmt, s1, phases[1]) * a_step)).to(grad_y.dtype)
+        return grad_a, grad_b, None
+
+
+class QMatMul(nn.Module, _QuantLayer):
+    """Product ``a @ b`` of two activations (attention's Q K^T and A V) as 4-bit GEMMs.
+
+    Forward: each operand is quantized per tensor, ``"signed"`` ones with the
+    signed INT4 activation quantizer (:func:`golden.formats.quantize_activation`,
+    codes -7..7) and ``"probability"`` ones (softmax outputs in [0, 1]) to
+    UINT4 with step 1/15 (:func:`golden.formats.quantize_probability`); the
+    integer GEMM is exact (:func:`golden.pipeline.exact_matmul`) and scaled by
+    the two steps. Backward: the upstream gradient is quantized to FP4 as a
+    weight layer's (TPR phases ``dx_phase`` / ``dw_phase``), and ``dA = dY B^T``
+    and ``dB = A^T dY`` are exact shift-accumulate GEMMs with the other
+    operand's codes (:func:`golden.pipeline.log_bilinear`). The quantizers are
+    straight-through. Leading (batch, head) dims broadcast as in ``torch.matmul``.
+
+    Parameters
+    ----------
+    config : QuantConfig
+    a_kind, b_kind : {"signed", "probability"}
+        Quantizer of each operand.
+    name : str
+    """
+
+    def __init__(self, *, config, a_kind="signed", b_kind="signed", name="matmul"):
+        super().__init__()
+        for label, kind in (("a_kind", a_kind), ("b_kind", b_kind)):
+            if kind not in OPERAND_KINDS:
+                raise ValueError(f"{label} must be one of {', '.join(OPERAND_KINDS)}, not {kind!r}")
+        self._init_quant(config, "signed", name)
+        self.a_kind, self.b_kind = a_kind, b_kind
+
+    def forward(self, a, b):
+        if a.dim() < 2 or b.dim() < 2 or a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2]:
+            raise ValueError(
+                f"QMatMul {self.fourbit_name!r}: shapes {tuple(a.shape)} @ {tuple(b.shape)} are not batched matrices"
+            )
+        self.input_paths["signed"] += 1
+        return _QMatMulFn.apply(a, b, self)
+
+
 def quantized_layers(model):
-    """The :class:`QLinear` / :class:`QConv2d` modules of ``model``, in registration order."""
-    return [m for m in model.modules() if isinstance(m, (QLinear, QConv2d))]
+    """The :class:`QLinear` / :class:`QConv2d` / :class:`QMatMul` modules of ``model``, in registration order."""
+    return [m for m in model.modules() if isinstance(m, (QLinear, QConv2d, QMatMul))]
 
 
-def convert(model, config):
+#: Modules :func:`convert` does not look inside: their weights are used by their own forward, not by
+#: their submodules' (``nn.MultiheadAttention`` reads ``out_proj.weight`` directly), so they stay FP32, listed.
+OPAQUE_MODULES = (
+    nn.MultiheadAttention,
+    nn.Transformer,
+    nn.TransformerEncoderLayer,
+    nn.TransformerDecoderLayer,
+    nn.RNNBase,
+)
+
+_CONVERTED = (QLinear, QConv2d, QMatMul, PACT, CodePreserving)
+
+
+def _children(module, prefix):
+    """(parent, child name, full name, child) of the modules :func:`convert` visits, in registration order."""
+    for child_name, child in module.named_children():
+        name = f"{prefix}{child_name}"
+        yield module, child_name, name, child
+        if not isinstance(child, OPAQUE_MODULES + _CONVERTED):
+            yield from _children(child, name + ".")
+
+
+def _mark_fp32(module, reason):
+    # A plain attribute on the module (not on a tensor): survives reshape, compile and checkpointing.
+    module.fourbit_fp32 = reason
+
+
+def convert(model, config, filter=None):
     """Swap the layers of ``model`` (in place) for the quantized ones; returns ``model``.
 
     ``nn.Linear`` / ``nn.Conv2d`` become :class:`QLinear` / :class:`QConv2d`
-    (weights copied) except the first / last weight layer when
-    ``config.keep_first`` / ``config.keep_last``; ``nn.ReLU`` becomes
-    :class:`PACT`; ``nn.MaxPool2d``, ``nn.Flatten`` and ``nn.Identity`` are
-    wrapped in :class:`CodePreserving`. Modules are visited in registration
-    order, which must be the data-flow order; the first quantized layer reads
-    images through the INT4 input quantizer when ``config.input_quantizer``.
+    (weights copied) and :class:`golden.models.MatMul` becomes
+    :class:`QMatMul`, except the first / last weight layer when
+    ``config.keep_first`` / ``config.keep_last`` and the layers ``filter``
+    rejects; ``nn.ReLU`` becomes :class:`PACT`; ``nn.MaxPool2d``,
+    ``nn.Flatten`` and ``nn.Identity`` are wrapped in :class:`CodePreserving`.
+    The weight layers are ``nn.Linear``, ``nn.Conv2d`` and ``nn.Embedding``
+    (an embedding is never quantized: it is a table lookup, and as a model's
+    first weight layer it is the one ``keep_first`` keeps). Modules are
+    visited in registration order, which must be the data-flow order of the
+    weight layers; the first quantized layer reads images through the INT4
+    input quantizer when it is the first weight layer and
+    ``config.input_quantizer``, every other one is ``input_mode="auto"``:
+    PACT codes when its input carries them, else the signed INT4 activation
+    quantizer. Everything else stays float; :func:`fp32_modules` lists it.
 
     Parameters
     ----------
     model : nn.Module
     config : QuantConfig
+    filter : callable, optional
+        ``filter(module, name) -> bool`` (as torchao's ``filter_fn``), asked for
+        every Linear, Conv2d and MatMul that would be quantized: False keeps it FP32.
     """
+    from .models import MatMul
+
     if not isinstance(config, QuantConfig):
         raise TypeError("config must be a QuantConfig")
-    weights = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    if not weights:
+    if filter is not None and not callable(filter):
+        raise TypeError("filter must be a callable filter(module, name) -> bool")
+    weight_types = (nn.Linear, nn.Conv2d, nn.Embedding)
+    weights = [name for _, _, name, m in _children(model, "") if isinstance(m, weight_types)]
+    if not any(isinstance(m, (nn.Linear, nn.Conv2d)) for _, _, _, m in _children(model, "")):
         raise ValueError("model has no nn.Linear or nn.Conv2d layer to quantize")
-    keep = set()
-    if config.keep_first:
-        keep.add(weights[0])
+    keep = {}
     if config.keep_last:
-        keep.add(weights[-1])
-    first_quantized = next((n for n in weights if n not in keep), None)
+        keep[weights[-1]] = "last weight layer (keep_last)"
+    if config.keep_first:
+        keep[weights[0]] = "first weight layer (keep_first)"
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
 
-    def swap(parent, prefix):
-        for child_name, child in list(parent.named_children()):
-            name = f"{prefix}{child_name}"
-            new = None
-            if isinstance(child, (nn.Linear, nn.Conv2d)) and name not in keep:
-                mode = (
-                    "image" if (name == first_quantized and config.input_quantizer and name == weights[0]) else "codes"
+    for parent, child_name, name, child in list(_children(model, "")):
+        new = None
+        if isinstance(child, (nn.Linear, nn.Conv2d, MatMul)):
+            if name in keep:
+                _mark_fp32(child, keep[name])
+                continue
+            if filter is not None and not filter(child, name):
+                _mark_fp32(child, "kept by the filter")
+                continue
+        if isinstance(child, (nn.Linear, nn.Conv2d)) and not isinstance(child, OPAQUE_MODULES):
+            mode = "image" if (name == weights[0] and config.input_quantizer) else "auto"
+            if isinstance(child, nn.Linear):
+                new = QLinear(
+                    child.in_features,
+                    child.out_features,
+                    child.bias is not None,
+                    config=config,
+                    input_mode=mode,
+                    name=name,
                 )
-                if isinstance(child, nn.Linear):
-                    new = QLinear(
-                        child.in_features,
-                        child.out_features,
-                        child.bias is not None,
-                        config=config,
-                        input_mode=mode,
-                        name=name,
-                    )
-                else:
-                    if child.groups != 1 or isinstance(child.padding, str) or child.padding_mode != "zeros":
-                        raise ValueError(f"cannot quantize conv {name!r}: only groups=1, numeric zero padding")
-                    new = QConv2d(
-                        child.in_channels,
-                        child.out_channels,
-                        child.kernel_size,
-                        child.stride,
-                        child.padding,
-                        child.dilation,
-                        child.bias is not None,
-                        config=config,
-                        input_mode=mode,
-                        name=name,
-                    )
-                new.load_state_dict(child.state_dict())
-                new.to(device=child.weight.device, dtype=child.weight.dtype)
-            elif isinstance(child, nn.ReLU):
-                new = PACT(config=config, name=name)
-                new.to(device=next((p.device for p in model.parameters()), torch.device("cpu")))
-            elif isinstance(child, (nn.MaxPool2d, nn.Flatten, nn.Identity)):
-                new = CodePreserving(child)
             else:
-                swap(child, name + ".")
-            if new is not None:
-                setattr(parent, child_name, new)
-
-    swap(model, "")
+                if child.groups != 1 or isinstance(child.padding, str) or child.padding_mode != "zeros":
+                    raise ValueError(f"cannot quantize conv {name!r}: only groups=1, numeric zero padding")
+                new = QConv2d(
+                    child.in_channels,
+                    child.out_channels,
+                    child.kernel_size,
+                    child.stride,
+                    child.padding,
+                    child.dilation,
+                    child.bias is not None,
+                    config=config,
+                    input_mode=mode,
+                    name=name,
+                )
+            new.load_state_dict(child.state_dict())
+            new.to(device=child.weight.device, dtype=child.weight.dtype)
+        elif isinstance(child, MatMul):
+            new = QMatMul(config=config, a_kind=child.a_kind, b_kind=child.b_kind, name=name)
+        elif isinstance(child, nn.ReLU):
+            new = PACT(config=config, name=name)
+            new.to(device=device)
+        elif isinstance(child, (nn.MaxPool2d, nn.Flatten, nn.Identity)):
+            new = CodePreserving(child)
+        if new is not None:
+            setattr(parent, child_name, new)
     return model
+
+
+def fp32_modules(model):
+    """What of ``model`` computes in float, each with the reason: ``[(name, type name, reason), ...]``.
+
+    Weight layers kept FP32 (first / last, the filter), the host's float
+    operations (:data:`HOST_FLOAT_MODULES`), modules :func:`convert` has no
+    4-bit version of (``nn.MultiheadAttention``, ``nn.Conv1d``, any other
+    module with its own parameters) and any other unknown float module.
+    Operations written as functions in a ``forward`` (``torch.matmul``,
+    ``F.linear``) are not modules and cannot be listed: write them as modules.
+    """
+    out = []
+    for _, _, name, m in _children(model, ""):
+        if isinstance(m, _CONVERTED) or isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            continue
+        reason = getattr(m, "fourbit_fp32", None)
+        if reason is None:
+            if isinstance(m, HOST_FLOAT_MODULES):
+                reason = "host float operation"
+            elif isinstance(m, OPAQUE_MODULES) or any(True for _ in m.parameters(recurse=False)):
+                reason = "no 4-bit version: not converted"
+            elif any(True for _ in m.children()):
+                continue  # a container: its children are listed
+            else:
+                reason = "float operation"
+        out.append((name, type(m).__name__, reason))
+    return out
+
+
+def describe_fp32(rows):
+    """Lines ``reason: name (Type), ...`` of :func:`fp32_modules` rows, one per reason in first-seen order."""
+    by_reason = {}
+    for name, kind, reason in rows:
+        by_reason.setdefault(reason, []).append(f"{name} ({kind})")
+    return [f"{reason}: {', '.join(names)}" for reason, names in by_reason.items()]

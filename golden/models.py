@@ -1,14 +1,21 @@
-"""Plain PyTorch models of the benchmark: an MLP, a LeNet-5-class CNN and a small ResNet.
+"""Plain PyTorch models of the benchmark: an MLP, a LeNet-5-class CNN, a small ResNet and a
+character-level GPT.
 
 They are ordinary ``nn.Module`` networks built from ``nn.Linear``,
 ``nn.Conv2d``, ``nn.ReLU``, ``nn.MaxPool2d``, ``nn.Flatten`` and (ResNet only)
 ``nn.BatchNorm2d`` modules, in data-flow order, so that
 :func:`golden.layers.convert` can swap their layers for the quantized ones.
+The GPT adds ``nn.Embedding``, ``nn.LayerNorm``, ``nn.GELU``, ``nn.Softmax``,
+``nn.Dropout`` and :class:`MatMul` (attention's two activation products, a
+module so that :func:`golden.layers.convert` can find and quantize them).
 """
 
+import math
+
+import torch
 from torch import nn
 
-__all__ = ["MLP", "LeNet5", "ResNet", "MODELS", "build_model"]
+__all__ = ["MLP", "LeNet5", "ResNet", "GPT", "MatMul", "MODELS", "IMAGE_MODELS", "build_model"]
 
 
 class MLP(nn.Sequential):
@@ -124,12 +131,123 @@ class ResNet(nn.Module):
         return self.fc(self.flatten(self.pool(self.blocks(x))))
 
 
-#: Model name -> constructor(input_shape=, num_classes=).
-MODELS = {"mlp": MLP, "lenet5": LeNet5, "resnet": ResNet}
+class MatMul(nn.Module):
+    """``a @ b`` of two activations, as a module (the attention products Q K^T and A V).
+
+    Parameters
+    ----------
+    a_kind, b_kind : {"signed", "probability"}
+        What each operand holds, for the quantizer :func:`golden.layers.convert` gives it:
+        values of either sign, or probabilities in [0, 1] (softmax outputs).
+    """
+
+    def __init__(self, *, a_kind="signed", b_kind="signed"):
+        super().__init__()
+        self.a_kind, self.b_kind = a_kind, b_kind
+
+    def forward(self, a, b):
+        return a @ b
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention: one Linear for Q, K, V, the two products, an output Linear."""
+
+    def __init__(self, dim, heads, context, dropout):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"GPT dim {dim} is not a multiple of heads {heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.scores = MatMul()  # Q K^T
+        self.softmax = nn.Softmax(dim=-1)
+        self.attn_dropout = nn.Dropout(dropout)
+        self.mix = MatMul(a_kind="probability")  # A V
+        self.proj = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(dropout)
+        self.register_buffer("causal", torch.ones(context, context, dtype=torch.bool).tril(), persistent=False)
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).split(c, dim=2)
+        q, k, v = (z.reshape(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
+        scores = self.scores(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(c // self.heads))
+        scores = scores.masked_fill(~self.causal[:t, :t], float("-inf"))
+        mixed = self.mix(self.attn_dropout(self.softmax(scores)), v)
+        return self.dropout(self.proj(mixed.transpose(1, 2).reshape(b, t, c)))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer block: ``x + attention(LN(x))``, then ``x + MLP(LN(x))`` (GELU, 4x wide)."""
+
+    def __init__(self, dim, heads, context, dropout):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(dim)
+        self.attn = CausalSelfAttention(dim, heads, context, dropout)
+        self.ln2 = nn.LayerNorm(dim)
+        self.fc = nn.Linear(dim, 4 * dim)
+        self.gelu = nn.GELU()
+        self.fc_proj = nn.Linear(4 * dim, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln1(x))
+        return x + self.dropout(self.fc_proj(self.gelu(self.fc(self.ln2(x)))))
+
+
+class GPT(nn.Module):
+    """Decoder-only character-level GPT (nanoGPT's "baby GPT" shape by default).
+
+    Token and position embeddings, ``layers`` pre-norm blocks, a final
+    LayerNorm and a linear head to the vocabulary (untied). Input: ``B x T``
+    token ids (``T <= context``); output: ``B x T x vocab`` logits.
+
+    Parameters
+    ----------
+    vocab : int
+    context : int
+        Longest sequence (positions).
+    layers, heads, dim : int
+    dropout : float
+    """
+
+    def __init__(self, *, vocab, context=64, layers=4, heads=4, dim=128, dropout=0.0):
+        super().__init__()
+        for label, value in (("vocab", vocab), ("context", context), ("layers", layers), ("heads", heads)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"GPT {label} must be a positive int, got {value!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"GPT dropout must be in [0, 1), got {dropout!r}")
+        self.context = context
+        self.tok = nn.Embedding(vocab, dim)
+        self.pos = nn.Embedding(context, dim)
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.Sequential(*(TransformerBlock(dim, heads, context, dropout) for _ in range(layers)))
+        self.ln_f = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, vocab)
+        # GPT-2 initialization (as nanoGPT): N(0, 0.02), residual projections scaled by 1/sqrt(2 layers).
+        for name, p in self.named_parameters():
+            if p.dim() == 2:
+                std = 0.02 / math.sqrt(2 * layers) if name.endswith(("proj.weight", "fc_proj.weight")) else 0.02
+                nn.init.normal_(p, 0.0, std)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+
+    def forward(self, idx):
+        t = idx.shape[1]
+        if t > self.context:
+            raise ValueError(f"GPT: sequence of {t} tokens exceeds the context {self.context}")
+        x = self.tok(idx) + self.pos(torch.arange(t, device=idx.device))
+        return self.head(self.ln_f(self.blocks(self.dropout(x))))
+
+
+#: Image model name -> constructor(input_shape=, num_classes=).
+IMAGE_MODELS = {"mlp": MLP, "lenet5": LeNet5, "resnet": ResNet}
+#: Every model name -> constructor (image models as IMAGE_MODELS; "gpt": GPT(vocab=, ...)).
+MODELS = {**IMAGE_MODELS, "gpt": GPT}
 
 
 def build_model(name, *, input_shape, num_classes):
-    """Build a model by name; unknown names raise ValueError listing the valid ones."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid: {', '.join(MODELS)}")
-    return MODELS[name](input_shape=tuple(input_shape), num_classes=num_classes)
+    """Build an image model by name; unknown names raise ValueError listing the valid ones."""
+    if name not in IMAGE_MODELS:
+        raise ValueError(f"unknown image model {name!r}; valid: {', '.join(IMAGE_MODELS)}")
+    return IMAGE_MODELS[name](input_shape=tuple(input_shape), num_classes=num_classes)

@@ -23,7 +23,9 @@ sum of integers is exact, in any order, while every partial sum stays below
 operands' largest magnitudes before every product and pick float32, float32
 per group of FP4 exponents, or float64 accordingly (or refuse). Results are float tensors
 holding exact integers; they equal :func:`golden.reference.int_gemm` /
-:func:`golden.reference.log_gemm` bit for bit (tested).
+:func:`golden.reference.log_gemm` bit for bit (tested). On the CPU the
+integer GEMMs of 2-D codes run as ``torch._int_mm`` (int8 in, int32 out,
+exact below 2^31; checked, else the float path).
 """
 
 import functools
@@ -46,18 +48,42 @@ __all__ = [
     "quantize_weight_sawb",
     "FLOAT32_EXACT",
     "FLOAT64_EXACT",
+    "INT32_EXACT",
+    "INT_MM",
 ]
 
 #: Integers of magnitude below these are exact in float32 / float64.
 FLOAT32_EXACT = 1 << 24
 FLOAT64_EXACT = 1 << 53
+#: Sums of products of magnitude below this are exact in an int32 accumulator.
+INT32_EXACT = 1 << 31
+#: Use ``torch._int_mm`` for the integer GEMMs where it applies (see :func:`exact_matmul`).
+INT_MM = hasattr(torch, "_int_mm")
+
+
+def _int_mm_applies(a, b, a_max, b_max, bound):
+    # torch._int_mm: 2-D int8 operands, int32 accumulation (exact while the bound is below 2^31). On CUDA
+    # it also needs M > 16 and K, N multiples of 8; the golden model uses it on the CPU only.
+    return (
+        INT_MM
+        and a.dim() == 2
+        and b.dim() == 2
+        and a.device.type == "cpu"
+        and b.device.type == "cpu"
+        and max(a_max, b_max) <= 127
+        and bound < INT32_EXACT
+    )
 
 
 def exact_matmul(a, b, a_max, b_max):
     """``a @ b`` of float matrices holding integers with ``|a| <= a_max``, ``|b| <= b_max``, exactly.
 
-    Chooses float32 when ``K * a_max * b_max < 2^24``, else float64 when below
-    2^53, where every partial sum of integer products is an exact integer.
+    The result is float32 when ``K * a_max * b_max < 2^24``, else float64 when
+    below 2^53: every partial sum of integer products is then an exact
+    integer. On the CPU, 2-D products of codes that fit int8 run as
+    ``torch._int_mm`` (int8 operands, int32 accumulator: exact below 2^31,
+    several times faster than a float32 matmul), converted to that dtype;
+    the rest as float matmuls (:data:`INT_MM` = False forces these).
 
     Returns
     -------
@@ -65,6 +91,9 @@ def exact_matmul(a, b, a_max, b_max):
         float32 or float64 matrix of exact integers.
     """
     bound = a.shape[-1] * a_max * b_max
+    if _int_mm_applies(a, b, a_max, b_max, bound):
+        acc = torch._int_mm(a.to(torch.int8), b.to(torch.int8))
+        return acc.to(torch.float32 if bound < FLOAT32_EXACT else torch.float64)
     if bound < FLOAT32_EXACT:
         return a.to(torch.float32) @ b.to(torch.float32)
     if bound < FLOAT64_EXACT:

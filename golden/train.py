@@ -3,6 +3,11 @@
 ``python -m golden.train --dataset {digits,mnist,fashion-mnist,cifar10} [--data-dir DIR]
 --model {mlp,lenet5,resnet} --recipe {fp32,ibm4,ibm4-notpr,luq} --epochs E --seed S --metrics FILE.json``
 
+``python -m golden.train --dataset tinyshakespeare [--data-dir DIR|FILE] --model gpt --recipe R
+--max-steps N --seed S --metrics FILE.json`` trains a character-level GPT (:mod:`golden.lm`) and
+writes ``val_loss`` (nats per character) and a generated text sample (``--sample``, default the
+metrics path with ``.txt``).
+
 Training is SGD with momentum on FP32 master weights, cross-entropy loss,
 cosine learning-rate decay over all steps, mini-batches drawn from a
 ``torch.Generator`` seeded with ``--seed``: the same seed, thread count and
@@ -24,9 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from fourbit.util.cli import OneLineParser, check_output_file, non_negative_int, positive_int, run_main
-from fourbit.util.files import write_atomically, write_text_atomically
+from fourbit.util.files import write_atomically, write_files_atomically, write_text_atomically
 
 from .data import DATASETS, DataError, load_dataset
+from .lm import TEXT_DATASETS, load_text, train_lm
 from .models import MODELS, build_model
 from .recipes import RECIPES, get_recipe, prepare_model
 
@@ -158,12 +164,17 @@ def train(
         SGD with momentum (default) or Adam (``momentum`` is then beta1), on the FP32 master weights.
     """
     from .capture import attach_capture
-    from .layers import quantized_layers
+    from .layers import describe_fp32, fp32_modules, quantized_layers
 
     torch.manual_seed(seed)
     model = prepare_model(
         build_model(model_name, input_shape=dataset.input_shape, num_classes=dataset.num_classes), recipe
     ).to(device)
+    fp32 = fp32_modules(model) if recipe.quant is not None else []
+    if recipe.quant is not None:
+        log(f"recipe {recipe.name}: {len(quantized_layers(model))} quantized layers; in float:")
+        for line in describe_fp32(fp32):
+            log(f"  {line}")
     if optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     elif optimizer == "adam":
@@ -317,6 +328,8 @@ def train(
         "weight_decay": weight_decay,
         "step_seconds_median": steps_sorted[len(steps_sorted) // 2] if steps_sorted else None,
         "quantized_layers": [m.fourbit_name for m in qlayers],
+        "fp32_modules": [list(row) for row in fp32],
+        "input_paths": {m.fourbit_name: dict(m.input_paths) for m in qlayers},
         "inexact_grad_steps": sum(m.inexact_grad_steps for m in qlayers),
         "history": history,
         "step_losses": step_losses,
@@ -342,8 +355,12 @@ def _parser(prog=None):
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--dataset", required=True, metavar="NAME", help=f"one of: {', '.join(DATASETS)}")
-    p.add_argument("--data-dir", metavar="DIR", help="directory with the data set files (not for digits)")
+    p.add_argument("--dataset", required=True, metavar="NAME", help=f"one of: {', '.join([*DATASETS, *TEXT_DATASETS])}")
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="directory with the data set files (not for digits); for a text set also the text file itself",
+    )
     p.add_argument("--model", required=True, metavar="NAME", help=f"one of: {', '.join(MODELS)}")
     p.add_argument("--recipe", required=True, metavar="NAME", help=f"one of: {', '.join(RECIPES)}")
     p.add_argument(
@@ -354,21 +371,35 @@ def _parser(prog=None):
         help="override a QuantConfig field of the recipe (repeatable), e.g. tpr=0, "
         "sawb_c=12.68,12.80, rounding=stochastic, keep_first=1",
     )
-    p.add_argument("--epochs", type=positive_int, required=True, help="training epochs (>= 1)")
+    p.add_argument("--epochs", type=positive_int, help="training epochs (>= 1; image data sets, required there)")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--metrics", required=True, metavar="FILE.json", help="metrics JSON to write")
     p.add_argument("--plot", metavar="FILE.png", help="loss/accuracy plot (default: metrics path with .png)")
-    p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--batch-size", type=positive_int, help="default 128 (images), 12 (text)")
+    p.add_argument("--lr", type=float, help="default 0.05 (images, SGD), 1e-3 (text, AdamW)")
     p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--weight-decay", type=float, help="default 5e-4 (images), 0.1 (text)")
     p.add_argument(
         "--optimizer",
         default="sgd",
         metavar="NAME",
         help=f"one of: {', '.join(OPTIMIZERS)} (default sgd; adam uses --momentum as beta1)",
     )
-    p.add_argument("--max-steps", type=non_negative_int, help="stop after this many steps in total")
+    p.add_argument(
+        "--max-steps", type=non_negative_int, help="stop after this many steps in total (text: the steps, required)"
+    )
+    lm = p.add_argument_group("text data sets (--model gpt)")
+    lm.add_argument("--context", type=positive_int, default=64, help="characters per window (default 64)")
+    lm.add_argument("--layers", type=positive_int, default=4, help="transformer blocks (default 4)")
+    lm.add_argument("--heads", type=positive_int, default=4, help="attention heads (default 4)")
+    lm.add_argument("--dim", type=positive_int, default=128, help="embedding width (default 128)")
+    lm.add_argument("--dropout", type=float, default=0.0, help="dropout probability (default 0)")
+    lm.add_argument("--warmup", type=non_negative_int, default=100, help="linear warm-up steps (default 100)")
+    lm.add_argument("--eval-interval", type=positive_int, default=250, help="steps between evaluations")
+    lm.add_argument("--eval-batches", type=positive_int, default=20, help="windows per evaluation, in batches")
+    lm.add_argument("--text-limit", type=positive_int, help="use only the first N characters (quick runs)")
+    lm.add_argument("--sample", metavar="FILE.txt", help="generated text (default: metrics path with .txt)")
+    lm.add_argument("--sample-chars", type=non_negative_int, default=500, help="characters to generate")
     p.add_argument("--checkpoint", metavar="FILE.pt", help="checkpoint written after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--capture", metavar="FILE.npz", help="record the integer GEMMs of --capture-steps")
@@ -444,6 +475,19 @@ def main(argv=None, prog=None):
     keep_freed_memory()  # the CLI trains as fast as `make bench-train` measures
     if args.model not in MODELS:
         return _fail(f"unknown model {args.model!r}; valid: {', '.join(MODELS)}")
+    text = args.dataset in TEXT_DATASETS
+    if text != (args.model == "gpt"):
+        return _fail(
+            f"--model gpt trains on a text data set ({', '.join(TEXT_DATASETS)}) and the image models on an "
+            f"image data set ({', '.join(DATASETS)}); got --model {args.model} --dataset {args.dataset}"
+        )
+    if text:
+        return _main_text(args, list(sys.argv[1:] if argv is None else argv))
+    if args.epochs is None:
+        return _fail("--epochs is required for an image data set")
+    args.batch_size = 128 if args.batch_size is None else args.batch_size
+    args.lr = 0.05 if args.lr is None else args.lr
+    args.weight_decay = 5e-4 if args.weight_decay is None else args.weight_decay
     if args.optimizer not in OPTIMIZERS:
         return _fail(f"unknown optimizer {args.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
     options = {}
@@ -547,6 +591,99 @@ def main(argv=None, prog=None):
     print(
         f"test accuracy {100 * metrics['test_accuracy']:.2f}%, {metrics['train_seconds']:.1f}s training; "
         f"metrics -> {args.metrics}, plot -> {plot}" + (f", capture -> {args.capture}" if capture else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _main_text(args, argv):
+    """``main`` for a text data set: the GPT of :mod:`golden.lm`."""
+    for option, value in (("--epochs", args.epochs), ("--capture", args.capture), ("--checkpoint", args.checkpoint)):
+        if value is not None:
+            return _fail(f"{option} does not apply to a text data set (train for --max-steps steps)")
+    if args.resume:
+        return _fail("--resume does not apply to a text data set")
+    if args.optimizer != "sgd":
+        return _fail("--optimizer does not apply to a text data set (it trains with AdamW)")
+    if args.max_steps is None:
+        return _fail("--max-steps is required for a text data set")
+    if not 0.0 <= args.dropout < 1.0:
+        return _fail(f"--dropout {args.dropout}: must be in [0, 1)")
+    if args.dim % args.heads:
+        return _fail(f"--dim {args.dim} is not a multiple of --heads {args.heads}")
+    options = {}
+    for item in args.recipe_opt:
+        key, sep, value = item.partition("=")
+        if not sep:
+            return _fail(f"--recipe-opt {item!r}: expected KEY=VALUE")
+        options[key.strip()] = value.strip()
+    try:
+        recipe = get_recipe(args.recipe, options)
+    except (ValueError, TypeError) as e:
+        return _fail(str(e))
+    sample_path = args.sample or str(Path(args.metrics).with_suffix(".txt"))
+    for option, path in (("--metrics", args.metrics), ("--sample", sample_path)):
+        problem = check_output_file(path, option, make_parents=True)
+        if problem:
+            return _fail(problem)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            return _fail(f"--device {device}: no CUDA device available")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    elif device != "cpu":
+        return _fail(f"unknown device {device!r}; valid: cpu, cuda, cuda:N, auto")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        dataset = load_text(args.dataset, args.data_dir, limit=args.text_limit)
+    except DataError as e:
+        return _fail(str(e))
+    if min(len(dataset.train_ids), len(dataset.val_ids)) <= args.context + 1:
+        return _fail(f"--context {args.context}: a split of {args.dataset} is too short for it")
+    print(
+        f"training gpt on {args.dataset} ({len(dataset.train_ids)} train / {len(dataset.val_ids)} validation "
+        f"characters, vocabulary {len(dataset.vocab)}) with recipe {recipe.name}, {args.max_steps} steps, "
+        f"seed {args.seed}, device {device}",
+        file=sys.stderr,
+    )
+    try:
+        metrics, sample = train_lm(
+            dataset=dataset,
+            recipe=recipe,
+            steps=args.max_steps,
+            seed=args.seed,
+            batch_size=12 if args.batch_size is None else args.batch_size,
+            context=args.context,
+            layers=args.layers,
+            heads=args.heads,
+            dim=args.dim,
+            dropout=args.dropout,
+            lr=1e-3 if args.lr is None else args.lr,
+            momentum=args.momentum,
+            weight_decay=0.1 if args.weight_decay is None else args.weight_decay,
+            warmup=args.warmup,
+            eval_interval=args.eval_interval,
+            eval_batches=args.eval_batches,
+            sample_chars=args.sample_chars,
+            device=device,
+            log=lambda s: print(s, file=sys.stderr),
+        )
+    except FloatingPointError as e:
+        return _fail(f"training diverged: {e}", 3)
+    metrics["sample"] = sample_path
+    metrics["command"] = ["python", "-m", "golden.train", *argv]
+    for path in (args.metrics, sample_path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_files_atomically(
+        ".", {args.metrics: json.dumps(metrics, indent=1) + "\n", sample_path: sample}, make_parents=True
+    )
+    print(
+        f"validation loss {metrics['val_loss']:.4f} nats/char, {metrics['train_seconds']:.1f}s training; "
+        f"metrics -> {args.metrics}, sample -> {sample_path}",
         file=sys.stderr,
     )
     return 0

@@ -2,13 +2,19 @@
 
 MNIST_DIR ?= ../shared/data/mnist
 
-.PHONY: bench-accuracy bench-train test-golden capture-sample
+.PHONY: bench-accuracy bench-train bench-gpt test-golden capture-sample
 
 bench-accuracy:  ## golden: accuracy table, every recipe vs fp32 (MNIST + digits, MLP and LeNet-5; about an hour on 2 busy cores; cached per run)
 	$(PYTHON) -m golden.bench accuracy --data-dir $(MNIST_DIR) --out build/golden/accuracy --threads 1
 
-bench-train:  ## golden: training step time ibm4 vs fp32 on CPU (MLP, LeNet-5; 60 interleaved steps, ~30 s)
+bench-train:  ## golden: training step time ibm4 vs fp32 on CPU, one thread (MLP, LeNet-5, ResNet, 2048-wide MLP, GPT; 60 interleaved steps, minutes)
 	$(PYTHON) -m golden.bench speed --out build/golden/speed
+
+TINYSHAKESPEARE_DIR ?= ../shared/data/tinyshakespeare
+GPT_STEPS ?= 2000
+
+bench-gpt:  ## golden: char-level GPT on Tiny Shakespeare, fp32 vs ibm4 vs luq at GPT_STEPS steps (hours on 1 busy core; cached per run)
+	$(PYTHON) -m golden.bench gpt --data-dir $(TINYSHAKESPEARE_DIR) --steps $(GPT_STEPS) --out build/golden/gpt --threads 1
 
 test-golden:  ## golden: the training/layer tests only
 	$(PYTHON) -m pytest -q tests/golden/test_layers_pipeline.py tests/golden/test_train_cli.py

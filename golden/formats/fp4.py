@@ -22,10 +22,10 @@ Rounding modes (``rounding=``):
     (``2 * 4^(e-7)`` for radix 4); the zero threshold is as for ``"nearest"``.
 ``"stochastic"``
     Between the levels ``lo <= m < hi`` (``lo = 0`` below the smallest level)
-    round up when ``r < (m - lo) / (hi - lo)``, with ``r = state / 2^16``
-    taken from the 16-bit Fibonacci LFSR ``x^16 + x^14 + x^13 + x^11 + 1``:
-    element ``i`` of the flattened tensor uses the ``i``-th state after
-    ``seed`` (period 65535).
+    round up when ``r < (m - lo) / (hi - lo)``, with ``r = u / 2^16`` and
+    ``u = uniform16(seed, i)`` for element ``i`` of the flattened tensor: a
+    counter-based generator (a hash of (seed, index), :func:`uniform16`), so
+    every element reads its own independent 16-bit number.
 
 Ties (``ties=``): ``"away"`` (default, ``m >= boundary`` rounds up, away from
 zero) or ``"zero"`` (``m > boundary`` rounds up). ``m >= 1`` saturates at the
@@ -54,6 +54,8 @@ __all__ = [
     "fp4_decode",
     "grad_scale_exponent",
     "lfsr16_states",
+    "lowbias32",
+    "uniform16",
 ]
 
 ROUNDING_MODES = ("nearest", "log", "stochastic")
@@ -84,6 +86,50 @@ def lfsr16_states(n: int, seed: int = 1) -> np.ndarray:
     table = _lfsr16_table()
     start = int(np.flatnonzero(table == seed)[0])
     return table[(start + np.arange(n)) % 65535]
+
+
+_MASK32 = 0xFFFFFFFF
+
+
+def lowbias32(x):
+    """Chris Wellons' ``lowbias32`` integer hash, a bijection of 32-bit words, elementwise.
+
+    ``x ^= x >> 16; x *= 0x7feb352d; x ^= x >> 15; x *= 0x846ca68b; x ^= x >> 16``
+    (products modulo 2^32). ``x``: a Python int or an int64 tensor of values in 0..2^32-1.
+    """
+    if isinstance(x, torch.Tensor):
+        x = x ^ (x >> 16)
+        x = (x * 0x7FEB352D) & _MASK32  # int64 products wrap modulo 2^64: the low 32 bits are exact
+        x = x ^ (x >> 15)
+        x = (x * 0x846CA68B) & _MASK32
+        return x ^ (x >> 16)
+    x &= _MASK32
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & _MASK32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & _MASK32
+    return x ^ (x >> 16)
+
+
+def uniform16(seed: int, n: int, device=None) -> torch.Tensor:
+    """The stochastic-rounding numbers of ``n`` elements: ``u_i = lowbias32(lowbias32(i) ^ key) >> 16``.
+
+    ``key = lowbias32(seed mod 2^32)``; ``i = 0 .. n-1`` is the element's index
+    in the flattened tensor. A counter-based generator: each element's 16-bit
+    number depends only on (seed, i), so hardware computes it in any order
+    with two 32-bit hashes (four multiplies) per element, and, ``lowbias32``
+    being a bijection, no input repeats for ``n <= 2^32``.
+
+    Returns
+    -------
+    torch.Tensor
+        int64 values in 0..65535.
+    """
+    if not 0 <= n <= 1 << 32:
+        raise ValueError(f"uniform16: n must be in 0..2^32, got {n}")
+    key = lowbias32(int(seed))
+    index = torch.arange(n, dtype=torch.int64, device=device)
+    return lowbias32(lowbias32(index) ^ key) >> 16
 
 
 class LogFormat(ScaleFormat):
@@ -173,11 +219,12 @@ class LogFormat(ScaleFormat):
             [0.0] + [self.level(e) for e in range(1, self.max_exponent + 1)], dtype=torch.float64, device=m.device
         )
         # Index of the level at or below m (levels[0] = 0), saturating at the top.
+        m = m.contiguous()
         lower = (torch.bucketize(m, levels, right=True) - 1).clamp_(0, self.max_exponent)
         upper = (lower + 1).clamp_(max=self.max_exponent)
         lo, hi = levels[lower], levels[upper]
         frac = torch.where(upper > lower, (m - lo) / (hi - lo), torch.zeros_like(m))
-        r = torch.as_tensor(lfsr16_states(m.numel(), seed), device=m.device).reshape(m.shape)
+        r = uniform16(seed, m.numel(), device=m.device).reshape(m.shape)
         return torch.where(r.to(torch.float64) < frac * 65536, upper, lower)
 
     def decode(self, codes: torch.Tensor, scale, *, phase: int = 0) -> torch.Tensor:
@@ -228,7 +275,7 @@ def fp4_quantize(
     rounding : {"nearest", "log", "stochastic"}
     ties : {"away", "zero"}
     seed : int
-        First LFSR state for ``rounding="stochastic"``.
+        Seed of the counter-based generator :func:`uniform16` for ``rounding="stochastic"``.
 
     Returns
     -------

@@ -4,6 +4,9 @@
 - :func:`sawb_step` and :func:`quantize_weight`: SAWB per-tensor weight quantization to symmetric INT4.
 - :func:`quantize_pact` and :class:`PactQuantize`: PACT activations to UINT4, with the
   straight-through gradient and d/dalpha.
+- :func:`quantize_activation`: signed activations (not ReLU outputs: LayerNorm, GELU,
+  attention Q/K/V) to symmetric INT4 with a per-tensor SAWB step.
+- :func:`quantize_probability`: probabilities in [0, 1] (softmax outputs) to UINT4, step 1/15.
 
 All rounding is done in float64 (``torch.round`` rounds half to even).
 """
@@ -24,6 +27,8 @@ __all__ = [
     "sawb_step",
     "quantize_weight",
     "quantize_pact",
+    "quantize_activation",
+    "quantize_probability",
     "PactQuantize",
     "pact",
 ]
@@ -102,6 +107,49 @@ def quantize_weight(w: torch.Tensor, step) -> torch.Tensor:
     tensor_arg("quantize_weight", "w", w)
     step = positive_scalar("quantize_weight", "step", step)
     return torch.round(w.detach().to(torch.float64) / step).clamp_(-7, 7).to(torch.int8)
+
+
+def quantize_activation(x: torch.Tensor, c=SAWB_COEFFICIENTS) -> tuple[torch.Tensor, float]:
+    """Signed INT4 activation codes: the SAWB rule of the weights applied to an activation tensor.
+
+    ``step = sawb_step(x, c)``, ``code = clamp(round_half_even(x / step), -7, 7)``
+    (:func:`quantize_weight`): one per-tensor step from the tensor's own first
+    and second moments, no learned parameter, symmetric grid -7..7.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Floating-point activations of either sign.
+    c : tuple of two floats
+        SAWB coefficients (c1, c2).
+
+    Returns
+    -------
+    codes : torch.Tensor
+        ``int8`` codes in -7..7, shape of ``x``.
+    step : float
+        Real value of code 1.
+    """
+    tensor_arg("quantize_activation", "x", x)
+    step = sawb_step(x, c)
+    return quantize_weight(x, step), step
+
+
+def quantize_probability(p: torch.Tensor) -> torch.Tensor:
+    """UINT4 codes of probabilities: ``clamp(round_half_even(15 p), 0, 15)`` (step 1/15).
+
+    Parameters
+    ----------
+    p : torch.Tensor
+        Floating-point values in [0, 1] (softmax outputs; values outside saturate).
+
+    Returns
+    -------
+    torch.Tensor
+        ``uint8`` codes in 0..15.
+    """
+    tensor_arg("quantize_probability", "p", p)
+    return torch.round(p.detach().to(torch.float64) * 15).clamp_(0, 15).to(torch.uint8)
 
 
 def quantize_pact(x: torch.Tensor, alpha) -> torch.Tensor:

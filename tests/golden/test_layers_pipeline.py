@@ -239,18 +239,33 @@ def test_pact_float_path_uses_quantize_pact():
 
 
 def test_quantized_layer_rejects_input_without_codes():
-    model = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4), nn.Linear(4, 2))
-    convert(model, QuantConfig(keep_first=False))
+    layer = QLinear(4, 2, config=QuantConfig(), input_mode="codes", name="q")
     with pytest.raises(RuntimeError, match="expects UINT4 codes"):
-        model(torch.rand(3, 4))
+        layer(torch.rand(3, 4))
+
+
+def test_converted_layer_after_a_float_op_uses_the_signed_quantizer():
+    from golden.formats import quantize_activation
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4, bias=False), nn.Linear(4, 2))
+    convert(model, QuantConfig())
+    x = torch.randn(3, 4)
+    h = model[1](model[0](x))
+    y = model[2](h)
+    codes, step = quantize_activation(h.detach())
+    w_codes, w_step = pipeline.quantize_weight_sawb(model[2].weight)
+    want = ((codes.double() @ w_codes.double().t()) * (step * w_step)).float()
+    assert torch.equal(y, want)
+    assert model[2].input_paths == {"signed": 1}
 
 
 def test_convert_keeps_first_and_last_on_request():
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
     convert(model, QuantConfig(keep_first=True, keep_last=True))
     assert type(model[1]) is nn.Linear and type(model[5]) is nn.Linear and isinstance(model[3], QLinear)
-    assert model[3].input_mode == "codes"
+    assert model[3].input_mode == "auto"
     out = model(torch.rand(2, 4))
+    assert model[3].input_paths == {"codes": 1}
     assert out.shape == (2, 2) and bool(torch.isfinite(out).all())
     with pytest.raises(TypeError):
         convert(nn.Linear(2, 2), config={"tpr": True})
