@@ -127,7 +127,7 @@ def main(argv=None, prog=None):
         print(
             f"step {r['step']:3d}  loss {r['loss']:.6f}  golden {r['loss_golden']:.6f}  "
             f"cycles {r['compute_cycles']:8d}  host-io {r['io_cycles']:8d}  "
-            f"match {'yes' if r['match'] else 'NO'}",
+            f"match {'yes' if r['match'] else 'NO'}  {1000 * r['seconds']:.0f} ms",
             flush=True,
         )
 
@@ -176,6 +176,14 @@ def main(argv=None, prog=None):
         f"build {report['build_seconds']:.1f} s ({'compiled' if report['built'] else 'cached'}); "
         f"total {report['seconds']:.1f} s"
     )
+    cpu = report["cpu_seconds"]
+    if "harness" in cpu:
+        print(
+            f"  CPU time of the steps: {cpu['host'] + cpu['golden'] + cpu['compare']:.1f} s: native simulation "
+            f"{cpu['harness']:.1f} s ({1e6 * cpu['harness'] / max(busy + io, 1):.2f} us/cycle), host Python "
+            f"{cpu['host'] - cpu['harness']:.1f} s, golden twin {cpu['golden']:.1f} s, "
+            f"comparison {cpu['compare']:.1f} s"
+        )
     accuracy = report.get("accuracy")
     if accuracy:
         print(

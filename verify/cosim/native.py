@@ -32,6 +32,7 @@ cycles and host-port cycles.
 
 import ctypes
 import pathlib
+import time
 
 import numpy as np
 
@@ -133,6 +134,8 @@ class NativeDatapath:
         self.geometry = build.geometry
         self.totals = None
         self._handle = None
+        #: Wall and CPU seconds spent inside the harness (the simulation proper), for the profile.
+        self.seconds = {"wall": 0.0, "cpu": 0.0}
 
     def __enter__(self):
         self.build.ensure()
@@ -158,7 +161,12 @@ class NativeDatapath:
         self._lib.fourbit_datapath_counters(self._handle, ctypes.byref(io), ctypes.byref(compute))
         return {"io_cycles": io.value, "compute_cycles": compute.value}
 
-    def _check(self, status):
+    def _call(self, function, *args):
+        """``function(handle, *args)`` timed; DatapathError unless it returned 0."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        status = function(self._handle, *args)
+        self.seconds["wall"] += time.perf_counter() - wall
+        self.seconds["cpu"] += time.process_time() - cpu
         if status != 0:
             raise DatapathError(self._lib.fourbit_datapath_error(self._handle).decode())
 
@@ -209,23 +217,21 @@ class NativeDatapath:
         inside = np.zeros((m, n), dtype=np.uint8)
         sat = np.zeros((m, n), dtype=np.uint8)
         stats = np.zeros(3, dtype=np.uint64)
-        self._check(
-            self._lib.fourbit_datapath_gemm(
-                self._handle,
-                _pointer(config, ctypes.c_int64),
-                _pointer(a, ctypes.c_int8),
-                _pointer(b, ctypes.c_int8),
-                m,
-                k,
-                n,
-                _pointer(bias, ctypes.c_int64),
-                int(bool(want_codes)),
-                _pointer(total, ctypes.c_int64),
-                _pointer(codes, ctypes.c_uint8),
-                _pointer(inside, ctypes.c_uint8),
-                _pointer(sat, ctypes.c_uint8),
-                _pointer(stats, _u64),
-            )
+        self._call(
+            self._lib.fourbit_datapath_gemm,
+            _pointer(config, ctypes.c_int64),
+            _pointer(a, ctypes.c_int8),
+            _pointer(b, ctypes.c_int8),
+            m,
+            k,
+            n,
+            _pointer(bias, ctypes.c_int64),
+            int(bool(want_codes)),
+            _pointer(total, ctypes.c_int64),
+            _pointer(codes, ctypes.c_uint8),
+            _pointer(inside, ctypes.c_uint8),
+            _pointer(sat, ctypes.c_uint8),
+            _pointer(stats, _u64),
         )
         tiles, compute, io = (int(x) for x in stats)
         result = GemmStats(name, m, k, n, tiles=tiles, compute_cycles=compute, io_cycles=io)
@@ -236,7 +242,7 @@ class NativeDatapath:
     def clear_amax(self):
         """:meth:`verify.cosim.driver.DatapathDriver.clear_amax`."""
         cycles = _u64()
-        self._check(self._lib.fourbit_datapath_clear_amax(self._handle, ctypes.byref(cycles)))
+        self._call(self._lib.fourbit_datapath_clear_amax, ctypes.byref(cycles))
 
     def load_grad(self, ints):
         """:meth:`verify.cosim.driver.DatapathDriver.load_grad` (signed gradient words 0..n-1)."""
@@ -246,7 +252,7 @@ class NativeDatapath:
         if flat.size and not all(-limit <= int(v) < limit for v in (flat.min(), flat.max())):
             raise ValueError("gradient words beyond 64 bits")
         values = np.ascontiguousarray(flat.astype(np.int64))
-        self._check(self._lib.fourbit_datapath_load_grad(self._handle, _pointer(values, ctypes.c_int64), len(values)))
+        self._call(self._lib.fourbit_datapath_load_grad, _pointer(values, ctypes.c_int64), len(values))
 
     def encode(self, count):
         """:meth:`verify.cosim.driver.DatapathDriver.encode`: ``(codes phase 0, codes phase 1, k, amax, cycles)``."""
@@ -254,16 +260,14 @@ class NativeDatapath:
         c0 = np.zeros(count, dtype=np.uint8)
         c1 = np.zeros(count, dtype=np.uint8)
         k, amax, cycles = _u64(), _u64(), _u64()
-        self._check(
-            self._lib.fourbit_datapath_encode(
-                self._handle,
-                count,
-                _pointer(c0, ctypes.c_uint8),
-                _pointer(c1, ctypes.c_uint8),
-                ctypes.byref(k),
-                ctypes.byref(amax),
-                ctypes.byref(cycles),
-            )
+        self._call(
+            self._lib.fourbit_datapath_encode,
+            count,
+            _pointer(c0, ctypes.c_uint8),
+            _pointer(c1, ctypes.c_uint8),
+            ctypes.byref(k),
+            ctypes.byref(amax),
+            ctypes.byref(cycles),
         )
         return c0, c1, k.value, amax.value, cycles.value
 

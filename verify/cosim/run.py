@@ -105,7 +105,9 @@ def run_cosim(
     dict
         ``config``, ``steps`` (per step: ``loss``, ``loss_golden``, ``match``,
         ``compute_cycles``, ``io_cycles``, ``encode_cycles``, ``gemms``, ``seconds``; ``golden_seconds``
-        of it in the golden step), ``seconds``, ``build_seconds``, ``built`` and, with ``evaluate``,
+        of it in the golden step), ``seconds``, ``build_seconds``, ``built``, ``cpu_seconds`` (of the training
+        steps: ``host`` the hardware step, of which ``harness`` inside the native simulation, ``golden``
+        the golden step, ``compare`` the bit comparison) and, with ``evaluate``,
         ``accuracy`` (``hardware``, ``golden``: fractions of the test set; ``correct``, ``samples``).
 
     Raises
@@ -171,6 +173,7 @@ def run_cosim(
     perm = torch.randperm(len(ds.train_y), generator=gen)
     records = []
     accuracy = None
+    cpu = {"host": 0.0, "golden": 0.0, "compare": 0.0}
     datapath = NativeDatapath if build.native else RemoteDatapath
     with datapath(build, workdir) as dp:
         host.dp = dp
@@ -178,16 +181,20 @@ def run_cosim(
             lo = (step * batch) % max(len(perm) - batch + 1, 1)
             idx = perm[lo : lo + batch]
             xb, yb = ds.train_x[idx], ds.train_y[idx]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             loss_hw, stats, enc = host.step(xb, yb)
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             loss_golden = golden.step(xb, yb)
-            t2 = time.perf_counter()
+            t2, c2 = time.perf_counter(), time.process_time()
+            match = bool(same_bits(host_model, golden_model) and loss_hw == loss_golden)
+            cpu["host"] += c1 - c0
+            cpu["golden"] += c2 - c1
+            cpu["compare"] += time.process_time() - c2
             record = {
                 "step": step,
                 "loss": loss_hw,
                 "loss_golden": loss_golden,
-                "match": bool(same_bits(host_model, golden_model) and loss_hw == loss_golden),
+                "match": match,
                 "compute_cycles": sum(s.compute_cycles for s in stats) + enc,
                 "io_cycles": sum(s.io_cycles for s in stats),
                 "encode_cycles": enc,
@@ -209,6 +216,8 @@ def run_cosim(
             records.append(record)
             if on_step is not None:
                 on_step(record)
+        if isinstance(dp, NativeDatapath):
+            cpu["harness"] = dp.seconds["cpu"]  # part of "host"
         if evaluate:
             correct, samples = host.evaluate(ds.test_x, ds.test_y, batch)
             golden_correct = _golden_correct(golden_model, ds.test_x, ds.test_y)
@@ -226,6 +235,7 @@ def run_cosim(
         "built": build.built,
         "workdir": None if workdir is None else str(workdir),
         "accuracy": accuracy,
+        "cpu_seconds": cpu,
     }
 
 
