@@ -26,6 +26,7 @@ or a simulation failure; 2 bad input (e.g. a network the datapath cannot hold).
 import json
 import pathlib
 import sys
+import time
 
 from fourbit.util.cli import OneLineParser, check_output_file, positive_int, run_main
 from fourbit.util.files import write_text_atomically
@@ -36,14 +37,16 @@ from .run import PRESETS, performance, run_cosim
 
 
 def measured_fmax(preset, geometry, build_root=None):
-    """``(MHz, source)`` of the routed Fmax measured for ``preset``, or ``(None, None)``
-    when none was measured for exactly this geometry (default widths included)."""
+    """``(MHz, source)`` of the routed Fmax measured for ``preset`` (or for another preset of the
+    same geometry: mnist-epoch uses mnist's), or ``(None, None)`` when none was measured for exactly
+    this geometry (default widths included)."""
     from .fmax import BUILD_ROOT, fmax_path, load_fmax
 
     root = BUILD_ROOT if build_root is None else build_root
-    measured = load_fmax(preset, root)
-    if measured and Geometry(**measured["geometry"]) == Geometry(**geometry):
-        return measured["fmax_mhz"], f"{measured['device']}, nextpnr ({fmax_path(preset, root)})"
+    for name in (preset, *(other for other in PRESETS if other != preset)):
+        measured = load_fmax(name, root)
+        if measured and Geometry(**measured["geometry"]) == Geometry(**geometry):
+            return measured["fmax_mhz"], f"{measured['device']}, nextpnr ({fmax_path(name, root)})"
     return None, None
 
 
@@ -116,21 +119,30 @@ def main(argv=None, prog=None):
     g = params["geometry"]
     print(
         f"co-simulation: {params['dataset']} MLP {params.get('hidden')} hidden x {params.get('depth', 1)}, "
-        f"batch {params['batch']}, {'one epoch' if params['steps'] is None else params['steps']} steps "
+        f"batch {params['batch']}, {'one epoch' if params['steps'] is None else str(params['steps']) + ' steps'} "
         f"on a {g['rows']}x{g['cols']} datapath ({args.sim})",
         flush=True,
     )
 
+    started, cpu_started = time.perf_counter(), time.process_time()
+
     def on_step(r):
         if r["match"] and r["step"] % args.print_every:
             return
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         print(
             f"step {r['step']:3d}  loss {r['loss']:.6f}  golden {r['loss_golden']:.6f}  "
             f"cycles {r['compute_cycles']:8d}  host-io {r['io_cycles']:8d}  "
-            f"match {'yes' if r['match'] else 'NO'}  {1000 * r['seconds']:.0f} ms",
+            f"match {'yes' if r['match'] else 'NO'}  {1000 * r['seconds']:.0f} ms  "
+            f"(after {wall:.0f} s wall, {cpu:.0f} s CPU)",
             flush=True,
         )
 
+    import torch
+
+    # One thread: the golden twin's tensors are small, and idle OpenMP workers spin on the
+    # cores the simulation needs (a fifth of the CPU time of an MNIST run went to libgomp).
+    torch.set_num_threads(1)
     try:
         report = run_cosim(**params, on_step=on_step)
     except (ValueError, TypeError) as e:
