@@ -2,15 +2,21 @@
 
 Example::
 
-    python -m verify.cosim --preset digits            # make cosim: 64-32-10 on digits, 24 steps
+    python -m verify.cosim --preset digits            # make cosim: 64-32-10 on digits, one epoch
     python -m verify.cosim --preset mnist             # make cosim-mnist: 784-128-10 on MNIST, 2 steps
+    python -m verify.cosim --preset mnist-epoch       # make cosim-mnist-epoch: 784-128-10, one MNIST epoch
+    python -m verify.cosim --preset tiny --sim verilator-cocotb   # the cocotb path (one Python step per clock)
     python -m verify.cosim --preset digits --steps 30 --batch 32 --rows 4 --cols 4 --report out.json
 
 Every GEMM, requantization and gradient quantization of the MLP runs on the
-Verilator-simulated :class:`hw.datapath.TrainDatapath`; the host does the loss
-and the optimizer. After every step the master weights are compared bit for
-bit with the golden model trained from the same state. Prints one line per
-step, the performance model of the last step (MACs per cycle and array
+Verilator-simulated :class:`hw.datapath.TrainDatapath` (``--sim verilator``, the
+default: the native harness of :mod:`verify.cosim.native`; ``--sim verilator-cocotb``:
+the cocotb driver); the host does the loss and the optimizer. After every step
+the master weights are compared bit for bit with the golden model trained from
+the same state. Prints one line per step (or every ``--print-every`` steps), the
+wall time (steps/s, and how much of it the golden twin took), the test accuracy
+of both runs (presets digits and mnist-epoch, or ``--accuracy``: the host's with
+every forward GEMM on the datapath), the performance model of the last step (MACs per cycle and array
 utilization per GEMM, projected step time at the Fmax measured by
 ``python -m verify.cosim.fmax``, or ``--fmax-mhz``), and ends with
 ``bit-exact: N/N steps``. Exit status: 0 all steps bit-exact; 1 a difference
@@ -20,23 +26,27 @@ or a simulation failure; 2 bad input (e.g. a network the datapath cannot hold).
 import json
 import pathlib
 import sys
+import time
 
 from fourbit.util.cli import OneLineParser, check_output_file, positive_int, run_main
 from fourbit.util.files import write_text_atomically
 
+from .build import NATIVE, SIMULATORS
 from .driver import Geometry
 from .run import PRESETS, performance, run_cosim
 
 
 def measured_fmax(preset, geometry, build_root=None):
-    """``(MHz, source)`` of the routed Fmax measured for ``preset``, or ``(None, None)``
-    when none was measured for exactly this geometry (default widths included)."""
+    """``(MHz, source)`` of the routed Fmax measured for ``preset`` (or for another preset of the
+    same geometry: mnist-epoch uses mnist's), or ``(None, None)`` when none was measured for exactly
+    this geometry (default widths included)."""
     from .fmax import BUILD_ROOT, fmax_path, load_fmax
 
     root = BUILD_ROOT if build_root is None else build_root
-    measured = load_fmax(preset, root)
-    if measured and Geometry(**measured["geometry"]) == Geometry(**geometry):
-        return measured["fmax_mhz"], f"{measured['device']}, nextpnr ({fmax_path(preset, root)})"
+    for name in (preset, *(other for other in PRESETS if other != preset)):
+        measured = load_fmax(name, root)
+        if measured and Geometry(**measured["geometry"]) == Geometry(**geometry):
+            return measured["fmax_mhz"], f"{measured['device']}, nextpnr ({fmax_path(name, root)})"
     return None, None
 
 
@@ -57,6 +67,16 @@ def _parser(prog=None):
         "repository)",
     )
     p.add_argument("--fmax-mhz", type=float, help="clock for the projected step time (default: measured)")
+    p.add_argument(
+        "--sim",
+        default=NATIVE,
+        choices=SIMULATORS,
+        help="verilator: the native harness (default); verilator-cocotb: the cocotb driver",
+    )
+    p.add_argument(
+        "--accuracy", action="store_true", help="also measure the test accuracy (presets digits, mnist-epoch do)"
+    )
+    p.add_argument("--print-every", type=positive_int, default=1, help="print every N-th step (default 1)")
     p.add_argument("--report", help="write the full report (JSON) here")
     return p
 
@@ -82,6 +102,9 @@ def main(argv=None, prog=None):
             params["geometry"][name] = getattr(args, name)
     if args.data_dir:
         params["data_dir"] = args.data_dir
+    params["sim"] = args.sim
+    if args.accuracy:
+        params["evaluate"] = True
     if params.get("data_dir") and not pathlib.Path(params["data_dir"]).is_dir():
         # Checked before the datapath build (minutes), not after it.
         print(
@@ -96,18 +119,30 @@ def main(argv=None, prog=None):
     g = params["geometry"]
     print(
         f"co-simulation: {params['dataset']} MLP {params.get('hidden')} hidden x {params.get('depth', 1)}, "
-        f"batch {params['batch']}, {params['steps']} steps on a {g['rows']}x{g['cols']} datapath (Verilator)",
+        f"batch {params['batch']}, {'one epoch' if params['steps'] is None else str(params['steps']) + ' steps'} "
+        f"on a {g['rows']}x{g['cols']} datapath ({args.sim})",
         flush=True,
     )
 
+    started, cpu_started = time.perf_counter(), time.process_time()
+
     def on_step(r):
+        if r["match"] and r["step"] % args.print_every:
+            return
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         print(
             f"step {r['step']:3d}  loss {r['loss']:.6f}  golden {r['loss_golden']:.6f}  "
             f"cycles {r['compute_cycles']:8d}  host-io {r['io_cycles']:8d}  "
-            f"match {'yes' if r['match'] else 'NO'}",
+            f"match {'yes' if r['match'] else 'NO'}  {1000 * r['seconds']:.0f} ms  "
+            f"(after {wall:.0f} s wall, {cpu:.0f} s CPU)",
             flush=True,
         )
 
+    import torch
+
+    # One thread: the golden twin's tensors are small, and idle OpenMP workers spin on the
+    # cores the simulation needs (a fifth of the CPU time of an MNIST run went to libgomp).
+    torch.set_num_threads(1)
     try:
         report = run_cosim(**params, on_step=on_step)
     except (ValueError, TypeError) as e:
@@ -142,6 +177,33 @@ def main(argv=None, prog=None):
             "  projected step time: no Fmax measured for this geometry (run `python -m verify.cosim.fmax "
             f"--preset {args.preset}` or pass --fmax-mhz)"
         )
+    steps = report["steps"]
+    train_seconds = sum(r["seconds"] for r in steps)
+    golden_seconds = sum(r["golden_seconds"] for r in steps)
+    busy, io = sum(r["compute_cycles"] for r in steps), sum(r["io_cycles"] for r in steps)
+    print(
+        f"  wall time: {len(steps)} steps in {train_seconds:.1f} s = {len(steps) / train_seconds:.1f} steps/s "
+        f"(golden twin {golden_seconds:.1f} s of it); datapath {busy / len(steps):.0f} busy + "
+        f"{io / len(steps):.0f} host-port cycles per step; "
+        f"build {report['build_seconds']:.1f} s ({'compiled' if report['built'] else 'cached'}); "
+        f"total {report['seconds']:.1f} s"
+    )
+    cpu = report["cpu_seconds"]
+    if "harness" in cpu:
+        print(
+            f"  CPU time of the steps: {cpu['host'] + cpu['golden'] + cpu['compare']:.1f} s: native simulation "
+            f"{cpu['harness']:.1f} s ({1e6 * cpu['harness'] / max(busy + io, 1):.2f} us/cycle), host Python "
+            f"{cpu['host'] - cpu['harness']:.1f} s, golden twin {cpu['golden']:.1f} s, "
+            f"comparison {cpu['compare']:.1f} s"
+        )
+    accuracy = report.get("accuracy")
+    if accuracy:
+        print(
+            f"  test accuracy: hardware {100 * accuracy['hardware']:.2f}% "
+            f"({accuracy['correct']['hardware']}/{accuracy['samples']}), "
+            f"golden {100 * accuracy['golden']:.2f}% ({accuracy['correct']['golden']}/{accuracy['samples']}): "
+            f"{'equal' if accuracy['correct']['hardware'] == accuracy['correct']['golden'] else 'DIFFERENT'}"
+        )
     losses = [r["loss"] for r in report["steps"]]
     k = max(1, len(losses) // 4)
     print(f"  loss: first {k} steps mean {sum(losses[:k]) / k:.4f} -> last {k} steps mean {sum(losses[-k:]) / k:.4f}")
@@ -153,7 +215,8 @@ def main(argv=None, prog=None):
         )
     good = sum(r["match"] for r in report["steps"])
     print(f"bit-exact: {good}/{len(report['steps'])} steps")
-    return 0 if good == len(report["steps"]) else 1
+    same_accuracy = not accuracy or accuracy["correct"]["hardware"] == accuracy["correct"]["golden"]
+    return 0 if good == len(report["steps"]) and same_accuracy else 1
 
 
 if __name__ == "__main__":

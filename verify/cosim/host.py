@@ -148,13 +148,12 @@ class HostTrainer:
                 mask_end += batch * n
         g.check_mask("hidden activations", mask_end)
 
-    def step(self, xb, yb):
-        """One training step through the datapath; returns ``(loss, [GemmStats...], encode cycles)``."""
-        dp, cfg, fmt = self.dp, self.cfg, self.cfg.grad_format
+    def _forward(self, xb):
+        """The forward pass through the datapath: ``(logits, saved tensors per layer, [GemmStats...])``."""
+        dp, cfg = self.dp, self.cfg
         batch = xb.shape[0]
         self.check_shapes(batch)
-        stats, encode_cycles = [], 0
-        # ---- forward ----
+        stats = []
         x = xb.reshape(batch, -1)
         x_codes = quantize_input(x.detach()).to(torch.float32)
         x_step, x_signed = 1.0 / 15, True
@@ -206,6 +205,23 @@ class HostTrainer:
                 stats.append(st)
                 saved.append(dict(x_codes=x_codes, x_step=x_step, x_signed=x_signed, w_codes=w_codes, w_step=w_step))
                 logits = (torch.from_numpy(total).to(torch.float64) * unit).to(torch.float32)
+        return logits, saved, stats
+
+    def evaluate(self, x, y, batch):
+        """Test accuracy with every forward GEMM and requantization on the datapath: ``(correct, total)``."""
+        correct = 0
+        with torch.no_grad():
+            for lo in range(0, len(y), batch):
+                logits, _, _ = self._forward(x[lo : lo + batch])
+                correct += int((logits.argmax(1) == y[lo : lo + batch]).sum())
+        return correct, len(y)
+
+    def step(self, xb, yb):
+        """One training step through the datapath; returns ``(loss, [GemmStats...], encode cycles)``."""
+        dp, cfg, fmt = self.dp, self.cfg, self.cfg.grad_format
+        batch = xb.shape[0]
+        logits, saved, stats = self._forward(xb)
+        encode_cycles = 0
         # ---- loss (host) ----
         logits.requires_grad_(True)
         loss = F.cross_entropy(logits, yb)

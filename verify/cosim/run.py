@@ -4,7 +4,7 @@ import os
 import pathlib
 import tempfile
 
-from .build import BUILD_ROOT, DatapathBuild
+from .build import BUILD_ROOT, NATIVE, DatapathBuild
 from .driver import Geometry
 
 __all__ = ["PRESETS", "MNIST_DIR", "run_cosim", "performance"]
@@ -16,14 +16,17 @@ MNIST_DIR = os.environ.get(
     "FOURBIT_MNIST_DIR", str(pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist")
 )
 
-#: Named runs: ``make cosim`` (digits 64-32-10), ``make cosim-mnist`` (784-128-10) and the test's tiny MLP.
+#: Named runs: ``make cosim`` (digits 64-32-10, one epoch), ``make cosim-mnist`` (784-128-10, 2 steps),
+#: ``make cosim-mnist-epoch`` (784-128-10, one epoch of the MNIST training set) and the test's tiny MLP.
+#: ``steps=None`` is one epoch: every training sample once (the last partial batch dropped).
 PRESETS = {
     "digits": dict(
         dataset="digits",
         hidden=32,
         batch=16,
-        steps=24,
+        steps=None,
         lr=0.1,
+        evaluate=True,
         geometry=dict(rows=8, cols=8, k_depth=64, grad_depth=512, mask_depth=512),
     ),
     "mnist": dict(
@@ -33,6 +36,16 @@ PRESETS = {
         batch=16,
         steps=2,
         lr=0.05,
+        geometry=dict(rows=16, cols=16, k_depth=1024, grad_depth=2048, mask_depth=2048),
+    ),
+    "mnist-epoch": dict(
+        dataset="mnist",
+        data_dir=MNIST_DIR,
+        hidden=128,
+        batch=16,
+        steps=None,
+        lr=0.05,
+        evaluate=True,
         geometry=dict(rows=16, cols=16, k_depth=1024, grad_depth=2048, mask_depth=2048),
     ),
     "tiny": dict(
@@ -59,6 +72,8 @@ def run_cosim(
     seed=0,
     depth=1,
     data_dir=None,
+    sim=NATIVE,
+    evaluate=False,
     build_root=BUILD_ROOT,
     on_step=None,
 ):
@@ -71,9 +86,17 @@ def run_cosim(
     hidden, depth : int
         MLP hidden width and number of hidden layers.
     batch, steps, lr, momentum, weight_decay, seed
-        Training (SGD with momentum, cosine schedule over ``steps``, as :mod:`golden.train`).
+        Training (SGD with momentum, cosine schedule over ``steps``, as :mod:`golden.train`);
+        ``steps=None``: one epoch (``len(train) // batch`` steps).
     geometry : dict
         :class:`verify.cosim.driver.Geometry` fields of the datapath to generate.
+    sim : str
+        :data:`verify.cosim.build.SIMULATORS`: ``verilator`` the native harness
+        (:class:`verify.cosim.native.NativeDatapath`, the default) or ``verilator-cocotb``
+        (:class:`verify.cosim.remote.RemoteDatapath`).
+    evaluate : bool
+        After training, the test-set accuracy of both: the host's with every forward GEMM on the
+        datapath, the golden model's in software.
     on_step : callable, optional
         Called with each step's record as soon as it is done.
 
@@ -81,7 +104,11 @@ def run_cosim(
     -------
     dict
         ``config``, ``steps`` (per step: ``loss``, ``loss_golden``, ``match``,
-        ``compute_cycles``, ``io_cycles``, ``encode_cycles``, ``gemms``), ``seconds``.
+        ``compute_cycles``, ``io_cycles``, ``encode_cycles``, ``gemms``, ``seconds``; ``golden_seconds``
+        of it in the golden step), ``seconds``, ``build_seconds``, ``built``, ``cpu_seconds`` (of the training
+        steps: ``host`` the hardware step, of which ``harness`` inside the native simulation, ``golden``
+        the golden step, ``compare`` the bit comparison) and, with ``evaluate``,
+        ``accuracy`` (``hardware``, ``golden``: fractions of the test set; ``correct``, ``samples``).
 
     Raises
     ------
@@ -97,20 +124,27 @@ def run_cosim(
     from golden.data import load_dataset
 
     from .host import GoldenTrainer, HostTrainer, build_models, same_bits
+    from .native import NativeDatapath
     from .remote import RemoteDatapath
 
     for name, value in (("hidden", hidden), ("batch", batch), ("steps", steps), ("depth", depth)):
+        if name == "steps" and value is None:
+            continue
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, not {value!r}")
     geo = Geometry(**geometry)
     ds = load_dataset(dataset, data_dir)
+    if steps is None:
+        steps = len(ds.train_y) // batch
+        if steps < 1:
+            raise ValueError(f"batch {batch} is larger than the {len(ds.train_y)} training samples")
     n_in = 1
     for s in ds.input_shape:
         n_in *= s
     golden_model, host_model = build_models(n_in=n_in, hidden=hidden, n_out=ds.num_classes, depth=depth, seed=seed)
     opt = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, total_steps=steps)
     golden = GoldenTrainer(golden_model, **opt)
-    build = DatapathBuild(geo, build_root=build_root)
+    build = DatapathBuild(geo, sim=sim, build_root=build_root)
     host = HostTrainer(host_model, None, **opt)
     host.check_shapes(batch, geo)  # before anything is built or simulated
     cfg = dict(
@@ -125,34 +159,47 @@ def run_cosim(
         weight_decay=weight_decay,
         seed=seed,
         geometry=vars(geo),
+        sim=sim,
     )
     started = time.perf_counter()
     build.ensure()
     build_seconds = time.perf_counter() - started
-    runs = build.directory / "runs"
-    runs.mkdir(exist_ok=True)
-    workdir = pathlib.Path(tempfile.mkdtemp(dir=runs))
+    workdir = None
+    if not build.native:  # the cocotb simulation's log and results
+        runs = build.directory / "runs"
+        runs.mkdir(exist_ok=True)
+        workdir = pathlib.Path(tempfile.mkdtemp(dir=runs))
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(ds.train_y), generator=gen)
     records = []
-    with RemoteDatapath(build, workdir) as dp:
+    accuracy = None
+    cpu = {"host": 0.0, "golden": 0.0, "compare": 0.0}
+    datapath = NativeDatapath if build.native else RemoteDatapath
+    with datapath(build, workdir) as dp:
         host.dp = dp
         for step in range(steps):
             lo = (step * batch) % max(len(perm) - batch + 1, 1)
             idx = perm[lo : lo + batch]
             xb, yb = ds.train_x[idx], ds.train_y[idx]
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             loss_hw, stats, enc = host.step(xb, yb)
+            t1, c1 = time.perf_counter(), time.process_time()
             loss_golden = golden.step(xb, yb)
+            t2, c2 = time.perf_counter(), time.process_time()
+            match = bool(same_bits(host_model, golden_model) and loss_hw == loss_golden)
+            cpu["host"] += c1 - c0
+            cpu["golden"] += c2 - c1
+            cpu["compare"] += time.process_time() - c2
             record = {
                 "step": step,
                 "loss": loss_hw,
                 "loss_golden": loss_golden,
-                "match": bool(same_bits(host_model, golden_model) and loss_hw == loss_golden),
+                "match": match,
                 "compute_cycles": sum(s.compute_cycles for s in stats) + enc,
                 "io_cycles": sum(s.io_cycles for s in stats),
                 "encode_cycles": enc,
                 "seconds": time.perf_counter() - t0,
+                "golden_seconds": t2 - t1,
                 "gemms": [
                     {
                         "name": s.name,
@@ -169,14 +216,38 @@ def run_cosim(
             records.append(record)
             if on_step is not None:
                 on_step(record)
+        if isinstance(dp, NativeDatapath):
+            cpu["harness"] = dp.seconds["cpu"]  # part of "host"
+        if evaluate:
+            correct, samples = host.evaluate(ds.test_x, ds.test_y, batch)
+            golden_correct = _golden_correct(golden_model, ds.test_x, ds.test_y)
+            accuracy = {
+                "hardware": correct / samples,
+                "golden": golden_correct / samples,
+                "correct": {"hardware": correct, "golden": golden_correct},
+                "samples": samples,
+            }
     return {
         "config": cfg,
         "steps": records,
         "seconds": time.perf_counter() - started,
         "build_seconds": build_seconds,
         "built": build.built,
-        "workdir": str(workdir),
+        "workdir": None if workdir is None else str(workdir),
+        "accuracy": accuracy,
+        "cpu_seconds": cpu,
     }
+
+
+def _golden_correct(model, x, y):
+    """Test samples the golden model classifies correctly (software, evaluation mode)."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        correct = int((model(x).argmax(1) == y).sum())
+    model.train()
+    return correct
 
 
 def performance(report, fmax_mhz):
