@@ -257,10 +257,12 @@ def run_sweep(boards, pes, sizes, out, *, client, refine=True, seeds=1, build=ex
                 value = points.entry(board, pe, size, stage)
                 continue
             remaining[index] = (board, pe, size, stage, len(missing))
+            # One elaboration per round: the seeds differ only in the build script.
+            first = prepare(
+                board, pe=pe, rows=size, cols=size, seed=missing[0], pack_only=stage == "pack", keep_bitstream=False
+            )
             for seed in missing:
-                job = prepare(
-                    board, pe=pe, rows=size, cols=size, seed=seed, pack_only=stage == "pack", keep_bitstream=False
-                )
+                job = first if seed == first.seed else first.with_seed(seed)
                 tasks[submit(job)] = (index, job, points.build_dir(board, pe, size, stage, seed))
             return
 

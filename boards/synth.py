@@ -244,6 +244,27 @@ class BuildJob:
     def bitstream(self):
         return f"{NAME}.bin" if self.family == "ice40" else f"{NAME}.bit"
 
+    def with_seed(self, seed):
+        """The same build with another nextpnr seed, without elaborating the design again.
+
+        The seed is an option in Amaranth's build scripts (``build_top.sh``,
+        ``.bat`` and ``.json``); each must hold it exactly once.
+        """
+        if self.pack_only:
+            raise ValueError("a pack-only build has no placer seed")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"the nextpnr seed must be a non-negative integer, not {seed!r}")
+        files = dict(self.files)
+        patterns = ((f"--seed {self.seed} ", f"--seed {seed} "), (f'"--seed", "{self.seed}"', f'"--seed", "{seed}"'))
+        for name, text in self.files.items():
+            if not name.startswith(self.script + "."):
+                continue
+            found = [(old, new) for old, new in patterns if text.count(old) == 1]
+            if len(found) != 1:
+                raise SynthError(f"the build script {name} does not hold the nextpnr seed option exactly once")
+            files[name] = text.replace(*found[0])
+        return dataclasses.replace(self, seed=seed, files=files)
+
     def label(self):
         a = self.array
         return f"{self.board} {a['pe']} {a['rows']}x{a['cols']} seed {self.seed}" + (
@@ -299,7 +320,8 @@ def prepare(
         nextpnr_opts = "--pack-only --timing-allow-fail"
     else:
         nextpnr_opts = f"--report nextpnr.json --seed {seed} --timing-allow-fail"
-    plan = platform.prepare(top, name=NAME, synth_opts=spec.synth_opts(pe), nextpnr_opts=nextpnr_opts)
+    # No source locations: the plan is the same from every checkout (and smaller to ship).
+    plan = platform.prepare(top, name=NAME, emit_src=False, synth_opts=spec.synth_opts(pe), nextpnr_opts=nextpnr_opts)
     clock = {"board_clock_mhz": round(board_hz / 1e6, 2), "clock_div": clock_div}
     if pll is not None:
         clock["pll"] = pll.describe()
