@@ -22,6 +22,7 @@ peak throughput, ``MACs x Fmax`` (GMAC/s), Fmax being nextpnr's achieved
 clock.
 """
 
+import argparse
 import contextlib
 import json
 import pathlib
@@ -34,6 +35,7 @@ from hw.kinds import KINDS
 
 from .cluster import ClusterError, add_cluster_options, check_scheduler, connect
 from .platforms import BOARDS, unknown_board_message
+from .pll import plan_pll
 from .synth import DoesNotFit, SynthError, SynthInterrupted, execute, finish, prepare
 
 __all__ = [
@@ -56,13 +58,21 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_SIZES = {"icebreaker": (1, 2, 4, 8), "ulx3s": (1, 2, 4, 8, 16, 24)}
 
 
+def _pll_mhz(entry):
+    """The PLL clock requested for a build (MHz), None for the board clock or its divider."""
+    pll = entry.get("pll")
+    return None if pll is None else pll["requested_mhz"]
+
+
 def _key(entry):
-    return entry["board"], entry["pe"], entry["rows"], entry["cols"], entry.get("stage", "pnr"), entry.get("seed", 1)
+    """(board, pe, rows, cols, stage, PLL clock, seed): one line of results.jsonl."""
+    stage, seed = entry.get("stage", "pnr"), entry.get("seed", 1)
+    return entry["board"], entry["pe"], entry["rows"], entry["cols"], stage, _pll_mhz(entry), seed
 
 
 def _point(entry):
-    """The build an entry belongs to, whatever its seed: (board, pe, rows, cols, stage)."""
-    return _key(entry)[:5]
+    """The build an entry belongs to, whatever its seed."""
+    return _key(entry)[:-1]
 
 
 def load_results(path):
@@ -107,8 +117,9 @@ class SweepFailed(RuntimeError):
 class _Points:
     """The sweep's builds: cached in ``results.jsonl``, submitted to the cluster when missing."""
 
-    def __init__(self, out, log, seeds):
+    def __init__(self, out, log, seeds, clocks):
         self.out, self.log, self.seeds = pathlib.Path(out), log, seeds
+        self.clocks = {board: round(mhz, 4) for board, mhz in clocks.items()}
         self.out.mkdir(parents=True, exist_ok=True)
         self.path = self.out / "results.jsonl"
         self.done = {_key(entry): entry for entry in load_results(self.path)}
@@ -117,14 +128,19 @@ class _Points:
         # Packing does not depend on the placer seed.
         return range(1, self.seeds + 1) if stage == "pnr" else (1,)
 
+    def _key(self, board, pe, size, stage, seed):
+        return board, pe, size, size, stage, self.clocks.get(board), seed
+
     def missing(self, board, pe, size, stage):
-        return [seed for seed in self.seeds_of(stage) if (board, pe, size, size, stage, seed) not in self.done]
+        return [seed for seed in self.seeds_of(stage) if self._key(board, pe, size, stage, seed) not in self.done]
 
     def entry(self, board, pe, size, stage):
-        return best_of_seeds([self.done[(board, pe, size, size, stage, seed)] for seed in self.seeds_of(stage)])
+        return best_of_seeds([self.done[self._key(board, pe, size, stage, seed)] for seed in self.seeds_of(stage)])
 
     def build_dir(self, board, pe, size, stage, seed):
-        name = f"{pe}_{size}x{size}" + ("_pack" if stage == "pack" else "") + (f"_seed{seed}" if seed != 1 else "")
+        clock = self.clocks.get(board)
+        name = f"{pe}_{size}x{size}" + ("_pack" if stage == "pack" else "")
+        name += (f"_pll{clock:g}" if clock is not None else "") + (f"_seed{seed}" if seed != 1 else "")
         return self.out / board / name
 
     def record(self, entry):
@@ -152,6 +168,8 @@ def _entry(job, outcome, build_dir):
     stage = "pack" if job.pack_only else "pnr"
     entry = {"board": job.board, "pe": a["pe"], "rows": a["rows"], "cols": a["cols"], "macs": a["macs"]}
     entry.update(stage=stage, seed=job.seed)
+    if "pll" in job.clock:
+        entry["pll"] = job.clock["pll"]
     try:
         report = finish(job, outcome, build_dir)
     except DoesNotFit as error:
@@ -201,7 +219,7 @@ def _chain(ladder, refine):
         low -= 1
 
 
-def run_sweep(boards, pes, sizes, out, *, client, refine=True, seeds=1, build=execute, log=print):
+def run_sweep(boards, pes, sizes, out, *, client, refine=True, seeds=1, clock_mhz=None, build=execute, log=print):
     """Build every (board, pe, size, seed) not yet in ``out/results.jsonl`` on ``client``; return all results.
 
     Each (board, pe) is a chain of rounds (:func:`_chain`); the chains run
@@ -214,7 +232,9 @@ def run_sweep(boards, pes, sizes, out, *, client, refine=True, seeds=1, build=ex
     runs ``build`` on it (:func:`boards.synth.execute`); its outcome comes
     back and is written under ``out/<board>/`` here. A task's result is
     appended to ``results.jsonl`` as soon as it is in; one that fails or is
-    interrupted is not, so a rerun builds it again.
+    interrupted is not, so a rerun builds it again. ``clock_mhz``
+    (``{board: MHz}``) clocks that board's engines from its PLL
+    (:func:`boards.synth.prepare`); those builds are results of their own.
 
     Raises
     ------
@@ -225,7 +245,8 @@ def run_sweep(boards, pes, sizes, out, *, client, refine=True, seeds=1, build=ex
     """
     from distributed import as_completed
 
-    points = _Points(out, log, seeds)
+    clocks = dict(clock_mhz or {})
+    points = _Points(out, log, seeds, clocks)
     chains = []
     for board in boards:
         ladder = sizes.get(board, DEFAULT_SIZES[board]) if isinstance(sizes, dict) else sizes
@@ -259,7 +280,14 @@ def run_sweep(boards, pes, sizes, out, *, client, refine=True, seeds=1, build=ex
             remaining[index] = (board, pe, size, stage, len(missing))
             # One elaboration per round: the seeds differ only in the build script.
             first = prepare(
-                board, pe=pe, rows=size, cols=size, seed=missing[0], pack_only=stage == "pack", keep_bitstream=False
+                board,
+                pe=pe,
+                rows=size,
+                cols=size,
+                seed=missing[0],
+                clock_mhz=clocks.get(board),
+                pack_only=stage == "pack",
+                keep_bitstream=False,
             )
             for seed in missing:
                 job = first if seed == first.seed else first.with_seed(seed)
@@ -313,6 +341,8 @@ def _clock_cell(entry):
     met = entry.get("timing_met", entry["fmax_mhz"] >= entry["clock_mhz"])
     divided = entry.get("clock_div", 1)
     source = f" = {entry['board_clock_mhz']:g}/{divided}" if divided > 1 else ""
+    if "pll" in entry:
+        source = f" from the PLL, {entry['pll']['achieved_mhz']:g} MHz made"
     return f"{'yes' if met else 'no'} ({entry['clock_mhz']:g} MHz{source})"
 
 
@@ -439,6 +469,17 @@ def plot(results, path):
         plt.close(fig)
 
 
+def _board_clock(text):
+    board, sep, mhz = text.partition("=")
+    try:
+        value = float(mhz)
+    except ValueError:
+        value = float("nan")
+    if not sep or not board or not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected BOARD=MHZ (e.g. ulx3s=90), not {text!r}")
+    return board, value
+
+
 def main(argv=None, prog=None):
     """Entry point of ``python -m boards.sweep``; returns the exit status (0, 1 no results, 2 bad input)."""
     parser = OneLineParser(
@@ -467,6 +508,14 @@ def main(argv=None, prog=None):
         metavar="N",
         help="place and route each size with nextpnr seeds 1..N (parallel tasks), keep the best Fmax (default 1)",
     )
+    parser.add_argument(
+        "--clock-mhz",
+        nargs="+",
+        type=_board_clock,
+        default=[],
+        metavar="BOARD=MHZ",
+        help="clock that board's engines from its PLL at this frequency (e.g. icebreaker=30 ulx3s=90)",
+    )
     add_cluster_options(parser)
     args = parser.parse_args(argv)
     prog = parser.prog
@@ -477,6 +526,16 @@ def main(argv=None, prog=None):
     for pe in args.pes:
         if pe not in KINDS:
             print(f"{prog}: error: unknown PE kind {pe!r} (known: {', '.join(KINDS)})", file=sys.stderr)
+            return 2
+    clocks = dict(args.clock_mhz)
+    for board, mhz in clocks.items():
+        if board not in BOARDS:
+            print(f"{prog}: error: --clock-mhz: {unknown_board_message(board)}", file=sys.stderr)
+            return 2
+        try:
+            plan_pll(BOARDS[board].family, BOARDS[board].platform().default_clk_frequency, mhz * 1e6)
+        except ValueError as error:
+            print(f"{prog}: error: --clock-mhz {board}={mhz:g}: {error}", file=sys.stderr)
             return 2
     out = pathlib.Path(args.out)
     if args.report_only:
@@ -494,6 +553,7 @@ def main(argv=None, prog=None):
                     client=lambda: stack.enter_context(connect(args.scheduler, workers=args.workers)),
                     refine=not args.no_refine,
                     seeds=args.seeds,
+                    clock_mhz=clocks,
                     log=lambda line: print(line, flush=True),
                 )
         except ClusterError as error:
