@@ -109,14 +109,16 @@ def connect(scheduler=None, *, workers=None, timeout_s=None):
     # Processes, one thread each: a build is one tool at a time, and the
     # tools run in subprocesses; a task holds its worker for the whole build.
     # No memory limit: the tools' memory is not the worker's, and nextpnr on
-    # a large ECP5 array needs gigabytes. No dashboard (it needs bokeh).
+    # a large ECP5 array needs gigabytes. The scheduler's HTTP server (no
+    # dashboard: bokeh is not a dependency) on a free local port, not 8787,
+    # so that two sweeps on one machine do not collide.
     with (
         LocalCluster(
             n_workers=count,
             threads_per_worker=1,
             processes=True,
             memory_limit=0,
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",
             silence_logs=logging.ERROR,
         ) as cluster,
         Client(cluster, set_as_default=False) as client,

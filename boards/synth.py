@@ -2,7 +2,8 @@
 
 Example::
 
-    python -m boards.synth --board icebreaker [--pe int4] [--rows 4] [--cols 4] [--out build/boards/icebreaker]
+    python -m boards.synth --board icebreaker [--pe int4] [--rows 4] [--cols 4] [--clock-mhz 30] [--seed 1] \\
+        [--out build/boards/icebreaker]
 
 Runs Amaranth's build plan for the board (:mod:`boards.platforms`) with the
 YoWASP tools: Yosys ``synth_ice40``/``synth_ecp5``, nextpnr (``--report``),
@@ -15,9 +16,20 @@ netlist, see :func:`netlist_resources`), ``fmax_mhz`` (nextpnr's achieved
 Fmax of the engine's clock; nextpnr runs with ``--timing-allow-fail`` so
 that the sweep measures slow designs too), ``clock_mhz`` (the engine's
 clock: the board clock ``board_clock_mhz`` divided by ``clock_div``, 2 for
-``fp16`` by default), ``timing_met`` (every clock meets its constraint),
-``array`` (``pe``, ``rows``, ``cols``, ...), ``utilization`` (nextpnr's
-per-BEL used / available), ``bitstream``, ``seconds``.
+``fp16`` by default; with ``--clock-mhz`` the device PLL's output,
+:mod:`boards.pll`, described in ``pll``), ``timing_met`` (every clock meets
+its constraint), ``clocks`` (every clock net's Fmax and constraint),
+``seed``, ``array`` (``pe``, ``rows``, ``cols``, ...), ``utilization``
+(nextpnr's per-BEL used / available), ``bitstream``, ``seconds``.
+
+A build is three steps, so that the tools can run on another machine (a
+dask worker, :mod:`boards.cluster`): :func:`prepare` elaborates the design
+into a :class:`BuildJob` (Amaranth's build plan: RTLIL, constraints, the
+build script; no path of this machine), :func:`execute` runs the tools on a
+job and returns its outcome as plain data (the logs, nextpnr's report, the
+bitstream), :func:`finish` writes the outcome under the build directory and
+makes the report. :func:`synthesize` does all three here, building in the
+output directory itself.
 
 Exit status: 0 built; 2 bad input (an unknown board lists the supported
 ones); 3 the design does not fit (the message carries the utilisation
@@ -410,7 +422,7 @@ def execute(job, workdir=None):
         "log": log.name,
         "tail": "",
     }
-    if job.pack_only and status != 0 and utilization:
+    if not overfull and job.pack_only and status != 0 and utilization:
         # Packing finished and fits; nextpnr-ecp5 then fails to write the
         # configuration of an unplaced design, which says nothing.
         status = outcome["exit_status"] = 0

@@ -32,7 +32,11 @@ def fake_outcome(job, *, status="built", fmax=30.0):
         "seconds": 1.0,
     }
     if status == "built" and not job.pack_only:
-        outcome["fmax"] = {"cd_sync.clk": {"achieved": fmax, "constraint": 12.0}}
+        if job.engine_clock is None:
+            outcome["fmax"] = {"cd_sync.clk": {"achieved": fmax, "constraint": 12.0}}
+        else:  # the PLL's output, constrained to its frequency
+            net, clock = f"core.engine.{job.engine_clock}", job.clock["pll"]["achieved_mhz"]
+            outcome["fmax"] = {net: {"achieved": fmax, "constraint": clock}}
         outcome["pnr_utilization"] = {"ICESTORM_LC": {"used": luts, "available": 5280}}
     return outcome
 
@@ -41,7 +45,7 @@ def fake_outcome(job, *, status="built", fmax=30.0):
 def threads_client():
     """An in-process cluster (two single-threaded workers): the scheduler's real plumbing, no process start."""
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as local,
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0") as local,
         Client(local, set_as_default=False) as client,
     ):
         yield client
@@ -190,3 +194,28 @@ def test_tiny_sweep_on_two_worker_processes(tmp_path):
     # A rerun builds nothing and starts no cluster.
     again = _sweep(*args)
     assert again.returncode == 0 and len((tmp_path / "results.jsonl").read_text().splitlines()) == 4
+
+
+def test_pll_sweep_points_are_their_own(threads_client, tmp_path):
+    """A sweep at a PLL clock records its builds apart from the board-clock ones (and rebuilds nothing of its own)."""
+
+    def build(job):
+        return fake_outcome(job, fmax=40.0)
+
+    def run(**kwargs):
+        return sweep.run_sweep(
+            ["icebreaker"], ["int4"], [1], tmp_path, refine=False, log=lambda line: None, build=build, **kwargs
+        )
+
+    run(client=threads_client)
+    results = run(client=threads_client, clock_mhz={"icebreaker": 30})
+    assert len(results) == 2
+    (pll,) = [e for e in results if "pll" in e]
+    assert (pll["pll"]["primitive"], pll["pll"]["requested_mhz"], pll["pll"]["DIVF"]) == ("SB_PLL40_PAD", 30.0, 79)
+    assert (tmp_path / "icebreaker" / "int4_1x1_pll30" / "report.json").exists()
+    assert "| 40.0 | yes (30 MHz PLL) | 0.040 | yes |" in sweep.table(results)
+
+    def no_cluster():
+        raise AssertionError("nothing to build")
+
+    assert len(run(client=no_cluster, clock_mhz={"icebreaker": 30})) == 2
