@@ -10,7 +10,7 @@ import dataclasses
 
 from amaranth.hdl import ClockDomain, ClockSignal, DomainRenamer, Elaboratable, Module, Mux, ResetSignal, Signal
 from amaranth.lib import io, wiring
-from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
@@ -19,10 +19,13 @@ from fourbit.util.tools import yowasp_env
 from hw.engine import GemmEngine
 from hw.kinds import default_kind, get_kind
 
+from .pll import PLLConfig
+
 __all__ = [
     "Board",
     "BOARDS",
     "BAUD",
+    "PLL_CLOCK_NET",
     "ClockedEngine",
     "BoardTop",
     "uart_divisor",
@@ -33,6 +36,9 @@ __all__ = [
 
 #: UART line rate of every board top.
 BAUD = 115200
+
+#: Name of the PLL's output clock signal (nextpnr reports its Fmax under a net named like it).
+PLL_CLOCK_NET = "engine_clk"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +137,15 @@ def _check_clock_div(owner, clock_div):
     return clock_div
 
 
+def _check_pll(owner, pll, clock_div):
+    if pll is not None:
+        if not isinstance(pll, PLLConfig):
+            raise TypeError(f"{owner}: pll must be a boards.pll.PLLConfig, not {pll!r}")
+        if clock_div != 1:
+            raise ValueError(f"{owner}: a PLL clock excludes clock_div {clock_div}")
+    return pll
+
+
 class ClockedEngine(wiring.Component):
     """The :class:`hw.engine.GemmEngine` with the clock it runs from on a board.
 
@@ -149,6 +164,17 @@ class ClockedEngine(wiring.Component):
     works the same on every family: no PLL is needed, and the iCE40 PLL
     cannot go below 16 MHz.
 
+    With ``pll`` (a :class:`boards.pll.PLLConfig` for the board clock) the
+    engine runs in the ``engine`` domain clocked by the device PLL from the
+    board clock (ECP5: the ``sync`` clock; iCE40: the clock pin, the PAD
+    PLL's own input), at the PLL's achieved frequency, which sets the UART
+    divisor and, under a platform, the constraint of the PLL's output signal
+    (:data:`PLL_CLOCK_NET`); the engine is held in reset until the PLL has
+    been locked for 15 us (a power-on reset as the platform's own).
+    Without a platform (simulation) there is no PLL: the engine runs in the
+    ``sync`` domain, whose clock the simulator drives and which stands for
+    the PLL's output; the design of the engine is the same.
+
     Parameters
     ----------
     kind : str
@@ -162,6 +188,8 @@ class ClockedEngine(wiring.Component):
         Operand buffer depth (largest K of one RUN).
     clock_div : int
         Divider of the board clock for the engine (>= 1).
+    pll : boards.pll.PLLConfig, optional
+        Clock the engine from the device PLL instead (``clock_div`` must be 1).
 
     Attributes
     ----------
@@ -171,17 +199,47 @@ class ClockedEngine(wiring.Component):
         UART to the host (idle high).
     """
 
-    def __init__(self, *, kind, rows, cols, board_hz, depth=256, clock_div=1):
+    def __init__(self, *, kind, rows, cols, board_hz, depth=256, clock_div=1, pll=None):
         self.clock_div, self.board_hz = _check_clock_div(type(self).__name__, clock_div), board_hz
-        self.engine = GemmEngine(
-            kind=kind, rows=rows, cols=cols, depth=depth, divisor=uart_divisor(board_hz, clock_div)
-        )
+        self.pll = _check_pll(type(self).__name__, pll, clock_div)
+        engine_hz = board_hz / clock_div if pll is None else pll.out_hz
+        self.engine = GemmEngine(kind=kind, rows=rows, cols=cols, depth=depth, divisor=uart_divisor(engine_hz))
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
 
     def elaborate(self, platform):
         m = Module()
         engine = self.engine
-        if self.clock_div == 1:
+        if self.pll is not None and platform is not None:
+            # Constrained by this name (see the divider below).
+            engine_clk, lock = Signal(name=PLL_CLOCK_NET), Signal()
+            if self.pll.family == "ice40":
+                # The board clock's pin is the PAD PLL's own reference input
+                # and can then feed nothing else: no sync domain here.
+                clk_in = platform.request(platform.default_clk, dir="-").io
+            else:
+                clk_in = ClockSignal("sync")
+            m.submodules.pll = self.pll.instance(clk_in=clk_in, clk_out=engine_clk, lock=lock)
+            platform.add_clock_constraint(engine_clk, self.pll.out_hz)
+            # Power-on reset, as Amaranth's iCE40 platform makes one for its
+            # sync domain (iCE40 BRAMs read zeros for about 3 us after
+            # configuration): the engine is held in reset until the PLL has
+            # been locked for 15 us of its clock.
+            delay = int(15e-6 * self.pll.out_hz)
+            m.domains.pll_por = ClockDomain("pll_por", reset_less=True, local=True)
+            m.domains.engine = ClockDomain("engine")
+            locked, timer, ready = Signal(), Signal(range(delay + 1)), Signal()
+            m.d.comb += [ClockSignal("pll_por").eq(engine_clk), ClockSignal("engine").eq(engine_clk)]
+            m.submodules.lock_sync = FFSynchronizer(lock, locked, o_domain="pll_por")
+            with m.If(~locked):
+                m.d.pll_por += [timer.eq(0), ready.eq(0)]
+            with m.Elif(timer == delay):
+                m.d.pll_por += ready.eq(1)
+            with m.Else():
+                m.d.pll_por += timer.eq(timer + 1)
+            m.d.comb += ResetSignal("engine").eq(~ready)
+            m.submodules.engine = DomainRenamer("engine")(engine)
+        elif self.clock_div == 1:
+            # The board clock, or in simulation the clock that stands for the PLL's output.
             m.submodules.engine = engine
         else:
             div = self.clock_div
@@ -215,14 +273,17 @@ class BoardTop(Elaboratable):
         Operand buffer depth (largest K of one RUN).
     clock_div : int
         Divider of the board clock for the engine (>= 1).
+    pll : boards.pll.PLLConfig, optional
+        Clock the engine from the device PLL (made for the board clock).
     """
 
-    def __init__(self, *, kind, rows, cols, depth=256, clock_div=1):
+    def __init__(self, *, kind, rows, cols, depth=256, clock_div=1, pll=None):
         self.kind, self.rows, self.cols, self.depth, self.clock_div = kind, rows, cols, depth, clock_div
         # Validate eagerly (the board clock is only known with the platform).
         _check_clock_div(type(self).__name__, clock_div)
+        self.pll = _check_pll(type(self).__name__, pll, clock_div)
         probe = ClockedEngine(
-            kind=kind, rows=rows, cols=cols, board_hz=4 * clock_div * BAUD, depth=depth, clock_div=clock_div
+            kind=kind, rows=rows, cols=cols, board_hz=4 * clock_div * BAUD, depth=depth, clock_div=clock_div, pll=pll
         )
         probe._MustUse__silence = probe.engine._MustUse__silence = True
         probe.engine.array._MustUse__silence = True
@@ -236,7 +297,13 @@ class BoardTop(Elaboratable):
             board_hz=platform.default_clk_frequency,
             depth=self.depth,
             clock_div=self.clock_div,
+            pll=self.pll,
         )
+        if self.pll is not None and self.pll.in_hz != platform.default_clk_frequency:
+            raise ValueError(
+                f"the PLL was planned for a {self.pll.in_hz / 1e6:g} MHz reference, "
+                f"the board clock is {platform.default_clk_frequency / 1e6:g} MHz"
+            )
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buffer = rx_buffer = io.Buffer("i", uart.rx)
         m.submodules.tx_buffer = tx_buffer = io.Buffer("o", uart.tx)

@@ -2,7 +2,8 @@
 
 Example::
 
-    python -m boards.synth --board icebreaker [--pe int4] [--rows 4] [--cols 4] [--out build/boards/icebreaker]
+    python -m boards.synth --board icebreaker [--pe int4] [--rows 4] [--cols 4] [--clock-mhz 30] [--seed 1] \\
+        [--out build/boards/icebreaker]
 
 Runs Amaranth's build plan for the board (:mod:`boards.platforms`) with the
 YoWASP tools: Yosys ``synth_ice40``/``synth_ecp5``, nextpnr (``--report``),
@@ -15,15 +16,30 @@ netlist, see :func:`netlist_resources`), ``fmax_mhz`` (nextpnr's achieved
 Fmax of the engine's clock; nextpnr runs with ``--timing-allow-fail`` so
 that the sweep measures slow designs too), ``clock_mhz`` (the engine's
 clock: the board clock ``board_clock_mhz`` divided by ``clock_div``, 2 for
-``fp16`` by default), ``timing_met`` (every clock meets its constraint),
-``array`` (``pe``, ``rows``, ``cols``, ...), ``utilization`` (nextpnr's
-per-BEL used / available), ``bitstream``, ``seconds``.
+``fp16`` by default; with ``--clock-mhz`` the device PLL's output,
+:mod:`boards.pll`, described in ``pll``), ``timing_met`` (every clock meets
+its constraint), ``clocks`` (every clock net's Fmax and constraint),
+``seed``, ``array`` (``pe``, ``rows``, ``cols``, ...), ``utilization``
+(nextpnr's per-BEL used / available), ``bitstream``, ``seconds``.
+
+A build is three steps, so that the tools can run on another machine (a
+dask worker, :mod:`boards.cluster`): :func:`prepare` elaborates the design
+into a :class:`BuildJob` (Amaranth's build plan: RTLIL, constraints, the
+build script; no path of this machine), :func:`execute` runs the tools on a
+job and returns its outcome as plain data (the logs, nextpnr's report, the
+bitstream), :func:`finish` writes the outcome under the build directory and
+makes the report. :func:`synthesize` does all three here, building in the
+output directory itself.
 
 Exit status: 0 built; 2 bad input (an unknown board lists the supported
 ones); 3 the design does not fit (the message carries the utilisation
 nextpnr reported); 1 any other tool failure.
 """
 
+import argparse
+import atexit
+import contextlib
+import dataclasses
 import json
 import os
 import pathlib
@@ -32,15 +48,28 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
-from fourbit.util.cli import OneLineParser, positive_int, run_main
-from fourbit.util.files import write_text_atomically
+from fourbit.util.cli import OneLineParser, non_negative_int, positive_int, run_main
+from fourbit.util.files import write_atomically, write_text_atomically
 from hw.kinds import KINDS
 
-from .platforms import BOARDS, BoardTop, unknown_board_message, yowasp_env
+from .platforms import BOARDS, PLL_CLOCK_NET, BoardTop, unknown_board_message, yowasp_env
+from .pll import plan_pll
 
-__all__ = ["SynthError", "SynthInterrupted", "DoesNotFit", "synthesize", "netlist_resources", "main"]
+__all__ = [
+    "SynthError",
+    "SynthInterrupted",
+    "DoesNotFit",
+    "BuildJob",
+    "prepare",
+    "execute",
+    "finish",
+    "synthesize",
+    "netlist_resources",
+    "main",
+]
 
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -150,6 +179,7 @@ def _run_build(out, script, env, poll_seconds=2.0):
         process = subprocess.Popen(
             ["sh", f"{script}.sh"], cwd=out, env=env, stdout=console, stderr=subprocess.STDOUT, start_new_session=True
         )
+        _RUNNING.add(process.pid)
         try:
             while True:
                 try:
@@ -166,12 +196,367 @@ def _run_build(out, script, env, poll_seconds=2.0):
                 os.killpg(process.pid, signal.SIGTERM)
                 process.wait()
             raise
+        finally:
+            _RUNNING.discard(process.pid)
+
+
+#: Build outputs a worker sends back: the tool logs and nextpnr's report (the
+#: bitstream too unless the job drops it); the synthesized netlist stays on the
+#: worker, which counts its cells.
+_RETURNED_LOGS = (f"{NAME}.rpt", f"{NAME}.tim", "build.log", "nextpnr.json")
+_STALE = ("report.json", f"{NAME}.tim", f"{NAME}.bin", f"{NAME}.bit", "nextpnr.json", "build.log")
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildJob:
+    """One board build, self-contained: everything a worker on another machine needs.
+
+    Made by :func:`prepare` on the client (the Amaranth elaboration), run by
+    :func:`execute` anywhere the YoWASP tools are installed, its outcome turned
+    into files and a report by :func:`finish`.
+
+    Attributes
+    ----------
+    board, family, device : str
+        The board, its FPGA family (``ice40``/``ecp5``) and device.
+    array : dict
+        ``pe``, ``rows``, ``cols``, ``macs``, ``acc_width``, ``depth``.
+    clock : dict
+        ``board_clock_mhz``, ``clock_div``, and for a PLL build ``pll``
+        (:meth:`boards.pll.PLLConfig.describe`).
+    seed : int
+        nextpnr placer seed.
+    pack_only : bool
+        Stop nextpnr after packing.
+    keep_bitstream : bool
+        Send the bitstream back (a sweep point does not need it).
+    script : str
+        Base name of Amaranth's build script.
+    files : dict
+        ``{relative name: str or bytes}``: Amaranth's build plan (RTLIL,
+        constraints, the script).
+    engine_clock : str or None
+        Name of the engine's clock net in nextpnr's report (None: the slowest
+        constrained clock, as with the board clock or its divider).
+    """
+
+    board: str
+    family: str
+    device: str
+    array: dict
+    clock: dict
+    seed: int
+    pack_only: bool
+    keep_bitstream: bool
+    script: str
+    files: dict
+    engine_clock: str | None = None
+
+    @property
+    def bitstream(self):
+        return f"{NAME}.bin" if self.family == "ice40" else f"{NAME}.bit"
+
+    def with_seed(self, seed):
+        """The same build with another nextpnr seed, without elaborating the design again.
+
+        The seed is an option in Amaranth's build scripts (``build_top.sh``,
+        ``.bat`` and ``.json``); each must hold it exactly once.
+        """
+        if self.pack_only:
+            raise ValueError("a pack-only build has no placer seed")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"the nextpnr seed must be a non-negative integer, not {seed!r}")
+        files = dict(self.files)
+        patterns = ((f"--seed {self.seed} ", f"--seed {seed} "), (f'"--seed", "{self.seed}"', f'"--seed", "{seed}"'))
+        for name, text in self.files.items():
+            if not name.startswith(self.script + "."):
+                continue
+            found = [(old, new) for old, new in patterns if text.count(old) == 1]
+            if len(found) != 1:
+                raise SynthError(f"the build script {name} does not hold the nextpnr seed option exactly once")
+            files[name] = text.replace(*found[0])
+        return dataclasses.replace(self, seed=seed, files=files)
+
+    def label(self):
+        a = self.array
+        return f"{self.board} {a['pe']} {a['rows']}x{a['cols']} seed {self.seed}" + (
+            " (pack)" if self.pack_only else ""
+        )
+
+
+def prepare(
+    board,
+    *,
+    pe=None,
+    rows=None,
+    cols=None,
+    depth=256,
+    seed=1,
+    clock_div=None,
+    clock_mhz=None,
+    pack_only=False,
+    keep_bitstream=True,
+):
+    """Elaborate the engine for ``board`` into a :class:`BuildJob` (see :func:`synthesize` for the parameters).
+
+    Raises
+    ------
+    ValueError, TypeError
+        Unknown board or kind, bad sizes, a clock the board cannot make.
+    """
+    if board not in BOARDS:
+        raise ValueError(unknown_board_message(board))
+    spec = BOARDS[board]
+    pe = spec.default_pe if pe is None else pe
+    if pe not in KINDS:
+        raise ValueError(f"unknown PE kind {pe!r} (known: {', '.join(KINDS)})")
+    if (rows is None) != (cols is None):
+        # Half a size would silently take the other half from the default and overwrite the last build.
+        raise ValueError("give both --rows and --cols (make: ROWS= and COLS=), or neither for the board's default size")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"the nextpnr seed must be a non-negative integer, not {seed!r}")
+    if rows is None:
+        rows, cols = spec.default_size(pe)
+    platform = spec.platform()
+    board_hz = platform.default_clk_frequency
+    pll = None
+    if clock_mhz is not None:
+        if clock_div not in (None, 1):
+            raise ValueError("give either a clock divider or a PLL clock (--clock-mhz), not both")
+        clock_div = 1
+        pll = plan_pll(spec.family, board_hz, clock_mhz * 1e6)
+    clock_div = spec.clock_div(pe) if clock_div is None else clock_div
+    top = BoardTop(kind=pe, rows=rows, cols=cols, depth=depth, clock_div=clock_div, pll=pll)
+    if pack_only:
+        nextpnr_opts = "--pack-only --timing-allow-fail"
+    else:
+        nextpnr_opts = f"--report nextpnr.json --seed {seed} --timing-allow-fail"
+    # No source locations: the plan is the same from every checkout (and smaller to ship).
+    plan = platform.prepare(top, name=NAME, emit_src=False, synth_opts=spec.synth_opts(pe), nextpnr_opts=nextpnr_opts)
+    clock = {"board_clock_mhz": round(board_hz / 1e6, 2), "clock_div": clock_div}
+    if pll is not None:
+        clock["pll"] = pll.describe()
+    return BuildJob(
+        board=board,
+        family=spec.family,
+        device=spec.device,
+        array={
+            "pe": pe,
+            "rows": rows,
+            "cols": cols,
+            "macs": rows * cols,
+            "acc_width": top_acc_width(pe),
+            "depth": depth,
+        },
+        clock=clock,
+        seed=seed,
+        pack_only=pack_only,
+        keep_bitstream=keep_bitstream,
+        script=plan.script,
+        files=dict(plan.files),
+        engine_clock=PLL_CLOCK_NET if pll is not None else None,
+    )
+
+
+def _extract(files, root):
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            path.write_text(content, encoding="utf-8", newline="\n")
+        else:
+            path.write_bytes(content)
+
+
+#: Process groups of the builds running in this process (a dask worker's
+#: builds outlive it otherwise: the tools run in their own session).
+_RUNNING = set()
+
+
+@atexit.register
+def _stop_running_builds():
+    for group in list(_RUNNING):
+        with contextlib.suppress(OSError):
+            os.killpg(group, signal.SIGTERM)
+
+
+def execute(job, workdir=None):
+    """Run a :class:`BuildJob`'s tools; return its outcome (a dict of plain data, no path of this machine).
+
+    This is the task a dask worker runs. The build runs in ``workdir``
+    (default: a temporary directory, removed afterwards) with the YoWASP tools
+    of the Python running it. The outcome has ``status`` (``built``,
+    ``misfit``, ``failed`` or ``killed``), ``artifacts`` (``{name: bytes}``:
+    the tool logs, nextpnr's report, the bitstream if the job keeps it),
+    ``resources`` (netlist cell counts), ``utilization`` (``{bel: [used,
+    available]}``), ``overfull`` (the BELs over capacity), ``fmax`` (nextpnr's
+    per-clock report), ``exit_status``, ``log`` (``top.tim`` or ``build.log``:
+    where the error is), ``tail`` and ``seconds``.
+    """
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="fourbit-board-") as scratch:
+            return execute(job, pathlib.Path(scratch))
+    out = pathlib.Path(workdir)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in _STALE:
+        (out / stale).unlink(missing_ok=True)
+    started = time.perf_counter()
+    _extract(job.files, out)
+    env = yowasp_env()
+    if job.pack_only:
+        # Nothing to pack into a bitstream: the build script's last step does nothing.
+        env.update(ICEPACK=shutil.which("true"), ECPPACK=shutil.which("true"))
+    status, overfull = _run_build(out, job.script, env)
+    log = out / f"{NAME}.tim"
+    text = log.read_text() if log.exists() else ""
+    utilization = _log_utilization(text)
+    outcome = {
+        "status": "built",
+        "exit_status": status,
+        "resources": None,
+        "utilization": utilization,
+        "overfull": overfull,
+        "fmax": {},
+        "pnr_utilization": {},
+        "log": log.name,
+        "tail": "",
+    }
+    if not overfull and job.pack_only and status != 0 and utilization:
+        # Packing finished and fits; nextpnr-ecp5 then fails to write the
+        # configuration of an unplaced design, which says nothing.
+        status = outcome["exit_status"] = 0
+    over = {bel: ua for bel, ua in utilization.items() if ua[0] > ua[1]}
+    if overfull:
+        outcome["status"] = "misfit"
+    elif status < 0 or status >= 128:
+        outcome.update(status="killed", log="build.log")
+    elif status != 0:
+        if over or re.search(r"Unable to place cell|no BELs remaining|failed to place|exceeded", text, re.I):
+            outcome.update(status="misfit", overfull=over or utilization)
+        else:
+            outcome.update(status="failed", log=log.name if text else "build.log")
+            outcome["tail"] = "\n".join(text.splitlines()[-5:])
+    elif job.pack_only and over:
+        outcome.update(status="misfit", overfull=over)
+    if outcome["status"] == "built":
+        outcome["resources"] = netlist_resources(json.loads((out / f"{NAME}.json").read_text()), job.family)
+        if not job.pack_only:
+            pnr = json.loads((out / "nextpnr.json").read_text())
+            outcome["fmax"] = pnr.get("fmax", {})
+            outcome["pnr_utilization"] = pnr.get("utilization", {})
+    names = list(_RETURNED_LOGS)
+    if job.keep_bitstream and not job.pack_only:
+        names.append(job.bitstream)
+    outcome["artifacts"] = {name: (out / name).read_bytes() for name in names if (out / name).exists()}
+    outcome["seconds"] = round(time.perf_counter() - started, 1)
+    return outcome
+
+
+def _artifact_files(job, outcome):
+    """``{name: bytes}`` to write into the client's build directory: the build plan and what came back."""
+    files = {name: content.encode() if isinstance(content, str) else content for name, content in job.files.items()}
+    files.update(outcome["artifacts"])
+    return files
+
+
+def finish(job, outcome, out, *, written=False):
+    """Write a build's outcome under ``out`` and return its report (written to ``report.json`` last).
+
+    ``written``: the build ran in ``out`` itself, its files are there already.
+    Raises what :func:`synthesize` raises for a failed build.
+    """
+    out = pathlib.Path(out)
+    if not written:
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in _STALE:
+            (out / stale).unlink(missing_ok=True)
+        for name, content in _artifact_files(job, outcome).items():
+            write_atomically(
+                out / name, lambda tmp, content=content: pathlib.Path(tmp).write_bytes(content), make_parents=True
+            )
+    a = job.array
+    pe, rows, cols = a["pe"], a["rows"], a["cols"]
+    log = out / outcome["log"]
+    status = outcome["status"]
+    if status == "misfit":
+        shown = outcome["overfull"] or outcome["utilization"]
+        raise _does_not_fit(pe, rows, cols, job.board, BOARDS[job.board], shown, outcome["utilization"], log)
+    if status == "killed":
+        raise SynthInterrupted(f"{job.board}: a tool was killed (exit status {outcome['exit_status']}); see {log}")
+    if status == "failed":
+        raise SynthError(f"{job.board}: the build failed; see {log}\n{outcome['tail']}".rstrip())
+    base = {"board": job.board, "device": job.device, **outcome["resources"]}
+    if job.pack_only:
+        return {
+            **base,
+            "array": a,
+            "stage": "pack",
+            "utilization": {bel: {"used": u, "available": v} for bel, (u, v) in outcome["utilization"].items()},
+            "seconds": outcome["seconds"],
+        }
+    fmax = outcome["fmax"]
+    if not fmax:
+        raise SynthError(f"{job.board}: nextpnr reported no clock Fmax; see {out / (NAME + '.tim')}")
+    clock = _engine_clock(fmax, job.engine_clock)
+    timing_met = all(float(entry["achieved"]) >= float(entry["constraint"]) for entry in fmax.values())
+    bitstream = out / job.bitstream
+    report = {
+        **base,
+        "fmax_mhz": round(float(clock["achieved"]), 2),
+        "clock_mhz": round(float(clock["constraint"]), 2),
+        **job.clock,
+        "timing_met": timing_met,
+        "clocks": {
+            net: {"fmax_mhz": round(float(e["achieved"]), 2), "constraint_mhz": round(float(e["constraint"]), 2)}
+            for net, e in fmax.items()
+        },
+        "seed": job.seed,
+        "array": a,
+        "stage": "pnr",
+        "utilization": {
+            bel: {"used": v["used"], "available": v["available"]} for bel, v in outcome["pnr_utilization"].items()
+        },
+        "bitstream": str(bitstream.relative_to(REPO_ROOT)) if bitstream.is_relative_to(REPO_ROOT) else str(bitstream),
+        "seconds": outcome["seconds"],
+    }
+    if not job.keep_bitstream:
+        report["bitstream"] = None
+    elif not bitstream.exists():
+        raise SynthError(f"{job.board}: no bitstream {bitstream} was written")
+    write_text_atomically(out / "report.json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _engine_clock(fmax, net):
+    """nextpnr's entry for the engine's clock.
+
+    A PLL build names its clock net; otherwise the engine's clock is the
+    slowest constrained one: the board clock, or with clock_div > 1 the
+    divided clock (the divider itself runs at the board clock).
+    """
+    if net is not None:
+        matches = [entry for name, entry in fmax.items() if net in name]
+        if len(matches) != 1:
+            raise SynthError(f"nextpnr reported no single clock named like {net!r} (clocks: {', '.join(fmax)})")
+        return matches[0]
+    return min(fmax.values(), key=lambda entry: (entry["constraint"], entry["achieved"]))
 
 
 def synthesize(
-    board, *, pe=None, rows=None, cols=None, out=None, depth=256, seed=1, clock_div=None, pack_only=False, progress=None
+    board,
+    *,
+    pe=None,
+    rows=None,
+    cols=None,
+    out=None,
+    depth=256,
+    seed=1,
+    clock_div=None,
+    clock_mhz=None,
+    pack_only=False,
+    progress=None,
 ):
-    """Build the GEMM engine for ``board``; return the report dict (also written to ``report.json``).
+    """Build the GEMM engine for ``board`` here; return the report dict (also written to ``report.json``).
 
     Parameters
     ----------
@@ -191,6 +576,9 @@ def synthesize(
     clock_div : int, optional
         Divider of the board clock for the engine (default: the board's for
         ``pe``, :meth:`boards.platforms.Board.clock_div`).
+    clock_mhz : float, optional
+        Run the engine from the device PLL at the nearest frequency it makes
+        to this (:mod:`boards.pll`); excludes ``clock_div`` > 1.
     pack_only : bool
         Stop nextpnr after packing (``--pack-only``): a fit check that costs
         synthesis and packing only. The result has the netlist resources and
@@ -204,114 +592,40 @@ def synthesize(
     Raises
     ------
     ValueError
-        Unknown board or array kind, bad sizes, only one of ``rows`` and ``cols``.
+        Unknown board or array kind, bad sizes, only one of ``rows`` and
+        ``cols``, a clock the PLL cannot make.
     DoesNotFit
         nextpnr ran out of a resource.
     SynthError
         Another tool failure.
     """
-    if board not in BOARDS:
-        raise ValueError(unknown_board_message(board))
-    spec = BOARDS[board]
-    pe = spec.default_pe if pe is None else pe
-    if pe not in KINDS:
-        raise ValueError(f"unknown PE kind {pe!r} (known: {', '.join(KINDS)})")
-    if (rows is None) != (cols is None):
-        # Half a size would silently take the other half from the default and overwrite the last build.
-        raise ValueError("give both --rows and --cols (make: ROWS= and COLS=), or neither for the board's default size")
-    if rows is None:
-        rows, cols = spec.default_size(pe)
-    clock_div = spec.clock_div(pe) if clock_div is None else clock_div
-    top = BoardTop(kind=pe, rows=rows, cols=cols, depth=depth, clock_div=clock_div)
+    job = prepare(
+        board,
+        pe=pe,
+        rows=rows,
+        cols=cols,
+        depth=depth,
+        seed=seed,
+        clock_div=clock_div,
+        clock_mhz=clock_mhz,
+        pack_only=pack_only,
+    )
     out = pathlib.Path(out if out is not None else REPO_ROOT / "build" / "boards" / board).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in ("report.json", f"{NAME}.tim", f"{NAME}.bin", f"{NAME}.bit", "nextpnr.json", "build.log"):
-        (out / stale).unlink(missing_ok=True)
-    platform = spec.platform()
     if progress is not None:
-        clock_mhz = platform.default_clk_frequency / 1e6 / clock_div
+        a = job.array
         progress(
-            f"{board}: {'packing' if pack_only else 'building'} the {pe} {rows}x{cols} engine "
-            f"({clock_mhz:g} MHz); tool logs in {out / (NAME + '.rpt')} (Yosys) and {out / (NAME + '.tim')} "
-            "(nextpnr), their warnings and errors in build.log"
+            f"{board}: {'packing' if pack_only else 'building'} the {a['pe']} {a['rows']}x{a['cols']} engine "
+            f"({_clock_text(job.clock)}); tool logs in {out / (NAME + '.rpt')} (Yosys) and "
+            f"{out / (NAME + '.tim')} (nextpnr), their warnings and errors in build.log"
         )
-    started = time.perf_counter()
-    env = yowasp_env()
-    if pack_only:
-        nextpnr_opts = "--pack-only --timing-allow-fail"
-        # Nothing to pack into a bitstream: the build script's last step does nothing.
-        env.update(ICEPACK=shutil.which("true"), ECPPACK=shutil.which("true"))
-    else:
-        nextpnr_opts = f"--report nextpnr.json --seed {seed} --timing-allow-fail"
-    plan = platform.prepare(top, name=NAME, synth_opts=spec.synth_opts(pe), nextpnr_opts=nextpnr_opts)
-    plan.extract(str(out))
-    status, overfull = _run_build(out, plan.script, env)
-    log = out / f"{NAME}.tim"
-    if overfull:
-        raise _does_not_fit(pe, rows, cols, board, spec, overfull, _log_utilization(log.read_text()), log)
-    if pack_only and status != 0 and log.exists() and _log_utilization(log.read_text()):
-        # Packing finished and fits; nextpnr-ecp5 then fails to write the
-        # configuration of an unplaced design, which says nothing.
-        status = 0
-    if status < 0 or status >= 128:
-        raise SynthInterrupted(f"{board}: a tool was killed (exit status {status}); see {out / 'build.log'}")
-    if status != 0:
-        text = log.read_text() if log.exists() else ""
-        utilization = _log_utilization(text)
-        over = {bel: ua for bel, ua in utilization.items() if ua[0] > ua[1]}
-        if over or re.search(r"Unable to place cell|no BELs remaining|failed to place|exceeded", text, re.I):
-            raise _does_not_fit(pe, rows, cols, board, spec, over or utilization, utilization, log)
-        where = log if text else out / "build.log"
-        tail = "\n".join(text.splitlines()[-5:]) if text else ""
-        raise SynthError(f"{board}: the build failed; see {where}\n{tail}".rstrip())
-    netlist = json.loads((out / f"{NAME}.json").read_text())
-    resources = netlist_resources(netlist, spec.family)
-    array = {"pe": pe, "rows": rows, "cols": cols, "macs": rows * cols, "acc_width": top_acc_width(pe), "depth": depth}
-    if pack_only:
-        utilization = _log_utilization(log.read_text())
-        over = {bel: ua for bel, ua in utilization.items() if ua[0] > ua[1]}
-        if over:
-            raise _does_not_fit(pe, rows, cols, board, spec, over, utilization, log)
-        return {
-            "board": board,
-            "device": spec.device,
-            **resources,
-            "array": array,
-            "stage": "pack",
-            "utilization": {bel: {"used": u, "available": a} for bel, (u, a) in utilization.items()},
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-    pnr = json.loads((out / "nextpnr.json").read_text())
-    fmax = pnr.get("fmax", {})
-    if not fmax:
-        raise SynthError(f"{board}: nextpnr reported no clock Fmax; see {out / (NAME + '.tim')}")
-    # The engine's clock is the slowest constrained one: the board clock, or
-    # with clock_div > 1 the divided clock (the divider itself runs at the
-    # board clock). Every clock must meet its constraint.
-    clock = min(fmax.values(), key=lambda entry: (entry["constraint"], entry["achieved"]))
-    timing_met = all(float(entry["achieved"]) >= float(entry["constraint"]) for entry in fmax.values())
-    bitstream = out / (f"{NAME}.bin" if spec.family == "ice40" else f"{NAME}.bit")
-    report = {
-        "board": board,
-        "device": spec.device,
-        **resources,
-        "fmax_mhz": round(float(clock["achieved"]), 2),
-        "clock_mhz": round(float(clock["constraint"]), 2),
-        "board_clock_mhz": round(platform.default_clk_frequency / 1e6, 2),
-        "clock_div": clock_div,
-        "timing_met": timing_met,
-        "array": array,
-        "stage": "pnr",
-        "utilization": {
-            bel: {"used": v["used"], "available": v["available"]} for bel, v in pnr.get("utilization", {}).items()
-        },
-        "bitstream": str(bitstream.relative_to(REPO_ROOT)) if bitstream.is_relative_to(REPO_ROOT) else str(bitstream),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    if not bitstream.exists():
-        raise SynthError(f"{board}: no bitstream {bitstream} was written")
-    write_text_atomically(out / "report.json", json.dumps(report, indent=2) + "\n")
-    return report
+    outcome = execute(job, out)
+    return finish(job, outcome, out, written=True)
+
+
+def _clock_text(clock):
+    if "pll" in clock:
+        return f"{clock['pll']['achieved_mhz']:g} MHz from the PLL"
+    return f"{clock['board_clock_mhz'] / clock['clock_div']:g} MHz"
 
 
 def top_acc_width(pe):
@@ -320,6 +634,18 @@ def top_acc_width(pe):
 
 def _optional_positive(text):
     return None if text == "" else positive_int(text)
+
+
+def _optional_frequency(text):
+    if text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive frequency in MHz, not {text!r}")
+    return value
 
 
 def main(argv=None, prog=None):
@@ -344,6 +670,13 @@ def main(argv=None, prog=None):
         default=None,
         help="run the engine at the board clock divided by N (default: 2 for fp16, else 1)",
     )
+    parser.add_argument(
+        "--clock-mhz",
+        type=_optional_frequency,
+        default=None,
+        help="run the engine from the device PLL at the nearest frequency it makes to this (MHz)",
+    )
+    parser.add_argument("--seed", type=non_negative_int, default=1, help="nextpnr placer seed (default 1)")
     parser.add_argument("--out", default=None, help="build directory (default build/boards/<board>)")
     args = parser.parse_args(argv)
     prog = parser.prog
@@ -356,6 +689,8 @@ def main(argv=None, prog=None):
             out=args.out,
             depth=args.depth,
             clock_div=args.clock_div,
+            clock_mhz=args.clock_mhz,
+            seed=args.seed,
             progress=lambda line: print(line, file=sys.stderr, flush=True),
         )
     except (ValueError, TypeError) as error:
@@ -371,7 +706,7 @@ def main(argv=None, prog=None):
     if not report["timing_met"]:
         print(
             f"{prog}: warning: Fmax {report['fmax_mhz']} MHz is below the {report['clock_mhz']} MHz engine "
-            "clock: the bitstream may not work (a larger --clock-div lowers the clock)",
+            "clock: the bitstream may not work (a larger --clock-div or a lower --clock-mhz lowers the clock)",
             file=sys.stderr,
         )
     print(

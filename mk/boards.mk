@@ -6,15 +6,17 @@ PE ?=
 ROWS ?=
 COLS ?=
 CLOCK_DIV ?=
+CLOCK_MHZ ?=
+SEED ?= 1
 SWEEP_ARGS ?=
 
 .PHONY: synth fpga-sweep test-boards-slow
 
-synth:  ## bitstream + build/boards/<board>/report.json of the UART GEMM engine (BOARD=icebreaker|ulx3s [PE= ROWS= COLS= CLOCK_DIV=])
+synth:  ## bitstream + build/boards/<board>/report.json of the UART GEMM engine (BOARD=icebreaker|ulx3s [PE= ROWS= COLS= CLOCK_DIV= or CLOCK_MHZ= (PLL) SEED=])
 	@test -n "$(BOARD)" || { echo "error: set BOARD=<board> ($$($(PYTHON) -c 'from boards.platforms import BOARDS; print(", ".join(BOARDS))'))" >&2; exit 2; }
-	$(PYTHON) -m boards.synth --board "$(BOARD)" --pe "$(PE)" --rows "$(ROWS)" --cols "$(COLS)" --clock-div "$(CLOCK_DIV)"
+	$(PYTHON) -m boards.synth --board "$(BOARD)" --pe "$(PE)" --rows "$(ROWS)" --cols "$(COLS)" --clock-div "$(CLOCK_DIV)" --clock-mhz "$(CLOCK_MHZ)" --seed "$(SEED)"
 
-fpga-sweep:  ## LUTs/FFs/DSPs/Fmax per PE kind and array size up to the largest that fits, both boards -> build/boards/sweep/sweep.{md,png} (hours; resumable)
+fpga-sweep:  ## LUTs/FFs/DSPs/Fmax per PE kind and array size up to the largest that fits, both boards, as dask tasks -> build/boards/sweep/sweep.{md,png} (hours; resumable; SWEEP_ARGS="--seeds N --workers N --scheduler tcp://HOST:PORT")
 	$(PYTHON) -m boards.sweep $(SWEEP_ARGS)
 
 test-boards-slow:  ## slow board tests: a too-big array (real build), fp16 engine on Verilator

@@ -245,55 +245,6 @@ def test_sweep_table_and_headline():
     assert "| icebreaker | int4 | 2x2 | 4 | 900 of 5280 | 30.0 | 0.120 | 3x3 does not fit |" in text
 
 
-def test_sweep_refines_to_the_largest_fit(tmp_path, monkeypatch):
-    """Ladder 1, 2, 4, 8 then bisection by packing: 6 packs but does not route, so 5 is the largest."""
-    import boards.sweep as sweep
-
-    calls = []
-
-    def fake_synthesize(board, *, pe, rows, cols, out, pack_only):
-        calls.append((rows, "pack" if pack_only else "pnr"))
-        if rows > (6 if pack_only else 5):
-            if pack_only or rows == 8:
-                raise sweep.DoesNotFit("too big", {"ICESTORM_LC": (6000, 5280)})
-            raise sweep.SynthError("ulx3s: the build failed; see top.tim\nERROR: Failed to route arcs")
-        report = {
-            "device": "d",
-            "luts": 100 * rows * rows,
-            "ffs": 1,
-            "dsps": 0,
-            "brams": 1,
-            "seconds": 1.0,
-            "utilization": {"ICESTORM_LC": {"used": 100 * rows * rows, "available": 5280}},
-        }
-        if not pack_only:
-            report.update(fmax_mhz=30.0, clock_mhz=12.0, board_clock_mhz=12.0, clock_div=1, timing_met=True)
-        return report
-
-    monkeypatch.setattr(sweep, "synthesize", fake_synthesize)
-    results = sweep.run_sweep(["icebreaker"], ["int4"], [1, 2, 4, 8], tmp_path, log=lambda line: None)
-    assert calls == [(1, "pnr"), (2, "pnr"), (4, "pnr"), (8, "pnr"), (6, "pack"), (7, "pack"), (6, "pnr"), (5, "pnr")]
-    assert headline(results)[("icebreaker", "int4")]["rows"] == 5
-    text = table(results)
-    assert "| icebreaker | int4 | 6x6 | 36 | | | | | | | | no: ERROR: Failed to route arcs |" in text
-    assert "| icebreaker | int4 | 7x7 | 49 | | | | | | | | no (packing): ICESTORM_LC 6000/5280 |" in text
-    assert "| icebreaker | int4 | 5x5 | 25 | 2500 of 5280 | 30.0 | 0.750 | 6x6 does not fit |" in text
-
-    # A killed tool is not a result: nothing is recorded, the sweep stops.
-    def killed(board, **kwargs):
-        raise sweep.SynthInterrupted("killed")
-
-    monkeypatch.setattr(sweep, "synthesize", killed)
-    with pytest.raises(sweep.SynthInterrupted):
-        sweep.run_sweep(["icebreaker"], ["log"], [1], tmp_path, log=lambda line: None)
-    assert "log" not in (tmp_path / "results.jsonl").read_text()
-    monkeypatch.setattr(sweep, "synthesize", fake_synthesize)
-    # Resumable: a rerun builds nothing.
-    calls.clear()
-    assert len(sweep.run_sweep(["icebreaker"], ["int4"], [1, 2, 4, 8], tmp_path, log=lambda line: None)) == 8
-    assert calls == []
-
-
 def test_sweep_table_pack_only_and_divided_clock():
     results = [
         {
