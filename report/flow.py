@@ -128,7 +128,11 @@ def _stimulus(unit, workload, ctx):
     elif unit.array:
         pe, rows, cols = unit.array
         cycles = max(ctx.macs // (rows * cols), 8 * rows)
-        values = stimulus.array_stream(pe, rows, cols, workload, ctx.gemms, cycles)
+        if unit.extra.get("dataflow") == "weight-stationary":
+            depth = int(unit.extra["depth"])
+            values = stimulus.ws_array_stream(pe, rows, cols, depth, workload, ctx.gemms, max(cycles, 4 * depth))
+        else:
+            values = stimulus.array_stream(pe, rows, cols, workload, ctx.gemms, cycles)
     else:
         values = stimulus.stream(unit.kind, workload, ctx.gemms, ctx.macs)
     missing = [n for n, _ in unit.inputs if n not in values]
@@ -161,6 +165,7 @@ def measure(unit, ctx):
         "description": unit.description,
         "pe_count": unit.pe_count,
         "array": list(unit.array) if unit.array else None,
+        "dataflow": unit.extra.get("dataflow"),
         "transistors": None,
         "area_um2": None,
         "area_registers_um2": None,

@@ -116,9 +116,10 @@ def array_ratios(units):
     for u in units.values():
         if u.get("array"):
             pe, rows, cols = u["array"]
-            by_size.setdefault(f"{rows}x{cols}", {})[pe] = u
+            flow = " weight-stationary" if u.get("dataflow") == "weight-stationary" else ""
+            by_size.setdefault(f"{rows}x{cols}{flow}", {})[pe] = u
     out = {}
-    for size, kinds in sorted(by_size.items(), key=lambda kv: int(kv[0].split("x")[0])):
+    for size, kinds in sorted(by_size.items(), key=lambda kv: (int(kv[0].split("x")[0]), kv[0])):
         fp = kinds.get(baseline.name) if baseline else None
         if not fp:
             continue

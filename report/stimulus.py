@@ -353,6 +353,62 @@ def array_stream(pe, rows, cols, workload, gemms, cycles, *, seed=0):
     return out
 
 
+def ws_array_stream(pe, rows, cols, depth, workload, gemms, cycles, *, seed=0):
+    """Operand stream of a weight-stationary ``rows`` x ``cols`` array (``hw.ws_array``) of chunk ``depth``.
+
+    Blocks of ``depth`` rows of A by ``cols`` columns of B at random positions
+    of the workload's GEMMs, each run over its full K as the GEMM runner
+    schedules it (:func:`hw.tiling.ws_schedule`: weights double-buffered and
+    loaded under the previous chunk, one row of A per cycle). A K that is not
+    a multiple of ``rows`` leaves the last chunk's extra PEs with invalid
+    weights: they pass partial sums on, yet count as MACs here, which
+    understates the energy per MAC by at most that padding.
+
+    Returns
+    -------
+    dict
+        Port name -> array of ``cycles`` values (``a_in``/``w_in`` as Python ints).
+    """
+    from hw.tiling import ws_schedule
+
+    if workload not in ARRAY_WORKLOADS.get(pe, ()):
+        raise ValueError(f"workload {workload!r} is not run on a {pe} array")
+    kind = get_kind(pe)
+    rng = np.random.default_rng(seed)
+    ops = WORKLOADS[workload]
+    parts = []
+    for n_op, op in enumerate(ops):
+        op_gemms = [g for g in gemms if g.op == op]
+        if not op_gemms:
+            raise ValueError(f"no {op!r} GEMM in the tensors for workload {workload!r}")
+        budget = cycles // len(ops) + (n_op < cycles % len(ops))
+        used = 0
+        while used < budget:
+            g = op_gemms[rng.integers(len(op_gemms))]
+            m, k = g.a.shape
+            n = g.b.shape[1]
+            ii = (rng.integers(m) + np.arange(depth)) % m
+            jj = (rng.integers(n) + np.arange(cols)) % n
+            if kind.is_float:
+                a = _fp16_bits(g.a_real[np.ix_(ii, np.arange(k))])
+                b = _fp16_bits(g.b_real[np.ix_(np.arange(k), jj)])
+            else:
+                a, b = g.a[np.ix_(ii, np.arange(k))], g.b[np.ix_(np.arange(k), jj)]
+            mask_a, mask_b = (1 << kind.a_width) - 1, (1 << kind.b_width) - 1
+            plan = ws_schedule(np.asarray(a, np.int64) & mask_a, np.asarray(b, np.int64) & mask_b, rows, cols, depth)
+            part = {
+                "a_in": _pack(plan.a_words, kind.a_width),
+                "w_in": _pack(plan.w_words, kind.b_width),
+                **{name: getattr(plan, name).astype(np.int64) for name in plan.CONTROLS},
+            }
+            if not kind.is_float:
+                modes = kind.mode_inputs(kind.gemm_for(workload), a_signed=g.a_signed, b_signed=g.b_signed)
+                part.update({mode: np.full(plan.cycles, value, np.int64) for mode, value in modes.items()})
+            parts.append(part)
+            used += plan.cycles
+    return {p: np.concatenate([part[p] for part in parts])[:cycles] for p in parts[0]}
+
+
 def random_operands(ports, macs, *, seed=0):
     """Uniformly random operands for every port (calibration units, as Horowitz's figures assume)."""
     rng = np.random.default_rng(seed)

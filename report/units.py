@@ -117,8 +117,10 @@ def discover(rtl_dir):
             pe = entry.get("pe", params.get("pe", params.get("kind")))
             # Only arrays run per-PE operand streams; an engine (gemm_engine) also
             # has a pe, rows and cols but is measured as nothing.
-            is_array = pe in KINDS and kind == KINDS[pe].array_module and bool(rows and cols)
+            is_array = pe in KINDS and kind in (KINDS[pe].array_module, KINDS[pe].ws_array_module)
+            is_array = is_array and bool(rows and cols)
             array = (pe, int(rows), int(cols)) if is_array else None
+            dataflow = entry.get("dataflow", "output-stationary") if is_array else None
             workloads = stimulus.ARRAY_WORKLOADS.get(pe, ()) if array else stimulus.PE_WORKLOADS.get(kind, ())
             units.append(
                 Unit(
@@ -134,7 +136,12 @@ def discover(rtl_dir):
                     pe_count=int(rows) * int(cols) if array else 1,
                     array=array,
                     description=entry.get("description", ""),
-                    extra={"parameters": params, "latency": entry.get("latency")},
+                    extra={
+                        "parameters": params,
+                        "latency": entry.get("latency"),
+                        "dataflow": dataflow,
+                        "depth": entry.get("depth"),
+                    },
                 )
             )
         except (KeyError, TypeError, ValueError) as e:
