@@ -424,7 +424,7 @@ def execute(job, workdir=None):
     the tool logs, nextpnr's report, the bitstream if the job keeps it),
     ``resources`` (netlist cell counts), ``utilization`` (``{bel: [used,
     available]}``), ``overfull`` (the BELs over capacity), ``fmax`` (nextpnr's
-    per-clock report), ``exit_status``, ``log`` (``top.tim`` or ``build.log``:
+    per-clock report), ``exit_status``, ``error_log`` (``top.tim`` or ``build.log``:
     where the error is), ``tail`` and ``seconds``.
     """
     if workdir is None:
@@ -452,7 +452,7 @@ def execute(job, workdir=None):
         "overfull": overfull,
         "fmax": {},
         "pnr_utilization": {},
-        "log": log.name,
+        "error_log": log.name,
         "tail": "",
     }
     if not overfull and job.pack_only and status != 0 and utilization:
@@ -463,12 +463,12 @@ def execute(job, workdir=None):
     if overfull:
         outcome["status"] = "misfit"
     elif status < 0 or status >= 128:
-        outcome.update(status="killed", log="build.log")
+        outcome.update(status="killed", error_log="build.log")
     elif status != 0:
         if over or re.search(r"Unable to place cell|no BELs remaining|failed to place|exceeded", text, re.I):
             outcome.update(status="misfit", overfull=over or utilization)
         else:
-            outcome.update(status="failed", log=log.name if text else "build.log")
+            outcome.update(status="failed", error_log=log.name if text else "build.log")
             outcome["tail"] = "\n".join(text.splitlines()[-5:])
     elif job.pack_only and over:
         outcome.update(status="misfit", overfull=over)
@@ -510,7 +510,7 @@ def finish(job, outcome, out, *, written=False):
             )
     a = job.array
     pe, rows, cols = a["pe"], a["rows"], a["cols"]
-    log = out / outcome["log"]
+    log = out / outcome["error_log"]
     status = outcome["status"]
     if status == "misfit":
         shown = outcome["overfull"] or outcome["utilization"]

@@ -26,7 +26,7 @@ def fake_outcome(job, *, status="built", fmax=30.0):
         "overfull": {"ICESTORM_LC": [6000, 5280]} if status == "misfit" else {},
         "fmax": {},
         "pnr_utilization": {},
-        "log": "top.tim",
+        "error_log": "top.tim",
         "tail": "ERROR: Failed to route arcs" if status == "failed" else "",
         "artifacts": {"top.tim": b"fake nextpnr log\n"},
         "seconds": 1.0,
