@@ -161,6 +161,8 @@ def test_unreachable_scheduler(monkeypatch, tmp_path, capsys):
     assert not (tmp_path / "results.jsonl").exists()
 
 
+# A real build (tens of seconds); the default suite builds 1x1 through `boards.synth` already.
+@pytest.mark.slow
 def test_execute_runs_anywhere(tmp_path):
     """A real 1x1 build on a 'worker' (a temporary directory): the outcome holds the files, the client writes them."""
     from boards.synth import finish
