@@ -15,6 +15,8 @@ client writes under its build directory (:func:`boards.synth.finish`).
 import contextlib
 import logging
 import os
+import signal
+import threading
 
 __all__ = [
     "ClusterError",
@@ -112,18 +114,37 @@ def connect(scheduler=None, *, workers=None, timeout_s=None):
     # a large ECP5 array needs gigabytes. The scheduler's HTTP server (no
     # dashboard: bokeh is not a dependency) on a free local port, not 8787,
     # so that two sweeps on one machine do not collide.
-    with (
-        LocalCluster(
+    with _workers_ignore_ctrl_c():
+        cluster = LocalCluster(
             n_workers=count,
             threads_per_worker=1,
             processes=True,
             memory_limit=0,
             dashboard_address="127.0.0.1:0",
             silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster, set_as_default=False) as client,
-    ):
+        )
+    with cluster, Client(cluster, set_as_default=False) as client:
         yield client
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c():
+    """Start the local workers with SIGINT ignored (they inherit it; Python leaves an ignored SIGINT alone).
+
+    Ctrl-C in the terminal goes to the whole foreground process group: the
+    workers would each die with a traceback, their builds left behind. So
+    only the client takes it (KeyboardInterrupt): closing the cluster
+    closes the workers, and a closing worker stops its build's tools
+    (:func:`boards.synth.execute` watches for it).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _check_address(address):

@@ -261,7 +261,7 @@ class ClockedEngine(wiring.Component):
 
 
 class BoardTop(Elaboratable):
-    """A :class:`ClockedEngine` on a board's UART pins at :data:`BAUD`, from the board clock.
+    """A :class:`ClockedEngine` on a board's UART pins at :data:`BAUD`, from the board clock, its divider or the PLL.
 
     Parameters
     ----------

@@ -233,13 +233,13 @@ def run_sweep(boards, pes, sizes, out, *, client, refine=True, seeds=1, clock_mh
 
     Each (board, pe) is a chain of rounds (:func:`_chain`); the chains run
     side by side, and each round's builds (one per nextpnr seed, ``seeds``
-    of them for a place and route) are tasks on the dask ``client`` (a
-    :class:`distributed.Client`, or a callable that returns one, called only
-    once a build is missing: a sweep whose results are all in starts no
-    cluster): the job
+    of them for a place and route) are tasks on the dask ``client``: the job
     (:func:`boards.synth.prepare`, elaborated here) goes to a worker, which
     runs ``build`` on it (:func:`boards.synth.execute`); its outcome comes
-    back and is written under ``out/<board>/`` here. A task's result is
+    back and is written under ``out/<board>/`` here. ``client`` is a
+    :class:`distributed.Client` or a callable that returns one, called only
+    once a build is missing (a sweep whose results are all in starts no
+    cluster). A task's result is
     appended to ``results.jsonl`` as soon as it is in; one that fails or is
     interrupted is not, so a rerun builds it again. ``clock_mhz``
     (``{board: MHz}``) clocks that board's engines from its PLL

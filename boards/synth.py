@@ -41,7 +41,6 @@ import atexit
 import contextlib
 import dataclasses
 import json
-import os
 import pathlib
 import re
 import shutil
@@ -50,6 +49,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import psutil
 
 from fourbit.util.cli import OneLineParser, non_negative_int, positive_int, run_main
 from fourbit.util.files import write_atomically, write_text_atomically
@@ -163,7 +164,24 @@ def _overfull(log_path):
     return {bel: ua for bel, ua in _log_utilization(text).items() if ua[0] > ua[1]}
 
 
-def _run_build(out, script, env, poll_seconds=2.0):
+def _stop(process):
+    """Terminate the build script and every tool it started (then kill what is left)."""
+    try:
+        parent = psutil.Process(process.pid)
+        tree = [*parent.children(recursive=True), parent]
+    except psutil.NoSuchProcess:
+        return
+    for member in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=10)
+    for member in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
+    process.wait()
+
+
+def _run_build(out, script, env, poll_seconds=2.0, should_stop=None):
     """Run Amaranth's build script in ``out``; ``(exit status, overfull)``.
 
     The tools run quietly: their logs are top.rpt (Yosys) and top.tim
@@ -172,14 +190,17 @@ def _run_build(out, script, env, poll_seconds=2.0):
     nextpnr-ecp5 does not give up on a design larger than the device: its
     placer retries for hours. So nextpnr's log is watched, and once packing
     reports a resource over capacity the build is stopped and ``overfull``
-    holds that utilisation (exit status None).
+    holds that utilisation (exit status None). ``should_stop`` (polled with
+    the log) stops the build when it returns true: the exit status is then
+    -SIGTERM, as for any killed tool.
+
+    The tools stay in this process's process group, so that Ctrl-C in a
+    terminal reaches them as it reaches a local cluster's workers.
     """
     log_path = out / f"{NAME}.tim"
     with open(out / "build.log", "w") as console:
-        process = subprocess.Popen(
-            ["sh", f"{script}.sh"], cwd=out, env=env, stdout=console, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        _RUNNING.add(process.pid)
+        process = subprocess.Popen(["sh", f"{script}.sh"], cwd=out, env=env, stdout=console, stderr=subprocess.STDOUT)
+        _RUNNING.add(process)
         try:
             while True:
                 try:
@@ -187,17 +208,18 @@ def _run_build(out, script, env, poll_seconds=2.0):
                 except subprocess.TimeoutExpired:
                     over = _overfull(log_path)
                     if over:
-                        os.killpg(process.pid, signal.SIGTERM)
-                        process.wait()
+                        _stop(process)
                         return None, over
+                    if should_stop is not None and should_stop():
+                        _stop(process)
+                        return -signal.SIGTERM, {}
         except BaseException:
             # Ctrl-C or an error here: leave no tool running.
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait()
+                _stop(process)
             raise
         finally:
-            _RUNNING.discard(process.pid)
+            _RUNNING.discard(process)
 
 
 #: Build outputs a worker sends back: the tool logs and nextpnr's report (the
@@ -368,16 +390,27 @@ def _extract(files, root):
             path.write_bytes(content)
 
 
-#: Process groups of the builds running in this process (a dask worker's
-#: builds outlive it otherwise: the tools run in their own session).
+#: The build scripts running in this process: stopped at exit (a dask
+#: worker that is closed while it builds would otherwise leave its tools).
 _RUNNING = set()
 
 
 @atexit.register
 def _stop_running_builds():
-    for group in list(_RUNNING):
-        with contextlib.suppress(OSError):
-            os.killpg(group, signal.SIGTERM)
+    for process in list(_RUNNING):
+        _stop(process)
+
+
+def _worker_closing():
+    """True once the dask worker running this task is closing (always False outside a worker)."""
+    try:
+        from distributed import get_worker
+        from distributed.core import Status
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return False
+    return worker.status not in (Status.running, Status.paused)
 
 
 def execute(job, workdir=None):
@@ -390,7 +423,7 @@ def execute(job, workdir=None):
     the tool logs, nextpnr's report, the bitstream if the job keeps it),
     ``resources`` (netlist cell counts), ``utilization`` (``{bel: [used,
     available]}``), ``overfull`` (the BELs over capacity), ``fmax`` (nextpnr's
-    per-clock report), ``exit_status``, ``log`` (``top.tim`` or ``build.log``:
+    per-clock report), ``exit_status``, ``error_log`` (``top.tim`` or ``build.log``:
     where the error is), ``tail`` and ``seconds``.
     """
     if workdir is None:
@@ -406,7 +439,7 @@ def execute(job, workdir=None):
     if job.pack_only:
         # Nothing to pack into a bitstream: the build script's last step does nothing.
         env.update(ICEPACK=shutil.which("true"), ECPPACK=shutil.which("true"))
-    status, overfull = _run_build(out, job.script, env)
+    status, overfull = _run_build(out, job.script, env, should_stop=_worker_closing)
     log = out / f"{NAME}.tim"
     text = log.read_text() if log.exists() else ""
     utilization = _log_utilization(text)
@@ -418,7 +451,7 @@ def execute(job, workdir=None):
         "overfull": overfull,
         "fmax": {},
         "pnr_utilization": {},
-        "log": log.name,
+        "error_log": log.name,
         "tail": "",
     }
     if not overfull and job.pack_only and status != 0 and utilization:
@@ -429,12 +462,12 @@ def execute(job, workdir=None):
     if overfull:
         outcome["status"] = "misfit"
     elif status < 0 or status >= 128:
-        outcome.update(status="killed", log="build.log")
+        outcome.update(status="killed", error_log="build.log")
     elif status != 0:
         if over or re.search(r"Unable to place cell|no BELs remaining|failed to place|exceeded", text, re.I):
             outcome.update(status="misfit", overfull=over or utilization)
         else:
-            outcome.update(status="failed", log=log.name if text else "build.log")
+            outcome.update(status="failed", error_log=log.name if text else "build.log")
             outcome["tail"] = "\n".join(text.splitlines()[-5:])
     elif job.pack_only and over:
         outcome.update(status="misfit", overfull=over)
@@ -476,7 +509,7 @@ def finish(job, outcome, out, *, written=False):
             )
     a = job.array
     pe, rows, cols = a["pe"], a["rows"], a["cols"]
-    log = out / outcome["log"]
+    log = out / outcome["error_log"]
     status = outcome["status"]
     if status == "misfit":
         shown = outcome["overfull"] or outcome["utilization"]

@@ -19,5 +19,5 @@ synth:  ## bitstream + build/boards/<board>/report.json of the UART GEMM engine 
 fpga-sweep:  ## LUTs/FFs/DSPs/Fmax per PE kind and array size up to the largest that fits, both boards, as dask tasks -> build/boards/sweep/sweep.{md,png} (hours; resumable; SWEEP_ARGS="--seeds N --workers N --scheduler tcp://HOST:PORT")
 	$(PYTHON) -m boards.sweep $(SWEEP_ARGS)
 
-test-boards-slow:  ## slow board tests: a too-big array (real build), fp16 engine on Verilator
+test-boards-slow:  ## slow board tests: a too-big array (real build), fp16 engine on Verilator, a tiny sweep on a two-process dask LocalCluster
 	$(PYTHON) -m pytest -q -m slow tests/boards

@@ -1,5 +1,7 @@
 """Device PLL clocks: divider search as icepll/ecppll, the instance and its constraint, the simulation bypass."""
 
+import gc
+
 import pytest
 
 from boards.platforms import BAUD, PLL_CLOCK_NET, BoardTop, ClockedEngine
@@ -112,3 +114,4 @@ def test_pll_excludes_a_divider():
         BoardTop(kind="int4", rows=1, cols=1, clock_div=2, pll=config)
     with pytest.raises(TypeError, match=r"pll must be a boards\.pll\.PLLConfig"):
         ClockedEngine(kind="int4", rows=1, cols=1, board_hz=25e6, pll=90e6)
+    gc.collect()  # the refused objects' warnings, here and not in a later test

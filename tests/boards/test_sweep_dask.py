@@ -26,7 +26,7 @@ def fake_outcome(job, *, status="built", fmax=30.0):
         "overfull": {"ICESTORM_LC": [6000, 5280]} if status == "misfit" else {},
         "fmax": {},
         "pnr_utilization": {},
-        "log": "top.tim",
+        "error_log": "top.tim",
         "tail": "ERROR: Failed to route arcs" if status == "failed" else "",
         "artifacts": {"top.tim": b"fake nextpnr log\n"},
         "seconds": 1.0,
@@ -161,6 +161,8 @@ def test_unreachable_scheduler(monkeypatch, tmp_path, capsys):
     assert not (tmp_path / "results.jsonl").exists()
 
 
+# A real build (tens of seconds); the default suite builds 1x1 through `boards.synth` already.
+@pytest.mark.slow
 def test_execute_runs_anywhere(tmp_path):
     """A real 1x1 build on a 'worker' (a temporary directory): the outcome holds the files, the client writes them."""
     from boards.synth import finish
@@ -219,3 +221,26 @@ def test_pll_sweep_points_are_their_own(threads_client, tmp_path):
         raise AssertionError("nothing to build")
 
     assert len(run(client=no_cluster, clock_mhz={"icebreaker": 30})) == 2
+
+
+def test_a_stopped_build_leaves_no_tool(tmp_path):
+    """When its worker closes, a build's script and every tool it started are stopped (a killed build, not recorded)."""
+    import os
+    import signal
+
+    import psutil
+
+    from boards.synth import _run_build
+
+    (tmp_path / "build_top.sh").write_text("sleep 600 &\necho $! > tool.pid\nsleep 600\n")
+    started = time.perf_counter()
+    polls = []
+
+    def closing():
+        polls.append(1)
+        return (tmp_path / "tool.pid").exists() and len(polls) > 2
+
+    status, over = _run_build(tmp_path, "build_top", dict(os.environ), poll_seconds=0.1, should_stop=closing)
+    assert (status, over) == (-signal.SIGTERM, {}) and time.perf_counter() - started < 30
+    tool = int((tmp_path / "tool.pid").read_text())
+    assert not psutil.pid_exists(tool) or psutil.Process(tool).status() == psutil.STATUS_ZOMBIE
