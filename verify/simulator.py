@@ -21,7 +21,8 @@ GEMM engine of ``tests/boards``) goes through :class:`HDLBuild`, which owns:
 :class:`NativeBuild` is the same build (stamp, cache, lock, waivers, options,
 ``build.log``) compiled by Verilator to C++ and linked with a C++ harness into
 a shared library that Python drives through ``ctypes``, with no cocotb and no
-Python per cycle (:mod:`verify.native`).
+Python per cycle (:mod:`verify.native` for the arrays of :mod:`verify.gemm`,
+:mod:`verify.cosim.native` for the training datapath).
 
 Layout of a build directory::
 

@@ -9,14 +9,16 @@ with ``amax = max |v| > 0``:
   boundaries ``m`` reaches (ties away from zero): ``2^-13`` (zero / level 1)
   and ``2.5 * 4^(e-7)`` for ``e = 1..6``. Multiplied through by
   ``2^(15+p)`` every compare is an integer compare:
-  ``|v| << (15+p) >= 1 << (k+2)`` and ``|v| << (15+p) >= 5 << (k+2e)``.
+  ``|v| << (15+p) >= 1 << (k+2)`` and ``|v| << (15+p) >= 5 << (k+2e)``,
+  evaluated as ``(|v| << (15+p)) >> (k+2) != 0`` and ``... >> (k+2e) >= 5``
+  (equal, the bounds being multiples of the shifted-out powers of two).
 * ``code = e | sign << 3``, the sign only when ``e > 0``.
 
 :func:`grad_exponent` and :func:`fp4_encode` build the logic inside a module;
 :class:`FP4Encoder` is the standalone component (both phases of one value).
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -53,12 +55,15 @@ def fp4_encode(m, value, k, phase, *, name="enc"):
     m.d.comb += scaled.eq(magnitude << (15 + phase))
     passed = []
     for level in range(EXP_LEVELS):
+        # scaled >= c << s  <=>  (scaled >> s) >= c, as c << s is a multiple of 2^s: the compare
+        # stays as wide as `scaled` (the bound itself would be 3 + 2^width(k) bits, which a
+        # simulator evaluates in wide-word arithmetic on every cycle).
         if level == 0:
-            bound = Const(1, 1) << (k + 2)
+            reached = (scaled >> (k + 2)) != 0
         else:
-            bound = Const(5, 3) << (k + 2 * level)
+            reached = (scaled >> (k + 2 * level)) >= 5
         hit = Signal(name=f"{name}_ge{level}")
-        m.d.comb += hit.eq(scaled >= bound)
+        m.d.comb += hit.eq(reached)
         passed.append(hit)
     e = Signal(3, name=f"{name}_e")
     m.d.comb += e.eq(sum(passed))

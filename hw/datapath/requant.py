@@ -33,18 +33,23 @@ def requantize(m, total, m0, shift):
     total : Value, signed
         Accumulator plus bias.
     m0 : Value, unsigned(16)
-    shift : Value, unsigned(6); must be >= 1 (the host function guarantees 1..62)
+    shift : Value, unsigned(6); must be >= 1 (the host function guarantees 1..62; 0 is undefined)
     """
-    # Plain expressions (no named intermediates, which Yosys would leave unread).
-    prod = total * m0
-    half = (Const(1, 64) << (shift - 1)[:SHIFT_BITS])[:64]
-    rounded = (prod + half) >> shift
-    top = Const(QMAX, 4) << shift
+    # Plain expressions (no named intermediates, which Yosys would leave unread), each at most
+    # 64 bits wide: a simulator then computes them in machine words (Verilator's wide-word
+    # arithmetic on the 67-bit `prod >= 15 << shift` and the 66-bit rounding cost most of the
+    # datapath's simulation time), and synthesis builds no wider compare than it needs.
+    prod = total * m0  # signed, |prod| < 2^(width(total) - 1 + 16)
+    # 2^(shift - 1) for shift = 1..62 (the host's range); shift = 63 gives 0, which changes no
+    # result (prod + 2^62 < 2^63, so the shift leaves 0 or -1 either way, both code 0).
+    half = (Const(1, 62) << (shift - 1)[:SHIFT_BITS])[:62]
+    rounded = (prod + half) >> shift  # signed 64 bits: |prod| + half < 2^63
     saturated = Signal(name="rq_saturated")
     inside = Signal(name="rq_inside")
     code = Signal(4, name="rq_code")
     m.d.comb += [
-        saturated.eq(prod >= top),
+        # prod >= 15 * 2^shift  <=>  floor(prod / 2^shift) >= 15 (the bound is a multiple of 2^shift).
+        saturated.eq((prod >> shift) >= QMAX),
         inside.eq((total > 0) & ~saturated),
         code.eq(Mux(rounded < 0, 0, Mux(rounded > QMAX, QMAX, rounded[:4]))),
     ]

@@ -23,7 +23,8 @@ def _run(dut, bench):
     sim.run()
 
 
-@pytest.mark.parametrize("real", [0.0123, 1 / 3, 2.0**-20 * 1.7, 7.9, 0.5])
+# The last three give the extreme shifts: 59 (the largest golden.requant computes in int64) and 1.
+@pytest.mark.parametrize("real", [0.0123, 1 / 3, 2.0**-20 * 1.7, 7.9, 0.5, 2.0**-44, 2.0**14, 3e4])
 def test_requantizer_exhaustive_window(real):
     m0, shift = requant_params(real)
     acc = torch.arange(-(1 << 12), 1 << 12, dtype=torch.int64)
