@@ -204,15 +204,15 @@ class WeightStationaryArray(wiring.Component):
         m = Module()
         kind, rows, cols = self.kind, self.rows, self.cols
 
-        # Top edge: column j's weight controls are column j-1's through one register, its
-        # weights are delayed by j registers; its shadow chain shifts down on its registered w_load.
+        # Top edge: one register stage first, so that every weight port drives one register (not
+        # column 0's R shadow enables); then column j's weight controls are column j-1's through one
+        # register and its weights are delayed by j registers, so column j's chain takes a row
+        # presented at edge L at edge L + 1 + j, shifting down on its registered w_load.
         weight_controls = {
             "load": self.w_load,
             "present": self.w_valid,
             **{name: getattr(self, name) for name in kind.b_modes},
         }
-        # One register stage first, so that every weight port drives one register (not column 0's
-        # R shadow enables): column j's chain takes a row presented at edge L at edge L + 1 + j.
         staged = register_all(m, {"w": self.w_in, **weight_controls}, name="w_stage")
         north = skewed_edge(m, staged.pop("w"), kind.b_width, staged, cols, operand="b", name="north")
         shadows = [[None] * cols for _ in range(rows)]
