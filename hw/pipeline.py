@@ -3,7 +3,7 @@ hops between the PEs of an array."""
 
 from amaranth.hdl import Signal, Value
 
-__all__ = ["delay", "register_all"]
+__all__ = ["delay", "register_all", "skewed_edge"]
 
 
 def delay(m, value, stages, *, name):
@@ -58,3 +58,37 @@ def register_all(m, values, *, name):
         m.d.sync += register.eq(value)
         out[key] = register
     return out
+
+
+def skewed_edge(m, bus, width, controls, count, *, operand, name):
+    """The inputs of the ``count`` PEs along one edge of an array, skewed.
+
+    Element ``i`` of the packed ``bus`` is delayed by ``i`` registers, and the
+    ``controls`` reach PE ``i`` through a chain of ``i`` registers (one per
+    hop, not a fan-out), so PE ``i`` sees what the driver presented ``i``
+    cycles earlier.
+
+    Parameters
+    ----------
+    m : Module
+        Module the registers are added to.
+    bus : Value
+        ``count`` packed operands of ``width`` bits, element ``i`` at bits ``[i*width, (i+1)*width)``.
+    controls : dict of str -> Value
+        1-bit controls (and mode bits) travelling with the operands.
+    operand : str
+        Key of the operand in the returned dicts (and name of its skew registers, ``<operand>_skew<i>``).
+    name : str
+        Base name of the control chain's registers (``<name><i>_<key>``).
+
+    Returns
+    -------
+    list of dict of str -> Value
+        Per PE ``i``: its operand under ``operand`` and its controls under their keys.
+    """
+    edge = []
+    for i in range(count):
+        if i > 0:
+            controls = register_all(m, controls, name=f"{name}{i}")
+        edge.append({operand: delay(m, bus.word_select(i, width), i, name=f"{operand}_skew{i}"), **controls})
+    return edge

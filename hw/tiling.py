@@ -88,6 +88,16 @@ class Schedule:
         return len(self.tiles) * self.rows
 
 
+def _operands(a_bits, b_bits):
+    """The raw operands as uint64 matrices and the GEMM's (M, K, N); ValueError when K differs."""
+    a_bits = np.asarray(a_bits, dtype=np.uint64)
+    b_bits = np.asarray(b_bits, dtype=np.uint64)
+    (m, k), (k2, n) = a_bits.shape, b_bits.shape
+    if k != k2:
+        raise ValueError(f"inner dimensions differ: {a_bits.shape} @ {b_bits.shape}")
+    return a_bits, b_bits, (m, k, n)
+
+
 def schedule(a_bits, b_bits, rows, cols):
     """The cycle-by-cycle schedule of ``A @ B`` on a ``rows`` x ``cols`` array.
 
@@ -100,12 +110,7 @@ def schedule(a_bits, b_bits, rows, cols):
     rows, cols : int
         Array size.
     """
-    a_bits = np.asarray(a_bits, dtype=np.uint64)
-    b_bits = np.asarray(b_bits, dtype=np.uint64)
-    m, k = a_bits.shape
-    k2, n = b_bits.shape
-    if k != k2:
-        raise ValueError(f"inner dimensions differ: {a_bits.shape} @ {b_bits.shape}")
+    a_bits, b_bits, (m, k, n) = _operands(a_bits, b_bits)
     tile_rows, tile_cols = max(1, math.ceil(m / rows)), max(1, math.ceil(n / cols))
     a_pad = np.zeros((tile_rows * rows, k), dtype=np.uint64)
     a_pad[:m] = a_bits
@@ -362,33 +367,30 @@ def ws_schedule(a_bits, b_bits, rows, cols, depth):
     ``valid = 0``, padding values of k ``w_valid = 0``). For each column block,
     each row block, each K chunk in ascending order, one chunk of ``depth``
     cycles streams the row block's A values of the chunk; its weights are
-    loaded in the ``rows`` cycles before its ``swap`` (descending k), which
-    lie under the previous chunk's rows. The first chunk's loads take the
-    schedule's first ``rows`` cycles. K = 0 runs one chunk with no valid weight:
+    loaded in the last ``rows`` cycles but one before its ``swap`` (descending k,
+    :mod:`hw.ws_array`'s load window), under the previous chunk's rows. The
+    first chunk's loads take the schedule's first ``rows`` cycles, and its
+    rows start one cycle later. K = 0 runs one chunk with no valid weight:
     the RTL reports zeros (+0.0 for a floating-point kind).
     """
     from .ws_array import min_depth
 
     if depth < min_depth(rows):
         raise ValueError(f"depth {depth} < {min_depth(rows)}: the weight loads would not fit between chunks")
-    a_bits = np.asarray(a_bits, dtype=np.uint64)
-    b_bits = np.asarray(b_bits, dtype=np.uint64)
-    m, k = a_bits.shape
-    k2, n = b_bits.shape
-    if k != k2:
-        raise ValueError(f"inner dimensions differ: {a_bits.shape} @ {b_bits.shape}")
+    a_bits, b_bits, (m, k, n) = _operands(a_bits, b_bits)
     m_blocks, k_chunks, n_tiles = max(1, math.ceil(m / depth)), max(1, math.ceil(k / rows)), max(1, math.ceil(n / cols))
     a_pad = np.zeros((m_blocks * depth, k_chunks * rows), dtype=np.uint64)
     a_pad[:m, :k] = a_bits
     b_pad = np.zeros((k_chunks * rows, n_tiles * cols), dtype=np.uint64)
     b_pad[:k, :n] = b_bits
     chunks = n_tiles * m_blocks * k_chunks
-    total = rows + chunks * depth
-    grid = (n_tiles, m_blocks, k_chunks, depth)  # chunk c = (tj, bi, kc) streams cycles rows + c * depth + r
+    preamble = rows + 1  # the first chunk's loads, and the weight ports' register stage
+    total = preamble + chunks * depth
+    grid = (n_tiles, m_blocks, k_chunks, depth)  # chunk c = (tj, bi, kc) streams cycles preamble + c * depth + r
 
     def streamed(width=None):
         values = np.zeros((total, width) if width else total, dtype=np.uint64 if width else np.uint8)
-        return values, values[rows:].reshape(*grid, *((width,) if width else ()))
+        return values, values[preamble:].reshape(*grid, *((width,) if width else ()))
 
     a_words, a_grid = streamed(rows)
     a_grid[:] = a_pad.reshape(m_blocks, depth, k_chunks, rows).transpose(0, 2, 1, 3)[None]
@@ -400,7 +402,7 @@ def ws_schedule(a_bits, b_bits, rows, cols, depth):
     first_grid[:, :, 0] = 1
     last, last_grid = streamed()
     last_grid[:, :, -1] = 1
-    # Chunk c's loads take the rows cycles before its swap: cycles c * depth + i, i = 0..rows-1,
+    # Chunk c's loads take cycles c * depth + i, i = 0..rows-1 (its swap is at preamble + c * depth),
     # presenting row k0 + rows-1-i of its K chunk (the deepest first).
     w_words = np.zeros((total, cols), dtype=np.uint64)
     w_load, w_valid = (np.zeros(total, dtype=np.uint8) for _ in range(2))

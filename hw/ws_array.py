@@ -38,17 +38,18 @@ the array (one exception, inside a column: see *weight loading*).
   inside K: a PE whose weight is not valid passes partial sums on unchanged,
   which pads K to a multiple of R exactly, also for signed zeros) and the
   kind's ``b_modes``, deepest row (k = R-1) first, and the column's chain shifts
-  down one row. Column j's ``w_in`` is delayed by j registers and ``w_load``,
-  ``w_valid`` and the ``b_modes`` walk along the top edge, so every column
-  loads j cycles after column 0, in step with the activations; inside a
-  column the registered ``w_load`` enables its R shadow registers (a fan-out
-  of R, not of the array). A PE copies its shadow weight into the active one
-  when the chunk's ``swap`` reaches it, and uses it from that row on. The R
-  load cycles of a chunk must lie after the previous chunk's ``swap`` has
-  passed its column (at least R - 1 cycles after that ``swap``) and before
-  the chunk's own ``swap``: with ``depth >= 2 R - 1`` (:func:`min_depth`) the
+  down one row. The weight ports pass one register stage, then column j's
+  ``w_in`` is delayed by j registers and ``w_load``, ``w_valid`` and the
+  ``b_modes`` walk along the top edge: a row presented at edge L enters column
+  j's chain at edge L + 1 + j, in step with the activations; inside a column
+  the registered ``w_load`` enables its R shadow registers (a fan-out of R,
+  not of the array; every port drives a fixed number of loads). A PE copies
+  its shadow weight into the active one when the chunk's ``swap`` reaches it,
+  and uses it from that row on. So the R load cycles of a chunk whose
+  ``swap`` is presented at cycle t, the previous chunk's at cycle t', must
+  lie in [t' + R - 2, t - 2]: with ``depth >= 2 R - 1`` (:func:`min_depth`) the
   loads hide entirely under the previous chunk's rows, and the array computes
-  R x C products every cycle but the R cycles before a GEMM's first chunk.
+  R x C products every cycle but the R + 1 cycles before a GEMM's first chunk.
 * **Outputs.** The bottom register of column j is ``out_data[j]``;
   ``out_valid[j]`` is set for a row of a ``last`` chunk with ``valid``: the
   result of the row presented at edge t is visible after edge t + R - 1 + j.
@@ -66,7 +67,7 @@ from amaranth.lib.wiring import In, Out
 
 from ._params import check_int
 from .kinds import KINDS, get_kind
-from .pipeline import delay, register_all
+from .pipeline import delay, register_all, skewed_edge
 
 __all__ = ["WeightStationaryArray", "min_depth", "default_depth"]
 
@@ -191,9 +192,10 @@ class WeightStationaryArray(wiring.Component):
                 "a_in and its controls (valid, swap, first, last, A-side modes) are presented unskewed, one row "
                 "of A per cycle; PE (k, j) applies the row of edge t at edge t + k + j. A chunk is exactly "
                 f"{self.depth} rows with swap on the first; a K sum is consecutive chunks, first on the first, "
-                "last on the last. The chunk's weights are loaded before its swap with w_load, one row of w_in "
-                f"per cycle in descending k ({rows} cycles), no earlier than {rows - 1} cycles after the previous "
-                "chunk's swap. The result of a valid row of a last chunk sampled at edge t is on out_data[j] "
+                "last on the last. The chunk's weights are loaded with w_load, one row of w_in per cycle in "
+                f"descending k ({rows} cycles), all within cycles [t' + {rows - 2}, t - 2] if the chunk's swap is "
+                "presented at cycle t and the previous chunk's at t'. The result of a valid row of a last chunk "
+                "sampled at edge t is on out_data[j] "
                 f"with out_valid[j] after edge t + {rows - 1} + j."
             ),
         }
@@ -202,17 +204,21 @@ class WeightStationaryArray(wiring.Component):
         m = Module()
         kind, rows, cols = self.kind, self.rows, self.cols
 
-        # Top edge: column j's weight controls are column j-1's through one register, its
-        # weights are delayed by j registers; its shadow chain shifts down on the registered w_load.
-        weight_controls = {"present": self.w_valid, **{name: getattr(self, name) for name in kind.b_modes}}
-        load = self.w_load
+        # Top edge: one register stage first, so that every weight port drives one register (not
+        # column 0's R shadow enables); then column j's weight controls are column j-1's through one
+        # register and its weights are delayed by j registers, so column j's chain takes a row
+        # presented at edge L at edge L + 1 + j, shifting down on its registered w_load.
+        weight_controls = {
+            "load": self.w_load,
+            "present": self.w_valid,
+            **{name: getattr(self, name) for name in kind.b_modes},
+        }
+        staged = register_all(m, {"w": self.w_in, **weight_controls}, name="w_stage")
+        north = skewed_edge(m, staged.pop("w"), kind.b_width, staged, cols, operand="b", name="north")
         shadows = [[None] * cols for _ in range(rows)]
         for j in range(cols):
-            if j > 0:
-                hop = register_all(m, {"load": load, **weight_controls}, name=f"north{j}")
-                load = hop.pop("load")
-                weight_controls = hop
-            above = {"b": delay(m, self.w_in.word_select(j, kind.b_width), j, name=f"w_skew{j}"), **weight_controls}
+            above = dict(north[j])
+            load = above.pop("load")
             for k in range(rows):
                 shadow = {key: Signal(value.shape(), name=f"shadow_{k}_{j}_{key}") for key, value in above.items()}
                 with m.If(load):
@@ -227,16 +233,10 @@ class WeightStationaryArray(wiring.Component):
             "last": self.last,
             **{name: getattr(self, name) for name in kind.a_modes},
         }
-        west = []
-        for k in range(rows):
-            if k > 0:
-                a_controls = register_all(m, a_controls, name=f"west{k}")
-            row = {"a": delay(m, self.a_in.word_select(k, kind.a_width), k, name=f"a_skew{k}"), **a_controls}
-            if k == 0:
-                row["first"] = self.first
-            if k < rows - 1:
-                del row["last"]  # passed on down the left edge only
-            west.append(row)
+        west = skewed_edge(m, self.a_in, kind.a_width, a_controls, rows, operand="a", name="west")
+        west[0]["first"] = self.first
+        for row in west[:-1]:
+            del row["last"]  # passed on down the left edge only
 
         # Rings: the bottom partial sum of column j, depth - rows registers later, enters its top.
         bottoms = [Signal(self._acc_shape, name=f"psum_{rows - 1}_{j}") for j in range(cols)]

@@ -87,7 +87,7 @@ def test_every_gemm_on_every_ws_array(kind, gemm, signed):
 
 
 @pytest.mark.parametrize("kind", list(KINDS.values()), ids=lambda kind: kind.name)
-@pytest.mark.parametrize("rows,cols,depth", [(1, 1, 1), (3, 2, 7)])
+@pytest.mark.parametrize("rows,cols,depth", [(1, 1, 1), (3, 2, 5), (2, 2, 6)])
 def test_sizes(kind, rows, cols, depth):
     gemm = kind.gemm
     rng = np.random.default_rng(rows * 7 + cols + kind.order)
@@ -183,3 +183,20 @@ def test_gemms_back_to_back():
     for plan, part, (gemm, want) in zip(plans, tiling.split_columns(plans, columns), expected):
         got = gemm.decode(tiling.ws_assemble(plan, part), width)
         assert np.array_equal(gemm.result_bits(got), gemm.result_bits(want))
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS.values() if k.a_modes and k.b_modes], ids=lambda kind: kind.name)
+def test_no_broadcast_growing_with_the_array(kind):
+    """Every input port drives a fixed number of loads, whatever the array size: controls, mode
+    bits and weight-load controls travel through registers instead of fanning out."""
+    import re
+
+    from amaranth.back import verilog
+
+    def port_uses(rows, cols):
+        array = WeightStationaryArray(kind=kind, rows=rows, cols=cols)
+        text = verilog.convert(array, name="top", emit_src=False)
+        ports = [*tiling.WSSchedule.CONTROLS, *kind.a_modes, *kind.b_modes]
+        return {p: len(re.findall(rf"(?<![\w$.]){p}(?![\w\[])", text)) for p in ports}
+
+    assert port_uses(2, 2) == port_uses(5, 4)
