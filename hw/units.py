@@ -65,6 +65,7 @@ def _array_defaults(kind):
 
 def _ws_array_defaults(kind):
     defaults = _array_defaults(kind)
+    defaults.pop("gated")  # the lean register options are the output-stationary array's
     rows, cols = defaults.pop("rows"), defaults.pop("cols")
     return {"rows": rows, "cols": cols, "depth": default_depth(rows), **defaults}
 
@@ -103,6 +104,7 @@ def _catalog():
             kind.ws_array_description,
         )
         for kind in kinds
+        if kind.weight_stationary
     ]
     others = [
         Unit(

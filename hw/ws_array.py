@@ -97,8 +97,8 @@ class WeightStationaryArray(wiring.Component):
         reuses each weight load for more rows of A at the cost of
         ``cols * (depth - rows)`` accumulator registers in the rings.
     acc_width : int, optional
-        Accumulator bits of the integer kinds (default: the kind's
-        ``default_acc_width``); floating-point kinds accept only 32.
+        Accumulator bits of the integer kinds (default: the narrowest that holds
+        ``max_k`` products); floating-point kinds accept only 32.
     max_k : int
         Declared largest K (default 4096): an ``acc_width`` that can overflow
         within ``max_k`` products is a ValueError.
@@ -162,12 +162,14 @@ class WeightStationaryArray(wiring.Component):
             raise ValueError(f"unknown array kind {kind!r} (known: {', '.join(KINDS)})")
         self.kind = get_kind(kind)
         owner = self.kind.ws_array_module
+        if not self.kind.weight_stationary:
+            raise ValueError(f"the {self.kind.name} kind has no weight-stationary array (output-stationary only)")
         self.rows = check_int(owner, "rows", rows, minimum=1)
         self.cols = check_int(owner, "cols", cols, minimum=1)
         self.depth = check_int(owner, "depth", default_depth(rows) if depth is None else depth, minimum=min_depth(rows))
         self.declared_max_k = check_int(owner, "max_k", max_k, minimum=1)
         if acc_width is None:
-            acc_width = self.kind.default_acc_width
+            acc_width = self.kind.lean_acc_width(max_k)
         self.acc_width = self.kind.check_acc_width(owner, acc_width, max_k)
         self.max_k = self.kind.max_k(self.acc_width)
 

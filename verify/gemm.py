@@ -422,6 +422,8 @@ def run_gemms(gemms, *, rows, cols, sim="icarus", array="dedicated", build_root=
     (kind,) = kinds
     if sim not in SIMULATORS:
         raise GemmError(f"unknown --sim {sim!r} (choose from {', '.join(SIMULATORS)})")
+    if dataflow == WEIGHT_STATIONARY and not get_kind(kind).weight_stationary:
+        raise GemmError(f"the {kind} array is output-stationary only: --dataflow ws does not apply")
     operands = [
         operand_bits(g.pe, g.a, g.b, a_signed=g.a_signed, b_signed=g.b_signed, a_scales=g.a_scales, b_scales=g.b_scales)
         for g in gemms

@@ -207,6 +207,9 @@ class BlockKind(PEKind):
     product_range = None
     default_acc_width = 32
     standalone = None
+    # A block's integer sum and its one rounding sit in an output-stationary PE; a
+    # weight-stationary column would have to carry them between PEs (later work).
+    weight_stationary = False
     # The report's workloads and the FPGA rows of these kinds are later work: none yet.
     workloads = ()
 

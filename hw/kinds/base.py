@@ -318,6 +318,10 @@ class PEKind:
         """Module (and unit) name of the kind's systolic array, e.g. ``int4_array``."""
         return f"{self.name}_array"
 
+    #: The kind has a weight-stationary array (:mod:`hw.ws_array`). The block-scaled
+    #: kinds do not yet: their block boundary and scales live in an output-stationary PE.
+    weight_stationary = True
+
     @property
     def ws_array_module(self):
         """Module (and unit) name of the kind's weight-stationary array (:mod:`hw.ws_array`), e.g. ``int4_ws_array``."""

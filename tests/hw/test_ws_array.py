@@ -74,7 +74,8 @@ def check(kind, gemm, a, b, *, a_signed=True, b_signed=True, **size):
     assert np.array_equal(gemm.result_bits(got), gemm.result_bits(want))
 
 
-EVERY_GEMM = [(kind, gemm) for kind in KINDS.values() for gemm, _ in kind.gemms]
+WS_KINDS = {name: kind for name, kind in KINDS.items() if kind.weight_stationary}
+EVERY_GEMM = [(kind, gemm) for kind in WS_KINDS.values() for gemm, _ in kind.gemms]
 
 
 @pytest.mark.parametrize("kind,gemm", EVERY_GEMM, ids=lambda item: item.name)
@@ -86,7 +87,7 @@ def test_every_gemm_on_every_ws_array(kind, gemm, signed):
     check(kind, gemm, a, b, a_signed=signed, b_signed=signed, rows=2, cols=3)
 
 
-@pytest.mark.parametrize("kind", list(KINDS.values()), ids=lambda kind: kind.name)
+@pytest.mark.parametrize("kind", list(WS_KINDS.values()), ids=lambda kind: kind.name)
 @pytest.mark.parametrize("rows,cols,depth", [(1, 1, 1), (3, 2, 5), (2, 2, 6)])
 def test_sizes(kind, rows, cols, depth):
     gemm = kind.gemm
@@ -95,7 +96,7 @@ def test_sizes(kind, rows, cols, depth):
     check(kind, gemm, a, b, a_signed=False, b_signed=True, rows=rows, cols=cols, depth=depth)
 
 
-@pytest.mark.parametrize("kind", list(KINDS.values()), ids=lambda kind: kind.name)
+@pytest.mark.parametrize("kind", list(WS_KINDS.values()), ids=lambda kind: kind.name)
 def test_k_zero_gives_zeros(kind):
     gemm = kind.gemm
     a, b = gemm.random_operands(np.random.default_rng(0), 3, 0, 2)
@@ -106,7 +107,7 @@ def test_k_zero_gives_zeros(kind):
 def test_fp16_order_and_signed_zeros():
     """Ascending-k binary32 order across chunks, and K padding that keeps -0 (a PE without a valid
     weight passes the partial sum on, instead of adding +0)."""
-    kind = KINDS[next(name for name, k in KINDS.items() if k.is_float)]
+    kind = WS_KINDS[next(name for name, k in WS_KINDS.items() if k.is_float)]
     gemm = kind.gemm
     rng = np.random.default_rng(9)
     a = (rng.standard_normal((3, 7)) * 50).astype(np.float16)
@@ -134,7 +135,7 @@ def test_accumulator_wraps_at_declared_width():
     assert int(raw[0, 0]) == (225 * k) % (1 << width)
 
 
-@pytest.mark.parametrize("kind", [k for k in KINDS.values() if not k.is_float], ids=lambda kind: kind.name)
+@pytest.mark.parametrize("kind", [k for k in WS_KINDS.values() if not k.is_float], ids=lambda kind: kind.name)
 def test_overflow_refused(kind):
     width = min_acc_width(kind.product_range, 512)
     Fragment.get(WeightStationaryArray(kind=kind, rows=1, cols=1, acc_width=width, max_k=512), None)
@@ -169,7 +170,7 @@ def test_manifest_and_defaults():
 
 def test_gemms_back_to_back():
     """Concatenated schedules (every GEMM of a kind, both signedness modes, different shapes) in one run."""
-    kind = max(KINDS.values(), key=lambda kind: len(kind.gemms))
+    kind = max(WS_KINDS.values(), key=lambda kind: len(kind.gemms))
     rng = np.random.default_rng(21)
     plans, expected = [], []
     for index, (gemm, _) in enumerate(kind.gemms * 2):
@@ -185,7 +186,7 @@ def test_gemms_back_to_back():
         assert np.array_equal(gemm.result_bits(got), gemm.result_bits(want))
 
 
-@pytest.mark.parametrize("kind", [k for k in KINDS.values() if k.a_modes and k.b_modes], ids=lambda kind: kind.name)
+@pytest.mark.parametrize("kind", [k for k in WS_KINDS.values() if k.a_modes and k.b_modes], ids=lambda kind: kind.name)
 def test_no_broadcast_growing_with_the_array(kind):
     """Every input port drives a fixed number of loads, whatever the array size: controls, mode
     bits and weight-load controls travel through registers instead of fanning out."""
@@ -200,3 +201,9 @@ def test_no_broadcast_growing_with_the_array(kind):
         return {p: len(re.findall(rf"(?<![\w$.]){p}(?![\w\[])", text)) for p in ports}
 
     assert port_uses(2, 2) == port_uses(5, 4)
+
+
+def test_output_stationary_only_kinds_are_refused():
+    for kind in (k for k in KINDS.values() if not k.weight_stationary):
+        with pytest.raises(ValueError, match="no weight-stationary array"):
+            WeightStationaryArray(kind=kind, rows=2, cols=2)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hw.kinds import GEMMS, KINDS, get_gemm
-from verify.gemm import COCOTB_VERILATOR, NATIVE, Gemm, run_gemms
+from verify.gemm import COCOTB_VERILATOR, NATIVE, Gemm, GemmError, run_gemms
 
 from .test_gemm import _gemm, training_step  # noqa: F401 (the fixture: one captured ibm4 training step)
 
@@ -31,13 +31,16 @@ def _check(batch, results):
         assert np.array_equal(gemm.result_bits(result.c), gemm.result_bits(want)), f"GEMM {index} ({g.pe})"
 
 
-@pytest.mark.parametrize("kind", list(KINDS.values()), ids=lambda kind: kind.name)
+WS_KINDS = [kind for kind in KINDS.values() if kind.weight_stationary]
+
+
+@pytest.mark.parametrize("kind", WS_KINDS, ids=lambda kind: kind.name)
 def test_every_gemm_on_icarus(kind):
     batch = _random_batch(kind, np.random.default_rng(kind.order))
     _check(batch, run_gemms(batch, rows=2, cols=3, sim="icarus", array=kind.name, dataflow=WS))
 
 
-@pytest.mark.parametrize("kind", [k for k in KINDS.values() if len(k.gemms) > 1], ids=lambda kind: kind.name)
+@pytest.mark.parametrize("kind", [k for k in WS_KINDS if len(k.gemms) > 1], ids=lambda kind: kind.name)
 def test_native_equals_cocotb_and_golden(kind):
     """The native harness and the cocotb driver on Verilator drain the same results, equal to golden."""
     batch = _random_batch(kind, np.random.default_rng(40 + kind.order), m=9, k=13, n=5)
@@ -71,7 +74,7 @@ def test_training_step_on_dedicated_ws_arrays(training_step):  # noqa: F811
 @pytest.mark.parametrize("rows,cols", [(1, 1), (2, 3), (4, 4)])
 def test_sizes_and_k_long(sim, rows, cols):
     rng = np.random.default_rng(500 + rows * 17 + cols)
-    for kind in KINDS.values():
+    for kind in WS_KINDS:
         batch = [
             g
             for k in (0, 1, rows, rows + 1, 3 * rows - 1, 64)
@@ -81,4 +84,12 @@ def test_sizes_and_k_long(sim, rows, cols):
 
 
 def test_every_gemm_is_covered():
-    assert {g.pe for kind in KINDS.values() for g in _random_batch(kind, np.random.default_rng(0))} == set(GEMMS)
+    covered = {g.pe for kind in WS_KINDS for g in _random_batch(kind, np.random.default_rng(0))}
+    assert covered == {name for name, gemm in GEMMS.items() if any(k.runs(gemm) for k in WS_KINDS)}
+
+
+def test_output_stationary_only_kind_is_refused():
+    for kind in (k for k in KINDS.values() if not k.weight_stationary):
+        batch = _random_batch(kind, np.random.default_rng(1))
+        with pytest.raises(GemmError, match="output-stationary only"):
+            run_gemms(batch, rows=2, cols=2, sim="icarus", array=kind.name, dataflow=WS)
