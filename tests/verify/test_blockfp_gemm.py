@@ -72,7 +72,7 @@ def extreme_operands(fmt, rng, m=5, k=None, n=3):
         b_scales = rng.integers(0x80, 0xFF, (blocks, n)).astype(np.uint8)  # negative scales
         a_scales[0], b_scales[:, 0] = 0x7E, 0x7E  # 448 * -448
         a_scales[2], b_scales[:, 2] = 0x01, 0x81  # 2^-9 * -2^-9
-        a_scales[3, 0] = 0x00
+        a_scales[3, :1] = 0x00
     a[1, :bs] = 0  # a zero block
     return a, a_scales, b, b_scales
 
