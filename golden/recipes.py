@@ -23,7 +23,7 @@
     ICLR 2023): the same INT4/UINT4 forward, gradients in radix-2 FP4 (1 sign
     bit, 3 exponent bits: levels S * 2^-6 .. S) with unbiased stochastic
     rounding between levels, including stochastic underflow to zero below
-    S * 2^-6, from the 16-bit LFSR of :mod:`golden.formats.fp4`; one
+    S * 2^-6, from the counter-based generator of :mod:`golden.formats.fp4`; one
     quantization feeds both GEMMs (no TPR). Products are shifts by 0..6 bits.
 """
 

@@ -475,6 +475,8 @@ def main(argv=None, prog=None):
     keep_freed_memory()  # the CLI trains as fast as `make bench-train` measures
     if args.model not in MODELS:
         return _fail(f"unknown model {args.model!r}; valid: {', '.join(MODELS)}")
+    if args.dataset not in DATASETS and args.dataset not in TEXT_DATASETS:
+        return _fail(f"unknown dataset {args.dataset!r}; valid: {', '.join([*DATASETS, *TEXT_DATASETS])}")
     text = args.dataset in TEXT_DATASETS
     if text != (args.model == "gpt"):
         return _fail(

@@ -7,7 +7,9 @@ from golden import pipeline
 from golden.reference import int_gemm
 
 
-@pytest.mark.parametrize(("m", "k", "n", "a_max"), [(5, 9, 3, 15), (1, 1, 1, 8), (0, 4, 2, 7), (7, 2100, 4, 15), (2, 160000, 2, 15)])
+@pytest.mark.parametrize(
+    ("m", "k", "n", "a_max"), [(5, 9, 3, 15), (1, 1, 1, 8), (0, 4, 2, 7), (7, 2100, 4, 15), (2, 160000, 2, 15)]
+)
 def test_int_mm_path_equals_the_float_path(monkeypatch, m, k, n, a_max):
     gen = torch.Generator().manual_seed(k)
     a = torch.randint(-a_max if a_max != 15 else 0, a_max + 1, (m, k), generator=gen).to(torch.float32)

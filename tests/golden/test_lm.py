@@ -141,3 +141,22 @@ def test_missing_text_file_is_a_clear_error(tmp_path, capsys):
     args += ["--recipe", "fp32", "--seed", "0", "--max-steps", "1", "--metrics", str(tmp_path / "m.json")]
     assert main(args) == 2
     assert "no text file" in capsys.readouterr().err
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    from torch.utils.checkpoint import checkpoint
+
+    from golden.models import TransformerBlock
+
+    def grads(use_checkpoint):
+        torch.manual_seed(3)
+        model = nn.Sequential(nn.Linear(8, 8), TransformerBlock(8, 2, 6, 0.0), nn.Linear(8, 3))
+        convert(model, QuantConfig())
+        x = torch.randn(2, 6, 8, generator=torch.Generator().manual_seed(4))
+        h = model[0](x)
+        h = checkpoint(model[1], h, use_reentrant=False) if use_checkpoint else model[1](h)
+        model[2](h).square().sum().backward()
+        return [p.grad for p in model.parameters()]
+
+    plain, recomputed = grads(False), grads(True)
+    assert all(torch.equal(a, b) for a, b in zip(plain, recomputed, strict=True))

@@ -162,8 +162,8 @@ def test_cli_divergence_exits_3(tmp_path, capsys):
     "flag,value,valid",
     [
         ("--recipe", "int2", "fp32, ibm4, ibm4-full, ibm4-notpr, luq"),
-        ("--model", "vgg", "mlp, lenet5, resnet"),
-        ("--dataset", "imagenet", "digits, mnist, fashion-mnist, cifar10"),
+        ("--model", "vgg", "mlp, lenet5, resnet, gpt"),
+        ("--dataset", "imagenet", "digits, mnist, fashion-mnist, cifar10, tinyshakespeare"),
     ],
 )
 def test_unknown_names_list_valid_ones(tmp_path, capsys, flag, value, valid):
