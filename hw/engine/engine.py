@@ -24,6 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from .._params import check_int
 from ..array import SystolicArray
+from ..kinds import KINDS, get_kind
 from .protocol import INFO_LENGTH, MODE_FLAGS, Command, Status, info_reply
 from .uart import UARTReceiver, UARTTransmitter
 
@@ -71,6 +72,9 @@ class GemmEngine(wiring.Component):
         self.divisor = check_int("GemmEngine", "divisor", divisor, minimum=4)
         # max_k=1: the host, not the generator, keeps K within the overflow bound
         # (it reads acc_width from INFO and refuses larger K).
+        # Without an acc_width, the kind's own default (not the lean width for max_k=1).
+        if acc_width is None and (not isinstance(kind, str) or kind in KINDS):
+            acc_width = get_kind(kind).default_acc_width
         self.array = SystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=1)
         self.kind, self.rows, self.cols = self.array.kind, rows, cols
         self.acc_width = self.array.acc_width
