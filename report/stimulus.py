@@ -295,6 +295,32 @@ def _pack(columns, width):
     return out
 
 
+def _with_modes(kind, workload, g, part, cycles):
+    """``part`` with the kind's mode inputs for GEMM ``g`` of ``workload`` held for ``cycles``."""
+    if not kind.is_float:
+        modes = kind.mode_inputs(kind.gemm_for(workload), a_signed=g.a_signed, b_signed=g.b_signed)
+        part.update({mode: np.full(cycles, value, np.int64) for mode, value in modes.items()})
+    return part
+
+
+def _sampled_stream(workload, gemms, cycles, rng, make_part):
+    """``cycles`` of port values: parts made by ``make_part(gemm) -> (part, length)`` from
+    randomly chosen GEMMs of each of the workload's operations, an equal share of cycles each."""
+    ops = WORKLOADS[workload]
+    parts = []
+    for n_op, op in enumerate(ops):
+        op_gemms = [g for g in gemms if g.op == op]
+        if not op_gemms:
+            raise ValueError(f"no {op!r} GEMM in the tensors for workload {workload!r}")
+        budget = cycles // len(ops) + (n_op < cycles % len(ops))
+        used = 0
+        while used < budget:
+            part, length = make_part(op_gemms[rng.integers(len(op_gemms))])
+            parts.append(part)
+            used += length
+    return {p: np.concatenate([part[p] for part in parts])[:cycles] for p in parts[0]}
+
+
 def array_stream(pe, rows, cols, workload, gemms, cycles, *, seed=0):
     """Operand stream of an output-stationary ``rows`` x ``cols`` array (``hw.array``).
 
@@ -315,42 +341,31 @@ def array_stream(pe, rows, cols, workload, gemms, cycles, *, seed=0):
     kind = get_kind(pe)
     width = kind.a_width
     rng = np.random.default_rng(seed)
-    ops = WORKLOADS[workload]
     spacing = 2 * rows - 1
-    parts = []
-    for n_op, op in enumerate(ops):
-        op_gemms = [g for g in gemms if g.op == op]
-        if not op_gemms:
-            raise ValueError(f"no {op!r} GEMM in the tensors for workload {workload!r}")
-        budget = cycles // len(ops) + (n_op < cycles % len(ops))
-        used = 0
-        while used < budget:
-            g = op_gemms[rng.integers(len(op_gemms))]
-            m, k = g.a.shape
-            n = g.b.shape[1]
-            ii = (rng.integers(m) + np.arange(rows)) % m
-            jj = (rng.integers(n) + np.arange(cols)) % n
-            if kind.is_float:
-                a = _fp16_bits(g.a_real[np.ix_(ii, np.arange(k))]).T  # k x rows
-                b = _fp16_bits(g.b_real[np.ix_(np.arange(k), jj)])  # k x cols
-            else:
-                a, b = g.a[np.ix_(ii, np.arange(k))].T, g.b[np.ix_(np.arange(k), jj)]
-            idle = max(0, spacing - k)
-            t = k + idle
-            part = {
-                "a_in": np.concatenate([_pack(a, width), np.zeros(idle, dtype=object)]),
-                "b_in": np.concatenate([_pack(b, width), np.zeros(idle, dtype=object)]),
-                "valid": np.r_[np.ones(k, np.int64), np.zeros(idle, np.int64)],
-                "clear": np.r_[1, np.zeros(t - 1, np.int64)],
-                "last": np.r_[np.zeros(k - 1, np.int64), 1, np.zeros(idle, np.int64)],
-            }
-            if not kind.is_float:
-                modes = kind.mode_inputs(kind.gemm_for(workload), a_signed=g.a_signed, b_signed=g.b_signed)
-                part.update({mode: np.full(t, value, np.int64) for mode, value in modes.items()})
-            parts.append(part)
-            used += t
-    out = {p: np.concatenate([part[p] for part in parts])[:cycles] for p in parts[0]}
-    return out
+
+    def tile(g):
+        m, k = g.a.shape
+        n = g.b.shape[1]
+        ii = (rng.integers(m) + np.arange(rows)) % m
+        jj = (rng.integers(n) + np.arange(cols)) % n
+        if kind.is_float:
+            a = _fp16_bits(g.a_real[np.ix_(ii, np.arange(k))]).T  # k x rows
+            b = _fp16_bits(g.b_real[np.ix_(np.arange(k), jj)])  # k x cols
+        else:
+            a, b = g.a[np.ix_(ii, np.arange(k))].T, g.b[np.ix_(np.arange(k), jj)]
+        idle = max(0, spacing - k)
+        t = k + idle
+        part = {
+            "a_in": np.concatenate([_pack(a, width), np.zeros(idle, dtype=object)]),
+            "b_in": np.concatenate([_pack(b, width), np.zeros(idle, dtype=object)]),
+            "valid": np.r_[np.ones(k, np.int64), np.zeros(idle, np.int64)],
+            "clear": np.r_[1, np.zeros(t - 1, np.int64)],
+            "last": np.r_[np.zeros(k - 1, np.int64), 1, np.zeros(idle, np.int64)],
+        }
+        return _with_modes(kind, workload, g, part, t), t
+
+    return _sampled_stream(workload, gemms, cycles, rng, tile)
+
 
 
 def ws_array_stream(pe, rows, cols, depth, workload, gemms, cycles, *, seed=0):
@@ -375,38 +390,28 @@ def ws_array_stream(pe, rows, cols, depth, workload, gemms, cycles, *, seed=0):
         raise ValueError(f"workload {workload!r} is not run on a {pe} array")
     kind = get_kind(pe)
     rng = np.random.default_rng(seed)
-    ops = WORKLOADS[workload]
-    parts = []
-    for n_op, op in enumerate(ops):
-        op_gemms = [g for g in gemms if g.op == op]
-        if not op_gemms:
-            raise ValueError(f"no {op!r} GEMM in the tensors for workload {workload!r}")
-        budget = cycles // len(ops) + (n_op < cycles % len(ops))
-        used = 0
-        while used < budget:
-            g = op_gemms[rng.integers(len(op_gemms))]
-            m, k = g.a.shape
-            n = g.b.shape[1]
-            ii = (rng.integers(m) + np.arange(depth)) % m
-            jj = (rng.integers(n) + np.arange(cols)) % n
-            if kind.is_float:
-                a = _fp16_bits(g.a_real[np.ix_(ii, np.arange(k))])
-                b = _fp16_bits(g.b_real[np.ix_(np.arange(k), jj)])
-            else:
-                a, b = g.a[np.ix_(ii, np.arange(k))], g.b[np.ix_(np.arange(k), jj)]
-            mask_a, mask_b = (1 << kind.a_width) - 1, (1 << kind.b_width) - 1
-            plan = ws_schedule(np.asarray(a, np.int64) & mask_a, np.asarray(b, np.int64) & mask_b, rows, cols, depth)
-            part = {
-                "a_in": _pack(plan.a_words, kind.a_width),
-                "w_in": _pack(plan.w_words, kind.b_width),
-                **{name: getattr(plan, name).astype(np.int64) for name in plan.CONTROLS},
-            }
-            if not kind.is_float:
-                modes = kind.mode_inputs(kind.gemm_for(workload), a_signed=g.a_signed, b_signed=g.b_signed)
-                part.update({mode: np.full(plan.cycles, value, np.int64) for mode, value in modes.items()})
-            parts.append(part)
-            used += plan.cycles
-    return {p: np.concatenate([part[p] for part in parts])[:cycles] for p in parts[0]}
+    mask_a, mask_b = (1 << kind.a_width) - 1, (1 << kind.b_width) - 1
+
+    def block(g):
+        m, k = g.a.shape
+        n = g.b.shape[1]
+        ii = (rng.integers(m) + np.arange(depth)) % m
+        jj = (rng.integers(n) + np.arange(cols)) % n
+        if kind.is_float:
+            a = _fp16_bits(g.a_real[np.ix_(ii, np.arange(k))])
+            b = _fp16_bits(g.b_real[np.ix_(np.arange(k), jj)])
+        else:
+            a, b = g.a[np.ix_(ii, np.arange(k))], g.b[np.ix_(np.arange(k), jj)]
+        plan = ws_schedule(np.asarray(a, np.int64) & mask_a, np.asarray(b, np.int64) & mask_b, rows, cols, depth)
+        part = {
+            "a_in": _pack(plan.a_words, kind.a_width),
+            "w_in": _pack(plan.w_words, kind.b_width),
+            **{name: getattr(plan, name).astype(np.int64) for name in plan.CONTROLS},
+        }
+        return _with_modes(kind, workload, g, part, plan.cycles), plan.cycles
+
+    return _sampled_stream(workload, gemms, cycles, rng, block)
+
 
 
 def random_operands(ports, macs, *, seed=0):
