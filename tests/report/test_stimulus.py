@@ -6,7 +6,15 @@ import torch
 
 from golden.capture import TensorCapture
 from golden.formats.fp16 import fp16_bits_to_float
-from report.stimulus import array_stream, capture_gemms, fp16_source, loss_scale, stream, synthetic_gemms
+from report.stimulus import (
+    array_stream,
+    capture_gemms,
+    fp16_source,
+    loss_scale,
+    stream,
+    synthetic_gemms,
+    ws_array_stream,
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +69,23 @@ def test_array_stream_tiles(gemms):
     assert np.array_equal(a, (fwd.a[[(i0 + i) % fwd.a.shape[0] for i in range(rows)]] & 15).T)
     j0 = next(j for j in range(fwd.b.shape[1]) if np.array_equal(fwd.b[:, j] & 15, b[:, 0]))
     assert np.array_equal(b, fwd.b[:, [(j0 + j) % fwd.b.shape[1] for j in range(cols)]] & 15)
+
+
+def test_ws_array_stream_is_the_gemm_runners_schedule(gemms):
+    """A weight-stationary stream is hw.tiling.ws_schedule's cycles for blocks of the workload's GEMMs."""
+    from hw import tiling
+
+    rows, cols, depth = 2, 2, 4
+    s = ws_array_stream("int4", rows, cols, depth, "forward", gemms, 300, seed=2)
+    assert all(len(v) == 300 for v in s.values())
+    assert set(s) >= {"a_in", "w_in", *tiling.WSSchedule.CONTROLS, "a_signed", "b_signed"}
+    # the first chunk follows the first weight loads; then a swap every `depth` rows, every row valid
+    start = int(np.flatnonzero(s["swap"])[0])
+    assert 0 < start <= rows + 1 and s["first"][start] == 1 and s["w_load"][:rows].all()
+    assert list(np.flatnonzero(s["swap"])) == list(range(start, 300, depth))
+    assert int(s["valid"].sum()) == 300 - start
+    # the synthetic forward GEMM's K = 256 is 128 chunks: no `last` within 300 cycles
+    assert not s["last"].any()
 
 
 def test_short_tiles_get_idle_cycles():
