@@ -336,9 +336,12 @@ def _glitch_energy(unit, ctx, mapped, jobs, warmup, entry):
     """
     period = glitch_period_ns(mapped["delay_ns"], ctx.clock_ns)
     entry["glitch_period_ns"] = period
+    # gated clocks ideal (gatesim.output_delays): part of the key where there are clock gates
+    gates = any(ctx.library.cell(c["type"]).clock_gating for c in mapped["netlist"]["cells"].values())
+    ideal = {"ideal_gated_clock": True} if gates else {}
     todo = []
     for workload, (key, stim, valid) in jobs.items():
-        gkey = dict(key, step="energy-glitch", period_ns=period)
+        gkey = dict(key, step="energy-glitch", period_ns=period, **ideal)
         if ctx.has(gkey):
             _progress(f"{unit.name}: glitch-aware energy, {workload}: cached")
         elif ctx.has(key):
@@ -376,7 +379,7 @@ def _glitch_energy(unit, ctx, mapped, jobs, warmup, entry):
         _progress(f"{label}: done in {time.monotonic() - t0:.1f} s")
     entry["energy_glitch"] = {}
     for workload, (key, _, _) in jobs.items():
-        gkey = dict(key, step="energy-glitch", period_ns=period)
+        gkey = dict(key, step="energy-glitch", period_ns=period, **ideal)
         if ctx.has(gkey):
             energy = ctx.load(gkey)
             entry["energy_glitch"][workload] = {

@@ -119,7 +119,8 @@ def output_delays(netlist, library, loads, slew_ns):
     Per driving output pin: the mean over its timing arcs of ``cell_rise``
     and ``cell_fall`` at input transition ``slew_ns`` and the net's load
     (``loads``, pF, as :func:`report.energy.net_loads` computes). A pin with
-    no timing arcs gets no delay (it is absent from the result).
+    no timing arcs gets no delay (it is absent from the result), and neither
+    does an integrated clock gate's output: the clock is ideal, gated or not.
 
     Returns
     -------
@@ -129,6 +130,11 @@ def output_delays(netlist, library, loads, slew_ns):
     delays = {}
     for cell in netlist["cells"].values():
         lib_cell = library.cell(cell["type"])
+        if lib_cell.clock_gating:
+            # The clock is ideal (no clock tree): a gated clock too, so that a clock gate's
+            # delay does not skew the flip-flops behind it against the others (which a
+            # clock tree would balance) and race their data.
+            continue
         for pin, conn in cell["connections"].items():
             b = conn[0]
             p = lib_cell.pins.get(pin)

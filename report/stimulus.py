@@ -367,7 +367,6 @@ def array_stream(pe, rows, cols, workload, gemms, cycles, *, seed=0):
     return _sampled_stream(workload, gemms, cycles, rng, tile)
 
 
-
 def ws_array_stream(pe, rows, cols, depth, workload, gemms, cycles, *, seed=0):
     """Operand stream of a weight-stationary ``rows`` x ``cols`` array (``hw.ws_array``) of chunk ``depth``.
 
@@ -411,7 +410,6 @@ def ws_array_stream(pe, rows, cols, depth, workload, gemms, cycles, *, seed=0):
         return _with_modes(kind, workload, g, part, plan.cycles), plan.cycles
 
     return _sampled_stream(workload, gemms, cycles, rng, block)
-
 
 
 def random_operands(ports, macs, *, seed=0):
