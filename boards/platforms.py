@@ -279,9 +279,14 @@ class BoardTop(Elaboratable):
 
     def __init__(self, *, kind, rows, cols, depth=256, clock_div=1, pll=None):
         self.kind, self.rows, self.cols, self.depth, self.clock_div = kind, rows, cols, depth, clock_div
-        # Validate eagerly (the board clock is only known with the platform).
-        _check_clock_div(type(self).__name__, clock_div)
-        self.pll = _check_pll(type(self).__name__, pll, clock_div)
+        # Validate eagerly (the board clock is only known with the platform);
+        # a refused top is not an unused design (no UnusedElaboratable warning).
+        try:
+            _check_clock_div(type(self).__name__, clock_div)
+            self.pll = _check_pll(type(self).__name__, pll, clock_div)
+        except (TypeError, ValueError):
+            self._MustUse__silence = True
+            raise
         probe = ClockedEngine(
             kind=kind, rows=rows, cols=cols, board_hz=4 * clock_div * BAUD, depth=depth, clock_div=clock_div, pll=pll
         )
