@@ -78,6 +78,15 @@ class SystolicArray(wiring.Component):
         enables to clock gates, :mod:`report.synth`), and ``out_data`` keeps
         its last value while ``out_valid`` is 0. False: every register loads
         every cycle and an empty drain chain shifts zeros.
+    zero_hold : bool
+        Hold zero operands (default True; gated arrays of a kind with
+        zero-operand rules only, :meth:`~hw.kinds.base.PEKind.operand_zero`):
+        an operand register between PEs does not load a zero operand (INT4
+        code 0, an FP4 zero, binary16 +-0: only its sign) but registers a
+        1-bit flag that travels with it, so the product logic downstream
+        does not switch for it and every PE downstream skips the product
+        exactly (binary16 0 x inf/NaN still gives NaN). The results are the
+        same. False (or ``gated=False``): zero operands load like any other.
 
     Attributes
     ----------
@@ -107,14 +116,17 @@ class SystolicArray(wiring.Component):
         Largest K that cannot overflow the accumulators (None: floating point).
     declared_max_k : int
         The ``max_k`` parameter.
+    zero_hold : bool
+        Whether the operand registers hold zero operands (``zero_hold`` and
+        ``gated``, for a kind with zero-operand rules).
     latency : int
         Cycles from the edge that samples ``last`` to ``out_valid[0]`` for
         row 0 of that tile (1); row ``i`` of column ``j`` follows ``j + 2 i`` later.
     """
 
-    def __init__(self, *, kind, rows, cols, acc_width=None, max_k=4096, gated=True):
+    def __init__(self, *, kind, rows, cols, acc_width=None, max_k=4096, gated=True, zero_hold=True):
         try:
-            self._check(kind, rows, cols, acc_width, max_k, gated)
+            self._check(kind, rows, cols, acc_width, max_k, gated, zero_hold)
         except (TypeError, ValueError):
             # A refused array is not an unused design: no UnusedElaboratable warning.
             self._MustUse__silence = True
@@ -133,10 +145,11 @@ class SystolicArray(wiring.Component):
         members["out_valid"] = Out(cols)
         super().__init__(members)
         self._acc_shape = acc_shape
+        self.held_registers = []
 
     latency = 1
 
-    def _check(self, kind, rows, cols, acc_width, max_k, gated):
+    def _check(self, kind, rows, cols, acc_width, max_k, gated, zero_hold):
         if isinstance(kind, str) and kind not in KINDS:
             raise ValueError(f"unknown array kind {kind!r} (known: {', '.join(KINDS)})")
         self.kind = get_kind(kind)
@@ -147,6 +160,11 @@ class SystolicArray(wiring.Component):
         if not isinstance(gated, bool):
             raise TypeError(f"{owner}: gated must be a bool, not {gated!r}")
         self.gated = gated
+        if not isinstance(zero_hold, bool):
+            raise TypeError(f"{owner}: zero_hold must be a bool, not {zero_hold!r}")
+        # Holding needs the gated operand registers and a kind with zero-operand rules.
+        probe = self.kind.operand_zero("a", Signal(self.kind.a_width), {name: Signal() for name in self.kind.a_modes})
+        self.zero_hold = zero_hold and gated and probe is not None
         if acc_width is None:
             acc_width = self.kind.lean_acc_width(max_k)
         self.acc_width = self.kind.check_acc_width(owner, acc_width, max_k)
@@ -157,6 +175,7 @@ class SystolicArray(wiring.Component):
         return {
             "dataflow": "output-stationary",
             "gated": self.gated,
+            "zero_hold": self.zero_hold,
             "pe": self.kind.name,
             "accumulator": self.kind.accumulator_description(self.acc_width),
             "declared_max_k": self.declared_max_k,
@@ -179,7 +198,10 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         kind, rows, cols = self.kind, self.rows, self.cols
-        gated = self.gated
+        gated, zero_hold = self.gated, self.zero_hold
+        # (operand register, its zero flag) of every hop that holds zero operands:
+        # what the tests watch to see a zero leave the register's bits alone.
+        self.held_registers = []
 
         def register(values, name, *, operand=None, enable=None):
             """Registered copies of a dict of values (the hop to the next PE).
@@ -187,18 +209,44 @@ class SystolicArray(wiring.Component):
             In a gated array the ``operand`` entry loads only when ``enable``
             (the ``valid`` travelling with it) is set: an operand that no PE
             multiplies is not clocked in, so the product logic downstream does
-            not switch either. Controls and mode bits load every cycle.
+            not switch either. With ``zero_hold`` it does not load a zero
+            operand either (the kind's :meth:`~hw.kinds.base.PEKind.operand_zero`)
+            but keeps its old bits (apart from the kind's
+            :meth:`~hw.kinds.base.PEKind.zero_loaded_bits`) and registers the
+            ``<operand>_zero`` flag, which loads with ``enable`` and tells every
+            PE downstream that the held bits are stale. Controls and mode bits
+            load every cycle.
             """
+            flag = f"{operand}_zero"
             out = {}
             for key, value in values.items():
                 reg = Signal(Value.cast(value).shape(), name=f"{name}_{key}")
-                if gated and key == operand:
+                if gated and key == flag:
+                    with m.If(enable):
+                        m.d.sync += reg.eq(value)
+                elif gated and key == operand and flag in values:
+                    loaded = kind.zero_loaded_bits(operand)
+                    with m.If(enable & ~values[flag]):
+                        m.d.sync += reg.eq(value)
+                    if loaded is not None:
+                        with m.If(enable):
+                            m.d.sync += reg[loaded].eq(Value.cast(value)[loaded])
+                elif gated and key == operand:
                     with m.If(enable):
                         m.d.sync += reg.eq(value)
                 else:
                     m.d.sync += reg.eq(value)
                 out[key] = reg
+            if gated and operand in out and flag in out:
+                self.held_registers.append((out[operand], out[flag]))
             return out
+
+        def with_flag(values, role, names):
+            """``values`` with the zero flag of its (live, not held) operand ``role`` added."""
+            if not zero_hold:
+                return values
+            flag = kind.operand_zero(role, values[role], {name: values[name] for name in names})
+            return {**values, f"{role}_zero": flag}
 
         # Left edge: row i's controls are row i-1's delayed by one register
         # (a chain, not a fan-out), row i's operand is delayed by i registers.
@@ -214,15 +262,17 @@ class SystolicArray(wiring.Component):
                 a_controls = register(a_controls, f"west{i}")
             # The skew registers are not gated: their enables would be `valid`
             # delayed by each stage, a net whose fanout grows with the array.
+            # Their operands are live, so the first PE of a row (and of a
+            # column) finds the zero flag from the operand itself.
             a_operand = delay(m, self.a_in.word_select(i, kind.a_width), i, name=f"a_skew{i}")
-            west.append({"a": a_operand, **a_controls})
+            west.append(with_flag({"a": a_operand, **a_controls}, "a", kind.a_modes))
         b_controls = {name: getattr(self, name) for name in kind.b_modes}
         north = []
         for j in range(cols):
             if j > 0:
                 b_controls = register(b_controls, f"north{j}")
             b_operand = delay(m, self.b_in.word_select(j, kind.b_width), j, name=f"b_skew{j}")
-            north.append({"b": b_operand, **b_controls})
+            north.append(with_flag({"b": b_operand, **b_controls}, "b", kind.b_modes))
 
         # PEs, top row first; each passes A right and B down through registers.
         caps = [[None] * cols for _ in range(rows)]
@@ -238,16 +288,28 @@ class SystolicArray(wiring.Component):
                 modes.update({name: top[name] for name in kind.b_modes})
                 prod = kind.product(m, left["a"], top["b"], modes, prefix=f"mul_{prefix}")
                 acc = Signal(self._acc_shape, name=f"acc_{prefix}")
-                nxt = kind.accumulate(m, acc, prod, left["valid"], left["clear"], prefix=f"add_{prefix}")
+                valid = left["valid"]
                 if gated:
                     # SPEC section 3: the accumulator holds unless valid or clear, so
                     # it loads only then (an explicit enable a flow can clock-gate),
-                    # and not for a product that cannot change it (a zero operand).
-                    skip = kind.skip_rule(left["a"], top["b"], modes, acc)
-                    use = left["valid"] if skip is None else left["valid"] & ~skip
+                    # and not for a product that cannot change it (a zero operand:
+                    # the flags travelling with held operands, or the live operands').
+                    if zero_hold:
+                        zero = (left["a_zero"], top["b_zero"])
+                    else:
+                        zero = (
+                            kind.operand_zero("a", left["a"], {name: left[name] for name in kind.a_modes}),
+                            kind.operand_zero("b", top["b"], {name: top[name] for name in kind.b_modes}),
+                        )
+                    prod, valid, skip = kind.zero_product(
+                        m, prod, left["a"], top["b"], zero, modes, acc, valid, stale=zero_hold, prefix=f"zero_{prefix}"
+                    )
+                    nxt = kind.accumulate(m, acc, prod, valid, left["clear"], prefix=f"add_{prefix}")
+                    use = valid if skip is None else valid & ~skip
                     with m.If(use | left["clear"]):
                         m.d.sync += acc.eq(nxt)
                 else:
+                    nxt = kind.accumulate(m, acc, prod, valid, left["clear"], prefix=f"add_{prefix}")
                     m.d.sync += acc.eq(nxt)
                 cap = Signal(name=f"cap_{prefix}")
                 m.d.sync += cap.eq(left["last"])

@@ -106,9 +106,26 @@ class ProcessingElement(wiring.Component):
         # SPEC section 3: the accumulator holds unless valid or clear, so it loads
         # only then: an explicit enable that a synthesis flow can map to a clock
         # gate. Unpipelined, it does not load either for a product that cannot
-        # change it (the kind's skip rule: a zero operand); with pipeline stages
-        # the rule would see operands and an accumulator of different cycles.
-        skip = kind.skip_rule(self._operand("a"), self._operand("b"), modes, self.acc) if not self.pipeline else None
+        # change it (the kind's zero operands, :meth:`~hw.kinds.base.PEKind.zero_product`);
+        # with pipeline stages the rule would see operands and an accumulator of
+        # different cycles. The top has no operand registers of its own (latency
+        # 1: the inputs of edge t reach acc at edge t), so nothing here can hold
+        # a zero operand; the flags are the operands' own, never stale.
+        skip = None
+        if not self.pipeline:
+            zero = tuple(kind.operand_zero(role, self._operand(role), modes) for role in ("a", "b"))
+            prod, valid, skip = kind.zero_product(
+                m,
+                prod,
+                self._operand("a"),
+                self._operand("b"),
+                zero,
+                modes,
+                self.acc,
+                valid,
+                stale=False,
+                prefix="zero",
+            )
         use = valid if skip is None else valid & ~skip
         with m.If(use | clear):
             m.d.sync += self.acc.eq(kind.accumulate(m, self.acc, prod, valid, clear, prefix="add"))

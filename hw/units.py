@@ -53,19 +53,22 @@ class Unit:
 
 def _array_defaults(kind):
     if kind.is_float:
-        return {"rows": ARRAY_DEFAULTS["rows"], "cols": ARRAY_DEFAULTS["cols"], "gated": True}
+        return {"rows": ARRAY_DEFAULTS["rows"], "cols": ARRAY_DEFAULTS["cols"], "gated": True, "zero_hold": True}
     return {
         "rows": ARRAY_DEFAULTS["rows"],
         "cols": ARRAY_DEFAULTS["cols"],
         "acc_width": kind.lean_acc_width(ARRAY_DEFAULTS["max_k"]),
         "max_k": ARRAY_DEFAULTS["max_k"],
         "gated": True,
+        "zero_hold": True,
     }
 
 
 def _ws_array_defaults(kind):
     defaults = _array_defaults(kind)
-    defaults.pop("gated")  # the lean register options are the output-stationary array's
+    # the lean register options are the output-stationary array's
+    defaults.pop("gated")
+    defaults.pop("zero_hold")
     rows, cols = defaults.pop("rows"), defaults.pop("cols")
     return {"rows": rows, "cols": cols, "depth": default_depth(rows), **defaults}
 

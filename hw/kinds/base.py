@@ -366,17 +366,74 @@ class PEKind:
         """Next accumulator value under the SPEC section 3 ``valid``/``clear`` rule."""
         return integer_accumulate(acc, prod, valid, clear)
 
-    def skip_rule(self, a, b, modes, acc):
-        """When adding this cycle's product cannot change ``acc`` (bit for bit), or None.
+    # -- zero operands ----------------------------------------------------------------
 
-        A 1-bit Amaranth value over the operands, the mode inputs and the
-        accumulator, sound (never 1 when the product would change ``acc``) but
-        not necessarily complete. Lean PEs then leave the accumulator
-        unclocked on a valid cycle that is not a ``clear``: a product with a
-        zero operand, about half of all products in 4-bit training. The
-        default is None: no skip.
+    def operand_zero(self, role, x, modes):
+        """When operand ``x`` alone decides the product: a 1-bit Amaranth value, or None.
+
+        Parameters
+        ----------
+        role : str
+            ``a`` or ``b``.
+        x : Value
+            The operand (``a_width`` / ``b_width`` bits).
+        modes : dict
+            The mode inputs travelling with it (:attr:`a_modes` or
+            :attr:`b_modes`; the rule reads no other).
+
+        A lean PE skips its accumulator on such an operand (see
+        :meth:`zero_product`) and a lean array's operand register does not
+        load it (it holds its old bits, so the product logic downstream does
+        not switch) but registers this flag instead, which travels with the
+        operand from PE to PE. The default is None: every operand is loaded.
         """
         return None
+
+    def zero_loaded_bits(self, role):
+        """Bits of a flagged operand that its register still loads (a ``slice``), or None.
+
+        What :meth:`zero_product` needs of a zero operand besides its flag
+        (the sign of a floating-point zero); None: a flagged operand's
+        register holds all its bits.
+        """
+        return None
+
+    def zero_product(self, m, prod, a, b, zero, modes, acc, valid, *, stale, prefix):
+        """The accumulator's inputs given the operands' zero flags.
+
+        Parameters
+        ----------
+        m : Module
+            Module that named intermediates are added to.
+        prod : Value
+            :meth:`product` of ``a`` and ``b`` as the PE sees them.
+        a, b : Value
+            The operands; where a flag is set, only :meth:`zero_loaded_bits` of
+            that operand are meaningful if ``stale``.
+        zero : tuple of (Value or None)
+            :meth:`operand_zero` of A and of B (combinational, or registered
+            with a held operand).
+        modes : dict
+            Every mode input, as the PE sees it.
+        acc : Value
+            The accumulator.
+        valid : Value
+            The PE's ``valid``.
+        stale : bool
+            A flagged operand may hold stale bits (its register held), so
+            ``prod`` may be wrong where a flag is set.
+        prefix : str
+            Name prefix of intermediate signals.
+
+        Returns
+        -------
+        (prod, valid, skip) : (Value, Value, Value or None)
+            The accumulator is ``accumulate(acc, prod, valid, clear)`` (the
+            SPEC section 3 rule, exact bit for bit) and loads only on
+            ``valid & ~skip | clear``; ``skip`` is sound (never 1 where the
+            product would change ``acc``). The default: no flags, no skip.
+        """
+        return prod, valid, None
 
     def acc_shape(self, acc_width):
         """Shape of an accumulator of ``acc_width`` bits (binary32 patterns are unsigned)."""
@@ -502,15 +559,38 @@ class IntegerKind(PEKind):
     def product(self, m, a, b, modes, *, prefix):
         return self.product_rule(AMARANTH_OPS, a, b, modes)
 
-    def zero_rule(self, ops, a, b, modes):
-        """Codes whose product is 0 whatever the other operand (e.g. a zero operand), or None.
+    def operand_zero_rule(self, ops, role, x, modes):
+        """Codes of operand ``role`` (``a``/``b``) whose product is 0 whatever the other operand, or None.
 
         Evaluated with ``ops`` like :meth:`product_rule` (a boolean per
-        element; ``tests/hw/test_kinds.py`` checks it implies a zero product
-        for every code and mode).
+        element), reading only the modes that travel with the operand.
         """
         return None
 
-    def skip_rule(self, a, b, modes, acc):
-        # acc + 0 == acc for a wrapping integer accumulator: a zero product never changes it.
-        return self.zero_rule(AMARANTH_OPS, a, b, modes)
+    def zero_rule(self, ops, a, b, modes):
+        """Operand pairs whose product is 0 (either operand's :meth:`operand_zero_rule`), or None.
+
+        ``tests/hw/test_kinds.py`` checks it implies a zero product for every
+        code and mode, and that it catches every operand that always zeroes it.
+        """
+        rules = [
+            self.operand_zero_rule(ops, role, x, {name: modes[name] for name in names})
+            for role, x, names in (("a", a, self.a_modes), ("b", b, self.b_modes))
+        ]
+        if rules[0] is None or rules[1] is None:
+            return None
+        return rules[0] | rules[1]
+
+    def operand_zero(self, role, x, modes):
+        return self.operand_zero_rule(AMARANTH_OPS, role, x, modes)
+
+    def zero_product(self, m, prod, a, b, zero, modes, acc, valid, *, stale, prefix):
+        if zero[0] is None or zero[1] is None:
+            return prod, valid, None
+        skip = zero[0] | zero[1]
+        if not stale:
+            # acc + 0 == acc for a wrapping accumulator, and the product is 0.
+            return prod, valid, skip
+        # A flagged product is 0 whatever the held bits multiply to: for the
+        # SPEC rule that is a cycle without valid (clear then loads 0 == prod).
+        return prod, valid & ~skip, skip

@@ -7,9 +7,10 @@ canonical NaN ``0x7FC00000`` (SPEC section 3). No mode inputs.
 """
 
 import numpy as np
+from amaranth.hdl import Cat, Const, Mux, Signal
 
 from ..accumulate import fp32_accumulate
-from ..fp import fp16_product
+from ..fp import FP32_CANONICAL_NAN, FP32_NEGATIVE_ZERO, fp16_product
 from .base import FPGAFit, GemmInputError, GemmType, PEKind, StandaloneTop
 
 __all__ = ["GEMM", "KIND"]
@@ -76,17 +77,37 @@ class FP16Kind(PEKind):
     def product(self, m, a, b, modes, *, prefix):
         return fp16_product(m, a, b, prefix=prefix)
 
-    def skip_rule(self, a, b, modes, acc):
-        # A zero operand times a finite one is +-0, and x + (+-0) == x bit for bit
-        # for every binary32 x (infinities, the canonical NaN, +0: +0 + -0 = +0)
-        # except x = -0, where -0 + +0 = +0. A zero times inf/NaN is NaN: no skip.
-        def zero(x):
-            return x[:15] == 0
+    def operand_zero(self, role, x, modes):
+        # +-0: every exponent and mantissa bit 0.
+        return x[:15] == 0
+
+    def zero_loaded_bits(self, role):
+        # A held zero keeps its register's exponent and mantissa, but its sign
+        # still loads: the sign of a zero product is the XOR of both signs.
+        return slice(15, 16)
+
+    def zero_product(self, m, prod, a, b, zero, modes, acc, valid, *, stale, prefix):
+        # A zero operand times a finite one is +-0 (sign: XOR of the signs), and
+        # x + (+-0) == x bit for bit for every binary32 x (infinities, the
+        # canonical NaN, +0: +0 + -0 = +0) except x = -0, where -0 + +0 = +0:
+        # the accumulator skips that product. A zero times inf/NaN is NaN: no
+        # skip. The partner of a flagged operand is never stale unless it is a
+        # (finite) zero too, so its exponent field tells inf/NaN.
+        a_zero, b_zero = zero
 
         def finite(x):
             return x[10:15] != 0x1F
 
-        return ((zero(a) & finite(b)) | (zero(b) & finite(a))) & (acc != 0x8000_0000)
+        nan = (a_zero & ~b_zero & ~finite(b)) | (b_zero & ~a_zero & ~finite(a))
+        flagged = a_zero | b_zero
+        skip = flagged & ~nan & (acc != FP32_NEGATIVE_ZERO)
+        if stale:
+            # The product logic saw held bits: the exact product of a flagged pair.
+            special = Mux(nan, FP32_CANONICAL_NAN, Cat(Const(0, 31), a[15] ^ b[15]))
+            exact = Signal(32, name=f"{prefix}_flagged")
+            m.d.comb += exact.eq(Mux(flagged, special, prod))
+            prod = exact
+        return prod, valid, skip
 
     def accumulate(self, m, acc, prod, valid, clear, *, prefix):
         return fp32_accumulate(m, acc, prod, valid, clear, prefix=prefix)

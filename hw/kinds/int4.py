@@ -72,9 +72,9 @@ class Int4Kind(IntegerKind):
 
         return int_products(a, b, a_signed=modes["a_signed"], b_signed=modes["b_signed"])
 
-    def zero_rule(self, ops, a, b, modes):
-        # Code 0 is the value 0 in INT4 and in UINT4.
-        return ops.eq(ops.field(a, 0, 4), 0) | ops.eq(ops.field(b, 0, 4), 0)
+    def operand_zero_rule(self, ops, role, x, modes):
+        # Code 0 is the value 0 in INT4 and in UINT4, for A and for B.
+        return ops.eq(ops.field(x, 0, 4), 0)
 
     def product_rule(self, ops, a, b, modes):
         return INT4.scale(b, INT4.value(a, ops, signed=modes["a_signed"]), ops, signed=modes["b_signed"])

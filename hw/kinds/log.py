@@ -86,9 +86,9 @@ class LogKind(IntegerKind):
 
         return log_products(a, b, x_signed=modes["b_signed"])
 
-    def zero_rule(self, ops, a, b, modes):
-        # An FP4 code with exponent field 0 is zero (0x0, and 0x8 if it occurs); B code 0 is 0.
-        return ops.eq(ops.field(a, 0, 3), 0) | ops.eq(ops.field(b, 0, 4), 0)
+    def operand_zero_rule(self, ops, role, x, modes):
+        # An FP4 code (A) with exponent field 0 is zero (0x0, and 0x8 if it occurs); B code 0 is 0.
+        return ops.eq(ops.field(x, 0, 3), 0) if role == "a" else ops.eq(ops.field(x, 0, 4), 0)
 
     def product_rule(self, ops, a, b, modes):
         return FP4_RADIX4.scale(a, INT4.value(b, ops, signed=modes["b_signed"]), ops)

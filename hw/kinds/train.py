@@ -67,9 +67,16 @@ class TrainKind(IntegerKind):
         backward = log.KIND.golden_products(a, b, modes)
         return torch.where(torch.as_tensor(modes["mode"]).bool(), backward, forward)
 
-    def zero_rule(self, ops, a, b, modes):
+    def operand_zero_rule(self, ops, role, x, modes):
         # Each mode's own zero rule: in mode 0 code 8 of A is -8 (INT4) or 8 (UINT4), not zero.
-        return ops.where(modes["mode"], log.KIND.zero_rule(ops, a, b, modes), int4.KIND.zero_rule(ops, a, b, modes))
+        # B is INT4/UINT4 in both modes (code 0); `mode` travels with A.
+        if role == "b":
+            return int4.KIND.operand_zero_rule(ops, role, x, modes)
+        return ops.where(
+            modes["mode"],
+            log.KIND.operand_zero_rule(ops, role, x, modes),
+            int4.KIND.operand_zero_rule(ops, role, x, modes),
+        )
 
     def product_rule(self, ops, a, b, modes):
         # The forward rule when mode is 0, the backward (shift) rule when it is 1;

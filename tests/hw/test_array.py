@@ -20,9 +20,17 @@ from hw.kinds.train import MODE_INT, MODE_LOG
 from hw.kinds.train import PRODUCT_RANGE as TRAIN_PRODUCT_RANGE
 
 
-def simulate(kind, a_bits, b_bits, *, rows, cols, modes, acc_width=None, max_k=4096, gated=True):
-    """Drive the tiled GEMM through the Amaranth simulator; raw result words (M x N uint64)."""
-    dut = SystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=max_k, gated=gated)
+def simulate(
+    kind, a_bits, b_bits, *, rows, cols, modes, acc_width=None, max_k=4096, gated=True, zero_hold=True, watch=None
+):
+    """Drive the tiled GEMM through the Amaranth simulator; raw result words (M x N uint64).
+
+    ``watch``: a list that receives, after every clock edge, the values of the
+    array's zero-holding operand registers and their flags (``held_registers``).
+    """
+    dut = SystolicArray(
+        kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=max_k, gated=gated, zero_hold=zero_hold
+    )
     spec = ARRAY_KINDS[kind]
     plan = tiling.schedule(a_bits, b_bits, rows, cols)
     a_words = tiling.pack_words(plan.a_words, spec.a_width)
@@ -44,6 +52,8 @@ def simulate(kind, a_bits, b_bits, *, rows, cols, modes, acc_width=None, max_k=4
                 ctx.set(dut.clear, 0)
                 ctx.set(dut.last, 0)
             await ctx.tick()
+            if watch is not None:
+                watch.append([(ctx.get(data), ctx.get(flag)) for data, flag in dut.held_registers])
             valid = ctx.get(dut.out_valid)
             if valid:
                 records.append((valid, ctx.get(dut.out_data)))
