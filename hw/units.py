@@ -66,9 +66,7 @@ def _array_defaults(kind):
 
 def _ws_array_defaults(kind):
     defaults = _array_defaults(kind)
-    # the lean register options are the output-stationary array's
-    defaults.pop("gated")
-    defaults.pop("zero_hold")
+    defaults.pop("gated")  # the lean register option is the output-stationary array's
     rows, cols = defaults.pop("rows"), defaults.pop("cols")
     return {"rows": rows, "cols": cols, "depth": default_depth(rows), **defaults}
 

@@ -102,6 +102,14 @@ class WeightStationaryArray(wiring.Component):
     max_k : int
         Declared largest K (default 4096): an ``acc_width`` that can overflow
         within ``max_k`` products is a ValueError.
+    zero_hold : bool
+        Hold zero activations (default True, for a kind with zero-operand
+        rules, :meth:`~hw.kinds.base.PEKind.operand_zero`): an A register
+        between PEs does not load a zero operand (apart from the kind's
+        :meth:`~hw.kinds.base.PEKind.zero_loaded_bits`) but registers a 1-bit
+        flag that travels with it, so the product logic downstream does not
+        switch for it; each PE adds the exact product from the flags
+        (binary16 0 x inf/NaN still gives NaN). The results are the same.
 
     Attributes
     ----------
@@ -133,14 +141,16 @@ class WeightStationaryArray(wiring.Component):
         Largest K that cannot overflow the accumulators (None: floating point).
     declared_max_k : int
         The ``max_k`` parameter.
+    zero_hold : bool
+        Whether the A registers hold zero operands (``zero_hold`` for a kind with zero-operand rules).
     latency : int
         Registers from ``a_in`` to ``out_data`` of column 0 (``rows``): the row sampled at
         edge t is visible after edge ``t + latency - 1 + j`` in column j.
     """
 
-    def __init__(self, *, kind, rows, cols, depth=None, acc_width=None, max_k=4096):
+    def __init__(self, *, kind, rows, cols, depth=None, acc_width=None, max_k=4096, zero_hold=True):
         try:
-            self._check(kind, rows, cols, depth, acc_width, max_k)
+            self._check(kind, rows, cols, depth, acc_width, max_k, zero_hold)
         except (TypeError, ValueError):
             # A refused array is not an unused design: no UnusedElaboratable warning.
             self._MustUse__silence = True
@@ -156,8 +166,10 @@ class WeightStationaryArray(wiring.Component):
         super().__init__(members)
         self._acc_shape = acc_shape
         self.latency = rows
+        #: (A register, its zero flag) of every hop that holds zero operands, after elaboration.
+        self.held_registers = []
 
-    def _check(self, kind, rows, cols, depth, acc_width, max_k):
+    def _check(self, kind, rows, cols, depth, acc_width, max_k, zero_hold):
         if isinstance(kind, str) and kind not in KINDS:
             raise ValueError(f"unknown array kind {kind!r} (known: {', '.join(KINDS)})")
         self.kind = get_kind(kind)
@@ -172,12 +184,17 @@ class WeightStationaryArray(wiring.Component):
             acc_width = self.kind.lean_acc_width(max_k)
         self.acc_width = self.kind.check_acc_width(owner, acc_width, max_k)
         self.max_k = self.kind.max_k(self.acc_width)
+        if not isinstance(zero_hold, bool):
+            raise TypeError(f"{owner}: zero_hold must be a bool, not {zero_hold!r}")
+        probe = self.kind.operand_zero("a", Signal(self.kind.a_width), {name: Signal() for name in self.kind.a_modes})
+        self.zero_hold = zero_hold and probe is not None
 
     def manifest(self):
         """Array-specific manifest fields (dataflow, size, timing, overflow bound)."""
         kind, rows, cols = self.kind, self.rows, self.cols
         return {
             "dataflow": "weight-stationary",
+            "zero_hold": self.zero_hold,
             "pe": kind.name,
             "accumulator": kind.accumulator_description(self.acc_width),
             "declared_max_k": self.declared_max_k,
@@ -205,6 +222,7 @@ class WeightStationaryArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         kind, rows, cols = self.kind, self.rows, self.cols
+        self.held_registers = []
 
         # Top edge: one register stage first, so that every weight port drives one register (not
         # column 0's R shadow enables); then column j's weight controls are column j-1's through one
@@ -239,6 +257,11 @@ class WeightStationaryArray(wiring.Component):
         west[0]["first"] = self.first
         for row in west[:-1]:
             del row["last"]  # passed on down the left edge only
+        if self.zero_hold:
+            # The skew registers pass live operands: the first PE of a row finds the
+            # flag from the operand itself; the registers east of it hold zeros.
+            for row in west:
+                row["a_zero"] = kind.operand_zero("a", row["a"], {name: row[name] for name in kind.a_modes})
 
         # Rings: the bottom partial sum of column j, depth - rows registers later, enters its top.
         bottoms = [Signal(self._acc_shape, name=f"psum_{rows - 1}_{j}") for j in range(cols)]
@@ -260,17 +283,52 @@ class WeightStationaryArray(wiring.Component):
                 prod = kind.product(m, left["a"], weight["b"], modes, prefix=f"mul_{prefix}")
                 psum = bottoms[j] if k == rows - 1 else Signal(self._acc_shape, name=f"psum_{prefix}")
                 restart = left["first"] if k == 0 else Const(0)
-                nxt = kind.accumulate(
-                    m, psums_above[j], prod, left["valid"] & weight["present"], restart, prefix=f"add_{prefix}"
-                )
+                valid = left["valid"] & weight["present"]
+                if self.zero_hold:
+                    # A held zero activation: the exact product from its flag (the weight is
+                    # live). The partial sum moves on every cycle, so nothing is skipped.
+                    b_modes = {name: weight[name] for name in kind.b_modes}
+                    zero = (left["a_zero"], kind.operand_zero("b", weight["b"], b_modes))
+                    prod, valid, _ = kind.zero_product(
+                        m,
+                        prod,
+                        left["a"],
+                        weight["b"],
+                        zero,
+                        modes,
+                        psums_above[j],
+                        valid,
+                        stale=True,
+                        prefix=f"zero_{prefix}",
+                    )
+                nxt = kind.accumulate(m, psums_above[j], prod, valid, restart, prefix=f"add_{prefix}")
                 m.d.sync += psum.eq(nxt)
                 below.append(psum)
                 if k == rows - 1:
                     m.d.sync += self.out_valid[j].eq(left["valid"] & left["last"])
                 if j + 1 < cols:
-                    left = register_all(m, left, name=f"east_{prefix}")
+                    left = self._east(m, left, name=f"east_{prefix}")
             psums_above = below
 
         for j in range(cols):
             m.d.comb += self.out_data.word_select(j, self._acc_shape.width).eq(bottoms[j])
         return m
+
+    def _east(self, m, left, *, name):
+        """The hop of A and its controls to the next PE; with ``zero_hold`` a zero A is not loaded.
+
+        The held register keeps its old bits (but for the kind's
+        :meth:`~hw.kinds.base.PEKind.zero_loaded_bits`) and the registered
+        ``a_zero`` flag says they are stale; every other register loads every cycle.
+        """
+        if not self.zero_hold:
+            return register_all(m, left, name=name)
+        out = register_all(m, {key: value for key, value in left.items() if key != "a"}, name=name)
+        out["a"] = reg = Signal(left["a"].shape(), name=f"{name}_a")
+        with m.If(~left["a_zero"]):
+            m.d.sync += reg.eq(left["a"])
+        loaded = self.kind.zero_loaded_bits("a")
+        if loaded is not None:
+            m.d.sync += reg[loaded].eq(left["a"][loaded])
+        self.held_registers.append((reg, out["a_zero"]))
+        return out

@@ -12,8 +12,12 @@ from hw.kinds import GEMMS, KINDS, dedicated_kind
 from hw.ws_array import WeightStationaryArray, default_depth, min_depth
 
 
-def simulate(kind, plan, *, acc_width, depth, max_k=None):
-    """Drive a weight-stationary schedule through the Amaranth simulator; per column, the drained raw words."""
+def simulate(kind, plan, *, acc_width, depth, max_k=None, zero_hold=True, watch=None):
+    """Drive a weight-stationary schedule through the Amaranth simulator; per column, the drained raw words.
+
+    ``watch``: a list that receives, after every clock edge, the values of the
+    array's zero-holding A registers and their flags (``held_registers``).
+    """
     rows, cols = plan.rows, plan.cols
     dut = WeightStationaryArray(
         kind=kind,
@@ -22,6 +26,7 @@ def simulate(kind, plan, *, acc_width, depth, max_k=None):
         depth=depth,
         acc_width=acc_width,
         max_k=max_k or kind.max_k(acc_width) or 1,
+        zero_hold=zero_hold,
     )
     a_words = tiling.pack_words(plan.a_words, kind.a_width)
     w_words = tiling.pack_words(plan.w_words, kind.b_width)
@@ -38,6 +43,8 @@ def simulate(kind, plan, *, acc_width, depth, max_k=None):
             for name, values in plan.modes.items():
                 ctx.set(getattr(dut, name), int(values[min(cycle, plan.cycles - 1)]))
             await ctx.tick()
+            if watch is not None:
+                watch.append([(ctx.get(data), ctx.get(flag)) for data, flag in dut.held_registers])
             valid, data = ctx.get(dut.out_valid), ctx.get(dut.out_data)
             for j in range(cols):
                 if valid >> j & 1:
@@ -60,11 +67,12 @@ def plan_for(kind, gemm, a, b, *, a_signed, b_signed, rows, cols, depth):
     return plan
 
 
-def run(kind, gemm, a, b, *, a_signed=True, b_signed=True, rows=2, cols=3, depth=None):
+def run(kind, gemm, a, b, *, a_signed=True, b_signed=True, rows=2, cols=3, depth=None, **options):
+    """The GEMM on a weight-stationary array; ``options`` go to :func:`simulate` (``zero_hold``, ``watch``)."""
     depth = min_depth(rows) if depth is None else depth
     width = kind.acc_width_for(a.shape[1])
     plan = plan_for(kind, gemm, a, b, a_signed=a_signed, b_signed=b_signed, rows=rows, cols=cols, depth=depth)
-    raw = tiling.ws_assemble(plan, simulate(kind, plan, acc_width=width, depth=depth))
+    raw = tiling.ws_assemble(plan, simulate(kind, plan, acc_width=width, depth=depth, **options))
     return gemm.decode(raw, width)
 
 

@@ -135,18 +135,89 @@ def test_fp16_random_zero_heavy():
     assert np.array_equal(held.astype(np.int64), expected)
 
 
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
+def _array(**params):
+    array = SystolicArray(rows=2, cols=2, **params)
+    array._MustUse__silence = True  # built for its parameters only, never elaborated
+    return array
+
+
 def test_zero_hold_parameter():
-    arr = SystolicArray(kind="int4", rows=2, cols=2)
+    arr = _array(kind="int4")
     assert arr.zero_hold and arr.manifest()["zero_hold"] is True
-    assert not SystolicArray(kind="int4", rows=2, cols=2, gated=False).zero_hold  # holding needs gating
-    assert not SystolicArray(kind="fp16", rows=2, cols=2, zero_hold=False).zero_hold
+    assert not _array(kind="int4", gated=False).zero_hold  # holding needs gating
+    assert not _array(kind="fp16", zero_hold=False).zero_hold
     with pytest.raises(TypeError, match="zero_hold must be a bool"):
         SystolicArray(kind="int4", rows=2, cols=2, zero_hold=1)
     # Kinds without zero-operand rules (block-scaled) load every operand as before.
     holds = {}
     for kind in KINDS.values():
         rule = kind.operand_zero("a", Signal(kind.a_width), {name: Signal() for name in kind.a_modes})
-        holds[kind.name] = SystolicArray(kind=kind, rows=2, cols=2).zero_hold
+        holds[kind.name] = _array(kind=kind).zero_hold
         assert holds[kind.name] == (rule is not None)
     assert any(holds.values()) and not all(holds.values())
+
+
+# -- weight-stationary arrays: the A registers between PEs hold zero activations ------
+
+
+WS_CASES = {
+    "int4": ("int4", "int4", (-8, 8), (-8, 8), True),
+    "log": ("log", "log", (0, 16), (-8, 8), True),
+    "train-forward": ("train", "int4", (0, 16), (-8, 8), False),
+    "train-backward": ("train", "log", (0, 16), (0, 16), False),
+}
+
+
+@pytest.mark.parametrize("case", WS_CASES)
+def test_ws_integer_kinds_exact_with_zero_hold(case):
+    """Zero-heavy GEMMs on weight-stationary arrays: zero_hold, no hold and golden agree bit for bit."""
+    from tests.hw.test_ws_array import run
+
+    kind_name, gemm_name, a_range, b_range, a_signed = WS_CASES[case]
+    kind = KINDS[kind_name]
+    gemm = next(g for g, _ in kind.gemms if g.name == gemm_name)
+    rng = np.random.default_rng(sum(map(ord, case)) + 1)
+    a = _zero_heavy(rng, (5, 7), *a_range)
+    b = _zero_heavy(rng, (7, 4), *b_range)
+    if gemm_name == "log":
+        a = a.astype(np.uint8)
+    b_signed = b_range[0] < 0
+    watch = []
+    held = run(kind, gemm, a, b, a_signed=a_signed, b_signed=b_signed, rows=3, cols=3, watch=watch)
+    plain = run(kind, gemm, a, b, a_signed=a_signed, b_signed=b_signed, rows=3, cols=3, zero_hold=False)
+    want = gemm.reference(a, b, a_signed=a_signed, b_signed=b_signed)
+    assert np.array_equal(held, want) and np.array_equal(plain, want)
+    assert _held_with_stale_bits(watch) > 0, "no register held stale nonzero bits: the test misses its case"
+
+
+def test_ws_fp16_zero_hold_specials():
+    """Weight-stationary FP16 with held +-0 activations: 0 x inf = NaN, signed zeros, -0 partial sums."""
+    from tests.hw.test_ws_array import run
+
+    kind = KINDS["fp16"]
+    inf, nan = np.inf, np.nan
+    a = _fp16(
+        [
+            [1.5, -0.0, -0.0, 0.0, 2.0],
+            [-0.0, -0.0, 0.0, -0.0, -0.0],
+            [0.0, 5.0, -0.0, 7.0, 0.0],
+            [inf, 0.0, nan, -0.0, 0.0],
+            [0.0, 0.0, -0.0, 0.0, -0.0],  # x column 2: -0 products only, a -0 partial sum throughout
+        ]
+    )
+    b = _fp16(
+        [
+            [2.0, -1.0, -0.0, 1.0],
+            [inf, 3.0, -0.0, -inf],  # behind a held 1.5 in row 0: -0 x inf
+            [4.0, nan, 1.0, 0.0],
+            [-1.0, 2.0, -0.0, 5.0],
+            [0.0, -0.0, 6.0, 1.0],
+        ]
+    )
+    watch = []
+    got = run(kind, kind.gemm, a, b, rows=3, cols=2, watch=watch)
+    want = kind.gemm.reference(a, b)
+    assert np.array_equal(kind.gemm.result_bits(got), kind.gemm.result_bits(want))
+    bits = kind.gemm.result_bits(want)
+    assert (bits == 0x7FC0_0000).sum() >= 3 and bits[4, 2] == 0x8000_0000
+    assert any(flag and data & 0x7FFF for sample in watch for data, flag in sample)
