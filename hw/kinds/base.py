@@ -587,10 +587,10 @@ class IntegerKind(PEKind):
     def zero_product(self, m, prod, a, b, zero, modes, acc, valid, *, stale, prefix):
         if zero[0] is None or zero[1] is None:
             return prod, valid, None
-        skip = zero[0] | zero[1]
         if not stale:
             # acc + 0 == acc for a wrapping accumulator, and the product is 0.
-            return prod, valid, skip
+            return prod, valid, self.zero_rule(AMARANTH_OPS, a, b, modes)
+        skip = zero[0] | zero[1]
         # A flagged product is 0 whatever the held bits multiply to: for the
         # SPEC rule that is a cycle without valid (clear then loads 0 == prod).
         return prod, valid & ~skip, skip

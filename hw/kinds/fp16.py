@@ -98,16 +98,17 @@ class FP16Kind(PEKind):
         def finite(x):
             return x[10:15] != 0x1F
 
+        not_negative_zero = acc != FP32_NEGATIVE_ZERO
+        if not stale:
+            # Both operands are live: a zero's partner is finite, or it is a zero too.
+            return prod, valid, ((a_zero & finite(b)) | (b_zero & finite(a))) & not_negative_zero
+        # The product logic saw held bits: the exact product of a flagged pair.
         nan = (a_zero & ~b_zero & ~finite(b)) | (b_zero & ~a_zero & ~finite(a))
         flagged = a_zero | b_zero
-        skip = flagged & ~nan & (acc != FP32_NEGATIVE_ZERO)
-        if stale:
-            # The product logic saw held bits: the exact product of a flagged pair.
-            special = Mux(nan, FP32_CANONICAL_NAN, Cat(Const(0, 31), a[15] ^ b[15]))
-            exact = Signal(32, name=f"{prefix}_flagged")
-            m.d.comb += exact.eq(Mux(flagged, special, prod))
-            prod = exact
-        return prod, valid, skip
+        special = Mux(nan, FP32_CANONICAL_NAN, Cat(Const(0, 31), a[15] ^ b[15]))
+        exact = Signal(32, name=f"{prefix}_flagged")
+        m.d.comb += exact.eq(Mux(flagged, special, prod))
+        return exact, valid, flagged & ~nan & not_negative_zero
 
     def accumulate(self, m, acc, prod, valid, clear, *, prefix):
         return fp32_accumulate(m, acc, prod, valid, clear, prefix=prefix)

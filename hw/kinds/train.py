@@ -67,6 +67,10 @@ class TrainKind(IntegerKind):
         backward = log.KIND.golden_products(a, b, modes)
         return torch.where(torch.as_tensor(modes["mode"]).bool(), backward, forward)
 
+    def zero_rule(self, ops, a, b, modes):
+        # The same pairs as both operands' rules, written per mode as each mode's rule.
+        return ops.where(modes["mode"], log.KIND.zero_rule(ops, a, b, modes), int4.KIND.zero_rule(ops, a, b, modes))
+
     def operand_zero_rule(self, ops, role, x, modes):
         # Each mode's own zero rule: in mode 0 code 8 of A is -8 (INT4) or 8 (UINT4), not zero.
         # B is INT4/UINT4 in both modes (code 0); `mode` travels with A.
