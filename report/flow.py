@@ -61,6 +61,8 @@ class Context:
         Unit name -> extra workloads measured for the training-step energy
         (:mod:`report.step`), reported in the entry's ``step_energy`` (and
         ``step_energy_glitch``), not in its per-MAC figure.
+    elements : dict
+        Element workload -> port values (:func:`report.step.element_streams`).
     errors : list of str
     """
 
@@ -77,6 +79,7 @@ class Context:
     clock_gating: bool = False
     glitch: bool = False
     step_workloads: dict = field(default_factory=dict)
+    elements: dict = field(default_factory=dict)
     errors: list = field(default_factory=list)
     _fresh: set = field(default_factory=set)
 
@@ -130,6 +133,8 @@ def _sources_digest(unit, wrapper):
 def _stimulus(unit, workload, ctx):
     if workload == "random":
         values = stimulus.random_operands(unit.inputs, ctx.macs)
+    elif workload in ctx.elements:
+        values = ctx.elements[workload]
     elif unit.array:
         pe, rows, cols = unit.array
         cycles = max(ctx.macs // (rows * cols), 8 * rows)
@@ -247,12 +252,12 @@ def measure(unit, ctx):
     area = area_split(mapped["netlist"], ctx.library)
     entry["area_arithmetic_um2"], entry["area_control_um2"] = area["arithmetic"], area["control"]
     entry["cells"] = sum(mapped["cells"].values())
-    if not unit.workloads:
+    extra = tuple(w for w in ctx.step_workloads.get(unit.name, ()) if w not in unit.workloads)
+    if not unit.workloads and not extra:
         entry["errors"].append(f"no operand-stream model for kind {unit.kind!r}: energy not measured")
         return entry
     warmup = _warmup(unit)
     jobs = {}  # workload -> (cache key, stimulus, valid flags)
-    extra = tuple(w for w in ctx.step_workloads.get(unit.name, ()) if w not in unit.workloads)
     for workload in unit.workloads + extra:
         try:
             stim, valid = _stimulus(unit, workload, ctx)
