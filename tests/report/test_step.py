@@ -119,7 +119,7 @@ def capture(tmp_path_factory):
     path = out / "cap.npz"
     argv = ["--dataset", "digits", "--model", "mlp", "--recipe", "ibm4", "--epochs", "1", "--seed", "0"]
     argv += ["--metrics", str(out / "cap.json"), "--capture", str(path), "--capture-steps", "3"]
-    assert main(argv + ["--threads", "1", "--progress", "off"]) == 0
+    assert main([*argv, "--threads", "1", "--progress", "off"]) == 0
     return str(path)
 
 
