@@ -151,3 +151,12 @@ def test_counts_and_element_streams_of_a_real_capture(capture):
     assert (np.abs(enc["value"]) <= enc["amax"]).all() and enc["amax"][0] < 1 << 47
     assert enc["amax"][0] == np.abs(step._fixed(dx["a_float"].ravel(), step.LOSS_FRACTION_BITS)).max()
     assert streams["post_fwd"]["relu"].all() and not streams["post_bwd"]["relu"].any()
+
+
+def test_step_needs_a_liberty_and_a_capture(tmp_path, capsys):
+    from report.__main__ import main
+
+    assert main(["--step", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["report: error: --step needs --liberty and --capture (a captured training step)"]
+    assert not (tmp_path / "out").exists()
