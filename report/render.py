@@ -546,6 +546,13 @@ def write_all(report, out_dir):
     return paths + [os.path.join(out_dir, p) for p in plots]
 
 
+def _side(side):
+    """Display name of a training-step side: ``4-bit``, or the baseline kind's name in capitals."""
+    from .step import BASELINE
+
+    return BASELINE.upper() if side == "baseline" else side
+
+
 def _step_views(step):
     """(label, composed step) for the zero-delay and glitch-aware figures that exist."""
     if not step:
@@ -593,8 +600,8 @@ def _step_md(step):
                 f"{_fmt(b['pj_per_op'])} | {_fmt(b['uj'])} ({_fmt(b['registers_uj'])} / "
                 f"{_fmt(b['arithmetic_uj'])} / {_fmt(b['control_uj'])})"
             )
-        lines.append(f"| {row['side']} | {row['block']} | {row['operations']:,} | " + " | ".join(cells) + " |")
-    for side in ("4-bit", "fp16"):
+        lines.append(f"| {_side(row['side'])} | {row['block']} | {row['operations']:,} | " + " | ".join(cells) + " |")
+    for side in ("4-bit", "baseline"):
         cells = []
         for _, v in views:
             t = v["sides"][side]
@@ -602,9 +609,11 @@ def _step_md(step):
                 f"GEMM {100 * t['gemm_share']:.1f} % | **{_fmt(t['uj'])}** ({_fmt(t['registers_uj'])} / "
                 f"{_fmt(t['arithmetic_uj'])} / {_fmt(t['control_uj'])})"
             )
-        lines.append(f"| {side} | **step total** | | " + " | ".join(cells) + " |")
+        lines.append(f"| {_side(side)} | **step total** | | " + " | ".join(cells) + " |")
     lines.append(
-        "| | **FP16 / 4-bit, whole step** | | " + " | ".join(f" | **{_x(v['ratio'])}**" for _, v in views) + " |"
+        f"| | **{_side('baseline')} / 4-bit, whole step** | | "
+        + " | ".join(f" | **{_x(v['ratio'])}**" for _, v in views)
+        + " |"
     )
     lines.append("| | paper claim | | " + " | ".join(" | >7x" for _ in views) + " |")
     lines.append("")
@@ -629,7 +638,7 @@ def _step_md(step):
     traffic = counts["bytes"]
     lines.append(
         f"Memory traffic per step (not priced; each tensor written and read once per use, the quantized "
-        f"layers): 4-bit {traffic['4-bit'] / 1024:,.0f} KiB, FP16 {traffic['fp16'] / 1024:,.0f} KiB "
+        f"layers): 4-bit {traffic['4-bit'] / 1024:,.0f} KiB, {_side('baseline')} {traffic['baseline'] / 1024:,.0f} KiB "
         "(4-bit: 0.5 B codes, 6 B gradient words before encoding, 5 B dW accumulators to the host; FP16: "
         "2 B operands and results, 4 B dW to the host). The host's FP32 weight update touches "
         f"{counts['params']:,} parameters per step (weights, biases) on both sides; not priced."
@@ -645,7 +654,7 @@ def _step_plot(report, out_dir, plt):
         return []
     fig, axes = plt.subplots(1, len(views), figsize=(5 * len(views), 4), squeeze=False)
     for ax, (label, v) in zip(axes[0], views):
-        sides = ("4-bit", "fp16")
+        sides = ("4-bit", "baseline")
         kinds = ("GEMM", "post-ops")
         parts = []
         for kind in kinds:
@@ -663,9 +672,9 @@ def _step_plot(report, out_dir, plt):
                         ],
                     )
                 )
-        _stacked(ax, list(sides), [p for _, p in parts], [n for n, _ in parts])
+        _stacked(ax, [_side(x) for x in sides], [p for _, p in parts], [n for n, _ in parts])
         ax.set_ylabel("energy per step (uJ)")
-        ax.set_title(f"Training step, {label}: FP16 / 4-bit {_fmt(v['ratio'])}x", fontsize=10)
+        ax.set_title(f"Training step, {label}: {_side('baseline')} / 4-bit {_fmt(v['ratio'])}x", fontsize=10)
     fig.tight_layout()
     _save(fig, os.path.join(out_dir, "step_energy.png"))
     plt.close(fig)

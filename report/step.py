@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from golden.formats.fp16 import float_to_fp32_bits
+from hw.kinds import KINDS
 
 from . import stimulus
 
@@ -46,8 +47,13 @@ __all__ = [
     "compose",
 ]
 
-#: The array each side runs its GEMMs on (the training datapath's, and the FP16 one of the same size).
-ARRAYS = {"4-bit": "train_array_4x4", "fp16": "fp16_array_4x4"}
+#: The training datapath's PE kind (the integer kind that runs both workloads) and the floating-point baseline.
+_TRAIN = next(k for k in KINDS.values() if not k.is_float and set(k.workloads) == {"forward", "backward"})
+_BASELINE = next(k for k in KINDS.values() if k.is_float and k.workloads)
+#: Name of the baseline side (the floating-point kind's).
+BASELINE = _BASELINE.name
+#: The array each side runs its GEMMs on (the training datapath's 4x4, and the baseline's of the same size).
+ARRAYS = {"4-bit": f"{_TRAIN.array_module}_4x4", "baseline": f"{_BASELINE.array_module}_4x4"}
 #: Per-element units and the workloads they are measured on.
 ELEMENT_UNITS = {
     "requantizer": ("requant",),
@@ -239,7 +245,7 @@ def step_counts(path):
         raise ValueError(f"capture {path} holds no quantized layer with fwd, dx and dw records")
     gemms = []
     elements = dict.fromkeys(ELEMENT_WORKLOADS, 0)
-    traffic = {"4-bit": 0.0, "fp16": 0.0}
+    traffic = {"4-bit": 0.0, "baseline": 0.0}
     batch = None
     params = 0
     for name in sorted(layers):
@@ -267,7 +273,7 @@ def step_counts(path):
         traffic["4-bit"] += 0.5 * (x_in + w) + 0.5 * m_out + (6 + 6 + 1 + 0.5 + 0.5) * dy + 6 * dxs + 5 * w
         # FP16: X, W (2 B) in; Y (2 B) out; dY (2 B) written, read by dX and by dW; dX (2 B) out;
         # dW (4 B, FP32) to the host.
-        traffic["fp16"] += 2 * (x_in + w) + 2 * m_out + 2 * 3 * dy + 2 * dxs + 4 * w
+        traffic["baseline"] += 2 * (x_in + w) + 2 * m_out + 2 * 3 * dy + 2 * dxs + 4 * w
     fp32, note = _fp32_layers(path, batch)
     if fp32:
         params += sum(layer["params"] for layer in fp32)
@@ -316,7 +322,7 @@ def compose(units, counts, *, glitch=False):
             ("grad_post", "grad", "mask + amax (dY and dX elements)"),
             ("fp4_encoder", "encode", "FP4 encoder, both phases (dY words)"),
         ],
-        "fp16": [(ARRAYS["fp16"], op, f"GEMM {op} (FP16 array)") for op in ("fwd", "dx", "dw")]
+        "baseline": [(ARRAYS["baseline"], op, f"GEMM {op} ({BASELINE} array)") for op in ("fwd", "dx", "dw")]
         + [
             ("fp16_post", "post_fwd", "PACT clamp + masks + FP16 rounding (forward outputs)"),
             ("fp16_post", "post_bwd", "mask + FP16 rounding (dY and dX elements)"),
@@ -358,13 +364,13 @@ def compose(units, counts, *, glitch=False):
     result = {
         "blocks": rows,
         "sides": sides,
-        "ratio": sides["fp16"]["uj"] / sides["4-bit"]["uj"],
+        "ratio": sides["baseline"]["uj"] / sides["4-bit"]["uj"],
         "macs": macs,
         "missing": [],
     }
     fp32 = counts.get("fp32_layers")
     if fp32:
-        fp16_array = units[ARRAYS["fp16"]][key]
+        fp16_array = units[ARRAYS["baseline"]][key]
         per_mac = float(np.mean([fp16_array[op]["pj_per_mac"] for op in ("fwd", "dx", "dw")]))
         fp32_macs = sum(layer[op] for layer in fp32 for op in ("fwd", "dx", "dw"))
         extra = fp32_macs * per_mac * 1e-6
@@ -372,7 +378,7 @@ def compose(units, counts, *, glitch=False):
             "macs": fp32_macs,
             "pj_per_mac_lower_bound": per_mac,
             "uj": extra,
-            "ratio_with_them": (sides["fp16"]["uj"] + extra) / (sides["4-bit"]["uj"] + extra),
+            "ratio_with_them": (sides["baseline"]["uj"] + extra) / (sides["4-bit"]["uj"] + extra),
             "share_of_4bit_step": extra / (sides["4-bit"]["uj"] + extra),
         }
     return result

@@ -82,11 +82,11 @@ def test_compose_is_counts_times_measured_energy():
         ],
         "elements": {"requant": 16, "post_fwd": 16, "grad": 48, "post_bwd": 48, "encode": 16},
         "fp32_layers": [{"layer": "1", "shape": "8x3x4", "fwd": 96, "dx": 0, "dw": 96, "params": 16}],
-        "bytes": {"4-bit": 1.0, "fp16": 2.0},
+        "bytes": {"4-bit": 1.0, "baseline": 2.0},
         "params": 100,
     }
     out = step.compose(_fake_units(per_op), counts)
-    arr4, arr16 = step.ARRAYS["4-bit"], step.ARRAYS["fp16"]
+    arr4, arr16 = step.ARRAYS["4-bit"], step.ARRAYS["baseline"]
     gemm4 = 64 * sum(per_op[op, arr4] for op in ("fwd", "dx", "dw"))
     post4 = (
         16 * per_op["requant", "requantizer"] + 48 * per_op["grad", "grad_post"] + 16 * per_op["encode", "fp4_encoder"]
@@ -94,7 +94,7 @@ def test_compose_is_counts_times_measured_energy():
     gemm16 = 64 * sum(per_op[op, arr16] for op in ("fwd", "dx", "dw"))
     post16 = 16 * per_op["post_fwd", "fp16_post"] + 48 * per_op["post_bwd", "fp16_post"]
     assert out["sides"]["4-bit"]["uj"] == pytest.approx((gemm4 + post4) * 1e-6, rel=1e-12)
-    assert out["sides"]["fp16"]["uj"] == pytest.approx((gemm16 + post16) * 1e-6, rel=1e-12)
+    assert out["sides"]["baseline"]["uj"] == pytest.approx((gemm16 + post16) * 1e-6, rel=1e-12)
     assert out["ratio"] == pytest.approx((gemm16 + post16) / (gemm4 + post4), rel=1e-12)
     assert out["sides"]["4-bit"]["gemm_share"] == pytest.approx(gemm4 / (gemm4 + post4), rel=1e-12)
     assert out["sides"]["4-bit"]["registers_uj"] == pytest.approx(out["sides"]["4-bit"]["uj"] / 2, rel=1e-12)
@@ -102,7 +102,7 @@ def test_compose_is_counts_times_measured_energy():
     assert fp32["macs"] == 192
     extra = 192 * np.mean([per_op[op, arr16] for op in ("fwd", "dx", "dw")]) * 1e-6
     assert fp32["ratio_with_them"] == pytest.approx(
-        (out["sides"]["fp16"]["uj"] + extra) / (out["sides"]["4-bit"]["uj"] + extra), rel=1e-12
+        (out["sides"]["baseline"]["uj"] + extra) / (out["sides"]["4-bit"]["uj"] + extra), rel=1e-12
     )
     # a missing measurement is named, not guessed
     units = _fake_units(per_op)
