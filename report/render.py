@@ -458,7 +458,10 @@ def _markdown(report, plots):
         lines.append("")
         lines += [f"![{p}]({p})" for p in plots]
         lines.append("")
-    errors = report["errors"] + [f"{n}: {e}" for n, u in report["units"].items() for e in u.get("errors", [])]
+    step_units = (report.get("step") or {}).get("units", {})
+    errors = report["errors"] + [
+        f"{n}: {e}" for n, u in {**report["units"], **step_units}.items() for e in u.get("errors", [])
+    ]
     if errors:
         lines.append("## Problems")
         lines.append("")
