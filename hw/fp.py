@@ -30,6 +30,7 @@ __all__ = [
     "leading_zeros",
     "fp16_product",
     "fp32_add",
+    "fp32_to_fp16",
 ]
 
 
@@ -232,4 +233,62 @@ def fp32_add(m, x, y, *, prefix="add"):
         m.d.comb += result.eq(Cat(Const(0, 23), Const(0xFF, 8), big[31]))
     with m.Else():
         m.d.comb += result.eq(Cat(rounded[0:31], big[31]))
+    return result
+
+
+def fp32_to_fp16(m, x, *, prefix="cvt"):
+    """Binary16 pattern of a binary32 number, rounded to nearest even.
+
+    The cast an FP16 datapath applies to its binary32 accumulators (as
+    ``torch.Tensor.to(torch.float16)``): subnormal results where binary16
+    has them, magnitudes that round beyond 65504 to infinity, binary32
+    subnormals to signed zero, every NaN to ``0x7E00`` with its sign.
+
+    One variable right shift of the 24-bit significand to the binary16 unit
+    in the last place (13 places for a normal result, more for a subnormal
+    one), a round bit and a sticky bit. The rounded significand is added to
+    the exponent field, so a carry out of the significand increments the
+    exponent, and the largest finite binary16 rounds up into infinity's
+    encoding, as IEEE 754 wants.
+
+    Parameters
+    ----------
+    m : Module
+    x : Value
+        32-bit binary32 pattern.
+    prefix : str
+        Prefix of the intermediate signal names.
+
+    Returns
+    -------
+    Value
+        16-bit binary16 pattern.
+    """
+    x = Value.cast(x)
+    if len(x) != 32:
+        raise ValueError(f"fp32_to_fp16 takes a 32-bit operand, not {len(x)} bits")
+    sign, exp, frac = x[31], x[23:31], x[0:23]
+    sig = Cat(frac, Const(1, 1))  # 24 bits; exp == 0 (zero, subnormal) is handled apart
+    normal = exp >= 113  # unbiased exponent >= -14
+    # Places below the binary16 ulp: 13 for a normal result, 126 - exp for a subnormal
+    # one (ulp 2^-24); beyond 25 everything is below half an ulp, so 26 stands for them all.
+    shift = _named(m, f"{prefix}_shift", Mux(normal, 13, Mux(exp <= 100, 26, 126 - exp)), unsigned(5))
+    kept = _named(m, f"{prefix}_kept", sig >> shift, unsigned(24))
+    round_bit = _named(m, f"{prefix}_round", (sig >> (shift - 1)[:5])[0])
+    # sticky: any one below the round bit, i.e. sig is not a multiple of 2^(shift - 1)
+    below = _named(m, f"{prefix}_below", (Const(1, 25) << (shift - 1)[:5])[:24] - 1, unsigned(24))
+    sticky = _named(m, f"{prefix}_sticky", (sig & below) != 0)
+    up = round_bit & (sticky | kept[0])
+    base = Mux(normal, exp - 113, 0)  # biased binary16 exponent - 1: the hidden bit in `kept` adds the 1
+    packed = _named(m, f"{prefix}_packed", (base << 10) + kept + up, unsigned(16))
+    result = Signal(16, name=f"{prefix}_result")
+    with m.If(exp == 0xFF):
+        # infinity stays infinity; a NaN becomes the quiet NaN 0x7E00 with its sign
+        m.d.comb += result.eq(Cat(Mux(frac != 0, 0x200, 0)[:10], Const(0x1F, 5), sign))
+    with m.Elif(exp == 0):
+        m.d.comb += result.eq(Cat(Const(0, 15), sign))
+    with m.Elif(exp >= 143):  # unbiased >= 16: beyond binary16's range
+        m.d.comb += result.eq(Cat(Const(0, 10), Const(0x1F, 5), sign))
+    with m.Else():
+        m.d.comb += result.eq(Cat(packed[:15], sign))
     return result

@@ -13,7 +13,7 @@ import dataclasses
 import functools
 
 from .array import SystolicArray
-from .datapath import TrainDatapath
+from .datapath import FP4Encoder, FP16Post, GradPost, Requantizer, TrainDatapath
 from .engine import GemmEngine
 from .kinds import KINDS, default_kind
 from .pe import ProcessingElement
@@ -122,6 +122,32 @@ def _catalog():
             },
             "training datapath of FC layers: train array, operand buffers, requantizers, ST mask, amax, "
             "FP4 TPR encoder, command FSM (docs/datapath.md)",
+        ),
+        # The datapath's per-element units alone, and the FP16 baseline's counterpart,
+        # which the report's training-step energy measures (docs/report.md).
+        Unit(
+            "requantizer",
+            Requantizer,
+            {"total_width": 40},
+            "the datapath's integer requantizer alone: accumulator + bias -> UINT4 code and PACT masks",
+        ),
+        Unit(
+            "fp4_encoder",
+            FP4Encoder,
+            {"value_width": 48},
+            "the datapath's GradScale exponent and two-phase radix-4 FP4 encoder alone (one gradient word)",
+        ),
+        Unit(
+            "grad_post",
+            GradPost,
+            {"value_width": 40, "amax_width": 48},
+            "the datapath's POST_GRAD on one element alone: straight-through mask, amax register",
+        ),
+        Unit(
+            "fp16_post",
+            FP16Post,
+            {},
+            "FP16 baseline's element post-operation: PACT clamp (forward) or mask (backward), binary32 -> binary16",
         ),
         Unit(
             "gemm_engine",

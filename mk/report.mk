@@ -1,6 +1,7 @@
 # Area / delay / energy report of the PEs against FP16 (docs/report.md).
 #   make report                       technology-independent (Yosys cmos transistor counts)
 #   make report LIBERTY=path.lib.gz   + mapped area (um^2), delay (ns), energy per MAC (pJ)
+#   make report-step LIBERTY=...      + the whole training step (docs/report.md, "Training step")
 # Operand streams come from a tensor capture of golden training (digits, MLP,
 # ibm4 recipe, a step of epoch 10), made once and reused.
 
@@ -9,7 +10,7 @@ REPORT_OUT ?= build/report
 REPORT_CAPTURE ?= $(REPORT_OUT)/capture/digits-mlp-ibm4.npz
 REPORT_ARGS ?=
 
-.PHONY: report report-synthetic
+.PHONY: report report-synthetic report-step
 
 # remade when the golden model changes
 $(REPORT_CAPTURE): $(wildcard golden/*.py golden/formats/*.py)
@@ -22,3 +23,7 @@ report: rtl $(REPORT_CAPTURE)  ## area/energy vs FP16 -> build/report/report.{js
 
 report-synthetic: rtl  ## the same report on synthetic tensors (raw float values for FP16) -> build/report-synthetic
 	$(PYTHON) -m report --out build/report-synthetic $(if $(LIBERTY),--liberty $(LIBERTY)) $(REPORT_ARGS)
+
+report-step: rtl $(REPORT_CAPTURE)  ## + the energy of the captured training step, 4-bit datapath vs FP16 (LIBERTY=... required)
+	@test -n "$(LIBERTY)" || { echo "error: report-step needs LIBERTY=path.lib.gz" >&2; exit 2; }
+	$(PYTHON) -m report --out $(REPORT_OUT) --capture $(REPORT_CAPTURE) --liberty $(LIBERTY) --step $(REPORT_ARGS)

@@ -24,7 +24,7 @@ import time
 from fourbit.util.cli import OneLineParser, run_main
 from hw.kinds import KINDS, TOPS
 
-from . import flow, render, stimulus, synth
+from . import flow, render, step, stimulus, synth
 from . import units as units_mod
 from .energy import DEFAULT_SLEW_NS
 from .liberty import DONT_USE_PATTERN, LibertyError, Library
@@ -97,6 +97,13 @@ def _parser(prog=None):
         default="on",
         help="with a Liberty: also simulate each unit with its cells' Liberty delays and report the "
         "glitch-aware energy beside the zero-delay one (default: %(default)s)",
+    )
+    p.add_argument(
+        "--step",
+        action="store_true",
+        help="with a Liberty and a capture: also measure the energy of the captured training step, the "
+        "4-bit datapath against an FP16 one (the train and FP16 arrays on each GEMM, the requantizer, "
+        "mask + amax, FP4 encoder and FP16 rounding per element; report.step), adding those units to --only",
     )
     p.add_argument("--no-cache", action="store_true", help="recompute every step")
     return p
@@ -217,6 +224,17 @@ def main(argv=None, prog=None):
     except ValueError as e:
         print(f"report: error: {e}", file=sys.stderr)
         return 2
+    counts, elements = None, {}
+    if args.step:
+        if not args.capture or library is None:
+            print(f"{prefix}: error: --step needs --liberty and --capture (a captured training step)", file=sys.stderr)
+            return 2
+        try:
+            counts = step.step_counts(args.capture)
+            elements = step.element_streams(args.capture, args.macs)
+        except ValueError as e:
+            print(f"report: error: --step: {e}", file=sys.stderr)
+            return 2
     source = f"captured ({args.capture})" if args.capture else "synthetic (realistic distributions; no capture given)"
     source += f"; FP16 operands: {stimulus.fp16_source(gemms)}"
 
@@ -233,7 +251,11 @@ def main(argv=None, prog=None):
                 file=sys.stderr,
             )
             return 2
-        todo = [u for u in todo if u.name in args.only]
+        todo = [u for u in todo if u.name in args.only or (args.step and u.name in step.STEP_UNITS)]
+    if args.step:
+        absent = sorted(set(step.STEP_UNITS) - {u.name for u in todo})
+        if absent:
+            errors.append(f"--step: unit(s) {', '.join(absent)} not in {args.rtl_dir} (run `make rtl`)")
 
     liberty_work = None
     if library is not None:
@@ -246,7 +268,8 @@ def main(argv=None, prog=None):
     # (the training datapath with its buffers) are listed, not measured.
     skipped = {}
     # Arrays of a kind with no report workloads (PEKind.workloads empty: not in the report yet) likewise.
-    for unit in [u for u in todo if not u.workloads and u.kind != "calibration"]:
+    step_units = step.STEP_UNITS if args.step else {}
+    for unit in [u for u in todo if not u.workloads and u.kind != "calibration" and u.name not in step_units]:
         skipped[unit.name] = (
             "array of a kind without report workloads (not in the report yet)"
             if unit.array
@@ -268,10 +291,24 @@ def main(argv=None, prog=None):
             use_cache=not args.no_cache,
             clock_gating=gating,
             glitch=args.glitch == "on",
+            step_workloads=step_units,
+            elements=elements,
         )
         measured = _measure_variant(todo, ctx, args, skipped)
         by_variant[gating] = {u.name: measured[u.name] for u in todo if u.name in measured}
     measured = by_variant[variants[0]]
+    step_report = None
+    if args.step:
+        step_report = {
+            "counts": counts,
+            "zero_delay": step.compose(measured, counts),
+            "glitch": step.compose(measured, counts, glitch=True) if args.glitch == "on" else None,
+            "clock_gating": bool(variants[0]),
+            "units": {n: measured.pop(n) for n in step.ELEMENT_UNITS if n in measured},
+        }
+        for variant in by_variant.values():
+            for n in step.ELEMENT_UNITS:
+                variant.pop(n, None)
     pes = {n: e for n, e in measured.items() if e["kind"] != "calibration"}
     cal = {n: e for n, e in measured.items() if e["kind"] == "calibration"}
 
@@ -346,6 +383,7 @@ def main(argv=None, prog=None):
         "glitch": {"ratios": render.ratios(glitchy), "array_ratios": render.array_ratios(glitchy)},
         "missing": missing,
         "skipped": skipped,
+        "step": step_report,
         "errors": errors,
         "yosys": {"map": yosys_map, "cmos": yosys_cmos},
         "flow": flow.FLOW_ID,
@@ -367,6 +405,8 @@ def main(argv=None, prog=None):
         for e in u["errors"]
         if "no operand-stream model" not in e
     ]
+    if step_report:  # the element units left the per-MAC results; their failures still count
+        unit_errors += [e for u in step_report["units"].values() for e in u["errors"]]
     failed = yosys_map is None or problems or unit_errors
     return 1 if failed else 0
 

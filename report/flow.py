@@ -57,6 +57,12 @@ class Context:
         Map flip-flop enables to integrated clock gates (:func:`report.synth.insert_clock_gates`).
     glitch : bool
         Also simulate with the cells' Liberty delays (glitch-aware activity, :func:`report.gatesim.output_delays`).
+    step_workloads : dict
+        Unit name -> extra workloads measured for the training-step energy
+        (:mod:`report.step`), reported in the entry's ``step_energy`` (and
+        ``step_energy_glitch``), not in its per-MAC figure.
+    elements : dict
+        Element workload -> port values (:func:`report.step.element_streams`).
     errors : list of str
     """
 
@@ -72,6 +78,8 @@ class Context:
     use_cache: bool = True
     clock_gating: bool = False
     glitch: bool = False
+    step_workloads: dict = field(default_factory=dict)
+    elements: dict = field(default_factory=dict)
     errors: list = field(default_factory=list)
     _fresh: set = field(default_factory=set)
 
@@ -125,6 +133,8 @@ def _sources_digest(unit, wrapper):
 def _stimulus(unit, workload, ctx):
     if workload == "random":
         values = stimulus.random_operands(unit.inputs, ctx.macs)
+    elif workload in ctx.elements:
+        values = ctx.elements[workload]
     elif unit.array:
         pe, rows, cols = unit.array
         cycles = max(ctx.macs // (rows * cols), 8 * rows)
@@ -204,7 +214,8 @@ def measure(unit, ctx):
             )
             if m.cmos is not None:
                 ctx.store(cmos_key, m.cmos)
-            reg, logic = area_split(m.netlist, ctx.library)
+            area = area_split(m.netlist, ctx.library)
+            reg, logic = area["registers"], area["arithmetic"] + area["control"]
             return {
                 "area_um2": m.area_um2,
                 "delay_ns": m.delay_ns,
@@ -237,13 +248,17 @@ def measure(unit, ctx):
         return entry
     for k in ("area_um2", "delay_ns", "area_registers_um2", "area_logic_um2"):
         entry[k] = mapped[k]
+    # the three-way split from the cached netlist (a cache made before the split still serves)
+    area = area_split(mapped["netlist"], ctx.library)
+    entry["area_arithmetic_um2"], entry["area_control_um2"] = area["arithmetic"], area["control"]
     entry["cells"] = sum(mapped["cells"].values())
-    if not unit.workloads:
+    extra = tuple(w for w in ctx.step_workloads.get(unit.name, ()) if w not in unit.workloads)
+    if not unit.workloads and not extra:
         entry["errors"].append(f"no operand-stream model for kind {unit.kind!r}: energy not measured")
         return entry
     warmup = _warmup(unit)
     jobs = {}  # workload -> (cache key, stimulus, valid flags)
-    for workload in unit.workloads:
+    for workload in unit.workloads + extra:
         try:
             stim, valid = _stimulus(unit, workload, ctx)
         except ValueError as e:
@@ -258,7 +273,13 @@ def measure(unit, ctx):
             warmup=warmup,
         )
         jobs[workload] = (key, stim, valid)
-    todo = [w for w, (key, _, _) in jobs.items() if not ctx.has(key)]
+    todo, keys = [], set()
+    for w, (key, _, _) in jobs.items():
+        # a per-op workload can be the very stream of a training workload (fwd = forward): simulated once
+        digest = json.dumps(key, sort_keys=True)
+        if not _has_split(ctx, key) and digest not in keys:
+            todo.append(w)
+            keys.add(digest)
     if todo:
         # one compilation of the netlist serves every workload of the same length
         lengths = {len(jobs[w][1]) for w in todo}
@@ -300,20 +321,43 @@ def measure(unit, ctx):
         energy = ctx.load(key)
         if workload not in todo:
             _progress(f"{unit.name}: energy, {workload}: cached")
-        entry["energy"][workload] = {
-            "pj_per_mac": energy["total_pj"],
-            "registers_pj": energy["registers_pj"],
-            "logic_pj": energy["logic_pj"],
-            "switching_pj": energy["switching_pj"],
-            "internal_pj": energy["internal_pj"],
-            "leakage_pj": energy["leakage_pj"],
-            "cycles": energy["cycles"],
-            "macs": energy["macs"],
-        }
+        if workload in extra:
+            entry.setdefault("step_energy", {})[workload] = _workload_energy(energy)
+            continue
+        entry["energy"][workload] = _workload_energy(energy)
         totals.append(energy["total_pj"])
     if totals:
         entry["energy_pj_per_mac"] = float(np.mean(totals))
+    glitchy = entry.get("energy_glitch", {})
+    for workload in extra:
+        if workload in glitchy:
+            entry.setdefault("step_energy_glitch", {})[workload] = glitchy.pop(workload)
+    if extra and "energy_glitch" in entry:
+        entry.pop("energy_glitch_pj_per_mac", None)
+        if glitchy:
+            entry["energy_glitch_pj_per_mac"] = float(np.mean([e["pj_per_mac"] for e in glitchy.values()]))
     return entry
+
+
+def _workload_energy(energy):
+    """A cached energy as an entry's per-workload figures."""
+    keys = ("registers_pj", "logic_pj", "arithmetic_pj", "control_pj", "switching_pj", "internal_pj", "leakage_pj")
+    return {
+        "pj_per_mac": energy["total_pj"],
+        **{k: energy[k] for k in keys},
+        "cycles": energy["cycles"],
+        "macs": energy["macs"],
+    }
+
+
+def _has_split(ctx, key):
+    """A cached energy with the registers / arithmetic / control split (an older entry lacks it: recomputed)."""
+    if not ctx.has(key):
+        return False
+    try:
+        return "arithmetic_pj" in ctx.load(key)
+    except (OSError, ValueError):
+        return False
 
 
 def _digest(outputs):
@@ -339,13 +383,15 @@ def _glitch_energy(unit, ctx, mapped, jobs, warmup, entry):
     # gated clocks ideal (gatesim.output_delays): part of the key where there are clock gates
     gates = any(ctx.library.cell(c["type"]).clock_gating for c in mapped["netlist"]["cells"].values())
     ideal = {"ideal_gated_clock": True} if gates else {}
-    todo = []
+    todo, keys = [], set()
     for workload, (key, stim, valid) in jobs.items():
         gkey = dict(key, step="energy-glitch", period_ns=period, **ideal)
-        if ctx.has(gkey):
+        digest = json.dumps(gkey, sort_keys=True)
+        if _has_split(ctx, gkey):
             _progress(f"{unit.name}: glitch-aware energy, {workload}: cached")
-        elif ctx.has(key):
+        elif ctx.has(key) and digest not in keys:
             todo.append((workload, gkey, stim, valid))
+            keys.add(digest)
     if todo:
         names = ", ".join(w for w, *_ in todo)
         label = f"{unit.name}: glitch-aware gate-level simulation, {names} ({period:g} ns clock)"
@@ -382,9 +428,6 @@ def _glitch_energy(unit, ctx, mapped, jobs, warmup, entry):
         gkey = dict(key, step="energy-glitch", period_ns=period, **ideal)
         if ctx.has(gkey):
             energy = ctx.load(gkey)
-            entry["energy_glitch"][workload] = {
-                k: energy[k]
-                for k in ("registers_pj", "logic_pj", "switching_pj", "internal_pj", "leakage_pj", "cycles", "macs")
-            } | {"pj_per_mac": energy["total_pj"]}
+            entry["energy_glitch"][workload] = _workload_energy(energy)
     if entry["energy_glitch"]:
         entry["energy_glitch_pj_per_mac"] = float(np.mean([e["pj_per_mac"] for e in entry["energy_glitch"].values()]))

@@ -148,6 +148,12 @@ def output_delays(netlist, library, loads, slew_ns):
     return delays
 
 
+def _port(name):
+    """A port name as a Verilog escaped identifier (the same identifier as the plain name), so that a
+    port called like a SystemVerilog keyword (the requantizer's ``inside``) still compiles under ``-g2012``."""
+    return f"\\{name} "
+
+
 def _bit(b):
     if isinstance(b, int):
         return f"n{b}"
@@ -171,18 +177,18 @@ def netlist_verilog(netlist, module, library, delays=None):
             bits.update(b for b in conn if isinstance(b, int))
     for port in netlist["ports"].values():
         bits.update(b for b in port["bits"] if isinstance(b, int))
-    lines = [f"module {module}({', '.join(netlist['ports'])});"]
+    lines = [f"module {module}({', '.join(_port(n) for n in netlist['ports'])});"]
     for name, port in netlist["ports"].items():
         width = len(port["bits"])
         rng = f" [{width - 1}:0]" if width > 1 else ""
-        lines.append(f"  {port['direction']}{rng} {name};")
+        lines.append(f"  {port['direction']}{rng} {_port(name)};")
     lines += [f"  wire n{b};" for b in sorted(bits)]
     lines += [f"  wire d{b};" for b in sorted(delays) if b in bits]
     # picoseconds: the testbench's timescale is 1ns/1ps
     lines += [f"  assign #({r:.3f}, {f:.3f}) n{b} = d{b};" for b, (r, f) in sorted(delays.items()) if b in bits]
     for name, port in netlist["ports"].items():
         for k, b in enumerate(port["bits"]):
-            ref = f"{name}[{k}]" if len(port["bits"]) > 1 else name
+            ref = f"{_port(name)}[{k}]" if len(port["bits"]) > 1 else _port(name)
             if port["direction"] == "input":
                 if isinstance(b, int):
                     lines.append(f"  assign n{b} = {ref};")
@@ -300,7 +306,7 @@ def _testbench(netlist, module, ports, cycles, period_ns, warmup):
     conns, lsb = [], width
     for name, w in ports:
         lsb -= w
-        conns.append(f".{name}(v[{lsb + w - 1}:{lsb}])")
+        conns.append(f".{_port(name)}(v[{lsb + w - 1}:{lsb}])")
     names = {n for n, _ in ports}
     if "clk" in netlist["ports"]:
         conns.append(".clk(clk)")
@@ -308,7 +314,7 @@ def _testbench(netlist, module, ports, cycles, period_ns, warmup):
         conns.append(".rst(rst)")
     outs = [(n, len(p["bits"])) for n, p in netlist["ports"].items() if p["direction"] == "output"]
     decl = "\n".join(f"  wire [{w - 1}:0] o_{n};" for n, w in outs)
-    conns += [f".{n}(o_{n})" for n, _ in outs]
+    conns += [f".{_port(n)}(o_{n})" for n, _ in outs]
     tb = f"""`timescale 1ns/1ps
 module tb;
   reg clk = 1'b0;

@@ -174,18 +174,28 @@ def _fmt(v, digits=3):
     return f"{v:.{digits}g}"
 
 
+#: The three classes of the breakdown (report.energy.cell_classes), as keys and labels.
+_PARTS = ("registers_pj", "arithmetic_pj", "control_pj")
+_PART_LABELS = ("registers + clock", "arithmetic", "control")
+
+
 def _energy_parts(entry):
-    """(registers, logic) pJ per MAC averaged over the unit's workloads, or None."""
+    """(registers, arithmetic, control) pJ per MAC averaged over the unit's workloads, or None."""
     energy = entry.get("energy") or {}
     if not energy:
         return None
-    return tuple(sum(e[part] for e in energy.values()) / len(energy) for part in ("registers_pj", "logic_pj"))
+    return tuple(sum(e.get(part) or 0.0 for e in energy.values()) / len(energy) for part in _PARTS)
+
+
+def _split(e):
+    """``total (registers / arithmetic / control)`` of one workload's energy."""
+    return f"{_fmt(e['pj_per_mac'])} ({' / '.join(_fmt(e.get(p)) for p in _PARTS)})"
 
 
 def _stacked(ax, names, parts, labels):
     """Stacked bars on a linear axis from 0: bar heights are the values, so ratios read true."""
     bottom = [0.0] * len(names)
-    for values, label, color in zip(parts, labels, ("#cc6677", "#4477aa")):
+    for values, label, color in zip(parts, labels, ("#cc6677", "#4477aa", "#ddcc77", "#eeaabb", "#99bbdd", "#eeeebb")):
         ax.bar(names, values, bottom=bottom, label=label, color=color)
         bottom = [b + v for b, v in zip(bottom, values)]
     for i, total in enumerate(bottom):
@@ -206,7 +216,7 @@ def _plots(report, out_dir):
     units = report["units"]
     library = report["liberty_name"] or "technology-independent"
     gating = "clock-gated" if report.get("clock_gating") else "no clock gating"
-    labels = ("registers + clock", "logic (arithmetic + control)")
+    labels = _PART_LABELS
     for title, pick, prefix in (
         ("processing elements", lambda u: not u.get("array"), ""),
         ("arrays, per PE", lambda u: u.get("array"), "arrays_"),
@@ -221,9 +231,10 @@ def _plots(report, out_dir):
                 [n for n, _ in areas],
                 [
                     [u["area_registers_um2"] / p for (_, u), p in zip(areas, per)],
-                    [u["area_logic_um2"] / p for (_, u), p in zip(areas, per)],
+                    [(u.get("area_arithmetic_um2") or 0.0) / p for (_, u), p in zip(areas, per)],
+                    [(u.get("area_control_um2") or 0.0) / p for (_, u), p in zip(areas, per)],
                 ],
-                ("registers", "logic"),
+                ("registers", "arithmetic", "control"),
             )
             ax.set_ylabel("area per PE (um^2)" if prefix else "area (um^2)")
             ax.set_title(f"Area, {title} ({library})", fontsize=10)
@@ -234,13 +245,14 @@ def _plots(report, out_dir):
         energies = [(n, _energy_parts(u)) for n, u in chosen if _energy_parts(u)]
         if energies:
             fig, ax = plt.subplots(figsize=(7, 4))
-            _stacked(ax, [n for n, _ in energies], [[e[0] for _, e in energies], [e[1] for _, e in energies]], labels)
+            _stacked(ax, [n for n, _ in energies], [[e[k] for _, e in energies] for k in range(3)], labels)
             ax.set_ylabel("energy per MAC (pJ)")
             ax.set_title(f"Energy per MAC, {title} ({library}, {gating})", fontsize=10)
             fig.tight_layout()
             _save(fig, os.path.join(out_dir, f"{prefix}energy.png"))
             plt.close(fig)
             written.append(f"{prefix}energy.png")
+    written += _step_plot(report, out_dir, plt)
     counts = [(n, u["transistors"]) for n, u in units.items() if u.get("transistors") and not u.get("array")]
     if counts:
         fig, ax = plt.subplots(figsize=(7, 4))
@@ -405,8 +417,8 @@ def _markdown(report, plots):
             )
         lines.append("")
     header = [
-        "| unit | PEs | transistors | area um^2 (regs / logic) | area um^2 per PE | delay ns | "
-        "energy pJ/MAC | by workload: pJ/MAC (regs / logic) | glitch-aware pJ/MAC (regs / logic) |",
+        "| unit | PEs | transistors | area um^2 (regs / arith / control) | area um^2 per PE | delay ns | "
+        "energy pJ/MAC | by workload: pJ/MAC (regs / arith / control) | glitch-aware pJ/MAC (regs / arith / control) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for title, pick in (("Processing elements", lambda u: not u.get("array")), ("Arrays", lambda u: u.get("array"))):
@@ -416,30 +428,20 @@ def _markdown(report, plots):
         lines += [f"## {title}", "", *header]
         for name, u in chosen:
             split = (
-                f"{_fmt(u['area_um2'])} ({_fmt(u['area_registers_um2'])} / {_fmt(u['area_logic_um2'])})"
+                f"{_fmt(u['area_um2'])} ({_fmt(u['area_registers_um2'])} / "
+                f"{_fmt(u.get('area_arithmetic_um2'))} / {_fmt(u.get('area_control_um2'))})"
                 if u.get("area_um2") is not None
                 else "n/a"
             )
             per_pe = u["area_um2"] / u.get("pe_count", 1) if u.get("area_um2") is not None else None
-            work = (
-                "; ".join(
-                    f"{w}: {_fmt(e['pj_per_mac'])} ({_fmt(e['registers_pj'])} / {_fmt(e['logic_pj'])})"
-                    for w, e in u.get("energy", {}).items()
-                )
-                or "n/a"
-            )
-            glitch = (
-                "; ".join(
-                    f"{w}: {_fmt(e['pj_per_mac'])} ({_fmt(e['registers_pj'])} / {_fmt(e['logic_pj'])})"
-                    for w, e in u.get("energy_glitch", {}).items()
-                )
-                or "n/a"
-            )
+            work = "; ".join(f"{w}: {_split(e)}" for w, e in u.get("energy", {}).items()) or "n/a"
+            glitch = "; ".join(f"{w}: {_split(e)}" for w, e in u.get("energy_glitch", {}).items()) or "n/a"
             lines.append(
                 f"| {name} | {u.get('pe_count', 1)} | {_fmt(u['transistors'])} | {split} | "
                 f"{_fmt(per_pe)} | {_fmt(u['delay_ns'])} | {_fmt(u['energy_pj_per_mac'])} | {work} | {glitch} |"
             )
         lines.append("")
+    lines += _step_md(report.get("step"))
     if report["missing"]:
         lines.append("Not measured (not generated yet): " + "; ".join(report["missing"]))
         lines.append("")
@@ -456,7 +458,10 @@ def _markdown(report, plots):
         lines.append("")
         lines += [f"![{p}]({p})" for p in plots]
         lines.append("")
-    errors = report["errors"] + [f"{n}: {e}" for n, u in report["units"].items() for e in u.get("errors", [])]
+    step_units = (report.get("step") or {}).get("units", {})
+    errors = report["errors"] + [
+        f"{n}: {e}" for n, u in {**report["units"], **step_units}.items() for e in u.get("errors", [])
+    ]
     if errors:
         lines.append("## Problems")
         lines.append("")
@@ -542,3 +547,138 @@ def write_all(report, out_dir):
     }
     paths = [str(path) for path in write_files_atomically(out_dir, texts)]
     return paths + [os.path.join(out_dir, p) for p in plots]
+
+
+def _side(side):
+    """Display name of a training-step side: ``4-bit``, or the baseline kind's name in capitals."""
+    from .step import BASELINE
+
+    return BASELINE.upper() if side == "baseline" else side
+
+
+def _step_views(step):
+    """(label, composed step) for the zero-delay and glitch-aware figures that exist."""
+    if not step:
+        return []
+    views = [("zero-delay", step.get("zero_delay")), ("glitch-aware", step.get("glitch"))]
+    return [(label, v) for label, v in views if v and not v.get("missing")]
+
+
+def _step_md(step):
+    """The training-step section (report.step): blocks, totals, ratio, Amdahl limits, traffic."""
+    if not step:
+        return []
+    counts = step["counts"]
+    lines = ["## One training step: the 4-bit datapath against an FP16 datapath", ""]
+    lines.append(
+        "The captured step's quantized layers ("
+        + ", ".join(f"layer {g['layer']} {g['op']} {g['shape']}" for g in counts["gemms"])
+        + "). **Measured**: each block's energy per operation with the same gate-level flow "
+        f"({'clock-gated' if step.get('clock_gating') else 'no clock gating'}), the arrays on that GEMM's own "
+        "captured operands (FP16: its float operands in binary16), the element units on the step's "
+        "accumulators, gradients and masks. **Composed**: operations in the step x measured energy per "
+        "operation. **Not priced**: memory traffic, the FP32 layers, the host's weight update, bias adds, "
+        "the datapath's idle cycles (below)."
+    )
+    lines.append("")
+    views = _step_views(step)
+    for label, v in [("zero-delay", step.get("zero_delay")), ("glitch-aware", step.get("glitch"))]:
+        if v and v.get("missing"):
+            lines.append(f"Not composed ({label}): no measurement of {', '.join(v['missing'])}.")
+            lines.append("")
+    if not views:
+        return lines
+    lines.append(
+        "| side | block | operations | "
+        + " | ".join(f"{label} pJ/op | {label} uJ (regs / arith / control)" for label, _ in views)
+        + " |"
+    )
+    lines.append("|---|---|---|" + "---|---|" * len(views))
+    rows = views[0][1]["blocks"]
+    for k, row in enumerate(rows):
+        cells = []
+        for _, v in views:
+            b = v["blocks"][k]
+            cells.append(
+                f"{_fmt(b['pj_per_op'])} | {_fmt(b['uj'])} ({_fmt(b['registers_uj'])} / "
+                f"{_fmt(b['arithmetic_uj'])} / {_fmt(b['control_uj'])})"
+            )
+        lines.append(f"| {_side(row['side'])} | {row['block']} | {row['operations']:,} | " + " | ".join(cells) + " |")
+    for side in ("4-bit", "baseline"):
+        cells = []
+        for _, v in views:
+            t = v["sides"][side]
+            cells.append(
+                f"GEMM {100 * t['gemm_share']:.1f} % | **{_fmt(t['uj'])}** ({_fmt(t['registers_uj'])} / "
+                f"{_fmt(t['arithmetic_uj'])} / {_fmt(t['control_uj'])})"
+            )
+        lines.append(f"| {_side(side)} | **step total** | | " + " | ".join(cells) + " |")
+    lines.append(
+        f"| | **{_side('baseline')} / 4-bit, whole step** | | "
+        + " | ".join(f" | **{_x(v['ratio'])}**" for _, v in views)
+        + " |"
+    )
+    lines.append("| | paper claim | | " + " | ".join(" | >7x" for _ in views) + " |")
+    lines.append("")
+    fp32 = views[0][1].get("fp32_layers")
+    if fp32:
+        lines.append(
+            f"Amdahl: the FP32 first and last layers the recipe keeps run {fp32['macs']:,} MACs per step "
+            "(" + "; ".join(f"layer {layer['layer']} {layer['shape']}" for layer in counts["fp32_layers"]) + "), "
+            "the same on both sides. Priced at the FP16 array's energy per MAC (a lower bound for FP32), "
+            + "; ".join(
+                f"{label}: {_fmt(v['fp32_layers']['pj_per_mac_lower_bound'])} pJ/MAC, "
+                f"{_fmt(v['fp32_layers']['uj'])} uJ, {100 * v['fp32_layers']['share_of_4bit_step']:.0f} % of the "
+                f"4-bit step with them, whole-network ratio **{_x(v['fp32_layers']['ratio_with_them'])}**"
+                for label, v in views
+                if v.get("fp32_layers")
+            )
+            + "."
+        )
+    elif counts.get("note"):
+        lines.append(f"Amdahl: {counts['note']}.")
+    lines.append("")
+    traffic = counts["bytes"]
+    lines.append(
+        f"Memory traffic per step (not priced; each tensor written and read once per use, the quantized "
+        f"layers): 4-bit {traffic['4-bit'] / 1024:,.0f} KiB, {_side('baseline')} {traffic['baseline'] / 1024:,.0f} KiB "
+        "(4-bit: 0.5 B codes, 6 B gradient words before encoding, 5 B dW accumulators to the host; FP16: "
+        "2 B operands and results, 4 B dW to the host). The host's FP32 weight update touches "
+        f"{counts['params']:,} parameters per step (weights, biases) on both sides; not priced."
+    )
+    lines.append("")
+    return lines
+
+
+def _step_plot(report, out_dir, plt):
+    """``step_energy.png``: the step's energy per side, stacked by block (linear axis from 0)."""
+    views = _step_views(report.get("step"))
+    if not views:
+        return []
+    fig, axes = plt.subplots(1, len(views), figsize=(5 * len(views), 4), squeeze=False)
+    for ax, (label, v) in zip(axes[0], views):
+        sides = ("4-bit", "baseline")
+        kinds = ("GEMM", "post-ops")
+        parts = []
+        for kind in kinds:
+            for part, name in zip(("registers_uj", "arithmetic_uj", "control_uj"), _PART_LABELS):
+                parts.append(
+                    (
+                        f"{kind}: {name}",
+                        [
+                            sum(
+                                b[part]
+                                for b in v["blocks"]
+                                if b["side"] == side and b["block"].startswith("GEMM") == (kind == "GEMM")
+                            )
+                            for side in sides
+                        ],
+                    )
+                )
+        _stacked(ax, [_side(x) for x in sides], [p for _, p in parts], [n for n, _ in parts])
+        ax.set_ylabel("energy per step (uJ)")
+        ax.set_title(f"Training step, {label}: {_side('baseline')} / 4-bit {_fmt(v['ratio'])}x", fontsize=10)
+    fig.tight_layout()
+    _save(fig, os.path.join(out_dir, "step_energy.png"))
+    plt.close(fig)
+    return ["step_energy.png"]

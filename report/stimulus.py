@@ -60,6 +60,7 @@ __all__ = [
     "synthetic_gemms",
     "capture_gemms",
     "WORKLOADS",
+    "training_workload",
     "PE_WORKLOADS",
     "ARRAY_WORKLOADS",
     "fp16_source",
@@ -69,8 +70,30 @@ __all__ = [
     "random_operands",
 ]
 
-#: Workload -> the GEMM ops it is made of.
-WORKLOADS = {"forward": ("fwd",), "backward": ("dx", "dw")}
+#: Workload -> the GEMM ops it is made of: the two training workloads, and
+#: one workload per GEMM op (the training-step energy measures each op on its
+#: own operands, :mod:`report.step`).
+WORKLOADS = {"forward": ("fwd",), "backward": ("dx", "dw"), "fwd": ("fwd",), "dx": ("dx",), "dw": ("dw",)}
+
+#: Per-op workload -> the training workload it belongs to.
+_TRAINING_WORKLOAD = {
+    "forward": "forward",
+    "backward": "backward",
+    "fwd": "forward",
+    "dx": "backward",
+    "dw": "backward",
+}
+
+
+def training_workload(workload):
+    """The training workload (``forward`` / ``backward``) of ``workload`` (itself, or a GEMM op's)."""
+    return _TRAINING_WORKLOAD[workload]
+
+
+def _runs(workloads, workload):
+    """A unit listing ``workloads`` runs ``workload`` (a training workload, or an op of one it lists)."""
+    return workload in WORKLOADS and training_workload(workload) in workloads
+
 
 #: The PE kind of each standalone top (module name, e.g. ``int4_mac``).
 TOP_KINDS = TOPS
@@ -237,7 +260,9 @@ def stream(kind, workload, gemms, macs, *, seed=0):
     ----------
     kind : str
         A standalone top (:data:`PE_WORKLOADS`), e.g. ``int4_mac``.
-    workload : {"forward", "backward"}
+    workload : str
+        A key of :data:`WORKLOADS` the kind runs (``forward``, ``backward``,
+        or one GEMM op of them: ``fwd``, ``dx``, ``dw``).
     gemms : list of Gemm
     macs : int
         Cycles (MACs) in the stream, split evenly over the workload's ops and
@@ -256,7 +281,7 @@ def stream(kind, workload, gemms, macs, *, seed=0):
     """
     if workload not in WORKLOADS:
         raise ValueError(f"unknown workload {workload!r} (expected one of {', '.join(WORKLOADS)})")
-    if workload not in PE_WORKLOADS.get(kind, ()):
+    if not _runs(PE_WORKLOADS.get(kind, ()), workload):
         raise ValueError(f"workload {workload!r} is not run on {kind}")
     pe = TOP_KINDS[kind]
     rng = np.random.default_rng(seed)
@@ -277,7 +302,9 @@ def stream(kind, workload, gemms, macs, *, seed=0):
                 roles = {"a": _fp16_bits(g.a_real[i, kk]), "b": _fp16_bits(g.b_real[kk, j])}
             else:
                 roles = {"a": g.a[i, kk], "b": g.b[kk, j]}
-                modes = pe.mode_inputs(pe.gemm_for(workload), a_signed=g.a_signed, b_signed=g.b_signed)
+                modes = pe.mode_inputs(
+                    pe.gemm_for(training_workload(workload)), a_signed=g.a_signed, b_signed=g.b_signed
+                )
                 roles.update({mode: np.full(count, value, np.int64) for mode, value in modes.items()})
             part = {port: roles[role] for port, role, _ in pe.standalone.ports}
             part["valid"] = np.ones(count, np.int64)
@@ -298,7 +325,7 @@ def _pack(columns, width):
 def _with_modes(kind, workload, g, part, cycles):
     """``part`` with the kind's mode inputs for GEMM ``g`` of ``workload`` held for ``cycles``."""
     if not kind.is_float:
-        modes = kind.mode_inputs(kind.gemm_for(workload), a_signed=g.a_signed, b_signed=g.b_signed)
+        modes = kind.mode_inputs(kind.gemm_for(training_workload(workload)), a_signed=g.a_signed, b_signed=g.b_signed)
         part.update({mode: np.full(cycles, value, np.int64) for mode, value in modes.items()})
     return part
 
@@ -336,7 +363,7 @@ def array_stream(pe, rows, cols, workload, gemms, cycles, *, seed=0):
         Port name -> array of ``cycles`` values (``a_in``/``b_in`` as Python
         ints in an object array; they can exceed 64 bits).
     """
-    if workload not in ARRAY_WORKLOADS.get(pe, ()):
+    if not _runs(ARRAY_WORKLOADS.get(pe, ()), workload):
         raise ValueError(f"workload {workload!r} is not run on a {pe} array")
     kind = get_kind(pe)
     width = kind.a_width
@@ -385,7 +412,7 @@ def ws_array_stream(pe, rows, cols, depth, workload, gemms, cycles, *, seed=0):
     """
     from hw.tiling import ws_schedule
 
-    if workload not in ARRAY_WORKLOADS.get(pe, ()):
+    if not _runs(ARRAY_WORKLOADS.get(pe, ()), workload):
         raise ValueError(f"workload {workload!r} is not run on a {pe} array")
     kind = get_kind(pe)
     rng = np.random.default_rng(seed)

@@ -15,6 +15,7 @@ registers.
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 
 from fourbit.util.files import write_text_atomically
@@ -104,6 +105,7 @@ def discover(rtl_dir):
                 problems.append(f"{name}: {source} missing")
                 continue
             ports = entry["ports"]
+            header = _module_ports(source, name)
             inputs = [
                 (p["name"], int(p["width"]))
                 for p in ports
@@ -130,8 +132,9 @@ def discover(rtl_dir):
                     inputs=inputs,
                     outputs=outputs,
                     registered_outputs=int(entry.get("latency") or 0) >= 1,
-                    has_clock=any(p["name"] == "clk" for p in ports),
-                    has_reset=any(p["name"] == "rst" for p in ports),
+                    # the manifest lists clk and rst for every module; a combinational one has neither
+                    has_clock="clk" in header and any(p["name"] == "clk" for p in ports),
+                    has_reset="rst" in header and any(p["name"] == "rst" for p in ports),
                     workloads=workloads,
                     pe_count=int(rows) * int(cols) if array else 1,
                     array=array,
@@ -147,6 +150,14 @@ def discover(rtl_dir):
         except (KeyError, TypeError, ValueError) as e:
             problems.append(f"{name}: malformed manifest entry ({e})")
     return units, problems
+
+
+def _module_ports(path, name):
+    """Port names in the header of module ``name`` of a Verilog file (empty if not found)."""
+    with open(path) as f:
+        text = f.read()
+    m = re.search(rf"\bmodule\s+{re.escape(name)}\s*\(([^)]*)\)", text)
+    return set(re.findall(r"[\\\w$]+", m.group(1).replace("\\", ""))) if m else set()
 
 
 _CALIBRATION = {

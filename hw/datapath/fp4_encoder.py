@@ -92,6 +92,9 @@ class FP4Encoder(wiring.Component):
         FP4 codes of ``value`` in TPR phase 0 and 1.
     """
 
+    #: Combinational: outputs follow the inputs in the same cycle.
+    latency = 0
+
     def __init__(self, *, value_width=48):
         try:
             self.value_width = check_int("fp4_encoder", "value_width", value_width, minimum=2)

@@ -79,6 +79,9 @@ class Requantizer(wiring.Component):
         ``x >= alpha`` (counts towards d/dalpha).
     """
 
+    #: Combinational: outputs follow the inputs in the same cycle.
+    latency = 0
+
     def __init__(self, *, total_width=40):
         try:
             self.total_width = check_int("requantizer", "total_width", total_width, minimum=2)

@@ -126,3 +126,75 @@ def test_bad_parameters():
         FP4Encoder(value_width=4.0)
     with pytest.raises(ValueError):
         Requantizer(total_width=1)
+
+
+def _fp32_bits(values):
+    return torch.tensor(values, dtype=torch.float32).view(torch.int32).numpy().astype("int64") & 0xFFFFFFFF
+
+
+def test_fp16_post_clamps_masks_and_rounds_like_torch():
+    import numpy as np
+
+    from golden.formats.fp16 import float_to_fp16_bits
+    from hw.datapath import FP16Post
+
+    rng = np.random.default_rng(3)
+    x = np.concatenate(
+        [rng.standard_normal(600) * 4.0, rng.standard_normal(200) * 1e-5, [0.0, -0.0, 3.9485, 3.9486, 7e4, -7e4]]
+    ).astype(np.float32)
+    keep = rng.integers(0, 2, len(x))
+    alpha = np.float32(3.9485840797424316)
+    tx = torch.from_numpy(x)
+    forward = float_to_fp16_bits(torch.clamp(tx, min=0.0, max=float(alpha)).abs().to(torch.float16)).numpy()
+    backward = float_to_fp16_bits(torch.where(torch.from_numpy(keep) == 1, tx, 0.0).to(torch.float16)).numpy()
+    inside = (x > 0) & (x < alpha)
+    dut = FP16Post()
+    bad = []
+
+    async def bench(ctx):
+        ctx.set(dut.alpha, int(_fp32_bits([alpha])[0]))
+        for i, bits in enumerate(_fp32_bits(x.tolist())):
+            ctx.set(dut.x, int(bits))
+            ctx.set(dut.relu, 1)
+            got = (ctx.get(dut.y), ctx.get(dut.inside), ctx.get(dut.saturated))
+            if got != (int(forward[i]), int(inside[i]), int(x[i] >= alpha)):
+                bad.append(("fwd", float(x[i]), got))
+            ctx.set(dut.relu, 0)
+            ctx.set(dut.keep, int(keep[i]))
+            got = (ctx.get(dut.y), ctx.get(dut.inside), ctx.get(dut.saturated))
+            if got != (int(backward[i]), 0, 0):
+                bad.append(("bwd", float(x[i]), got))
+
+    _run(dut, bench)
+    assert not bad, f"{len(bad)} differences, first {bad[:3]}"
+
+
+def test_grad_post_masks_and_tracks_amax():
+    from hw.datapath import GradPost
+
+    rng = random.Random(11)
+    values = [rng.randrange(-(1 << 39), 1 << 39) >> rng.randrange(40) for _ in range(400)]
+    keeps = [rng.randrange(2) for _ in values]
+    clears = [int(i % 97 == 0) for i in range(len(values))]
+    dut = GradPost()
+    bad = []
+
+    async def bench(ctx):
+        amax = 0
+        for v, k, c in zip(values, keeps, clears):
+            ctx.set(dut.value, v)
+            ctx.set(dut.keep, k)
+            ctx.set(dut.clear, c)
+            masked = v if k else 0
+            if ctx.get(dut.masked) != masked:
+                bad.append(("masked", v, k))
+            await ctx.tick()
+            amax = abs(masked) if c else max(amax, abs(masked))
+            if ctx.get(dut.amax) != amax:
+                bad.append(("amax", v, k, c))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert not bad, f"{len(bad)} differences, first {bad[:3]}"

@@ -6,8 +6,8 @@ import torch
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
-from golden.formats.fp16 import fp16_product_bits, fp32_add_bits
-from hw.fp import fp16_product, fp32_add, leading_zeros
+from golden.formats.fp16 import float_to_fp16_bits, fp16_product_bits, fp32_add_bits
+from hw.fp import fp16_product, fp32_add, fp32_to_fp16, leading_zeros
 from verify.stimulus import FP16_CLASS_VALUES
 
 
@@ -162,3 +162,27 @@ def test_operand_width_is_checked(build, width):
     m._MustUse__silence = True  # the module only exists to receive the rejected logic
     with pytest.raises(ValueError, match="bits wide"):
         build(m, Signal(width), Signal(width))
+
+
+def _fp16_of_fp32_bits(x):
+    """Golden binary16 cast of binary32 patterns (torch), NaNs as 0x7E00 with their sign."""
+    f = torch.from_numpy(x.astype(np.uint32).view(np.int32)).view(torch.float32)
+    want = float_to_fp16_bits(f.to(torch.float16)).numpy().astype(np.int64)
+    nan = torch.isnan(f).numpy()
+    return np.where(nan, 0x7E00 | ((x >> 31) << 15), want)
+
+
+def test_fp32_to_fp16_every_exponent_and_rounding_case():
+    rng = np.random.default_rng(7)
+    exponents = np.arange(256)
+    # per exponent: the fraction patterns that decide rounding (ties, just above/below, all ones)
+    fracs = np.array([0, 1, 0xFFF, 0x1000, 0x1001, 0x2000, 0x3000, 0x7FFFFF, 0x7FE000, 0x7FF000, 0x7FF001, 0x400000])
+    e, f = (v.ravel() for v in np.meshgrid(exponents, fracs, indexing="ij"))
+    # subnormal results: ties at every shift
+    sub_e = np.repeat(np.arange(98, 114), 24)
+    sub_f = np.tile(1 << np.arange(24), 16) & 0x7FFFFF
+    x = np.concatenate([e << 23 | f, sub_e << 23 | sub_f, sub_e << 23 | (sub_f + 1) & 0x7FFFFF])
+    x = np.concatenate([x, rng.integers(0, 1 << 32, 6000, dtype=np.int64)])
+    x = np.concatenate([x, x ^ (1 << 31)])
+    got = _evaluate(fp32_to_fp16, [(32, x)])
+    _assert_bits_equal(got, _fp16_of_fp32_bits(x), x)
