@@ -315,9 +315,12 @@ class ArrayBuild:
         from hw import tiling
 
         self.ensure()
-        b_words = plan.w_words if self.dataflow == WEIGHT_STATIONARY else plan.b_words
+        if self.dataflow == WEIGHT_STATIONARY:
+            a_rows, b_rows = tiling.pack_rows(plan.a_words, a_width), tiling.pack_rows(plan.w_words, b_width)
+        else:  # each block's words packed once, then one row per cycle (hw.tiling.Operands)
+            a_rows, b_rows = plan.a_operands.packed(a_width), plan.b_operands.packed(b_width)
         schedule = dict(
-            buses={"a_in": tiling.pack_rows(plan.a_words, a_width), self.b_port: tiling.pack_rows(b_words, b_width)},
+            buses={"a_in": a_rows, self.b_port: b_rows},
             controls={name: getattr(plan, name) for name in self.controls},
             modes=plan.modes,
             results=plan.results_per_column * plan.cols,
