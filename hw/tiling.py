@@ -10,6 +10,9 @@ Amaranth-simulator tests and :mod:`verify.gemm`:
   idle cycles when a tile is shorter than the drain needs
   (:func:`hw.array.min_tile_cycles`). A GEMM with K = 0 still runs one
   cycle per tile (``valid = 0``, ``clear = last = 1``): the RTL reports zeros.
+  Its operand streams are :class:`Operands`: each block's words stored once
+  and a per-cycle row index, since every block of A recurs once per block of
+  B (a 512 x 1024 x 512 GEMM on 16 x 16 would otherwise take 2 x 128 MB).
 * :func:`pack_words` / :func:`unpack_words` convert between numpy rows of
   fixed-width words and the wide integers the packed ports carry.
 * :func:`assemble` puts the drained column streams back into an M x N matrix.
@@ -28,6 +31,7 @@ import numpy as np
 from .array import min_tile_cycles
 
 __all__ = [
+    "Operands",
     "Schedule",
     "schedule",
     "concatenate",
@@ -46,15 +50,56 @@ __all__ = [
 
 
 @dataclasses.dataclass
+class Operands:
+    """The per-cycle words of one operand port, each distinct row stored once.
+
+    Attributes
+    ----------
+    table : numpy.ndarray
+        ``n x count`` raw operand bits (uint64); row 0 is all zero (the idle cycles).
+    index : numpy.ndarray
+        ``cycles`` rows of ``table`` (uint32), one per cycle.
+    """
+
+    table: np.ndarray
+    index: np.ndarray
+
+    def words(self):
+        """``cycles x count`` words, one row per cycle (materialized: ``cycles`` x ``count`` x 8 bytes)."""
+        return self.table[self.index]
+
+    def packed(self, width):
+        """:func:`pack_rows` of :meth:`words`: the table is packed once, then indexed."""
+        table = pack_rows(self.table, width)
+        # Each packed row as one opaque item: indexing copies whole rows (much faster than row by byte).
+        rows = np.ascontiguousarray(table).view(np.dtype((np.void, table.shape[1]))).reshape(len(table))
+        return rows[self.index].view(np.uint8).reshape(len(self.index), table.shape[1])
+
+    @staticmethod
+    def join(parts):
+        """One stream of ``parts`` (``(operands, idle)`` pairs: ``idle`` zero cycles before each)."""
+        tables, indices, offset = [], [], 0
+        for operands, idle in parts:
+            if idle:
+                indices.append(np.zeros(idle, dtype=np.uint32))  # row 0 of the first table: zeros
+            indices.append(operands.index + np.uint32(offset))
+            tables.append(operands.table)
+            offset += len(operands.table)
+        if offset >= 1 << 32:
+            raise ValueError(f"{offset} operand rows do not fit a uint32 index")
+        return Operands(np.concatenate(tables), np.concatenate(indices).astype(np.uint32, copy=False))
+
+
+@dataclasses.dataclass
 class Schedule:
     """Per-cycle inputs of one GEMM on one array.
 
     Attributes
     ----------
-    a_words : numpy.ndarray
-        ``cycles x rows`` raw A operand bits (uint64).
-    b_words : numpy.ndarray
-        ``cycles x cols`` raw B operand bits.
+    a_operands : Operands
+        ``rows`` raw A operand bits (uint64) per cycle (:attr:`a_words`).
+    b_operands : Operands
+        ``cols`` raw B operand bits per cycle (:attr:`b_words`).
     valid, clear, last : numpy.ndarray
         ``cycles`` control bits (uint8).
     tiles : list of (int, int)
@@ -66,8 +111,8 @@ class Schedule:
         so they may change from one GEMM to the next); filled by the caller.
     """
 
-    a_words: np.ndarray
-    b_words: np.ndarray
+    a_operands: Operands
+    b_operands: Operands
     valid: np.ndarray
     clear: np.ndarray
     last: np.ndarray
@@ -81,6 +126,16 @@ class Schedule:
     @property
     def cycles(self):
         return len(self.valid)
+
+    @property
+    def a_words(self):
+        """``cycles x rows`` raw A operand bits (uint64), materialized from :attr:`a_operands`."""
+        return self.a_operands.words()
+
+    @property
+    def b_words(self):
+        """``cycles x cols`` raw B operand bits (uint64), materialized from :attr:`b_operands`."""
+        return self.b_operands.words()
 
     @property
     def results_per_column(self):
@@ -120,22 +175,27 @@ def schedule(a_bits, b_bits, rows, cols):
     spacing = max(steps, min_tile_cycles(rows))
     tiles = [(ti * rows, tj * cols) for ti in range(tile_rows) for tj in range(tile_cols)]
     total = len(tiles) * spacing
-    a_words = np.zeros((total, rows), dtype=np.uint64)
-    b_words = np.zeros((total, cols), dtype=np.uint64)
-    valid, clear, last = (np.zeros(total, dtype=np.uint8) for _ in range(3))
     # Tile (ti, tj) occupies cycles [t * spacing, t * spacing + spacing), t = ti * tile_cols + tj; its
-    # cycle start + kk carries A[r0:r0+R, kk] and B[kk, c0:c0+C]. One broadcast assignment per operand
-    # (a large GEMM has thousands of tiles).
+    # cycle start + kk carries A[r0:r0+R, kk] and B[kk, c0:c0+C]: row 1 + ti * k + kk of the A table
+    # (A's blocks, k-major) and row 1 + tj * k + kk of the B table; row 0 (zeros) elsewhere. One
+    # broadcast assignment per index (a large GEMM has thousands of tiles).
+    a_table = np.zeros((1 + tile_rows * k, rows), dtype=np.uint64)
+    a_table[1:] = a_pad.reshape(tile_rows, rows, k).transpose(0, 2, 1).reshape(tile_rows * k, rows)  # ti, kk: i
+    b_table = np.zeros((1 + tile_cols * k, cols), dtype=np.uint64)
+    b_table[1:] = b_pad.reshape(k, tile_cols, cols).transpose(1, 0, 2).reshape(tile_cols * k, cols)  # tj, kk: j
+    a_index, b_index = (np.zeros(total, dtype=np.uint32) for _ in range(2))
+    valid, clear, last = (np.zeros(total, dtype=np.uint8) for _ in range(3))
     if k:
-        # Contiguous once (the operands' size), so the broadcasts below copy whole rows.
-        a_blocks = np.ascontiguousarray(a_pad.reshape(tile_rows, rows, k).transpose(0, 2, 1))  # ti, kk, i
-        b_blocks = np.ascontiguousarray(b_pad.reshape(k, tile_cols, cols).transpose(1, 0, 2))  # tj, kk, j
-        a_words.reshape(tile_rows, tile_cols, spacing, rows)[:, :, :k] = a_blocks[:, None]
-        b_words.reshape(tile_rows, tile_cols, spacing, cols)[:, :, :k] = b_blocks[None]
+        steps_k = np.arange(k, dtype=np.uint32)
+        a_rows = 1 + np.arange(tile_rows, dtype=np.uint32)[:, None] * np.uint32(k) + steps_k  # ti, kk
+        b_rows = 1 + np.arange(tile_cols, dtype=np.uint32)[:, None] * np.uint32(k) + steps_k  # tj, kk
+        a_index.reshape(tile_rows, tile_cols, spacing)[:, :, :k] = a_rows[:, None]
+        b_index.reshape(tile_rows, tile_cols, spacing)[:, :, :k] = b_rows[None]
         valid.reshape(len(tiles), spacing)[:, :k] = 1
     clear.reshape(len(tiles), spacing)[:, 0] = 1
     last.reshape(len(tiles), spacing)[:, steps - 1] = 1
-    return Schedule(a_words, b_words, valid, clear, last, tiles, m, n, rows, cols)
+    a_operands, b_operands = Operands(a_table, a_index), Operands(b_table, b_index)
+    return Schedule(a_operands, b_operands, valid, clear, last, tiles, m, n, rows, cols)
 
 
 def concatenate(plans):
@@ -180,8 +240,8 @@ def concatenate(plans):
         return np.concatenate(pieces)
 
     return Schedule(
-        a_words=joined(lambda p: p.a_words),
-        b_words=joined(lambda p: p.b_words),
+        a_operands=Operands.join([(plan.a_operands, gap) for plan, gap in parts]),
+        b_operands=Operands.join([(plan.b_operands, gap) for plan, gap in parts]),
         valid=joined(lambda p: p.valid),
         clear=joined(lambda p: p.clear),
         last=joined(lambda p: p.last),

@@ -19,8 +19,8 @@ Example::
 A 64^3 GEMM is a few thousand cycles, which the native path runs in
 milliseconds (its time is Python's: the schedule and the assembly), so the
 native rows run the larger ``--native-mkn`` GEMM as well, on the sizes where
-it takes at most :data:`MAX_NATIVE_CYCLES` cycles (its schedule is held in
-memory whole: 16 bytes per cycle per array row and column).
+it takes at most :data:`MAX_NATIVE_CYCLES` cycles (its packed operand rows
+are held in memory whole: a few bytes per cycle per array row and column).
 """
 
 import argparse

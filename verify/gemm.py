@@ -315,9 +315,12 @@ class ArrayBuild:
         from hw import tiling
 
         self.ensure()
-        b_words = plan.w_words if self.dataflow == WEIGHT_STATIONARY else plan.b_words
+        if self.dataflow == WEIGHT_STATIONARY:
+            a_rows, b_rows = tiling.pack_rows(plan.a_words, a_width), tiling.pack_rows(plan.w_words, b_width)
+        else:  # each block's words packed once, then one row per cycle (hw.tiling.Operands)
+            a_rows, b_rows = plan.a_operands.packed(a_width), plan.b_operands.packed(b_width)
         schedule = dict(
-            buses={"a_in": tiling.pack_rows(plan.a_words, a_width), self.b_port: tiling.pack_rows(b_words, b_width)},
+            buses={"a_in": a_rows, self.b_port: b_rows},
             controls={name: getattr(plan, name) for name in self.controls},
             modes=plan.modes,
             results=plan.results_per_column * plan.cols,
@@ -676,6 +679,20 @@ def _build_pending(args, a):
     return None if build.hdl.is_cached() else kind
 
 
+def _process_seconds():
+    """Wall time since this process started (Linux: its start time in ``/proc``, 10 ms ticks), so that
+    ``--verbose`` reports the whole command's rate, interpreter start-up and imports included; elsewhere,
+    None."""
+    try:
+        with open("/proc/self/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        with open("/proc/uptime") as handle:
+            uptime = float(handle.read().split()[0])
+        return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 of proc(5): starttime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def main(argv=None, prog=None):
     """Entry point of ``python -m verify.gemm``; returns the exit status (0, 1 simulation failure, 2 bad input)."""
     args = _parser(prog).parse_args(argv)
@@ -740,11 +757,14 @@ def main(argv=None, prog=None):
     except (RuntimeError, OSError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 1
-    details = (
-        f", acc {result.acc_width} bits, simulation {result.sim_seconds:.3f} s{' (built)' if result.built else ''}"
-        if args.verbose
-        else ""
-    )
+    details = ""
+    if args.verbose:
+        built = " (built)" if result.built else ""
+        details = f", acc {result.acc_width} bits, simulation {result.sim_seconds:.3f} s{built}"
+        # PE-MACs: the M x K x N multiply-accumulates of the GEMM (padding excluded), over the whole process.
+        macs, wall = a.shape[0] * a.shape[1] * b.shape[1], _process_seconds()
+        if wall is not None:
+            details += f", process {wall:.2f} s: {macs / wall / 1e6:.1f} x 10^6 PE-MACs/s"
     print(
         f"{prog}: {args.out}: {args.pe} {a.shape[0]}x{a.shape[1]}x{b.shape[1]} on {args.rows}x{args.cols} "
         f"({args.array}{flow and ',' + flow}, {args.sim}): {result.cycles} cycles, {result.seconds:.1f} s{details}",

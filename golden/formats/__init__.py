@@ -33,7 +33,6 @@ from .integer import (
     INT4,
     SAWB_COEFFICIENTS,
     UINT4,
-    PactQuantize,
     pact,
     quantize_activation,
     quantize_input,
@@ -43,6 +42,17 @@ from .integer import (
     sawb_step,
 )
 from .ops import TORCH_OPS, TorchOps
+
+
+def __getattr__(name):
+    # PEP 562: the torch autograd class PactQuantize is built on first access (integer.py), so that
+    # importing golden.formats loads no torch.
+    if name == "PactQuantize":
+        from .integer import PactQuantize
+
+        return PactQuantize
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Every format by name.
 FORMATS = {f.name: f for f in (INT4, UINT4, FP4_RADIX4, FP4_RADIX2, FP16, FP32, E2M1, E4M3, E8M0)}

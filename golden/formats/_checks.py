@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 
-import torch
+from fourbit.util.lazy import lazy_import
 
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-_INT_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
+# Imported at its first use: importing hw.kinds need not take seconds (fourbit.util.lazy).
+torch = lazy_import("torch")
+
+
+@functools.cache
+def _dtypes():
+    """The accepted (floating-point, integer) dtypes: built at the first check, so that importing loads no torch."""
+    return (
+        (torch.float16, torch.bfloat16, torch.float32, torch.float64),
+        (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64),
+    )
 
 
 def tensor_arg(func: str, name: str, value, *, allow_int: bool = False) -> torch.Tensor:
     """Check that ``value`` is a real-valued torch tensor with finite entries."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{func}: argument '{name}' must be a torch.Tensor, not {type(value).__name__}")
-    allowed = _FLOAT_DTYPES + (_INT_DTYPES if allow_int else ())
+    float_dtypes, int_dtypes = _dtypes()
+    allowed = float_dtypes + (int_dtypes if allow_int else ())
     if value.dtype not in allowed:
         kinds = "a floating-point or integer" if allow_int else "a floating-point"
         raise TypeError(f"{func}: argument '{name}' must have {kinds} dtype, not {value.dtype}")
-    if value.dtype in _FLOAT_DTYPES:
+    if value.dtype in float_dtypes:
         bad = int((~torch.isfinite(value)).sum())
         if bad:
             raise ValueError(f"{func}: argument '{name}' has {bad} non-finite value(s) (NaN or Inf) of {value.numel()}")
@@ -29,7 +40,7 @@ def code_tensor(func: str, name: str, value) -> torch.Tensor:
     """Check that ``value`` is an integer tensor of codes."""
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{func}: argument '{name}' must be a torch.Tensor, not {type(value).__name__}")
-    if value.dtype not in _INT_DTYPES:
+    if value.dtype not in _dtypes()[1]:
         raise TypeError(f"{func}: argument '{name}' must have an integer dtype, not {value.dtype}")
     return value
 

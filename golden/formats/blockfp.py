@@ -23,10 +23,14 @@ import math
 from typing import Any
 
 import numpy as np
-import torch
+
+from fourbit.util.lazy import lazy_import
 
 from ._checks import choice, code_tensor, positive_scalar, tensor_arg
 from .base import NumberFormat, Ops
+
+# Imported at its first use: importing hw.kinds need not take seconds (fourbit.util.lazy).
+torch = lazy_import("torch")
 
 __all__ = [
     "MiniFloatFormat",

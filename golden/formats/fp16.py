@@ -14,10 +14,13 @@ NaNs afterwards.
 
 from __future__ import annotations
 
-import torch
+from fourbit.util.lazy import lazy_import
 
 from ._checks import code_tensor
 from .base import NumberFormat
+
+# Imported at its first use: importing hw.kinds need not take seconds (fourbit.util.lazy).
+torch = lazy_import("torch")
 
 __all__ = [
     "FP16",

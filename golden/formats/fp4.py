@@ -39,10 +39,14 @@ import itertools
 import math
 
 import numpy as np
-import torch
+
+from fourbit.util.lazy import lazy_import
 
 from ._checks import choice, code_tensor, positive_scalar, tensor_arg
 from .base import ScaleFormat
+
+# Imported at its first use: importing hw.kinds need not take seconds (fourbit.util.lazy).
+torch = lazy_import("torch")
 
 __all__ = [
     "LogFormat",

@@ -13,10 +13,15 @@ All rounding is done in float64 (``torch.round`` rounds half to even).
 
 from __future__ import annotations
 
-import torch
+import functools
+
+from fourbit.util.lazy import lazy_import
 
 from ._checks import positive_scalar, tensor_arg
 from .base import IntegerFormat
+
+# Imported at its first use: importing hw.kinds need not take seconds (fourbit.util.lazy).
+torch = lazy_import("torch")
 
 __all__ = [
     "INT4",
@@ -29,7 +34,7 @@ __all__ = [
     "quantize_pact",
     "quantize_activation",
     "quantize_probability",
-    "PactQuantize",
+    "PactQuantize",  # noqa: F822 (module __getattr__)
     "pact",
 ]
 
@@ -173,31 +178,46 @@ def quantize_pact(x: torch.Tensor, alpha) -> torch.Tensor:
     return torch.round(y / (alpha / 15)).clamp_(0, 15).to(torch.uint8)
 
 
-class PactQuantize(torch.autograd.Function):
-    """PACT fake quantization with its training gradients.
+@functools.cache
+def _pact_quantize():
+    """The class :class:`PactQuantize`, defined at its first use: an autograd function subclasses a torch
+    class, and importing this module loads no torch (:func:`fourbit.util.lazy.lazy_import`)."""
 
-    Forward: ``quantize_pact(x, alpha) * alpha / 15`` in ``x``'s dtype.
-    Backward: straight-through for ``x`` strictly inside (0, alpha), zero
-    elsewhere; ``d/dalpha`` is the sum of the upstream gradients where
-    ``x >= alpha``.
-    """
+    class PactQuantize(torch.autograd.Function):
+        """PACT fake quantization with its training gradients.
 
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, alpha: torch.Tensor):
-        alpha_value = positive_scalar("PactQuantize", "alpha", alpha)
-        codes = quantize_pact(x, alpha_value)
-        ctx.save_for_backward(x, alpha)
-        return (codes.to(torch.float64) * (alpha_value / 15)).to(x.dtype)
+        Forward: ``quantize_pact(x, alpha) * alpha / 15`` in ``x``'s dtype.
+        Backward: straight-through for ``x`` strictly inside (0, alpha), zero
+        elsewhere; ``d/dalpha`` is the sum of the upstream gradients where
+        ``x >= alpha``.
+        """
 
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
-        x, alpha = ctx.saved_tensors
-        inside = (x > 0) & (x < alpha)
-        grad_x = torch.where(inside, grad_out, torch.zeros_like(grad_out))
-        grad_alpha = torch.where(x >= alpha, grad_out, torch.zeros_like(grad_out)).sum()
-        return grad_x, grad_alpha.reshape(alpha.shape).to(alpha.dtype)
+        @staticmethod
+        def forward(ctx, x: torch.Tensor, alpha: torch.Tensor):
+            alpha_value = positive_scalar("PactQuantize", "alpha", alpha)
+            codes = quantize_pact(x, alpha_value)
+            ctx.save_for_backward(x, alpha)
+            return (codes.to(torch.float64) * (alpha_value / 15)).to(x.dtype)
+
+        @staticmethod
+        def backward(ctx, grad_out: torch.Tensor):
+            x, alpha = ctx.saved_tensors
+            inside = (x > 0) & (x < alpha)
+            grad_x = torch.where(inside, grad_out, torch.zeros_like(grad_out))
+            grad_alpha = torch.where(x >= alpha, grad_out, torch.zeros_like(grad_out)).sum()
+            return grad_x, grad_alpha.reshape(alpha.shape).to(alpha.dtype)
+
+    PactQuantize.__module__, PactQuantize.__qualname__ = __name__, "PactQuantize"
+    return PactQuantize
+
+
+def __getattr__(name):
+    # PEP 562: ``PactQuantize`` (a module attribute to its users) is built on first access.
+    if name == "PactQuantize":
+        return _pact_quantize()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def pact(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """Apply :class:`PactQuantize` (``alpha`` a learnable one-element tensor)."""
-    return PactQuantize.apply(x, alpha)
+    return _pact_quantize().apply(x, alpha)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import torch
+from fourbit.util.lazy import lazy_import
+
+# Imported at its first use: importing hw.kinds need not take seconds (fourbit.util.lazy).
+torch = lazy_import("torch")
 
 __all__ = ["TorchOps", "TORCH_OPS"]
 

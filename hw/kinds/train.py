@@ -15,10 +15,13 @@ left operand (INT4/UINT4 per ``a_signed`` when ``mode`` is 0, an FP4 code
 when ``mode`` is 1), ``b`` the right operand (INT4/UINT4 per ``b_signed``).
 """
 
-import torch
+from fourbit.util.lazy import lazy_import
 
 from . import int4, log
 from .base import FPGAFit, IntegerKind, StandaloneTop
+
+# Imported at its first use: importing hw.kinds need not take seconds (fourbit.util.lazy).
+torch = lazy_import("torch")
 
 __all__ = ["MODE_INT", "MODE_LOG", "PRODUCT_RANGE", "KIND"]
 

@@ -73,6 +73,11 @@ def test_schedule_matches_the_tile_loop(m, k, n, rows, cols):
         got = getattr(plan, name)
         assert got.dtype == value.dtype and np.array_equal(got, value), name
     assert plan.tiles == expected[5]
+    # The compact streams: every row of a table is used or the zero row, packing the table then indexing
+    # it is packing the words.
+    for operands, words in ((plan.a_operands, expected[0]), (plan.b_operands, expected[1])):
+        assert operands.index.dtype == np.uint32 and not operands.table[0].any()
+        assert np.array_equal(operands.packed(4), tiling.pack_rows(words, 4))
     plan.modes = {"mode": np.ones(plan.cycles, np.uint8)}
     (single,) = [tiling.concatenate([plan])]
     assert single.m is None and single.tiles == plan.tiles and single.tiles is not plan.tiles
@@ -98,3 +103,6 @@ def test_concatenate_keeps_the_drain_spacing_between_plans(ks):
     idle = joined.cycles - sum(p.cycles for p in plans)
     assert idle > 0 or ks == (0, 5)
     assert not joined.a_words[joined.valid == 0].any()
+    for name in ("a_words", "b_words"):
+        busy = np.concatenate([getattr(p, name)[p.valid == 1] for p in plans])
+        assert np.array_equal(getattr(joined, name)[joined.valid == 1], busy), name

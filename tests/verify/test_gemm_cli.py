@@ -8,8 +8,10 @@ Standalone: ``python tests/verify/test_gemm_cli.py [--sim icarus|verilator|veril
 
 import argparse
 import pathlib
+import re
 import subprocess
 import sys
+import time
 import zlib
 
 import numpy as np
@@ -304,6 +306,7 @@ def test_build_line_then_summary_line(tmp_path, monkeypatch, capsys):
     """A build prints one progress line first; a cached run only the summary; C.npy as before."""
     import verify.gemm as gemm
 
+    started = time.perf_counter()
     monkeypatch.setattr(gemm, "BUILD_ROOT", tmp_path / "cache")
     args = [str(x) for x in _gemm_args(tmp_path, rows=1, cols=1)] + ["--out", str(tmp_path / "c.npy")]
     assert gemm.main(args) == 0
@@ -315,7 +318,15 @@ def test_build_line_then_summary_line(tmp_path, monkeypatch, capsys):
     assert gemm.main(args) == 0
     second = capsys.readouterr().err.strip().splitlines()
     assert len(second) == 1 and second[0].startswith("verify.gemm: ") and "building" not in second[0]
+    assert "PE-MACs" not in second[0]
     assert np.array_equal(np.load(tmp_path / "c.npy"), np.zeros((2, 2), np.int64))
+    # --verbose: the whole process's wall time and the GEMM's 2 * 3 * 2 MACs over it.
+    assert gemm.main([*args, "--verbose"]) == 0
+    (verbose,) = capsys.readouterr().err.strip().splitlines()
+    match = re.search(r", process (\d+\.\d\d) s: (\d+\.\d) x 10\^6 PE-MACs/s$", verbose)
+    assert match, verbose
+    # The process has lived at least as long as this test (a build and three runs), and not for days.
+    assert time.perf_counter() - started - 0.01 <= float(match[1]) < 86400 and match[2] == "0.0"
 
 
 def main():
