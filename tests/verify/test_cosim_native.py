@@ -6,7 +6,9 @@ GEMM; shapes that leave partial tiles) run on the tiny datapath through
 :class:`verify.cosim.native.NativeDatapath` and
 :class:`verify.cosim.remote.RemoteDatapath` (cocotb on Verilator); every
 returned array, scalar and :class:`verify.cosim.driver.GemmStats` must be equal.
-Then a whole tiny co-simulation runs both ways and must record the same steps.
+The native harness's two host-port modes (direct, the default, and clocked) must
+agree with each other as well. Then a whole tiny co-simulation runs every way and
+must record the same steps.
 """
 
 import dataclasses
@@ -112,14 +114,32 @@ def test_native_operations_equal_cocotb(tmp_path):
     assert dp.totals["compute_cycles"] > 0 and dp.totals["io_cycles"] > 0
 
 
+def test_direct_host_ports_equal_clocked():
+    # The direct host ports (the default) skip the idle clocks of host transfers; the clocked ones
+    # clock the model once per host word as the cocotb driver does. Same results and cycle counts.
+    build = DatapathBuild(GEOMETRY, sim="verilator")
+    results, clocks = {}, {}
+    for mode in ("direct", "clocked"):
+        with NativeDatapath(build, host_ports=mode) as dp:
+            results[mode] = _operations(dp)
+            clocks[mode] = dp.clocks()
+        assert dp.host_ports == mode
+    _assert_same(results["direct"], results["clocked"])
+    # Direct mode simulates fewer clocks: the operand words, result rows and code words it moved.
+    assert clocks["direct"] < clocks["clocked"]
+    with pytest.raises(ValueError, match="unknown host_ports 'fast'"):
+        NativeDatapath(build, host_ports="fast")
+
+
 def test_native_cosim_records_equal_cocotb():
-    def records(sim):
-        report = run_cosim(**{**PRESETS["tiny"], "steps": 2}, sim=sim)
+    def records(sim, **options):
+        report = run_cosim(**{**PRESETS["tiny"], "steps": 2}, sim=sim, **options)
         return [{key: value for key, value in r.items() if not key.endswith("seconds")} for r in report["steps"]]
 
     native, cocotb = records("verilator"), records("verilator-cocotb")
     assert native == cocotb
     assert all(r["match"] for r in native)
+    assert records("verilator", host_ports="clocked") == native
 
 
 def test_native_refuses_bad_operations():

@@ -124,6 +124,7 @@ class DatapathBuild:
             from . import native
 
             options["stamp"] += f"\0native-config-{native.CONFIG_RECIPE}"
+            options["verilator_args"] += native.VERILATOR_ARGS
             self._hdl = NativeBuild(
                 harness=native.HARNESS,
                 config=native.harness_config(TOPLEVEL, self.manifest, widths),

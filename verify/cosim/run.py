@@ -73,6 +73,7 @@ def run_cosim(
     depth=1,
     data_dir=None,
     sim=NATIVE,
+    host_ports="direct",
     evaluate=False,
     build_root=BUILD_ROOT,
     on_step=None,
@@ -94,6 +95,9 @@ def run_cosim(
         :data:`verify.cosim.build.SIMULATORS`: ``verilator`` the native harness
         (:class:`verify.cosim.native.NativeDatapath`, the default) or ``verilator-cocotb``
         (:class:`verify.cosim.remote.RemoteDatapath`).
+    host_ports : str
+        The native harness's host ports (:class:`verify.cosim.native.NativeDatapath`): ``direct``
+        (default) or ``clocked``; the same results and cycle counts. Ignored by ``verilator-cocotb``.
     evaluate : bool
         After training, the test-set accuracy of both: the host's with every forward GEMM on the
         datapath, the golden model's in software.
@@ -107,7 +111,8 @@ def run_cosim(
         ``compute_cycles``, ``io_cycles``, ``encode_cycles``, ``gemms``, ``seconds``; ``golden_seconds``
         of it in the golden step), ``seconds``, ``build_seconds``, ``built``, ``cpu_seconds`` (of the training
         steps: ``host`` the hardware step, of which ``harness`` inside the native simulation, ``golden``
-        the golden step, ``compare`` the bit comparison) and, with ``evaluate``,
+        the golden step, ``compare`` the bit comparison), ``simulated_clocks`` (native: the clock cycles
+        the model simulated in the training steps, reset included; None on cocotb) and, with ``evaluate``,
         ``accuracy`` (``hardware``, ``golden``: fractions of the test set; ``correct``, ``samples``).
 
     Raises
@@ -124,9 +129,11 @@ def run_cosim(
     from golden.data import load_dataset
 
     from .host import GoldenTrainer, HostTrainer, build_models, same_bits
-    from .native import NativeDatapath
+    from .native import HOST_PORTS, NativeDatapath
     from .remote import RemoteDatapath
 
+    if host_ports not in HOST_PORTS:
+        raise ValueError(f"unknown host ports {host_ports!r} (choose from {', '.join(HOST_PORTS)})")
     for name, value in (("hidden", hidden), ("batch", batch), ("steps", steps), ("depth", depth)):
         if name == "steps" and value is None:
             continue
@@ -160,6 +167,7 @@ def run_cosim(
         seed=seed,
         geometry=vars(geo),
         sim=sim,
+        host_ports=host_ports if build.native else None,
     )
     started = time.perf_counter()
     build.ensure()
@@ -173,9 +181,13 @@ def run_cosim(
     perm = torch.randperm(len(ds.train_y), generator=gen)
     records = []
     accuracy = None
+    simulated_clocks = None
     cpu = {"host": 0.0, "golden": 0.0, "compare": 0.0}
-    datapath = NativeDatapath if build.native else RemoteDatapath
-    with datapath(build, workdir) as dp:
+    if build.native:
+        datapath = NativeDatapath(build, workdir, host_ports=host_ports)
+    else:
+        datapath = RemoteDatapath(build, workdir)
+    with datapath as dp:
         host.dp = dp
         for step in range(steps):
             lo = (step * batch) % max(len(perm) - batch + 1, 1)
@@ -218,6 +230,7 @@ def run_cosim(
                 on_step(record)
         if isinstance(dp, NativeDatapath):
             cpu["harness"] = dp.seconds["cpu"]  # part of "host"
+            simulated_clocks = dp.clocks()
         if evaluate:
             correct, samples = host.evaluate(ds.test_x, ds.test_y, batch)
             golden_correct = _golden_correct(golden_model, ds.test_x, ds.test_y)
@@ -236,6 +249,7 @@ def run_cosim(
         "workdir": None if workdir is None else str(workdir),
         "accuracy": accuracy,
         "cpu_seconds": cpu,
+        "simulated_clocks": simulated_clocks,
     }
 
 

@@ -7,6 +7,24 @@
 // edge until `busy` reads low). Only the per-cycle loop moved from Python to C++; Python hands over whole
 // operations (a GEMM with its operand matrices, a gradient load, an FP4 encode) and gets numpy arrays back.
 //
+// Host ports, two ways (fourbit_datapath_host_ports). Clocked (0): every host word is one clock of the
+// model, exactly as the cocotb driver. Direct (1, the default of verify/cosim/native.py): the words that
+// cost a host-port cycle while the datapath idles are moved without clocking the model, and still
+// counted in io_cycles one per word:
+//   * A/B operand words are stored into the operand buffers (the model's a_buf/b_buf arrays), in the
+//     order the ports would write them, and the address/data ports are left as the last port write
+//     would leave them;
+//   * result rows are read on res_total/res_code/res_inside/res_saturated after setting res_row and
+//     evaluating the model without a clock edge (the outputs are combinational on the result registers);
+//   * FP4 code words are read from the code memory's array (what c_data shows one cycle after c_addr).
+// Bias words and gradient words still go through their ports, one clock each: they change registers
+// (the bias registers, amax) whose logic must run in the RTL. Commands (start, busy cycles) are always
+// clocked. What direct mode does not reproduce are the idle clocks themselves: in the clocked mode they
+// also shift the stale operand-buffer read word (a_buf/b_buf at the streamer's address) through the
+// array's ungated skew registers with valid = 0, which no PE accumulates and the next command's
+// streaming overwrites before any valid operand reaches a PE; so every result, code, mask, gradient
+// and cycle count is the same in both modes (tests/verify/test_cosim_native.py requires it).
+//
 // Timing, as the cocotb driver (FallingEdge of a clock that starts low): inputs change at the falling
 // edge and outputs are sampled at the falling edge, one rising edge later. Nothing in the design is
 // clocked on the falling edge, so one `tick` below is "eval with clk low, eval with clk high" and the
@@ -19,6 +37,9 @@
 //   FOURBIT_TOTAL_WIDTH         bits of a result total (accumulator + bias) and of a bias register
 //   FOURBIT_GRAD_WIDTH          bits of a gradient word
 //   FOURBIT_INPUTS(X)           X(name, width) for each input port the harness writes
+//   FOURBIT_A_BUF(top), FOURBIT_B_BUF(top), FOURBIT_CODE_MEM(top)
+//                               the model's arrays of the A and B operand buffers and of the code memory
+//                               (direct host ports)
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -102,21 +123,25 @@ struct Harness {
     std::unique_ptr<VerilatedContext> context;
     std::unique_ptr<FOURBIT_TOP> top;
     uint64_t io_cycles = 0, compute_cycles = 0;
+    uint64_t clocks = 0;  // clock cycles simulated (all of them in clocked mode)
+    bool direct = false;         // host ports direct (see the top of this file), else clocked
     bool have_bias_key = false;  // the bias tile last written (the driver's _bias_key)
     std::vector<int64_t> bias_key;
     std::string error;
 };
 
-inline void clock_edge(FOURBIT_TOP &top) {
+inline void clock_edge(Harness &h) {
+    FOURBIT_TOP &top = *h.top;
     top.clk = 0;
     top.eval();
     top.clk = 1;
     top.eval();
+    ++h.clocks;
 }
 
 // DatapathDriver.tick: one host-port cycle.
 inline void tick(Harness &h) {
-    clock_edge(*h.top);
+    clock_edge(h);
     ++h.io_cycles;
 }
 
@@ -137,16 +162,39 @@ FOURBIT_INPUTS(FOURBIT_WIDTH_CONST)
         (h).top->port = static_cast<std::remove_reference_t<decltype((h).top->port)>>(v_);                                            \
     } while (0)
 
+// DatapathDriver._write_words for an operand buffer: words 0 .. k-1, pack(kk, word) filling word kk, one
+// host-port cycle each; clocked through the write port (we, addr, data), or direct into the buffer's
+// array `mem`, leaving the ports as the last port write would (we low after it). The caller checked
+// that address k - 1 fits the port.
+template <typename Mem, typename We, typename Addr, typename Data, typename Pack>
+void load_words(Harness &h, Mem &mem, We &we, Addr &addr, Data &data, uint64_t k, uint8_t *word, size_t nbytes,
+                Pack pack) {
+    we = !h.direct;
+    for (uint64_t kk = 0; kk < k; ++kk) {
+        addr = static_cast<Addr>(kk);
+        pack(kk, word);
+        if (h.direct) {
+            put_bytes(mem[kk], word, nbytes);
+            ++h.io_cycles;
+        } else {
+            put_bytes(data, word, nbytes);
+            tick(h);
+        }
+    }
+    if (h.direct && k > 0) put_bytes(data, word, nbytes);
+    we = 0;
+}
+
 // DatapathDriver.command after its configuration writes: start, wait for busy to fall; the busy cycles.
 uint64_t run_command(Harness &h, int cmd) {
     FOURBIT_TOP &top = *h.top;
     top.cmd = static_cast<uint8_t>(cmd);
     top.start = 1;
-    clock_edge(top);
+    clock_edge(h);
     top.start = 0;
     uint64_t cycles = 0;
     while (true) {
-        clock_edge(top);
+        clock_edge(h);
         ++cycles;
         if (!top.busy) break;
     }
@@ -159,7 +207,7 @@ uint64_t run_command(Harness &h, int cmd) {
 extern "C" {
 
 // Version of this ABI; verify/cosim/native.py refuses a library of another.
-int fourbit_datapath_abi(void) { return 1; }
+int fourbit_datapath_abi(void) { return 2; }
 
 // The generation parameters compiled in: 0 rows, 1 cols, 2 total width, 3 gradient width.
 long fourbit_datapath_param(int which) {
@@ -195,6 +243,9 @@ void fourbit_datapath_free(void *handle) {
     delete h;
 }
 
+// Host ports direct (1) or clocked (0); see the top of this file. A new model starts clocked.
+void fourbit_datapath_host_ports(void *handle, int direct) { static_cast<Harness *>(handle)->direct = direct != 0; }
+
 // The message of the last call that returned -1.
 const char *fourbit_datapath_error(void *handle) { return static_cast<Harness *>(handle)->error.c_str(); }
 
@@ -204,6 +255,9 @@ void fourbit_datapath_counters(void *handle, uint64_t *io_cycles, uint64_t *comp
     *io_cycles = h->io_cycles;
     *compute_cycles = h->compute_cycles;
 }
+
+// Clock cycles simulated since the model was made (reset included).
+uint64_t fourbit_datapath_clocks(void *handle) { return static_cast<Harness *>(handle)->clocks; }
 
 // DatapathDriver.gemm: a (m x k, row-major int8 codes) @ b (k x n) + bias (n int64, accumulator units),
 // tiled onto the R x C array. config: kGemmConfigs values in GemmConfig order. Writes total (m x n
@@ -223,24 +277,16 @@ int fourbit_datapath_gemm(void *handle, const int64_t *config, const int8_t *a, 
     for (uint64_t m0 = 0; m0 < m; m0 += R) {
         const uint64_t rows = m - m0 < R ? m - m0 : R;
         // A buffer word kk: column kk of the A tile, row i at bits 4i (rows beyond the tensor zero).
-        top.a_we = 1;
-        for (uint64_t kk = 0; kk < k; ++kk) {
-            SET(h, a_addr, kk);
-            pack_nibbles(a_word, R, a + m0 * k + kk, static_cast<ptrdiff_t>(k), rows);
-            put_bytes(top.a_data, a_word, sizeof a_word);
-            tick(h);
-        }
-        top.a_we = 0;
+        SET(h, a_addr, k - 1);  // the largest address fits the port (k >= 1: the host checked)
+        load_words(h, FOURBIT_A_BUF(top), top.a_we, top.a_addr, top.a_data, k, a_word, sizeof a_word,
+                   [&](uint64_t kk, uint8_t *word) {
+                       pack_nibbles(word, R, a + m0 * k + kk, static_cast<ptrdiff_t>(k), rows);
+                   });
         for (uint64_t n0 = 0; n0 < n; n0 += C) {
             const uint64_t cols = n - n0 < C ? n - n0 : C;
-            top.b_we = 1;
-            for (uint64_t kk = 0; kk < k; ++kk) {
-                SET(h, b_addr, kk);
-                pack_nibbles(b_word, C, b + kk * n + n0, 1, cols);
-                put_bytes(top.b_data, b_word, sizeof b_word);
-                tick(h);
-            }
-            top.b_we = 0;
+            SET(h, b_addr, k - 1);
+            load_words(h, FOURBIT_B_BUF(top), top.b_we, top.b_addr, top.b_data, k, b_word, sizeof b_word,
+                       [&](uint64_t kk, uint8_t *word) { pack_nibbles(word, C, b + kk * n + n0, 1, cols); });
             for (int j = 0; j < C; ++j) bias_tile[j] = static_cast<uint64_t>(j) < cols ? bias[n0 + j] : 0;
             if (!h.have_bias_key || bias_tile != h.bias_key) {
                 top.bias_we = 1;
@@ -271,14 +317,20 @@ int fourbit_datapath_gemm(void *handle, const int64_t *config, const int8_t *a, 
             // Read back row by row: row i is shown while row i + 1 is addressed.
             top.res_row = 0;
             for (uint64_t i = 0; i < rows; ++i) {
-                tick(h);
+                if (h.direct) {
+                    SET(h, res_row, i);
+                    top.eval();  // the res_* outputs of row i, no clock edge
+                    ++h.io_cycles;
+                } else {
+                    tick(h);
+                }
                 get_bytes(top.res_total, res_total);
                 if (want_codes) {
                     get_bytes(top.res_code, res_code);
                     get_bytes(top.res_inside, res_inside);
                     get_bytes(top.res_saturated, res_sat);
                 }
-                if (i + 1 < rows) SET(h, res_row, i + 1);
+                if (!h.direct && i + 1 < rows) SET(h, res_row, i + 1);
                 const uint64_t row = (m0 + i) * n + n0;
                 for (uint64_t j = 0; j < cols; ++j) {
                     total[row + j] = sign_extend(field(res_total, TOTAL * j, TOTAL), TOTAL);
@@ -327,8 +379,14 @@ int fourbit_datapath_encode(void *handle, uint64_t count, uint8_t *codes0, uint8
     *cycles = run_command(h, FOURBIT_CMD_ENCODE);
     top.c_addr = 0;
     for (uint64_t i = 0; i < count; ++i) {
-        tick(h);
-        const uint8_t word = top.c_data;
+        uint8_t word;
+        if (h.direct) {
+            word = static_cast<uint8_t>(FOURBIT_CODE_MEM(top)[i]);
+            ++h.io_cycles;
+        } else {
+            tick(h);
+            word = top.c_data;
+        }
         if (i + 1 < count) SET(h, c_addr, i + 1);
         codes0[i] = word & 0xF;
         codes1[i] = word >> 4;
