@@ -47,7 +47,8 @@ COMPILE = os.environ.get("FOURBIT_COMPILE", "1") != "0" and hasattr(torch, "comp
 #: Tensors smaller than this run eagerly (a compiled call's overhead exceeds its gain).
 COMPILE_MIN_NUMEL = 1 << 14
 
-#: PACT state codes (int8): 0 clipped at 0, 1 straight-through (0 < x < alpha), 2 saturated (x >= alpha).
+#: PACT state codes (int32: Inductor's C++ vectorizes int32, not int8, loads and compares):
+#: 0 clipped at 0, 1 straight-through (0 < x < alpha), 2 saturated (x >= alpha).
 STATE_INSIDE, STATE_SATURATED = 1, 2
 
 _compiled = {}
@@ -100,11 +101,15 @@ def scale(acc, unit):
 def _requant_pact(acc, m0, shift, step, qmax):
     prod = acc.to(torch.int64) * m0
     saturated = prod >= torch.bitwise_left_shift(qmax, shift)
-    inside = (acc > 0) & ~saturated
     codes = torch.bitwise_right_shift(prod + torch.bitwise_left_shift(1, shift - 1), shift).clamp(min=0)
     codes = torch.minimum(codes, qmax)
-    state = inside.to(torch.int8) + saturated.to(torch.int8) * STATE_SATURATED
-    return codes.to(torch.int8), (codes.to(torch.float64) * step).to(torch.float32), state
+    return codes.to(torch.int8), (codes.to(torch.float64) * step).to(torch.float32), _state(acc > 0, saturated)
+
+
+def _state(positive, saturated):
+    # saturated implies positive (alpha > 0): inside = positive and not saturated.
+    one = torch.ones((), dtype=torch.int32)
+    return torch.where(saturated, one * STATE_SATURATED, torch.where(positive, one, one * 0))
 
 
 def requant_pact(acc, m0, shift, step, qmax=15):
@@ -131,18 +136,15 @@ def requant_pact(acc, m0, shift, step, qmax=15):
     value : torch.Tensor
         float32 ``codes * step``.
     state : torch.Tensor
-        int8: :data:`STATE_INSIDE` where inside, :data:`STATE_SATURATED` where saturated, else 0.
+        int32: :data:`STATE_INSIDE` where inside, :data:`STATE_SATURATED` where saturated, else 0.
     """
     return _call(_requant_pact, acc, acc, _i64(m0), _i64(shift), _f64(step), _i64(qmax))
 
 
 def _pact_float(y, alpha, step):
     codes = torch.round(y.to(torch.float64).clamp(min=0.0).minimum(alpha) / step).clamp(0, 15)
-    saturated = y >= alpha.to(y.dtype)
-    inside = (y > 0) & ~saturated
-    state = inside.to(torch.int8) + saturated.to(torch.int8) * STATE_SATURATED
     bad = (~torch.isfinite(y)).sum()
-    return codes.to(torch.int8), (codes * step).to(torch.float32), state, bad
+    return codes.to(torch.int8), (codes * step).to(torch.float32), _state(y > 0, y >= alpha.to(y.dtype)), bad
 
 
 def pact_float(y, alpha):
@@ -155,7 +157,7 @@ def pact_float(y, alpha):
     Returns
     -------
     tuple or None
-        ``(int8 codes, float32 value, int8 state)`` as :func:`requant_pact`;
+        ``(int8 codes, float32 value, int32 state)`` as :func:`requant_pact`;
         None when ``y`` holds a non-finite value (the caller takes the definition).
     """
     a = float(alpha)

@@ -658,8 +658,8 @@ class _Pact(torch.autograd.Function):
 
 
 def _from_masks(codes, inside, saturated, step, dtype):
-    """(int8 codes, value fl(codes * step), int8 state) from float64 codes and 0/1 masks."""
-    state = inside.to(torch.int8) + saturated.to(torch.int8) * kernels.STATE_SATURATED
+    """(int8 codes, value fl(codes * step), int32 state) from float64 codes and 0/1 masks."""
+    state = inside.to(torch.int32) + saturated.to(torch.int32) * kernels.STATE_SATURATED
     return codes.to(torch.int8), (codes * step).to(dtype), state
 
 
