@@ -38,6 +38,7 @@ __all__ = [
     "pact_backward",
     "recover_counts",
     "sawb_codes",
+    "square_abs64",
     "STATE_INSIDE",
     "STATE_SATURATED",
 ]
@@ -207,6 +208,16 @@ def recover_counts(g, unit):
 
 
 # --- SAWB ------------------------------------------------------------------------------------------
+
+
+def _square_abs64(w):
+    w64 = w.to(torch.float64)
+    return w64 * w64, w64.abs()
+
+
+def square_abs64(w):
+    """``(w64 * w64, |w64|)`` of ``w64 = w.to(float64)``: the operands of SAWB's two means."""
+    return _call(_square_abs64, w, w)
 
 
 def _sawb_codes(w, step):

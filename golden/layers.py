@@ -307,7 +307,7 @@ class _QGemm(torch.autograd.Function):
                     g, unit = counts, link.unit
                     if cfg.rounding in ("nearest", "log"):
                         codes = pipeline.quantize_counts(
-                            counts, amax, unit, phases, fmt, rounding=cfg.rounding, ties=cfg.ties
+                            counts, amax, unit, phases, fmt, rounding=cfg.rounding, ties=cfg.ties, keyed=True
                         )
                     else:
                         g = counts.to(torch.int64)
@@ -316,9 +316,13 @@ class _QGemm(torch.autograd.Function):
             if link.unit is not None:
                 layer.inexact_grad_steps += 1
         if codes is None:
-            codes = pipeline.quantize_grad(g, unit, phases, fmt, rounding=cfg.rounding, ties=cfg.ties, seed=seed)
+            codes = pipeline.quantize_grad(
+                g, unit, phases, fmt, rounding=cfg.rounding, ties=cfg.ties, seed=seed, keyed=True
+            )
         cap = layer.capture
         capturing = cap is not None and cap.active
+        if capturing:  # the records hold the codes themselves
+            codes = {p: (c.codes() if isinstance(c, fused.KeyedCodes) else c, s) for p, (c, s) in codes.items()}
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0] and layer.input_mode != "image":
             g0, s0 = codes[phases[0]]

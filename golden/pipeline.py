@@ -365,7 +365,7 @@ def grad_unit(fmt, scale, phase):
     return math.ldexp(scale, -phase - fmt.shift_per_step * (fmt.max_exponent - 1))
 
 
-def quantize_grad(g, unit, phases, fmt=FP4_RADIX4, *, rounding="nearest", ties="away", seed=1):
+def quantize_grad(g, unit, phases, fmt=FP4_RADIX4, *, rounding="nearest", ties="away", seed=1, keyed=False):
     """FP4 codes and scale of an upstream gradient for each TPR phase, equal to ``fmt.quantize``
     (:func:`golden.formats.fp4_quantize`) phase by phase.
 
@@ -379,6 +379,8 @@ def quantize_grad(g, unit, phases, fmt=FP4_RADIX4, *, rounding="nearest", ties="
     fmt : LogFormat
     rounding, ties, seed
         As :func:`golden.formats.fp4_quantize`.
+    keyed : bool
+        The fast path may return the codes as :class:`golden.fused.KeyedCodes`.
 
     Returns
     -------
@@ -413,7 +415,7 @@ def quantize_grad(g, unit, phases, fmt=FP4_RADIX4, *, rounding="nearest", ties="
             fast = False
     if not fast:
         return {p: fmt.quantize(g, phase=p, unit=unit, rounding=rounding, ties=ties, seed=seed) for p in phases}
-    return quantize_counts(counts, amax, unit, phases, fmt, rounding=rounding, ties=ties)
+    return quantize_counts(counts, amax, unit, phases, fmt, rounding=rounding, ties=ties, keyed=keyed)
 
 
 def _abs_max(t):
@@ -423,18 +425,19 @@ def _abs_max(t):
     return max(-float(lo), float(hi))
 
 
-def quantize_counts(counts, amax, unit, phases, fmt=FP4_RADIX4, *, rounding="nearest", ties="away"):
+def quantize_counts(counts, amax, unit, phases, fmt=FP4_RADIX4, *, rounding="nearest", ties="away", keyed=False):
     """The fast path of :func:`quantize_grad`: float32 ``counts`` (exact counts of ``unit``,
     ``amax = max|counts|`` finite) for rounding ``"nearest"`` / ``"log"``.
 
     Equal to ``fmt.quantize(counts * unit, phase=p, unit=unit, ...)``: a table lookup
-    (:func:`golden.fused.fp4_encode`) where it is proven exact, else the comparisons below.
+    (:func:`golden.fused.fp4_encode`, its codes as :class:`golden.fused.KeyedCodes` with
+    ``keyed``) where it is proven exact, else the comparisons below.
     """
     phases = sorted(set(phases))
     if amax == 0.0:
         zero = torch.zeros(counts.shape, dtype=torch.uint8, device=counts.device)
         return {p: (zero, float(unit)) for p in phases}
-    out = fused.fp4_encode(counts, amax, unit, phases, fmt, rounding=rounding, ties=ties)
+    out = fused.fp4_encode(counts, amax, unit, phases, fmt, rounding=rounding, ties=ties, keyed=keyed)
     if out is not None:
         return out
     # Counts of a unit other than 1 are integers: the format reads an integer tensor as counts.
@@ -480,8 +483,10 @@ def quantize_weight_sawb(w, c=(12.68, 12.80), *, dtype=torch.float32):
     if w.numel() == 0:
         return torch.zeros_like(w, dtype=dtype), sawb_step(w, c)
     c1, c2 = (float(x) for x in c)
-    w64 = w.detach().to(torch.float64)
-    clip = float(c1 * torch.sqrt(torch.mean(w64 * w64)) - c2 * torch.mean(torch.abs(w64)))
+    # The definition's float64 means (PyTorch's reduction order), of the squares and magnitudes made in
+    # one pass; the scalar steps in Python floats (float64, sqrt correctly rounded like torch.sqrt).
+    squares, magnitudes = kernels.square_abs64(w.detach())
+    clip = c1 * math.sqrt(float(torch.mean(squares))) - c2 * float(torch.mean(magnitudes))
     if not math.isfinite(clip):
         raise FloatingPointError("non-finite weights")
     step = max(clip, SAWB_EPS) / 7
