@@ -92,7 +92,7 @@ class KeyedCodes:
         uint8 codes of every key.
     """
 
-    __slots__ = ("keys", "table", "_codes")
+    __slots__ = ("_codes", "keys", "table")
 
     def __init__(self, keys, table):
         self.keys, self.table, self._codes = keys, table, None

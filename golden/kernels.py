@@ -52,6 +52,8 @@ COMPILE_MIN_NUMEL = 1 << 14
 #: 0 clipped at 0, 1 straight-through (0 < x < alpha), 2 saturated (x >= alpha).
 STATE_INSIDE, STATE_SATURATED = 1, 2
 
+_NEG_ZERO_BITS = -(1 << 31)  # bit pattern of float32 -0.0 as int32
+
 _compiled = {}
 _failed = []
 
@@ -65,7 +67,8 @@ def _call(fn, first, *args):
             return compiled(*args)
         except Exception as e:  # no C++ compiler, an unsupported torch: the eager kernels are the definition
             _failed.append(e)
-            warnings.warn(f"golden.kernels: torch.compile failed ({type(e).__name__}: {e}); running eagerly", stacklevel=3)
+            message = f"golden.kernels: torch.compile failed ({type(e).__name__}: {e}); running eagerly"
+            warnings.warn(message, stacklevel=3)
     return fn(*args)
 
 
@@ -145,11 +148,17 @@ def requant_pact(acc, m0, shift, step, qmax=15):
 def _pact_float(y, alpha, step):
     codes = torch.round(y.to(torch.float64).clamp(min=0.0).minimum(alpha) / step).clamp(0, 15)
     bad = (~torch.isfinite(y)).sum()
-    return codes.to(torch.int8), (codes * step).to(torch.float32), _state(y > 0, y >= alpha.to(y.dtype)), bad
+    value = (codes * step).to(torch.float32)
+    # The definition's clamp keeps an input -0.0 (and so its value -0.0). Set that sign bit with
+    # integer operations: Inductor compiles with -fno-signed-zeros, which may drop it in float code.
+    bits = y.view(torch.int32)
+    sign = torch.where(bits == _NEG_ZERO_BITS, bits, torch.zeros((), dtype=torch.int32))
+    value = (value.view(torch.int32) | sign).view(torch.float32)
+    return codes.to(torch.int8), value, _state(y > 0, y >= alpha.to(y.dtype)), bad
 
 
 def pact_float(y, alpha):
-    """:func:`golden.fused.pact_quantize` (PACT on a float input) and PACT's value in one pass.
+    """:func:`golden.fused.pact_quantize` (PACT on a float input) and PACT's value in one pass (float32 ``y``).
 
     Codes ``round_half_even(clamp(y, 0, alpha) / (alpha / 15))`` in float64,
     the masks ``y >= alpha`` and ``y > 0`` (compared in ``y``'s dtype, so

@@ -61,7 +61,7 @@ def run_case(model_name, recipe_name, options, batch, steps):
     model = prepare_model(build(), get_recipe(recipe_name, {k: str(v) for k, v in options.items()}))
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     out = []
-    for step in range(steps):
+    for _ in range(steps):
         _, x, y = bench._speed_case(model_name, batch, gen)
         logits = model(x)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
