@@ -201,6 +201,9 @@ def run_speed(
 
     ``malloc`` only labels the results (``"kept"`` after :func:`keep_freed_memory`).
     """
+    from . import kernels
+
+    kernels.COMPILE_AFTER_CALLS = 0  # compile in the first warm-up step, outside the timed ones
     out = Path(out)
     rows = []
     for model_name in models:

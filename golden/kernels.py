@@ -7,8 +7,9 @@ selections). It equals the step of :mod:`golden.layers` it replaces, bit for
 bit (``tests/golden/test_kernels.py``); the old code took one pass (and one
 temporary) per operation, several in float64.
 
-On tensors of at least :data:`COMPILE_MIN_NUMEL` elements the same function
-runs compiled by ``torch.compile`` (TorchInductor; one C++ loop on the CPU,
+On tensors of at least :data:`COMPILE_MIN_NUMEL` elements (after
+:data:`COMPILE_AFTER_CALLS` such calls, so that short runs do not wait for
+compilation) the same function runs compiled by ``torch.compile`` (TorchInductor; one C++ loop on the CPU,
 reading the input once). That is exact: Inductor's C++ is built without
 unsafe math optimizations and without floating-point contraction
 (``-fno-unsafe-math-optimizations -ffp-contract=off``; no FMA, no
@@ -46,7 +47,10 @@ __all__ = [
 #: Compile the kernels with ``torch.compile`` (``FOURBIT_COMPILE=0`` turns it off).
 COMPILE = os.environ.get("FOURBIT_COMPILE", "1") != "0" and hasattr(torch, "compile")
 #: Tensors smaller than this run eagerly (a compiled call's overhead exceeds its gain).
-COMPILE_MIN_NUMEL = 1 << 14
+COMPILE_MIN_NUMEL = 1 << 16
+#: A kernel is compiled at its first call on a large tensor after this many: short runs (tests, a few
+#: steps) never pay the compilation; :func:`golden.bench.run_speed` sets 0 (compiled in the warm-up).
+COMPILE_AFTER_CALLS = 200
 
 #: PACT state codes (int32: Inductor's C++ vectorizes int32, not int8, loads and compares):
 #: 0 clipped at 0, 1 straight-through (0 < x < alpha), 2 saturated (x >= alpha).
@@ -55,6 +59,7 @@ STATE_INSIDE, STATE_SATURATED = 1, 2
 _NEG_ZERO_BITS = -(1 << 31)  # bit pattern of float32 -0.0 as int32
 
 _compiled = {}
+_large_calls = {}
 _failed = []
 
 
@@ -62,6 +67,9 @@ def _call(fn, first, *args):
     if COMPILE and not _failed and first.numel() >= COMPILE_MIN_NUMEL and first.device.type == "cpu":
         compiled = _compiled.get(fn)
         if compiled is None:
+            _large_calls[fn] = calls = _large_calls.get(fn, 0) + 1
+            if calls <= COMPILE_AFTER_CALLS:
+                return fn(*args)
             compiled = _compiled[fn] = torch.compile(fn, dynamic=True, fullgraph=True)
         try:
             return compiled(*args)

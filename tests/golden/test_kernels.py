@@ -32,6 +32,7 @@ def mode(request, monkeypatch):
         if not kernels.COMPILE:
             pytest.skip("torch.compile disabled")
         monkeypatch.setattr(kernels, "COMPILE_MIN_NUMEL", 0)
+        monkeypatch.setattr(kernels, "COMPILE_AFTER_CALLS", 0)
     else:
         monkeypatch.setattr(kernels, "COMPILE", False)
     return request.param
