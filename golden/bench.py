@@ -15,7 +15,9 @@
     measured (``time.process_time``), with ``--threads`` torch threads, so
     that other jobs on a shared machine distort it less than wall time; freed
     heap memory stays in the process (:func:`keep_freed_memory`) unless
-    ``--system-malloc``.
+    ``--system-malloc``. The five warm-up steps, where ``torch.compile``
+    compiles :mod:`golden.kernels`, are not timed; their wall time is in
+    ``speed.json`` (``<recipe>_warmup_s``).
 ``python -m golden.bench gpt --steps 2000 --out build/golden/gpt``
     Trains the character-level GPT (:mod:`golden.lm`) on Tiny Shakespeare
     with ``fp32``, ``ibm4`` and ``luq`` at equal steps and seed and writes
@@ -199,6 +201,16 @@ def run_speed(
 
     ``malloc`` only labels the results (``"kept"`` after :func:`keep_freed_memory`).
     """
+    from . import kernels
+
+    after, kernels.COMPILE_AFTER_CALLS = kernels.COMPILE_AFTER_CALLS, 0  # compile in the warm-up, not timed
+    try:
+        return _run_speed(out, models, batch_size, gpt_batch_size, steps, warmup, seed, recipes, device, malloc)
+    finally:
+        kernels.COMPILE_AFTER_CALLS = after
+
+
+def _run_speed(out, models, batch_size, gpt_batch_size, steps, warmup, seed, recipes, device, malloc):
     out = Path(out)
     rows = []
     for model_name in models:
@@ -212,10 +224,14 @@ def run_speed(
             model = prepare_model(build(), get_recipe(r)).to(device)
             fns[r] = _step_fn(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), x, y)
         times = {r: [] for r in recipes}
+        # Wall time of the warm-up steps: torch.compile's compilation (its C++ compiler runs in child
+        # processes, outside this process's CPU time) happens there, outside the timed steps.
+        warm = dict.fromkeys(recipes, 0.0)
         for i in range(warmup + steps):
             for r in recipes:  # interleaved: load changes hit every recipe alike
                 if device != "cpu":
                     torch.cuda.synchronize()
+                w0 = time.perf_counter()
                 t0 = time.process_time() if device == "cpu" else time.perf_counter()
                 fns[r]()
                 if device != "cpu":
@@ -223,12 +239,15 @@ def run_speed(
                 t1 = time.process_time() if device == "cpu" else time.perf_counter()
                 if i >= warmup:
                     times[r].append(t1 - t0)
+                else:
+                    warm[r] += time.perf_counter() - w0
         med = {r: sorted(t)[len(t) // 2] for r, t in times.items()}
         row = {
             "model": model_name,
             "batch_size": batch,
             "steps": steps,
             **{f"{r}_ms": 1e3 * med[r] for r in recipes},
+            **{f"{r}_warmup_s": warm[r] for r in recipes},
         }
         for r in recipes:
             if r != "fp32":

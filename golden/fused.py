@@ -28,7 +28,7 @@ from .formats import grad_scale_exponent, quantize_pact
 from .requant import ACC_BITS_MAX, QMAX
 from .requant import requantize_pact as _requantize_pact_int
 
-__all__ = ["masked", "gather", "requantize_pact", "pact_quantize", "fp4_encode", "FLOAT64_EXACT"]
+__all__ = ["masked", "gather", "KeyedCodes", "requantize_pact", "pact_quantize", "fp4_encode", "FLOAT64_EXACT"]
 
 #: Integers of magnitude below these are exact in float32 / float64.
 FLOAT32_EXACT = 1 << 24
@@ -65,8 +65,75 @@ def _compare(op, t, value):
 
 
 def gather(table, codes):
-    """``table[codes]`` for a 1-D table and an integer code tensor (``index_select``, no int64 copy)."""
+    """``table[codes]`` for a 1-D table and an integer code tensor (``index_select``, no int64 copy).
+
+    ``codes`` may be a :class:`KeyedCodes`: then ``table[code_table][keys]``, one lookup from the
+    keys (the composed table has 2048 entries), without materializing the codes.
+    """
+    if isinstance(codes, KeyedCodes):
+        composed = table.index_select(0, codes.table.to(torch.int32))
+        return composed.index_select(0, codes.keys.reshape(-1)).reshape(codes.keys.shape)
     return table.index_select(0, codes.reshape(-1).to(torch.int32)).reshape(codes.shape)
+
+
+class KeyedCodes:
+    """FP4 codes held as table keys: ``codes = table[keys]``, materialized only on demand.
+
+    :func:`fp4_encode` computes the codes as a lookup of a 2048-entry table with keys
+    from the float32 bit patterns. A consumer that only needs a function of the codes (the
+    multipliers of a GEMM) composes that function with the table and looks the keys up once
+    (:func:`gather`), instead of looking up the codes and then their multipliers.
+
+    Parameters
+    ----------
+    keys : torch.Tensor
+        int32 keys, shape of the codes.
+    table : torch.Tensor
+        uint8 codes of every key.
+    """
+
+    __slots__ = ("_codes", "keys", "table")
+
+    def __init__(self, keys, table):
+        self.keys, self.table, self._codes = keys, table, None
+
+    @property
+    def shape(self):
+        return self.keys.shape
+
+    @property
+    def device(self):
+        return self.keys.device
+
+    def dim(self):
+        return self.keys.dim()
+
+    def numel(self):
+        return self.keys.numel()
+
+    def codes(self):
+        """The uint8 codes (looked up once, then kept)."""
+        if self._codes is None:
+            self._codes = self.table.index_select(0, self.keys.reshape(-1)).reshape(self.keys.shape)
+        return self._codes
+
+    def _apply(self, fn):
+        out = KeyedCodes(fn(self.keys), self.table)
+        if self._codes is not None:
+            out._codes = fn(self._codes)
+        return out
+
+    def reshape(self, *shape):
+        return self._apply(lambda t: t.reshape(*shape))
+
+    def permute(self, *dims):
+        return self._apply(lambda t: t.permute(*dims))
+
+    def contiguous(self):
+        return self._apply(lambda t: t.contiguous())
+
+    def __and__(self, other):
+        return self.codes() & other
 
 
 def requantize_pact(acc, m0, shift, qmax=QMAX):
@@ -176,7 +243,7 @@ def _fp4_table(fmt, rounding, ties, k, phase, device):
     return lo_codes.to(device)
 
 
-def fp4_encode(counts, amax, unit, phases, fmt, *, rounding="nearest", ties="away"):
+def fp4_encode(counts, amax, unit, phases, fmt, *, rounding="nearest", ties="away", keyed=False):
     """Codes of float32 ``counts`` for each phase, equal to ``fmt.quantize(counts * unit, phase=p, unit=unit)``
     (``counts`` exact counts of ``unit``), or None when the lookup cannot be proven exact.
 
@@ -197,6 +264,9 @@ def fp4_encode(counts, amax, unit, phases, fmt, *, rounding="nearest", ties="awa
     phases : iterable of int
     fmt : golden.formats.LogFormat
 
+    keyed : bool
+        Return the codes as :class:`KeyedCodes` (one key pass shared by the phases).
+
     Returns
     -------
     dict or None
@@ -210,6 +280,9 @@ def fp4_encode(counts, amax, unit, phases, fmt, *, rounding="nearest", ties="awa
     tables = {p: _fp4_table(fmt, rounding, ties, k, p, counts.device) for p in phases}
     if any(t is None for t in tables.values()):
         return None
-    keys = ((counts.view(torch.int32) >> _KEY_SHIFT) & (_KEYS - 1)).reshape(-1)
+    keys = torch.bitwise_right_shift(counts.view(torch.int32), _KEY_SHIFT).bitwise_and_(_KEYS - 1)
     scale = math.ldexp(float(unit), k)
+    if keyed:
+        return {p: (KeyedCodes(keys, t), scale) for p, t in tables.items()}
+    keys = keys.reshape(-1)
     return {p: (t.index_select(0, keys).reshape(counts.shape), scale) for p, t in tables.items()}

@@ -40,13 +40,14 @@ requantization; its gradient is the host-side sum of the upstream gradient.
 
 import collections
 import dataclasses
+import math
 import zlib
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import fused, pipeline
+from . import fused, kernels, pipeline
 from .formats import quantize_input
 from .requant import QMAX, requant_params, requantize_pact
 
@@ -181,11 +182,16 @@ class _AccTag:
 
 @dataclasses.dataclass
 class _CodeTag:
-    codes: torch.Tensor  # integer codes (float tensor), shape of the value
+    ints: torch.Tensor  # integer codes (int8, or a float tensor of integers), shape of the value
     step: float  # real value of code 1
     signed: bool
     link: object  # GradLink of the producing layer, or None
     real: object = None  # unquantized float value (PACT clip of the input), only while capturing
+
+    @property
+    def codes(self):
+        """The codes as a float32 tensor of integers."""
+        return self.ints.to(torch.float32)
 
 
 def _tag(t):
@@ -204,7 +210,7 @@ class _QGemm(torch.autograd.Function):
     def forward(ctx, x, weight, bias, layer):
         cfg = layer.config
         tag = _tag(x)
-        has_codes = isinstance(tag, _CodeTag) and tag.codes.shape == x.shape
+        has_codes = isinstance(tag, _CodeTag) and tag.ints.shape == x.shape
         if layer.input_mode == "image":
             x_codes = quantize_input(x.detach()).to(torch.float32)
             x_step, x_max, x_signed, link_in = 1.0 / 15, 8, True, None
@@ -213,7 +219,7 @@ class _QGemm(torch.autograd.Function):
         elif layer.input_mode == "signed" or (layer.input_mode == "auto" and not has_codes):
             # A float activation of either sign (LayerNorm, GELU, a residual sum): the signed INT4
             # activation quantizer, formats.quantize_activation (the same float64 SAWB operations).
-            x_codes, x_step = pipeline.quantize_weight_sawb(x, cfg.sawb_c)
+            x_codes, x_step = pipeline.quantize_weight_sawb(x, cfg.sawb_c, dtype=layer._codes_dtype)
             x_max, x_signed, link_in = 7, True, None
             x_real = x.detach()
             layer.input_paths["signed"] += 1
@@ -223,13 +229,14 @@ class _QGemm(torch.autograd.Function):
                     f"quantized layer {layer.fourbit_name!r} expects UINT4 codes from a PACT activation "
                     "(through MaxPool2d/Flatten only); its input comes from another operation"
                 )
-            x_codes, x_step, x_signed, link_in = tag.codes, tag.step, tag.signed, tag.link
+            x_codes, x_step, x_signed, link_in = tag.ints, tag.step, tag.signed, tag.link
             x_real = tag.real
             x_max = 8 if x_signed else QMAX
             if link_in is not None:
                 link_in.consumers += 1
             layer.input_paths["codes"] += 1
-        w_codes, w_step = pipeline.quantize_weight_sawb(weight, cfg.sawb_c)
+        w_codes, w_step = pipeline.quantize_weight_sawb(weight, cfg.sawb_c, dtype=layer._codes_dtype)
+        x_codes = x_codes.to(layer._codes_dtype)
         acc = layer._fwd(x_codes, w_codes, x_max)
         unit = x_step * w_step
         b_codes = None
@@ -237,7 +244,11 @@ class _QGemm(torch.autograd.Function):
         if bias is not None:
             b_codes = pipeline.bias_codes(bias, unit)
             b_max = float(b_codes.abs().max()) if b_codes.numel() else 0.0
-            if acc.dtype == torch.float32 and w_codes[0].numel() * x_max * 7 + b_max < pipeline.FLOAT32_EXACT:
+            bound = w_codes[0].numel() * x_max * 7 + b_max
+            if acc.dtype == torch.int32 and bound < pipeline.INT32_EXACT:
+                # |acc| + |b| < 2^31: the integer sum is exact in int32.
+                total = acc + layer._channel_view(b_codes.to(torch.int32), acc)
+            elif acc.dtype in (torch.float32, torch.int32) and bound < pipeline.FLOAT32_EXACT:
                 # |acc| + |b| < 2^24: the integer sum is exact in float32.
                 total = acc + layer._channel_view(b_codes.to(torch.float32), acc)
             else:
@@ -265,7 +276,7 @@ class _QGemm(torch.autograd.Function):
                 a_float=xf,
                 b_float=wf.t(),
             )
-        y = (total.to(torch.float64) * unit).to(x.dtype)
+        y = _scaled(total, unit, x.dtype)
         ctx.layer = layer
         ctx.state = (x_codes, w_codes, x_step, w_step, x_max, x_signed, link_in)
         capturing = cap is not None and cap.active
@@ -289,16 +300,14 @@ class _QGemm(torch.autograd.Function):
         codes = None
         if link.unit is not None and link.consumers == 1:
             # Recover the consumer's integer dX accumulator from its float32 image (checked exact).
-            ints = grad_y.to(torch.float64, copy=True).div_(link.unit).round_()
-            counts = ints.to(torch.float32)
-            if torch.equal(ints.mul_(link.unit).to(grad_y.dtype), grad_y):
+            counts, exact, amax = kernels.recover_counts(grad_y, link.unit)
+            if exact:
                 # |counts| < 2^24 iff |ints| < 2^24 (rounding to float32 is monotone, 2^24 exact).
-                amax = pipeline._abs_max(counts)
                 if amax < pipeline.FLOAT32_EXACT:
                     g, unit = counts, link.unit
                     if cfg.rounding in ("nearest", "log"):
                         codes = pipeline.quantize_counts(
-                            counts, amax, unit, phases, fmt, rounding=cfg.rounding, ties=cfg.ties
+                            counts, amax, unit, phases, fmt, rounding=cfg.rounding, ties=cfg.ties, keyed=True
                         )
                     else:
                         g = counts.to(torch.int64)
@@ -307,9 +316,13 @@ class _QGemm(torch.autograd.Function):
             if link.unit is not None:
                 layer.inexact_grad_steps += 1
         if codes is None:
-            codes = pipeline.quantize_grad(g, unit, phases, fmt, rounding=cfg.rounding, ties=cfg.ties, seed=seed)
+            codes = pipeline.quantize_grad(
+                g, unit, phases, fmt, rounding=cfg.rounding, ties=cfg.ties, seed=seed, keyed=True
+            )
         cap = layer.capture
         capturing = cap is not None and cap.active
+        if capturing:  # the records hold the codes themselves
+            codes = {p: (c.codes() if isinstance(c, fused.KeyedCodes) else c, s) for p, (c, s) in codes.items()}
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0] and layer.input_mode != "image":
             g0, s0 = codes[phases[0]]
@@ -338,7 +351,7 @@ class _QGemm(torch.autograd.Function):
                 )
             if link_in is not None:
                 link_in.unit = dx_unit
-            grad_x = (dx.to(torch.float64) * dx_unit).to(grad_y.dtype)
+            grad_x = _scaled(dx, dx_unit, grad_y.dtype)
         if ctx.needs_input_grad[1]:
             g1, s1 = codes[phases[1]]
             dw = layer._dw(g1, x_codes, w_codes, x_max, fmt)
@@ -365,14 +378,24 @@ class _QGemm(torch.autograd.Function):
                     a_float=layer._grad_matrix(grad_y.detach()).t(),
                     b_float=x_float,
                 )
-            grad_w = (dw.to(torch.float64) * dw_unit).to(grad_y.dtype).reshape(layer.weight.shape)
+            grad_w = _scaled(dw, dw_unit, grad_y.dtype).reshape(layer.weight.shape)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = layer._bias_grad(grad_y)
         return grad_x, grad_w, grad_b, None
 
 
+def _scaled(acc, unit, dtype):
+    """``(acc.to(float64) * unit).to(dtype)``: the real value of an exact integer result (one pass for float32)."""
+    if dtype == torch.float32:
+        return kernels.scale(acc, unit)
+    return (acc.to(torch.float64) * unit).to(dtype)
+
+
 class _QuantLayer:
     """Mixin of the quantized layers' shared state."""
+
+    #: dtype of the integer operands of the layer's GEMMs (int8 for torch._int_mm, else float32).
+    _codes_dtype = torch.float32
 
     def _init_quant(self, config, input_mode, name):
         if not isinstance(config, QuantConfig):
@@ -419,9 +442,15 @@ class QLinear(nn.Linear, _QuantLayer):
         super().__init__(in_features, out_features, bias=bias)
         self._init_quant(config, input_mode, name)
 
+    @property
+    def _codes_dtype(self):
+        # int8 codes feed torch._int_mm directly (forward and both backward GEMMs) on the CPU.
+        return torch.int8 if pipeline.INT_MM and self.weight.device.type == "cpu" else torch.float32
+
     def _fwd(self, x_codes, w_codes, x_max):
         xm = x_codes.reshape(-1, x_codes.shape[-1])
-        return pipeline.forward_gemm(xm, w_codes, x_max).reshape(*x_codes.shape[:-1], w_codes.shape[0])
+        acc = pipeline.forward_gemm(xm, w_codes, x_max, integer=True)
+        return acc.reshape(*x_codes.shape[:-1], w_codes.shape[0])
 
     def _channel_view(self, b, acc):
         return b
@@ -438,15 +467,20 @@ class QLinear(nn.Linear, _QuantLayer):
 
     def _dx(self, g_codes, w_codes, x_codes, fmt):
         gm = self._grad_matrix(g_codes)
-        dxm = pipeline.log_bilinear(torch.matmul, gm, w_codes, terms=gm.shape[1], x_max=7, fmt=fmt, sum_dims=(1,))
+        dxm = pipeline.log_int_mm(gm, w_codes, 7, fmt)
+        if dxm is None:
+            dxm = pipeline.log_bilinear(torch.matmul, gm, w_codes, terms=gm.shape[1], x_max=7, fmt=fmt, sum_dims=(1,))
         return dxm.reshape(x_codes.shape)
 
     def _dw(self, g_codes, x_codes, w_codes, x_max, fmt):
         gm = self._grad_matrix(g_codes)
         xm = x_codes.reshape(-1, x_codes.shape[-1])
-        return pipeline.log_bilinear(
-            lambda a, b: a.t() @ b, gm, xm, terms=gm.shape[0], x_max=x_max, fmt=fmt, sum_dims=(0,)
-        )
+        dwm = pipeline.log_int_mm(gm, xm, x_max, fmt, transpose_g=True)
+        if dwm is None:
+            dwm = pipeline.log_bilinear(
+                lambda a, b: a.t() @ b, gm, xm, terms=gm.shape[0], x_max=x_max, fmt=fmt, sum_dims=(0,)
+            )
+        return dwm
 
     def _bias_grad(self, g):
         return g.reshape(-1, g.shape[-1]).sum(0)
@@ -572,16 +606,23 @@ class _Pact(torch.autograd.Function):
         step = a / QMAX
         tag = _tag(y)
         link = None
+        out = None
         if module.config.integer_requant and isinstance(tag, _AccTag) and tag.acc.shape == y.shape:
             m0, shift = requant_params(tag.unit / step)
-            # fused.requantize_pact == requant.requantize_pact(acc as int64), float64 codes.
-            codes, inside, saturated = fused.requantize_pact(tag.acc, m0, shift)
             link = tag.link
+            acc = tag.acc
+            if acc.dtype in (torch.int32, torch.float32) and y.dtype == torch.float32:
+                # int32 and float32 integers are within the requantizer's 40 bits: one pass
+                # (kernels.requant_pact == requant.requantize_pact, and PACT's value code * step).
+                out = kernels.requant_pact(acc, m0, shift, step)
+            else:
+                # fused.requantize_pact == requant.requantize_pact(acc as int64), float64 codes.
+                out = _from_masks(*fused.requantize_pact(acc, m0, shift), step, y.dtype)
             cap = module.capture
             if cap is not None and cap.active:
                 acc = tag.acc.to(torch.int64)
                 check = requantize_pact(acc, m0, shift)
-                fast = (codes.to(torch.uint8), inside.bool(), saturated.bool())
+                fast = (out[0].to(torch.uint8), out[2] == kernels.STATE_INSIDE, out[2] == kernels.STATE_SATURATED)
                 if not all(torch.equal(a_, b_) for a_, b_ in zip(check, fast)):
                     raise AssertionError(f"{module.fourbit_name}: fast requantization differs from the integer one")
                 cap.record(
@@ -597,23 +638,33 @@ class _Pact(torch.autograd.Function):
                     producer=tag.producer,
                 )
         else:
-            # fused.pact_quantize == formats.quantize_pact plus the masks, float64 codes.
-            codes, inside, saturated = fused.pact_quantize(y.detach(), a)
-        ctx.save_for_backward(inside, saturated)
+            yd = y.detach()
+            if y.dtype == torch.float32 and a > 0 and math.isfinite(a) and float(torch.tensor(a, dtype=y.dtype)) == a:
+                # kernels.pact_float == fused.pact_quantize == formats.quantize_pact plus the masks.
+                out = kernels.pact_float(yd, a)
+            if out is None:
+                out = _from_masks(*fused.pact_quantize(yd, a), step, y.dtype)
+        codes, value, state = out
+        ctx.save_for_backward(state)
         cap = module.capture
         # While capturing, the unquantized activation PACT(y) = clip(y, 0, alpha) rides along for
         # the next layer's float operand record (an FP16 baseline's activation).
         real = y.detach().clamp(0.0, a) if cap is not None and cap.active else None
-        module._out_tag = _CodeTag(codes.to(torch.float32), step, False, link, real)
-        return codes.mul_(step).to(y.dtype)
+        module._out_tag = _CodeTag(codes, step, False, link, real)
+        return value
 
     @staticmethod
     def backward(ctx, g):
-        inside, saturated = ctx.saved_tensors
-        # fused.masked(g, m) == torch.where(m, g, 0), bit for bit.
-        grad_y = fused.masked(g, inside)
-        grad_alpha = fused.masked(g, saturated).sum().reshape(1)
-        return grad_y, grad_alpha, None
+        (state,) = ctx.saved_tensors
+        # grad_y == torch.where(inside, g, 0), masked_sat == torch.where(saturated, g, 0), bit for bit.
+        grad_y, masked_sat = kernels.pact_backward(g, state)
+        return grad_y, masked_sat.sum().reshape(1), None
+
+
+def _from_masks(codes, inside, saturated, step, dtype):
+    """(int8 codes, value fl(codes * step), int32 state) from float64 codes and 0/1 masks."""
+    state = inside.to(torch.int32) + saturated.to(torch.int32) * kernels.STATE_SATURATED
+    return codes.to(torch.int8), (codes * step).to(dtype), state
 
 
 class PACT(nn.Module):
@@ -674,11 +725,10 @@ class CodePreserving(nn.Module):
             # PACT values are fl32(code * step): strictly increasing in the code, so the pooled values
             # are the values of the pooled codes, and each is within 2^-20 of code * step.
             codes = torch.round(y.detach().to(torch.float32) / tag.step)
-            y._fourbit = dataclasses.replace(tag, codes=codes, real=None if tag.real is None else self.module(tag.real))
+            y._fourbit = dataclasses.replace(tag, ints=codes, real=None if tag.real is None else self.module(tag.real))
         elif isinstance(tag, _CodeTag):
-            y._fourbit = dataclasses.replace(
-                tag, codes=self.module(tag.codes), real=None if tag.real is None else self.module(tag.real)
-            )
+            ints = self.module(tag.codes if isinstance(self.module, nn.MaxPool2d) else tag.ints)
+            y._fourbit = dataclasses.replace(tag, ints=ints, real=None if tag.real is None else self.module(tag.real))
         elif isinstance(tag, _AccTag):
             y._fourbit = dataclasses.replace(tag, acc=self.module(tag.acc))
         return y
@@ -708,7 +758,7 @@ class _QMatMulFn(torch.autograd.Function):
         acc = pipeline.exact_matmul(a_codes, b_codes, a_max, b_max)
         ctx.layer = layer
         ctx.state = (a_codes, b_codes, a_step, b_step, a_max, b_max)
-        return (acc.to(torch.float64) * (a_step * b_step)).to(a.dtype)
+        return _scaled(acc, a_step * b_step, a.dtype)
 
     @staticmethod
     def backward(ctx, grad_y):
@@ -732,7 +782,7 @@ class _QMatMulFn(torch.autograd.Function):
                 fmt=fmt,
                 sum_dims=(-1,),
             )
-            grad_a = (da.to(torch.float64) * (pipeline.grad_unit(fmt, s0, phases[0]) * b_step)).to(grad_y.dtype)
+            grad_a = _scaled(da, pipeline.grad_unit(fmt, s0, phases[0]) * b_step, grad_y.dtype)
         if ctx.needs_input_grad[1]:
             # dB = A^T dY: each output sums over dY's rows (phase dw_phase, as a layer's dW).
             g1, s1 = codes[phases[1]]
@@ -745,7 +795,7 @@ class _QMatMulFn(torch.autograd.Function):
                 fmt=fmt,
                 sum_dims=(-2,),
             )
-            grad_b = (db.to(torch.float64) * (pipeline.grad_unit(fmt, s1, phases[1]) * a_step)).to(grad_y.dtype)
+            grad_b = _scaled(db, pipeline.grad_unit(fmt, s1, phases[1]) * a_step, grad_y.dtype)
         return grad_a, grad_b, None
 
 

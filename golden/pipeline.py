@@ -33,7 +33,7 @@ import math
 
 import torch
 
-from . import fused
+from . import fused, kernels
 from .formats import FP4_RADIX4, TORCH_OPS, LogFormat, grad_scale_exponent, sawb_step
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "grad_multipliers",
     "log_matmul",
     "log_bilinear",
+    "log_int_mm",
     "grad_unit",
     "quantize_grad",
     "quantize_weight_sawb",
@@ -75,7 +76,7 @@ def _int_mm_applies(a, b, a_max, b_max, bound):
     )
 
 
-def exact_matmul(a, b, a_max, b_max):
+def exact_matmul(a, b, a_max, b_max, *, integer=False):
     """``a @ b`` of float matrices holding integers with ``|a| <= a_max``, ``|b| <= b_max``, exactly.
 
     The result is float32 when ``K * a_max * b_max < 2^24``, else float64 when
@@ -84,15 +85,18 @@ def exact_matmul(a, b, a_max, b_max):
     ``torch._int_mm`` (int8 operands, int32 accumulator: exact below 2^31,
     several times faster than a float32 matmul), converted to that dtype;
     the rest as float matmuls (:data:`INT_MM` = False forces these).
+    ``integer=True`` returns the int32 result of ``torch._int_mm`` as it is.
 
     Returns
     -------
     torch.Tensor
-        float32 or float64 matrix of exact integers.
+        float32 or float64 (or, with ``integer``, int32) matrix of exact integers.
     """
     bound = a.shape[-1] * a_max * b_max
     if _int_mm_applies(a, b, a_max, b_max, bound):
         acc = torch._int_mm(a.to(torch.int8), b.to(torch.int8))
+        if integer:
+            return acc
         return acc.to(torch.float32 if bound < FLOAT32_EXACT else torch.float64)
     if bound < FLOAT32_EXACT:
         return a.to(torch.float32) @ b.to(torch.float32)
@@ -101,7 +105,7 @@ def exact_matmul(a, b, a_max, b_max):
     raise OverflowError(f"GEMM bound {bound} exceeds 2^53: cannot be computed exactly in float64")
 
 
-def forward_gemm(x_codes, w_codes, x_max):
+def forward_gemm(x_codes, w_codes, x_max, *, integer=False):
     """Forward GEMM ``acc = X @ W^T`` of integer codes.
 
     Parameters
@@ -112,13 +116,15 @@ def forward_gemm(x_codes, w_codes, x_max):
         N x K INT4 weight codes (float tensor of integers in -7..7).
     x_max : int
         8 for INT4 inputs, 15 for UINT4.
+    integer : bool
+        As :func:`exact_matmul`.
 
     Returns
     -------
     torch.Tensor
-        M x N exact integer accumulator (float32 or float64).
+        M x N exact integer accumulator (float32 or float64, or int32).
     """
-    return exact_matmul(x_codes, w_codes.t(), x_max, 7)
+    return exact_matmul(x_codes, w_codes.t(), x_max, 7, integer=integer)
 
 
 def bias_codes(bias, acc_unit):
@@ -282,12 +288,84 @@ def log_bilinear(op, g_codes, x, *, terms, x_max, fmt=FP4_RADIX4, sum_dims=None)
     return total
 
 
+def _int8_group_size(fmt):
+    """Most consecutive multiplier exponents whose largest multiplier ``radix^(size-1)`` fits int8."""
+    size = 1
+    while size < fmt.max_exponent and fmt.radix**size <= 127:
+        size += 1
+    return size
+
+
+@functools.cache
+def _int8_groups(fmt, device):
+    """Exponent groups of :func:`log_int_mm`: ``((lo, int8 table), ...)``, each table holding
+    ``(-1)^s radix^(j - lo)`` for the codes whose multiplier exponent ``j`` is in the group, else 0."""
+    size = _int8_group_size(fmt)
+    return tuple(
+        (lo, _group_table(fmt, lo, min(lo + size, fmt.max_exponent), device).to(torch.int8))
+        for lo in range(0, fmt.max_exponent, size)
+    )
+
+
+def log_int_mm(g_codes, x, x_max, fmt=FP4_RADIX4, *, transpose_g=False):
+    """:func:`log_matmul` (``mult(g) @ x``, or ``mult(g).t() @ x``) as ``torch._int_mm``, or None.
+
+    The multipliers ``(-1)^s radix^(e-1)`` are split into groups of exponents
+    whose largest multiplier fits int8 (radix 4: 1..64 and 256 x 1..16;
+    radix 2: one group 1..64); each group is one int8 GEMM with int32
+    accumulation, exact while ``terms * x_max * radix^(size-1) < 2^31``, and
+    the results are combined as ``sum_j radix^(lo_j) * gemm_j`` in int32
+    (in int64 when the worst case ``terms * x_max * radix^6`` reaches 2^31).
+
+    Parameters
+    ----------
+    g_codes : torch.Tensor
+        2-D FP4 codes (uint8), M x K (K x M with ``transpose_g``).
+    x : torch.Tensor
+        2-D integer codes (int8, or a float tensor of integers), ``|x| <= x_max <= 127``.
+    x_max : int
+    fmt : LogFormat
+    transpose_g : bool
+
+    Returns
+    -------
+    torch.Tensor or None
+        int32 or int64 matrix of exact integers; None where ``torch._int_mm``
+        does not apply (then :func:`log_bilinear` computes it).
+    """
+    terms = g_codes.shape[0] if transpose_g else g_codes.shape[-1]
+    group_top = terms * x_max * float(fmt.radix) ** (_int8_group_size(fmt) - 1)
+    if not (
+        INT_MM
+        and g_codes.dim() == 2
+        and x.dim() == 2
+        and g_codes.device.type == "cpu"
+        and x.device.type == "cpu"
+        and x_max <= 127
+        and group_top < INT32_EXACT
+    ):
+        return None
+    x8 = x.to(torch.int8)
+    wide = terms * x_max * float(fmt.radix) ** (fmt.max_exponent - 1) >= INT32_EXACT
+    total = None
+    for lo, table in _int8_groups(fmt, g_codes.device):
+        m = fused.gather(table, g_codes)
+        part = torch._int_mm(m.t() if transpose_g else m, x8)
+        if wide:
+            part = part.to(torch.int64)
+        if total is None:
+            total = part.mul_(fmt.radix**lo) if lo else part
+        else:
+            total.add_(part, alpha=fmt.radix**lo)
+    return total
+
+
 def grad_unit(fmt, scale, phase):
     """Real value of multiplier 1 of gradient codes: ``S * 2^-phase * radix^-(max_exponent-1)``."""
     return math.ldexp(scale, -phase - fmt.shift_per_step * (fmt.max_exponent - 1))
 
 
-def quantize_grad(g, unit, phases, fmt=FP4_RADIX4, *, rounding="nearest", ties="away", seed=1):
+def quantize_grad(g, unit, phases, fmt=FP4_RADIX4, *, rounding="nearest", ties="away", seed=1, keyed=False):
     """FP4 codes and scale of an upstream gradient for each TPR phase, equal to ``fmt.quantize``
     (:func:`golden.formats.fp4_quantize`) phase by phase.
 
@@ -301,6 +379,8 @@ def quantize_grad(g, unit, phases, fmt=FP4_RADIX4, *, rounding="nearest", ties="
     fmt : LogFormat
     rounding, ties, seed
         As :func:`golden.formats.fp4_quantize`.
+    keyed : bool
+        The fast path may return the codes as :class:`golden.fused.KeyedCodes`.
 
     Returns
     -------
@@ -335,7 +415,7 @@ def quantize_grad(g, unit, phases, fmt=FP4_RADIX4, *, rounding="nearest", ties="
             fast = False
     if not fast:
         return {p: fmt.quantize(g, phase=p, unit=unit, rounding=rounding, ties=ties, seed=seed) for p in phases}
-    return quantize_counts(counts, amax, unit, phases, fmt, rounding=rounding, ties=ties)
+    return quantize_counts(counts, amax, unit, phases, fmt, rounding=rounding, ties=ties, keyed=keyed)
 
 
 def _abs_max(t):
@@ -345,18 +425,19 @@ def _abs_max(t):
     return max(-float(lo), float(hi))
 
 
-def quantize_counts(counts, amax, unit, phases, fmt=FP4_RADIX4, *, rounding="nearest", ties="away"):
+def quantize_counts(counts, amax, unit, phases, fmt=FP4_RADIX4, *, rounding="nearest", ties="away", keyed=False):
     """The fast path of :func:`quantize_grad`: float32 ``counts`` (exact counts of ``unit``,
     ``amax = max|counts|`` finite) for rounding ``"nearest"`` / ``"log"``.
 
     Equal to ``fmt.quantize(counts * unit, phase=p, unit=unit, ...)``: a table lookup
-    (:func:`golden.fused.fp4_encode`) where it is proven exact, else the comparisons below.
+    (:func:`golden.fused.fp4_encode`, its codes as :class:`golden.fused.KeyedCodes` with
+    ``keyed``) where it is proven exact, else the comparisons below.
     """
     phases = sorted(set(phases))
     if amax == 0.0:
         zero = torch.zeros(counts.shape, dtype=torch.uint8, device=counts.device)
         return {p: (zero, float(unit)) for p in phases}
-    out = fused.fp4_encode(counts, amax, unit, phases, fmt, rounding=rounding, ties=ties)
+    out = fused.fp4_encode(counts, amax, unit, phases, fmt, rounding=rounding, ties=ties, keyed=keyed)
     if out is not None:
         return out
     # Counts of a unit other than 1 are integers: the format reads an integer tensor as counts.
@@ -378,17 +459,18 @@ def quantize_counts(counts, amax, unit, phases, fmt=FP4_RADIX4, *, rounding="nea
     return out
 
 
-def quantize_weight_sawb(w, c=(12.68, 12.80)):
-    """SAWB step and INT4 weight codes in one float64 pass.
+def quantize_weight_sawb(w, c=(12.68, 12.80), *, dtype=torch.float32):
+    """SAWB step and INT4 weight codes.
 
     Equal to ``step = sawb_step(w, c)``, ``quantize_weight(w, step)`` of
     :mod:`golden.formats` (same float64 operations; tested), without their
-    repeated conversions.
+    repeated conversions: the two means in float64 as the definition, the
+    codes in one pass (:func:`golden.kernels.sawb_codes`).
 
     Returns
     -------
     codes : torch.Tensor
-        float32 tensor of integers in -7..7, shape of ``w``.
+        Tensor of integers in -7..7 of ``dtype`` (float32 or int8), shape of ``w``.
     step : float
 
     Raises
@@ -399,11 +481,13 @@ def quantize_weight_sawb(w, c=(12.68, 12.80)):
     from .formats.integer import SAWB_EPS
 
     if w.numel() == 0:
-        return torch.zeros_like(w, dtype=torch.float32), sawb_step(w, c)
+        return torch.zeros_like(w, dtype=dtype), sawb_step(w, c)
     c1, c2 = (float(x) for x in c)
-    w64 = w.detach().to(torch.float64)
-    clip = float(c1 * torch.sqrt(torch.mean(w64 * w64)) - c2 * torch.mean(torch.abs(w64)))
+    # The definition's float64 means (PyTorch's reduction order), of the squares and magnitudes made in
+    # one pass; the scalar steps in Python floats (float64, sqrt correctly rounded like torch.sqrt).
+    squares, magnitudes = kernels.square_abs64(w.detach())
+    clip = c1 * math.sqrt(float(torch.mean(squares))) - c2 * float(torch.mean(magnitudes))
     if not math.isfinite(clip):
         raise FloatingPointError("non-finite weights")
     step = max(clip, SAWB_EPS) / 7
-    return torch.round(w64.div_(step)).clamp_(-7, 7).to(torch.float32), step
+    return kernels.sawb_codes(w.detach(), step).to(dtype), step
