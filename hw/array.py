@@ -79,7 +79,8 @@ class SystolicArray(wiring.Component):
         its last value while ``out_valid`` is 0. False: every register loads
         every cycle and an empty drain chain shifts zeros.
     zero_hold : bool
-        Hold zero operands (default True; gated arrays of a kind with
+        Hold zero operands (default False, so the training datapath and the board
+        engines load zeros like any other operand; gated arrays of a kind with
         zero-operand rules only, :meth:`~hw.kinds.base.PEKind.operand_zero`):
         an operand register between PEs does not load a zero operand (INT4
         code 0, an FP4 zero, binary16 +-0: only its sign) but registers a
@@ -124,7 +125,7 @@ class SystolicArray(wiring.Component):
         row 0 of that tile (1); row ``i`` of column ``j`` follows ``j + 2 i`` later.
     """
 
-    def __init__(self, *, kind, rows, cols, acc_width=None, max_k=4096, gated=True, zero_hold=True):
+    def __init__(self, *, kind, rows, cols, acc_width=None, max_k=4096, gated=True, zero_hold=False):
         try:
             self._check(kind, rows, cols, acc_width, max_k, gated, zero_hold)
         except (TypeError, ValueError):

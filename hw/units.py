@@ -67,6 +67,7 @@ def _array_defaults(kind):
 def _ws_array_defaults(kind):
     defaults = _array_defaults(kind)
     defaults.pop("gated")  # the lean register option is the output-stationary array's
+    defaults["zero_hold"] = False  # not measured on the weight-stationary arrays: off until it is
     rows, cols = defaults.pop("rows"), defaults.pop("cols")
     return {"rows": rows, "cols": cols, "depth": default_depth(rows), **defaults}
 

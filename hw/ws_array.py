@@ -103,7 +103,7 @@ class WeightStationaryArray(wiring.Component):
         Declared largest K (default 4096): an ``acc_width`` that can overflow
         within ``max_k`` products is a ValueError.
     zero_hold : bool
-        Hold zero activations (default True, for a kind with zero-operand
+        Hold zero activations (default False, for a kind with zero-operand
         rules, :meth:`~hw.kinds.base.PEKind.operand_zero`): an A register
         between PEs does not load a zero operand (apart from the kind's
         :meth:`~hw.kinds.base.PEKind.zero_loaded_bits`) but registers a 1-bit
@@ -148,7 +148,7 @@ class WeightStationaryArray(wiring.Component):
         edge t is visible after edge ``t + latency - 1 + j`` in column j.
     """
 
-    def __init__(self, *, kind, rows, cols, depth=None, acc_width=None, max_k=4096, zero_hold=True):
+    def __init__(self, *, kind, rows, cols, depth=None, acc_width=None, max_k=4096, zero_hold=False):
         try:
             self._check(kind, rows, cols, depth, acc_width, max_k, zero_hold)
         except (TypeError, ValueError):

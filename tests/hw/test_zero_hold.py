@@ -142,9 +142,10 @@ def _array(**params):
 
 
 def test_zero_hold_parameter():
-    arr = _array(kind="int4")
+    assert not _array(kind="int4").zero_hold  # off by default: the datapath and engines load zeros
+    arr = _array(kind="int4", zero_hold=True)
     assert arr.zero_hold and arr.manifest()["zero_hold"] is True
-    assert not _array(kind="int4", gated=False).zero_hold  # holding needs gating
+    assert not _array(kind="int4", gated=False, zero_hold=True).zero_hold  # holding needs gating
     assert not _array(kind="fp16", zero_hold=False).zero_hold
     with pytest.raises(TypeError, match="zero_hold must be a bool"):
         SystolicArray(kind="int4", rows=2, cols=2, zero_hold=1)
@@ -152,7 +153,7 @@ def test_zero_hold_parameter():
     holds = {}
     for kind in KINDS.values():
         rule = kind.operand_zero("a", Signal(kind.a_width), {name: Signal() for name in kind.a_modes})
-        holds[kind.name] = _array(kind=kind).zero_hold
+        holds[kind.name] = _array(kind=kind, zero_hold=True).zero_hold
         assert holds[kind.name] == (rule is not None)
     assert any(holds.values()) and not all(holds.values())
 
