@@ -20,6 +20,7 @@ __all__ = [
     "INT_OPERAND_RANGE",
     "max_safe_k",
     "min_acc_width",
+    "row_product",
 ]
 
 
@@ -76,3 +77,24 @@ def min_acc_width(products: ProductRange, k: int) -> int:
     while max_safe_k(products, width) < k:
         width += 1
     return width
+
+
+def row_product(a, b):
+    """``a * b`` of two's-complement values as shift-and-add rows, one per bit of ``b``.
+
+    Row ``i`` is ``a`` where bit ``i`` of ``b`` is set (``0`` elsewhere), shifted
+    by ``i``; the rows are added with ``+`` (the sign bit's row of a signed ``b``
+    subtracted), so that synthesis makes each sum a carry chain (ECP5 ``CCU2C``,
+    iCE40 ``SB_CARRY``) instead of a LUT adder tree.
+    """
+    a, b = Value.cast(a), Value.cast(b)
+    total = None
+    for i in range(len(b)):
+        row = Mux(b[i], a, 0) << i
+        if total is None:
+            total = row
+        elif i == len(b) - 1 and b.shape().signed:
+            total = total - row
+        else:
+            total = total + row
+    return total
