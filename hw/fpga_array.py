@@ -171,12 +171,12 @@ class LeanSystolicArray(wiring.Component):
             here = {name: edge[name] for name in modes}
             cols_in.append(register_all(m, {**edge, "b": kind.lean_b(edge["b"], here)}, name=f"col{j}"))
 
-        def cell(term, clear, last, width, name):
+        def cell(term, term_range, clear, last, width, name):
             """Registered term, accumulator with ``clear`` as synchronous reset; (sum, cap).
 
             ``sum`` is the adder's output: the cycle after ``last`` it is the tile's total.
             """
-            held = Signal(signed(width), name=f"{name}_term")
+            held = Signal(signed(_range_width(term_range)), name=f"{name}_term")
             cap = Signal(name=f"{name}_cap")
             acc = Signal(signed(width), name=f"{name}_acc")
             total = Signal(signed(width), name=f"{name}_sum")
@@ -212,7 +212,9 @@ class LeanSystolicArray(wiring.Component):
                 top = from_north[j]
                 prefix = f"{i}_{j}"
                 prod = kind.lean_product(left["a"], top["b"])
-                pes[i][j] = cell(prod, left["clear"], left["last"], self.pe_acc_width, f"pe{prefix}")
+                pes[i][j] = cell(
+                    prod, kind.lean_product_range, left["clear"], left["last"], self.pe_acc_width, f"pe{prefix}"
+                )
                 if i + 1 < rows:
                     below.append(register_all(m, {"b": top["b"]}, name=f"south_{prefix}"))
                 if j + 1 < cols:
@@ -229,7 +231,9 @@ class LeanSystolicArray(wiring.Component):
             for i, entry in enumerate(rows_in):
                 here = {name: entry[name] for name in modes}
                 term = Mux(entry["valid"], kind.row_term(entry["a"], here), 0)
-                sums.append(cell(term, entry["clear"], entry["last"], self._row_width, f"rowsum{i}"))
+                sums.append(
+                    cell(term, kind.row_term_range, entry["clear"], entry["last"], self._row_width, f"rowsum{i}")
+                )
             row_top, _ = drain(sums, self._row_width, "rowdrain")
 
         for j in range(cols):
@@ -247,7 +251,9 @@ class LeanSystolicArray(wiring.Component):
                 entry = cols_in[j]
                 here = {name: entry[name] for name in modes}
                 term = Mux(entry["valid"], kind.col_term(entry["b"], here), 0)
-                total, cap = cell(term, entry["clear"], entry["last"], self._col_width, f"colsum{j}")
+                total, cap = cell(
+                    term, kind.col_term_range, entry["clear"], entry["last"], self._col_width, f"colsum{j}"
+                )
                 held = Signal(signed(self._col_width), name=f"colcorr{j}")
                 with m.If(cap):
                     m.d.sync += held.eq(total)
@@ -265,3 +271,9 @@ class LeanSystolicArray(wiring.Component):
 def _sum_width(term_range, k):
     """Width of a signed sum of ``k`` terms in ``term_range`` (None: the kind has no such term)."""
     return None if term_range is None else min_acc_width(term_range, k)
+
+
+def _range_width(term_range):
+    """Bits of a signed register that holds every value of ``term_range``."""
+    magnitude = max(-term_range.lo - 1, term_range.hi, 0)
+    return magnitude.bit_length() + 1
