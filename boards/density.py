@@ -154,7 +154,12 @@ def _cell(marginal, field, shown):
 def _parser(prog=None):
     parser = OneLineParser(prog=prog or "python -m boards.density", description=__doc__.split("\n\n")[0])
     parser.add_argument("--families", nargs="+", default=list(_SYNTH), choices=list(_SYNTH))
-    parser.add_argument("--kinds", nargs="+", default=["int4"], help=f"kinds (lean: {', '.join(lean_kinds())})")
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        default=lean_kinds()[:1],
+        help=f"kinds (lean: {', '.join(lean_kinds())}; default the first)",
+    )
     parser.add_argument("--sizes", nargs="+", type=positive_int, default=[1, 8, 16], help="square sizes N (N x N)")
     parser.add_argument("--variants", nargs="+", default=["plain", "lean", "lean:4096"], help="plain, lean, X:K")
     parser.add_argument("--out", type=pathlib.Path, default=REPO_ROOT / "build" / "boards" / "density")

@@ -150,26 +150,42 @@ class LeanSystolicArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         kind, rows, cols = self.kind, self.rows, self.cols
-        modes = {name: getattr(self, name) for name in kind.a_modes + kind.b_modes}
-        controls = {"valid": self.valid, "clear": self.clear, "last": self.last, **modes}
+        inputs = {name: getattr(self, name) for name in kind.a_modes + kind.b_modes}
+        row_modes = {name: inputs[name] for name in (kind.lean_row_modes or inputs)}
+        col_modes = {name: inputs[name] for name in (kind.lean_col_modes or inputs)}
+        has_rows, has_cols = self._row_width is not None, self._col_width is not None
+        tile = {"valid": self.valid, "clear": self.clear, "last": self.last}
 
-        # Edges: the raw codes skewed, the controls and *every* mode bit on a
-        # chain down the left and along the top (per row / column, not per PE).
-        west = skewed_edge(m, self.a_in, kind.a_width, controls, rows, operand="a", name="west")
-        north = skewed_edge(m, self.b_in, kind.b_width, controls, cols, operand="b", name="north")
+        # Edges: the raw codes skewed; the controls and the mode bits each edge
+        # uses on a chain down the left and along the top (per row / column, not per PE).
+        west = skewed_edge(m, self.a_in, kind.a_width, {**tile, **row_modes}, rows, operand="a", name="west")
+        north_controls = {**tile, **col_modes} if has_cols else col_modes
+        north = skewed_edge(m, self.b_in, kind.b_width, north_controls, cols, operand="b", name="north")
 
         # Entry registers: each row's (column's) code rewritten once, with the
-        # modes that travel with it; A zeroed where it is not valid.
+        # modes that travel with it, A zeroed where it is not valid, and the
+        # row's (column's) correction term of this k (0 where not valid).
         zero_a = Const(kind.lean_zero_a, kind.a_width)
         rows_in = []
         for i, edge in enumerate(west):
-            here = {name: edge[name] for name in modes}
-            code = Mux(edge["valid"], kind.lean_a(edge["a"], here), zero_a)
-            rows_in.append(register_all(m, {**edge, "a": code}, name=f"row{i}"))
+            here = {name: edge[name] for name in row_modes}
+            code = kind.lean_a(edge["a"], here)
+            entry = {"a": Mux(edge["valid"], code, zero_a), "clear": edge["clear"], "last": edge["last"]}
+            if has_rows:
+                entry["term"] = _fit(Mux(edge["valid"], kind.row_term(code, here), 0), kind.row_term_range)
+            rows_in.append(register_all(m, entry, name=f"row{i}"))
         cols_in = []
         for j, edge in enumerate(north):
-            here = {name: edge[name] for name in modes}
-            cols_in.append(register_all(m, {**edge, "b": kind.lean_b(edge["b"], here)}, name=f"col{j}"))
+            here = {name: edge[name] for name in col_modes}
+            code = kind.lean_b(edge["b"], here)
+            entry = {"b": code}
+            if has_cols:
+                entry.update(
+                    term=_fit(Mux(edge["valid"], kind.col_term(code, here), 0), kind.col_term_range),
+                    clear=edge["clear"],
+                    last=edge["last"],
+                )
+            cols_in.append(register_all(m, entry, name=f"col{j}"))
 
         def cell(term, term_range, clear, last, width, name):
             """Registered term, accumulator with ``clear`` as synchronous reset; (sum, cap).
@@ -179,27 +195,26 @@ class LeanSystolicArray(wiring.Component):
             held = Signal(signed(_range_width(term_range)), name=f"{name}_term")
             cap = Signal(name=f"{name}_cap")
             acc = Signal(signed(width), name=f"{name}_acc")
-            total = Signal(signed(width), name=f"{name}_sum")
+            total = (acc + held)[:width].as_signed()
             m.d.sync += [held.eq(term), cap.eq(last)]
-            m.d.comb += total.eq(acc + held)
             with m.If(clear):
                 m.d.sync += acc.eq(0)
             with m.Else():
                 m.d.sync += acc.eq(total)
             return total, cap
 
-        def drain(column, width, name):
-            """A drain chain shifting up one row per cycle; its top (data, valid) registers."""
+        def drain(column, width, name, *, valid=True):
+            """A drain chain shifting up one row per cycle; its top data register (and valid)."""
             below_data, below_valid = None, None
             for i in reversed(range(rows)):
                 total, cap = column[i]
                 data_reg = Signal(signed(width), name=f"{name}{i}")
-                valid_reg = Signal(name=f"{name}{i}_valid")
-                m.d.sync += [
-                    data_reg.eq(Mux(cap, total, 0 if below_data is None else below_data)),
-                    valid_reg.eq(cap if below_valid is None else cap | below_valid),
-                ]
-                below_data, below_valid = data_reg, valid_reg
+                m.d.sync += data_reg.eq(Mux(cap, total, 0 if below_data is None else below_data))
+                if valid:
+                    valid_reg = Signal(name=f"{name}{i}_valid")
+                    m.d.sync += valid_reg.eq(cap if below_valid is None else cap | below_valid)
+                    below_valid = valid_reg
+                below_data = data_reg
             return below_data, below_valid
 
         # PEs: A right, B down, each with its tile's clear/last.
@@ -226,15 +241,12 @@ class LeanSystolicArray(wiring.Component):
         # Row sums: a column beside column 0 (the same skew), drained like it;
         # its top walks right one register per column, in step with the drains.
         row_top = None
-        if self._row_width is not None:
-            sums = []
-            for i, entry in enumerate(rows_in):
-                here = {name: entry[name] for name in modes}
-                term = Mux(entry["valid"], kind.row_term(entry["a"], here), 0)
-                sums.append(
-                    cell(term, kind.row_term_range, entry["clear"], entry["last"], self._row_width, f"rowsum{i}")
-                )
-            row_top, _ = drain(sums, self._row_width, "rowdrain")
+        if has_rows:
+            sums = [
+                cell(entry["term"], kind.row_term_range, entry["clear"], entry["last"], self._row_width, f"rowsum{i}")
+                for i, entry in enumerate(rows_in)
+            ]
+            row_top, _ = drain(sums, self._row_width, "rowdrain", valid=False)
 
         for j in range(cols):
             data, valid = drain([pes[i][j] for i in range(rows)], self.pe_acc_width, f"drain_{j}_")
@@ -245,14 +257,12 @@ class LeanSystolicArray(wiring.Component):
                     nxt = Signal(signed(self._row_width), name=f"rowcorr{j + 1}")
                     m.d.sync += nxt.eq(row_top)
                     row_top = nxt
-            if self._col_width is not None:
-                # Column sum: at the top edge, with the tile's valid/clear/last of
+            if has_cols:
+                # Column sum: at the top edge, with the tile's clear/last of
                 # column j; held from the tile's end through its drain.
                 entry = cols_in[j]
-                here = {name: entry[name] for name in modes}
-                term = Mux(entry["valid"], kind.col_term(entry["b"], here), 0)
                 total, cap = cell(
-                    term, kind.col_term_range, entry["clear"], entry["last"], self._col_width, f"colsum{j}"
+                    entry["term"], kind.col_term_range, entry["clear"], entry["last"], self._col_width, f"colsum{j}"
                 )
                 held = Signal(signed(self._col_width), name=f"colcorr{j}")
                 with m.If(cap):
@@ -277,3 +287,8 @@ def _range_width(term_range):
     """Bits of a signed register that holds every value of ``term_range``."""
     magnitude = max(-term_range.lo - 1, term_range.hi, 0)
     return magnitude.bit_length() + 1
+
+
+def _fit(value, term_range):
+    """``value`` (whose values lie in ``term_range``) in just the signed bits that hold the range."""
+    return value[: _range_width(term_range)].as_signed()

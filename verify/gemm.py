@@ -214,7 +214,7 @@ def _ws_depth(rows):
 def _toplevel(kind, dataflow):
     spec = get_kind(kind)
     if dataflow == LEAN_FPGA:
-        return f"{spec.name}_lean_array"
+        return spec.lean_array_module
     return spec.ws_array_module if dataflow == WEIGHT_STATIONARY else spec.array_module
 
 

@@ -443,6 +443,11 @@ class PEKind:
 
     # -- lean FPGA rule (hw.fpga_array) ----------------------------------------------
 
+    @property
+    def lean_array_module(self):
+        """Module (and unit) name of the kind's lean FPGA array (:mod:`hw.fpga_array`), e.g. ``int4_lean_array``."""
+        return f"{self.name}_lean_array"
+
     #: The kind has a lean FPGA array (:class:`hw.fpga_array.LeanSystolicArray`):
     #: it implements :meth:`lean_a`, :meth:`lean_b`, :meth:`lean_product` and
     #: the per-row / per-column terms, with ``product(a, b, modes) ==
@@ -451,6 +456,10 @@ class PEKind:
     fpga_lean = False
     #: A rewritten A code whose lean product is 0 for every B code (fed where ``valid`` is 0).
     lean_zero_a = 0
+    #: Mode inputs the lean rule reads along the left edge (:meth:`lean_a`, :meth:`row_term`)
+    #: and along the top edge (:meth:`lean_b`, :meth:`col_term`); None: all of them.
+    lean_row_modes = None
+    lean_col_modes = None
     #: Range of :meth:`lean_product`; of :meth:`row_term` / :meth:`col_term` (None: the kind has none).
     lean_product_range = None
     row_term_range = None

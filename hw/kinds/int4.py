@@ -77,6 +77,7 @@ class Int4Kind(IntegerKind):
     lean_product_range = INT4.scale_range(INT4.value_range())
     row_term_range = ProductRange(8 * INT_OPERAND_RANGE.lo, 8 * INT_OPERAND_RANGE.hi).union(ProductRange(0, 0))
     col_term_range = ProductRange(8 * INT4.min_value, 8 * INT4.max_value)
+    lean_row_modes = lean_col_modes = ("a_signed", "b_signed")
 
     def lean_a(self, a, modes):
         a = Value.cast(a)

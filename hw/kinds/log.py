@@ -89,6 +89,7 @@ class LogKind(IntegerKind):
     lean_product_range = FP4_RADIX4.scale_range(INT4.value_range())
     row_term_range = FP4_RADIX4.scale_range(ProductRange(8, 8))
     col_term_range = None
+    lean_row_modes = lean_col_modes = ("b_signed",)
 
     def lean_b(self, b, modes):
         b = Value.cast(b)
