@@ -54,7 +54,6 @@ import psutil
 
 from fourbit.util.cli import OneLineParser, bit_flag, non_negative_int, positive_int, run_main
 from fourbit.util.files import write_atomically, write_text_atomically
-from hw.engine.engine import LEAN_MAX_K
 from hw.kinds import KINDS
 
 from .platforms import BOARDS, PLL_CLOCK_NET, BoardTop, unknown_board_message, yowasp_env
@@ -369,7 +368,7 @@ def prepare(
             "rows": rows,
             "cols": cols,
             "macs": rows * cols,
-            "acc_width": top_acc_width(pe, lean),
+            "acc_width": top_acc_width(pe, lean, depth),
             "depth": depth,
             **({"lean": True} if lean else {}),
         },
@@ -669,9 +668,9 @@ def _clock_text(clock):
     return f"{clock['board_clock_mhz'] / clock['clock_div']:g} MHz"
 
 
-def top_acc_width(pe, lean=False):
-    """Result width of the engine of ``pe`` (a lean engine's: sized for :data:`hw.engine.LEAN_MAX_K`)."""
-    return KINDS[pe].lean_acc_width(LEAN_MAX_K) if lean else KINDS[pe].default_acc_width
+def top_acc_width(pe, lean=False, depth=256):
+    """Result width of the engine of ``pe`` (a lean engine's: sized for K = ``depth``, one RUN)."""
+    return KINDS[pe].lean_acc_width(depth) if lean else KINDS[pe].default_acc_width
 
 
 def _optional_positive(text):

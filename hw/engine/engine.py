@@ -29,11 +29,7 @@ from ..kinds import KINDS, get_kind
 from .protocol import INFO_LENGTH, MODE_FLAGS, Command, Status, info_reply
 from .uart import UARTReceiver, UARTTransmitter
 
-__all__ = ["GemmEngine", "LEAN_MAX_K"]
-
-#: Declared K of a lean engine's accumulators by default (int4: 20-bit PE
-#: accumulators, 21-bit results; log: 28 / 29 bits).
-LEAN_MAX_K = 4096
+__all__ = ["GemmEngine"]
 
 
 def _bytes(bits):
@@ -63,8 +59,8 @@ class GemmEngine(wiring.Component):
         protocol and results, fewer LUTs per MAC.
     max_k : int, optional
         With ``lean``: the declared K its accumulators are sized for (default
-        :data:`LEAN_MAX_K`); the host runs a longer K as several GEMMs and adds
-        their results (:func:`boards.host.run_gemm`).
+        ``depth``, the longest K of one RUN); the host runs a longer K as
+        several GEMMs and adds their results (:func:`boards.host.run_gemm`).
 
     Attributes
     ----------
@@ -88,7 +84,7 @@ class GemmEngine(wiring.Component):
             raise TypeError(f"GemmEngine: lean must be a bool, not {lean!r}")
         self.lean = lean
         if lean:
-            max_k = LEAN_MAX_K if max_k is None else max_k
+            max_k = depth if max_k is None else max_k
             self.array = LeanSystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=max_k)
         else:
             if max_k is not None:
