@@ -207,9 +207,14 @@ class ClockedEngine(wiring.Component):
         self.clock_div, self.board_hz = _check_clock_div(type(self).__name__, clock_div), board_hz
         self.pll = _check_pll(type(self).__name__, pll, clock_div)
         engine_hz = board_hz / clock_div if pll is None else pll.out_hz
-        self.engine = GemmEngine(
-            kind=kind, rows=rows, cols=cols, depth=depth, divisor=uart_divisor(engine_hz), lean=lean, max_k=max_k
-        )
+        try:
+            self.engine = GemmEngine(
+                kind=kind, rows=rows, cols=cols, depth=depth, divisor=uart_divisor(engine_hz), lean=lean, max_k=max_k
+            )
+        except (TypeError, ValueError):
+            # A refused engine is not an unused design: no UnusedElaboratable warning.
+            self._MustUse__silence = True
+            raise
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
 
     def elaborate(self, platform):
@@ -293,19 +298,19 @@ class BoardTop(Elaboratable):
         try:
             _check_clock_div(type(self).__name__, clock_div)
             self.pll = _check_pll(type(self).__name__, pll, clock_div)
+            probe = ClockedEngine(
+                kind=kind,
+                rows=rows,
+                cols=cols,
+                board_hz=4 * clock_div * BAUD,
+                depth=depth,
+                clock_div=clock_div,
+                pll=pll,
+                lean=lean,
+            )
         except (TypeError, ValueError):
             self._MustUse__silence = True
             raise
-        probe = ClockedEngine(
-            kind=kind,
-            rows=rows,
-            cols=cols,
-            board_hz=4 * clock_div * BAUD,
-            depth=depth,
-            clock_div=clock_div,
-            pll=pll,
-            lean=lean,
-        )
         probe._MustUse__silence = probe.engine._MustUse__silence = True
         probe.engine.array._MustUse__silence = True
 

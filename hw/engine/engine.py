@@ -76,25 +76,30 @@ class GemmEngine(wiring.Component):
     """
 
     def __init__(self, *, kind, rows, cols, divisor, depth=256, acc_width=None, lean=False, max_k=None):
-        self.depth = check_int("GemmEngine", "depth", depth, minimum=1)
-        if depth > 0xFFFF:
-            raise ValueError(f"GemmEngine: depth must be <= 65535 (a u16 count), not {depth}")
-        self.divisor = check_int("GemmEngine", "divisor", divisor, minimum=4)
-        if not isinstance(lean, bool):
-            raise TypeError(f"GemmEngine: lean must be a bool, not {lean!r}")
-        self.lean = lean
-        if lean:
-            max_k = depth if max_k is None else max_k
-            self.array = LeanSystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=max_k)
-        else:
-            if max_k is not None:
-                raise ValueError("GemmEngine: max_k sizes the lean array only (lean=True)")
-            # max_k=1: the host, not the generator, keeps K within the overflow bound
-            # (it reads acc_width from INFO and splits larger K).
-            # Without an acc_width, the kind's own default (not the lean width for max_k=1).
-            if acc_width is None and (not isinstance(kind, str) or kind in KINDS):
-                acc_width = get_kind(kind).default_acc_width
-            self.array = SystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=1)
+        try:
+            self.depth = check_int("GemmEngine", "depth", depth, minimum=1)
+            if depth > 0xFFFF:
+                raise ValueError(f"GemmEngine: depth must be <= 65535 (a u16 count), not {depth}")
+            self.divisor = check_int("GemmEngine", "divisor", divisor, minimum=4)
+            if not isinstance(lean, bool):
+                raise TypeError(f"GemmEngine: lean must be a bool, not {lean!r}")
+            self.lean = lean
+            if lean:
+                max_k = depth if max_k is None else max_k
+                self.array = LeanSystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=max_k)
+            else:
+                if max_k is not None:
+                    raise ValueError("GemmEngine: max_k sizes the lean array only (lean=True)")
+                # max_k=1: the host, not the generator, keeps K within the overflow bound
+                # (it reads acc_width from INFO and splits larger K).
+                # Without an acc_width, the kind's own default (not the lean width for max_k=1).
+                if acc_width is None and (not isinstance(kind, str) or kind in KINDS):
+                    acc_width = get_kind(kind).default_acc_width
+                self.array = SystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=1)
+        except (TypeError, ValueError):
+            # A refused engine is not an unused design: no UnusedElaboratable warning.
+            self._MustUse__silence = True
+            raise
         self.kind, self.rows, self.cols = self.array.kind, rows, cols
         self.acc_width = self.array.acc_width
         # The accumulators' overflow bound (None: floating point): the host's K limit.
