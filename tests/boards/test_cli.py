@@ -395,3 +395,27 @@ def test_boards_registry():
     assert set(BOARDS) == {"icebreaker", "ulx3s"}
     assert BOARDS["icebreaker"].device == "iCE40UP5K-SG48"
     assert BOARDS["ulx3s"].device == "LFE5U-85F-BG381"
+
+
+def test_density_bad_input(capsys, tmp_path):
+    from boards.density import main as density_main
+
+    status, err = _run(density_main, "--kinds", "fp16", "--out", str(tmp_path), capsys=capsys)
+    assert status == 2 and len(err) == 1 and "has no lean FPGA array" in err[0]
+    status, err = _run(density_main, "--variants", "lean:x", "--out", str(tmp_path), capsys=capsys)
+    assert status == 2 and len(err) == 1 and "unknown variant 'lean:x'" in err[0]
+
+
+def test_density_synthesizes_and_resumes(capsys, tmp_path):
+    """A real 1x1 point of each variant on ECP5 (seconds), then a rerun that synthesizes nothing."""
+    from boards.density import main as density_main
+
+    args = ("--families", "ecp5", "--sizes", "1", "--variants", "plain", "lean:256", "--out", str(tmp_path))
+    assert density_main(list(args)) == 0
+    first = capsys.readouterr()
+    rows = [line for line in first.out.splitlines() if line.startswith("| ecp5")]
+    assert len(rows) == 2 and all(int(row.split("|")[6]) > 0 for row in rows)  # LUT4s
+    assert "16 / 17" in rows[1]  # K = 256: 16-bit PE accumulators, 17-bit results
+    assert density_main(list(args)) == 0
+    second = capsys.readouterr()
+    assert second.out == first.out and second.err == ""
