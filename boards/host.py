@@ -18,7 +18,11 @@ a simulated UART). :func:`run_gemm` tiles any M x K x N GEMM onto the
 board's R x C array with :func:`hw.tiling.schedule` (zero-padded R x C
 output tiles), loads each tile's operands in chunks of at most ``depth`` k
 (later chunks RUN with ACCUMULATE, so the arithmetic is exactly that of one
-long tile) and reassembles C with :func:`hw.tiling.assemble`.
+long tile) and reassembles C with :func:`hw.tiling.assemble`. An integer
+GEMM whose K the accumulators might not hold (above the overflow bound of
+the width INFO reports: a lean engine's accumulators are sized for a declared
+K, :mod:`hw.fpga_array`) runs as GEMMs of K chunks they do hold, whose
+results the host adds (exact int64 sums).
 
 Limits: M, K and N are at most :data:`MAX_DIMENSION`, each of the element
 counts M*K, K*N and M*N at most :data:`MAX_ELEMENTS`, and the MACs M*K*N at
@@ -180,8 +184,8 @@ def run_gemm(board, pe, a, b, *, a_signed=True, b_signed=True):
     Raises
     ------
     hw.kinds.GemmInputError
-        Bad operands, a GEMM the board's array cannot run, or a K that could
-        overflow its accumulators.
+        Bad operands, a GEMM the board's array cannot run, or accumulators
+        that cannot hold even one product.
     BoardError
         The board misbehaved.
     """
@@ -192,9 +196,18 @@ def run_gemm(board, pe, a, b, *, a_signed=True, b_signed=True):
     a_bits, b_bits = gemm.operand_bits(a, b, a_signed=a_signed, b_signed=b_signed)
     k = a.shape[1]
     if not kind.is_float and k > kind.max_k(info.acc_width):
-        raise GemmError(
-            f"K={k} can overflow the board's {info.acc_width}-bit accumulators (at most {kind.max_k(info.acc_width)})"
-        )
+        # A K the accumulators might not hold runs as GEMMs of K chunks they do hold,
+        # added here: integer sums, exact in int64.
+        limit = kind.max_k(info.acc_width)
+        if limit < 1:
+            raise GemmError(f"the board's {info.acc_width}-bit accumulators cannot hold one {pe} product")
+        total = None
+        for start in range(0, k, limit):
+            part = run_gemm(
+                board, pe, a[:, start : start + limit], b[start : start + limit], a_signed=a_signed, b_signed=b_signed
+            )
+            total = part if total is None else total + part
+        return total
     plan = tiling.schedule(a_bits, b_bits, info.rows, info.cols)
     spacing = plan.cycles // len(plan.tiles)
     flags = Flag(0)

@@ -190,6 +190,10 @@ class ClockedEngine(wiring.Component):
         Divider of the board clock for the engine (>= 1).
     pll : boards.pll.PLLConfig, optional
         Clock the engine from the device PLL instead (``clock_div`` must be 1).
+    lean : bool
+        The engine's lean FPGA array (:class:`hw.fpga_array.LeanSystolicArray`).
+    max_k : int, optional
+        With ``lean``: the K its accumulators are sized for (:class:`hw.engine.GemmEngine`).
 
     Attributes
     ----------
@@ -199,11 +203,18 @@ class ClockedEngine(wiring.Component):
         UART to the host (idle high).
     """
 
-    def __init__(self, *, kind, rows, cols, board_hz, depth=256, clock_div=1, pll=None):
+    def __init__(self, *, kind, rows, cols, board_hz, depth=256, clock_div=1, pll=None, lean=False, max_k=None):
         self.clock_div, self.board_hz = _check_clock_div(type(self).__name__, clock_div), board_hz
         self.pll = _check_pll(type(self).__name__, pll, clock_div)
         engine_hz = board_hz / clock_div if pll is None else pll.out_hz
-        self.engine = GemmEngine(kind=kind, rows=rows, cols=cols, depth=depth, divisor=uart_divisor(engine_hz))
+        try:
+            self.engine = GemmEngine(
+                kind=kind, rows=rows, cols=cols, depth=depth, divisor=uart_divisor(engine_hz), lean=lean, max_k=max_k
+            )
+        except (TypeError, ValueError):
+            # A refused engine is not an unused design: no UnusedElaboratable warning.
+            self._MustUse__silence = True
+            raise
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1)})
 
     def elaborate(self, platform):
@@ -275,21 +286,31 @@ class BoardTop(Elaboratable):
         Divider of the board clock for the engine (>= 1).
     pll : boards.pll.PLLConfig, optional
         Clock the engine from the device PLL (made for the board clock).
+    lean : bool
+        The engine's lean FPGA array (:mod:`hw.fpga_array`).
     """
 
-    def __init__(self, *, kind, rows, cols, depth=256, clock_div=1, pll=None):
+    def __init__(self, *, kind, rows, cols, depth=256, clock_div=1, pll=None, lean=False):
         self.kind, self.rows, self.cols, self.depth, self.clock_div = kind, rows, cols, depth, clock_div
+        self.lean = lean
         # Validate eagerly (the board clock is only known with the platform);
         # a refused top is not an unused design (no UnusedElaboratable warning).
         try:
             _check_clock_div(type(self).__name__, clock_div)
             self.pll = _check_pll(type(self).__name__, pll, clock_div)
+            probe = ClockedEngine(
+                kind=kind,
+                rows=rows,
+                cols=cols,
+                board_hz=4 * clock_div * BAUD,
+                depth=depth,
+                clock_div=clock_div,
+                pll=pll,
+                lean=lean,
+            )
         except (TypeError, ValueError):
             self._MustUse__silence = True
             raise
-        probe = ClockedEngine(
-            kind=kind, rows=rows, cols=cols, board_hz=4 * clock_div * BAUD, depth=depth, clock_div=clock_div, pll=pll
-        )
         probe._MustUse__silence = probe.engine._MustUse__silence = True
         probe.engine.array._MustUse__silence = True
 
@@ -303,6 +324,7 @@ class BoardTop(Elaboratable):
             depth=self.depth,
             clock_div=self.clock_div,
             pll=self.pll,
+            lean=self.lean,
         )
         if self.pll is not None and self.pll.in_hz != platform.default_clk_frequency:
             raise ValueError(

@@ -52,7 +52,7 @@ import time
 
 import psutil
 
-from fourbit.util.cli import OneLineParser, non_negative_int, positive_int, run_main
+from fourbit.util.cli import OneLineParser, bit_flag, non_negative_int, positive_int, run_main
 from fourbit.util.files import write_atomically, write_text_atomically
 from hw.kinds import KINDS
 
@@ -318,6 +318,7 @@ def prepare(
     clock_mhz=None,
     pack_only=False,
     keep_bitstream=True,
+    lean=False,
 ):
     """Elaborate the engine for ``board`` into a :class:`BuildJob` (see :func:`synthesize` for the parameters).
 
@@ -348,7 +349,7 @@ def prepare(
         clock_div = 1
         pll = plan_pll(spec.family, board_hz, clock_mhz * 1e6)
     clock_div = spec.clock_div(pe) if clock_div is None else clock_div
-    top = BoardTop(kind=pe, rows=rows, cols=cols, depth=depth, clock_div=clock_div, pll=pll)
+    top = BoardTop(kind=pe, rows=rows, cols=cols, depth=depth, clock_div=clock_div, pll=pll, lean=lean)
     if pack_only:
         nextpnr_opts = "--pack-only --timing-allow-fail"
     else:
@@ -367,8 +368,9 @@ def prepare(
             "rows": rows,
             "cols": cols,
             "macs": rows * cols,
-            "acc_width": top_acc_width(pe),
+            "acc_width": top_acc_width(pe, lean, depth),
             "depth": depth,
+            **({"lean": True} if lean else {}),
         },
         clock=clock,
         seed=seed,
@@ -588,6 +590,7 @@ def synthesize(
     clock_mhz=None,
     pack_only=False,
     progress=None,
+    lean=False,
 ):
     """Build the GEMM engine for ``board`` here; return the report dict (also written to ``report.json``).
 
@@ -618,6 +621,8 @@ def synthesize(
         the packed utilisation, no Fmax and no bitstream, and no
         ``report.json`` is written. Packing is necessary for a fit, not
         sufficient: placement and routing can still fail near 100%.
+    lean : bool
+        The engine's lean FPGA array (:mod:`hw.fpga_array`; int4 and log).
     progress : callable, optional
         Called with one line saying what is being built and where the tools'
         output goes (large ECP5 builds run for tens of minutes).
@@ -642,12 +647,14 @@ def synthesize(
         clock_div=clock_div,
         clock_mhz=clock_mhz,
         pack_only=pack_only,
+        lean=lean,
     )
     out = pathlib.Path(out if out is not None else REPO_ROOT / "build" / "boards" / board).resolve()
     if progress is not None:
         a = job.array
         progress(
-            f"{board}: {'packing' if pack_only else 'building'} the {a['pe']} {a['rows']}x{a['cols']} engine "
+            f"{board}: {'packing' if pack_only else 'building'} the {a['pe']} {a['rows']}x{a['cols']} "
+            f"{'lean ' if lean else ''}engine "
             f"({_clock_text(job.clock)}); tool logs in {out / (NAME + '.rpt')} (Yosys) and "
             f"{out / (NAME + '.tim')} (nextpnr), their warnings and errors in build.log"
         )
@@ -661,8 +668,9 @@ def _clock_text(clock):
     return f"{clock['board_clock_mhz'] / clock['clock_div']:g} MHz"
 
 
-def top_acc_width(pe):
-    return KINDS[pe].default_acc_width
+def top_acc_width(pe, lean=False, depth=256):
+    """Result width of the engine of ``pe`` (a lean engine's: sized for K = ``depth``, one RUN)."""
+    return KINDS[pe].lean_acc_width(depth) if lean else KINDS[pe].default_acc_width
 
 
 def _optional_positive(text):
@@ -710,6 +718,9 @@ def main(argv=None, prog=None):
         help="run the engine from the device PLL at the nearest frequency it makes to this (MHz)",
     )
     parser.add_argument("--seed", type=non_negative_int, default=1, help="nextpnr placer seed (default 1)")
+    parser.add_argument(
+        "--lean", type=bit_flag, default=False, help="1: the lean FPGA array (hw.fpga_array; int4, log); default 0"
+    )
     parser.add_argument("--out", default=None, help="build directory (default build/boards/<board>)")
     args = parser.parse_args(argv)
     prog = parser.prog
@@ -724,6 +735,7 @@ def main(argv=None, prog=None):
             clock_div=args.clock_div,
             clock_mhz=args.clock_mhz,
             seed=args.seed,
+            lean=bool(args.lean),
             progress=lambda line: print(line, file=sys.stderr, flush=True),
         )
     except (ValueError, TypeError) as error:

@@ -15,6 +15,7 @@ import functools
 from .array import SystolicArray
 from .datapath import FP4Encoder, FP16Post, GradPost, Requantizer, TrainDatapath
 from .engine import GemmEngine
+from .fpga_array import LeanSystolicArray
 from .kinds import KINDS, default_kind
 from .pe import ProcessingElement
 from .ws_array import WeightStationaryArray, default_depth
@@ -108,6 +109,22 @@ def _catalog():
         for kind in kinds
         if kind.weight_stationary
     ]
+    lean_arrays = [
+        Unit(
+            kind.lean_array_module,
+            functools.partial(LeanSystolicArray, kind=kind),
+            {
+                "rows": ARRAY_DEFAULTS["rows"],
+                "cols": ARRAY_DEFAULTS["cols"],
+                "acc_width": kind.lean_acc_width(ARRAY_DEFAULTS["max_k"]),
+                "max_k": ARRAY_DEFAULTS["max_k"],
+            },
+            f"lean FPGA output-stationary R x C array of {kind.name} PEs (hw/fpga_array.py): "
+            "mode logic at the edges, row/column correction sums, product register",
+        )
+        for kind in kinds
+        if kind.fpga_lean
+    ]
     others = [
         Unit(
             "train_datapath",
@@ -158,7 +175,7 @@ def _catalog():
             "block-RAM operand and result buffers, one systolic array of `pe`",
         ),
     ]
-    return {unit.kind: unit for unit in standalone + arrays + ws_arrays + others}
+    return {unit.kind: unit for unit in standalone + arrays + ws_arrays + lean_arrays + others}
 
 
 #: Every unit kind by name: standalone PEs, arrays, the datapath, the engine.

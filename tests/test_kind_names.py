@@ -25,7 +25,7 @@ HOMONYMS = {
 def _kind_names():
     names = set()
     for kind in KINDS.values():
-        names |= {kind.name, kind.array_module, kind.ws_array_module}
+        names |= {kind.name, kind.array_module, kind.ws_array_module, kind.lean_array_module}
         if kind.standalone is not None:
             names.add(kind.standalone.module)
     return names

@@ -4,7 +4,7 @@ Example::
 
     python -m verify.gemm --pe int4 --rows 4 --cols 4 --a A.npy --b B.npy --out C.npy \\
         [--a-signed 0|1] [--b-signed 0|1] [--sim icarus|verilator|verilator-cocotb] [--array dedicated|KIND] \\
-        [--dataflow os|ws]
+        [--dataflow os|ws|os-lean]
     python -m verify.gemm --pe mxfp4 --rows 4 --cols 4 --a A.npy --a-scales AS.npy --b B.npy --b-scales BS.npy \\
         --out C.npy [--sim ...]
 
@@ -34,7 +34,9 @@ same raw outputs on both, so the results are bit-identical. ``--dataflow ws``
 runs the GEMM on the kind's weight-stationary array instead (:mod:`hw.ws_array`,
 chunk depth :func:`hw.ws_array.default_depth`, :func:`hw.tiling.ws_schedule`),
 on every simulator (the native harness runs a weight-stationary schedule in
-one thread). It checks nothing itself. The integer
+one thread). ``--dataflow os-lean`` runs it on the kind's lean FPGA
+output-stationary array (:mod:`hw.fpga_array`; the kinds with a lean rule
+only), with the output-stationary schedule. It checks nothing itself. The integer
 accumulator is the kind's default width unless K exceeds its overflow bound;
 then the narrowest width that cannot overflow for this K is generated instead.
 
@@ -71,6 +73,7 @@ __all__ = [
     "COCOTB_VERILATOR",
     "ARRAYS",
     "DATAFLOWS",
+    "LEAN_FPGA",
     "GemmError",
     "GemmResult",
     "Gemm",
@@ -95,9 +98,10 @@ PES = tuple(GEMMS)
 #: ``--array``: the GEMM's dedicated array, or any kind's array that runs it.
 DEDICATED = "dedicated"
 ARRAYS = (DEDICATED, *KINDS)
-#: ``--dataflow``: output-stationary (:mod:`hw.array`, the default) or weight-stationary (:mod:`hw.ws_array`).
-OUTPUT_STATIONARY, WEIGHT_STATIONARY = "os", "ws"
-DATAFLOWS = (OUTPUT_STATIONARY, WEIGHT_STATIONARY)
+#: ``--dataflow``: output-stationary (:mod:`hw.array`, the default), weight-stationary (:mod:`hw.ws_array`)
+#: or the lean FPGA output-stationary array (:mod:`hw.fpga_array`).
+OUTPUT_STATIONARY, WEIGHT_STATIONARY, LEAN_FPGA = "os", "ws", "os-lean"
+DATAFLOWS = (OUTPUT_STATIONARY, WEIGHT_STATIONARY, LEAN_FPGA)
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 BUILD_ROOT = REPO_ROOT / "build" / "gemm"
 #: Bump when the way ArrayBuild generates an array changes (part of the cache key;
@@ -165,6 +169,8 @@ def operand_bits(pe, a, b, *, a_signed=True, b_signed=True, a_scales=None, b_sca
 #: The sources the array Verilog derives from: hw.array's own imports (see
 #: tests/verify/test_gemm.py::test_fingerprint_covers_the_generator), the formats, and
 #: the conversion to Verilog (rtl_gen.generate.to_verilog).
+#: The lean FPGA array's own sources, in the key of its builds only (the other builds' caches stay valid).
+LEAN_SOURCES = ("hw/fpga_array.py", "hw/pipeline.py")
 GENERATOR_SOURCES = (
     "hw/array.py",
     "hw/ws_array.py",
@@ -185,12 +191,15 @@ def _fingerprint(kind, rows, cols, acc_width, dataflow=OUTPUT_STATIONARY):
     import amaranth
 
     digest = hashlib.sha256()
-    files = sorted({path for pattern in GENERATOR_SOURCES for path in REPO_ROOT.glob(pattern)})
+    patterns = GENERATOR_SOURCES + (LEAN_SOURCES if dataflow == LEAN_FPGA else ())
+    files = sorted({path for pattern in patterns for path in REPO_ROOT.glob(pattern)})
     for path in files:
         digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0" + path.read_bytes())
     parameters = (BUILD_RECIPE, amaranth.__version__, kind, rows, cols, acc_width)
-    if dataflow != OUTPUT_STATIONARY:  # the output-stationary key as it always was: its caches stay valid
+    if dataflow == WEIGHT_STATIONARY:  # the output-stationary key as it always was: its caches stay valid
         parameters += (dataflow, _ws_depth(rows))
+    elif dataflow != OUTPUT_STATIONARY:
+        parameters += (dataflow,)
     digest.update(repr(parameters).encode())
     return digest.hexdigest()
 
@@ -204,6 +213,8 @@ def _ws_depth(rows):
 
 def _toplevel(kind, dataflow):
     spec = get_kind(kind)
+    if dataflow == LEAN_FPGA:
+        return spec.lean_array_module
     return spec.ws_array_module if dataflow == WEIGHT_STATIONARY else spec.array_module
 
 
@@ -219,6 +230,10 @@ def _array_verilog(kind, rows, cols, acc_width, dataflow=OUTPUT_STATIONARY):
         array = WeightStationaryArray(
             kind=kind, rows=rows, cols=cols, depth=_ws_depth(rows), acc_width=acc_width, max_k=max_k
         )
+    elif dataflow == LEAN_FPGA:
+        from hw.fpga_array import LeanSystolicArray
+
+        array = LeanSystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=max_k)
     else:
         from hw.array import SystolicArray
 
@@ -242,9 +257,11 @@ class ArrayBuild:
         ``verilator-cocotb`` a cocotb model (:class:`verify.simulator.HDLBuild`).
     build_root : path
         Cache root (default ``build/gemm``); the build lives in
-        ``<root>/<kind>_<R>x<C>_acc<W>/<sim>`` (``<kind>_ws<depth>_<R>x<C>_acc<W>`` weight-stationary).
-    dataflow : {"os", "ws"}
-        Output-stationary (:mod:`hw.array`) or weight-stationary (:mod:`hw.ws_array`).
+        ``<root>/<kind>_<R>x<C>_acc<W>/<sim>`` (``<kind>_ws<depth>_<R>x<C>_acc<W>`` weight-stationary,
+        ``<kind>_lean_<R>x<C>_acc<W>`` lean FPGA).
+    dataflow : {"os", "ws", "os-lean"}
+        Output-stationary (:mod:`hw.array`), weight-stationary (:mod:`hw.ws_array`) or lean FPGA
+        (:mod:`hw.fpga_array`).
     """
 
     def __init__(self, *, kind, rows, cols, acc_width, sim, build_root=BUILD_ROOT, dataflow=OUTPUT_STATIONARY):
@@ -264,7 +281,11 @@ class ArrayBuild:
             self.b_port, self.controls = "b_in", ("valid", "clear", "last")
         self.rows, self.cols, self.acc_width = rows, cols, acc_width
         self.toplevel = _toplevel(kind, dataflow)
-        shape = f"{rows}x{cols}" if dataflow == OUTPUT_STATIONARY else f"ws{_ws_depth(rows)}_{rows}x{cols}"
+        shape = {
+            OUTPUT_STATIONARY: f"{rows}x{cols}",
+            WEIGHT_STATIONARY: f"ws{_ws_depth(rows)}_{rows}x{cols}",
+            LEAN_FPGA: f"lean_{rows}x{cols}",
+        }[dataflow]
         self.directory = pathlib.Path(build_root).resolve() / f"{kind}_{shape}_acc{acc_width}" / sim
         # The cache key is a fingerprint of everything the Verilog and the model
         # derive from (the generator's sources and the parameters here, the
@@ -427,6 +448,8 @@ def run_gemms(gemms, *, rows, cols, sim="icarus", array="dedicated", build_root=
         raise GemmError(f"unknown --sim {sim!r} (choose from {', '.join(SIMULATORS)})")
     if dataflow == WEIGHT_STATIONARY and not get_kind(kind).weight_stationary:
         raise GemmError(f"the {kind} array is output-stationary only: --dataflow ws does not apply")
+    if dataflow == LEAN_FPGA and not get_kind(kind).fpga_lean:
+        raise GemmError(f"the {kind} kind has no lean FPGA array: --dataflow {LEAN_FPGA} does not apply")
     operands = [
         operand_bits(g.pe, g.a, g.b, a_signed=g.a_signed, b_signed=g.b_signed, a_scales=g.a_scales, b_scales=g.b_scales)
         for g in gemms
@@ -506,8 +529,9 @@ def run_gemm(
         ``dedicated`` or a kind of :data:`hw.kinds.KINDS` that runs ``pe``.
     build_root : path
         Build cache root.
-    dataflow : {"os", "ws"}
-        Output-stationary array (:mod:`hw.array`) or weight-stationary (:mod:`hw.ws_array`).
+    dataflow : {"os", "ws", "os-lean"}
+        Output-stationary array (:mod:`hw.array`), weight-stationary (:mod:`hw.ws_array`) or the
+        lean FPGA output-stationary array (:mod:`hw.fpga_array`).
 
     Returns
     -------
@@ -640,7 +664,8 @@ def _parser(prog=None):
         default=OUTPUT_STATIONARY,
         choices=DATAFLOWS,
         help="os: output-stationary array (default); ws: weight-stationary array (weights held in the PEs, "
-        "A streamed, partial sums down the columns)",
+        "A streamed, partial sums down the columns); os-lean: the lean FPGA output-stationary array "
+        "(kinds with a lean rule)",
     )
     parser.add_argument(
         "--verbose", action="store_true", help="summary line with accumulator width and simulation time"

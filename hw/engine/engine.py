@@ -24,6 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from .._params import check_int
 from ..array import SystolicArray
+from ..fpga_array import LeanSystolicArray
 from ..kinds import KINDS, get_kind
 from .protocol import INFO_LENGTH, MODE_FLAGS, Command, Status, info_reply
 from .uart import UARTReceiver, UARTTransmitter
@@ -50,7 +51,16 @@ class GemmEngine(wiring.Component):
         Words of each operand buffer: the largest K of one LOAD/RUN (default
         256: one iCE40 block RAM deep). Larger K runs as several RUNs.
     acc_width : int, optional
-        Accumulator bits (default: the kind's default).
+        Accumulator bits (default: the kind's default; with ``lean``, the
+        narrowest result width that holds ``max_k`` products).
+    lean : bool
+        The lean FPGA array (:class:`hw.fpga_array.LeanSystolicArray`, a kind
+        with a lean rule) instead of :class:`hw.array.SystolicArray`: the same
+        protocol and results, fewer LUTs per MAC.
+    max_k : int, optional
+        With ``lean``: the declared K its accumulators are sized for (default
+        ``depth``, the longest K of one RUN); the host runs a longer K as
+        several GEMMs and adds their results (:func:`boards.host.run_gemm`).
 
     Attributes
     ----------
@@ -65,17 +75,31 @@ class GemmEngine(wiring.Component):
         floating point); the host splits nothing to stay below it, it refuses.
     """
 
-    def __init__(self, *, kind, rows, cols, divisor, depth=256, acc_width=None):
-        self.depth = check_int("GemmEngine", "depth", depth, minimum=1)
-        if depth > 0xFFFF:
-            raise ValueError(f"GemmEngine: depth must be <= 65535 (a u16 count), not {depth}")
-        self.divisor = check_int("GemmEngine", "divisor", divisor, minimum=4)
-        # max_k=1: the host, not the generator, keeps K within the overflow bound
-        # (it reads acc_width from INFO and refuses larger K).
-        # Without an acc_width, the kind's own default (not the lean width for max_k=1).
-        if acc_width is None and (not isinstance(kind, str) or kind in KINDS):
-            acc_width = get_kind(kind).default_acc_width
-        self.array = SystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=1)
+    def __init__(self, *, kind, rows, cols, divisor, depth=256, acc_width=None, lean=False, max_k=None):
+        try:
+            self.depth = check_int("GemmEngine", "depth", depth, minimum=1)
+            if depth > 0xFFFF:
+                raise ValueError(f"GemmEngine: depth must be <= 65535 (a u16 count), not {depth}")
+            self.divisor = check_int("GemmEngine", "divisor", divisor, minimum=4)
+            if not isinstance(lean, bool):
+                raise TypeError(f"GemmEngine: lean must be a bool, not {lean!r}")
+            self.lean = lean
+            if lean:
+                max_k = depth if max_k is None else max_k
+                self.array = LeanSystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=max_k)
+            else:
+                if max_k is not None:
+                    raise ValueError("GemmEngine: max_k sizes the lean array only (lean=True)")
+                # max_k=1: the host, not the generator, keeps K within the overflow bound
+                # (it reads acc_width from INFO and splits larger K).
+                # Without an acc_width, the kind's own default (not the lean width for max_k=1).
+                if acc_width is None and (not isinstance(kind, str) or kind in KINDS):
+                    acc_width = get_kind(kind).default_acc_width
+                self.array = SystolicArray(kind=kind, rows=rows, cols=cols, acc_width=acc_width, max_k=1)
+        except (TypeError, ValueError):
+            # A refused engine is not an unused design: no UnusedElaboratable warning.
+            self._MustUse__silence = True
+            raise
         self.kind, self.rows, self.cols = self.array.kind, rows, cols
         self.acc_width = self.array.acc_width
         # The accumulators' overflow bound (None: floating point): the host's K limit.

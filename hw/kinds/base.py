@@ -498,6 +498,50 @@ class PEKind:
             return "binary32 (RNE per add, ascending k)"
         return f"signed {acc_width}-bit two's complement, wraps"
 
+    # -- lean FPGA rule (hw.fpga_array) ----------------------------------------------
+
+    @property
+    def lean_array_module(self):
+        """Module (and unit) name of the kind's lean FPGA array (:mod:`hw.fpga_array`), e.g. ``int4_lean_array``."""
+        return f"{self.name}_lean_array"
+
+    #: The kind has a lean FPGA array (:class:`hw.fpga_array.LeanSystolicArray`):
+    #: it implements :meth:`lean_a`, :meth:`lean_b`, :meth:`lean_product` and
+    #: the per-row / per-column terms, with ``product(a, b, modes) ==
+    #: lean_product(a', b') + row_term(a', modes) + col_term(b', modes)`` for
+    #: ``a' = lean_a(a, modes)``, ``b' = lean_b(b, modes)``, every code and mode.
+    fpga_lean = False
+    #: A rewritten A code whose lean product is 0 for every B code (fed where ``valid`` is 0).
+    lean_zero_a = 0
+    #: Mode inputs the lean rule reads along the left edge (:meth:`lean_a`, :meth:`row_term`)
+    #: and along the top edge (:meth:`lean_b`, :meth:`col_term`); None: all of them.
+    lean_row_modes = None
+    lean_col_modes = None
+    #: Range of :meth:`lean_product`; of :meth:`row_term` / :meth:`col_term` (None: the kind has none).
+    lean_product_range = None
+    row_term_range = None
+    col_term_range = None
+
+    def lean_a(self, a, modes):
+        """A code as the lean PEs take it (Amaranth, once per row where A enters the array)."""
+        return a
+
+    def lean_b(self, b, modes):
+        """B code as the lean PEs take it (once per column)."""
+        return b
+
+    def lean_product(self, a, b):
+        """Product of rewritten codes, without mode inputs (the logic of every lean PE)."""
+        raise NotImplementedError
+
+    def row_term(self, a, modes):
+        """Per-(row, k) term of the product, a function of the rewritten A code and the modes."""
+        raise NotImplementedError
+
+    def col_term(self, b, modes):
+        """Per-(k, column) term of the product, a function of the rewritten B code and the modes."""
+        raise NotImplementedError
+
     # -- GEMMs --------------------------------------------------------------------------
 
     @property

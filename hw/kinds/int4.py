@@ -6,9 +6,11 @@ section 3) has ``a_signed`` only: its ``b`` is INT4. Wrapping two's-complement
 accumulators, 24 bits by default.
 """
 
+from amaranth.hdl import Cat, Mux, Value
+
 from golden.formats import INT4, ProductRange
 
-from ..arith import INT_OPERAND_RANGE
+from ..arith import AMARANTH_OPS, INT_OPERAND_RANGE, row_product
 from .base import FPGAFit, IntegerGemm, IntegerKind, StandaloneTop, int64_tensors, integer_codes, random_codes
 
 __all__ = ["GEMM", "KIND", "PRODUCT_RANGE", "STANDALONE_PRODUCT_RANGE"]
@@ -66,6 +68,36 @@ class Int4Kind(IntegerKind):
     workloads = ("forward",)
     info_code = 0
     fpga = FPGAFit(largest={"icebreaker": (5, 5), "ulx3s": (20, 20)})
+
+    # Lean FPGA rule: a UINT4 code u enters the array as the INT4 code of s = u - 8
+    # (top bit flipped), likewise B; with a = s + 8 ua and b = t + 8 ub,
+    # a * b = s * t + 8 ub a + 8 ua t: an INT4 x INT4 product in every PE, a row
+    # term (8 a where B is UINT4) and a column term (8 t where A is UINT4).
+    fpga_lean = True
+    lean_product_range = INT4.scale_range(INT4.value_range())
+    row_term_range = ProductRange(8 * INT_OPERAND_RANGE.lo, 8 * INT_OPERAND_RANGE.hi).union(ProductRange(0, 0))
+    col_term_range = ProductRange(8 * INT4.min_value, 8 * INT4.max_value)
+    lean_row_modes = lean_col_modes = ("a_signed", "b_signed")
+
+    def lean_a(self, a, modes):
+        a = Value.cast(a)
+        return Cat(a[:3], a[3] ^ ~modes["a_signed"])
+
+    def lean_b(self, b, modes):
+        b = Value.cast(b)
+        return Cat(b[:3], b[3] ^ ~modes["b_signed"])
+
+    def lean_product(self, a, b):
+        return row_product(Value.cast(a).as_signed(), Value.cast(b).as_signed())
+
+    def row_term(self, a, modes):
+        # The original A value: its code is the rewritten one with the top bit flipped back.
+        code = Cat(Value.cast(a)[:3], a[3] ^ ~modes["a_signed"])
+        value = AMARANTH_OPS.to_int(code, 4, modes["a_signed"])
+        return Mux(modes["b_signed"], 0, value << 3)
+
+    def col_term(self, b, modes):
+        return Mux(modes["a_signed"], 0, Value.cast(b).as_signed() << 3)
 
     def golden_products(self, a, b, modes):
         from golden.reference import int_products

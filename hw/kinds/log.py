@@ -8,10 +8,11 @@ them ``g`` and ``x`` (``x_signed``). Wrapping accumulators, 32 bits by default.
 """
 
 import numpy as np
+from amaranth.hdl import Cat, Const, Mux, Value, signed
 
-from golden.formats import FP4_RADIX4, INT4
+from golden.formats import FP4_RADIX4, INT4, ProductRange
 
-from ..arith import INT_OPERAND_RANGE
+from ..arith import AMARANTH_OPS, INT_OPERAND_RANGE
 from .base import (
     FPGAFit,
     GemmInputError,
@@ -80,6 +81,25 @@ class LogKind(IntegerKind):
     workloads = ("backward",)
     info_code = 1
     fpga = FPGAFit(largest={"icebreaker": (4, 4), "ulx3s": (20, 20)})
+
+    # Lean FPGA rule: a UINT4 B code u enters as the INT4 code of t = u - 8 (top
+    # bit flipped); g * (t + 8 ub) = g * t + 8 ub g: an FP4 x INT4 shift in every
+    # PE and a row term (8 g where B is UINT4). A needs no rewriting.
+    fpga_lean = True
+    lean_product_range = FP4_RADIX4.scale_range(INT4.value_range())
+    row_term_range = FP4_RADIX4.scale_range(ProductRange(8, 8))
+    col_term_range = None
+    lean_row_modes = lean_col_modes = ("b_signed",)
+
+    def lean_b(self, b, modes):
+        b = Value.cast(b)
+        return Cat(b[:3], b[3] ^ ~modes["b_signed"])
+
+    def lean_product(self, a, b):
+        return FP4_RADIX4.scale(a, INT4.value(b, AMARANTH_OPS, signed=True), AMARANTH_OPS)
+
+    def row_term(self, a, modes):
+        return Mux(modes["b_signed"], 0, FP4_RADIX4.scale(a, Const(8, signed(5)), AMARANTH_OPS))
 
     def golden_products(self, a, b, modes):
         from golden.reference import log_products

@@ -5,15 +5,16 @@ import os
 import numpy as np
 import pytest
 
-from boards.host import Board, BoardError, run_gemm
+from boards.host import Board, BoardError, BoardInfo, run_gemm
 from boards.host import main as host_main
 from boards.platforms import BOARDS, BoardTop, uart_divisor
 from boards.sweep import headline, table
 from boards.sweep import main as sweep_main
 from boards.synth import _log_utilization, _run_build, netlist_resources, synthesize
 from boards.synth import main as synth_main
+from hw import tiling
 from hw.engine import GemmEngine
-from hw.engine.protocol import Command, Status, info_reply
+from hw.engine.protocol import Command, Flag, Status, info_reply
 from hw.kinds import KINDS as ARRAY_KINDS
 from verify.gemm import GemmError
 
@@ -344,14 +345,77 @@ def test_run_gemm_refuses_before_sending():
     board = Board(ScriptedTransport([_info("fp16")]))
     with pytest.raises(GemmError, match="runs fp16 GEMMs, not int4"):
         run_gemm(board, "int4", a, a.T.copy())
-    # A 10-bit int4 accumulator holds 2 products of -120..225: K = 3 could overflow.
-    board = Board(ScriptedTransport([_info("int4", acc_width=10)]))
-    with pytest.raises(GemmError, match="K=3 can overflow"):
+    # An 8-bit int4 accumulator cannot hold one product of -120..225.
+    board = Board(ScriptedTransport([_info("int4", acc_width=8)]))
+    with pytest.raises(GemmError, match="cannot hold one int4 product"):
         run_gemm(board, "int4", np.zeros((2, 3), dtype=np.int8), np.zeros((3, 2), dtype=np.int8))
     assert bytes(board.transport.written) == bytes([Command.INFO])
+
+
+class EngineModel:
+    """The engine's arithmetic in numpy (wrapping ``acc_width``-bit accumulators), as a :class:`Board`."""
+
+    def __init__(self, *, acc_width, rows=2, cols=2, depth=8):
+        self.inf = BoardInfo(kind="int4", rows=rows, cols=cols, acc_width=acc_width, depth=depth)
+        self.acc = np.zeros((rows, cols), dtype=np.int64)
+        self.runs = []
+
+    def info(self):
+        return self.inf
+
+    def load_a(self, packed):
+        self.a = tiling.unpack_rows(packed, self.inf.rows, 4)
+
+    def load_b(self, packed):
+        self.b = tiling.unpack_rows(packed, self.inf.cols, 4)
+
+    def run(self, k, flags):
+        signed = [bool(flags & Flag.A_SIGNED), bool(flags & Flag.B_SIGNED)]
+        a, b = (tiling.sign_extend(x, 4) if s else x.astype(np.int64) for x, s in zip((self.a[:k], self.b[:k]), signed))
+        start = self.acc if flags & Flag.ACCUMULATE else 0
+        self.acc = start + a.T @ b
+        self.runs.append(k)
+
+    def read_c(self):
+        return (self.acc & ((1 << self.inf.acc_width) - 1)).astype(np.uint64)
+
+
+def test_run_gemm_splits_a_k_the_accumulators_might_not_hold():
+    """K above the overflow bound of the reported width: GEMMs of K chunks, added by the host (exact)."""
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 16, (3, 20)).astype(np.int8), np.full((20, 3), 15, np.int8)
+    board = EngineModel(acc_width=12)  # holds 9 products of -120..225
+    c = run_gemm(board, "int4", a, b, a_signed=False, b_signed=False)
+    assert np.array_equal(c, a.astype(np.int64) @ b)
+    # K chunks of 9, 9 and 2 (each a GEMM: four 2x2 output tiles, RUNs of at most depth 8).
+    assert board.runs == [8, 1] * 8 + [2] * 4
 
 
 def test_boards_registry():
     assert set(BOARDS) == {"icebreaker", "ulx3s"}
     assert BOARDS["icebreaker"].device == "iCE40UP5K-SG48"
     assert BOARDS["ulx3s"].device == "LFE5U-85F-BG381"
+
+
+def test_density_bad_input(capsys, tmp_path):
+    from boards.density import main as density_main
+
+    status, err = _run(density_main, "--kinds", "fp16", "--out", str(tmp_path), capsys=capsys)
+    assert status == 2 and len(err) == 1 and "has no lean FPGA array" in err[0]
+    status, err = _run(density_main, "--variants", "lean:x", "--out", str(tmp_path), capsys=capsys)
+    assert status == 2 and len(err) == 1 and "unknown variant 'lean:x'" in err[0]
+
+
+def test_density_synthesizes_and_resumes(capsys, tmp_path):
+    """A real 1x1 point of each variant on ECP5 (seconds), then a rerun that synthesizes nothing."""
+    from boards.density import main as density_main
+
+    args = ("--families", "ecp5", "--sizes", "1", "--variants", "plain", "lean:256", "--out", str(tmp_path))
+    assert density_main(list(args)) == 0
+    first = capsys.readouterr()
+    rows = [line for line in first.out.splitlines() if line.startswith("| ecp5")]
+    assert len(rows) == 2 and all(int(row.split("|")[6]) > 0 for row in rows)  # LUT4s
+    assert "16 / 17" in rows[1]  # K = 256: 16-bit PE accumulators, 17-bit results
+    assert density_main(list(args)) == 0
+    second = capsys.readouterr()
+    assert second.out == first.out and second.err == ""

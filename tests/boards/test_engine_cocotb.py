@@ -38,7 +38,19 @@ CASES = {
     "log": [case("log", 4, 9, 4, seed=4), case("log", 3, 5, 3, b_signed=False, seed=5)],
     "fp16": [case("fp16", 3, 10, 4, seed=6)],
     "train": [case("int4", 3, 9, 4, a_signed=False, seed=7), case("log", 3, 9, 4, seed=8)],
+    # The lean FPGA array sized for K = 12 (13-bit results, 18 products without overflow):
+    # K = 40 runs as three GEMMs the host adds up, each in ACCUMULATE chunks of depth 8.
+    "int4-lean": [
+        case("int4", 5, 11, 4, seed=1),
+        case("int4", 3, 3, 2, a_signed=False, seed=2),
+        case("int4", 2, 17, 5, b_signed=False, seed=3),
+        case("int4", 2, 0, 3),
+        case("int4", 3, 40, 4, a_signed=False, b_signed=False, seed=10),
+    ],
+    "log-lean": [case("log", 4, 9, 4, seed=4), case("log", 3, 5, 3, b_signed=False, seed=5)],
 }
+#: Declared K of the lean engines simulated here.
+LEAN_MAX_K = 12
 
 
 #: ``python -m boards.host`` arguments for the tty test (int4 on Icarus only:
@@ -46,25 +58,32 @@ CASES = {
 HOST_CLI = ["--pe", "int4", "--m", "3", "--k", "10", "--n", "4", "--seed", "9"]
 
 
-def _simulate(kind, sim, rows, cols, tmp_path, host_cli=None):
+def _simulate(kind, sim, rows, cols, tmp_path, host_cli=None, lean=False):
     # The same divider on both boards; the board clock is chosen for DIVISOR.
     clock_div = BOARDS["icebreaker"].clock_div(kind)
     top = ClockedEngine(
-        kind=kind, rows=rows, cols=cols, board_hz=DIVISOR * clock_div * BAUD, depth=DEPTH, clock_div=clock_div
+        kind=kind,
+        rows=rows,
+        cols=cols,
+        board_hz=DIVISOR * clock_div * BAUD,
+        depth=DEPTH,
+        clock_div=clock_div,
+        lean=lean,
+        max_k=LEAN_MAX_K if lean else None,
     )
     assert top.engine.divisor == DIVISOR
     text = to_verilog(top, "gemm_engine")
     build = HDLBuild(
         toplevel="gemm_engine",
         sim=sim,
-        directory=BUILD / f"{kind}_{rows}x{cols}_d{DEPTH}_div{clock_div}" / sim,
+        directory=BUILD / f"{kind}{'_lean' if lean else ''}_{rows}x{cols}_d{DEPTH}_div{clock_div}" / sim,
         verilog=text,
         stamp=hashlib.sha256(text.encode()).hexdigest(),  # a changed design is rebuilt
         verilator_args=("-Wno-fatal",),
     )
     env = {
         "FOURBIT_UART_BIT_CLOCKS": str(DIVISOR * clock_div),
-        "FOURBIT_ENGINE_CASES": json.dumps(CASES[kind]),
+        "FOURBIT_ENGINE_CASES": json.dumps(CASES[f"{kind}-lean" if lean else kind]),
     }
     if host_cli is not None:
         env["FOURBIT_HOST_CLI"] = json.dumps(host_cli)
@@ -85,3 +104,10 @@ def test_engine_icarus(kind, rows, cols, tmp_path):
 @pytest.mark.parametrize("kind,rows,cols", [("int4", 3, 2), pytest.param("fp16", 1, 2, marks=pytest.mark.slow)])
 def test_engine_verilator(kind, rows, cols, tmp_path):
     _simulate(kind, "verilator", rows, cols, tmp_path)
+
+
+# The lean FPGA engines (hw.fpga_array): as slow as the other Icarus engines, so with the slow tests.
+@pytest.mark.slow
+@pytest.mark.parametrize("kind,rows,cols", [("int4", 2, 3), ("log", 2, 2)])
+def test_lean_engine_icarus(kind, rows, cols, tmp_path):
+    _simulate(kind, "icarus", rows, cols, tmp_path, lean=True)

@@ -11,7 +11,7 @@ import torch
 
 from golden.formats.fp16 import float_to_fp32_bits
 from golden.reference import fp16_gemm, int_gemm, log_gemm
-from verify.gemm import Gemm, run_gemm, run_gemms
+from verify.gemm import Gemm, GemmError, run_gemm, run_gemms
 
 
 def _ints(rng, shape, signed):
@@ -80,9 +80,9 @@ def golden_of(gemm):
     return float_to_fp32_bits(fp16_gemm(a, b)).numpy().astype(np.uint32).view(np.float32)
 
 
-def check_batch(gemms, *, rows, cols, sim, array="dedicated"):
+def check_batch(gemms, *, rows, cols, sim, array="dedicated", dataflow="os"):
     """Run ``gemms`` in one simulation; every result bit for bit equal to golden."""
-    results = run_gemms(gemms, rows=rows, cols=cols, sim=sim, array=array)
+    results = run_gemms(gemms, rows=rows, cols=cols, sim=sim, array=array, dataflow=dataflow)
     for index, (gemm, result) in enumerate(zip(gemms, results)):
         expected = golden_of(gemm)
         assert result.c.dtype == expected.dtype, index
@@ -116,6 +116,49 @@ def test_int4_extremes_k512(sim):
     )
     assert (results[0].c[:3, :2] == 64 * k).all()
     assert (results[1].c == 225 * k).all() and (results[2].c == -120 * k).all()
+
+
+def _lean_batch(rng, k):
+    """Every signedness mode (random, partial tiles), the K extremes, K = 0: one run on one array."""
+    gemms = [
+        Gemm("int4", _ints(rng, (5, 7), a_signed), _ints(rng, (7, 4), b_signed), a_signed=a_signed, b_signed=b_signed)
+        for a_signed in (False, True)
+        for b_signed in (False, True)
+    ]
+    gemms += [
+        Gemm("int4", np.full((3, k), -8, np.int8), np.full((k, 2), -8, np.int8)),
+        Gemm("int4", np.full((3, k), 15, np.int8), np.full((k, 2), 15, np.int8), a_signed=False, b_signed=False),
+        Gemm("int4", np.full((3, k), 15, np.int8), np.full((k, 2), -8, np.int8), a_signed=False),
+        Gemm("int4", np.full((3, k), 0, np.int8), np.full((k, 2), 0, np.int8), a_signed=False, b_signed=False),
+        Gemm("int4", np.zeros((3, 0), np.int8), np.zeros((0, 4), np.int8), a_signed=False),
+    ]
+    return gemms
+
+
+@pytest.mark.parametrize("sim,rows,cols", [("icarus", 2, 3), pytest.param("verilator", 3, 2, marks=pytest.mark.slow)])
+def test_lean_fpga_int4(sim, rows, cols):
+    """The lean FPGA array (hw.fpga_array): every mode switched between GEMMs of one run, K = 512 extremes."""
+    rng = np.random.default_rng(40 + rows)
+    results = check_batch(_lean_batch(rng, 512), rows=rows, cols=cols, sim=sim, dataflow="os-lean")
+    assert (results[4].c == 64 * 512).all() and (results[5].c == 225 * 512).all()
+    assert (results[6].c == -120 * 512).all() and not results[7].c.any() and not results[8].c.any()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_lean_fpga_log(sim):
+    rng = np.random.default_rng(44)
+    g = rng.integers(0, 16, (5, 9)).astype(np.uint8)
+    g[0] = 7  # e = 7: the largest shift
+    g[1] = 15
+    gemms = [Gemm("log", g, _ints(rng, (9, 4), b_signed), b_signed=b_signed) for b_signed in (False, True)]
+    gemms.append(Gemm("log", np.full((2, 64), 7, np.uint8), np.full((64, 3), 15, np.int8), b_signed=False))
+    check_batch(gemms, rows=2, cols=3, sim=sim, dataflow="os-lean")
+
+
+def test_lean_fpga_refuses_a_kind_without_a_lean_rule():
+    with pytest.raises(GemmError, match="no lean FPGA array"):
+        run_gemm("fp16", np.zeros((2, 2), np.float16), np.zeros((2, 2), np.float16), rows=2, cols=2, dataflow="os-lean")
 
 
 def test_k_zero():

@@ -59,6 +59,8 @@ ICARUS_SLOW = {
     "log_engine_4x4",
     "fp16_engine_2x2",
     "train_engine_4x4",
+    "int4_lean_array_4x4",
+    "log_lean_array_4x4",
 }
 #: Verilator: what Icarus covers in the default suite; one build (15-50 s each) in the default suite.
 VERILATOR_DESIGNS = [name for name in DESIGNS if name not in ICARUS_SLOW]
