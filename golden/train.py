@@ -343,8 +343,9 @@ def _recipe_dict(recipe):
     if recipe.quant is None:
         return None
     d = {f.name: getattr(recipe.quant, f.name) for f in dataclasses.fields(recipe.quant)}
-    d["grad_format"] = recipe.quant.grad_format.name
-    d["sawb_c"] = list(d["sawb_c"])
+    if "grad_format" in d:  # a QuantConfig (a BlockConfig holds plain values only)
+        d["grad_format"] = recipe.quant.grad_format.name
+        d["sawb_c"] = list(d["sawb_c"])
     return d
 
 
