@@ -108,14 +108,13 @@ class BlockConfig:
 
 # ---------------------------------------------------------------------------------------------- GEMM
 
-_N_TABLE = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0])  # N = 2 * E2M1 magnitude, by field
+#: ``N = 2 * value`` of every E2M1 code (0x8 is 0), float32.
+_N_TABLE = (2 * E2M1.decode(torch.arange(16))).to(torch.float32)
 
 
 def _int_values(codes):
-    """float32 ``N = 2 * value`` of E2M1 codes (0x8 is 0)."""
-    raw = codes.to(torch.int64)
-    n = _N_TABLE.to(codes.device)[raw & E2M1.magnitude_mask]
-    return torch.where(raw >= 8, -n, n)
+    """float32 ``N = 2 * value`` of E2M1 codes."""
+    return _N_TABLE.to(codes.device)[codes.to(torch.int64)]
 
 
 def block_matmul(a_codes, a_scales, b_codes, b_scales, fmt):
@@ -139,13 +138,16 @@ def block_matmul(a_codes, a_scales, b_codes, b_scales, fmt):
     p = torch.matmul(na, nbv).to(torch.float64)  # (..., nb, M, N), |P| <= 4608
     sa = a_scales.to(torch.int64).transpose(-1, -2).unsqueeze(-1)  # (..., nb, M, 1)
     sb = b_scales.to(torch.int64).unsqueeze(-2)  # (..., nb, 1, N)
+    # P * (scale_a / 4) * scale_b: every factor and product is exact in float64 (|P| < 2^13, the scales
+    # powers of two or E4M3 values, exponents >= -258), so the order of the products does not matter.
     if bf is MXFP4:
-        terms = (p * pow2_f64(sa + sb - 254 - 2)).to(torch.float32)
+        fa, fb = pow2_f64(sa - 127 - 2), pow2_f64(sb - 127)
     else:
-        terms = (p / 4 * bf.scale_values(sa) * bf.scale_values(sb)).to(torch.float32)
+        fa, fb = bf.scale_values(sa) / 4, bf.scale_values(sb)
+    terms = p.mul_(fa).mul_(fb).to(torch.float32)
     acc = torch.zeros((*lead, m, n), dtype=torch.float32, device=terms.device)
     for b in range(nb):
-        acc = acc + terms[..., b, :, :]
+        acc += terms[..., b, :, :]  # one round-to-nearest-even per add, ascending b
     return canonicalize_nan32(acc)
 
 

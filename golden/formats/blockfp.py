@@ -30,6 +30,7 @@ from .base import NumberFormat, Ops
 
 __all__ = [
     "MiniFloatFormat",
+    "FewLevelMiniFloatFormat",
     "PowerOfTwoFormat",
     "BlockFormat",
     "E2M1",
@@ -156,6 +157,25 @@ class MiniFloatFormat(NumberFormat):
         return ((1 << self.mantissa_bits) + (self.max_magnitude & ((1 << self.mantissa_bits) - 1))) << self.max_shift
 
 
+class FewLevelMiniFloatFormat(MiniFloatFormat):
+    """A :class:`MiniFloatFormat` with few magnitudes (E2M1: 8), encoded by a chain of comparisons.
+
+    The field of ``|x|`` is the number of midpoints it passes: ``|x| > mid_i`` where the tie of
+    midpoint ``i`` (between fields ``i`` and ``i + 1``) stays on the even field ``i``, ``|x| >= mid_i``
+    where it goes up to the even ``i + 1``. Equal to :meth:`MiniFloatFormat.encode` (tests compare
+    every tie, its neighbours and random values), about ten times faster than its bucketize on CPU.
+    """
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.float64)
+        magnitude = x.abs()
+        field = torch.zeros(x.shape, dtype=torch.uint8, device=x.device)
+        for i, mid in enumerate((self.magnitudes[:-1] + self.magnitudes[1:]) / 2):
+            field += (magnitude >= mid) if i % 2 else (magnitude > mid)
+        sign = (x < 0) & (field > 0)
+        return field | (sign.to(torch.uint8) << self.sign_bit)
+
+
 class PowerOfTwoFormat(NumberFormat):
     """An unsigned exponent-only scale (E8M0): code ``X`` is ``2^(X - bias)``; ``nan_code`` is NaN."""
 
@@ -175,7 +195,7 @@ class PowerOfTwoFormat(NumberFormat):
         return (k.to(torch.int64) + self.bias).clamp(0, self.max_code).to(torch.uint8)
 
 
-E2M1 = MiniFloatFormat(name="e2m1", exponent_bits=2, mantissa_bits=1, bias=1)
+E2M1 = FewLevelMiniFloatFormat(name="e2m1", exponent_bits=2, mantissa_bits=1, bias=1)
 E4M3 = MiniFloatFormat(name="e4m3", exponent_bits=4, mantissa_bits=3, bias=7, nan_magnitudes=(0x7F,))
 E8M0 = PowerOfTwoFormat(name="e8m0", bits=8, bias=127, nan_code=255)
 
