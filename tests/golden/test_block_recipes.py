@@ -267,3 +267,29 @@ def test_e2m1_comparison_encoder_equals_the_generic_minifloat_encoder():
     x = torch.cat([points, -points, torch.randn(5000, generator=gen, dtype=torch.float64) * 4])
     assert torch.equal(E2M1.encode(x), generic.encode(x))
     assert E2M1.encode(x).dtype == torch.uint8
+
+
+def test_bench_accuracy_table_has_the_block_recipes(tmp_path):
+    import json
+
+    from golden.bench import write_accuracy_table
+
+    runs = (("digits", "mlp", 3, ("fp32", "mxfp4", "nvfp4")),)
+    for recipe, acc in (("fp32", 0.9), ("nvfp4", 0.875)):
+        m = {"test_accuracy": acc, "train_seconds": 1.0, "inexact_grad_steps": 0, "step_seconds_median": 0.1}
+        m.update(threads=1, history=[{"test_accuracy": acc}])
+        (tmp_path / "runs").mkdir(exist_ok=True)
+        (tmp_path / "runs" / f"digits-mlp-{recipe}-e3-s0.json").write_text(json.dumps(m))
+    write_accuracy_table(out=tmp_path, runs=runs)
+    header, _, row = (tmp_path / "accuracy.md").read_text().splitlines()
+    cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in row.split("|")]))
+    assert cells["fp32 top-1 (%)"] == "90.00" and cells["nvfp4 (%)"] == "87.50" and cells["mxfp4 (%)"] == "-"
+    assert cells["nvfp4 - fp32"] == "-2.50"
+
+
+def test_bench_accuracy_unknown_recipe_is_one_line(capsys):
+    from golden.bench import main
+
+    assert main(["accuracy", "--data-dir", "x", "--recipes", "mxfp4,int2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--recipes 'mxfp4,int2': choose from" in err
