@@ -293,3 +293,19 @@ def test_bench_accuracy_unknown_recipe_is_one_line(capsys):
     assert main(["accuracy", "--data-dir", "x", "--recipes", "mxfp4,int2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--recipes 'mxfp4,int2': choose from" in err
+
+
+@pytest.mark.parametrize("recipe", ["mxfp4", "nvfp4"])
+def test_a_tiny_gpt_step_runs_through_the_block_attention(recipe):
+    from golden.models import GPT
+
+    torch.manual_seed(0)
+    model = prepare_model(GPT(vocab=11, context=8, layers=1, heads=2, dim=16), get_recipe(recipe))
+    x = torch.randint(0, 11, (3, 8))
+    loss = F.cross_entropy(model(x).reshape(-1, 11), x.reshape(-1))
+    loss.backward()
+    layers = quantized_layers(model)
+    assert {type(m).__name__ for m in layers} == {"BlockLinear", "BlockMatMul"}
+    assert all(m.input_paths["block"] == 1 for m in layers)
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(bool(torch.isfinite(g).all()) for g in grads)
