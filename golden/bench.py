@@ -46,17 +46,17 @@ from .train import keep_freed_memory, train
 __all__ = ["ACCURACY_RUNS", "GPT_RECIPES", "SPEED_MODELS", "run_accuracy", "run_speed", "run_gpt", "main"]
 
 #: Recipes of the GPT comparison.
-GPT_RECIPES = ("fp32", "ibm4", "luq")
+GPT_RECIPES = ("fp32", "ibm4", "luq", "mxfp4", "nvfp4")
 
 #: (dataset, model, epochs, recipes) of the accuracy benchmark.
 ACCURACY_RUNS = (
-    ("mnist", "mlp", 5, ("fp32", "ibm4", "ibm4-full", "luq")),
-    ("mnist", "lenet5", 2, ("fp32", "ibm4", "luq")),
-    ("digits", "mlp", 30, ("fp32", "ibm4", "ibm4-full", "luq")),
-    ("digits", "lenet5", 100, ("fp32", "ibm4", "ibm4-full", "luq")),
-    ("digits", "resnet", 30, ("fp32", "ibm4", "luq")),
+    ("mnist", "mlp", 5, ("fp32", "ibm4", "ibm4-full", "luq", "mxfp4", "nvfp4")),
+    ("mnist", "lenet5", 2, ("fp32", "ibm4", "luq", "mxfp4", "nvfp4")),
+    ("digits", "mlp", 30, ("fp32", "ibm4", "ibm4-full", "luq", "mxfp4", "nvfp4")),
+    ("digits", "lenet5", 100, ("fp32", "ibm4", "ibm4-full", "luq", "mxfp4", "nvfp4")),
+    ("digits", "resnet", 30, ("fp32", "ibm4", "luq", "mxfp4", "nvfp4")),
 )
-ACCURACY_RECIPES = ("fp32", "ibm4", "ibm4-full", "luq")
+ACCURACY_RECIPES = ("fp32", "ibm4", "ibm4-full", "luq", "mxfp4", "nvfp4")
 
 
 def _write(path, text):
@@ -67,21 +67,23 @@ def _run_key(dataset, model, recipe, epochs, seed):
     return f"{dataset}-{model}-{recipe}-e{epochs}-s{seed}"
 
 
-def run_accuracy(*, data_dir, out, seed=0, runs=ACCURACY_RUNS, only=None, fresh=False):
+def run_accuracy(*, data_dir, out, seed=0, runs=ACCURACY_RUNS, only=None, recipes=None, fresh=False):
     """Train every (dataset, model, recipe) of ``runs``; write accuracy.json / accuracy.md under ``out``.
 
     Each training run's metrics are kept in ``out/runs/<dataset>-<model>-<recipe>-e<E>-s<S>.json``
     and reused by later calls unless ``fresh`` (so the benchmark can be split over processes with
-    ``only`` and resumed); the table always covers every run with a result.
+    ``only`` and resumed); ``recipes`` restricts training to those recipes. The table always covers
+    every run with a result.
     """
     out = Path(out)
     datasets = {}
+    only_recipes = recipes
     for dataset_name, model, epochs, recipes in runs:
         if only and f"{dataset_name}:{model}" not in only:
             continue
         for recipe_name in recipes:
             path = out / "runs" / (_run_key(dataset_name, model, recipe_name, epochs, seed) + ".json")
-            if path.is_file() and not fresh:
+            if (path.is_file() and not fresh) or (only_recipes and recipe_name not in only_recipes):
                 continue
             if dataset_name not in datasets:
                 datasets[dataset_name] = load_dataset(dataset_name, None if dataset_name == "digits" else data_dir)
@@ -342,6 +344,7 @@ def main(argv=None, prog=None):
         metavar="DATASET:MODEL",
         help="train only these runs (repeatable); the table still lists every cached run",
     )
+    a.add_argument("--recipes", default=None, help=f"comma-separated subset of {', '.join(ACCURACY_RECIPES)} to train")
     a.add_argument("--fresh", action="store_true", help="retrain runs that have a cached result")
     s = sub.add_parser("speed", help="training step time, ibm4 against fp32", error_prefix=f"{prog} speed")
     s.add_argument("--out", default="build/golden/speed")
@@ -357,7 +360,7 @@ def main(argv=None, prog=None):
         action="store_true",
         help="leave glibc's heap trimming on (freed tensors page-fault again when re-allocated)",
     )
-    g = sub.add_parser("gpt", help="GPT on Tiny Shakespeare: fp32, ibm4, luq", error_prefix=f"{prog} gpt")
+    g = sub.add_parser("gpt", help="GPT on Tiny Shakespeare: fp32, ibm4, luq, mxfp4, nvfp4", error_prefix=f"{prog} gpt")
     g.add_argument("--data-dir", default=None, help="Tiny Shakespeare directory or input.txt")
     g.add_argument("--out", default="build/golden/gpt")
     g.add_argument("--steps", type=positive_int, default=2000)
@@ -375,7 +378,19 @@ def main(argv=None, prog=None):
             if bad:
                 print(f"{prog}: error: unknown --only {bad[0]!r}; valid: {', '.join(sorted(valid))}", file=sys.stderr)
                 return 2
-            run_accuracy(data_dir=args.data_dir, out=args.out, seed=args.seed, only=args.only, fresh=args.fresh)
+            recipes = None if args.recipes is None else [r for r in args.recipes.split(",") if r]
+            if recipes is not None and (not recipes or any(r not in ACCURACY_RECIPES for r in recipes)):
+                choose = ", ".join(ACCURACY_RECIPES)
+                print(f"{prog}: error: --recipes {args.recipes!r}: choose from {choose}", file=sys.stderr)
+                return 2
+            run_accuracy(
+                data_dir=args.data_dir,
+                out=args.out,
+                seed=args.seed,
+                only=args.only,
+                recipes=recipes,
+                fresh=args.fresh,
+            )
         elif args.what == "gpt":
             recipes = [r for r in args.recipes.split(",") if r]
             bad = [r for r in recipes if r not in GPT_RECIPES]

@@ -25,10 +25,28 @@
     rounding between levels, including stochastic underflow to zero below
     S * 2^-6, from the counter-based generator of :mod:`golden.formats.fp4`; one
     quantization feeds both GEMMs (no TPR). Products are shifts by 0..6 bits.
+``mxfp4``
+    OCP Microscaling MXFP4 (SPEC 7): weights, activations and gradients in E2M1
+    with an E8M0 scale per 32 elements, blocked along each GEMM's reduction
+    axis (each tensor is quantized once per GEMM that reads it), every GEMM
+    SPEC 7's block GEMM (:mod:`golden.blocklayers`). First and last weight
+    layer FP32; ReLU, pooling and BatchNorm stay float. Options
+    (:class:`golden.blocklayers.BlockConfig`): ``grad_rounding=stochastic``,
+    ``hadamard=1``, ``weight_tiles=1`` (32 x 32 weight tiles), ``keep_first``,
+    ``keep_last``.
+``nvfp4``
+    NVIDIA's NVFP4 (SPEC 7): E2M1 with an E4M3 scale per 16 elements and an
+    FP32 tensor scale, as ``mxfp4`` except that weights are quantized once in
+    16 x 16 tiles serving both the forward and the dX GEMM (NVIDIA's
+    pretraining recipe; ``weight_tiles=0`` quantizes them per GEMM along 1 x 16
+    blocks). Stochastic rounding of gradients and the random Hadamard transform
+    of NVIDIA's recipe are the options ``grad_rounding=stochastic`` and
+    ``hadamard=1`` (off by default).
 """
 
 import dataclasses
 
+from .blocklayers import BlockConfig, convert_block
 from .formats import FP4_RADIX2
 from .layers import QuantConfig, convert
 
@@ -43,7 +61,7 @@ class Recipe:
     ----------
     name : str
     description : str
-    quant : QuantConfig or None
+    quant : QuantConfig, BlockConfig or None
         None: FP32 training.
     """
 
@@ -52,16 +70,18 @@ class Recipe:
     quant: QuantConfig = None
 
     def with_options(self, options):
-        """A copy with QuantConfig fields overridden from ``{"key": "value string"}``."""
+        """A copy with fields of its QuantConfig / BlockConfig overridden from ``{"key": "value string"}``."""
         if not options:
             return self
         if self.quant is None:
             raise ValueError(f"recipe {self.name!r} has no options")
-        fields = {f.name: f for f in dataclasses.fields(QuantConfig)}
+        # The number formats define the recipe: they are not options.
+        fixed = ("grad_format", "fmt")
+        fields = {f.name: f for f in dataclasses.fields(self.quant) if f.name not in fixed}
         changes = {}
         for key, text in options.items():
-            if key not in fields or key == "grad_format":
-                valid = ", ".join(k for k in fields if k != "grad_format")
+            if key not in fields:
+                valid = ", ".join(fields)
                 raise ValueError(f"unknown recipe option {key!r}; valid: {valid}")
             current = getattr(self.quant, key)
             try:
@@ -93,6 +113,14 @@ RECIPES = {
         "INT4/UINT4 forward, radix-2 FP4 gradients, stochastic rounding and underflow",
         QuantConfig(grad_format=FP4_RADIX2, tpr=False, dx_phase=0, dw_phase=0, rounding="stochastic"),
     ),
+    "mxfp4": Recipe(
+        "mxfp4", "MXFP4: E2M1, E8M0 scale per 32 along each GEMM's reduction axis", BlockConfig(fmt="mxfp4")
+    ),
+    "nvfp4": Recipe(
+        "nvfp4",
+        "NVFP4: E2M1, E4M3 scale per 16 + FP32 tensor scale, 16x16 weight tiles",
+        BlockConfig(fmt="nvfp4", weight_tiles=True),
+    ),
 }
 
 
@@ -105,6 +133,8 @@ def get_recipe(name, options=None):
 
 def prepare_model(model, recipe):
     """Apply a recipe to a freshly built model (in place; returns it)."""
-    if recipe.quant is not None:
+    if isinstance(recipe.quant, BlockConfig):
+        convert_block(model, recipe.quant)
+    elif recipe.quant is not None:
         convert(model, recipe.quant)
     return model

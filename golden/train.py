@@ -32,6 +32,7 @@ from fourbit.util.cli import OneLineParser, check_output_file, non_negative_int,
 from fourbit.util.files import write_atomically, write_files_atomically, write_text_atomically
 
 from .data import DATASETS, DataError, load_dataset
+from .layers import QuantConfig
 from .lm import TEXT_DATASETS, load_text, train_lm
 from .models import MODELS, build_model
 from .recipes import RECIPES, get_recipe, prepare_model
@@ -343,8 +344,9 @@ def _recipe_dict(recipe):
     if recipe.quant is None:
         return None
     d = {f.name: getattr(recipe.quant, f.name) for f in dataclasses.fields(recipe.quant)}
-    d["grad_format"] = recipe.quant.grad_format.name
-    d["sawb_c"] = list(d["sawb_c"])
+    if "grad_format" in d:  # a QuantConfig (a BlockConfig holds plain values only)
+        d["grad_format"] = recipe.quant.grad_format.name
+        d["sawb_c"] = list(d["sawb_c"])
     return d
 
 
@@ -369,7 +371,8 @@ def _parser(prog=None):
         default=[],
         metavar="KEY=VALUE",
         help="override a QuantConfig field of the recipe (repeatable), e.g. tpr=0, "
-        "sawb_c=12.68,12.80, rounding=stochastic, keep_first=1",
+        "sawb_c=12.68,12.80, rounding=stochastic, keep_first=1; for mxfp4/nvfp4 a BlockConfig field: "
+        "grad_rounding=stochastic, hadamard=1, weight_tiles=0",
     )
     p.add_argument("--epochs", type=positive_int, help="training epochs (>= 1; image data sets, required there)")
     p.add_argument("--seed", type=int, required=True)
@@ -537,6 +540,8 @@ def main(argv=None, prog=None):
     if args.capture:
         if recipe.quant is None:
             return _fail("--capture needs a quantized recipe (fp32 has no integer GEMMs)")
+        if not isinstance(recipe.quant, QuantConfig):
+            return _fail(f"--capture records the int4 and log GEMMs of ibm4-style recipes; {recipe.name} has none")
         steps = planned_steps(len(dataset.train_y), args.batch_size, args.epochs, args.max_steps)
         beyond = [step for step in capture_steps if step >= steps]
         if beyond:

@@ -4,7 +4,7 @@ MNIST_DIR ?= ../shared/data/mnist
 
 .PHONY: bench-accuracy bench-train bench-gpt test-golden capture-sample
 
-bench-accuracy:  ## golden: accuracy table, every recipe vs fp32 (MNIST + digits, MLP and LeNet-5; about an hour on 2 busy cores; cached per run)
+bench-accuracy:  ## golden: accuracy table, every recipe vs fp32 (MNIST + digits, MLP, LeNet-5, ResNet; hours on 2 busy cores, the block recipes most of it; cached per run)
 	$(PYTHON) -m golden.bench accuracy --data-dir $(MNIST_DIR) --out build/golden/accuracy --threads 1
 
 bench-train:  ## golden: training step time ibm4 vs fp32 on CPU, one thread (MLP, LeNet-5, ResNet, 2048-wide MLP, GPT; 60 interleaved steps, minutes)
@@ -13,7 +13,7 @@ bench-train:  ## golden: training step time ibm4 vs fp32 on CPU, one thread (MLP
 TINYSHAKESPEARE_DIR ?= ../shared/data/tinyshakespeare
 GPT_STEPS ?= 2000
 
-bench-gpt:  ## golden: char-level GPT on Tiny Shakespeare, fp32 vs ibm4 vs luq at GPT_STEPS steps (hours on 1 busy core; cached per run)
+bench-gpt:  ## golden: char-level GPT on Tiny Shakespeare, fp32 vs ibm4, luq, mxfp4, nvfp4 at GPT_STEPS steps (hours on 1 busy core; cached per run)
 	$(PYTHON) -m golden.bench gpt --data-dir $(TINYSHAKESPEARE_DIR) --steps $(GPT_STEPS) --out build/golden/gpt --threads 1
 
 test-golden:  ## golden: the training/layer tests only

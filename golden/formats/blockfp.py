@@ -34,6 +34,7 @@ torch = lazy_import("torch")
 
 __all__ = [
     "MiniFloatFormat",
+    "FewLevelMiniFloatFormat",
     "PowerOfTwoFormat",
     "BlockFormat",
     "E2M1",
@@ -45,6 +46,9 @@ __all__ = [
     "FLT_MAX",
     "block_quantize",
     "block_decode",
+    "block_quantize_stochastic",
+    "block_quantize_tiles",
+    "tile_scales_for_axis",
     "pow2_f64",
 ]
 
@@ -157,6 +161,25 @@ class MiniFloatFormat(NumberFormat):
         return ((1 << self.mantissa_bits) + (self.max_magnitude & ((1 << self.mantissa_bits) - 1))) << self.max_shift
 
 
+class FewLevelMiniFloatFormat(MiniFloatFormat):
+    """A :class:`MiniFloatFormat` with few magnitudes (E2M1: 8), encoded by a chain of comparisons.
+
+    The field of ``|x|`` is the number of midpoints it passes: ``|x| > mid_i`` where the tie of
+    midpoint ``i`` (between fields ``i`` and ``i + 1``) stays on the even field ``i``, ``|x| >= mid_i``
+    where it goes up to the even ``i + 1``. Equal to :meth:`MiniFloatFormat.encode` (tests compare
+    every tie, its neighbours and random values), about ten times faster than its bucketize on CPU.
+    """
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.float64)
+        magnitude = x.abs()
+        field = torch.zeros(x.shape, dtype=torch.uint8, device=x.device)
+        for i, mid in enumerate((self.magnitudes[:-1] + self.magnitudes[1:]) / 2):
+            field += (magnitude >= mid) if i % 2 else (magnitude > mid)
+        sign = (x < 0) & (field > 0)
+        return field | (sign.to(torch.uint8) << self.sign_bit)
+
+
 class PowerOfTwoFormat(NumberFormat):
     """An unsigned exponent-only scale (E8M0): code ``X`` is ``2^(X - bias)``; ``nan_code`` is NaN."""
 
@@ -176,7 +199,7 @@ class PowerOfTwoFormat(NumberFormat):
         return (k.to(torch.int64) + self.bias).clamp(0, self.max_code).to(torch.uint8)
 
 
-E2M1 = MiniFloatFormat(name="e2m1", exponent_bits=2, mantissa_bits=1, bias=1)
+E2M1 = FewLevelMiniFloatFormat(name="e2m1", exponent_bits=2, mantissa_bits=1, bias=1)
 E4M3 = MiniFloatFormat(name="e4m3", exponent_bits=4, mantissa_bits=3, bias=7, nan_magnitudes=(0x7F,))
 E8M0 = PowerOfTwoFormat(name="e8m0", bits=8, bias=127, nan_code=255)
 
@@ -364,3 +387,109 @@ def block_decode(codes, scales, tensor_scale, fmt, axis: int = -1) -> torch.Tens
     if bf.tensor_scaled:
         scaled = scaled / g
     return _from_blocks(scaled, axis, k)
+
+
+# Training-recipe extensions (golden.blocklayers): not part of SPEC 7's interfaces, built from its rules.
+
+
+def _e2m1_stochastic(quotient: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """uint8 E2M1 codes of float64 quotients rounded stochastically between neighbouring magnitudes.
+
+    Between the magnitudes ``lo <= |q| < hi`` the code rounds up when ``r < (|q| - lo) / (hi - lo) * 2^16``
+    (``r`` int64 in 0..65535, one per element); ``|q| >= 6`` saturates at 6. Sign only on non-zero codes.
+    """
+    table = torch.as_tensor(E2M1.magnitudes, device=quotient.device)
+    magnitude = quotient.abs()
+    lower = (torch.bucketize(magnitude, table, right=True) - 1).clamp_(0, E2M1.max_magnitude)
+    upper = (lower + 1).clamp_(max=E2M1.max_magnitude)
+    lo, hi = table[lower], table[upper]
+    frac = torch.where(upper > lower, (magnitude - lo) / torch.where(upper > lower, hi - lo, 1.0), 0.0)
+    field = torch.where(r.to(torch.float64) < frac * 65536, upper, lower)
+    sign = (quotient < 0) & (field > 0)
+    return (field | (sign.to(torch.int64) << E2M1.sign_bit)).to(torch.uint8)
+
+
+def block_quantize_stochastic(v, fmt, axis: int = -1, *, seed: int):
+    """:func:`block_quantize` with the E2M1 elements rounded stochastically (a recipe option for gradients).
+
+    The block and tensor scales are exactly :func:`block_quantize`'s (SPEC 7); only the element
+    rounding differs: the quotient ``q`` (``v / 2^(X - 127)`` or ``v * g / value(s)``, left to right)
+    rounds up from the magnitude below it to the one above with probability ``(|q| - lo) / (hi - lo)``,
+    decided by ``r_i < (|q| - lo) / (hi - lo) * 2^16`` with ``r_i = uniform16(seed, i)``
+    (:func:`golden.formats.fp4.uniform16`, the counter-based generator of ``luq``), ``i`` the element's
+    index in the row-major flattened ``v``. ``|q| > 6`` saturates at 6 (0x7 / 0xF); a block whose NVFP4
+    scale is 0 has zero codes.
+
+    Returns
+    -------
+    codes, scales, tensor_scale
+        As :func:`block_quantize`.
+    """
+    from .fp4 import uniform16
+
+    func = "block_quantize_stochastic"
+    v = tensor_arg(func, "v", _as_tensor(func, "v", v), allow_int=True)
+    bf = block_format(func, fmt)
+    axis = _axis(func, axis, v.dim())
+    k = v.shape[axis]
+    blocks = _to_blocks(v.to(torch.float64), axis, bf.block_size)
+    r = _to_blocks(uniform16(seed, v.numel(), device=v.device).reshape(v.shape), axis, bf.block_size)
+    amax = blocks.abs().amax(dim=-1) if blocks.numel() else blocks.new_zeros(blocks.shape[:-1])
+    if bf is MXFP4:
+        _, scales, g = _mxfp4_blocks(blocks, amax)
+        codes = _e2m1_stochastic(blocks / E8M0.decode(scales).unsqueeze(-1), r)
+    else:
+        _, scales, g = _nvfp4_blocks(blocks, amax)
+        s_value = E4M3.decode(scales).unsqueeze(-1)
+        codes = _e2m1_stochastic(blocks * g / torch.where(s_value > 0, s_value, torch.ones_like(s_value)), r)
+        codes = torch.where(s_value > 0, codes, torch.zeros_like(codes))
+    return _from_blocks(codes, axis, k), scales.movedim(-1, axis).contiguous(), g
+
+
+def block_quantize_tiles(w, fmt):
+    """Quantize a matrix in square ``bs x bs`` tiles (bs = the format's block size), one scale per tile.
+
+    NVIDIA's NVFP4 training recipe quantizes weights in 16 x 16 tiles so that ``W`` and ``W^T``
+    share one quantization: a tile's scale is SPEC 7's block scale of the tile's ``bs^2`` values
+    (its amax, the same tensor scale ``g``), and every element is encoded as in
+    :func:`block_quantize`. Partial tiles are padded with zeros.
+
+    Parameters
+    ----------
+    w : torch.Tensor
+        2-D, finite.
+    fmt : {"mxfp4", "nvfp4"}
+
+    Returns
+    -------
+    codes : torch.Tensor
+        uint8, shape of ``w``.
+    tile_scales : torch.Tensor
+        uint8, shape ``(ceil(R / bs), ceil(C / bs))``.
+    tensor_scale : float
+    """
+    func = "block_quantize_tiles"
+    w = tensor_arg(func, "w", _as_tensor(func, "w", w), allow_int=True)
+    bf = block_format(func, fmt)
+    if w.dim() != 2:
+        raise ValueError(f"{func}: argument 'w' must be a 2-D matrix, got shape {tuple(w.shape)}")
+    bs, (rows, cols) = bf.block_size, w.shape
+    padded = torch.nn.functional.pad(w.to(torch.float64), (0, -cols % bs, 0, -rows % bs))
+    tr, tc = padded.shape[0] // bs, padded.shape[1] // bs
+    tiles = padded.reshape(tr, bs, tc, bs).transpose(1, 2).reshape(tr, tc, bs * bs)
+    amax = tiles.abs().amax(dim=-1) if tiles.numel() else tiles.new_zeros(tiles.shape[:-1])
+    codes, scales, g = (_mxfp4_blocks if bf is MXFP4 else _nvfp4_blocks)(tiles, amax)
+    codes = codes.reshape(tr, tc, bs, bs).transpose(1, 2).reshape(tr * bs, tc * bs)[:rows, :cols]
+    return codes.contiguous(), scales, g
+
+
+def tile_scales_for_axis(tile_scales: torch.Tensor, shape, axis: int, fmt) -> torch.Tensor:
+    """The per-block scales of a tile-quantized matrix of ``shape``, blocked along ``axis`` (0 or 1).
+
+    Block ``b`` of column ``j`` (axis 0) has the scale of tile ``(b, j // bs)``; block ``b`` of row ``i``
+    (axis 1) that of tile ``(i // bs, b)``: the shapes :func:`block_quantize` gives along that axis.
+    """
+    bs = block_format("tile_scales_for_axis", fmt).block_size
+    if axis == 0:
+        return tile_scales.repeat_interleave(bs, dim=1)[:, : shape[1]]
+    return tile_scales.repeat_interleave(bs, dim=0)[: shape[0], :]

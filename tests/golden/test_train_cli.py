@@ -161,7 +161,7 @@ def test_cli_divergence_exits_3(tmp_path, capsys):
 @pytest.mark.parametrize(
     "flag,value,valid",
     [
-        ("--recipe", "int2", "fp32, ibm4, ibm4-full, ibm4-notpr, luq"),
+        ("--recipe", "int2", "fp32, ibm4, ibm4-full, ibm4-notpr, luq, mxfp4, nvfp4"),
         ("--model", "vgg", "mlp, lenet5, resnet, gpt"),
         ("--dataset", "imagenet", "digits, mnist, fashion-mnist, cifar10, tinyshakespeare"),
     ],
@@ -304,6 +304,9 @@ def _refused(capsys, tmp_path, argv):
         # digits: 1437 training samples / batch 128 = 12 steps per epoch
         (["--epochs", "1", "--capture", "CAP", "--capture-steps", "0,12"], "--capture-steps 12 is beyond the run"),
         (["--epochs", "2", "--max-steps", "3", "--capture", "CAP", "--capture-steps", "3"], "it has 3 steps"),
+        (["--epochs", "1", "--recipe", "nvfp4", "--recipe-opt", "hadamard=maybe"], "expected a value like False"),
+        (["--epochs", "1", "--recipe", "mxfp4", "--recipe-opt", "tpr=0"], "unknown recipe option 'tpr'"),
+        (["--epochs", "1", "--recipe", "mxfp4", "--capture", "CAP"], "--capture records the int4 and log GEMMs"),
     ],
 )
 def test_bad_values_refused_before_training(tmp_path, capsys, extra, message):
