@@ -41,13 +41,36 @@ from ._params import check_int
 from .kinds import KINDS, get_kind
 from .pipeline import delay
 
-__all__ = ["SystolicArray", "min_tile_cycles"]
+__all__ = ["SystolicArray", "min_tile_cycles", "output_stationary_ports"]
 
 
 def min_tile_cycles(rows):
     """Fewest cycles from one tile's ``clear`` to the next tile's so that the drain
     chains never collide: ``2 * rows - 1``."""
     return 2 * rows - 1
+
+
+def output_stationary_ports(kind, rows, cols, out_width):
+    """Ports of an output-stationary array of ``kind`` (docs/arrays.md, "Ports").
+
+    Shared by :class:`SystolicArray` and the lean FPGA array
+    (:mod:`hw.fpga_array`), which keep one interface: packed row operands
+    ``a_in`` and column operands ``b_in``, ``valid``/``clear``/``last``, the
+    kind's signedness modes, and ``out_data`` (``out_width`` bits per column)
+    with ``out_valid``.
+    """
+    members = {
+        "a_in": In(kind.a_width * rows),
+        "b_in": In(kind.b_width * cols),
+        "valid": In(1),
+        "clear": In(1),
+        "last": In(1),
+    }
+    for name in kind.a_modes + kind.b_modes:
+        members[name] = In(1)
+    members["out_data"] = Out(out_width * cols)
+    members["out_valid"] = Out(cols)
+    return members
 
 
 class SystolicArray(wiring.Component):
@@ -133,18 +156,7 @@ class SystolicArray(wiring.Component):
             self._MustUse__silence = True
             raise
         acc_shape = self.kind.acc_shape(self.acc_width)
-        members = {
-            "a_in": In(self.kind.a_width * rows),
-            "b_in": In(self.kind.b_width * cols),
-            "valid": In(1),
-            "clear": In(1),
-            "last": In(1),
-        }
-        for name in self.kind.a_modes + self.kind.b_modes:
-            members[name] = In(1)
-        members["out_data"] = Out(acc_shape.width * cols)
-        members["out_valid"] = Out(cols)
-        super().__init__(members)
+        super().__init__(output_stationary_ports(self.kind, rows, cols, acc_shape.width))
         self._acc_shape = acc_shape
         self.held_registers = []
 

@@ -40,11 +40,10 @@ for 4-bit kinds, against 13 with ``valid`` and both mode bits).
 
 from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
 
 from ._params import check_int
 from .arith import min_acc_width
-from .array import min_tile_cycles
+from .array import min_tile_cycles, output_stationary_ports
 from .kinds import KINDS, get_kind
 from .pipeline import register_all, skewed_edge
 
@@ -97,18 +96,7 @@ class LeanSystolicArray(wiring.Component):
             # A refused array is not an unused design: no UnusedElaboratable warning.
             self._MustUse__silence = True
             raise
-        members = {
-            "a_in": In(self.kind.a_width * rows),
-            "b_in": In(self.kind.b_width * cols),
-            "valid": In(1),
-            "clear": In(1),
-            "last": In(1),
-        }
-        for name in self.kind.a_modes + self.kind.b_modes:
-            members[name] = In(1)
-        members["out_data"] = Out(self.acc_width * cols)
-        members["out_valid"] = Out(cols)
-        super().__init__(members)
+        super().__init__(output_stationary_ports(self.kind, rows, cols, self.acc_width))
 
     def _check(self, kind, rows, cols, acc_width, max_k):
         if isinstance(kind, str) and kind not in KINDS:
