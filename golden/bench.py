@@ -326,6 +326,15 @@ def run_gpt(*, data_dir, out, steps, seed=0, recipes=GPT_RECIPES, fresh=False, l
     return rows
 
 
+def _subset(prog, option, text, valid):
+    """The comma-separated names of ``text``, all in ``valid``; else one error line and ``[]``."""
+    names = [name for name in text.split(",") if name]
+    if not names or any(name not in valid for name in names):
+        print(f"{prog}: error: {option} {text!r}: choose from {', '.join(valid)}", file=sys.stderr)
+        return []
+    return names
+
+
 def main(argv=None, prog=None):
     """Entry point of ``python -m golden.bench {accuracy,speed,gpt}``; returns the exit status."""
     p = OneLineParser(
@@ -378,10 +387,8 @@ def main(argv=None, prog=None):
             if bad:
                 print(f"{prog}: error: unknown --only {bad[0]!r}; valid: {', '.join(sorted(valid))}", file=sys.stderr)
                 return 2
-            recipes = None if args.recipes is None else [r for r in args.recipes.split(",") if r]
-            if recipes is not None and (not recipes or any(r not in ACCURACY_RECIPES for r in recipes)):
-                choose = ", ".join(ACCURACY_RECIPES)
-                print(f"{prog}: error: --recipes {args.recipes!r}: choose from {choose}", file=sys.stderr)
+            recipes = None if args.recipes is None else _subset(prog, "--recipes", args.recipes, ACCURACY_RECIPES)
+            if recipes == []:
                 return 2
             run_accuracy(
                 data_dir=args.data_dir,
@@ -392,11 +399,8 @@ def main(argv=None, prog=None):
                 fresh=args.fresh,
             )
         elif args.what == "gpt":
-            recipes = [r for r in args.recipes.split(",") if r]
-            bad = [r for r in recipes if r not in GPT_RECIPES]
-            if bad or not recipes:
-                choose = ", ".join(GPT_RECIPES)
-                print(f"{prog}: error: --recipes {args.recipes!r}: choose from {choose}", file=sys.stderr)
+            recipes = _subset(prog, "--recipes", args.recipes, GPT_RECIPES)
+            if not recipes:
                 return 2
             keep_freed_memory()
             run_gpt(
@@ -415,11 +419,8 @@ def main(argv=None, prog=None):
                     return 2
                 torch.backends.cuda.matmul.allow_tf32 = False
                 torch.backends.cudnn.allow_tf32 = False
-            models = [m for m in args.models.split(",") if m]
-            bad = [m for m in models if m not in SPEED_MODELS]
-            if bad or not models:
-                choose = ", ".join(SPEED_MODELS)
-                print(f"{prog}: error: --models {args.models!r}: choose from {choose}", file=sys.stderr)
+            models = _subset(prog, "--models", args.models, SPEED_MODELS)
+            if not models:
                 return 2
             malloc = "system" if args.system_malloc or not keep_freed_memory() else "kept"
             run_speed(
