@@ -316,16 +316,17 @@ def block_quantize(v, fmt, axis: int = -1):
     return _from_blocks(codes, axis, k), scales.movedim(-1, axis).contiguous(), tensor_scale
 
 
-def _mxfp4_blocks(blocks: torch.Tensor, amax: torch.Tensor):
+def _mxfp4_blocks(blocks: torch.Tensor, amax: torch.Tensor, encode=None):
     # floor(log2(amax)) = frexp exponent - 1 (frexp's mantissa lies in [0.5, 1)), exact.
     _, exponent = torch.frexp(amax)
     x = E8M0.encode_exponent(exponent.to(torch.int64) - 1 - 2)
     x = torch.where(amax == 0, torch.zeros_like(x), x)
     quotient = blocks / E8M0.decode(x).unsqueeze(-1)
-    return E2M1.encode(quotient), x, 1.0
+    return (encode or E2M1.encode)(quotient), x, 1.0
 
 
-def _nvfp4_blocks(blocks: torch.Tensor, amax: torch.Tensor):
+def _nvfp4_blocks(blocks: torch.Tensor, amax: torch.Tensor, encode=None):
+    # ``encode`` maps the scaled blocks to E2M1 codes (default: round to nearest, SPEC 7).
     tensor_amax = float(amax.max()) if amax.numel() else 0.0
     if tensor_amax == 0.0:
         zeros = torch.zeros(blocks.shape, dtype=torch.uint8, device=blocks.device)
@@ -333,7 +334,7 @@ def _nvfp4_blocks(blocks: torch.Tensor, amax: torch.Tensor):
     g = float(np.float32(min(2688.0 / tensor_amax, FLT_MAX)))
     s = E4M3.encode(amax * g / 6)
     s_value = E4M3.decode(s).unsqueeze(-1)
-    codes = E2M1.encode(blocks * g / torch.where(s_value > 0, s_value, torch.ones_like(s_value)))
+    codes = (encode or E2M1.encode)(blocks * g / torch.where(s_value > 0, s_value, torch.ones_like(s_value)))
     codes = torch.where(s_value > 0, codes, torch.zeros_like(codes))
     return codes, s, g
 
@@ -435,14 +436,8 @@ def block_quantize_stochastic(v, fmt, axis: int = -1, *, seed: int):
     blocks = _to_blocks(v.to(torch.float64), axis, bf.block_size)
     r = _to_blocks(uniform16(seed, v.numel(), device=v.device).reshape(v.shape), axis, bf.block_size)
     amax = blocks.abs().amax(dim=-1) if blocks.numel() else blocks.new_zeros(blocks.shape[:-1])
-    if bf is MXFP4:
-        _, scales, g = _mxfp4_blocks(blocks, amax)
-        codes = _e2m1_stochastic(blocks / E8M0.decode(scales).unsqueeze(-1), r)
-    else:
-        _, scales, g = _nvfp4_blocks(blocks, amax)
-        s_value = E4M3.decode(scales).unsqueeze(-1)
-        codes = _e2m1_stochastic(blocks * g / torch.where(s_value > 0, s_value, torch.ones_like(s_value)), r)
-        codes = torch.where(s_value > 0, codes, torch.zeros_like(codes))
+    quantize = _mxfp4_blocks if bf is MXFP4 else _nvfp4_blocks
+    codes, scales, g = quantize(blocks, amax, encode=lambda scaled: _e2m1_stochastic(scaled, r))
     return _from_blocks(codes, axis, k), scales.movedim(-1, axis).contiguous(), g
 
 
