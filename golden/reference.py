@@ -29,6 +29,7 @@ __all__ = [
     "block_gemm",
     "block_sums",
     "block_terms",
+    "scaled_block_sums",
     "int_products",
     "log_products",
     "exact_integer_matmul",
@@ -193,13 +194,25 @@ def block_terms(a_codes, a_scales, b_codes, b_scales, fmt) -> torch.Tensor:
     correct rounding (nearest even, gradual underflow, overflow to inf).
     """
     bf, a, sa, b, sb = _block_operands("block_terms", a_codes, a_scales, b_codes, b_scales, fmt)
-    p = block_sums(a, b, bf.block_size).to(torch.float64)
+    return scaled_block_sums(block_sums(a, b, bf.block_size), sa.t().unsqueeze(-1), sb.unsqueeze(1), bf)
+
+
+def scaled_block_sums(p: torch.Tensor, a_scales: torch.Tensor, b_scales: torch.Tensor, fmt) -> torch.Tensor:
+    """Terms ``P / 4 * factor(a_scale) * factor(b_scale)`` rounded once to binary32, element-wise (SPEC 7).
+
+    ``p``: integer block sums; ``a_scales``, ``b_scales``: their blocks' scale
+    codes (shapes broadcast with ``p``); ``fmt``: ``"mxfp4"`` / ``"nvfp4"`` or
+    its :class:`~golden.formats.blockfp.BlockFormat`. The exact term is a float64
+    (see :func:`block_terms`), so its conversion to float32 is the one rounding.
+    """
+    bf = block_format("scaled_block_sums", fmt)
+    p = p.to(torch.float64)
+    a_scales, b_scales = a_scales.to(torch.int64), b_scales.to(torch.int64)
     if bf is MXFP4:
         # 2^(Xa + Xb - 254) / 4 in one exact power of two.
-        exponent = sa.t().unsqueeze(-1) + sb.unsqueeze(1) - 254 - 2
-        exact = p * pow2_f64(exponent)
+        exact = p * pow2_f64(a_scales + b_scales - 254 - 2)
     else:
-        exact = p / 4 * bf.scale_values(sa).t().unsqueeze(-1) * bf.scale_values(sb).unsqueeze(1)
+        exact = p / 4 * bf.scale_values(a_scales) * bf.scale_values(b_scales)
     return exact.to(torch.float32)
 
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from golden.formats.fp16 import float_to_fp32_bits
-from hw.kinds import KINDS
+from hw.kinds import KINDS, baseline_kind
 
 from . import stimulus
 
@@ -49,7 +49,7 @@ __all__ = [
 
 #: The training datapath's PE kind (the integer kind that runs both workloads) and the floating-point baseline.
 _TRAIN = next(k for k in KINDS.values() if not k.is_float and set(k.workloads) == {"forward", "backward"})
-_BASELINE = next(k for k in KINDS.values() if k.is_float and k.workloads)
+_BASELINE = baseline_kind()
 #: Name of the baseline side (the floating-point kind's).
 BASELINE = _BASELINE.name
 #: The array each side runs its GEMMs on (the training datapath's 4x4, and the baseline's of the same size).

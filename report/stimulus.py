@@ -17,8 +17,10 @@ backward   ``dx``: dX = dY W (TPR phase 0)      A: FP4 gradient codes, B: INT4 w
 Each unit runs the workloads its PE kind lists (:attr:`hw.kinds.base.PEKind.workloads`),
 A and B on the ports of the kind's ``a`` and ``b`` roles and the mode inputs
 set as the kind runs that workload's GEMM; a floating-point kind runs every
-workload on the same tensors' real values converted to binary16.  The
-backward stream is half ``dx`` and half ``dw`` MACs.
+workload on the same tensors' real values converted to binary16, and a
+block-scaled kind (MXFP4, NVFP4) on the same real values block-quantized
+along each GEMM's K (:func:`block_words`).  The backward stream is half
+``dx`` and half ``dw`` MACs.
 
 Tensors come from
 
@@ -67,6 +69,7 @@ __all__ = [
     "loss_scale",
     "stream",
     "array_stream",
+    "block_words",
     "random_operands",
 ]
 
@@ -297,10 +300,16 @@ def stream(kind, workload, gemms, macs, *, seed=0):
             if count == 0:
                 continue
             m, k = g.a.shape
-            i, j, kk, first = _dot_products(rng, m, g.b.shape[1], k, count)
-            if pe.is_float:
+            if pe.gemm.scaled:
+                # Whole dot products over K padded to whole blocks (zero codes), as the arrays run them.
+                a_words, b_words = block_words(pe, g)
+                i, j, kk, first = _dot_products(rng, m, g.b.shape[1], a_words.shape[1], count)
+                roles = {"a": a_words[i, kk], "b": b_words[kk, j]}
+            elif pe.is_float:
+                i, j, kk, first = _dot_products(rng, m, g.b.shape[1], k, count)
                 roles = {"a": _fp16_bits(g.a_real[i, kk]), "b": _fp16_bits(g.b_real[kk, j])}
             else:
+                i, j, kk, first = _dot_products(rng, m, g.b.shape[1], k, count)
                 roles = {"a": g.a[i, kk], "b": g.b[kk, j]}
                 modes = pe.mode_inputs(
                     pe.gemm_for(training_workload(workload)), a_signed=g.a_signed, b_signed=g.b_signed
@@ -311,6 +320,39 @@ def stream(kind, workload, gemms, macs, *, seed=0):
             part["clear"] = first
             parts.append(part)
     return {p: np.concatenate([part[p] for part in parts]).astype(np.int64) for p in parts[0]}
+
+
+def block_words(kind, g):
+    """GEMM ``g``'s operands as a block-scaled kind's array takes them (SPEC section 7).
+
+    The real operands (``a_real``, ``b_real``: what the FP16 baseline
+    multiplies, see :func:`capture_gemms`) are block-quantized along K with
+    :func:`golden.formats.block_quantize` (round to nearest, as the ``mxfp4``
+    and ``nvfp4`` recipes quantize by default), and the kind's GEMM pairs every
+    code with its block's scale and pads K with zero codes to whole blocks
+    (:meth:`hw.kinds._blockfp.BlockGemm.encode`). Loss scaling of captured
+    gradients multiplies a whole tensor by a power of two: NVFP4's tensor scale
+    absorbs it, MXFP4's block exponents shift by it; no code changes.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        int64 operand words, M x K' and K' x N, K' = K rounded up to whole blocks.
+    """
+    from golden.formats import block_quantize
+
+    fmt = kind.gemm.name
+    a_codes, a_scales, _ = block_quantize(g.a_real, fmt, axis=1)
+    b_codes, b_scales, _ = block_quantize(g.b_real, fmt, axis=0)
+    a, b = kind.gemm.encode(
+        a_codes.numpy(),
+        b_codes.numpy(),
+        a_signed=True,
+        b_signed=True,
+        a_scales=a_scales.numpy(),
+        b_scales=b_scales.numpy(),
+    )
+    return a.astype(np.int64), b.astype(np.int64)
 
 
 def _pack(columns, width):
@@ -356,6 +398,9 @@ def array_stream(pe, rows, cols, workload, gemms, cycles, *, seed=0):
     (``b_in``) per cycle, ``clear`` on the first k and ``last`` on the final
     one; a tile shorter than ``2 rows - 1`` cycles is followed by idle cycles
     (the drain's spacing rule).  Output rows/columns beyond the GEMM wrap.
+    A block-scaled kind runs K padded to whole blocks (zero codes), and its
+    padding cycles count as MACs: that understates its energy per MAC by at
+    most the padding's share (none where K is a multiple of the block size).
 
     Returns
     -------
@@ -369,13 +414,20 @@ def array_stream(pe, rows, cols, workload, gemms, cycles, *, seed=0):
     width = kind.a_width
     rng = np.random.default_rng(seed)
     spacing = 2 * rows - 1
+    words = {}  # id(GEMM) -> its block-scaled operand words, quantized once per stream
 
     def tile(g):
         m, k = g.a.shape
         n = g.b.shape[1]
         ii = (rng.integers(m) + np.arange(rows)) % m
         jj = (rng.integers(n) + np.arange(cols)) % n
-        if kind.is_float:
+        if kind.gemm.scaled:
+            if id(g) not in words:
+                words[id(g)] = block_words(kind, g)
+            a_words, b_words = words[id(g)]
+            k = a_words.shape[1]
+            a, b = a_words[ii].T, b_words[:, jj]
+        elif kind.is_float:
             a = _fp16_bits(g.a_real[np.ix_(ii, np.arange(k))]).T  # k x rows
             b = _fp16_bits(g.b_real[np.ix_(np.arange(k), jj)])  # k x cols
         else:

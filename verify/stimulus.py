@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from golden.formats.fp16 import fp32_add_bits
-from hw.kinds import TOPS
+from hw.kinds import TOPS, baseline_kind
 
 __all__ = [
     "UNIT_PORTS",
@@ -35,6 +35,10 @@ __all__ = [
     "fp16_random",
     "fp16_cancellation",
     "fp16_ties",
+    "expected_block",
+    "block_exhaustive",
+    "block_runs",
+    "block_random",
     "default_sequence",
     "FP16_CLASS_VALUES",
 ]
@@ -185,6 +189,65 @@ def expected_fp32(product_bits, valid, clear, rst):
     return expected.astype(np.uint64)
 
 
+def expected_block(sequence):
+    """Raw binary32 acc after each step of a block-scaled MAC (``mxfp4_mac``, ``nvfp4_mac``).
+
+    Within a segment (from a ``clear`` or ``rst``), the valid steps fall into
+    blocks of ``block_size`` in order; a block's last valid step adds its term
+    (:func:`golden.reference.scaled_block_sums` of the block's exact integer
+    sum, with the scale codes of that step's words) to the accumulator with
+    :func:`golden.formats.fp16.fp32_add_bits`, starting from +0.0. Segments
+    advance in parallel: iteration ``n`` adds every segment's ``n``-th term.
+    """
+    from golden.reference import scaled_block_sums
+
+    i = sequence.inputs
+    kind = TOP_KINDS[sequence.kind]
+    fmt = kind.format
+    bs = fmt.block_size
+    valid, clear, rst = (np.asarray(i[name], dtype=bool) for name in ("valid", "clear", "rst"))
+    n = len(valid)
+    start = _segments(valid, clear, rst)
+    adds = valid & ~rst
+    # Position of every added element in its segment: the adds since the segment's start step.
+    count = np.cumsum(adds)
+    before = np.where(start > 0, count[np.maximum(start - 1, 0)], 0)
+    position = count - before - 1
+    block_end = adds & (position % bs == bs - 1)
+    # Exact block sums: each added step's product into its (segment, block) bucket.
+    roles = _roles(sequence.kind, i)
+    products = kind.golden_products(roles["a"], roles["b"], roles).numpy()
+    bucket = np.unique(np.stack([start, position // bs])[:, adds], axis=1, return_inverse=True)[1].ravel()
+    sums = np.zeros(bucket.max() + 1 if adds.any() else 0, dtype=np.int64)
+    np.add.at(sums, bucket, products[adds])
+    ends = np.flatnonzero(block_end)
+    end_bucket = np.empty(n, dtype=np.int64)
+    end_bucket[np.flatnonzero(adds)] = bucket
+    words_a, words_b = np.asarray(i["a"]), np.asarray(i["b"])
+    terms = scaled_block_sums(
+        torch.from_numpy(sums[end_bucket[ends]]),
+        torch.from_numpy(words_a[ends] >> 4),
+        torch.from_numpy(words_b[ends] >> 4),
+        fmt,
+    )
+    term_bits = terms.view(torch.int32).to(torch.int64) & 0xFFFF_FFFF
+    # The running sum after each block end, block by block within each segment (+0.0 first).
+    rank = position[ends] // bs
+    after = torch.zeros(len(ends), dtype=torch.int64)
+    for r in range(int(rank.max()) + 1 if len(ends) else 0):
+        at = torch.from_numpy(np.flatnonzero(rank == r))
+        previous = after[at - 1] if r else torch.zeros(len(at), dtype=torch.int64)
+        after[at] = fp32_add_bits(previous, term_bits[at])
+    # After each step: the sum at the segment's latest block end, or +0.0 before the first.
+    closed = np.cumsum(block_end)
+    closed_before = np.where(start > 0, closed[np.maximum(start - 1, 0)], 0)
+    latest = closed - 1
+    has_term = (start >= 0) & (closed > closed_before)
+    out = np.zeros(n, dtype=np.int64)
+    out[has_term] = after.numpy()[latest[has_term]]
+    return out.astype(np.uint64)
+
+
 def _roles(module, inputs):
     """A top's per-step inputs by role (``a``, ``b``, mode names), fixed modes as constants."""
     top = TOP_KINDS[module].standalone
@@ -198,6 +261,8 @@ def expected(sequence, *, acc_width=None):
     i = sequence.inputs
     kind = TOP_KINDS[sequence.kind]
     roles = _roles(sequence.kind, i)
+    if kind.gemm.scaled:
+        return expected_block(sequence)
     products = kind.golden_products(roles["a"], roles["b"], roles).numpy()
     if kind.is_float:
         return expected_fp32(products, i["valid"], i["clear"], i["rst"])
@@ -223,8 +288,8 @@ def _operand_and_mode_ports(kind):
 
 
 def _binary16_top():
-    """Module name of the floating-point standalone top (binary16 operands ``a``, ``b``)."""
-    return next(module for module, kind in TOP_KINDS.items() if kind.is_float)
+    """Module name of the floating-point baseline's standalone top (binary16 operands ``a``, ``b``)."""
+    return baseline_kind().standalone.module
 
 
 def _sequence(kind, name, operands, valid, clear, rst, *, reset_first=True):
@@ -377,11 +442,70 @@ def fp16_ties(rng, runs):
     return _sequence(_binary16_top(), "ties", {"a": pairs[:, 0], "b": pairs[:, 1]}, np.ones(n), clear, np.zeros(n))
 
 
+def _block_words(codes, scales):
+    """Operand words of a block-scaled top: the scale code above the E2M1 code."""
+    return np.asarray(codes, dtype=np.int64) | np.asarray(scales, dtype=np.int64) << 4
+
+
+def block_exhaustive(kind, rng):
+    """Every E2M1 code pair once, in random order, in blocks of consecutive pairs (``clear``
+    at every block's first element), each block with random scale codes of its own
+    (extremes included). The order is shuffled because a block of one A code with every
+    B code sums to 0 (the codes are symmetric in sign)."""
+    top = TOP_KINDS[kind]
+    bs, gemm = top.format.block_size, top.gemm
+    order = rng.permutation(256)
+    a, b = order // 16, order % 16
+    n = len(a)
+    blocks = -(-n // bs)
+    a_scales = np.repeat(gemm.random_scales(rng, (blocks,)), bs)[:n]
+    b_scales = np.repeat(gemm.random_scales(rng, (blocks,)), bs)[:n]
+    clear = (np.arange(n) % bs == 0).astype(np.int64)
+    operands = {"a": _block_words(a, a_scales), "b": _block_words(b, b_scales)}
+    return _sequence(kind, "block-exhaustive", operands, np.ones(n), clear, np.zeros(n))
+
+
+def block_runs(kind, rng, segments, *, p_idle=0.1):
+    """Dot products of 1-4 blocks (the last one sometimes partial: K not a multiple of the
+    block size), one scale per block (extremes: terms that overflow binary32 or underflow
+    it), with idle cycles (``valid`` low) between elements."""
+    top = TOP_KINDS[kind]
+    bs, gemm = top.format.block_size, top.gemm
+    parts = []
+    for _ in range(segments):
+        k = int(rng.integers(1, 4 * bs + 1))
+        blocks = -(-k // bs)
+        a = _block_words(rng.integers(0, 16, k), np.repeat(gemm.random_scales(rng, (blocks,)), bs)[:k])
+        b = _block_words(rng.integers(0, 16, k), np.repeat(gemm.random_scales(rng, (blocks,)), bs)[:k])
+        idle = rng.random(k) < p_idle
+        idle[0] = False
+        # Every element is valid once; an idle cycle before it repeats its operands with valid low.
+        steps = np.repeat(np.arange(k), np.where(idle, 2, 1))
+        valid = np.ones(len(steps), dtype=np.int64)
+        valid[np.flatnonzero(np.diff(steps, prepend=-1) == 0) - 1] = 0
+        clear = np.zeros(len(steps), dtype=np.int64)
+        clear[0] = 1
+        parts.append((a[steps], b[steps], valid, clear))
+    a, b, valid, clear = (np.concatenate(column) for column in zip(*parts))
+    return _sequence(kind, "block-runs", {"a": a, "b": b}, valid, clear, np.zeros(len(valid)), reset_first=False)
+
+
+def block_random(kind, rng, n, *, p_valid=0.85, p_clear=0.01, p_rst=0.002):
+    """Random codes and scale codes on every step with random ``valid``/``clear``, resets
+    mid-block (a block's term takes the scales of its last element's words)."""
+    gemm = TOP_KINDS[kind].gemm
+    operands = {role: _block_words(rng.integers(0, 16, n), gemm.random_scales(rng, (n,))) for role in ("a", "b")}
+    valid, clear, rst = _controls(rng, n, p_valid=p_valid, p_clear=p_clear, p_rst=p_rst)
+    return _sequence(kind, "random", operands, valid, clear, rst)
+
+
 def default_sequence(kind, *, seed=0, random_steps=2000, wrap_steps=0):
     """The family mix the default test suite runs for the standalone top ``kind``."""
     if kind not in TOP_KINDS:
         raise ValueError(f"unknown unit kind {kind!r}")
     rng = np.random.default_rng(seed)
+    if TOP_KINDS[kind].gemm.scaled:
+        return concat(block_exhaustive(kind, rng), block_runs(kind, rng, 20), block_random(kind, rng, random_steps))
     if TOP_KINDS[kind].is_float:
         return concat(
             fp16_classes(rng), fp16_cancellation(rng, 200), fp16_ties(rng, 20), fp16_random(rng, random_steps)

@@ -25,6 +25,8 @@ a -0 term then gives +0.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from amaranth.hdl import Cat, Const, Mux, Signal, Value, signed, unsigned
 
@@ -32,7 +34,7 @@ from golden.formats import BLOCK_FORMATS, E2M1, TORCH_OPS
 
 from ..arith import AMARANTH_OPS
 from ..fp import fp32_add, leading_zeros
-from .base import GemmInputError, GemmType, PEKind
+from .base import GemmInputError, GemmType, PEKind, StandaloneTop
 
 __all__ = ["CODE_BITS", "SCALE_BITS", "OPERAND_BITS", "BlockGemm", "BlockKind", "fp32_from_scaled_integer"]
 
@@ -206,16 +208,40 @@ class BlockKind(PEKind):
     a_width = b_width = OPERAND_BITS
     product_range = None
     default_acc_width = 32
-    standalone = None
     # A block's integer sum and its one rounding sit in an output-stationary PE; a
     # weight-stationary column would have to carry them between PEs (later work).
     weight_stationary = False
-    # The report's workloads and the FPGA rows of these kinds are later work: none yet.
-    workloads = ()
+    # A block GEMM takes any GEMM's real operands (block-quantized along K), so the
+    # report runs both training workloads on it, as on the floating-point baseline.
+    workloads = ("forward", "backward")
 
     @property
     def format(self):
         return self.gemm.format
+
+    @functools.cached_property
+    def standalone(self):
+        """The standalone PE ``<name>_mac``: one block MAC with the array's 12-bit operand words.
+
+        Ports ``a`` and ``b`` take the operand word (scale code above the E2M1
+        code). The PE counts valid cycles since ``clear`` (or reset) in blocks
+        of ``block_size``; on a block's last element it adds the block's term
+        with the scale codes of that element's words (a host gives every
+        element of a block its block's scale, as the arrays' host does).
+        """
+        fmt = self.format
+        return StandaloneTop(
+            module=f"{self.name}_mac",
+            ports=(("a", "a", OPERAND_BITS), ("b", "b", OPERAND_BITS)),
+            fixed_modes={},
+            product_range=None,
+            defaults={"pipeline": 0},
+            description=(
+                f"{fmt.name.upper()} block MAC: E2M1 x E2M1 summed over {fmt.block_size}-element blocks, "
+                f"{fmt.scale_format.name.upper()} block scales, one binary32 term per block "
+                "added to a binary32 accumulator"
+            ),
+        )
 
     @property
     def block_sum_width(self):

@@ -118,6 +118,29 @@ def test_fp16_pipelined():
     _check(component, _without_resets(st.concat(st.fp16_cancellation(rng, 100), st.fp16_random(rng, 1000))))
 
 
+@pytest.mark.parametrize("kind", ["mxfp4", "nvfp4"])
+def test_block_default(kind):
+    component = ProcessingElement(kind=kind)
+    assert _ports(component) == {
+        "a": ("In", 12, False),
+        "b": ("In", 12, False),
+        "valid": ("In", 1, False),
+        "clear": ("In", 1, False),
+        "acc": ("Out", 32, False),
+    }
+    _check(ProcessingElement(kind=kind), st.default_sequence(f"{kind}_mac", seed=6, random_steps=2000))
+
+
+@pytest.mark.parametrize("kind", ["mxfp4", "nvfp4"])
+def test_block_pipelined(kind):
+    """The block state sits after the pipeline registers: a pipelined top is the same MAC, later."""
+    rng = np.random.default_rng(9)
+    component = ProcessingElement(kind=kind, pipeline=1)
+    assert component.latency == 2
+    sequence = st.concat(st.block_runs(f"{kind}_mac", rng, 8), st.block_random(f"{kind}_mac", rng, 800))
+    _check(component, _without_resets(sequence))
+
+
 def test_max_k():
     assert _inspected(Int4MAC()).max_k == 69905  # 2^23 // 120 (UINT4 15 x INT4 -8)
     assert _inspected(LogMAC()).max_k == 34952  # 2^31 // 61440 (15 x 4^6)

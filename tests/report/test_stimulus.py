@@ -88,6 +88,56 @@ def test_ws_array_stream_is_the_gemm_runners_schedule(gemms):
     assert not s["last"].any()
 
 
+@pytest.mark.parametrize("pe", ["mxfp4", "nvfp4"])
+def test_block_array_stream_runs_the_block_quantized_gemm(pe):
+    """A block-scaled kind's tile is its GEMM's real operands block-quantized along K, K padded to whole blocks."""
+    from golden.formats import block_quantize
+    from golden.reference import block_gemm
+    from hw.kinds import get_kind
+
+    kind = get_kind(pe)
+    bs = kind.format.block_size
+    gemms = synthetic_gemms(m=8, k=40, n=8)  # K = 40: a partial last block for both formats
+    fwd = gemms[0]
+    padded = -(-40 // bs) * bs
+    s = array_stream(pe, 2, 2, "forward", gemms, padded, seed=3)
+    assert list(np.flatnonzero(s["clear"])) == [0] and list(np.flatnonzero(s["last"])) == [padded - 1]
+
+    def unpack(column, n):
+        return np.array([[(int(w) >> (12 * i)) & 0xFFF for i in range(n)] for w in column])
+
+    a, b = unpack(s["a_in"], 2).T, unpack(s["b_in"], 2)  # rows x K', K' x cols
+    assert not (a[:, 40:] & 15).any() and not (b[40:] & 15).any()  # zero codes in the padding
+    a_scales, b_scales = a[:, ::bs] >> 4, b[::bs] >> 4
+    assert np.array_equal(np.repeat(a_scales, bs, axis=1), a >> 4)  # one scale per block
+    tile = block_gemm(a & 15, a_scales, b & 15, b_scales, pe).numpy().view(np.uint32)
+    # the same outputs of the whole GEMM, block-quantized as the recipes do
+    qa, sa, _ = block_quantize(fwd.a_real, pe, axis=1)
+    qb, sb, _ = block_quantize(fwd.b_real, pe, axis=0)
+    full = block_gemm(qa, sa, qb, sb, pe).numpy().view(np.uint32)
+    i0 = next(i for i in range(8) if np.array_equal(qa[i].numpy(), a[0, :40] & 15))
+    j0 = next(j for j in range(8) if np.array_equal(qb[:, j].numpy(), b[:40, 0] & 15))
+    assert np.array_equal(tile, full[np.ix_([i0, (i0 + 1) % 8], [j0, (j0 + 1) % 8])])
+
+
+@pytest.mark.parametrize("pe", ["mxfp4", "nvfp4"])
+def test_block_pe_stream_is_whole_padded_dot_products(gemms, pe):
+    from hw.kinds import get_kind
+    from report.stimulus import block_words
+
+    kind = get_kind(pe)
+    s = stream(kind.standalone.module, "backward", gemms, 512, seed=4)
+    assert set(s) == {"a", "b", "valid", "clear"} and s["valid"].all()
+    dx = gemms[1]
+    a_words, b_words = block_words(kind, dx)
+    k = a_words.shape[1]
+    assert k % kind.format.block_size == 0 and k >= dx.a.shape[1]
+    # the dx half: whole dot products of the block-quantized GEMM, one element per cycle
+    assert list(np.flatnonzero(s["clear"][:256])) == list(range(0, 256, k))
+    assert any(np.array_equal(row, s["a"][:k]) for row in a_words)
+    assert any(np.array_equal(col, s["b"][:k]) for col in b_words.T)
+
+
 def test_short_tiles_get_idle_cycles():
     g = synthetic_gemms(m=8, k=3, n=8)
     s = array_stream("int4", 4, 4, "forward", g, 70)
