@@ -41,7 +41,7 @@ from cocotb.task import bridge, resume
 from cocotb.triggers import ClockCycles, FallingEdge, Timer, with_timeout
 from cocotb.utils import get_sim_time
 
-from boards.host import Board, golden_gemm, random_operands, run_gemm
+from boards.host import Board, golden_gemm, random_inputs, run_gemm
 from hw.engine.protocol import INFO_LENGTH, Command, Status
 from hw.kinds import get_gemm
 
@@ -118,7 +118,7 @@ async def gemms_through_uart(dut):
         board = Board(transport)
         runs = []
         for case in cases:
-            a, b = random_operands(
+            inputs = random_inputs(
                 case["pe"],
                 case["m"],
                 case["k"],
@@ -127,8 +127,9 @@ async def gemms_through_uart(dut):
                 b_signed=case["b_signed"],
                 seed=case["seed"],
             )
-            c = run_gemm(board, case["pe"], a, b, a_signed=case["a_signed"], b_signed=case["b_signed"])
-            runs.append((case, c, golden_gemm(case["pe"], a, b, a_signed=case["a_signed"], b_signed=case["b_signed"])))
+            signs = {"a_signed": case["a_signed"], "b_signed": case["b_signed"]}
+            c = run_gemm(board, case["pe"], **inputs, **signs)
+            runs.append((case, c, golden_gemm(case["pe"], **inputs, **signs)))
         return board.info(), runs
 
     info, runs = await host()

@@ -4,6 +4,7 @@ Example (iCEBreaker: the FTDI's second interface; ULX3S: its only one)::
 
     python -m boards.host --port /dev/ttyUSB1 --pe int4 --m 16 --k 300 --n 12 --seed 1
     python -m boards.host --port /dev/ttyUSB1 --pe int4 --a A.npy --b B.npy --out C.npy
+    python -m boards.host --port /dev/ttyUSB1 --pe mxfp4 --a A.npy --a-scales AS.npy --b B.npy --b-scales BS.npy
 
 The first form draws random operands (every code, NaN/inf-free FP16 values),
 runs ``A @ B`` on the board, computes the same GEMM with
@@ -56,6 +57,8 @@ __all__ = [
     "SerialTransport",
     "run_gemm",
     "golden_gemm",
+    "random_operands",
+    "random_inputs",
     "check_gemm_size",
     "standard_baud_rates",
     "MAX_DIMENSION",
@@ -169,7 +172,7 @@ class Board:
         return (words & np.uint64((1 << info.acc_width) - 1)).reshape(info.rows, info.cols)
 
 
-def run_gemm(board, pe, a, b, *, a_signed=True, b_signed=True):
+def run_gemm(board, pe, a, b, *, a_signed=True, b_signed=True, a_scales=None, b_scales=None):
     """``A @ B`` as the board computes it (int64, or float32 for a floating-point GEMM).
 
     Parameters
@@ -180,6 +183,9 @@ def run_gemm(board, pe, a, b, *, a_signed=True, b_signed=True):
         run it (its own kind's GEMM, or one its kind also runs).
     a, b : numpy.ndarray
         Operands as for ``python -m verify.gemm``.
+    a_scales, b_scales : numpy.ndarray, optional
+        The block scales of a block-scaled GEMM (SPEC section 7); its K runs
+        padded to whole blocks (zero codes), as on the simulated arrays.
 
     Raises
     ------
@@ -193,8 +199,9 @@ def run_gemm(board, pe, a, b, *, a_signed=True, b_signed=True):
     gemm, kind = get_gemm(pe), get_kind(info.kind)
     if not kind.runs(gemm):
         raise GemmError(f"the board runs {info.kind} GEMMs, not {pe}")
-    a_bits, b_bits = gemm.operand_bits(a, b, a_signed=a_signed, b_signed=b_signed)
-    k = a.shape[1]
+    scales = gemm.scale_arguments(a_scales, b_scales)
+    a_bits, b_bits = gemm.operand_bits(a, b, a_signed=a_signed, b_signed=b_signed, **scales)
+    k = a_bits.shape[1]
     if not kind.is_float and k > kind.max_k(info.acc_width):
         # A K the accumulators might not hold runs as GEMMs of K chunks they do hold,
         # added here: integer sums, exact in int64.
@@ -233,15 +240,23 @@ def run_gemm(board, pe, a, b, *, a_signed=True, b_signed=True):
     return gemm.decode(raw, info.acc_width)
 
 
-def golden_gemm(pe, a, b, *, a_signed=True, b_signed=True):
+def golden_gemm(pe, a, b, *, a_signed=True, b_signed=True, a_scales=None, b_scales=None):
     """The :mod:`golden.reference` result of the same GEMM, as numpy."""
-    return get_gemm(pe).reference(a, b, a_signed=a_signed, b_signed=b_signed)
+    gemm = get_gemm(pe)
+    return gemm.reference(a, b, a_signed=a_signed, b_signed=b_signed, **gemm.scale_arguments(a_scales, b_scales))
 
 
 def random_operands(pe, m, k, n, *, a_signed=True, b_signed=True, seed=0):
     """Random operands covering every code (finite values for a floating-point GEMM)."""
     rng = np.random.default_rng(seed)
     return get_gemm(pe).random_operands(rng, m, k, n, a_signed=a_signed, b_signed=b_signed)
+
+
+def random_inputs(pe, m, k, n, *, a_signed=True, b_signed=True, seed=0):
+    """Random keyword arguments of :func:`run_gemm` / :func:`golden_gemm`: ``a``, ``b`` and,
+    for a block-scaled GEMM, ``a_scales`` and ``b_scales`` (extreme scales included)."""
+    rng = np.random.default_rng(seed)
+    return get_gemm(pe).random_inputs(rng, m, k, n, a_signed=a_signed, b_signed=b_signed)
 
 
 def check_gemm_size(m, k, n):
@@ -342,6 +357,8 @@ def _parser(prog=None):
     parser.add_argument("--seed", type=int, default=0, help="random GEMM: seed")
     parser.add_argument("--a", metavar="A.npy", help="left operand (instead of a random GEMM)")
     parser.add_argument("--b", metavar="B.npy", help="right operand")
+    parser.add_argument("--a-scales", metavar="AS.npy", help="block scales of A (mxfp4/nvfp4 only, SPEC section 7)")
+    parser.add_argument("--b-scales", metavar="BS.npy", help="block scales of B (mxfp4/nvfp4 only)")
     parser.add_argument("--out", metavar="C.npy", help="write the board's result here")
     parser.add_argument("--a-signed", type=bit_flag, default=True, metavar="0|1")
     parser.add_argument("--b-signed", type=bit_flag, default=True, metavar="0|1")
@@ -364,15 +381,25 @@ def main(argv=None, prog=None):
             raise ValueError(f"--timeout must be a positive number of seconds, not {args.timeout}")
         if (args.a is None) != (args.b is None):
             raise GemmError("give both --a and --b, or neither (random GEMM)")
+        gemm = get_gemm(args.pe)
         if args.a is not None:
-            a, b = np.load(args.a, allow_pickle=False), np.load(args.b, allow_pickle=False)
+            inputs = {"a": np.load(args.a, allow_pickle=False), "b": np.load(args.b, allow_pickle=False)}
+            for name in ("a_scales", "b_scales"):
+                path = getattr(args, name)
+                if path is not None:
+                    inputs[name] = np.load(path, allow_pickle=False)
+            inputs.update(gemm.scale_arguments(inputs.get("a_scales"), inputs.get("b_scales")))
         else:
+            if args.a_scales is not None or args.b_scales is not None:
+                raise GemmError("--a-scales/--b-scales go with --a and --b (a random GEMM draws its own)")
             check_gemm_size(args.m, args.k, args.n)
-            a, b = random_operands(
+            inputs = random_inputs(
                 args.pe, args.m, args.k, args.n, a_signed=args.a_signed, b_signed=args.b_signed, seed=args.seed
             )
+        a, b = inputs["a"], inputs["b"]
+        scales = {name: inputs[name] for name in ("a_scales", "b_scales") if name in inputs}
         # Validate before touching the board.
-        get_gemm(args.pe).operand_bits(a, b, a_signed=args.a_signed, b_signed=args.b_signed)
+        gemm.operand_bits(a, b, a_signed=args.a_signed, b_signed=args.b_signed, **scales)
         check_gemm_size(a.shape[0], a.shape[1], b.shape[1])
         transport = SerialTransport(args.port, baud=args.baud, timeout=args.timeout)
     except (GemmError, ValueError, OSError) as error:
@@ -382,7 +409,7 @@ def main(argv=None, prog=None):
         board = Board(transport)
         info = board.info()
         started = time.perf_counter()
-        c = run_gemm(board, args.pe, a, b, a_signed=args.a_signed, b_signed=args.b_signed)
+        c = run_gemm(board, args.pe, a, b, a_signed=args.a_signed, b_signed=args.b_signed, **scales)
         seconds = time.perf_counter() - started
     except GemmError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
@@ -396,8 +423,7 @@ def main(argv=None, prog=None):
         # As np.save would: a name without .npy gets it.
         out = args.out if args.out.endswith(".npy") else args.out + ".npy"
         write_atomically(out, lambda tmp: np.save(tmp, c), suffix=".tmp.npy")
-    expected = golden_gemm(args.pe, a, b, a_signed=args.a_signed, b_signed=args.b_signed)
-    gemm = get_gemm(args.pe)
+    expected = golden_gemm(args.pe, a, b, a_signed=args.a_signed, b_signed=args.b_signed, **scales)
     mismatches = int(np.count_nonzero(gemm.result_bits(c) != gemm.result_bits(expected)))
     same = mismatches == 0
     print(

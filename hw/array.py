@@ -317,9 +317,10 @@ class SystolicArray(wiring.Component):
                     prod, valid, skip = kind.zero_product(
                         m, prod, left["a"], top["b"], zero, modes, acc, valid, stale=zero_hold, prefix=f"zero_{prefix}"
                     )
-                    nxt = kind.accumulate(m, acc, prod, valid, left["clear"], prefix=f"add_{prefix}")
+                    nxt, load = kind.gated_accumulate(m, acc, prod, valid, left["clear"], prefix=f"add_{prefix}")
                     use = valid if skip is None else valid & ~skip
-                    with m.If(use | left["clear"]):
+                    enable = use | left["clear"]
+                    with m.If(enable if load is None else enable & load):
                         m.d.sync += acc.eq(nxt)
                 else:
                     nxt = kind.accumulate(m, acc, prod, valid, left["clear"], prefix=f"add_{prefix}")

@@ -111,6 +111,8 @@ class ProcessingElement(wiring.Component):
         # different cycles. The top has no operand registers of its own (latency
         # 1: the inputs of edge t reach acc at edge t), so nothing here can hold
         # a zero operand; the flags are the operands' own, never stale.
+        # A kind whose accumulator changes on fewer cycles narrows the enable
+        # further (PEKind.gated_accumulate: the block-scaled kinds load once per block).
         skip = None
         if not self.pipeline:
             zero = tuple(kind.operand_zero(role, self._operand(role), modes) for role in ("a", "b"))
@@ -127,6 +129,11 @@ class ProcessingElement(wiring.Component):
                 prefix="zero",
             )
         use = valid if skip is None else valid & ~skip
+        # The accumulate logic is built inside the enable's If: its named
+        # intermediates (a floating-point add) are then driven only on a load
+        # and rest at 0 otherwise, so they do not switch on held cycles.
         with m.If(use | clear):
-            m.d.sync += self.acc.eq(kind.accumulate(m, self.acc, prod, valid, clear, prefix="add"))
+            nxt, load = kind.gated_accumulate(m, self.acc, prod, valid, clear, prefix="add")
+            with m.If(1 if load is None else load):
+                m.d.sync += self.acc.eq(nxt)
         return m

@@ -116,6 +116,20 @@ def _measure_one(unit):
     return unit.name, flow.measure(unit, _CTX)
 
 
+def _one_torch_thread():
+    """Pool initializer: torch on one thread in a forked worker.
+
+    A worker forked after the parent ran a multi-threaded torch operation
+    inherits an OpenMP runtime whose threads did not survive the fork, and its
+    first parallel region waits for them forever (the block-scaled streams
+    quantize whole tensors). One thread never enters the pool; the workers
+    are processes, so the run stays ``--jobs`` wide.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _is_float(unit):
     """A floating-point unit (its gate-level simulation is the slowest)."""
     kind = KINDS.get(unit.array[0]) if unit.array else TOPS.get(unit.kind)
@@ -130,7 +144,7 @@ def _measure_all(units, ctx, jobs):
         return dict(_measure_one(u) for u in units)
     # largest first, so that the longest job does not start last
     ordered = sorted(units, key=lambda u: -u.pe_count * (16 if _is_float(u) else 1))
-    with multiprocessing.get_context("fork").Pool(min(jobs, len(units))) as pool:
+    with multiprocessing.get_context("fork").Pool(min(jobs, len(units)), initializer=_one_torch_thread) as pool:
         return dict(pool.imap_unordered(_measure_one, ordered))
 
 

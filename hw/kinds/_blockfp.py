@@ -18,7 +18,9 @@ NVFP4). On a block's last element the block term ``P * sig * 2^(e - offset)``
 (:meth:`BlockKind.scale_product`) is rounded once to binary32
 (:func:`fp32_from_scaled_integer`) and added to the binary32 accumulator with
 one round-to-nearest-even (:func:`hw.fp.fp32_add`), so the terms are added in
-ascending block order from +0.0, as SPEC 7 says. ``clear`` starts the
+ascending block order from +0.0, as SPEC 7 says. That binary32 logic is
+operand-isolated: it sees its inputs only on a block's last element (zeros
+otherwise), so its switching is spread over the block's ``bs`` MACs. ``clear`` starts the
 accumulator at +0.0 (not at -0.0, the identity of the fp16 kind's pass-through):
 a -0 term then gives +0.
 """
@@ -284,8 +286,21 @@ class BlockKind(PEKind):
         """``N_a * N_b`` of the code fields (int64), from :data:`golden.formats.E2M1`'s integer view."""
         return E2M1.int_value(a & 0xF, TORCH_OPS) * E2M1.int_value(b & 0xF, TORCH_OPS)
 
+    def gated_accumulate(self, m, acc, prod, valid, clear, *, prefix):
+        """The block rule with the accumulator loading only on a block's last element or ``clear``.
+
+        Between those cycles its next value is itself, so it need not be clocked:
+        one load per block instead of one per MAC.
+        """
+        nxt, block_end = self._block_accumulate(m, acc, prod, valid, clear, prefix=prefix)
+        return nxt, (valid & block_end) | clear
+
     def accumulate(self, m, acc, prod, valid, clear, *, prefix):
-        """Next binary32 accumulator under the block rule.
+        """Next binary32 accumulator under the block rule (:meth:`_block_accumulate`)."""
+        return self._block_accumulate(m, acc, prod, valid, clear, prefix=prefix)[0]
+
+    def _block_accumulate(self, m, acc, prod, valid, clear, *, prefix):
+        """Next binary32 accumulator under the block rule, and the block-end flag.
 
         On a valid cycle the product joins the block sum; on a block's last
         element (count ``bs - 1``) the block's term, rounded once, is added to
@@ -310,8 +325,20 @@ class BlockKind(PEKind):
         block_end = Signal(name=f"{prefix}_block_end")
         m.d.comb += block_end.eq(position == bs - 1)
 
+        # Operand isolation: the term's rounding and the binary32 add see their
+        # inputs only on a block's last element and zeros otherwise, so they
+        # switch twice per block instead of on every MAC (their result is used
+        # only then). The FP16 baseline's counterpart is its zero-operand skip.
+        closing = Signal(name=f"{prefix}_closing")
+        m.d.comb += closing.eq(valid & block_end)
+        isolated = [Mux(closing, x, 0) for x in (total, significand, exponent, negate)]
         term = fp32_from_scaled_integer(
-            m, total * significand, exponent, offset=self.scale_offset, negate=negate, prefix=f"{prefix}_term"
+            m,
+            isolated[0] * isolated[1],
+            isolated[2],
+            offset=self.scale_offset,
+            negate=isolated[3],
+            prefix=f"{prefix}_term",
         )
         # The first block adds to +0.0 (clear), later ones to the accumulator.
         total_fp = fp32_add(m, Mux(clear, 0, acc), term, prefix=f"{prefix}_fp32")
@@ -320,7 +347,7 @@ class BlockKind(PEKind):
             m.d.sync += [count.eq(Mux(block_end, 0, position + 1)), block_sum.eq(Mux(block_end, 0, total))]
         with m.Elif(clear):
             m.d.sync += [count.eq(0), block_sum.eq(0)]
-        return Mux(valid, Mux(block_end, total_fp, Mux(clear, 0, acc)), Mux(clear, 0, acc))
+        return Mux(valid, Mux(block_end, total_fp, Mux(clear, 0, acc)), Mux(clear, 0, acc)), block_end
 
     def accumulator_description(self, acc_width):
         return (

@@ -366,6 +366,17 @@ class PEKind:
         """Next accumulator value under the SPEC section 3 ``valid``/``clear`` rule."""
         return integer_accumulate(acc, prod, valid, clear)
 
+    def gated_accumulate(self, m, acc, prod, valid, clear, *, prefix):
+        """:meth:`accumulate` for a register with an enable: ``(next, load)``.
+
+        ``load`` is a 1-bit value, or None for ``valid | clear`` (the SPEC
+        section 3 rule: the accumulator holds otherwise). A kind whose
+        accumulator changes on fewer cycles narrows it (the block-scaled kinds:
+        once per block); the register must hold ``next == acc`` whenever
+        ``load`` is 0, so the enable saves clocking and changes no result.
+        """
+        return self.accumulate(m, acc, prod, valid, clear, prefix=prefix), None
+
     # -- zero operands ----------------------------------------------------------------
 
     def operand_zero(self, role, x, modes):

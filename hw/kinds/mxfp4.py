@@ -43,8 +43,9 @@ class MXFP4Kind(BlockKind):
     )
     gemms = ((GEMM, {}),)
     info_code = 4
-    # Not placed on the boards yet (later work): no board has a size for it.
-    fpga = FPGAFit(largest={})
+    # A single-cycle binary32 add per block like the fp16 kind's: from the board clock divided by 2.
+    # Not placed on the boards yet: no board has a size for it (the sweep names it with --pes).
+    fpga = FPGAFit(largest={}, clock_div=2)
     # T = P * 2^(Xa + Xb - 256): the /4 of the integer views is in the offset.
     scale_offset = 256
     scale_significand_bits = 1

@@ -46,8 +46,9 @@ class NVFP4Kind(BlockKind):
     )
     gemms = ((GEMM, {}),)
     info_code = 5
-    # Not placed on the boards yet (later work): no board has a size for it.
-    fpga = FPGAFit(largest={})
+    # A single-cycle binary32 add per block like the fp16 kind's: from the board clock divided by 2.
+    # Not placed on the boards yet: no board has a size for it (the sweep names it with --pes).
+    fpga = FPGAFit(largest={}, clock_div=2)
     # value(s) = significand * 2^(scale_exponent - 10); T = P/4 * value(sa) * value(sb).
     scale_offset = 2 + 2 * (E4M3.bias + E4M3.mantissa_bits)
     scale_significand_bits = 2 * (E4M3.mantissa_bits + 1)

@@ -38,6 +38,10 @@ CASES = {
     "log": [case("log", 4, 9, 4, seed=4), case("log", 3, 5, 3, b_signed=False, seed=5)],
     "fp16": [case("fp16", 3, 10, 4, seed=6)],
     "train": [case("int4", 3, 9, 4, a_signed=False, seed=7), case("log", 3, 9, 4, seed=8)],
+    # K = 40: a partial last block (padded by the host), run in ACCUMULATE chunks of depth 8
+    # that do not line up with the blocks; random scales include products beyond binary32.
+    "mxfp4": [case("mxfp4", 3, 40, 3, seed=11), case("mxfp4", 2, 64, 2, seed=12)],
+    "nvfp4": [case("nvfp4", 3, 40, 3, seed=13)],
     # The lean FPGA array sized for K = 12 (13-bit results, 18 products without overflow):
     # K = 40 runs as three GEMMs the host adds up, each in ACCUMULATE chunks of depth 8.
     "int4-lean": [
@@ -95,7 +99,9 @@ def _simulate(kind, sim, rows, cols, tmp_path, host_cli=None, lean=False):
     assert result.skipped == (0 if host_cli else 1)
 
 
-@pytest.mark.parametrize("kind,rows,cols", [("int4", 2, 3), ("log", 2, 2), ("fp16", 2, 2), ("train", 2, 3)])
+@pytest.mark.parametrize(
+    "kind,rows,cols", [("int4", 2, 3), ("log", 2, 2), ("fp16", 2, 2), ("train", 2, 3), ("mxfp4", 2, 2), ("nvfp4", 1, 2)]
+)
 def test_engine_icarus(kind, rows, cols, tmp_path):
     _simulate(kind, "icarus", rows, cols, tmp_path, host_cli=HOST_CLI if kind == "int4" else None)
 
