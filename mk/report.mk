@@ -27,3 +27,8 @@ report-synthetic: rtl  ## the same report on synthetic tensors (raw float values
 report-step: rtl $(REPORT_CAPTURE)  ## + the energy of the captured training step, 4-bit datapath vs FP16 (LIBERTY=... required)
 	@test -n "$(LIBERTY)" || { echo "error: report-step needs LIBERTY=path.lib.gz" >&2; exit 2; }
 	$(PYTHON) -m report --out $(REPORT_OUT) --capture $(REPORT_CAPTURE) --liberty $(LIBERTY) --step $(REPORT_ARGS)
+
+.PHONY: formats-table
+formats-table:  ## the side-by-side table of the 4-bit formats (accuracy, area, energy, FPGA MACs) from build/report/report.json + build/golden/accuracy/accuracy.json, into README.md and docs/formats.md
+	$(PYTHON) -m report.compare --report $(REPORT_OUT)/report.json --accuracy build/golden/accuracy/accuracy.json \
+		--out $(REPORT_OUT)/formats.md --update README.md --update docs/formats.md

@@ -202,13 +202,20 @@ class GemmEngine(wiring.Component):
             with m.If(array.out_valid[j]):
                 m.d.sync += filled[j].eq(filled[j] + 1)
 
-        # READ_C: row i, column j; all result memories read row i.
+        # READ_C: row i, column j; all result memories read row i. The read data
+        # is registered before the column multiplexer (a flow can fold that
+        # register into the block RAM's output register), so no path runs from
+        # a block RAM's clock-to-output through a ``cols``-wide multiplexer.
         out_row = Signal(range(rows))
         out_col = Signal(range(cols))
         result = Signal(8 * acc_bytes)
-        for port in c_reads:
+        read_data = []
+        for j, port in enumerate(c_reads):
             m.d.comb += port.addr.eq(out_row)
-        selected = Array(port.data for port in c_reads)[out_col]
+            data = Signal(acc, name=f"c_read{j}")
+            m.d.sync += data.eq(port.data)
+            read_data.append(data)
+        selected = Array(read_data)[out_col]
 
         # INFO shifts its reply out of a register (a constant table indexed by a
         # counter would be a combinational block Icarus never evaluates at time 0).
@@ -306,6 +313,9 @@ class GemmEngine(wiring.Component):
                     m.next = "READ_ADDR"
             with m.State("READ_ADDR"):
                 # The result memories read row out_row during this cycle.
+                m.next = "READ_DATA"
+            with m.State("READ_DATA"):
+                # ... and their data is registered in this one.
                 m.next = "READ_LATCH"
             with m.State("READ_LATCH"):
                 m.d.sync += [result.eq(selected), index.eq(0)]

@@ -291,6 +291,10 @@ class PEKind:
         Training workloads (``forward``, ``backward``) a report runs on it.
     baseline : bool
         The FP16 baseline the 4-bit kinds are compared with.
+    recipes : tuple of str
+        The :mod:`golden.recipes` whose training GEMMs the kind's hardware
+        runs (the side-by-side table of docs/formats.md, :mod:`report.compare`);
+        the baseline lists the FP32 reference it stands beside.
     info_code : int
         The kind byte of the board engine's INFO reply (:mod:`hw.engine.protocol`).
     fpga : FPGAFit
@@ -310,6 +314,7 @@ class PEKind:
     standalone: StandaloneTop | None = None
     workloads: tuple = ()
     baseline: bool = False
+    recipes: tuple = ()
     info_code: int
     fpga: FPGAFit
 

@@ -64,6 +64,8 @@ class FP16Kind(PEKind):
     array_description = "output-stationary R x C array of FP16 x FP16 -> FP32 MACs (ascending k)"
     workloads = ("forward", "backward")
     baseline = True
+    # The accuracy it stands beside: FP32 training (the golden model has no FP16 recipe).
+    recipes = ("fp32",)
     info_code = 2
     # A single-cycle binary32 accumulate: runs from the board clock divided by 2,
     # with the mantissa products in DSP blocks.

@@ -42,6 +42,7 @@ class MXFP4Kind(BlockKind):
         "output-stationary R x C array of MXFP4 PEs (12-bit operands: E8M0 scale above the E2M1 code; binary32 results)"
     )
     gemms = ((GEMM, {}),)
+    recipes = ("mxfp4",)
     info_code = 4
     # A single-cycle binary32 add per block like the fp16 kind's: from the board clock divided by 2.
     # Not placed on the boards yet: no board has a size for it (the sweep names it with --pes).

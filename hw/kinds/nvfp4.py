@@ -45,6 +45,7 @@ class NVFP4Kind(BlockKind):
         "output-stationary R x C array of NVFP4 PEs (12-bit operands: E4M3 scale above the E2M1 code; binary32 results)"
     )
     gemms = ((GEMM, {}),)
+    recipes = ("nvfp4",)
     info_code = 5
     # A single-cycle binary32 add per block like the fp16 kind's: from the board clock divided by 2.
     # Not placed on the boards yet: no board has a size for it (the sweep names it with --pes).

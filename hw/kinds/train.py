@@ -62,6 +62,8 @@ class TrainKind(IntegerKind):
     )
     array_description = "output-stationary R x C array of unified training PEs (INT4 forward / FP4 backward by `mode`)"
     workloads = ("forward", "backward")
+    # IBM's arithmetic: INT4 forward, radix-4 FP4 x INT4 backward (with or without the first layer).
+    recipes = ("ibm4", "ibm4-full", "ibm4-notpr")
     info_code = 3
     fpga = FPGAFit(largest={"icebreaker": (4, 4), "ulx3s": (16, 16)})
 

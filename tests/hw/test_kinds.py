@@ -193,3 +193,11 @@ def test_a_kind_refuses_a_gemm_it_does_not_run():
             if not kind.runs(gemm):
                 with pytest.raises(GemmInputError, match=f"the {kind.name} array runs .* GEMMs, not {gemm.name}"):
                     kind.mode_inputs(gemm)
+
+
+def test_recipes_are_golden_recipes_each_on_one_kind():
+    from golden.recipes import RECIPES
+
+    claimed = [recipe for kind in KINDS.values() for recipe in kind.recipes]
+    assert set(claimed) <= set(RECIPES) and len(claimed) == len(set(claimed))
+    assert baseline_kind().recipes == ("fp32",)
