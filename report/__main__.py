@@ -74,11 +74,11 @@ def _parser(prog=None):
     p.add_argument(
         "--max-transistors",
         type=int,
-        default=400_000,
+        default=450_000,
         metavar="N",
         help="skip arrays whose estimate (PEs x the standalone PE's transistor count) "
         "exceeds N, to bound the run time (default: %(default)s, which keeps the "
-        "4x4/8x8 4-bit arrays and the 4x4 FP16 array; 0: no limit)",
+        "4x4/8x8 4-bit arrays and the 4x4 FP16, MXFP4 and NVFP4 arrays; 0: no limit)",
     )
     p.add_argument(
         "--jobs", "-j", type=int, default=2, metavar="N", help="units measured in parallel (default: %(default)s)"
