@@ -11,7 +11,8 @@ from .blockfp_cases import check_gemm, exact_terms, simulate_terms
 
 def test_widths():
     assert KIND.block_sum_width == 14  # |P| <= 32 * 144 = 4608
-    assert KIND.a_width == KIND.b_width == 12 and KIND.is_float and KIND.standalone is None
+    assert KIND.a_width == KIND.b_width == 12 and KIND.is_float
+    assert KIND.standalone.module == "mxfp4_mac" and [w for _, _, w in KIND.standalone.ports] == [12, 12]
 
 
 def test_term_rounding_over_every_exponent_sum():
