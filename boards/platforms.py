@@ -8,7 +8,18 @@ launchers next to the running Python. Nothing board-specific needs installing.
 
 import dataclasses
 
-from amaranth.hdl import ClockDomain, ClockSignal, DomainRenamer, Elaboratable, Module, Mux, ResetSignal, Signal
+from amaranth.hdl import (
+    ClockDomain,
+    ClockSignal,
+    Const,
+    DomainRenamer,
+    Elaboratable,
+    Instance,
+    Module,
+    Mux,
+    ResetSignal,
+    Signal,
+)
 from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 from amaranth.lib.wiring import In, Out
@@ -247,7 +258,16 @@ class ClockedEngine(wiring.Component):
                 m.d.pll_por += ready.eq(1)
             with m.Else():
                 m.d.pll_por += timer.eq(timer + 1)
-            m.d.comb += ResetSignal("engine").eq(~ready)
+            if self.pll.family == "ecp5":
+                # The reset reaches every flip-flop of the engine, a fanout that grows
+                # with the array: from a register through a global buffer (DCCA) onto
+                # the dedicated network, not through fabric routing and a LUT.
+                reset, reset_global = Signal(init=1), Signal()
+                m.d.pll_por += reset.eq(~ready)
+                m.submodules.reset_buffer = Instance("DCCA", i_CLKI=reset, i_CE=Const(1), o_CLKO=reset_global)
+                m.d.comb += ResetSignal("engine").eq(reset_global)
+            else:
+                m.d.comb += ResetSignal("engine").eq(~ready)
             m.submodules.engine = DomainRenamer("engine")(engine)
         elif self.clock_div == 1:
             # The board clock, or in simulation the clock that stands for the PLL's output.
