@@ -383,21 +383,20 @@ def main(argv=None, prog=None):
             raise GemmError("give both --a and --b, or neither (random GEMM)")
         gemm = get_gemm(args.pe)
         if args.a is not None:
-            inputs = {"a": np.load(args.a, allow_pickle=False), "b": np.load(args.b, allow_pickle=False)}
-            for name in ("a_scales", "b_scales"):
-                path = getattr(args, name)
-                if path is not None:
-                    inputs[name] = np.load(path, allow_pickle=False)
-            inputs.update(gemm.scale_arguments(inputs.get("a_scales"), inputs.get("b_scales")))
+
+            def load(path):
+                return None if path is None else np.load(path, allow_pickle=False)
+
+            a, b = load(args.a), load(args.b)
+            scales = gemm.scale_arguments(load(args.a_scales), load(args.b_scales))
         else:
             if args.a_scales is not None or args.b_scales is not None:
                 raise GemmError("--a-scales/--b-scales go with --a and --b (a random GEMM draws its own)")
             check_gemm_size(args.m, args.k, args.n)
-            inputs = random_inputs(
+            scales = random_inputs(
                 args.pe, args.m, args.k, args.n, a_signed=args.a_signed, b_signed=args.b_signed, seed=args.seed
             )
-        a, b = inputs["a"], inputs["b"]
-        scales = {name: inputs[name] for name in ("a_scales", "b_scales") if name in inputs}
+            a, b = scales.pop("a"), scales.pop("b")
         # Validate before touching the board.
         gemm.operand_bits(a, b, a_signed=args.a_signed, b_signed=args.b_signed, **scales)
         check_gemm_size(a.shape[0], a.shape[1], b.shape[1])

@@ -144,7 +144,7 @@ def table(report, accuracy, *, sources=""):
         else:
             area = pe.get("area_um2") if pe else None
             base_area = base_pe.get("area_um2") if base_pe else None
-            area_cell = "n/a" if area is None else f"{_num(area)}" + (f" ({_ratio(base_area, area)})" if pe else "")
+            area_cell = "n/a" if area is None else f"{_num(area)} ({_ratio(base_area, area)})"
             cells += [f"`{kind.standalone.module}`" if kind.standalone else kind.name, area_cell]
             cells += list(_energy_cell(pe, base_pe))
             cells += list(_energy_cell(_array_unit(units, kind), base_array))

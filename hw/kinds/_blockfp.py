@@ -38,12 +38,33 @@ from ..arith import AMARANTH_OPS
 from ..fp import fp32_add, leading_zeros
 from .base import GemmInputError, GemmType, PEKind, StandaloneTop
 
-__all__ = ["CODE_BITS", "SCALE_BITS", "OPERAND_BITS", "BlockGemm", "BlockKind", "fp32_from_scaled_integer"]
+__all__ = [
+    "CODE_BITS",
+    "SCALE_BITS",
+    "OPERAND_BITS",
+    "operand_words",
+    "word_scales",
+    "BlockGemm",
+    "BlockKind",
+    "fp32_from_scaled_integer",
+]
 
 CODE_BITS = 4
 SCALE_BITS = 8
 #: One array operand: scale code above the E2M1 code.
 OPERAND_BITS = CODE_BITS + SCALE_BITS
+
+
+def operand_words(codes, scales):
+    """Operand words (int64 numpy) of E2M1 ``codes`` with the scale code of each one's block above it."""
+    return np.asarray(codes, dtype=np.int64) | np.asarray(scales, dtype=np.int64) << CODE_BITS
+
+
+def word_scales(words):
+    """The scale codes of operand words (numpy)."""
+    return np.asarray(words, dtype=np.int64) >> CODE_BITS
+
+
 #: Largest ``|N_a * N_b|`` of two E2M1 integer views (12 * 12).
 MAX_PRODUCT = E2M1.max_int_value**2
 
@@ -103,8 +124,8 @@ class BlockGemm(GemmType):
         bs = self.format.block_size
         pad = -a.shape[1] % bs
         # Every code with its block's scale above it; K padded with zero codes to whole blocks.
-        a_words = np.pad(a, ((0, 0), (0, pad))) | np.repeat(a_scales, bs, axis=1) << CODE_BITS
-        b_words = np.pad(b, ((0, pad), (0, 0))) | np.repeat(b_scales, bs, axis=0) << CODE_BITS
+        a_words = operand_words(np.pad(a, ((0, 0), (0, pad))), np.repeat(a_scales, bs, axis=1))
+        b_words = operand_words(np.pad(b, ((0, pad), (0, 0))), np.repeat(b_scales, bs, axis=0))
         return a_words, b_words
 
     def reference(self, a, b, *, a_signed=True, b_signed=True, a_scales=None, b_scales=None):
