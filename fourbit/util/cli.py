@@ -170,4 +170,20 @@ def run_main(main, name, argv=None, **kwargs):
         return main(argv, **kwargs)
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr, flush=True)
+        _forget_unhandled_interrupt()
         return INTERRUPTED_STATUS
+
+
+def _forget_unhandled_interrupt():
+    """Clear CPython's record of an uncaught Ctrl-C, so that the exit status stays :data:`INTERRUPTED_STATUS`.
+
+    When a ``KeyboardInterrupt`` leaves code that runs through ``exec`` of a
+    string (``dataclasses`` builds every ``__init__``/``__eq__`` that way, so a
+    Ctrl-C during a lazy import such as torch's first ``torch._dynamo`` import
+    lands there), CPython sets its "unhandled KeyboardInterrupt" flag even though
+    the exception is caught further out, and at exit the interpreter kills
+    itself with SIGINT (status -2) instead of exiting with the status returned.
+    Every ``exec`` of a string clears the flag before it runs its code, so an
+    empty one clears it portably.
+    """
+    exec("")

@@ -1,6 +1,9 @@
 """fourbit.util.cli: checked types with bounds, the up-front output-path check, run_main."""
 
 import argparse
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +14,8 @@ from fourbit.util.cli import (
     check_output_file,
     run_main,
 )
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_bounded_int_names_the_limit_and_its_reason():
@@ -52,3 +57,29 @@ def test_run_main_turns_ctrl_c_into_one_line_and_130(capsys):
     assert run_main(interrupted, "verify.gemm", []) == INTERRUPTED_STATUS == 130
     assert capsys.readouterr().err == "verify.gemm: interrupted\n"
     assert run_main(lambda argv, prog=None: 3, "x", [], prog="y") == 3
+
+
+def test_ctrl_c_inside_exec_of_a_string_still_exits_130():
+    # A Ctrl-C that lands in code run by exec() of a string (dataclasses builds its methods
+    # that way; torch's lazy torch._dynamo import runs many) sets CPython's "unhandled
+    # KeyboardInterrupt" flag, and the interpreter then dies by SIGINT (status -2) whatever
+    # status it returns. run_main must clear it. The flag is readable on CPython <= 3.11.
+    probe = (
+        "import ctypes, sys\n"
+        "from fourbit.util.cli import run_main\n"
+        "try:\n"
+        "    flag = ctypes.c_int.in_dll(ctypes.pythonapi, '_Py_UnhandledKeyboardInterrupt')\n"
+        "except (ValueError, AttributeError):\n"
+        "    flag = None\n"
+        "def main(argv):\n"
+        "    exec('raise KeyboardInterrupt')\n"
+        "status = run_main(main, 'probe', [])\n"
+        "print(status, 'unknown' if flag is None else flag.value)\n"
+        "sys.exit(status)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stderr == "probe: interrupted\n"
+    status, flag = done.stdout.split()
+    if flag == "unknown":
+        pytest.skip("this Python does not export _Py_UnhandledKeyboardInterrupt")
+    assert (done.returncode, status, flag) == (130, "130", "0")
