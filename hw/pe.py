@@ -134,6 +134,9 @@ class ProcessingElement(wiring.Component):
         # and rest at 0 otherwise, so they do not switch on held cycles.
         with m.If(use | clear):
             nxt, load = kind.gated_accumulate(m, self.acc, prod, valid, clear, prefix="add")
-            with m.If(1 if load is None else load):
+            if load is None:
                 m.d.sync += self.acc.eq(nxt)
+            else:
+                with m.If(load):
+                    m.d.sync += self.acc.eq(nxt)
         return m

@@ -20,7 +20,6 @@ import torch
 
 from golden.formats.fp16 import fp32_add_bits
 from hw.kinds import TOPS, baseline_kind
-from hw.kinds._blockfp import operand_words, word_scales
 
 __all__ = [
     "UNIT_PORTS",
@@ -227,8 +226,8 @@ def expected_block(sequence):
     words_a, words_b = np.asarray(i["a"]), np.asarray(i["b"])
     terms = scaled_block_sums(
         torch.from_numpy(sums[end_bucket[ends]]),
-        torch.from_numpy(word_scales(words_a[ends])),
-        torch.from_numpy(word_scales(words_b[ends])),
+        torch.from_numpy(kind.gemm.word_scales(words_a[ends])),
+        torch.from_numpy(kind.gemm.word_scales(words_b[ends])),
         fmt,
     )
     term_bits = terms.view(torch.int32).to(torch.int64) & 0xFFFF_FFFF
@@ -457,7 +456,7 @@ def block_exhaustive(kind, rng):
     a_scales = np.repeat(gemm.random_scales(rng, (blocks,)), bs)[:n]
     b_scales = np.repeat(gemm.random_scales(rng, (blocks,)), bs)[:n]
     clear = (np.arange(n) % bs == 0).astype(np.int64)
-    operands = {"a": operand_words(a, a_scales), "b": operand_words(b, b_scales)}
+    operands = {"a": gemm.operand_words(a, a_scales), "b": gemm.operand_words(b, b_scales)}
     return _sequence(kind, "block-exhaustive", operands, np.ones(n), clear, np.zeros(n))
 
 
@@ -471,8 +470,8 @@ def block_runs(kind, rng, segments, *, p_idle=0.1):
     for _ in range(segments):
         k = int(rng.integers(1, 4 * bs + 1))
         blocks = -(-k // bs)
-        a = operand_words(rng.integers(0, 16, k), np.repeat(gemm.random_scales(rng, (blocks,)), bs)[:k])
-        b = operand_words(rng.integers(0, 16, k), np.repeat(gemm.random_scales(rng, (blocks,)), bs)[:k])
+        a = gemm.operand_words(rng.integers(0, 16, k), np.repeat(gemm.random_scales(rng, (blocks,)), bs)[:k])
+        b = gemm.operand_words(rng.integers(0, 16, k), np.repeat(gemm.random_scales(rng, (blocks,)), bs)[:k])
         idle = rng.random(k) < p_idle
         idle[0] = False
         # Every element is valid once; an idle cycle before it repeats its operands with valid low.
@@ -490,7 +489,7 @@ def block_random(kind, rng, n, *, p_valid=0.85, p_clear=0.01, p_rst=0.002):
     """Random codes and scale codes on every step with random ``valid``/``clear``, resets
     mid-block (a block's term takes the scales of its last element's words)."""
     gemm = TOP_KINDS[kind].gemm
-    operands = {role: operand_words(rng.integers(0, 16, n), gemm.random_scales(rng, (n,))) for role in ("a", "b")}
+    operands = {role: gemm.operand_words(rng.integers(0, 16, n), gemm.random_scales(rng, (n,))) for role in ("a", "b")}
     valid, clear, rst = _controls(rng, n, p_valid=p_valid, p_clear=p_clear, p_rst=p_rst)
     return _sequence(kind, "random", operands, valid, clear, rst)
 

@@ -42,8 +42,6 @@ __all__ = [
     "CODE_BITS",
     "SCALE_BITS",
     "OPERAND_BITS",
-    "operand_words",
-    "word_scales",
     "BlockGemm",
     "BlockKind",
     "fp32_from_scaled_integer",
@@ -53,16 +51,6 @@ CODE_BITS = 4
 SCALE_BITS = 8
 #: One array operand: scale code above the E2M1 code.
 OPERAND_BITS = CODE_BITS + SCALE_BITS
-
-
-def operand_words(codes, scales):
-    """Operand words (int64 numpy) of E2M1 ``codes`` with the scale code of each one's block above it."""
-    return np.asarray(codes, dtype=np.int64) | np.asarray(scales, dtype=np.int64) << CODE_BITS
-
-
-def word_scales(words):
-    """The scale codes of operand words (numpy)."""
-    return np.asarray(words, dtype=np.int64) >> CODE_BITS
 
 
 #: Largest ``|N_a * N_b|`` of two E2M1 integer views (12 * 12).
@@ -92,6 +80,16 @@ class BlockGemm(GemmType):
     @property
     def format(self):
         return BLOCK_FORMATS[self.name]
+
+    @staticmethod
+    def operand_words(codes, scales):
+        """Operand words (int64 numpy) of E2M1 ``codes`` with the scale code of each one's block above it."""
+        return np.asarray(codes, dtype=np.int64) | np.asarray(scales, dtype=np.int64) << CODE_BITS
+
+    @staticmethod
+    def word_scales(words):
+        """The scale codes of operand words (numpy)."""
+        return np.asarray(words, dtype=np.int64) >> CODE_BITS
 
     def scale_shapes(self, m, k, n):
         """Shapes of the scale matrices of an M x K x N GEMM: M x ceil(K/bs) and ceil(K/bs) x N."""
@@ -124,8 +122,8 @@ class BlockGemm(GemmType):
         bs = self.format.block_size
         pad = -a.shape[1] % bs
         # Every code with its block's scale above it; K padded with zero codes to whole blocks.
-        a_words = operand_words(np.pad(a, ((0, 0), (0, pad))), np.repeat(a_scales, bs, axis=1))
-        b_words = operand_words(np.pad(b, ((0, pad), (0, 0))), np.repeat(b_scales, bs, axis=0))
+        a_words = self.operand_words(np.pad(a, ((0, 0), (0, pad))), np.repeat(a_scales, bs, axis=1))
+        b_words = self.operand_words(np.pad(b, ((0, pad), (0, 0))), np.repeat(b_scales, bs, axis=0))
         return a_words, b_words
 
     def reference(self, a, b, *, a_signed=True, b_signed=True, a_scales=None, b_scales=None):
