@@ -106,6 +106,17 @@ def run_accuracy(*, data_dir, out, seed=0, runs=ACCURACY_RUNS, only=None, recipe
     return write_accuracy_table(out=out, seed=seed, runs=runs)
 
 
+def run_capabilities(rows):
+    """The distinct ``cpu_capability`` values of the runs in accuracy ``rows``, sorted.
+
+    FP32 arithmetic (the FP32 layers, the float parts of every recipe) rounds
+    differently under each vector ISA of torch's CPU kernels, so a table whose
+    runs come from more than one does not reproduce on any single machine.
+    """
+    recipes = [value for row in rows for value in row.values() if isinstance(value, dict)]
+    return sorted({run.get("cpu_capability", "unknown") for run in recipes})
+
+
 def write_accuracy_table(*, out, seed=0, runs=ACCURACY_RUNS):
     """Assemble accuracy.json and accuracy.md from the cached runs; return the rows."""
     out = Path(out)
@@ -121,9 +132,15 @@ def write_accuracy_table(*, out, seed=0, runs=ACCURACY_RUNS):
                     for k in ("test_accuracy", "train_seconds", "inexact_grad_steps", "step_seconds_median", "threads")
                 }
                 row[r]["history"] = [h["test_accuracy"] for h in m["history"]]
+                # Runs written before the key existed: not known.
+                row[r]["cpu_capability"] = m.get("cpu_capability", "unknown")
         if any(r in row for r in recipes):
             rows.append(row)
-    _write(out / "accuracy.json", json.dumps({"rows": rows, "torch": torch.__version__}, indent=1) + "\n")
+    capabilities = run_capabilities(rows)
+    _write(
+        out / "accuracy.json",
+        json.dumps({"rows": rows, "torch": torch.__version__, "cpu_capabilities": capabilities}, indent=1) + "\n",
+    )
     quant = [r for r in ACCURACY_RECIPES if r != "fp32"]
     lines = [
         "| dataset | model | epochs | fp32 top-1 (%) | "
@@ -150,7 +167,7 @@ def write_accuracy_table(*, out, seed=0, runs=ACCURACY_RUNS):
             + " | ".join(diff(row, r) for r in quant)
             + " |"
         )
-    table = "\n".join(lines) + "\n"
+    table = "\n".join(lines) + f"\n\n(torch CPU kernels: {', '.join(capabilities) or 'no runs'})\n"
     _write(out / "accuracy.md", table)
     print(table)
     return rows

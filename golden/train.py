@@ -336,6 +336,9 @@ def train(
         "step_losses": step_losses,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        # The vector ISA of torch's CPU kernels (AVX2, AVX512, ...): FP32 reductions round
+        # differently under each, so FP32 parts of a run reproduce bit for bit only on the same one.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__,
     }
 

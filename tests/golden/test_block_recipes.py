@@ -278,10 +278,15 @@ def test_bench_accuracy_table_has_the_block_recipes(tmp_path):
     for recipe, acc in (("fp32", 0.9), ("nvfp4", 0.875)):
         m = {"test_accuracy": acc, "train_seconds": 1.0, "inexact_grad_steps": 0, "step_seconds_median": 0.1}
         m.update(threads=1, history=[{"test_accuracy": acc}])
+        if recipe == "fp32":
+            m["cpu_capability"] = "AVX2"  # the nvfp4 run predates the key
         (tmp_path / "runs").mkdir(exist_ok=True)
         (tmp_path / "runs" / f"digits-mlp-{recipe}-e3-s0.json").write_text(json.dumps(m))
     write_accuracy_table(out=tmp_path, runs=runs)
-    header, _, row = (tmp_path / "accuracy.md").read_text().splitlines()
+    header, _, row, _, footnote = (tmp_path / "accuracy.md").read_text().splitlines()
+    # FP32 rounding depends on the kernels' vector ISA: the table says which ones its runs used.
+    assert footnote == "(torch CPU kernels: AVX2, unknown)"
+    assert json.loads((tmp_path / "accuracy.json").read_text())["cpu_capabilities"] == ["AVX2", "unknown"]
     cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in row.split("|")]))
     assert cells["fp32 top-1 (%)"] == "90.00" and cells["nvfp4 (%)"] == "87.50" and cells["mxfp4 (%)"] == "-"
     assert cells["nvfp4 - fp32"] == "-2.50"
