@@ -91,8 +91,9 @@ class Board:
 
     def clock_div(self, pe):
         """Default divider of the board clock for the engine of an array of ``pe``
-        (2 for a kind whose measured Fmax is below the board clock: 12 -> 6 MHz, 25 -> 12.5 MHz)."""
-        return get_kind(pe).fpga.clock_div
+        (2 for a kind whose measured Fmax is below the board clock: 12 -> 6 MHz, 25 -> 12.5 MHz;
+        per board where the kind's :class:`~hw.kinds.base.FPGAFit` names one)."""
+        return get_kind(pe).fpga.clock_div_on(self.name)
 
     def synth_opts(self, pe):
         """``synth_<family>`` options for an array of ``pe``.

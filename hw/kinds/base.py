@@ -244,17 +244,28 @@ class FPGAFit:
     largest : dict
         ``{board: (rows, cols)}``: the largest square array the sweep placed
         and routed on each board (docs/boards.md); ``make synth`` builds it by default.
-    clock_div : int
+    clock_div : int or dict
         Divider of the board clock for the engine (2 where the measured Fmax
-        is below the board clock).
+        is below the board clock), or ``{board: divider}`` where the boards
+        differ (a board it does not name: 1); :meth:`clock_div_on` reads it.
     hard_multipliers : bool
         Map products to DSP blocks (wide mantissa products); the 4-bit kinds
         are a few LUTs per product and build without DSPs.
     """
 
     largest: dict
-    clock_div: int = 1
+    clock_div: int | dict = 1
     hard_multipliers: bool = False
+
+    def __post_init__(self):
+        dividers = self.clock_div.values() if isinstance(self.clock_div, dict) else (self.clock_div,)
+        for divider in dividers:
+            if isinstance(divider, bool) or not isinstance(divider, int) or divider < 1:
+                raise ValueError(f"FPGAFit: a clock divider must be an integer >= 1, not {divider!r}")
+
+    def clock_div_on(self, board):
+        """The engine's divider of ``board``'s clock (a board name)."""
+        return self.clock_div.get(board, 1) if isinstance(self.clock_div, dict) else self.clock_div
 
 
 class PEKind:

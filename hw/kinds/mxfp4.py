@@ -44,9 +44,11 @@ class MXFP4Kind(BlockKind):
     gemms = ((GEMM, {}),)
     recipes = ("mxfp4",)
     info_code = 4
-    # A single-cycle binary32 add per block like the fp16 kind's: from the board clock divided by 2.
+    # A single-cycle binary32 add per block, like the fp16 kind's: its Fmax (1x1: 3.6-4.0 MHz on the
+    # iCE40UP5K, 12.7-13.4 MHz on the ECP5, docs/boards.md) takes the iCEBreaker's 12 MHz divided
+    # by 4 and the ULX3S's 25 MHz divided by 2.
     # Not placed on the boards yet: no board has a size for it (the sweep names it with --pes).
-    fpga = FPGAFit(largest={}, clock_div=2)
+    fpga = FPGAFit(largest={}, clock_div={"icebreaker": 4, "ulx3s": 2})
     # T = P * 2^(Xa + Xb - 256): the /4 of the integer views is in the offset.
     scale_offset = 256
     scale_significand_bits = 1

@@ -16,6 +16,7 @@ from hw import tiling
 from hw.engine import GemmEngine
 from hw.engine.protocol import Command, Flag, Status, info_reply
 from hw.kinds import KINDS as ARRAY_KINDS
+from hw.kinds.base import FPGAFit
 from verify.gemm import GemmError
 
 
@@ -419,3 +420,13 @@ def test_density_synthesizes_and_resumes(capsys, tmp_path):
     assert density_main(list(args)) == 0
     second = capsys.readouterr()
     assert second.out == first.out and second.err == ""
+
+
+def test_block_kinds_divide_each_board_clock_by_its_own_divider():
+    """The block kinds' binary32 path: the iCEBreaker's 12 MHz / 4, the ULX3S's 25 MHz / 2."""
+    for pe in ("mxfp4", "nvfp4"):
+        assert (BOARDS["icebreaker"].clock_div(pe), BOARDS["ulx3s"].clock_div(pe)) == (4, 2)
+    plan = BOARDS["icebreaker"].platform().prepare(BoardTop(kind="mxfp4", rows=1, cols=1, clock_div=4), name="top")
+    assert "set_frequency core.divided_clk 3.0" in plan.files["top.pcf"]
+    with pytest.raises(ValueError, match=r"^FPGAFit: a clock divider must be an integer >= 1, not 0$"):
+        FPGAFit(largest={}, clock_div={"icebreaker": 0})
