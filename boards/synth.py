@@ -716,7 +716,8 @@ def main(argv=None, prog=None):
         "--clock-div",
         type=_optional_positive,
         default=None,
-        help="run the engine at the board clock divided by N (default: 2 for fp16, else 1)",
+        help="run the engine at the board clock divided by N (default: the kind's divider on that board, "
+        "FPGAFit.clock_div in its hw.kinds module; 1 for the 4-bit integer kinds)",
     )
     parser.add_argument(
         "--clock-mhz",

@@ -106,7 +106,13 @@ def _energy_cell(entry, base):
 def _fpga_cell(kind):
     if not kind.fpga.largest:
         return "not placed yet"
-    return ", ".join(f"{board} {rows * cols}" for board, (rows, cols) in sorted(kind.fpga.largest.items()))
+    # Every board some kind was placed on (report does not import boards), so a missing one shows.
+    boards = sorted({board for other in KINDS.values() for board in other.fpga.largest})
+    sizes = kind.fpga.largest
+    return ", ".join(
+        f"{board} {sizes[board][0] * sizes[board][1]}" if board in sizes else f"{board} not placed yet"
+        for board in boards
+    )
 
 
 def table(report, accuracy, *, sources=""):

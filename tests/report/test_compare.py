@@ -88,3 +88,15 @@ def test_main_splices_between_markers_and_refuses_bad_input(inputs, tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-2].endswith("pair to replace") and "make report" in err[-1]
     assert not out.exists() and plain.read_text() == "no markers\n"
+
+
+def test_fpga_cell_names_the_boards_a_kind_is_not_placed_on_yet():
+    from types import SimpleNamespace
+
+    from hw.kinds.base import FPGAFit
+
+    one_board = SimpleNamespace(fpga=FPGAFit(largest={"icebreaker": (1, 1)}))
+    assert compare._fpga_cell(one_board) == "icebreaker 1, ulx3s not placed yet"
+    assert compare._fpga_cell(SimpleNamespace(fpga=FPGAFit(largest={}))) == "not placed yet"
+    both = SimpleNamespace(fpga=FPGAFit(largest={"icebreaker": (2, 3), "ulx3s": (4, 4)}))
+    assert compare._fpga_cell(both) == "icebreaker 6, ulx3s 16"
