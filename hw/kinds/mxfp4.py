@@ -48,7 +48,7 @@ class MXFP4Kind(BlockKind):
     # iCE40UP5K, 12.7-13.4 MHz on the ECP5, docs/boards.md) takes the iCEBreaker's 12 MHz divided
     # by 4 and the ULX3S's 25 MHz divided by 2.
     # The largest arrays the sweep placed and routed (docs/boards.md); the iCE40UP5K holds one PE
-    # (2x2: 111 % / 145 % of its logic cells).
+    # (2x2: 111 % of its logic cells).
     fpga = FPGAFit(largest={"icebreaker": (1, 1)}, clock_div={"icebreaker": 4, "ulx3s": 2})
     # T = P * 2^(Xa + Xb - 256): the /4 of the integer views is in the offset.
     scale_offset = 256
