@@ -39,7 +39,7 @@ from hw.array import SystolicArray
 from hw.fpga_array import LeanSystolicArray, lean_kinds
 from hw.kinds import get_kind
 
-from .platforms import BOARDS, KEEP_REGISTERS, yowasp_env
+from .platforms import BOARDS, yowasp_env
 from .synth import SynthError, netlist_resources
 
 __all__ = ["FAMILIES", "Variant", "design", "measure", "table", "main"]
@@ -82,7 +82,7 @@ def measure(family, kind, rows, cols, variant):
     text = rtlil.convert(array, name="top")
     board = BOARDS[FAMILIES[family]]
     opts = board.synth_opts(kind)
-    script = f"read_rtlil top.il\n{KEEP_REGISTERS}\n{_SYNTH[family]} {opts} -top top\nwrite_json top.json\n"
+    script = f"read_rtlil top.il\n{_SYNTH[family]} {opts} -top top\nwrite_json top.json\n"
     with tempfile.TemporaryDirectory(prefix="fourbit-density-") as scratch:
         work = pathlib.Path(scratch)
         (work / "top.il").write_text(text)

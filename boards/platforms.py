@@ -132,13 +132,6 @@ BOARDS = {
 }
 
 
-#: Yosys commands run right after the design is read, on both families: a register whose
-#: wire carries ``keep`` (:data:`hw.pipeline.KEEP`, a control forwarded PE to PE) keeps its
-#: flip-flop too. Yosys honours ``keep`` on a wire by keeping the wire, and ``opt_merge``
-#: would still merge equal flip-flops behind it; on the cell it merges none.
-KEEP_REGISTERS = "setattr -set keep 1 a:keep %ci1:+$dff,$adff[Q] t:$dff t:$adff %u %i"
-
-
 def unknown_board_message(name):
     return f"unknown board {name!r} (supported: {', '.join(BOARDS)})"
 

@@ -56,7 +56,7 @@ from fourbit.util.cli import OneLineParser, bit_flag, non_negative_int, positive
 from fourbit.util.files import write_atomically, write_text_atomically
 from hw.kinds import KINDS
 
-from .platforms import BOARDS, KEEP_REGISTERS, PLL_CLOCK_NET, BoardTop, unknown_board_message, yowasp_env
+from .platforms import BOARDS, PLL_CLOCK_NET, BoardTop, unknown_board_message, yowasp_env
 from .pll import plan_pll
 
 __all__ = [
@@ -355,14 +355,7 @@ def prepare(
     else:
         nextpnr_opts = f"--report nextpnr.json --seed {seed} --timing-allow-fail"
     # No source locations: the plan is the same from every checkout (and smaller to ship).
-    plan = platform.prepare(
-        top,
-        name=NAME,
-        emit_src=False,
-        synth_opts=spec.synth_opts(pe),
-        nextpnr_opts=nextpnr_opts,
-        script_after_read=KEEP_REGISTERS,
-    )
+    plan = platform.prepare(top, name=NAME, emit_src=False, synth_opts=spec.synth_opts(pe), nextpnr_opts=nextpnr_opts)
     clock = {"board_clock_mhz": round(board_hz / 1e6, 2), "clock_div": clock_div}
     if pll is not None:
         clock["pll"] = pll.describe()

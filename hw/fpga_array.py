@@ -35,12 +35,7 @@ cycles of latency instead of one. What a PE no longer has:
   one is not defined: the runner and the engine keep K within ``max_k``.
 
 Forwarded per PE: the two operand codes, ``clear`` and ``last`` (10 bits
-for 4-bit kinds, against 13 with ``valid`` and both mode bits). The
-``clear``/``last`` copies (and each PE's registered ``last``) carry
-:data:`hw.pipeline.KEEP`: every PE of an anti-diagonal sees the same values,
-and without it Yosys merges them into one flip-flop per anti-diagonal (a
-4x4 array: 7 of its 26 ``clear`` registers survive), whose net then reaches
-up to ``min(rows, cols)`` PEs.
+for 4-bit kinds, against 13 with ``valid`` and both mode bits).
 """
 
 from amaranth.hdl import Const, Module, Mux, Signal, signed
@@ -50,7 +45,7 @@ from ._params import check_int
 from .arith import min_acc_width
 from .array import min_tile_cycles, output_stationary_ports
 from .kinds import KINDS, get_kind
-from .pipeline import KEEP, register_all, skewed_edge
+from .pipeline import register_all, skewed_edge
 
 __all__ = ["LeanSystolicArray", "lean_kinds"]
 
@@ -166,7 +161,7 @@ class LeanSystolicArray(wiring.Component):
             entry = {"a": Mux(edge["valid"], code, zero_a), "clear": edge["clear"], "last": edge["last"]}
             if has_rows:
                 entry["term"] = _fit(Mux(edge["valid"], kind.row_term(code, here), 0), kind.row_term_range)
-            rows_in.append(register_all(m, entry, name=f"row{i}", keep=("clear", "last")))
+            rows_in.append(register_all(m, entry, name=f"row{i}"))
         cols_in = []
         for j, edge in enumerate(north):
             here = {name: edge[name] for name in col_modes}
@@ -186,7 +181,7 @@ class LeanSystolicArray(wiring.Component):
             ``sum`` is the adder's output: the cycle after ``last`` it is the tile's total.
             """
             held = Signal(signed(_range_width(term_range)), name=f"{name}_term")
-            cap = Signal(name=f"{name}_cap", attrs=KEEP)
+            cap = Signal(name=f"{name}_cap")
             acc = Signal(signed(width), name=f"{name}_acc")
             total = (acc + held)[:width].as_signed()
             m.d.sync += [held.eq(term), cap.eq(last)]
@@ -227,10 +222,7 @@ class LeanSystolicArray(wiring.Component):
                     below.append(register_all(m, {"b": top["b"]}, name=f"south_{prefix}"))
                 if j + 1 < cols:
                     left = register_all(
-                        m,
-                        {"a": left["a"], "clear": left["clear"], "last": left["last"]},
-                        name=f"east_{prefix}",
-                        keep=("clear", "last"),
+                        m, {"a": left["a"], "clear": left["clear"], "last": left["last"]}, name=f"east_{prefix}"
                     )
             from_north = below
 

@@ -34,17 +34,7 @@ def delay(m, value, stages, *, name):
     return value
 
 
-#: Attributes of a register that must stay one of its own: a control forwarded PE to PE
-#: (``clear``, ``last``) is, along an anti-diagonal of the array, the same function of the
-#: same input, and Yosys's ``opt_merge`` would merge those copies into one flip-flop per
-#: anti-diagonal that fans out to up to ``min(rows, cols)`` PEs, the long net the
-#: forwarding is there to avoid. Yosys keeps a wire with this attribute but not the
-#: flip-flop driving it: the FPGA flow (:data:`boards.synth.KEEP_REGISTERS`) moves it onto
-#: the flip-flop before synthesis.
-KEEP = {"keep": 1}
-
-
-def register_all(m, values, *, name, keep=()):
+def register_all(m, values, *, name):
     """Registered copies (one ``sync`` register each) of a dict of values: the hop to the next PE.
 
     Parameters
@@ -55,8 +45,6 @@ def register_all(m, values, *, name, keep=()):
         Values to register, by key.
     name : str
         Base name of the registers (``<name>_<key>``).
-    keep : iterable of str
-        Keys whose registers carry the ``keep`` attribute (see :data:`KEEP`).
 
     Returns
     -------
@@ -64,10 +52,9 @@ def register_all(m, values, *, name, keep=()):
         The registers, by the same keys (reset to 0 with the domain).
     """
     out = {}
-    keep = set(keep)
     for key, value in values.items():
         value = Value.cast(value)
-        register = Signal(value.shape(), name=f"{name}_{key}", attrs=KEEP if key in keep else {})
+        register = Signal(value.shape(), name=f"{name}_{key}")
         m.d.sync += register.eq(value)
         out[key] = register
     return out

@@ -430,30 +430,3 @@ def test_block_kinds_divide_each_board_clock_by_its_own_divider():
     assert "set_frequency core.divided_clk 3.0" in plan.files["top.pcf"]
     with pytest.raises(ValueError, match=r"^FPGAFit: a clock divider must be an integer >= 1, not 0$"):
         FPGAFit(largest={}, clock_div={"icebreaker": 0})
-
-
-@pytest.mark.parametrize("keep", [True, False], ids=["keep", "merged"])
-def test_forwarded_controls_stay_one_register_per_pe(keep, tmp_path):
-    """Yosys merges a lean array's per-PE clear/last copies along each anti-diagonal unless
-    the board flow's KEEP_REGISTERS moves their keep onto the flip-flops."""
-    import json
-    import subprocess
-
-    from amaranth.back import rtlil
-
-    from boards.platforms import KEEP_REGISTERS, yowasp_env
-    from hw.fpga_array import LeanSystolicArray
-
-    array = LeanSystolicArray(kind="int4", rows=3, cols=3, max_k=16)
-    (tmp_path / "top.il").write_text(rtlil.convert(array, name="top"))
-    script = f"read_rtlil top.il\n{KEEP_REGISTERS if keep else ''}\nsynth_ecp5 -nodsp -top top\nwrite_json top.json\n"
-    (tmp_path / "top.ys").write_text(script)
-    env = yowasp_env()
-    subprocess.run([env["YOSYS"], "-q", "top.ys"], cwd=tmp_path, env=env, check=True, capture_output=True)
-    nets = json.loads((tmp_path / "top.json").read_text())["modules"]["top"]["netnames"]
-    forwarded = {name: tuple(net["bits"]) for name, net in nets.items() if name.endswith(("_clear", "_last", "_cap"))}
-    forwarded = {name: bits for name, bits in forwarded.items() if name.startswith(("row", "east_", "pe"))}
-    # last registered per PE and per row sum; clear and last per row entry and per east hop
-    assert len(forwarded) == (3 * 3 + 3) + 2 * 3 + 2 * (3 * 2)
-    distinct = len(set(forwarded.values()))
-    assert distinct == len(forwarded) if keep else distinct < len(forwarded)
