@@ -28,7 +28,7 @@ from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from fourbit.util.tools import yowasp_env
 from hw.engine import GemmEngine
-from hw.kinds import default_kind, get_kind
+from hw.kinds import check_clock_div, default_kind, get_kind
 
 from .pll import PLLConfig
 
@@ -141,14 +141,6 @@ def uart_divisor(board_hz, clock_div=1):
     return round(board_hz / clock_div / BAUD)
 
 
-def _check_clock_div(owner, clock_div):
-    if isinstance(clock_div, bool) or not isinstance(clock_div, int):
-        raise TypeError(f"{owner}: clock_div must be an integer, not {clock_div!r}")
-    if clock_div < 1:
-        raise ValueError(f"{owner}: clock_div must be >= 1, not {clock_div}")
-    return clock_div
-
-
 def _check_pll(owner, pll, clock_div):
     if pll is not None:
         if not isinstance(pll, PLLConfig):
@@ -216,7 +208,7 @@ class ClockedEngine(wiring.Component):
     """
 
     def __init__(self, *, kind, rows, cols, board_hz, depth=256, clock_div=1, pll=None, lean=False, max_k=None):
-        self.clock_div, self.board_hz = _check_clock_div(type(self).__name__, clock_div), board_hz
+        self.clock_div, self.board_hz = check_clock_div(type(self).__name__, clock_div), board_hz
         self.pll = _check_pll(type(self).__name__, pll, clock_div)
         engine_hz = board_hz / clock_div if pll is None else pll.out_hz
         try:
@@ -317,7 +309,7 @@ class BoardTop(Elaboratable):
         # Validate eagerly (the board clock is only known with the platform);
         # a refused top is not an unused design (no UnusedElaboratable warning).
         try:
-            _check_clock_div(type(self).__name__, clock_div)
+            check_clock_div(type(self).__name__, clock_div)
             self.pll = _check_pll(type(self).__name__, pll, clock_div)
             probe = ClockedEngine(
                 kind=kind,

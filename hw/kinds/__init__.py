@@ -12,7 +12,16 @@ none of them (docs/rtl.md, "Adding a PE kind").
 import importlib
 import pkgutil
 
-from .base import FPGAFit, GemmInputError, GemmType, IntegerGemm, IntegerKind, PEKind, StandaloneTop
+from .base import (
+    FPGAFit,
+    GemmInputError,
+    GemmType,
+    IntegerGemm,
+    IntegerKind,
+    PEKind,
+    StandaloneTop,
+    check_clock_div,
+)
 
 __all__ = [
     "KINDS",
@@ -28,6 +37,7 @@ __all__ = [
     "GemmType",
     "IntegerGemm",
     "StandaloneTop",
+    "check_clock_div",
     "FPGAFit",
     "GemmInputError",
 ]

@@ -42,6 +42,7 @@ __all__ = [
     "CODE_BITS",
     "SCALE_BITS",
     "OPERAND_BITS",
+    "BLOCK_CLOCK_DIV",
     "BlockGemm",
     "BlockKind",
     "fp32_from_scaled_integer",
@@ -51,6 +52,12 @@ CODE_BITS = 4
 SCALE_BITS = 8
 #: One array operand: scale code above the E2M1 code.
 OPERAND_BITS = CODE_BITS + SCALE_BITS
+
+#: The block kinds' engine dividers of each board clock (:class:`FPGAFit` ``clock_div``).
+#: A block's term is one single-cycle binary32 add, like the fp16 kind's: its Fmax
+#: (1x1: 3.6-4.1 MHz on the iCE40UP5K, 12.7-13.4 MHz on the ECP5, docs/boards.md) takes
+#: the iCEBreaker's 12 MHz divided by 4 and the ULX3S's 25 MHz divided by 2.
+BLOCK_CLOCK_DIV = {"icebreaker": 4, "ulx3s": 2}
 
 
 #: Largest ``|N_a * N_b|`` of two E2M1 integer views (12 * 12).

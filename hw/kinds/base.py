@@ -39,6 +39,7 @@ __all__ = [
     "IntegerGemm",
     "StandaloneTop",
     "FPGAFit",
+    "check_clock_div",
     "PEKind",
     "IntegerKind",
     "integer_codes",
@@ -235,6 +236,15 @@ class StandaloneTop:
         return next((port for port, r, _ in self.ports if r == role), None)
 
 
+def check_clock_div(owner, clock_div):
+    """``clock_div``, the divider of a board clock for the engine: an integer >= 1.
+
+    The one rule for a kind's :class:`FPGAFit` and a board top's argument
+    (:mod:`boards.platforms`); TypeError or ValueError names ``owner``.
+    """
+    return check_int(owner, "clock_div", clock_div, minimum=1)
+
+
 @dataclasses.dataclass(frozen=True)
 class FPGAFit:
     """How a kind's array goes on the FPGA boards (:mod:`boards`).
@@ -258,10 +268,13 @@ class FPGAFit:
     hard_multipliers: bool = False
 
     def __post_init__(self):
-        dividers = self.clock_div.values() if isinstance(self.clock_div, dict) else (self.clock_div,)
-        for divider in dividers:
-            if isinstance(divider, bool) or not isinstance(divider, int) or divider < 1:
-                raise ValueError(f"FPGAFit: a clock divider must be an integer >= 1, not {divider!r}")
+        if isinstance(self.clock_div, dict):
+            for board, divider in self.clock_div.items():
+                check_clock_div(f"FPGAFit ({board})", divider)
+            # a copy: kinds may share one divider table (hw.kinds._blockfp)
+            object.__setattr__(self, "clock_div", dict(self.clock_div))
+        else:
+            check_clock_div("FPGAFit", self.clock_div)
 
     def clock_div_on(self, board):
         """The engine's divider of ``board``'s clock (a board name)."""

@@ -11,7 +11,7 @@ operand word and the block counting).
 import numpy as np
 from amaranth.hdl import Const
 
-from ._blockfp import BlockGemm, BlockKind
+from ._blockfp import BLOCK_CLOCK_DIV, BlockGemm, BlockKind
 from .base import FPGAFit
 
 __all__ = ["GEMM", "KIND"]
@@ -44,12 +44,9 @@ class MXFP4Kind(BlockKind):
     gemms = ((GEMM, {}),)
     recipes = ("mxfp4",)
     info_code = 4
-    # A single-cycle binary32 add per block, like the fp16 kind's: its Fmax (1x1: 3.6-4.0 MHz on the
-    # iCE40UP5K, 12.7-13.4 MHz on the ECP5, docs/boards.md) takes the iCEBreaker's 12 MHz divided
-    # by 4 and the ULX3S's 25 MHz divided by 2.
     # The largest arrays the sweep placed and routed (docs/boards.md): the iCE40UP5K holds one PE
     # (2x2: 111 % of its logic cells); the LFE5U-85F 6x6 (79 % of its LUT4s; 7x7 not built).
-    fpga = FPGAFit(largest={"icebreaker": (1, 1), "ulx3s": (6, 6)}, clock_div={"icebreaker": 4, "ulx3s": 2})
+    fpga = FPGAFit(largest={"icebreaker": (1, 1), "ulx3s": (6, 6)}, clock_div=BLOCK_CLOCK_DIV)
     # T = P * 2^(Xa + Xb - 256): the /4 of the integer views is in the offset.
     scale_offset = 256
     scale_significand_bits = 1

@@ -15,7 +15,7 @@ import numpy as np
 from golden.formats import E4M3
 
 from ..arith import AMARANTH_OPS
-from ._blockfp import BlockGemm, BlockKind
+from ._blockfp import BLOCK_CLOCK_DIV, BlockGemm, BlockKind
 from .base import FPGAFit
 
 __all__ = ["GEMM", "KIND"]
@@ -47,12 +47,9 @@ class NVFP4Kind(BlockKind):
     gemms = ((GEMM, {}),)
     recipes = ("nvfp4",)
     info_code = 5
-    # A single-cycle binary32 add per block, like the fp16 kind's: its Fmax (1x1: 3.6-4.0 MHz on the
-    # iCE40UP5K, 12.7-13.4 MHz on the ECP5, docs/boards.md) takes the iCEBreaker's 12 MHz divided
-    # by 4 and the ULX3S's 25 MHz divided by 2.
     # The largest arrays the sweep placed and routed (docs/boards.md): the iCE40UP5K holds one PE
     # (2x2: 145 % of its logic cells); on the ULX3S the sweep has not reached the largest yet.
-    fpga = FPGAFit(largest={"icebreaker": (1, 1)}, clock_div={"icebreaker": 4, "ulx3s": 2})
+    fpga = FPGAFit(largest={"icebreaker": (1, 1)}, clock_div=BLOCK_CLOCK_DIV)
     # value(s) = significand * 2^(scale_exponent - 10); T = P/4 * value(sa) * value(sb).
     scale_offset = 2 + 2 * (E4M3.bias + E4M3.mantissa_bits)
     scale_significand_bits = 2 * (E4M3.mantissa_bits + 1)

@@ -428,5 +428,5 @@ def test_block_kinds_divide_each_board_clock_by_its_own_divider():
         assert (BOARDS["icebreaker"].clock_div(pe), BOARDS["ulx3s"].clock_div(pe)) == (4, 2)
     plan = BOARDS["icebreaker"].platform().prepare(BoardTop(kind="mxfp4", rows=1, cols=1, clock_div=4), name="top")
     assert "set_frequency core.divided_clk 3.0" in plan.files["top.pcf"]
-    with pytest.raises(ValueError, match=r"^FPGAFit: a clock divider must be an integer >= 1, not 0$"):
+    with pytest.raises(ValueError, match=r"^FPGAFit \(icebreaker\): clock_div must be >= 1, not 0$"):
         FPGAFit(largest={}, clock_div={"icebreaker": 0})
