@@ -9,19 +9,23 @@ layers of an ordinary ``nn.Module``.
 
 How codes travel between layers
 -------------------------------
-Module outputs stay ordinary float tensors holding real values, so that any
-float operation (BatchNorm, residual adds, a high-precision classifier) can
-consume them. Alongside, a quantized layer tags its output with its exact
-integer accumulator and unit, and :class:`PACT` tags its output with its
-UINT4 codes and step. The next :class:`PACT` / quantized layer reads these
-tags, so no value is ever re-derived from a rounded float.
-``nn.MaxPool2d``, ``nn.Flatten`` and ``nn.Identity`` are wrapped by
-:class:`CodePreserving` (they commute with the codes); any other operation
-drops the tags, and then:
+Module outputs hold real values, so that any float operation (BatchNorm,
+residual adds, a high-precision classifier) can consume them. They are
+:class:`golden.quantized.QuantizedTensor` s carrying the exact state: a
+quantized layer's output its integer accumulator and unit
+(:class:`~golden.quantized.AccState`), :class:`PACT`'s output its UINT4 codes
+and step (:class:`~golden.quantized.CodeState`). The next :class:`PACT` /
+quantized layer reads that state, so no value is ever re-derived from a
+rounded float. The state follows the tensor through reshapes, views,
+permutations, indexing, flattening and max pooling (functional or as modules,
+inside checkpointing too); any other operation returns a plain tensor, and
+then:
 
 - :class:`PACT` quantizes its float input with :func:`golden.formats.quantize_pact`
   (the host path, e.g. after BatchNorm);
-- a quantized layer that expects UINT4 codes raises a ``RuntimeError``.
+- a quantized layer with ``input_mode="codes"`` raises a ``RuntimeError``; one
+  with ``"auto"`` (what :func:`convert` makes) quantizes the float input with
+  the signed INT4 activation quantizer.
 
 In the backward pass a quantized layer passes the real gradient
 ``dX_int * unit`` to autograd and the unit to its producer through a
@@ -49,6 +53,7 @@ from torch import nn
 
 from . import fused, kernels, pipeline
 from .formats import quantize_input
+from .quantized import AccState, CodeState, plain, state_of, with_state
 from .requant import QMAX, requant_params, requantize_pact
 
 __all__ = [
@@ -57,7 +62,7 @@ __all__ = [
     "QConv2d",
     "QMatMul",
     "PACT",
-    "CodePreserving",
+    "CODE_PRESERVING_MODULES",
     "GradLink",
     "convert",
     "quantized_layers",
@@ -172,32 +177,6 @@ class GradLink:
         self.consumers, self.unit = 0, None
 
 
-@dataclasses.dataclass
-class _AccTag:
-    acc: torch.Tensor  # exact integer accumulator incl. bias (float tensor), shape of the output
-    unit: float  # its real unit scale_x * scale_w
-    link: GradLink
-    producer: str
-
-
-@dataclasses.dataclass
-class _CodeTag:
-    ints: torch.Tensor  # integer codes (int8, or a float tensor of integers), shape of the value
-    step: float  # real value of code 1
-    signed: bool
-    link: object  # GradLink of the producing layer, or None
-    real: object = None  # unquantized float value (PACT clip of the input), only while capturing
-
-    @property
-    def codes(self):
-        """The codes as a float32 tensor of integers."""
-        return self.ints.to(torch.float32)
-
-
-def _tag(t):
-    return getattr(t, "_fourbit", None)
-
-
 class _QGemm(torch.autograd.Function):
     """One quantized layer: integer forward GEMM, FP4 TPR backward GEMMs.
 
@@ -207,34 +186,36 @@ class _QGemm(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, layer):
+    def forward(ctx, x, weight, bias, layer, tag, recomputing, link_out):
         cfg = layer.config
-        tag = _tag(x)
-        has_codes = isinstance(tag, _CodeTag) and tag.ints.shape == x.shape
+        # a checkpoint's recomputation is the same forward pass again: not counted twice
+        paths = collections.Counter() if recomputing else layer.input_paths
+        has_codes = isinstance(tag, CodeState) and tag.ints.shape == x.shape
         if layer.input_mode == "image":
             x_codes = quantize_input(x.detach()).to(torch.float32)
             x_step, x_max, x_signed, link_in = 1.0 / 15, 8, True, None
             x_real = x.detach()
-            layer.input_paths["image"] += 1
+            paths["image"] += 1
         elif layer.input_mode == "signed" or (layer.input_mode == "auto" and not has_codes):
             # A float activation of either sign (LayerNorm, GELU, a residual sum): the signed INT4
             # activation quantizer, formats.quantize_activation (the same float64 SAWB operations).
             x_codes, x_step = pipeline.quantize_weight_sawb(x, cfg.sawb_c, dtype=layer._codes_dtype)
             x_max, x_signed, link_in = 7, True, None
             x_real = x.detach()
-            layer.input_paths["signed"] += 1
+            paths["signed"] += 1
         else:
             if not has_codes:
                 raise RuntimeError(
                     f"quantized layer {layer.fourbit_name!r} expects UINT4 codes from a PACT activation "
-                    "(through MaxPool2d/Flatten only); its input comes from another operation"
+                    "(through reshapes, indexing and max pooling only); its input comes from another operation"
                 )
             x_codes, x_step, x_signed, link_in = tag.ints, tag.step, tag.signed, tag.link
             x_real = tag.real
             x_max = 8 if x_signed else QMAX
-            if link_in is not None:
+            if link_in is not None and not recomputing:
+                # (a checkpoint's recomputation is the same consumer again)
                 link_in.consumers += 1
-            layer.input_paths["codes"] += 1
+            paths["codes"] += 1
         w_codes, w_step = pipeline.quantize_weight_sawb(weight, cfg.sawb_c, dtype=layer._codes_dtype)
         x_codes = x_codes.to(layer._codes_dtype)
         acc = layer._fwd(x_codes, w_codes, x_max)
@@ -281,9 +262,9 @@ class _QGemm(torch.autograd.Function):
         ctx.state = (x_codes, w_codes, x_step, w_step, x_max, x_signed, link_in)
         capturing = cap is not None and cap.active
         ctx.x_float, ctx.w_float = (xf, weight.detach()) if capturing else (None, None)
-        ctx.link_out = GradLink()
+        ctx.link_out = link_out
         ctx.has_bias = bias is not None
-        layer._out_tag = _AccTag(total, unit, ctx.link_out, layer.fourbit_name)
+        layer._out_tag = AccState(total, unit, ctx.link_out, layer.fourbit_name)
         return y
 
     @staticmethod
@@ -381,7 +362,7 @@ class _QGemm(torch.autograd.Function):
             grad_w = _scaled(dw, dw_unit, grad_y.dtype).reshape(layer.weight.shape)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = layer._bias_grad(grad_y)
-        return grad_x, grad_w, grad_b, None
+        return grad_x, grad_w, grad_b, None, None, None, None
 
 
 def _scaled(acc, unit, dtype):
@@ -411,6 +392,24 @@ class _QuantLayer:
         self.input_paths = collections.Counter()
         self._seed_counter = 0
         self._out_tag = None
+        self._link_without_grad = None
+
+    def _link_for(self, recomputing, grad_enabled):
+        """The :class:`GradLink` of this forward pass's output.
+
+        A reentrant checkpoint (``torch.utils.checkpoint(..., use_reentrant=True)``) runs a
+        segment without gradients, hands its output to the next layers, and in the backward
+        pass runs it again to backpropagate through that second run. The next quantized layer
+        read the first run's output, so the second run takes over the first run's link: the
+        consumer's unit then reaches this layer as without checkpointing.
+        """
+        if recomputing and self._link_without_grad is not None:
+            link, self._link_without_grad = self._link_without_grad, None
+            return link
+        link = GradLink()
+        if not grad_enabled and not recomputing:
+            self._link_without_grad = link
+        return link
 
     def _next_seed(self):
         # A deterministic 32-bit seed per (layer, backward pass) for the counter-based generator of
@@ -592,22 +591,28 @@ class QConv2d(nn.Conv2d, _QuantLayer):
         return _forward(self, x)
 
 
+def _recomputing():
+    """True in a forward pass run inside a backward pass (a checkpoint's recomputation)."""
+    return torch._C._current_graph_task_id() != -1
+
+
 def _forward(layer, x):
-    y = _QGemm.apply(x, layer.weight, layer.bias, layer)
-    # autograd.Function outputs are new tensor objects: tag them here, from the side slot.
-    y._fourbit, layer._out_tag = layer._out_tag, None
-    return y
+    recomputing = _recomputing()
+    link = layer._link_for(recomputing, torch.is_grad_enabled())
+    y = _QGemm.apply(plain(x), layer.weight, layer.bias, layer, state_of(x), recomputing, link)
+    # autograd.Function outputs are new tensor objects: the state comes from the side slot.
+    state, layer._out_tag = layer._out_tag, None
+    return with_state(y, state)
 
 
 class _Pact(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, y, alpha, module):
+    def forward(ctx, y, alpha, module, tag):
         a = float(alpha.detach())
         step = a / QMAX
-        tag = _tag(y)
         link = None
         out = None
-        if module.config.integer_requant and isinstance(tag, _AccTag) and tag.acc.shape == y.shape:
+        if module.config.integer_requant and isinstance(tag, AccState) and tag.acc.shape == y.shape:
             m0, shift = requant_params(tag.unit / step)
             link = tag.link
             acc = tag.acc
@@ -650,7 +655,7 @@ class _Pact(torch.autograd.Function):
         # While capturing, the unquantized activation PACT(y) = clip(y, 0, alpha) rides along for
         # the next layer's float operand record (an FP16 baseline's activation).
         real = y.detach().clamp(0.0, a) if cap is not None and cap.active else None
-        module._out_tag = _CodeTag(codes, step, False, link, real)
+        module._out_tag = CodeState(codes, step, False, link, real)
         return value
 
     @staticmethod
@@ -658,7 +663,7 @@ class _Pact(torch.autograd.Function):
         (state,) = ctx.saved_tensors
         # grad_y == torch.where(inside, g, 0), masked_sat == torch.where(saturated, g, 0), bit for bit.
         grad_y, masked_sat = kernels.pact_backward(g, state)
-        return grad_y, masked_sat.sum().reshape(1), None
+        return grad_y, masked_sat.sum().reshape(1), None, None
 
 
 def _from_masks(codes, inside, saturated, step, dtype):
@@ -698,40 +703,9 @@ class PACT(nn.Module):
             raise FloatingPointError(
                 f"PACT {self.fourbit_name!r}: alpha became {float(self.alpha.detach())}; must stay > 0"
             )
-        z = _Pact.apply(y, self.alpha, self)
-        z._fourbit, self._out_tag = self._out_tag, None
-        return z
-
-
-class CodePreserving(nn.Module):
-    """Wraps an operation that commutes with the integer codes (MaxPool2d, Flatten, Identity),
-    applying it to the tagged codes too.
-
-    Parameters
-    ----------
-    module : nn.Module
-    """
-
-    def __init__(self, module):
-        super().__init__()
-        if not isinstance(module, (nn.MaxPool2d, nn.Flatten, nn.Identity)):
-            raise TypeError(f"CodePreserving supports MaxPool2d, Flatten and Identity, not {type(module).__name__}")
-        self.module = module
-
-    def forward(self, x):
-        y = self.module(x)
-        tag = _tag(x)
-        if isinstance(tag, _CodeTag) and isinstance(self.module, nn.MaxPool2d) and not tag.signed:
-            # PACT values are fl32(code * step): strictly increasing in the code, so the pooled values
-            # are the values of the pooled codes, and each is within 2^-20 of code * step.
-            codes = torch.round(y.detach().to(torch.float32) / tag.step)
-            y._fourbit = dataclasses.replace(tag, ints=codes, real=None if tag.real is None else self.module(tag.real))
-        elif isinstance(tag, _CodeTag):
-            ints = self.module(tag.codes if isinstance(self.module, nn.MaxPool2d) else tag.ints)
-            y._fourbit = dataclasses.replace(tag, ints=ints, real=None if tag.real is None else self.module(tag.real))
-        elif isinstance(tag, _AccTag):
-            y._fourbit = dataclasses.replace(tag, acc=self.module(tag.acc))
-        return y
+        z = _Pact.apply(plain(y), self.alpha, self, state_of(y))
+        state, self._out_tag = self._out_tag, None
+        return with_state(z, state)
 
 
 def _quantize_operand(x, kind, cfg):
@@ -853,7 +827,12 @@ OPAQUE_MODULES = (
     nn.RNNBase,
 )
 
-_CONVERTED = (QLinear, QConv2d, QMatMul, PACT, CodePreserving)
+#: Modules whose operation commutes with integer codes: a :class:`golden.quantized.QuantizedTensor`
+#: keeps its state through them (:data:`golden.quantized.COMMUTING_OPS`), so they are neither
+#: converted nor listed as float operations.
+CODE_PRESERVING_MODULES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.Flatten, nn.Unflatten, nn.Identity)
+
+_CONVERTED = (QLinear, QConv2d, QMatMul, PACT)
 
 
 def _children(module, prefix):
@@ -877,8 +856,8 @@ def convert(model, config, filter=None):
     (weights copied) and :class:`golden.models.MatMul` becomes
     :class:`QMatMul`, except the first / last weight layer when
     ``config.keep_first`` / ``config.keep_last`` and the layers ``filter``
-    rejects; ``nn.ReLU`` becomes :class:`PACT`; ``nn.MaxPool2d``,
-    ``nn.Flatten`` and ``nn.Identity`` are wrapped in :class:`CodePreserving`.
+    rejects; ``nn.ReLU`` becomes :class:`PACT`; max pooling, flattening and
+    reshaping keep the codes as they are (:data:`CODE_PRESERVING_MODULES`).
     The weight layers are ``nn.Linear``, ``nn.Conv2d`` and ``nn.Embedding``
     (an embedding is never quantized: it is a table lookup, and as a model's
     first weight layer it is the one ``keep_first`` keeps). Modules are
@@ -956,8 +935,6 @@ def convert(model, config, filter=None):
         elif isinstance(child, nn.ReLU):
             new = PACT(config=config, name=name)
             new.to(device=device)
-        elif isinstance(child, (nn.MaxPool2d, nn.Flatten, nn.Identity)):
-            new = CodePreserving(child)
         if new is not None:
             setattr(parent, child_name, new)
     return model
@@ -975,7 +952,7 @@ def fp32_modules(model):
     """
     out = []
     for _, _, name, m in _children(model, ""):
-        if isinstance(m, _CONVERTED) or isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+        if isinstance(m, _CONVERTED + CODE_PRESERVING_MODULES + (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
             continue
         reason = getattr(m, "fourbit_fp32", None)
         if reason is None:
