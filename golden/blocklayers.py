@@ -55,7 +55,9 @@ from .formats.blockfp import (
 )
 from .formats.fp4 import lowbias32, uniform16
 from .formats.fp16 import canonicalize_nan32
-from .layers import QConv2d, QLinear, QMatMul, _children, _mark_fp32, _QuantLayer
+from .layers import QConv2d, QLinear, QMatMul
+from .layers.convert import _children, _mark_fp32
+from .layers.gemm import _QuantLayer
 
 __all__ = [
     "BlockConfig",

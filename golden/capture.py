@@ -55,6 +55,9 @@ import torch
 
 from fourbit.util.files import write_atomically
 
+from . import kernels, pipeline
+from .requant import requantize_pact
+
 __all__ = ["TensorCapture", "load_capture", "verify_capture", "attach_capture"]
 
 _FORMAT, _VERSION = "fourbit-capture", 1
@@ -116,8 +119,123 @@ class TensorCapture:
         finally:
             self.active = False
 
+    # The observer interface. A quantized layer reports each operation of a recorded step with
+    # its own tensors (its native shapes: a convolution's NCHW codes); the capture turns them into
+    # the GEMM matrices of the file format through the layer's geometry (``_matrices``,
+    # ``_grad_matrix``, ``_dx_from_matrix``), checks the layer's fast result against the matrix
+    # GEMM of golden.pipeline (an AssertionError names the layer), and records.
+
+    def forward_gemm(self, layer, *, x_codes, w_codes, acc, x_max, x_signed, x_step, w_step, bias, x_float, w_float):
+        """A quantized layer's forward GEMM ``acc`` (bias not included)."""
+        xm, wm, accm = layer._matrices(x_codes, w_codes, acc)
+        check = pipeline.forward_gemm(xm, wm, x_max)
+        if not torch.equal(check.to(torch.float64), accm.to(torch.float64)):
+            raise AssertionError(f"{layer.fourbit_name}: fast forward GEMM differs from the matrix GEMM")
+        xf, wf, _ = layer._matrices(x_float, w_float, None)
+        self.record(
+            layer.fourbit_name,
+            "fwd",
+            kind="int4",
+            a=xm,
+            b=wm.t(),
+            c=check,
+            a_signed=x_signed,
+            b_signed=True,
+            scale_a=x_step,
+            scale_b=w_step,
+            bias=bias,
+            a_float=xf,
+            b_float=wf.t(),
+        )
+
+    def dx_gemm(self, layer, *, g_codes, w_codes, x_shape, dx, fmt, scale_g, phase, unit_g, w_step, grad_y, w_float):
+        """A quantized layer's dX GEMM ``dx`` (shape ``x_shape``) of the FP4 codes ``g_codes``."""
+        gm, wm = layer._grad_matrix(g_codes), w_codes.reshape(w_codes.shape[0], -1)
+        dxm = pipeline.log_matmul(gm, wm, 7, fmt)
+        if not torch.equal(layer._dx_from_matrix(dxm, x_shape).to(torch.float64), dx.to(torch.float64)):
+            raise AssertionError(f"{layer.fourbit_name}: fast dX GEMM differs from the matrix GEMM")
+        self.record(
+            layer.fourbit_name,
+            "dx",
+            kind="log",
+            a=gm,
+            b=wm,
+            c=dxm,
+            b_signed=True,
+            scale_g=scale_g,
+            phase=phase,
+            unit_g=unit_g,
+            scale_b=w_step,
+            radix=fmt.radix,
+            a_float=layer._grad_matrix(grad_y.detach()),
+            b_float=w_float.reshape(w_codes.shape[0], -1),
+        )
+
+    def dw_gemm(
+        self,
+        layer,
+        *,
+        g_codes,
+        x_codes,
+        w_codes,
+        dw,
+        x_max,
+        x_signed,
+        fmt,
+        scale_g,
+        phase,
+        unit_g,
+        x_step,
+        grad_y,
+        x_float,
+        w_float,
+    ):
+        """A quantized layer's dW GEMM ``dw`` of the FP4 codes ``g_codes`` and the input codes."""
+        xm, _, _ = layer._matrices(x_codes, w_codes, None)
+        g1t = layer._grad_matrix(g_codes).t()
+        dwm = pipeline.log_matmul(g1t, xm, x_max, fmt)
+        if not torch.equal(dwm.to(torch.float64), dw.reshape(dwm.shape).to(torch.float64)):
+            raise AssertionError(f"{layer.fourbit_name}: fast dW GEMM differs from the matrix GEMM")
+        self.record(
+            layer.fourbit_name,
+            "dw",
+            kind="log",
+            a=g1t,
+            b=xm,
+            c=dwm,
+            b_signed=x_signed,
+            scale_g=scale_g,
+            phase=phase,
+            unit_g=unit_g,
+            scale_b=x_step,
+            radix=fmt.radix,
+            a_float=layer._grad_matrix(grad_y.detach()).t(),
+            b_float=layer._matrices(x_float, w_float, None)[0],
+        )
+
+    def requant(self, pact, *, acc, m0, shift, out, alpha, acc_unit, producer):
+        """A PACT's integer requantization of ``producer``'s accumulator; ``out`` = (codes, value, state)."""
+        acc = acc.to(torch.int64)
+        check = requantize_pact(acc, m0, shift)
+        codes, _, state = out
+        fast = (codes.to(torch.uint8), state == kernels.STATE_INSIDE, state == kernels.STATE_SATURATED)
+        if not all(torch.equal(a, b) for a, b in zip(check, fast)):
+            raise AssertionError(f"{pact.fourbit_name}: fast requantization differs from the integer one")
+        self.record(
+            pact.fourbit_name,
+            "requant",
+            kind="requant",
+            acc=acc,
+            m0=m0,
+            shift=shift,
+            codes=check[0],
+            alpha=alpha,
+            acc_unit=acc_unit,
+            producer=producer,
+        )
+
     def record(self, layer, op, *, kind, **fields):
-        """Store one operation (called by the quantized layers)."""
+        """Store one operation (called by the observer methods above)."""
         arrays, scalars = {}, {}
         for name, value in fields.items():
             if value is None or (name.endswith("_float") and not self.floats):

@@ -63,6 +63,22 @@ _large_calls = {}
 _failed = []
 
 
+def _separate_inductor_cache(environ=os.environ):
+    """Give an ``ATEN_CPU_CAPABILITY`` override its own Inductor cache directory (unless one is set).
+
+    Inductor's on-disk cache does not tell kernels built under a capability override from the
+    machine's own: on an AVX512 machine, kernels cached by earlier runs and then loaded under
+    ``ATEN_CPU_CAPABILITY=avx2`` trained the MNIST MLP ibm4 recipe into non-finite weights by
+    step 201-207 (2026-12-03), while a fresh cache directory and eager kernels trained it to the
+    AVX2 machine's result.
+    """
+    capability = environ.get("ATEN_CPU_CAPABILITY")
+    if capability and not environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+        environ["TORCHINDUCTOR_CACHE_DIR"] = f"{default_cache_dir()}-{capability.lower()}"
+
+
 def _call(fn, first, *args):
     if COMPILE and not _failed and first.numel() >= COMPILE_MIN_NUMEL and first.device.type == "cpu":
         compiled = _compiled.get(fn)
@@ -70,6 +86,7 @@ def _call(fn, first, *args):
             _large_calls[fn] = calls = _large_calls.get(fn, 0) + 1
             if calls <= COMPILE_AFTER_CALLS:
                 return fn(*args)
+            _separate_inductor_cache()
             compiled = _compiled[fn] = torch.compile(fn, dynamic=True, fullgraph=True)
         try:
             return compiled(*args)

@@ -170,3 +170,14 @@ def test_keyed_codes_equal_plain_codes():
         perm = kc.reshape(29, 37).permute(1, 0).contiguous()
         assert torch.equal(perm.codes(), codes.reshape(29, 37).permute(1, 0))
         assert torch.equal(kc & 7, codes & 7)
+
+
+def test_a_capability_override_gets_its_own_inductor_cache():
+    """Kernels cached under the machine's own ISA are not reused under ATEN_CPU_CAPABILITY."""
+    env = {"ATEN_CPU_CAPABILITY": "AVX2"}
+    kernels._separate_inductor_cache(env)
+    assert env["TORCHINDUCTOR_CACHE_DIR"].endswith("-avx2") and "torchinductor_" in env["TORCHINDUCTOR_CACHE_DIR"]
+    for env in ({"ATEN_CPU_CAPABILITY": "avx2", "TORCHINDUCTOR_CACHE_DIR": "/elsewhere"}, {}):
+        before = dict(env)
+        kernels._separate_inductor_cache(env)
+        assert env == before

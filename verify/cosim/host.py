@@ -282,7 +282,7 @@ class HostTrainer:
             )
             layer.bias.grad = grad_y.reshape(-1, grad_y.shape[-1]).sum(0)
             if i > 0:
-                # PACT backward (host float glue, as golden.layers._Pact.backward).
+                # PACT backward (host float glue, as golden.layers.pact._Pact.backward).
                 zero = torch.zeros((), dtype=grad_x.dtype)
                 grad_prev = torch.where(below["inside"], grad_x, zero)
                 self.pacts[i - 1].alpha.grad = torch.where(below["saturated"], grad_x, zero).sum().reshape(1)
