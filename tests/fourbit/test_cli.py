@@ -94,5 +94,9 @@ def test_ctrl_c_is_one_line_and_status_130(tmp_path, command):
         process.kill()
     prog = "fourbit train" if "fourbit" in command else "golden.train"
     assert process.returncode == 130, rest
-    assert rest.strip().splitlines() == [f"{prog}: interrupted"], rest
+    # The epochs that finished in the half second print their progress lines (a fast machine trains
+    # several); the interrupt itself is one line, with no traceback.
+    *progress, last = rest.strip().splitlines()
+    assert last == f"{prog}: interrupted", rest
+    assert all(line.startswith("epoch ") for line in progress), rest
     assert not metrics.exists()
