@@ -56,7 +56,7 @@ from .formats.blockfp import (
 from .formats.fp4 import lowbias32, uniform16
 from .formats.fp16 import canonicalize_nan32
 from .layers import QConv2d, QLinear, QMatMul
-from .layers.convert import _children, _mark_fp32
+from .layers.convert import _children, _conv2d_args, _mark_fp32
 from .layers.gemm import _QuantLayer
 
 __all__ = [
@@ -437,19 +437,7 @@ def convert_block(model, config):
         if isinstance(child, nn.Linear):
             new = BlockLinear(child.in_features, child.out_features, child.bias is not None, config=config, name=name)
         elif isinstance(child, nn.Conv2d):
-            if child.groups != 1 or isinstance(child.padding, str) or child.padding_mode != "zeros":
-                raise ValueError(f"cannot quantize conv {name!r}: only groups=1, numeric zero padding")
-            new = BlockConv2d(
-                child.in_channels,
-                child.out_channels,
-                child.kernel_size,
-                child.stride,
-                child.padding,
-                child.dilation,
-                child.bias is not None,
-                config=config,
-                name=name,
-            )
+            new = BlockConv2d(*_conv2d_args(child, name), config=config, name=name)
         elif isinstance(child, MatMul):
             setattr(parent, child_name, BlockMatMul(config=config, a_kind=child.a_kind, b_kind=child.b_kind, name=name))
             continue

@@ -143,13 +143,13 @@ class QuantizedTensor(torch.Tensor):
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         source = args[0] if args and isinstance(args[0], QuantizedTensor) else None
-        with torch._C.DisableTorchFunctionSubclass():
-            version = None if source is None else source._version
-            out = func(*args, **kwargs)
-            changed = source is not None and source._version != version
         state = None if source is None else source.fourbit_state
-        if state is None:
-            return out
+        with torch._C.DisableTorchFunctionSubclass():
+            if state is None:
+                return func(*args, **kwargs)
+            version = source._version
+            out = func(*args, **kwargs)
+            changed = source._version != version
         if changed:
             # In place (x.relu_(), x += y): the values changed under the state.
             source.fourbit_state = None
@@ -157,7 +157,7 @@ class QuantizedTensor(torch.Tensor):
         if (
             func not in COMMUTING_OPS
             or type(out) is not torch.Tensor
-            or (func is torch.Tensor.view and _has_dtype(args))
+            or (func is torch.Tensor.view and _has_dtype(args, kwargs))
         ):
             return out
         mapped = state.mapped(lambda t: func(t, *args[1:], **kwargs), out, pooling=func in _POOLING)
@@ -165,8 +165,8 @@ class QuantizedTensor(torch.Tensor):
         return with_state(out, mapped) if held.shape == out.shape else out
 
 
-def _has_dtype(args):
-    return any(isinstance(a, torch.dtype) for a in args[1:])
+def _has_dtype(args, kwargs):
+    return any(isinstance(a, torch.dtype) for a in (*args[1:], *kwargs.values()))
 
 
 def with_state(value, state):

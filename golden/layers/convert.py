@@ -78,6 +78,24 @@ def _mark_fp32(module, reason):
     module.fourbit_fp32 = reason
 
 
+def _conv2d_args(conv, name):
+    """The positional arguments that rebuild ``nn.Conv2d`` ``conv`` as a quantized convolution.
+
+    ValueError unless it has groups = 1 and numeric zero padding (what the quantized ones compute).
+    """
+    if conv.groups != 1 or isinstance(conv.padding, str) or conv.padding_mode != "zeros":
+        raise ValueError(f"cannot quantize conv {name!r}: only groups=1, numeric zero padding")
+    return (
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.bias is not None,
+    )
+
+
 def convert(model, config, filter=None):
     """Swap the layers of ``model`` (in place) for the quantized ones; returns ``model``.
 
@@ -143,20 +161,7 @@ def convert(model, config, filter=None):
                     name=name,
                 )
             else:
-                if child.groups != 1 or isinstance(child.padding, str) or child.padding_mode != "zeros":
-                    raise ValueError(f"cannot quantize conv {name!r}: only groups=1, numeric zero padding")
-                new = QConv2d(
-                    child.in_channels,
-                    child.out_channels,
-                    child.kernel_size,
-                    child.stride,
-                    child.padding,
-                    child.dilation,
-                    child.bias is not None,
-                    config=config,
-                    input_mode=mode,
-                    name=name,
-                )
+                new = QConv2d(*_conv2d_args(child, name), config=config, input_mode=mode, name=name)
             new.load_state_dict(child.state_dict())
             new.to(device=child.weight.device, dtype=child.weight.dtype)
         elif isinstance(child, MatMul):

@@ -53,15 +53,13 @@ class _QGemm(torch.autograd.Function):
         has_codes = isinstance(tag, CodeState) and tag.ints.shape == x.shape
         if layer.input_mode == "image":
             x_codes = quantize_input(x.detach()).to(torch.float32)
-            x_step, x_max, x_signed, link_in = 1.0 / 15, 8, True, None
-            x_real = x.detach()
+            x_step, x_max, x_signed, link_in, x_real = 1.0 / 15, 8, True, None, None
             paths["image"] += 1
         elif layer.input_mode == "signed" or (layer.input_mode == "auto" and not has_codes):
             # A float activation of either sign (LayerNorm, GELU, a residual sum): the signed INT4
             # activation quantizer, formats.quantize_activation (the same float64 SAWB operations).
             x_codes, x_step = pipeline.quantize_weight_sawb(x, cfg.sawb_c, dtype=layer._codes_dtype)
-            x_max, x_signed, link_in = 7, True, None
-            x_real = x.detach()
+            x_max, x_signed, link_in, x_real = 7, True, None, None
             paths["signed"] += 1
         else:
             if not has_codes:
@@ -70,7 +68,7 @@ class _QGemm(torch.autograd.Function):
                     "(through reshapes, indexing and max pooling only); its input comes from another operation"
                 )
             x_codes, x_step, x_signed, link_in = tag.ints, tag.step, tag.signed, tag.link
-            x_real = tag.real
+            x_real = tag.real  # PACT's unquantized clip of its input, while capturing
             x_max = 8 if x_signed else QMAX
             if link_in is not None and not recomputing:
                 # (a checkpoint's recomputation is the same consumer again)
@@ -96,9 +94,10 @@ class _QGemm(torch.autograd.Function):
                 total = acc.to(torch.float64) + layer._channel_view(b_codes, acc)
         cap = layer.capture
         capturing = cap is not None and cap.active
-        # Unquantized operands (an FP16 baseline's): the float activation and master weights.
-        x_float = x.detach() if x_real is None else x_real
+        x_float = None
         if capturing:
+            # Unquantized operands (an FP16 baseline's): the float activation and master weights.
+            x_float = x.detach() if x_real is None else x_real
             cap.forward_gemm(
                 layer,
                 x_codes=x_codes,
@@ -115,7 +114,7 @@ class _QGemm(torch.autograd.Function):
         y = _scaled(total, unit, x.dtype)
         ctx.layer = layer
         ctx.state = (x_codes, w_codes, x_step, w_step, x_max, x_signed, link_in)
-        ctx.x_float, ctx.w_float = (x_float, weight.detach()) if capturing else (None, None)
+        ctx.x_float, ctx.w_float = x_float, weight.detach() if capturing else None
         ctx.link_out = link_out
         ctx.has_bias = bias is not None
         layer._out_tag = AccState(total, unit, ctx.link_out, layer.fourbit_name)

@@ -69,6 +69,9 @@ def test_other_operations_drop_the_state_and_in_place_ones_clear_it():
     assert isinstance(z, QuantizedTensor) and isinstance(state_of(z), CodeState)
     for other in (z + 0, z * 1, F.relu(z), z.to(torch.float64), z.view(torch.int32), z.max(dim=1).values):
         assert type(other) is torch.Tensor and state_of(other) is None
+    # a reinterpreting view (keyword dtype too) is not applied to the int8 codes (3 x 3 int8 has no float32 view)
+    odd = _pact()(torch.rand(3, 3) * 4)
+    assert state_of(odd.view(dtype=torch.float32)) is None
     layer = QLinear(4, 2, config=QuantConfig(), input_mode="codes", name="q")
     layer(z)  # the state is read
     z.mul_(2)
