@@ -105,6 +105,13 @@ def _i64(x):
     return torch.tensor(int(x), dtype=torch.int64)
 
 
+def _to_int8(codes):
+    # Small integers held in float64 go to int8 through int32 (exact either way): Inductor's CPU
+    # vector conversion float64 -> int8 is several times slower than float64 -> int32 -> int8
+    # (2.5 -> 1.5 ms for PACT on 1.2 M elements, 5.4 -> 2.1 ms for SAWB on 4 M weights).
+    return codes.to(torch.int32).to(torch.int8)
+
+
 # --- scaling of exact integers ---------------------------------------------------------------------
 
 
@@ -179,7 +186,7 @@ def _pact_float(y, alpha, step):
     bits = y.view(torch.int32)
     sign = torch.where(bits == _NEG_ZERO_BITS, bits, torch.zeros((), dtype=torch.int32))
     value = (value.view(torch.int32) | sign).view(torch.float32)
-    return codes.to(torch.int8), value, _state(y > 0, y >= alpha.to(y.dtype)), bad
+    return _to_int8(codes), value, _state(y > 0, y >= alpha.to(y.dtype)), bad
 
 
 def pact_float(y, alpha):
@@ -255,7 +262,7 @@ def square_abs64(w):
 
 
 def _sawb_codes(w, step):
-    return torch.round(w.to(torch.float64) / step).clamp(-7, 7).to(torch.int8)
+    return _to_int8(torch.round(w.to(torch.float64) / step).clamp(-7, 7))
 
 
 def sawb_codes(w, step):
