@@ -63,6 +63,26 @@ def test_measured_fmax_matches_preset_geometry_with_default_widths(tmp_path):
     assert measured_fmax("digits", {**preset_geometry, "rows": 4}, build_root=tmp_path) == (None, None)
 
 
+def test_a_failed_place_and_route_names_the_cell_type_it_ran_out_of(tmp_path):
+    # (2026-12-04: the 16x16 MNIST datapath mapped every PE product to a MULT18X18D and nextpnr ran
+    # out of the LFE5U-85F's DSP sites; the error says so in one line with Yosys's count.)
+    from verify.cosim.fmax import _nextpnr_failure
+
+    stderr = (
+        "Info: placing\n"
+        "ERROR: Unable to place cell 'array.$525_MULT18X18D_P9', no BELs remaining to implement cell type"
+        " 'MULT18X18D'\n0 warnings, 1 error\n"
+    )
+    assert _nextpnr_failure(125, stderr, tmp_path) == (
+        "nextpnr-ecp5 failed: ERROR: Unable to place cell 'array.$525_MULT18X18D_P9', no BELs remaining to"
+        " implement cell type 'MULT18X18D'"
+    )
+    for stat in ("   112602 cells\n     8988   CCU2C\n      304   MULT18X18D\n", "  MULT18X18D    304\n"):
+        (tmp_path / "stat.txt").write_text(stat)  # Yosys 0.70's stat, then an older one's
+        assert _nextpnr_failure(125, stderr, tmp_path).endswith("(the synthesized datapath has 304 MULT18X18D cells)")
+    assert _nextpnr_failure(1, "Info: only\n", tmp_path) == "nextpnr-ecp5 failed: exit status 1"
+
+
 def test_mnist_directory_checked_up_front(tmp_path, capsys):
     missing = tmp_path / "no-mnist"
     assert main(["--preset", "mnist", "--data-dir", str(missing)]) == 2

