@@ -17,5 +17,5 @@ cosim-mnist:  ## the same for a 784-128-10 MLP on a batch of MNIST (2 steps), wi
 cosim-mnist-epoch:  ## one full MNIST epoch (784-128-10, 3750 steps) through the RTL datapath, bit-exact every step, test accuracy vs golden
 	$(PYTHON) -m verify.cosim --preset mnist-epoch --print-every 250 --report build/cosim/mnist-epoch.json $(COSIM_ARGS)
 
-cosim-fmax:  ## Fmax of the digits datapath on ECP5 (nextpnr, out of context) for the projected step time (FMAX_PRESET=mnist for the 16x16 one)
+cosim-fmax:  ## Fmax of the digits datapath on ECP5 (nextpnr, out of context) for the projected step time (FMAX_PRESET=mnist tries the 16x16 one: it does not fit the LFE5U-85F)
 	$(PYTHON) -m verify.cosim.fmax --preset $(FMAX_PRESET)
