@@ -23,6 +23,26 @@ def test_tiny_mlp_bit_exact():
         assert r["compute_cycles"] > 0 and {g["name"] for g in r["gemms"]} == {"1.fwd", "3.fwd", "3.dx", "3.dw", "1.dw"}
 
 
+def test_tiny_mlp_on_a_two_thread_model_records_the_same_steps():
+    # verilator --threads 2: a separate cached build; every step's loss, match and cycle counts as
+    # on the single-threaded model (the master weights are compared with golden at each step).
+    one = run_cosim(**PRESETS["tiny"])
+    two = run_cosim(**PRESETS["tiny"], threads=2)
+    assert two["config"]["threads"] == 2 and one["config"]["threads"] == 1
+    keys = ("step", "loss", "loss_golden", "match", "compute_cycles", "io_cycles", "encode_cycles", "gemms")
+    assert [{k: r[k] for k in keys} for r in two["steps"]] == [{k: r[k] for k in keys} for r in one["steps"]]
+    assert all(r["match"] for r in two["steps"]) and two["simulated_clocks"] == one["simulated_clocks"]
+    # ... and the model really is Verilated for two threads, in its own build directory.
+    from verify.cosim.build import DatapathBuild
+    from verify.cosim.driver import Geometry
+
+    build = DatapathBuild(Geometry(**PRESETS["tiny"]["geometry"]), threads=2)
+    assert build.directory.name == "verilator-threads2"
+    assert "--threads 2" in (build.directory / "build.log").read_text()
+    with pytest.raises(ValueError, match=r"^a multithreaded model needs the native harness"):
+        run_cosim(**PRESETS["tiny"], sim="verilator-cocotb", threads=2)
+
+
 def test_same_bits_sees_one_ulp():
     a, b = build_models(n_in=4, hidden=3, n_out=2)
     assert same_bits(a, b)
@@ -46,6 +66,8 @@ def test_cli_bad_input(capsys):
     assert "unknown preset" in capsys.readouterr().err
     assert main(["--preset", "tiny", "--hidden", "100"]) == 2
     assert "exceeds" in capsys.readouterr().err
+    assert main(["--preset", "tiny", "--threads", "2", "--sim", "verilator-cocotb"]) == 2
+    assert capsys.readouterr().err == "verify.cosim: error: --threads needs the native harness (--sim verilator)\n"
 
 
 def test_measured_fmax_matches_preset_geometry_with_default_widths(tmp_path):

@@ -82,6 +82,13 @@ def _parser(prog=None):
         "model, each counted as a host-port cycle) or clocked (one clock per host word, as the cocotb driver)",
     )
     p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="native harness: simulate the datapath on N threads (verilator --threads N, a separate cached "
+        "build; the same results; default 1)",
+    )
+    p.add_argument(
         "--accuracy", action="store_true", help="also measure the test accuracy (presets digits, mnist-epoch do)"
     )
     p.add_argument("--print-every", type=positive_int, default=1, help="print every N-th step (default 1)")
@@ -112,6 +119,10 @@ def main(argv=None, prog=None):
         params["data_dir"] = args.data_dir
     params["sim"] = args.sim
     params["host_ports"] = args.host_ports
+    if args.threads > 1 and args.sim != NATIVE:
+        print(f"{prog}: error: --threads needs the native harness (--sim {NATIVE})", file=sys.stderr)
+        return 2
+    params["threads"] = args.threads
     if args.accuracy:
         params["evaluate"] = True
     if params.get("data_dir") and not pathlib.Path(params["data_dir"]).is_dir():
@@ -130,7 +141,8 @@ def main(argv=None, prog=None):
         f"co-simulation: {params['dataset']} MLP {params.get('hidden')} hidden x {params.get('depth', 1)}, "
         f"batch {params['batch']}, {'one epoch' if params['steps'] is None else str(params['steps']) + ' steps'} "
         f"on a {g['rows']}x{g['cols']} datapath ({args.sim}"
-        f"{', host ports ' + args.host_ports if args.sim == NATIVE else ''})",
+        f"{', host ports ' + args.host_ports if args.sim == NATIVE else ''}"
+        f"{f', {args.threads} model threads' if args.threads > 1 else ''})",
         flush=True,
     )
 

@@ -64,20 +64,28 @@ class DatapathBuild:
         One of :data:`SIMULATORS`: ``verilator`` the native library (:class:`verify.simulator.NativeBuild`
         with ``verify/cpp/datapath_harness.cpp``), ``verilator-cocotb`` a cocotb model.
     build_root : path
-        Cache root; the build lives in ``<root>/dp_<geometry>/<sim>``.
+        Cache root; the build lives in ``<root>/dp_<geometry>/<sim>`` (``<sim>-threads<N>``
+        for a multithreaded model).
+    threads : int
+        Native library only: threads of the Verilated model (``verilator --threads``; 1, the
+        default, is the single-threaded model). Results and cycle counts do not depend on it.
     """
 
-    def __init__(self, geometry, *, sim=NATIVE, build_root=BUILD_ROOT):
+    def __init__(self, geometry, *, sim=NATIVE, build_root=BUILD_ROOT, threads=1):
         if not isinstance(geometry, Geometry):
             raise TypeError("geometry must be a verify.cosim.driver.Geometry")
         if sim not in SIMULATORS:
             raise ValueError(f"unknown simulator {sim!r} (choose from {', '.join(SIMULATORS)})")
-        self.geometry, self.sim = geometry, sim
+        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+            raise ValueError(f"threads must be a positive integer, not {threads!r}")
+        if threads > 1 and sim != NATIVE:
+            raise ValueError(f"a multithreaded model needs the native harness (--sim {NATIVE}), not {sim}")
+        self.geometry, self.sim, self.threads = geometry, sim, threads
         g = geometry
         self.directory = (
             pathlib.Path(build_root).resolve()
             / f"dp_{g.rows}x{g.cols}_k{g.k_depth}_g{g.grad_depth}_m{g.mask_depth}_a{g.acc_width}_w{g.grad_width}"
-            / sim
+            / (sim if threads == 1 else f"{sim}-threads{threads}")
         )
         self.manifest = None
         self._hdl = None
@@ -125,6 +133,10 @@ class DatapathBuild:
 
             options["stamp"] += f"\0native-config-{native.CONFIG_RECIPE}"
             options["verilator_args"] += native.VERILATOR_ARGS
+            if self.threads > 1:
+                # Verilator partitions the model's evaluation over this many threads (the context's
+                # default thread count is the --threads value), the harness is unchanged.
+                options["verilator_args"] += ("--threads", str(self.threads))
             self._hdl = NativeBuild(
                 harness=native.HARNESS,
                 config=native.harness_config(TOPLEVEL, self.manifest, widths),

@@ -74,6 +74,7 @@ def run_cosim(
     data_dir=None,
     sim=NATIVE,
     host_ports="direct",
+    threads=1,
     evaluate=False,
     build_root=BUILD_ROOT,
     on_step=None,
@@ -98,6 +99,9 @@ def run_cosim(
     host_ports : str
         The native harness's host ports (:class:`verify.cosim.native.NativeDatapath`): ``direct``
         (default) or ``clocked``; the same results and cycle counts. Ignored by ``verilator-cocotb``.
+    threads : int
+        Native harness: threads of the Verilated model (:class:`verify.cosim.build.DatapathBuild`);
+        the same results and cycle counts.
     evaluate : bool
         After training, the test-set accuracy of both: the host's with every forward GEMM on the
         datapath, the golden model's in software.
@@ -151,7 +155,7 @@ def run_cosim(
     golden_model, host_model = build_models(n_in=n_in, hidden=hidden, n_out=ds.num_classes, depth=depth, seed=seed)
     opt = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, total_steps=steps)
     golden = GoldenTrainer(golden_model, **opt)
-    build = DatapathBuild(geo, sim=sim, build_root=build_root)
+    build = DatapathBuild(geo, sim=sim, build_root=build_root, threads=threads)
     host = HostTrainer(host_model, None, **opt)
     host.check_shapes(batch, geo)  # before anything is built or simulated
     cfg = dict(
@@ -168,6 +172,7 @@ def run_cosim(
         geometry=vars(geo),
         sim=sim,
         host_ports=host_ports if build.native else None,
+        threads=threads,
     )
     started = time.perf_counter()
     build.ensure()
