@@ -67,7 +67,9 @@ def test_cli_bad_input(capsys):
     assert main(["--preset", "tiny", "--hidden", "100"]) == 2
     assert "exceeds" in capsys.readouterr().err
     assert main(["--preset", "tiny", "--threads", "2", "--sim", "verilator-cocotb"]) == 2
-    assert capsys.readouterr().err == "verify.cosim: error: --threads needs the native harness (--sim verilator)\n"
+    assert capsys.readouterr().err == (
+        "verify.cosim: error: a multithreaded model needs the native harness (--sim verilator), not verilator-cocotb\n"
+    )
 
 
 def test_measured_fmax_matches_preset_geometry_with_default_widths(tmp_path):

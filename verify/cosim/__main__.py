@@ -119,9 +119,6 @@ def main(argv=None, prog=None):
         params["data_dir"] = args.data_dir
     params["sim"] = args.sim
     params["host_ports"] = args.host_ports
-    if args.threads > 1 and args.sim != NATIVE:
-        print(f"{prog}: error: --threads needs the native harness (--sim {NATIVE})", file=sys.stderr)
-        return 2
     params["threads"] = args.threads
     if args.accuracy:
         params["evaluate"] = True

@@ -144,6 +144,8 @@ def run_cosim(
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, not {value!r}")
     geo = Geometry(**geometry)
+    # (checks sim and threads; compiles nothing yet)
+    build = DatapathBuild(geo, sim=sim, build_root=build_root, threads=threads)
     ds = load_dataset(dataset, data_dir)
     if steps is None:
         steps = len(ds.train_y) // batch
@@ -155,7 +157,6 @@ def run_cosim(
     golden_model, host_model = build_models(n_in=n_in, hidden=hidden, n_out=ds.num_classes, depth=depth, seed=seed)
     opt = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, total_steps=steps)
     golden = GoldenTrainer(golden_model, **opt)
-    build = DatapathBuild(geo, sim=sim, build_root=build_root, threads=threads)
     host = HostTrainer(host_model, None, **opt)
     host.check_shapes(batch, geo)  # before anything is built or simulated
     cfg = dict(
