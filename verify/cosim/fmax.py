@@ -82,7 +82,13 @@ def measure_fmax(preset, *, build_root=BUILD_ROOT, freq_mhz=100, seed=1):
             text=True,
         )
         if placed.returncode:
-            raise RuntimeError(_nextpnr_failure(placed.returncode, placed.stderr, pathlib.Path(tmp)))
+            message = _nextpnr_failure(placed.returncode, placed.stderr, pathlib.Path(tmp))
+            stat = pathlib.Path(tmp) / "stat.txt"
+            if stat.exists():  # the synthesized resources stay readable after the temporary directory
+                kept = pathlib.Path(build_root) / f"fmax_{preset}_stat.txt"
+                write_text_atomically(kept, stat.read_text(), make_parents=True)
+                message += f"; Yosys's stat in {kept}"
+            raise RuntimeError(message)
         report = json.loads(pathlib.Path(f"{tmp}/report.json").read_text())
     clocks = report.get("fmax", {})
     achieved = min(v["achieved"] for v in clocks.values()) if clocks else None
