@@ -5,7 +5,7 @@ reduction and the FP4 TPR encoder, sequenced by a command FSM.
 Commands (``cmd`` sampled with ``start``; ``busy`` is high until done)
 ----------------------------------------------------------------------
 ``CMD_GEMM``
-    One R x C output tile: streams ``k`` words from the A / B operand buffers
+    One R x C output tile (``tiles`` <= 1): streams ``k`` words from the A / B operand buffers
     into the array (``mode`` 0: INT4/UINT4 x INT4 forward, 1: FP4 x INT4
     backward), collects the drained accumulators, adds ``bias[j]`` and
     requantizes each column at the array edge ((M0, shift), ReLU/PACT clamp,
@@ -20,6 +20,17 @@ Commands (``cmd`` sampled with ``start``; ``busy`` is high until done)
       (at the address above) says outside (when ``use_mask``), written to the
       gradient memory at ``offset + i * stride + j`` (the element's index in
       the gradient tensor); its magnitude enters the amax register.
+
+    With ``tiles`` = T > 1 the command streams T tiles back to back that share the A
+    words ``0 .. k-1``: tile t reads B words ``t*k .. t*k + k-1`` (so ``T * k <= k_depth``),
+    and starts ``max(k, 2R - 1)`` cycles after tile t - 1 (the array's drain chains need
+    ``2R - 1``, :func:`hw.array.min_tile_cycles`), while tile t - 1 drains. Every drained
+    total (accumulator + bias) is shown on ``drain_total`` with its column's
+    ``drain_valid`` bit for one cycle: column j shows the tiles' rows in order (tile 0 rows
+    0 .. R-1, tile 1 rows 0 .. R-1, ...). The result registers keep the last tile; the
+    post-operation, if any, runs over the last tile only, so the host uses ``POST_NONE``
+    (weight-gradient tiles, whose short K = batch leaves the array idle while a lone tile
+    fills and drains).
 ``CMD_ENCODE``
     GradScale exponent ``k`` from amax (leading-one detection), then both
     TPR phases' FP4 codes of gradient words ``0 .. count-1`` into the code
@@ -38,7 +49,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .._params import check_int
-from ..array import SystolicArray
+from ..array import SystolicArray, min_tile_cycles
 from ..kinds.train import KIND as TRAIN_KIND
 from .fp4_encoder import fp4_encode, grad_exponent, k_width
 from .requant import M0_BITS, SHIFT_BITS, requantize
@@ -104,6 +115,9 @@ class TrainDatapath(wiring.Component):
         Cycles the last command took (start edge to idle).
     k : Signal(range(k_depth + 1)), in
         Products per output of a GEMM tile (>= 1).
+    tiles : Signal(range(k_depth + 1)), in
+        Tiles of one ``CMD_GEMM`` (0 and 1: one), sharing the A words, with B tile t at words
+        ``t*k ..``; ``tiles * k <= k_depth``.
     mode, a_signed, b_signed : Signal(1), in
         Array mode (0 forward, 1 backward) and operand signedness.
     post : Signal(2), in
@@ -128,6 +142,10 @@ class TrainDatapath(wiring.Component):
         Host write of the bias register of column ``bias_addr`` (signed 40 bits, accumulator units).
     g_we, g_addr, g_data : in
         Host write of a gradient word (signed ``grad_width``); updates amax.
+    drain_valid : Signal(C), out
+        Column j's total is on ``drain_total`` this cycle (as it enters the result registers).
+    drain_total : Signal(C * 40), out
+        Accumulator + bias of the row each column drains now, column j at bits 40j.
     res_row : in
         Row of the result registers shown on the ``res_*`` outputs.
     res_total : Signal(C * 40), out
@@ -160,6 +178,7 @@ class TrainDatapath(wiring.Component):
                 "busy": Out(1),
                 "cycles": Out(32),
                 "k": In(range(k_depth + 1)),
+                "tiles": In(range(k_depth + 1)),
                 "mode": In(1),
                 "a_signed": In(1),
                 "b_signed": In(1),
@@ -185,6 +204,8 @@ class TrainDatapath(wiring.Component):
                 "g_we": In(1),
                 "g_addr": In(_bits(grad_depth)),
                 "g_data": In(signed(grad_width)),
+                "drain_valid": Out(cols),
+                "drain_total": Out(TOTAL_WIDTH * cols),
                 "res_row": In(_bits(rows)),
                 "res_total": Out(TOTAL_WIDTH * cols),
                 "res_code": Out(4 * cols),
@@ -220,7 +241,8 @@ class TrainDatapath(wiring.Component):
             "timing": (
                 "command interface: configuration latched with `start`; `busy` high until done. "
                 "CMD_GEMM takes k + drain (C - 1 + 2(R - 1) + 2) cycles, plus one per valid element "
-                "with a post-operation; CMD_ENCODE count + 1 cycles"
+                "with a post-operation; with tiles = T > 1, (T - 1) * max(k, 2R - 1) cycles more, the "
+                "drained totals shown on drain_total/drain_valid; CMD_ENCODE count + 1 cycles"
             ),
             "rows": self.rows,
             "cols": self.cols,
@@ -290,6 +312,7 @@ class TrainDatapath(wiring.Component):
 
         # Configuration latched at start, so the host may change its inputs meanwhile.
         k_reg = Signal.like(self.k)
+        tiles_reg = Signal.like(self.tiles)
         post = Signal(2)
         use_mask = Signal()
         rows_valid, cols_valid = Signal.like(self.rows_valid), Signal.like(self.cols_valid)
@@ -304,13 +327,18 @@ class TrainDatapath(wiring.Component):
         with m.If(self.busy):
             m.d.sync += cycles.eq(cycles + 1)
 
-        # Streamer: buffer read at cycle t, presented to the array at t + 1.
+        # Streamer: buffer read at cycle t, presented to the array at t + 1. ``kk`` is the word of the
+        # current tile (it stops at k while a short tile waits out the spacing), ``since`` the cycles
+        # since the tile's first word, ``b_base`` the tile's first B word.
+        spacing = min_tile_cycles(R)
         kk = Signal.like(self.k)
+        since = Signal(range(spacing + 1))
+        tile, b_base = Signal.like(self.tiles), Signal.like(self.tiles)
         issue, first, final = Signal(), Signal(), Signal()
         m.d.sync += [issue.eq(0), first.eq(0), final.eq(0)]
         m.d.comb += [
             a_rd.addr.eq(kk),
-            b_rd.addr.eq(kk),
+            b_rd.addr.eq(b_base + kk),
             array.a_in.eq(a_rd.data),
             array.b_in.eq(b_rd.data),
             array.valid.eq(issue),
@@ -318,17 +346,23 @@ class TrainDatapath(wiring.Component):
             array.last.eq(final),
         ]
 
-        # Drain collector: column j emits rows 0..R-1 in order; bias add + requantizer per column.
-        row_of = [Signal(range(R + 1), name=f"drained{j}") for j in range(C)]
+        # Drain collector: column j emits rows 0..R-1 of each tile in order; bias add + requantizer
+        # per column. ``row_of`` is the row column j drains next, ``tiles_of`` its tiles drained.
+        row_of = [Signal(range(max(R, 2)), name=f"drained{j}") for j in range(C)]
+        tiles_of = [Signal.like(self.tiles, name=f"drained_tiles{j}") for j in range(C)]
         all_drained = Signal()
-        m.d.comb += all_drained.eq(Cat(*(row_of[j] == R for j in range(C))).all())
+        m.d.comb += all_drained.eq(Cat(*(tiles_of[j] == tiles_reg for j in range(C))).all())
+        m.d.comb += self.drain_valid.eq(array.out_valid)
         for j in range(C):
             acc = array.out_data.word_select(j, self.acc_width).as_signed()
             col_total = Signal(signed(TOTAL_WIDTH), name=f"col_total{j}")
-            m.d.comb += col_total.eq(acc + bias[j])
+            m.d.comb += [col_total.eq(acc + bias[j]), self.drain_total.word_select(j, TOTAL_WIDTH).eq(col_total)]
             rq_code, rq_inside, rq_sat = requantize(m, col_total, m0, shift)
             with m.If(array.out_valid[j]):
-                m.d.sync += row_of[j].eq(row_of[j] + 1)
+                with m.If(row_of[j] == R - 1):
+                    m.d.sync += [row_of[j].eq(0), tiles_of[j].eq(tiles_of[j] + 1)]
+                with m.Else():
+                    m.d.sync += row_of[j].eq(row_of[j] + 1)
                 for i in range(R):
                     with m.If(row_of[j] == i):
                         m.d.sync += [
@@ -382,9 +416,17 @@ class TrainDatapath(wiring.Component):
         state = Signal(range(len(_STATES)), name="ctrl_state")
         with m.If(state == _STREAM):
             m.d.comb += self.busy.eq(1)
-            m.d.sync += [issue.eq(1), first.eq(kk == 0), final.eq(kk + 1 >= k_reg), kk.eq(kk + 1)]
-            with m.If(kk + 1 >= k_reg):
-                m.d.sync += state.eq(_DRAIN)
+            with m.If(kk < k_reg):
+                m.d.sync += [issue.eq(1), first.eq(kk == 0), final.eq(kk + 1 == k_reg), kk.eq(kk + 1)]
+            with m.If(since < spacing):
+                m.d.sync += since.eq(since + 1)
+            last_tile = tile + 1 >= tiles_reg
+            # The tile's last word now; the next tile, if any, starts once the spacing is met.
+            with m.If((kk + 1 >= k_reg) & (last_tile | (since + 1 >= spacing))):
+                with m.If(last_tile):
+                    m.d.sync += state.eq(_DRAIN)
+                with m.Else():
+                    m.d.sync += [kk.eq(0), since.eq(0), tile.eq(tile + 1), b_base.eq(b_base + k_reg)]
         with m.Elif(state == _DRAIN):
             m.d.comb += self.busy.eq(1)
             m.d.sync += [
@@ -424,6 +466,7 @@ class TrainDatapath(wiring.Component):
             with m.If(self.start):
                 m.d.sync += [
                     k_reg.eq(self.k),
+                    tiles_reg.eq(Mux(self.tiles == 0, 1, self.tiles)),
                     post.eq(self.post),
                     use_mask.eq(self.use_mask),
                     rows_valid.eq(self.rows_valid),
@@ -439,9 +482,12 @@ class TrainDatapath(wiring.Component):
                     b_signed.eq(self.b_signed),
                     cycles.eq(1),
                     kk.eq(0),
+                    since.eq(0),
+                    tile.eq(0),
+                    b_base.eq(0),
                     idx.eq(0),
                 ]
-                m.d.sync += [row_of[j].eq(0) for j in range(C)]
+                m.d.sync += [row_of[j].eq(0) for j in range(C)] + [tiles_of[j].eq(0) for j in range(C)]
                 m.d.sync += state.eq(Mux(self.cmd == CMD_GEMM, _STREAM, Mux(self.cmd == CMD_ENCODE, _ENCODE, _IDLE)))
                 with m.If(self.cmd == CMD_CLEAR):
                     m.d.sync += amax.eq(0)

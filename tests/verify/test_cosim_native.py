@@ -82,7 +82,15 @@ def _operations(dp):
     )
     out.append(dp.encode(42))
     out.append(dp.gemm("dw", g.T, a[:, :9] & 0xF, mode=MODE_LOG, a_signed=False, b_signed=False, post=POST_NONE))
+    # Multi-tile commands broken by a bias change and by the B buffer's depth (64 // 13 = 4 tiles).
+    bias = np.repeat([7, 7, -5, -5, -5, -5, -5], 4)[:26]
+    out.append(dp.gemm("tiles", *_int_operands(5, 13, 26), mode=MODE_INT, a_signed=True, b_signed=True, bias=bias))
     return out
+
+
+def _int_operands(m, k, n, seed=3):
+    rng = np.random.default_rng(seed)
+    return rng.integers(-8, 8, (m, k)), rng.integers(-8, 8, (k, n))
 
 
 def _assert_same(native, cocotb, where="result"):
@@ -112,6 +120,27 @@ def test_native_operations_equal_cocotb(tmp_path):
     assert inside.any() and not inside.all() and codes.any() and stats.tiles == 2 * 2
     assert native[2][3] > 0 and native[4][3] > 0
     assert dp.totals["compute_cycles"] > 0 and dp.totals["io_cycles"] > 0
+
+
+def test_multi_tile_gemm_totals_and_cycles():
+    # POST_NONE GEMMs stream every column tile of a row block that fits the B buffer in one command:
+    # the totals are the exact products (+ bias), and each tile after the first costs
+    # max(k, 2R - 1) busy cycles instead of a whole command (manifest timing).
+    R = GEOMETRY.rows
+    with NativeDatapath(DatapathBuild(GEOMETRY, sim="verilator")) as dp:
+        for k in (3, 2 * R - 1, 15):  # 4 * k words fit the B buffer (k_depth 64)
+            a, b = _int_operands(R, k, 4 * GEOMETRY.cols, seed=k)
+            bias = np.full(b.shape[1], -(1 << 30))
+            (total, one_tile), (total4, four_tiles) = (
+                dp.gemm("w", a, b[:, :n], mode=MODE_INT, a_signed=True, b_signed=True, bias=bias[:n])
+                for n in (GEOMETRY.cols, b.shape[1])
+            )
+            assert np.array_equal(total4, a @ b + bias) and np.array_equal(total, total4[:, : GEOMETRY.cols])
+            assert (one_tile.tiles, four_tiles.tiles) == (1, 4)
+            assert four_tiles.compute_cycles == one_tile.compute_cycles + 3 * max(k, 2 * R - 1)
+            # The same tiles one per command (codes wanted) cost a whole command each.
+            (_, *_), singles = dp.gemm("s", a, b, mode=MODE_INT, a_signed=True, b_signed=True, want_codes=True)
+            assert singles.compute_cycles == 4 * one_tile.compute_cycles
 
 
 def test_direct_host_ports_equal_clocked():

@@ -131,18 +131,25 @@ class DatapathDriver:
         await self.tick()
         self.io_cycles = 0
 
-    async def command(self, cmd, **config):
-        """Start ``cmd`` with the given configuration inputs; wait until done; its busy cycles."""
+    async def command(self, cmd, on_cycle=None, **config):
+        """Start ``cmd`` with the given configuration inputs; wait until done; its busy cycles.
+
+        ``on_cycle()``, if given, runs after every clock edge of the command (the start edge too).
+        """
         d = self.dut
         for name, value in config.items():
             getattr(d, name).value = int(value)
         d.cmd.value = cmd
         d.start.value = 1
         await self._edge
+        if on_cycle is not None:
+            on_cycle()
         d.start.value = 0
         cycles = 0
         while True:
             await self._edge
+            if on_cycle is not None:
+                on_cycle()
             cycles += 1
             if not int(d.busy.value):
                 break
@@ -211,20 +218,34 @@ class DatapathDriver:
             a_tile = np.zeros((R, k_), dtype=np.int64)
             a_tile[:rows] = a[m0_ : m0_ + rows]
             await self._write_words(d.a_we, d.a_addr, d.a_data, pack_codes(a_tile.T))
-            for n0 in range(0, n_, C):
+            n0 = 0
+            while n0 < n_:
+                # Consecutive column tiles with the same bias tile stream as one multi-tile command
+                # (as many as the B buffer holds) when nothing but totals is wanted (POST_NONE).
+                bias_tile = self._bias_tile(bias, n0)
+                group = 1
+                if post == 0 and not want_codes:
+                    while (
+                        group < g.k_depth // k_
+                        and n0 + C * group < n_
+                        and np.array_equal(self._bias_tile(bias, n0 + C * group), bias_tile)
+                    ):
+                        group += 1
                 cols = min(C, n_ - n0)
-                b_tile = np.zeros((k_, C), dtype=np.int64)
-                b_tile[:, :cols] = b[:, n0 : n0 + cols]
-                await self._write_words(d.b_we, d.b_addr, d.b_data, pack_codes(b_tile))
-                bias_tile = np.zeros(C, dtype=np.int64)
-                bias_tile[:cols] = bias[n0 : n0 + cols]
+                b_words = []
+                for t in range(group):
+                    first = n0 + C * t
+                    b_tile = np.zeros((k_, C), dtype=np.int64)
+                    b_tile[:, : min(C, n_ - first)] = b[:, first : first + C]
+                    b_words += pack_codes(b_tile)
+                await self._write_words(d.b_we, d.b_addr, d.b_data, b_words)
                 key = tuple(bias_tile.tolist())
                 if key != self._bias_key:
                     await self._write_bias(bias_tile)
                     self._bias_key = key
-                await self.command(
-                    self.cmd["gemm"],
+                config = dict(
                     k=k_,
+                    tiles=group,
                     mode=mode,
                     a_signed=a_signed,
                     b_signed=b_signed,
@@ -238,6 +259,13 @@ class DatapathDriver:
                     offset=m0_ * stride + n0,
                     stride=stride,
                 )
+                if group > 1:
+                    collect = self._drain_collector(total, m0_, n0)
+                    await self.command(self.cmd["gemm"], on_cycle=collect, **config)
+                    stats.tiles += group
+                    n0 += C * group
+                    continue
+                await self.command(self.cmd["gemm"], **config)
                 stats.tiles += 1
                 # Read back row by row: row i is shown while row i + 1 is addressed.
                 d.res_row.value = 0
@@ -258,11 +286,39 @@ class DatapathDriver:
                             codes[m0_ + i, n0 + j] = (cw >> (4 * j)) & 0xF
                             inside[m0_ + i, n0 + j] = (iw >> j) & 1
                             sat[m0_ + i, n0 + j] = (sw >> j) & 1
+                n0 += C
         stats.io_cycles += self.io_cycles - io0
         stats.compute_cycles += self.compute_cycles - comp0
         if want_codes:
             return total, codes, inside, sat
         return total
+
+    def _drain_collector(self, total, m0_, n0):
+        """A command's ``on_cycle`` that stores the totals of a multi-tile GEMM into ``total`` as they
+        drain: column j's d-th drained total is row d % R of column tile d // R from ``n0``."""
+        d, (R, C), width = self.dut, (self.g.rows, self.g.cols), self.total_width
+        (m_, n_), drained = total.shape, [0] * C
+
+        def collect():
+            valid = int(d.drain_valid.value)
+            if not valid:
+                return
+            word = d.drain_total.value.to_unsigned()
+            for j in range(C):
+                if (valid >> j) & 1:
+                    t, i = divmod(drained[j], R)
+                    drained[j] += 1
+                    if m0_ + i < m_ and n0 + C * t + j < n_:
+                        total[m0_ + i, n0 + C * t + j] = _signed((word >> (width * j)) & ((1 << width) - 1), width)
+
+        return collect
+
+    def _bias_tile(self, bias, n0):
+        """The bias registers of the column tile at ``n0`` (zero beyond the tensor)."""
+        tile = np.zeros(self.g.cols, dtype=np.int64)
+        part = bias[n0 : n0 + self.g.cols]
+        tile[: part.size] = part
+        return tile
 
     async def clear_amax(self):
         await self.command(self.cmd["clear"])

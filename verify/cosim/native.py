@@ -63,7 +63,7 @@ CFLAGS = ("-O3",)
 #: Verilator options of the native build besides the datapath's: its own slower, stronger optimizations.
 VERILATOR_ARGS = ("-O3",)
 #: Bump when :func:`harness_config` writes a different header: part of the build's stamp.
-CONFIG_RECIPE = 2
+CONFIG_RECIPE = 3
 #: How the harness moves host words (:class:`NativeDatapath`); the first is the default.
 HOST_PORTS = ("direct", "clocked")
 #: The GEMM configuration values of ``fourbit_datapath_gemm``, in its order.
@@ -73,6 +73,7 @@ _DRIVEN = (
     "cmd",
     "start",
     "k",
+    "tiles",
     "mode",
     "a_signed",
     "b_signed",
@@ -111,6 +112,7 @@ def harness_config(toplevel, manifest, widths):
         f"#define FOURBIT_TOP V{toplevel}\n"
         f"#define FOURBIT_ROWS {manifest['rows']}\n"
         f"#define FOURBIT_COLS {manifest['cols']}\n"
+        f"#define FOURBIT_K_DEPTH {manifest['k_depth']}\n"
         f"#define FOURBIT_TOTAL_WIDTH {manifest['total_width']}\n"
         f"#define FOURBIT_GRAD_WIDTH {manifest['grad_width']}\n"
         f"#define FOURBIT_CMD_GEMM {manifest['commands']['gemm']}\n"

@@ -34,12 +34,14 @@
 // and defines:
 //   FOURBIT_TOP                 the Verilated class (Vtrain_datapath)
 //   FOURBIT_ROWS, FOURBIT_COLS  the array size R x C
+//   FOURBIT_K_DEPTH             words of an operand buffer (the B words of a multi-tile command)
 //   FOURBIT_TOTAL_WIDTH         bits of a result total (accumulator + bias) and of a bias register
 //   FOURBIT_GRAD_WIDTH          bits of a gradient word
 //   FOURBIT_INPUTS(X)           X(name, width) for each input port the harness writes
 //   FOURBIT_A_BUF(top), FOURBIT_B_BUF(top), FOURBIT_CODE_MEM(top)
 //                               the model's arrays of the A and B operand buffers and of the code memory
 //                               (direct host ports)
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -57,6 +59,7 @@ namespace {
 
 constexpr int R = FOURBIT_ROWS;
 constexpr int C = FOURBIT_COLS;
+constexpr uint64_t K_DEPTH = FOURBIT_K_DEPTH;
 constexpr int TOTAL = FOURBIT_TOTAL_WIDTH;
 constexpr int GRAD = FOURBIT_GRAD_WIDTH;
 static_assert(TOTAL <= 64 && GRAD <= 64, "bias, total and gradient values are 64-bit integers here");
@@ -186,20 +189,28 @@ void load_words(Harness &h, Mem &mem, We &we, Addr &addr, Data &data, uint64_t k
 }
 
 // DatapathDriver.command after its configuration writes: start, wait for busy to fall; the busy cycles.
-uint64_t run_command(Harness &h, int cmd) {
+// `on_cycle` runs after every clock edge of the command (DatapathDriver.command's `on_cycle`).
+template <typename OnCycle>
+uint64_t run_command(Harness &h, int cmd, OnCycle on_cycle) {
     FOURBIT_TOP &top = *h.top;
     top.cmd = static_cast<uint8_t>(cmd);
     top.start = 1;
     clock_edge(h);
+    on_cycle();
     top.start = 0;
     uint64_t cycles = 0;
     while (true) {
         clock_edge(h);
+        on_cycle();
         ++cycles;
         if (!top.busy) break;
     }
     h.compute_cycles += cycles;
     return cycles;
+}
+
+uint64_t run_command(Harness &h, int cmd) {
+    return run_command(h, cmd, [] {});
 }
 
 }  // namespace
@@ -273,7 +284,12 @@ int fourbit_datapath_gemm(void *handle, const int64_t *config, const int8_t *a, 
     uint8_t a_word[(4 * R + 7) / 8], b_word[(4 * C + 7) / 8];
     uint8_t res_total[sizeof top.res_total], res_code[sizeof top.res_code], res_inside[sizeof top.res_inside],
         res_sat[sizeof top.res_saturated];
-    std::vector<int64_t> bias_tile(C);
+    std::vector<int64_t> bias_tile(C), next_bias(C);
+    // Column tiles per command: as many as the B buffer holds (DatapathDriver.gemm's grouping).
+    const uint64_t max_group = K_DEPTH / k;
+    uint64_t group = 1;
+    std::vector<uint64_t> drained(C);
+    uint8_t drain_total[sizeof top.drain_total];
     for (uint64_t m0 = 0; m0 < m; m0 += R) {
         const uint64_t rows = m - m0 < R ? m - m0 : R;
         // A buffer word kk: column kk of the A tile, row i at bits 4i (rows beyond the tensor zero).
@@ -282,12 +298,29 @@ int fourbit_datapath_gemm(void *handle, const int64_t *config, const int8_t *a, 
                    [&](uint64_t kk, uint8_t *word) {
                        pack_nibbles(word, R, a + m0 * k + kk, static_cast<ptrdiff_t>(k), rows);
                    });
-        for (uint64_t n0 = 0; n0 < n; n0 += C) {
-            const uint64_t cols = n - n0 < C ? n - n0 : C;
-            SET(h, b_addr, k - 1);
-            load_words(h, FOURBIT_B_BUF(top), top.b_we, top.b_addr, top.b_data, k, b_word, sizeof b_word,
-                       [&](uint64_t kk, uint8_t *word) { pack_nibbles(word, C, b + kk * n + n0, 1, cols); });
-            for (int j = 0; j < C; ++j) bias_tile[j] = static_cast<uint64_t>(j) < cols ? bias[n0 + j] : 0;
+        for (uint64_t n0 = 0; n0 < n; n0 += C * group) {
+            // DatapathDriver.gemm's grouping: consecutive column tiles with the same bias tile stream
+            // as one multi-tile command when nothing but totals is wanted (POST_NONE).
+            const auto bias_of = [&](uint64_t first, std::vector<int64_t> &out) {
+                for (int j = 0; j < C; ++j) out[j] = first + j < n ? bias[first + j] : 0;
+            };
+            bias_of(n0, bias_tile);
+            group = 1;
+            if (config[kPost] == 0 && !want_codes) {
+                while (group < max_group && n0 + C * group < n) {
+                    bias_of(n0 + C * group, next_bias);
+                    if (next_bias != bias_tile) break;
+                    ++group;
+                }
+            }
+            // B buffer word t * k + kk: row kk of column tile t of the group.
+            SET(h, b_addr, group * k - 1);
+            load_words(h, FOURBIT_B_BUF(top), top.b_we, top.b_addr, top.b_data, group * k, b_word, sizeof b_word,
+                       [&](uint64_t word_index, uint8_t *word) {
+                           const uint64_t t = word_index / k, kk = word_index % k, first = n0 + C * t;
+                           const uint64_t cols = n - first < C ? n - first : C;
+                           pack_nibbles(word, C, b + kk * n + first, 1, cols);
+                       });
             if (!h.have_bias_key || bias_tile != h.bias_key) {
                 top.bias_we = 1;
                 for (int j = 0; j < C; ++j) {
@@ -299,7 +332,9 @@ int fourbit_datapath_gemm(void *handle, const int64_t *config, const int8_t *a, 
                 h.bias_key = bias_tile;
                 h.have_bias_key = true;
             }
+            const uint64_t cols = n - n0 < C ? n - n0 : C;
             SET(h, k, k);
+            SET(h, tiles, group);
             SET(h, mode, config[kMode]);
             SET(h, a_signed, config[kASigned]);
             SET(h, b_signed, config[kBSigned]);
@@ -312,6 +347,26 @@ int fourbit_datapath_gemm(void *handle, const int64_t *config, const int8_t *a, 
             SET(h, base, config[kBase]);
             SET(h, offset, static_cast<int64_t>(m0) * config[kStride] + static_cast<int64_t>(n0));
             SET(h, stride, config[kStride]);
+            if (group > 1) {
+                // The totals as they drain: column j's d-th is row d % R of tile d / R.
+                std::fill(drained.begin(), drained.end(), 0);
+                run_command(h, FOURBIT_CMD_GEMM, [&] {
+                    uint8_t valid[sizeof top.drain_valid];
+                    get_bytes(top.drain_valid, valid);
+                    bool any = false;
+                    for (size_t byte = 0; byte < sizeof valid; ++byte) any = any || valid[byte] != 0;
+                    if (!any) return;
+                    get_bytes(top.drain_total, drain_total);
+                    for (int j = 0; j < C; ++j) {
+                        if (!field(valid, j, 1)) continue;
+                        const uint64_t d = drained[j]++, t = d / R, i = d % R, column = n0 + C * t + j;
+                        if (m0 + i < m && column < n)
+                            total[(m0 + i) * n + column] = sign_extend(field(drain_total, TOTAL * j, TOTAL), TOTAL);
+                    }
+                });
+                tiles += group;
+                continue;
+            }
             run_command(h, FOURBIT_CMD_GEMM);
             ++tiles;
             // Read back row by row: row i is shown while row i + 1 is addressed.
